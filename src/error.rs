@@ -1,0 +1,146 @@
+//! The one error type of the crate.
+//!
+//! Every variant maps one to one onto a C code `SHMQ_ERR_*` (see
+//! `bindings/c/include/shmq.h`); [`Error::code`] gives it.
+
+use std::io;
+
+/// Everything that can go wrong in shmq.
+///
+/// The variants are stable: the C ABI maps each one onto a negative code.
+/// An empty queue on `try_recv` is not an error: it is `Ok(None)`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The queue is full and the call was not allowed to wait (`try_send`, `try_reserve`).
+    #[error("queue is full")]
+    Full,
+    /// A positive timeout expired before the call could complete.
+    #[error("timed out")]
+    Timeout,
+    /// The message is larger than the queue's `max_message`.
+    #[error("message of {len} bytes exceeds the queue's max_message of {max} bytes")]
+    TooLarge {
+        /// Length of the rejected message.
+        len: usize,
+        /// The queue's `max_message`.
+        max: usize,
+    },
+    /// No queue of that name exists.
+    #[error("no queue named {0:?}")]
+    NotFound(String),
+    /// `create` of a name that already exists.
+    #[error("a queue named {0:?} already exists")]
+    Exists(String),
+    /// The name is not 1–200 bytes of `[A-Za-z0-9._-]` not starting with `.`.
+    #[error("invalid queue name {0:?}: use 1-200 bytes of [A-Za-z0-9._-], not starting with '.'")]
+    InvalidName(String),
+    /// A bad option, length or call order.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The slot is held by a live process (a second consumer, or a second producer on an
+    /// SPSC queue), or the participant table is full.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The operating system refused access.
+    #[error("permission denied: {0}")]
+    Permission(String),
+    /// The segment failed validation: it is not a well-formed shmq queue, or another process
+    /// wrote nonsense into its control words.
+    #[error("corrupt queue: {0}")]
+    Corrupt(String),
+    /// The segment was made by an incompatible layout version of shmq.
+    #[error("incompatible queue layout: {0}")]
+    Incompatible(String),
+    /// The queue was removed and (for a consumer) everything in it has been received.
+    #[error("queue is closed")]
+    Closed,
+    /// Any other operating-system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What shmq was doing.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Shorthand for `Result<T, shmq::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The C codes. Negative, stable once published; kept here so that Rust and C agree.
+pub mod code {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// See [`Error::Full`](super::Error::Full).
+    pub const FULL: i32 = -1;
+    /// A try-receive found the queue empty.
+    pub const EMPTY: i32 = -2;
+    /// See [`Error::Timeout`](super::Error::Timeout).
+    pub const TIMEOUT: i32 = -3;
+    /// See [`Error::TooLarge`](super::Error::TooLarge).
+    pub const TOO_LARGE: i32 = -4;
+    /// C only: the caller's buffer is too small; `*len` holds the size needed.
+    pub const BUFFER_TOO_SMALL: i32 = -5;
+    /// See [`Error::NotFound`](super::Error::NotFound).
+    pub const NOT_FOUND: i32 = -6;
+    /// See [`Error::Exists`](super::Error::Exists).
+    pub const EXISTS: i32 = -7;
+    /// See [`Error::InvalidName`](super::Error::InvalidName) and
+    /// [`Error::InvalidArgument`](super::Error::InvalidArgument).
+    pub const INVALID: i32 = -8;
+    /// See [`Error::Busy`](super::Error::Busy).
+    pub const BUSY: i32 = -9;
+    /// See [`Error::Permission`](super::Error::Permission).
+    pub const PERMISSION: i32 = -10;
+    /// See [`Error::Corrupt`](super::Error::Corrupt).
+    pub const CORRUPT: i32 = -11;
+    /// See [`Error::Incompatible`](super::Error::Incompatible).
+    pub const INCOMPATIBLE: i32 = -12;
+    /// See [`Error::Closed`](super::Error::Closed).
+    pub const CLOSED: i32 = -13;
+    /// See [`Error::Io`](super::Error::Io).
+    pub const IO: i32 = -14;
+    /// C only: a panic was caught at the ABI boundary.
+    pub const INTERNAL: i32 = -15;
+}
+
+impl Error {
+    /// The C code of this error (`SHMQ_ERR_*`), always negative.
+    ///
+    /// ```
+    /// assert_eq!(shmq::Error::Full.code(), shmq::error::code::FULL);
+    /// ```
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Full => code::FULL,
+            Error::Timeout => code::TIMEOUT,
+            Error::TooLarge { .. } => code::TOO_LARGE,
+            Error::NotFound(_) => code::NOT_FOUND,
+            Error::Exists(_) => code::EXISTS,
+            Error::InvalidName(_) | Error::InvalidArgument(_) => code::INVALID,
+            Error::Busy(_) => code::BUSY,
+            Error::Permission(_) => code::PERMISSION,
+            Error::Corrupt(_) => code::CORRUPT,
+            Error::Incompatible(_) => code::INCOMPATIBLE,
+            Error::Closed => code::CLOSED,
+            Error::Io { .. } => code::IO,
+        }
+    }
+
+    /// Wraps an OS error from `what` on queue `name`, mapping the errno values that have a
+    /// variant of their own.
+    pub(crate) fn os(err: rustix::io::Errno, what: &str, name: &str) -> Error {
+        use rustix::io::Errno;
+        match err {
+            Errno::NOENT => Error::NotFound(name.to_owned()),
+            Errno::EXIST => Error::Exists(name.to_owned()),
+            Errno::ACCESS | Errno::PERM => Error::Permission(format!("{what} {name:?}")),
+            _ => Error::Io {
+                context: format!("{what} {name:?}"),
+                source: io::Error::from_raw_os_error(err.raw_os_error()),
+            },
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The on-memory contract: the header of a queue's shared-memory segment.
+//!
+//! Nothing here does anything; it only says where things are. `docs/LAYOUT.md` draws the
+//! same offsets, and the `const` assertions at the bottom keep the structs equal to it.
+//! Every field another process may write is an atomic; every hot field sits on its own
+//! 128-byte line (two 64-byte lines: the adjacent-line prefetcher pairs them).
+
+pub mod record;
+
+use crate::sync::atomic::{AtomicU32, AtomicU64};
+
+/// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
+/// Bumped whenever the meaning of any byte in the segment changes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Size of one header line.
+pub const LINE: usize = 128;
+/// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
+pub const SLOTS: usize = 64;
+/// Offset of the participant table.
+pub const TABLE_OFFSET: usize = 4096;
+/// Size of the whole header; the data region starts here (page aligned).
+pub const HEADER_SIZE: usize = TABLE_OFFSET + SLOTS * LINE;
+/// Smallest capacity accepted.
+pub const MIN_CAPACITY: u64 = 1024;
+/// Largest capacity accepted (1 TiB): keeps every index and size far from overflow.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest `max_message` accepted regardless of capacity (the record length is a `u32`).
+pub const MAX_MESSAGE_LIMIT: u64 = 1 << 30;
+
+/// `Identity::state` before the creator has finished writing the header.
+pub const STATE_INITIALIZING: u32 = 0;
+/// `Identity::state` once the header is complete (stored with Release).
+pub const STATE_READY: u32 = 1;
+
+/// `Identity::mode` of a single-producer queue.
+pub const MODE_SPSC: u32 = 1;
+/// `Identity::mode` of a multi-producer queue.
+pub const MODE_MPSC: u32 = 2;
+
+/// `Slot::state` of a free slot (or one whose holder deregistered).
+pub const SLOT_FREE: u32 = 0;
+/// `Slot::state` of a slot taken by a participant. Whether it still lives is answered by
+/// its OFD lock, never by this word.
+pub const SLOT_ACTIVE: u32 = 1;
+/// `Slot::role` of the consumer.
+pub const ROLE_CONSUMER: u32 = 1;
+/// `Slot::role` of a producer.
+pub const ROLE_PRODUCER: u32 = 2;
+
+/// Byte of the segment's file that the creator locks (OFD write lock) until the header is
+/// ready. Lock bytes are advisory ranges; they do not overlap any data the queue reads.
+pub const CREATOR_LOCK_BYTE: u64 = 0;
+/// Byte locked by the holder of participant slot `i` is `SLOT_LOCK_BASE + i`.
+pub const SLOT_LOCK_BASE: u64 = 1;
+
+/// Line 0: identity and configuration, written once by the creator before `state` turns
+/// ready, then only read (and copied into private memory after validation). `closed` is
+/// the one field that changes later.
+#[repr(C, align(128))]
+pub struct Identity {
+    /// [`MAGIC`].
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: AtomicU32,
+    /// [`STATE_INITIALIZING`] or [`STATE_READY`].
+    pub state: AtomicU32,
+    /// [`layout_hash`] of the creator's build.
+    pub layout_hash: AtomicU64,
+    /// [`MODE_SPSC`] or [`MODE_MPSC`].
+    pub mode: AtomicU32,
+    /// Largest message in bytes.
+    pub max_message: AtomicU32,
+    /// Size of the data region in bytes, a power of two.
+    pub capacity: AtomicU64,
+    /// Offset of the data region: [`HEADER_SIZE`].
+    pub data_offset: AtomicU64,
+    /// Size of the whole object: `HEADER_SIZE + capacity`.
+    pub total_size: AtomicU64,
+    /// Pid of the creator (information only).
+    pub creator_pid: AtomicU32,
+    /// Permission bits given at creation (information only; the OS holds the real ones).
+    pub permissions: AtomicU32,
+    /// Creation time, nanoseconds since the Unix epoch (information only).
+    pub created_unix_ns: AtomicU64,
+    /// Non-zero once `Queue::remove` ran: waiters wake and return `Closed` when drained.
+    pub closed: AtomicU32,
+    _reserved: [u32; 13],
+}
+
+/// Line 1: the producer position (SPSC: the committed end; MPSC: the claimed end).
+#[repr(C, align(128))]
+pub struct ProducerLine {
+    /// Bytes ever appended (claimed in MPSC); index into the ring is `tail & (capacity - 1)`.
+    pub tail: AtomicU64,
+    _reserved: [u64; 15],
+}
+
+/// Line 2: the consumer position.
+#[repr(C, align(128))]
+pub struct ConsumerLine {
+    /// Bytes ever consumed; everything below it is free for producers.
+    pub head: AtomicU64,
+    /// MPSC: the position the consumer is zeroing up to, stored before it zeroes and
+    /// publishes `head`. A successor that finds it above `head` knows the bytes between were
+    /// delivered (and possibly zeroed) by a consumer that died before publishing.
+    pub releasing: AtomicU64,
+    _reserved: [u64; 14],
+}
+
+/// Lines 3 and 4: a futex pair for one direction (data available, space available).
+#[repr(C, align(128))]
+pub struct WaitLine {
+    /// Number of processes about to sleep or sleeping on `epoch`.
+    pub waiters: AtomicU32,
+    /// The futex word: bumped by a waker that saw `waiters != 0`.
+    pub epoch: AtomicU32,
+    _reserved: [u32; 30],
+}
+
+/// Counters of one participant, or the sum of those that left (line 5).
+#[repr(C)]
+pub struct Counters {
+    /// Messages sent (producer) or received (consumer).
+    pub messages: AtomicU64,
+    /// Payload bytes sent or received.
+    pub bytes: AtomicU64,
+    /// Calls that found the queue full (producer) - counted once per call.
+    pub full_events: AtomicU64,
+    /// `FUTEX_WAKE` system calls made.
+    pub wake_calls: AtomicU64,
+    /// `FUTEX_WAIT` system calls made.
+    pub wait_calls: AtomicU64,
+}
+
+/// Line 5: counters folded in from participants that left or died, so totals survive them.
+#[repr(C, align(128))]
+pub struct RetiredLine {
+    /// Sums over departed producers.
+    pub producers: Counters,
+    /// Sums over departed consumers.
+    pub consumers: Counters,
+    _reserved: [u64; 6],
+}
+
+/// The first 4096 bytes of the segment.
+#[repr(C)]
+pub struct Header {
+    /// Line 0.
+    pub identity: Identity,
+    /// Line 1.
+    pub producer: ProducerLine,
+    /// Line 2.
+    pub consumer: ConsumerLine,
+    /// Line 3: the consumer sleeps here until data is available.
+    pub data_wait: WaitLine,
+    /// Line 4: producers sleep here until space is available.
+    pub space_wait: WaitLine,
+    /// Line 5.
+    pub retired: RetiredLine,
+    _reserved: [u8; TABLE_OFFSET - 6 * LINE],
+}
+
+/// One participant slot of the table at [`TABLE_OFFSET`]. Written only by its holder
+/// (and by a successor that proved the holder dead); read by `inspect`.
+#[repr(C, align(128))]
+pub struct Slot {
+    /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
+    pub state: AtomicU32,
+    /// [`ROLE_CONSUMER`] or [`ROLE_PRODUCER`].
+    pub role: AtomicU32,
+    /// Pid of the holder (information only: pids are reused).
+    pub pid: AtomicU32,
+    _pad: AtomicU32,
+    /// Start time of the holder in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start_time: AtomicU64,
+    /// Last sign of life, nanoseconds since the Unix epoch (information only).
+    pub heartbeat_unix_ns: AtomicU64,
+    /// The holder's counters.
+    pub counters: Counters,
+    _reserved: [u64; 7],
+}
+
+/// A hash of every constant and offset above: two builds agree on it only if they agree on
+/// the layout. FNV-1a over the numbers, computed at compile time.
+pub const fn layout_hash() -> u64 {
+    let parts: [u64; 24] = [
+        LAYOUT_VERSION as u64,
+        LINE as u64,
+        SLOTS as u64,
+        TABLE_OFFSET as u64,
+        HEADER_SIZE as u64,
+        std::mem::offset_of!(Header, producer) as u64,
+        std::mem::offset_of!(Header, consumer) as u64,
+        std::mem::offset_of!(Header, data_wait) as u64,
+        std::mem::offset_of!(Header, space_wait) as u64,
+        std::mem::offset_of!(Header, retired) as u64,
+        std::mem::offset_of!(ConsumerLine, releasing) as u64,
+        std::mem::offset_of!(WaitLine, epoch) as u64,
+        std::mem::offset_of!(Slot, counters) as u64,
+        std::mem::size_of::<Slot>() as u64,
+        record::HEADER as u64,
+        record::ALIGN as u64,
+        record::KIND_SHIFT as u64,
+        record::SLOT_SHIFT as u64,
+        record::KIND_CLAIMED,
+        record::KIND_MESSAGE,
+        record::KIND_PADDING,
+        MODE_SPSC as u64,
+        MODE_MPSC as u64,
+        SLOT_LOCK_BASE,
+    ];
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            hash ^= bytes[j] as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+            j += 1;
+        }
+        i += 1;
+    }
+    hash
+}
+
+// The offsets of docs/LAYOUT.md. Under loom the atomics are loom's (larger) types and the
+// header is never mapped, so the assertions apply to real builds only.
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Identity>() == 128);
+    assert!(offset_of!(Identity, magic) == 0);
+    assert!(offset_of!(Identity, layout_version) == 8);
+    assert!(offset_of!(Identity, state) == 12);
+    assert!(offset_of!(Identity, layout_hash) == 16);
+    assert!(offset_of!(Identity, mode) == 24);
+    assert!(offset_of!(Identity, max_message) == 28);
+    assert!(offset_of!(Identity, capacity) == 32);
+    assert!(offset_of!(Identity, data_offset) == 40);
+    assert!(offset_of!(Identity, total_size) == 48);
+    assert!(offset_of!(Identity, creator_pid) == 56);
+    assert!(offset_of!(Identity, permissions) == 60);
+    assert!(offset_of!(Identity, created_unix_ns) == 64);
+    assert!(offset_of!(Identity, closed) == 72);
+    assert!(offset_of!(Header, identity) == 0);
+    assert!(offset_of!(Header, producer) == 128);
+    assert!(offset_of!(Header, consumer) == 256);
+    assert!(offset_of!(ConsumerLine, head) == 0);
+    assert!(offset_of!(ConsumerLine, releasing) == 8);
+    assert!(offset_of!(Header, data_wait) == 384);
+    assert!(offset_of!(Header, space_wait) == 512);
+    assert!(offset_of!(Header, retired) == 640);
+    assert!(size_of::<Header>() == TABLE_OFFSET);
+    assert!(offset_of!(WaitLine, waiters) == 0);
+    assert!(offset_of!(WaitLine, epoch) == 4);
+    assert!(size_of::<WaitLine>() == LINE);
+    assert!(size_of::<Counters>() == 40);
+    assert!(offset_of!(RetiredLine, producers) == 0);
+    assert!(offset_of!(RetiredLine, consumers) == 40);
+    assert!(size_of::<RetiredLine>() == LINE);
+    assert!(size_of::<Slot>() == LINE);
+    assert!(offset_of!(Slot, state) == 0);
+    assert!(offset_of!(Slot, role) == 4);
+    assert!(offset_of!(Slot, pid) == 8);
+    assert!(offset_of!(Slot, start_time) == 16);
+    assert!(offset_of!(Slot, heartbeat_unix_ns) == 24);
+    assert!(offset_of!(Slot, counters) == 32);
+    assert!(HEADER_SIZE == 12288);
+    assert!(HEADER_SIZE % 4096 == 0);
+};

@@ -1,0 +1,57 @@
+//! # shmq: message queues in shared memory between processes on one Linux host
+//!
+//! A queue is a named object in POSIX shared memory holding a lock-free ring of
+//! variable-length messages, FIFO. Producers append, one consumer takes. A side that must
+//! wait spins, sleeps on a futex, or spins then sleeps; a busy queue makes no system call.
+//!
+//! ```
+//! use shmq::{Consumer, Options, Producer, Queue};
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! Queue::create(&name, Options::new().capacity(1 << 20).max_message(64 << 10))?;
+//! let mut tx = Producer::open(&name)?;   // in one process
+//! let mut rx = Consumer::open(&name)?;   // in another (here the same, for the example)
+//! tx.send(b"order 42")?;
+//! let msg = rx.recv()?;                  // borrows the ring; released on drop
+//! assert_eq!(&*msg, b"order 42");
+//! # drop(msg); drop((tx, rx));
+//! Queue::remove(&name)?;
+//! # Ok::<(), shmq::Error>(())
+//! ```
+//!
+//! ## Layers
+//! * [`layout`]: the on-memory contract (offsets in `docs/LAYOUT.md`).
+//! * [`sync`]: atomics facade (loom-swappable), futex wait/wake protocol.
+//! * [`ring`]: SPSC and MPSC ring algorithms over any memory region, no system calls.
+//! * `segment`: the shared-memory object: create, validate, remove, participants.
+//! * [`Queue`], [`Producer`], [`Consumer`]: the API, in `queue`.
+//!
+//! ## Trust
+//! Another process with access to the segment can write anything into it at any time.
+//! shmq reads every control word once, validates it, and uses its private copy: bad values
+//! give [`Error::Corrupt`], never a crash, an out-of-bounds access or a wait past a timeout.
+//! Payload bytes are opaque: a message is only as intact as its writers are honest.
+//! Shrinking the object under a mapping (`ftruncate`) cannot be prevented for named POSIX
+//! shared memory and is out of scope (the process would get `SIGBUS`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+pub mod error;
+pub mod layout;
+pub mod ring;
+pub mod sync;
+
+#[cfg(not(loom))]
+mod queue;
+#[cfg(not(loom))]
+mod segment;
+
+pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use queue::{
+    Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Grant, Message, Mode,
+    Options, Participant, Producer, Queue, RawGrant, Role, Snapshot,
+};
+#[cfg(not(loom))]
+pub use segment::MAX_NAME_LEN;
+pub use sync::wait::{ADAPTIVE_SPIN, Wait};

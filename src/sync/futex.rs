@@ -1,0 +1,62 @@
+//! Sleeping on a 32-bit word in shared memory.
+
+use std::time::Instant;
+
+use super::atomic::AtomicU32;
+
+/// How a sleep on a futex word ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woke {
+    /// Woken, interrupted, or the word no longer held the expected value: re-check.
+    Maybe,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleep until woken: `FUTEX_WAIT`/`FUTEX_WAKE` on a real mapping, a condition variable
+/// under loom.
+pub trait Futex {
+    /// Sleeps while `word` holds `expected`, until woken or until `deadline`.
+    /// May return spuriously; the caller re-checks its condition.
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke;
+    /// Wakes every sleeper on `word`.
+    fn wake_all(&self, word: &AtomicU32);
+}
+
+/// The kernel's futex on a word in a shared (not private) mapping.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsFutex;
+
+#[cfg(not(loom))]
+impl Futex for OsFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
+        use rustix::thread::futex;
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Woke::TimedOut;
+                }
+                Some(rustix::thread::Timespec {
+                    tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                    tv_nsec: left.subsec_nanos().into(),
+                })
+            }
+        };
+        // No FUTEX_PRIVATE_FLAG: the word lives in memory shared between processes, and
+        // a private futex would be keyed by this process's address space only.
+        match futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()) {
+            Err(rustix::io::Errno::TIMEDOUT) => Woke::TimedOut,
+            // EAGAIN: the word changed before we slept; EINTR: a signal. Both: re-check.
+            _ => Woke::Maybe,
+        }
+    }
+
+    fn wake_all(&self, word: &AtomicU32) {
+        // Shared futex, as above. A failure here can only be EFAULT/EINVAL, impossible for
+        // a word in a live mapping; sleepers re-check their condition anyway.
+        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+    }
+}

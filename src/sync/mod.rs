@@ -1,0 +1,12 @@
+//! Synchronisation: the atomics facade (std, or loom under `cfg(loom)`), the futex
+//! wait/wake protocol of DESIGN §4, and spin backoff.
+//!
+//! Nothing here knows about rings or segments: the wait protocol takes the condition it
+//! waits for as a closure, and the sleeping itself goes through the [`Futex`] trait, so that
+//! loom can model it without system calls.
+
+pub mod atomic;
+pub mod futex;
+pub mod wait;
+
+pub use futex::Futex;

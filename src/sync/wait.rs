@@ -1,0 +1,152 @@
+//! How a side waits for its condition: spin, block on a futex, or spin then block; and how
+//! the other side wakes it without a system call when nobody sleeps.
+//!
+//! The protocol (DESIGN §4), per direction, with a waiter count and an epoch word:
+//!
+//! ```text
+//! sleeper                               waker
+//! e = epoch                             publish (Release)
+//! waiters += 1                          fence(SeqCst)        // SYNC POINT: Dekker pair
+//! fence(SeqCst)   // SYNC POINT         if waiters != 0:
+//! if condition: waiters -= 1; done          epoch += 1
+//! FUTEX_WAIT(epoch, e, timeout)             FUTEX_WAKE(epoch, all)
+//! waiters -= 1; loop
+//! ```
+//! The two fences make this a Dekker pair: either the sleeper's re-check sees the
+//! publication, or the waker sees the waiter and bumps the epoch, which the sleeper's
+//! `FUTEX_WAIT` notices whether it runs before (the value differs: it returns at once) or
+//! after (the wake reaches it). A busy queue makes no system call: the waker only loads a
+//! word that stays in its cache while nobody sleeps.
+
+use std::time::{Duration, Instant};
+
+use super::atomic::{AtomicU32, Ordering, fence};
+use super::futex::{Futex, Woke};
+
+/// How a handle waits when it must (queue full for a producer, empty for a consumer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Wait {
+    /// Busy-poll with a CPU pause hint: the lowest latency, one core at 100% while waiting.
+    Spin,
+    /// Sleep in the kernel (futex) at once: no CPU while waiting, a wakeup costs microseconds.
+    Block,
+    /// Spin for up to [`ADAPTIVE_SPIN`], then sleep: the default.
+    #[default]
+    Adaptive,
+}
+
+/// How long [`Wait::Adaptive`] spins before it sleeps. Long enough to cover a peer's
+/// reply in a request/response exchange, short enough not to burn a core on an idle queue.
+pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+/// How many polls pass between two clock reads while spinning.
+const SPINS_PER_CLOCK_READ: u32 = 64;
+
+/// One direction's futex pair, as references into wherever it lives.
+#[derive(Clone, Copy)]
+pub struct WaitWords<'a> {
+    /// Count of sleepers (or sleepers-to-be).
+    pub waiters: &'a AtomicU32,
+    /// The futex word.
+    pub epoch: &'a AtomicU32,
+}
+
+/// Waits until `poll` returns `Some`, by `policy`, until `deadline` (`None`: forever).
+/// Returns `None` if the deadline passed first. `on_sleep` runs before each futex sleep
+/// (it counts them). `poll` must be cheap and must not block.
+pub fn wait_for<T>(
+    policy: Wait,
+    words: WaitWords<'_>,
+    futex: &impl Futex,
+    deadline: Option<Instant>,
+    mut poll: impl FnMut() -> Option<T>,
+    mut on_sleep: impl FnMut(),
+) -> Option<T> {
+    if let Some(r) = poll() {
+        return Some(r);
+    }
+    let spin_until = match policy {
+        Wait::Spin => deadline,
+        Wait::Adaptive => {
+            let s = Instant::now() + ADAPTIVE_SPIN;
+            Some(deadline.map_or(s, |d| d.min(s)))
+        }
+        Wait::Block => return block(words, futex, deadline, poll, &mut on_sleep),
+    };
+    let mut spins = 0u32;
+    loop {
+        if let Some(r) = poll() {
+            return Some(r);
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % SPINS_PER_CLOCK_READ == 0 {
+            if let Some(until) = spin_until {
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+    }
+    if policy == Wait::Spin {
+        // Spinning ended only because the deadline passed.
+        return poll();
+    }
+    block(words, futex, deadline, poll, &mut on_sleep)
+}
+
+/// The sleeping half of the protocol; see the module docs.
+pub fn block<T>(
+    words: WaitWords<'_>,
+    futex: &impl Futex,
+    deadline: Option<Instant>,
+    mut poll: impl FnMut() -> Option<T>,
+    on_sleep: &mut impl FnMut(),
+) -> Option<T> {
+    loop {
+        // Acquire is not needed for correctness (the fence below orders everything);
+        // Relaxed would do, but the epoch read must come before the waiter increment.
+        let epoch = words.epoch.load(Ordering::Acquire);
+        // Relaxed: the SeqCst fence that follows orders it before the re-check.
+        words.waiters.fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT: pairs with the fence in `wake`; see the module docs.
+        fence(Ordering::SeqCst);
+        if let Some(r) = poll() {
+            // Relaxed: only a count; a stale value costs one spurious wake call at most.
+            words.waiters.fetch_sub(1, Ordering::Relaxed);
+            return Some(r);
+        }
+        on_sleep();
+        let woke = futex.wait(words.epoch, epoch, deadline);
+        // Relaxed: as above.
+        words.waiters.fetch_sub(1, Ordering::Relaxed);
+        if woke == Woke::TimedOut {
+            return poll();
+        }
+    }
+}
+
+/// The waking half: call after publishing. Returns whether a wake call was made.
+#[inline]
+pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
+    // SYNC POINT: pairs with the sleeper's fence: orders our publication (done by the
+    // caller) before the load of the waiter count.
+    fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence above.
+    if words.waiters.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    // Release: a sleeper that sees the new epoch also sees our publication (belt and
+    // braces: it re-checks after the fence anyway).
+    words.epoch.fetch_add(1, Ordering::Release);
+    futex.wake_all(words.epoch);
+    true
+}
+
+/// Wakes every sleeper whether or not it is counted (used when the queue closes).
+pub fn wake_unconditionally(words: WaitWords<'_>, futex: &impl Futex) {
+    // SeqCst: the closing flag was stored before; every sleeper either sees it on its
+    // re-check or sleeps on an epoch value that this increment makes stale.
+    words.epoch.fetch_add(1, Ordering::SeqCst);
+    futex.wake_all(words.epoch);
+}

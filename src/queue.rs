@@ -452,7 +452,7 @@ impl Producer {
                 p.publish(&h.producer.tail);
                 ProducerRing::Spsc(p)
             }
-            Mode::Mpsc => ProducerRing::Mpsc(mpsc::Producer::new(geo, slot as u8, head)),
+            Mode::Mpsc => ProducerRing::Mpsc(mpsc::Producer::new(geo, slot as u8, head).map_err(|e| corrupt(seg, e))?),
         })
     }
 

@@ -270,3 +270,20 @@ const _: () = {
     assert!(HEADER_SIZE == 12288);
     assert!(HEADER_SIZE % 4096 == 0);
 };
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_reads_shmq_rng_as_docs_layout_says() {
+        assert_eq!(MAGIC, 0x474e_5200_514d_4853);
+        assert_eq!(&MAGIC.to_le_bytes(), b"SHMQ\0RNG");
+    }
+
+    #[test]
+    fn layout_hash_is_stable_within_a_build() {
+        assert_eq!(layout_hash(), layout_hash());
+        assert_ne!(layout_hash(), 0);
+    }
+}

@@ -43,8 +43,8 @@ pub struct Consumer {
 impl Consumer {
     /// Attaches at `head` (read once by the caller from shared memory).
     pub fn new(geo: Geometry, head: u64, zero_consumed: bool) -> Result<Consumer, RingError> {
-        if head % record::ALIGN as u64 != 0 {
-            return Err(RingError::Corrupt("consumer position not aligned"));
+        if !super::plausible(head) {
+            return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
         Ok(Consumer { geo, head, published: head, zero_consumed })
     }

@@ -23,6 +23,16 @@ pub mod spsc;
 use crate::layout::record;
 use crate::sync::atomic::AtomicU64;
 
+/// Positions at or above this are corrupt: an honest ring would need centuries to reach it,
+/// and keeping positions below it means no arithmetic on them can overflow.
+pub const MAX_POSITION: u64 = 1 << 62;
+
+/// Whether a position read from shared memory could be honest: aligned and in range.
+#[inline]
+pub fn plausible(pos: u64) -> bool {
+    pos % record::ALIGN as u64 == 0 && pos < MAX_POSITION
+}
+
 /// What a ring operation can report besides success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingError {

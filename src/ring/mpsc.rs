@@ -26,9 +26,12 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Attaches with a `head` read by the caller.
-    pub fn new(geo: Geometry, slot: u8, head: u64) -> Producer {
-        Producer { geo, slot, head_cache: head }
+    /// Attaches with a `head` read by the caller (validated here).
+    pub fn new(geo: Geometry, slot: u8, head: u64) -> Result<Producer, RingError> {
+        if !super::plausible(head) {
+            return Err(RingError::Corrupt("consumer position not aligned or out of range"));
+        }
+        Ok(Producer { geo, slot, head_cache: head })
     }
 
     /// Re-reads `head` after the cached value showed too little room (`used` bytes in use
@@ -45,7 +48,7 @@ impl Producer {
                 Err(RingError::Full)
             };
         }
-        if h.wrapping_sub(self.head_cache) > u64::MAX / 2 {
+        if !super::plausible(h) || h < self.head_cache {
             return Err(RingError::Corrupt("consumer position moved backwards"));
         }
         self.head_cache = h;
@@ -64,8 +67,8 @@ impl Producer {
             // `head_cache` may be stale (it only grows), so `used` may overstate; an honest
             // `tail` is never more than a capacity above the current `head`.
             let used = t.wrapping_sub(self.head_cache);
-            if t % record::ALIGN as u64 != 0 {
-                return Err(RingError::Corrupt("producer position not aligned"));
+            if !super::plausible(t) {
+                return Err(RingError::Corrupt("producer position not aligned or out of range"));
             }
             let index = self.geo.index(t);
             let to_end = cap - index as u64;
@@ -123,7 +126,7 @@ impl Producer {
             // Relaxed: as in `claim`.
             let t = tail.load(Ordering::Relaxed);
             let used = t.wrapping_sub(self.head_cache);
-            if used > cap || t % record::ALIGN as u64 != 0 {
+            if used > cap || !super::plausible(t) {
                 // Stale cache or bad words: the single-record path sorts it out.
                 let first = lens.clone().next().ok_or(RingError::Full)?;
                 return self.try_reserve(tail, head, region, first).map(|r| (r, 1));

@@ -21,7 +21,7 @@ pub struct Producer {
 /// Checks a `head` read from shared memory against our private `tail`.
 #[inline]
 pub(super) fn checked_head(geo: &Geometry, head: u64, tail: u64) -> Result<u64, RingError> {
-    if head > tail || tail - head > geo.capacity {
+    if !super::plausible(head) || head > tail || tail - head > geo.capacity {
         return Err(RingError::Corrupt("consumer position outside the ring"));
     }
     Ok(head)
@@ -32,8 +32,8 @@ impl Producer {
     /// caller, validated here).
     pub fn new(geo: Geometry, tail: u64, head: u64) -> Result<Producer, RingError> {
         let head = checked_head(&geo, head, tail)?;
-        if tail % record::ALIGN as u64 != 0 {
-            return Err(RingError::Corrupt("producer position not aligned"));
+        if !super::plausible(tail) {
+            return Err(RingError::Corrupt("producer position not aligned or out of range"));
         }
         Ok(Producer { geo, tail, head_cache: head })
     }
@@ -48,8 +48,8 @@ impl Producer {
         head: u64,
         region: &R,
     ) -> Result<Producer, RingError> {
-        if head % record::ALIGN as u64 != 0 || shared_tail % record::ALIGN as u64 != 0 {
-            return Err(RingError::Corrupt("position not aligned"));
+        if !super::plausible(head) || !super::plausible(shared_tail) {
+            return Err(RingError::Corrupt("position not aligned or out of range"));
         }
         let mut tail = shared_tail.max(head);
         loop {

@@ -1,0 +1,166 @@
+//! SPSC across processes: a million messages of random sizes, in order and byte for byte;
+//! a producer killed mid-stream is replaced and the stream goes on in order.
+
+mod common;
+
+use common::{Child, OP_TIMEOUT, Payloads, TestQueue};
+use shmq::{Consumer, Mode, Options, Producer, Queue, Wait};
+
+const SEED: u64 = 0x5eed_0001;
+const MAX: usize = 4096;
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "producer" => produce(queue, common::arg("stream"), common::arg("count"), common::arg("wait_block")),
+        "consumer" => consume(queue, common::arg("count")),
+        "endless_producer" => {
+            // Sends until killed.
+            let p = Payloads::new(SEED, 0, MAX);
+            let mut tx = Producer::open(queue).expect("open producer");
+            let mut buf = Vec::new();
+            common::say("ready");
+            for seq in 0.. {
+                p.fill(0, seq, &mut buf);
+                tx.send_timeout(&buf, OP_TIMEOUT).expect("send");
+            }
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Sends messages `0..count` of `stream`: most with `send_timeout`, every seventh through a
+/// zero-copy grant (reserved larger than needed and truncated), every eleventh in a batch.
+fn produce(queue: &str, stream: u32, count: u32, block: bool) {
+    let p = Payloads::new(SEED, 0, MAX);
+    let wait = if block { Wait::Block } else { Wait::Adaptive };
+    let mut tx = Producer::open_with(queue, wait).expect("open producer");
+    let mut buf = Vec::new();
+    let mut seq = 0;
+    while seq < count {
+        p.fill(stream, seq, &mut buf);
+        if seq % 7 == 0 {
+            let mut g = tx.reserve_timeout(MAX, OP_TIMEOUT).expect("reserve");
+            g[..buf.len()].copy_from_slice(&buf);
+            g.truncate(buf.len());
+            g.commit();
+            seq += 1;
+        } else if seq % 11 == 0 && seq + 3 <= count {
+            let batch: Vec<Vec<u8>> = (seq..seq + 3)
+                .map(|s| {
+                    let mut b = Vec::new();
+                    p.fill(stream, s, &mut b);
+                    b
+                })
+                .collect();
+            tx.send_batch(&batch).expect("send_batch");
+            seq += 3;
+        } else {
+            tx.send_timeout(&buf, OP_TIMEOUT).expect("send");
+            seq += 1;
+        }
+    }
+}
+
+/// Receives `count` messages of stream 0 and checks each.
+fn consume(queue: &str, count: u32) {
+    let p = Payloads::new(SEED, 0, MAX);
+    let mut rx = Consumer::open(queue).expect("open consumer");
+    let mut scratch = Vec::new();
+    let mut seq = 0;
+    while seq < count {
+        if seq % 2 == 0 {
+            let msg = rx.recv_timeout(OP_TIMEOUT).expect("recv");
+            p.check(0, seq, &msg, &mut scratch).unwrap();
+            seq += 1;
+        } else {
+            let mut bad = None;
+            let max = (count - seq).min(64) as usize;
+            let n = rx
+                .recv_batch_timeout(max, OP_TIMEOUT, |m| {
+                    if bad.is_none() {
+                        bad = p.check(0, seq, m, &mut scratch).err();
+                    }
+                    seq += 1;
+                })
+                .expect("recv_batch");
+            assert!(n > 0);
+            if let Some(e) = bad {
+                panic!("{e}");
+            }
+        }
+    }
+    assert!(rx.try_recv().expect("try_recv").is_none(), "a message beyond the last one sent");
+}
+
+#[test]
+fn a_million_messages_of_random_sizes_arrive_in_order_byte_for_byte() {
+    const COUNT: u32 = 1_000_000;
+    let q =
+        TestQueue::create("spsc-million", Options::new().mode(Mode::Spsc).capacity(1 << 18).max_message(MAX as u32));
+    let mut consumer = Child::spawn("consumer", &q.name, &[("count", COUNT.to_string())]);
+    let mut producer = Child::spawn(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", COUNT.to_string()), ("wait_block", "false".into())],
+    );
+    producer.wait_ok();
+    consumer.wait_ok();
+    let s = Queue::inspect(&q.name).unwrap();
+    assert_eq!((s.sent.messages, s.received.messages, s.messages), (u64::from(COUNT), u64::from(COUNT), 0));
+    assert_eq!(s.sent.bytes, s.received.bytes);
+    assert!(s.participants.is_empty(), "both children deregistered: {:?}", s.participants);
+}
+
+/// The consumer here is this process: it takes part of the first producer's stream, kills
+/// that producer with -9 (wherever it is: mid-record, between commit and publishing its
+/// position, asleep on a full queue), then a new producer process attaches and sends its
+/// own stream. Everything the first one committed arrives once, in order, then the second
+/// one's messages, in order.
+#[test]
+fn a_producer_killed_mid_stream_is_replaced_and_messages_continue_in_order() {
+    let q = TestQueue::create(
+        "spsc-kill-producer",
+        Options::new().mode(Mode::Spsc).capacity(1 << 16).max_message(MAX as u32),
+    );
+    let p = Payloads::new(SEED, 0, MAX);
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let mut first = Child::spawn("endless_producer", &q.name, &[]);
+    first.expect("ready");
+    let mut scratch = Vec::new();
+    let mut next = 0u32;
+    while next < 3000 {
+        let m = rx.recv_timeout(OP_TIMEOUT).unwrap();
+        p.check(0, next, &m, &mut scratch).unwrap();
+        next += 1;
+    }
+    first.kill9();
+    // The slot is free, the ring holds whatever the first producer had committed.
+    while let Some(m) = rx.try_recv().unwrap() {
+        p.check(0, next, &m, &mut scratch).unwrap();
+        next += 1;
+    }
+    const SECOND: u32 = 20_000;
+    let mut second = Child::spawn(
+        "producer",
+        &q.name,
+        &[("stream", "1".into()), ("count", SECOND.to_string()), ("wait_block", "true".into())],
+    );
+    for seq in 0..SECOND {
+        let m = rx.recv_timeout(OP_TIMEOUT).unwrap();
+        if seq == 0 && m.len() >= 8 && Payloads::tag(&m).0 == 0 {
+            panic!("message {} of the killed producer arrived after its successor started", Payloads::tag(&m).1);
+        }
+        p.check(1, seq, &m, &mut scratch).unwrap();
+    }
+    second.wait_ok();
+    assert!(rx.try_recv().unwrap().is_none());
+    let s = Queue::inspect(&q.name).unwrap();
+    // The killed producer may have died between committing a message and counting it.
+    let total = u64::from(next + SECOND);
+    assert!(
+        (total - 1..=total).contains(&s.sent.messages),
+        "counters of the killed producer survive it: {} of {total}",
+        s.sent.messages
+    );
+}

@@ -1,0 +1,84 @@
+//! The checked-in `include/shmq.h` is exactly what cbindgen makes from `src/lib.rs` now.
+//!
+//! After changing the ABI, rewrite the header and review the diff:
+//! `SHMQ_BLESS=1 cargo test -p shmq-c --test header`.
+
+use std::path::Path;
+
+fn generate() -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("read cbindgen.toml");
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(dir.join("src/lib.rs"))
+        .generate()
+        .expect("cbindgen generates the header");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    out
+}
+
+#[test]
+fn checked_in_header_matches_cbindgen_output() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shmq.h");
+    let fresh = generate();
+    if std::env::var_os("SHMQ_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &fresh).expect("write include/shmq.h");
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let checked_in = std::fs::read(&path).unwrap_or_default();
+    if checked_in != fresh {
+        let old = String::from_utf8_lossy(&checked_in);
+        let new = String::from_utf8_lossy(&fresh);
+        let first = old
+            .lines()
+            .zip(new.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(old.lines().count().min(new.lines().count()));
+        panic!(
+            "{} is stale: it differs from cbindgen's output from line {} on\n  checked in: {:?}\n  generated:  {:?}\n\
+             Regenerate it with `SHMQ_BLESS=1 cargo test -p shmq-c --test header` and commit it.",
+            path.display(),
+            first + 1,
+            old.lines().nth(first).unwrap_or("<end of file>"),
+            new.lines().nth(first).unwrap_or("<end of file>"),
+        );
+    }
+}
+
+#[test]
+fn header_declares_the_design_contract() {
+    let header = String::from_utf8(generate()).expect("utf-8 header");
+    for typedef in [
+        "typedef struct shmq_options {",
+        "typedef struct shmq_producer shmq_producer;",
+        "typedef struct shmq_consumer shmq_consumer;",
+    ] {
+        assert!(header.contains(typedef), "the header lacks `{typedef}`");
+    }
+    for name in [
+        "void shmq_options_init(shmq_options *o)",
+        "int shmq_create(const char *name, const shmq_options *o)",
+        "int shmq_remove(const char *name)",
+        "int shmq_producer_open(const char *name, shmq_producer **out)",
+        "int shmq_consumer_open(const char *name, shmq_consumer **out)",
+        "int shmq_producer_set_wait(shmq_producer *p, int wait)",
+        "int shmq_consumer_set_wait(shmq_consumer *c, int wait)",
+        "void shmq_producer_close(shmq_producer *p)",
+        "void shmq_consumer_close(shmq_consumer *c)",
+        "int shmq_send(shmq_producer *p, const void *data, size_t len, int64_t timeout_ns)",
+        "int shmq_reserve(shmq_producer *p, size_t len, void **buf, int64_t timeout_ns)",
+        "int shmq_commit(shmq_producer *p)",
+        "int shmq_abort(shmq_producer *p)",
+        "int shmq_recv(shmq_consumer *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns)",
+        "int shmq_peek(shmq_consumer *c, const void **data, size_t *len, int64_t timeout_ns)",
+        "int shmq_release(shmq_consumer *c)",
+        "const char *shmq_strerror(int err)",
+        "#define SHMQ_ABI_VERSION 1",
+    ] {
+        // cbindgen writes `struct shmq_options *`: the same type as `shmq_options *`.
+        let flat = header.split_whitespace().collect::<Vec<_>>().join(" ").replace("struct shmq_", "shmq_");
+        assert!(flat.contains(name), "the header lacks `{name}`");
+    }
+}

@@ -55,3 +55,8 @@ pub use queue::{
 #[cfg(not(loom))]
 pub use segment::MAX_NAME_LEN;
 pub use sync::wait::{ADAPTIVE_SPIN, Wait};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

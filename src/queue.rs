@@ -112,7 +112,7 @@ impl Queue {
     /// ```
     /// use shmq::{Options, Queue};
     /// # let name = format!("doc-create-{}", std::process::id());
-    /// let cfg = Queue::create(&name, Options::new().capacity(1 << 16))?;
+    /// let cfg = Queue::create(&name, Options::new().capacity(1 << 16).max_message(1024))?;
     /// assert_eq!(cfg.capacity, 1 << 16);
     /// assert!(matches!(Queue::create(&name, Options::new()), Err(shmq::Error::Exists(_))));
     /// Queue::remove(&name)?;

@@ -131,6 +131,7 @@ impl Error {
 
     /// Wraps an OS error from `what` on queue `name`, mapping the errno values that have a
     /// variant of their own.
+    #[cfg(not(loom))] // used by `segment`, which loom builds leave out
     pub(crate) fn os(err: rustix::io::Errno, what: &str, name: &str) -> Error {
         use rustix::io::Errno;
         match err {

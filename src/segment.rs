@@ -585,11 +585,8 @@ impl Segment {
     fn retire(&self, i: usize) {
         let slot = self.slot(i);
         let retired = &self.header().retired;
-        let to = if slot.role.load(Ordering::Relaxed) == layout::ROLE_CONSUMER {
-            &retired.consumers
-        } else {
-            &retired.producers
-        };
+        // By index, not by the slot's `role` word: slot 0 is the consumer's.
+        let to = if i == 0 { &retired.consumers } else { &retired.producers };
         fold(&slot.counters, to);
     }
 

@@ -446,6 +446,10 @@ impl Producer {
         let head = h.consumer.head.load(Ordering::Acquire);
         Ok(match seg.config().mode {
             Mode::Spsc => {
+                // We hold the only producer slot: a sleeper counted here died sleeping, and
+                // would cost the consumer a wake call per release forever. Relaxed: only
+                // the producer changes this count.
+                h.space_wait.waiters.store(0, Ordering::Relaxed);
                 // Acquire: pairs with a predecessor's Release store of `tail`.
                 let tail = h.producer.tail.load(Ordering::Acquire);
                 let p = spsc::Producer::attach(geo, tail, head, &seg.region()).map_err(|e| corrupt(seg, e))?;

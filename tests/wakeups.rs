@@ -1,0 +1,226 @@
+//! Futex wakeups across processes: a sleeping consumer wakes when another process sends, a
+//! sleeping producer wakes when another process drains; the counters in the header prove
+//! that these went through the futex, and that a busy queue made no wake call.
+//!
+//! "Asleep" is checked, not assumed: the parent waits until the waiter count in the segment
+//! is non-zero and `/proc/PID/task/TID/syscall` shows the child's thread in `FUTEX_WAIT` on
+//! a shared futex.
+
+mod common;
+
+use common::{Child, OFF_DATA_WAITERS, OFF_SPACE_WAITERS, OP_TIMEOUT, Payloads, TestQueue};
+use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Wait};
+
+const SEED: u64 = 0x5eed_0003;
+
+fn wait_arg() -> Wait {
+    match common::arg::<String>("wait").as_str() {
+        "block" => Wait::Block,
+        "adaptive" => Wait::Adaptive,
+        other => panic!("unknown wait {other}"),
+    }
+}
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "blocked_consumer" => {
+            let mut rx = Consumer::open_with(queue, wait_arg()).expect("open consumer");
+            common::say(&format!("ready {}", common::tid()));
+            // No timeout: only a wakeup ends this (the parent's watchdog bounds it).
+            let msg = rx.recv().expect("recv");
+            assert_eq!(&*msg, b"wake up");
+        }
+        "blocked_producer" => {
+            let p = Payloads::new(SEED, 0, 512);
+            let mut tx = Producer::open_with(queue, wait_arg()).expect("open producer");
+            let mut buf = Vec::new();
+            let mut n = 0;
+            loop {
+                p.fill(0, n, &mut buf);
+                match tx.try_send(&buf) {
+                    Ok(()) => n += 1,
+                    Err(Error::Full) => break,
+                    Err(e) => panic!("try_send: {e}"),
+                }
+            }
+            common::say(&format!("full {n} {}", common::tid()));
+            // No timeout: only a wakeup ends this (the parent's watchdog bounds it).
+            tx.send(&buf).expect("send");
+        }
+        "streaming_producer" => {
+            let count: u32 = common::arg("count");
+            let p = Payloads::new(SEED, 0, 64);
+            let mut tx = Producer::open_with(queue, Wait::Block).expect("open producer");
+            let mut buf = Vec::new();
+            for seq in 0..count {
+                p.fill(0, seq, &mut buf);
+                tx.send_timeout(&buf, OP_TIMEOUT).expect("send");
+            }
+        }
+        "polling_consumer" => {
+            // Never sleeps: try_recv only, yielding the CPU when the queue is empty.
+            let count: u32 = common::arg("count");
+            let p = Payloads::new(SEED, 0, 64);
+            let mut rx = Consumer::open_with(queue, Wait::Block).expect("open consumer");
+            let mut scratch = Vec::new();
+            let mut seq = 0;
+            while seq < count {
+                match rx.try_recv().expect("try_recv") {
+                    Some(m) => {
+                        p.check(0, seq, &m, &mut scratch).unwrap();
+                        seq += 1;
+                    }
+                    None => std::thread::yield_now(),
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+fn consumer_blocked_in_recv_wakes_when_another_process_sends(wait: &str) {
+    let q = TestQueue::create(&format!("wake-consumer-{wait}"), Options::new().capacity(1 << 16).max_message(1024));
+    let raw = q.raw();
+    let mut child = Child::spawn("blocked_consumer", &q.name, &[("wait", wait.into())]);
+    let tid: i32 = child.expect("ready").parse().unwrap();
+    child.wait_asleep_on_futex(tid, &raw, OFF_DATA_WAITERS);
+
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    tx.send(b"wake up").unwrap();
+    child.wait_ok();
+
+    let s = Queue::inspect(&q.name).unwrap();
+    assert_eq!(s.received.messages, 1);
+    assert!(s.sent.wake_calls >= 1, "the sender found a sleeper and made a wake call: {:?}", s.sent);
+    assert!(s.received.wait_calls >= 1, "the consumer slept on the futex: {:?}", s.received);
+}
+
+#[test]
+fn a_consumer_blocked_in_recv_with_wait_block_wakes_when_another_process_sends() {
+    consumer_blocked_in_recv_wakes_when_another_process_sends("block");
+}
+
+#[test]
+fn a_consumer_blocked_in_recv_with_wait_adaptive_wakes_when_another_process_sends() {
+    consumer_blocked_in_recv_wakes_when_another_process_sends("adaptive");
+}
+
+fn producer_blocked_on_a_full_queue_wakes_when_the_consumer_drains(wait: &str, mode: Mode) {
+    let q = TestQueue::create(
+        &format!("wake-producer-{wait}-{mode}"),
+        Options::new().mode(mode).capacity(1 << 14).max_message(512),
+    );
+    let raw = q.raw();
+    let p = Payloads::new(SEED, 0, 512);
+    let mut child = Child::spawn("blocked_producer", &q.name, &[("wait", wait.into())]);
+    let said = child.expect("full");
+    let (n, tid) = said.split_once(' ').unwrap();
+    let (n, tid): (u32, i32) = (n.parse().unwrap(), tid.parse().unwrap());
+    assert!(n > 0);
+    child.wait_asleep_on_futex(tid, &raw, OFF_SPACE_WAITERS);
+
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let mut scratch = Vec::new();
+    for seq in 0..=n {
+        let m = rx.recv_timeout(OP_TIMEOUT).unwrap();
+        p.check(0, seq, &m, &mut scratch).unwrap();
+    }
+    child.wait_ok();
+    assert!(rx.try_recv().unwrap().is_none());
+
+    let s = Queue::inspect(&q.name).unwrap();
+    assert_eq!(s.sent.messages, u64::from(n) + 1);
+    assert!(s.sent.full_events >= 1, "{:?}", s.sent);
+    assert!(s.sent.wait_calls >= 1, "the producer slept on the futex: {:?}", s.sent);
+    assert!(s.received.wake_calls >= 1, "the consumer found a sleeper and made a wake call: {:?}", s.received);
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_queue_with_wait_block_wakes_when_the_consumer_drains() {
+    producer_blocked_on_a_full_queue_wakes_when_the_consumer_drains("block", Mode::Spsc);
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_queue_with_wait_adaptive_wakes_when_the_consumer_drains() {
+    producer_blocked_on_a_full_queue_wakes_when_the_consumer_drains("adaptive", Mode::Spsc);
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_mpsc_queue_wakes_when_the_consumer_drains() {
+    producer_blocked_on_a_full_queue_wakes_when_the_consumer_drains("block", Mode::Mpsc);
+}
+
+/// The waker makes a system call only if the waiter count is non-zero, and only a sleeper
+/// raises it. The consumer here never sleeps (it polls with `try_recv`, which never waits),
+/// so whatever the timing, a correct producer makes exactly zero wake calls: the assertion
+/// is deterministic, not a hope about scheduling. (The producer itself may sleep when the
+/// queue fills; then the consumer's wake calls are legitimate and not asserted.) The tests
+/// above show that the same counter does count when someone sleeps.
+fn a_busy_queue_makes_no_wake_calls_on_the_producer_side(mode: Mode) {
+    const COUNT: u32 = 200_000;
+    let q = TestQueue::create(&format!("busy-{mode}"), Options::new().mode(mode).capacity(1 << 20).max_message(1024));
+    let mut consumer = Child::spawn("polling_consumer", &q.name, &[("count", COUNT.to_string())]);
+    let mut producer = Child::spawn("streaming_producer", &q.name, &[("count", COUNT.to_string())]);
+    producer.wait_ok();
+    consumer.wait_ok();
+    let s = Queue::inspect(&q.name).unwrap();
+    assert_eq!((s.sent.messages, s.received.messages), (u64::from(COUNT), u64::from(COUNT)));
+    assert_eq!(s.received.wait_calls, 0, "the consumer never waited: {:?}", s.received);
+    assert_eq!(s.sent.wake_calls, 0, "nobody slept on the data side, yet the producer made wake calls: {:?}", s.sent);
+}
+
+#[test]
+fn a_busy_spsc_queue_makes_no_wake_calls_on_the_producer_side() {
+    a_busy_queue_makes_no_wake_calls_on_the_producer_side(Mode::Spsc);
+}
+
+#[test]
+fn a_busy_mpsc_queue_makes_no_wake_calls_on_the_producer_side() {
+    a_busy_queue_makes_no_wake_calls_on_the_producer_side(Mode::Mpsc);
+}
+
+/// A producer killed while asleep on a full queue leaves its count in the space-waiter
+/// word. A successor must not inherit it: otherwise every later release by the consumer
+/// makes a `FUTEX_WAKE` for a sleeper that no longer exists, and the queue is never again
+/// free of system calls.
+fn a_producer_killed_asleep_leaves_no_wake_calls_behind(mode: Mode) {
+    let q = TestQueue::create(
+        &format!("dead-sleeper-{mode}"),
+        Options::new().mode(mode).capacity(1 << 14).max_message(512),
+    );
+    let raw = q.raw();
+    let mut child = Child::spawn("blocked_producer", &q.name, &[("wait", "block".into())]);
+    let said = child.expect("full");
+    let tid: i32 = said.split_once(' ').unwrap().1.parse().unwrap();
+    child.wait_asleep_on_futex(tid, &raw, OFF_SPACE_WAITERS);
+    child.kill9();
+
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    while rx.try_recv().unwrap().is_some() {}
+    // A new producer takes over; nobody sleeps from now on.
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let before = Queue::inspect(&q.name).unwrap().received.wake_calls;
+    for i in 0..100u32 {
+        tx.try_send(&i.to_le_bytes()).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap().unwrap(), &i.to_le_bytes());
+    }
+    let after = Queue::inspect(&q.name).unwrap().received.wake_calls;
+    assert_eq!(
+        after - before,
+        0,
+        "the consumer made {} wake calls for a sleeper killed long ago (space waiters = {})",
+        after - before,
+        raw.read_u32(OFF_SPACE_WAITERS)
+    );
+}
+
+#[test]
+fn an_spsc_producer_killed_asleep_leaves_no_wake_calls_behind() {
+    a_producer_killed_asleep_leaves_no_wake_calls_behind(Mode::Spsc);
+}
+
+#[test]
+fn an_mpsc_producer_killed_asleep_leaves_no_wake_calls_behind() {
+    a_producer_killed_asleep_leaves_no_wake_calls_behind(Mode::Mpsc);
+}

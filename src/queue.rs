@@ -212,12 +212,13 @@ impl CounterValues {
         }
     }
 
+    /// Saturating: the values come from shared memory, which anyone may have scribbled on.
     fn add(&mut self, o: CounterValues) {
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-        self.full_events += o.full_events;
-        self.wake_calls += o.wake_calls;
-        self.wait_calls += o.wait_calls;
+        self.messages = self.messages.saturating_add(o.messages);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.full_events = self.full_events.saturating_add(o.full_events);
+        self.wake_calls = self.wake_calls.saturating_add(o.wake_calls);
+        self.wait_calls = self.wait_calls.saturating_add(o.wait_calls);
     }
 }
 

@@ -240,8 +240,8 @@ fn scribbler(queue: &str, seed: u64) {
                     let head = raw.read_u64(OFF_HEAD);
                     let tail = raw.read_u64(OFF_TAIL);
                     let index = match rng.below(4) {
-                        0 => head % CAPACITY & !7,
-                        1 => tail % CAPACITY & !7,
+                        0 => (head % CAPACITY) & !7,
+                        1 => (tail % CAPACITY) & !7,
                         2 => rng.below(CAPACITY) & !7,
                         _ => rng.below(CAPACITY - 8),
                     };

@@ -462,11 +462,12 @@ impl Child {
         loop {
             let waiters = seg.read_u32(waiters_off);
             if waiters > 0 {
-                match proc_syscall(self.pid(), tid) {
+                match proc_syscall(self.pid(), tid).filter(|_| SYS_FUTEX.is_some()) {
                     Some(s) if is_shared_futex_wait(&s) => return,
                     Some(s) => last = s,
-                    // No /proc/PID/syscall here: the count is all we can see. Give the
-                    // few instructions between the count and the sleep ample time.
+                    // No /proc/PID/syscall here (or an unknown architecture): the count
+                    // is all we can see. Give the few instructions between the count and
+                    // the sleep ample time.
                     None => {
                         std::thread::sleep(Duration::from_millis(200));
                         return;
@@ -503,10 +504,14 @@ fn proc_syscall(pid: u32, tid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok().map(|s| s.trim().to_owned())
 }
 
-#[cfg(target_arch = "x86_64")]
-const SYS_FUTEX: u64 = 202;
-#[cfg(target_arch = "aarch64")]
-const SYS_FUTEX: u64 = 98;
+/// The number of the futex system call, where we know it.
+const SYS_FUTEX: Option<u64> = if cfg!(target_arch = "x86_64") {
+    Some(202)
+} else if cfg!(target_arch = "aarch64") {
+    Some(98)
+} else {
+    None
+};
 
 /// Whether a `/proc/.../syscall` line is `futex(addr, FUTEX_WAIT or FUTEX_WAIT_BITSET
 /// without FUTEX_PRIVATE_FLAG, ...)`.
@@ -516,7 +521,7 @@ fn is_shared_futex_wait(line: &str) -> bool {
     let _addr = f.next();
     let op = f.next().and_then(|o| u64::from_str_radix(o.trim_start_matches("0x"), 16).ok());
     match (nr, op) {
-        (Some(SYS_FUTEX), Some(op)) => {
+        (Some(nr), Some(op)) if Some(nr) == SYS_FUTEX => {
             const FUTEX_WAIT: u64 = 0;
             const FUTEX_WAIT_BITSET: u64 = 9;
             const FUTEX_PRIVATE_FLAG: u64 = 128;

@@ -600,15 +600,24 @@ pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, l
     guard(|| {
         // SAFETY: the caller's contract.
         let p = unsafe { handle(p)? };
-        let msg: &[u8] = match (data.is_null(), len) {
-            (_, 0) => &[],
-            (true, _) => return Err(INVALID),
-            // SAFETY: `len` readable bytes at `data`, by the caller's contract.
-            (false, _) => unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) },
-        };
+        if data.is_null() && len > 0 {
+            return Err(INVALID);
+        }
+        // Checked before the slice is made: a slice above `isize::MAX` bytes is undefined
+        // behaviour even unread, and `max_message` is at most 1 GiB.
+        if len > p.inner.config().max_message as usize {
+            return Err(Code(SHMQ_ERR_TOO_LARGE));
+        }
         if p.grant.is_some() {
             return Err(INVALID);
         }
+        let msg: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: `len` readable bytes at the non-null `data`, by the caller's contract;
+            // `len` is at most `max_message`, far below `isize::MAX`.
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+        };
         match timeout(timeout_ns) {
             Timeout::Try => p.inner.try_send(msg)?,
             Timeout::Forever => p.inner.send(msg)?,

@@ -1,0 +1,488 @@
+//! The C ABI as C programs use it: the test programs in `tests/c/` and the examples in
+//! `examples/` are compiled with the system `cc` against the checked-in `include/shmq.h`
+//! and the `libshmq.a` (or `libshmq.so`) that cargo built for this test run, then run as
+//! real processes on real shared memory. Each C program checks its own cases and exits 0
+//! only if all passed; here we also check its report.
+//!
+//! Every program runs once as built and once under `-fsanitize=address,undefined`, where
+//! any sanitizer report fails the test. The interop tests pair a C process with the Rust
+//! process `shmq-c-interop`; the install test runs `make install` into a temporary prefix
+//! and builds an example with `pkg-config`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmq_core::{Mode, Options, Queue};
+
+/// What the static library needs (`rustc --print native-static-libs`); the Makefile's
+/// `Libs.private` says the same.
+const LIBS_PRIVATE: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
+
+/// Only a hang reaches this: the programs bound each of their own waits.
+const HANG_GUARD: Duration = Duration::from_secs(600);
+
+const SANITIZE: &[&str] = &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"];
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`: this test runs from `target/<profile>/deps/`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+fn built_library(file: &str) -> PathBuf {
+    let lib = profile_dir().join(file);
+    assert!(
+        lib.exists(),
+        "{} is missing: cargo builds it with this test (crate-type in bindings/c/Cargo.toml)",
+        lib.display()
+    );
+    lib
+}
+
+/// A scratch directory for this test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = profile_dir().join("shmq-c-tests").join(format!("{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Plain,
+    Sanitized,
+}
+
+/// Compiles `source` (relative to the crate) into `dir`, linked with libshmq.a.
+fn compile(source: &str, dir: &Path, build: Build) -> PathBuf {
+    let stem = Path::new(source).file_stem().unwrap().to_string_lossy().into_owned();
+    let exe = dir.join(if build == Build::Sanitized { format!("{stem}-asan") } else { stem });
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg("-I")
+        .arg(crate_dir().join("tests/c"))
+        .arg(crate_dir().join(source));
+    if build == Build::Sanitized {
+        cmd.args(SANITIZE);
+    }
+    cmd.arg(built_library("libshmq.a")).args(LIBS_PRIVATE).arg("-o").arg(&exe);
+    let out = cmd.output().expect("run cc");
+    assert!(out.status.success(), "cc {source} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+/// Waits for `child` (bounded by [`HANG_GUARD`]) and collects its output.
+fn finish(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!("{what} hung; its stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn(exe: &Path, args: &[&str], build: Build) -> Child {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if build == Build::Sanitized {
+        cmd.env("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:exitcode=86")
+            .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87");
+    }
+    cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()))
+}
+
+/// Checks that a run exited 0, printed `expect`, and (sanitized) reported nothing.
+fn check(out: &Output, what: &str, expect: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    for report in ["ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "panicked"] {
+        assert!(!stderr.contains(report), "{what}: {report}\n{stderr}");
+    }
+    assert!(stdout.contains(expect), "{what} did not print {expect:?}:\n{stdout}");
+    stdout
+}
+
+/// Builds and runs one C test program, which must end by printing `<stem>: all passed`.
+fn run_c_test(source: &str, args: &[&str], build: Build) -> String {
+    let scratch = Scratch::new("prog");
+    let exe = compile(source, &scratch.0, build);
+    let what = format!("{source} {}", args.join(" "));
+    let out = finish(spawn(&exe, args, build), &what);
+    let stem = Path::new(source).file_stem().unwrap().to_string_lossy().into_owned();
+    check(&out, &what, &format!("{stem}: all passed"))
+}
+
+macro_rules! c_test {
+    ($plain:ident, $sanitized:ident, $source:expr, [$($arg:expr),*], [$($line:expr),*]) => {
+        #[test]
+        fn $plain() {
+            let out = run_c_test($source, &[$($arg),*], Build::Plain);
+            $( assert!(out.contains($line), "missing {:?} in:\n{out}", $line); )*
+        }
+
+        #[test]
+        fn $sanitized() {
+            let out = run_c_test($source, &[$($arg),*], Build::Sanitized);
+            $( assert!(out.contains($line), "missing {:?} in:\n{out}", $line); )*
+        }
+    };
+}
+
+c_test!(
+    lifecycle_options_and_os_error_codes,
+    lifecycle_under_sanitizers,
+    "tests/c/lifecycle.c",
+    [],
+    [
+        "ok errno_is_preserved",
+        "ok refused_access_is_permission",
+        "ok garbage_magic_is_corrupt_and_other_version_incompatible",
+        "ok other_os_errors_are_io",
+        "ok removed_queue_is_closed_after_draining"
+    ]
+);
+
+c_test!(
+    queue_operations_fill_drain_zero_copy_and_misuse,
+    queue_operations_under_sanitizers,
+    "tests/c/queue_ops.c",
+    [],
+    [
+        "ok fill_until_full_then_drain_in_order spsc",
+        "ok fill_until_full_then_drain_in_order mpsc",
+        "ok too_small_buffer_leaves_the_message mpsc",
+        "ok reserve_commit_and_abort mpsc",
+        "ok peek_and_release spsc",
+        "ok zero_length_messages_are_valid mpsc",
+        "ok misuse_is_refused_and_harmless spsc"
+    ]
+);
+
+c_test!(
+    forked_producer_streams_300k_random_messages_spsc,
+    stream_spsc_under_sanitizers,
+    "tests/c/stream.c",
+    ["spsc", "300000"],
+    ["ok stream spsc: 300000 messages"]
+);
+
+c_test!(
+    forked_producer_streams_300k_random_messages_mpsc,
+    stream_mpsc_under_sanitizers,
+    "tests/c/stream.c",
+    ["mpsc", "300000"],
+    ["ok stream mpsc: 300000 messages"]
+);
+
+c_test!(
+    four_forked_producers_keep_their_own_order,
+    four_producers_under_sanitizers,
+    "tests/c/mpsc.c",
+    ["50000"],
+    ["ok mpsc: 4 producers x 50000 messages"]
+);
+
+c_test!(
+    blocked_waiters_are_woken_by_other_processes,
+    wakeups_under_sanitizers,
+    "tests/c/wakeup.c",
+    [],
+    [
+        "ok consumer_is_woken_by_a_message block timeout forever",
+        "ok consumer_is_woken_by_remove adaptive",
+        "ok producer_is_woken_by_space block"
+    ]
+);
+
+c_test!(
+    killed_participants_free_their_slots,
+    kills_under_sanitizers,
+    "tests/c/kill9.c",
+    [],
+    [
+        "ok killed_consumer_frees_the_slot spsc",
+        "ok killed_consumer_frees_the_slot mpsc",
+        "ok killed_spsc_producer_frees_the_slot"
+    ]
+);
+
+/// The sanitizer runs can fail: the same flags catch a planted overflow.
+#[test]
+fn sanitizer_runs_catch_a_planted_overflow() {
+    let scratch = Scratch::new("canary");
+    let src = scratch.0.join("canary.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\n#include \"shmq.h\"\nint main(int argc, char **argv) {\n  (void)argv;\n  \
+         char *p = malloc(4);\n  p[argc + 3] = (char)shmq_abi_version();\n  free(p);\n  return 0;\n}\n",
+    )
+    .unwrap();
+    let exe = scratch.0.join("canary");
+    let status = Command::new("cc")
+        .args(["-g", "-O0"])
+        .args(SANITIZE)
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(&src)
+        .arg(built_library("libshmq.a"))
+        .args(LIBS_PRIVATE)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("cc");
+    assert!(status.success());
+    let out = finish(spawn(&exe, &[], Build::Sanitized), "canary");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR: AddressSanitizer: heap-buffer-overflow"));
+}
+
+/// A queue for the interop tests, removed when dropped.
+struct TestQueue(String);
+
+impl TestQueue {
+    fn new(tag: &str) -> TestQueue {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("ctest-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        Queue::create(&name, Options::new().mode(Mode::Spsc).capacity(1 << 16).max_message(4096)).expect("create");
+        TestQueue(name)
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let _ = Queue::remove(&self.0);
+    }
+}
+
+const INTEROP_COUNT: &str = "50000";
+const INTEROP_MAX_LEN: &str = "4000";
+
+fn interop(producer_is_rust: bool, seed: &str) {
+    let q = TestQueue::new("interop");
+    let scratch = Scratch::new("interop");
+    let c_exe = compile("tests/c/interop.c", &scratch.0, Build::Plain);
+    let rust_exe = PathBuf::from(env!("CARGO_BIN_EXE_shmq-c-interop"));
+    let (produce, consume) = if producer_is_rust { (&rust_exe, &c_exe) } else { (&c_exe, &rust_exe) };
+    let args = |role: &'static str| [role, q.0.as_str(), INTEROP_COUNT, seed, INTEROP_MAX_LEN];
+    let consumer = spawn(consume, &args("consume"), Build::Plain);
+    let producer = spawn(produce, &args("produce"), Build::Plain);
+    let p = finish(producer, "producer");
+    let c = finish(consumer, "consumer");
+    assert!(p.status.success(), "producer failed: {}", String::from_utf8_lossy(&p.stderr));
+    check(&c, "consumer", &format!("consumed {INTEROP_COUNT}"));
+}
+
+#[test]
+fn rust_producer_feeds_a_c_consumer() {
+    interop(true, "7");
+}
+
+#[test]
+fn c_producer_feeds_a_rust_consumer() {
+    interop(false, "8");
+}
+
+fn compile_example(name: &str, dir: &Path) -> PathBuf {
+    // Exactly as the README says: plain cc, the header, the static library.
+    let exe = dir.join(name);
+    let out = Command::new("cc")
+        .arg("-O2")
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(crate_dir().join("examples").join(format!("{name}.c")))
+        .arg(built_library("libshmq.a"))
+        .args(LIBS_PRIVATE)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("cc");
+    assert!(out.status.success(), "cc examples/{name}.c:\n{}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+fn queue_exists(name: &str) -> bool {
+    Path::new("/dev/shm").join(format!("shmq.{name}")).exists()
+}
+
+/// Runs the example consumer and producer on one queue; the consumer removes it.
+fn run_producer_and_consumer(producer: &Path, consumer: &Path, env: &[(&str, &OsStr)]) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let q = format!("ctest-example-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let start = |exe: &Path, args: &[&str]| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn example")
+    };
+    let c = start(consumer, &[&q, "500"]);
+    let p = start(producer, &[&q, "500"]);
+    let p = finish(p, "example producer");
+    let c = finish(c, "example consumer");
+    let _ = Queue::remove(&q);
+    check(&p, "example producer", "sent 500 messages");
+    let out = check(&c, "example consumer", "received 500 messages");
+    assert!(out.starts_with("message 0\nmessage 1\n"), "{out}");
+    assert!(out.contains("\nmessage 499\n"), "{out}");
+    assert!(!queue_exists(&q), "the consumer example removes its queue");
+}
+
+fn percentiles(report: &str) -> Vec<u64> {
+    ["p50:", "p90:", "p99:", "p99.9:", "max:"]
+        .iter()
+        .map(|label| {
+            let line =
+                report.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label}"));
+            line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn examples_build_with_plain_cc_and_run() {
+    let scratch = Scratch::new("examples");
+    let producer = compile_example("producer", &scratch.0);
+    let consumer = compile_example("consumer", &scratch.0);
+    let pingpong = compile_example("pingpong", &scratch.0);
+    run_producer_and_consumer(&producer, &consumer, &[]);
+
+    for wait in ["adaptive", "block"] {
+        let out = finish(
+            spawn(&pingpong, &["--wait", wait, "--round-trips", "2000", "--warmup", "200"], Build::Plain),
+            "pingpong",
+        );
+        let report = check(&out, "pingpong", &format!("wait {wait}, 2000 round trips"));
+        let p = percentiles(&report);
+        assert!(p.windows(2).all(|w| w[0] <= w[1]) && p[0] > 0, "percentiles out of order: {report}");
+    }
+    let bad = finish(spawn(&pingpong, &["--size", "4"], Build::Plain), "pingpong usage");
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+fn readelf_dynamic(file: &Path) -> String {
+    let out = Command::new("readelf").arg("-d").arg(file).output().expect("run readelf (binutils)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn shared_library_carries_the_abi_soname() {
+    let dynamic = readelf_dynamic(&built_library("libshmq.so"));
+    let want = format!("Library soname: [libshmq.so.{}]", shmq::SHMQ_ABI_VERSION);
+    assert!(dynamic.contains(&want), "no {want:?} in:\n{dynamic}");
+}
+
+#[test]
+fn make_install_then_pkg_config_builds_an_example() {
+    let scratch = Scratch::new("install");
+    let prefix = scratch.0.join("prefix");
+    let profile = profile_dir();
+    // The libraries cargo built for this run; CARGO=true skips the (release) cargo build.
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(crate_dir())
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("OUT={}", profile.display()))
+        .arg("CARGO=true")
+        .output()
+        .expect("run make");
+    assert!(
+        out.status.success(),
+        "make install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lib = prefix.join("lib");
+    for f in ["include/shmq.h", "lib/libshmq.a", "lib/libshmq.so", "lib/libshmq.so.1", "lib/pkgconfig/shmq.pc"] {
+        assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    assert_eq!(std::fs::read_link(lib.join("libshmq.so")).unwrap(), Path::new("libshmq.so.1"));
+    let real = std::fs::read_link(lib.join("libshmq.so.1")).unwrap();
+    assert!(real.to_string_lossy().starts_with("libshmq.so.1."), "{}", real.display());
+    assert_eq!(
+        std::fs::read(prefix.join("include/shmq.h")).unwrap(),
+        std::fs::read(crate_dir().join("include/shmq.h")).unwrap()
+    );
+
+    let pc_path = lib.join("pkgconfig");
+    let pkg = |args: &[&str]| {
+        let out = Command::new("pkg-config").args(args).arg("shmq").env("PKG_CONFIG_PATH", &pc_path).output();
+        let out = out.expect("run pkg-config (Debian package pkg-config)");
+        assert!(out.status.success(), "pkg-config {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let flags = pkg(&["--cflags", "--libs"]);
+    assert!(flags.contains(&format!("-I{}", prefix.join("include").display())), "{flags}");
+    assert!(flags.contains("-lshmq"), "{flags}");
+    assert!(pkg(&["--static", "--libs"]).contains("-lpthread"));
+
+    // Exactly the documented command, through a shell.
+    let cc = |name: &str, cmdline: String| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmdline)
+            .env("PKG_CONFIG_PATH", &pc_path)
+            .current_dir(&scratch.0)
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "building {name}: {}", String::from_utf8_lossy(&out.stderr));
+        scratch.0.join(name)
+    };
+    let examples = crate_dir().join("examples");
+    let dynamic_cc = |name: &str| {
+        cc(name, format!("cc {}/{name}.c $(pkg-config --cflags --libs shmq) -o {name}", examples.display()))
+    };
+    let producer = dynamic_cc("producer");
+    let consumer = dynamic_cc("consumer");
+    assert!(readelf_dynamic(&producer).contains("Shared library: [libshmq.so.1]"));
+    run_producer_and_consumer(&producer, &consumer, &[("LD_LIBRARY_PATH", lib.as_os_str())]);
+
+    // Static: the archive by path, then what it needs (Libs.private).
+    let static_cc = |name: &str| {
+        cc(
+            name,
+            format!(
+                "cc {}/{name}.c $(pkg-config --cflags shmq) \"$(pkg-config --variable=libdir shmq)/libshmq.a\" \
+                 $(pkg-config --static --libs-only-l shmq | sed 's/-lshmq//') -o {name}-static",
+                examples.display()
+            ),
+        );
+        scratch.0.join(format!("{name}-static"))
+    };
+    let producer = static_cc("producer");
+    let consumer = static_cc("consumer");
+    assert!(!readelf_dynamic(&producer).contains("libshmq"));
+    run_producer_and_consumer(&producer, &consumer, &[]);
+}

@@ -21,7 +21,9 @@ use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Wait};
 const CAPACITY: u64 = 1 << 14;
 const MAX_MESSAGE: u32 = 1024;
 const OP: Duration = Duration::from_millis(20);
-const SCRIBBLE_FOR: Duration = Duration::from_secs(3);
+/// How long the scribbler runs; `SHMQ_HOSTILE_SECS` overrides it for longer explorations,
+/// `SHMQ_HOSTILE_SEED` changes the seeds.
+const SCRIBBLE_SECS: u64 = 3;
 /// Generous: the whole run takes a few seconds.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -30,7 +32,7 @@ fn child_role() {
     common::run_child(|role, queue| match role {
         "sender" => sender(queue),
         "receiver" => receiver(queue),
-        "scribbler" => scribbler(queue, common::arg("seed")),
+        "scribbler" => scribbler(queue, common::arg("seed"), Duration::from_secs(common::arg("secs"))),
         other => panic!("unknown role {other}"),
     });
 }
@@ -220,10 +222,10 @@ fn hostile_header(rng: &mut Rng) -> u64 {
     len | kind << 32 | rng.below(256) << 40
 }
 
-fn scribbler(queue: &str, seed: u64) {
+fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
     let raw = RawSegment::open(queue);
     let mut rng = Rng(seed);
-    let until = Instant::now() + SCRIBBLE_FOR;
+    let until = Instant::now() + scribble_for;
     let mut writes = 0u64;
     while Instant::now() < until {
         for _ in 0..32 {
@@ -276,14 +278,17 @@ fn hostile_writer_cannot_crash_or_hang_sender_and_receiver(mode: Mode, wait: &st
         &format!("hostile-{mode}-{wait}"),
         Options::new().mode(mode).capacity(CAPACITY).max_message(MAX_MESSAGE),
     );
-    let deadline = Instant::now() + LIMIT;
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let secs = env("SHMQ_HOSTILE_SECS").unwrap_or(SCRIBBLE_SECS);
+    let seed = seed ^ env("SHMQ_HOSTILE_SEED").unwrap_or(0);
+    let deadline = Instant::now() + LIMIT + Duration::from_secs(secs);
     let args = [("wait", wait.to_owned())];
     let mut receiver = Child::spawn("receiver", &q.name, &args);
     receiver.expect("ready");
     let mut sender = Child::spawn("sender", &q.name, &args);
     sender.expect("ready");
     receiver.expect("flowing");
-    let mut scribbler = Child::spawn("scribbler", &q.name, &[("seed", seed.to_string())]);
+    let mut scribbler = Child::spawn("scribbler", &q.name, &[("seed", seed.to_string()), ("secs", secs.to_string())]);
     let scribbled: u64 = scribbler.expect("scribbled").parse().unwrap();
     scribbler.wait_ok_by(deadline);
     sender.hang_up();
@@ -292,7 +297,7 @@ fn hostile_writer_cannot_crash_or_hang_sender_and_receiver(mode: Mode, wait: &st
     receiver.wait_ok_by(deadline);
     let sent = sender.expect("sender");
     let received = receiver.expect("receiver");
-    eprintln!("{mode} {wait}: {scribbled} hostile writes\n  sent: {sent}\n  received: {received}");
+    eprintln!("{mode} {wait} seed {seed:#x}: {scribbled} hostile writes\n  sent: {sent}\n  received: {received}");
     assert!(scribbled > 1000, "the scribbler hardly wrote anything: {scribbled}");
     // The wreck can still be looked at and removed by a third party.
     let _ = Queue::inspect(&q.name);

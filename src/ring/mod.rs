@@ -178,20 +178,33 @@ mod ptr_region {
     }
 
     /// An 8-byte-aligned heap buffer standing in for a mapping (tests, Miri, benches).
+    ///
+    /// It owns its allocation through the raw pointer in `region`, not through a `Box`:
+    /// moving a `Box` asserts unique access to its memory (Stacked Borrows), which would
+    /// invalidate the pointer the region hands out (Miri reports that as undefined behavior).
     pub struct HeapRegion {
-        _buf: Box<[u64]>,
         region: PtrRegion,
+        /// `u64` words in the allocation.
+        words: usize,
     }
 
     impl HeapRegion {
-        /// A zeroed region of `len` bytes (a multiple of 8).
+        /// A zeroed region of `len` bytes (rounded up to a multiple of 8 for the allocation).
         pub fn new(len: usize) -> HeapRegion {
-            let mut buf = vec![0u64; len / 8].into_boxed_slice();
-            let base = buf.as_mut_ptr().cast::<u8>();
-            // SAFETY: the boxed slice is `len` bytes, 8-aligned, and lives (never moved: a
-            // Box's heap allocation stays put) as long as `HeapRegion`.
+            let words = len.div_ceil(8);
+            let base = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<u8>();
+            // SAFETY: the allocation holds `words * 8 >= len` bytes, is 8-aligned, and is
+            // freed only by `drop`, when nothing borrowed from the region is left.
             let region = unsafe { PtrRegion::new(base, len) };
-            HeapRegion { _buf: buf, region }
+            HeapRegion { region, words }
+        }
+    }
+
+    impl Drop for HeapRegion {
+        fn drop(&mut self) {
+            let slice = std::ptr::slice_from_raw_parts_mut(self.region.base.cast::<u64>(), self.words);
+            // SAFETY: `slice` is exactly what `Box::into_raw` returned in `new`, freed once.
+            drop(unsafe { Box::from_raw(slice) });
         }
     }
 

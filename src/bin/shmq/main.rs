@@ -1,1 +1,194 @@
-fn main() {}
+//! `shmq`: create, feed, drain, inspect and remove shared-memory queues by hand, and measure
+//! them against the floors and the kernel's pipes and sockets with `shmq bench`.
+//!
+//! Exit status: 0 success, 1 runtime error (the message names the queue), 2 usage error
+//! (bad option, size, duration, name or permissions).
+//!
+//! Layout: [`args`] parses values, [`commands`] holds one module per queue command, and
+//! [`bench`] the benchmark (its module docs describe the method and each transport).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod args;
+mod bench;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use args::{parse_duration, parse_name, parse_permissions, parse_size};
+
+/// Message queues in POSIX shared memory between processes on one Linux host.
+#[derive(Parser, Debug)]
+#[command(name = "shmq", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Sizes: 64, 4KiB, 1MiB. Durations: 5ms, 2s, 250us.\n\
+Exit status: 0 ok, 1 runtime error, 2 usage error.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Queue mode on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// One producer at a time: the fast path.
+    Spsc,
+    /// Any number of producers.
+    Mpsc,
+}
+
+impl From<ModeArg> for shmq::Mode {
+    fn from(m: ModeArg) -> shmq::Mode {
+        match m {
+            ModeArg::Spsc => shmq::Mode::Spsc,
+            ModeArg::Mpsc => shmq::Mode::Mpsc,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a queue.
+    Create {
+        /// Queue name: 1-200 bytes of [A-Za-z0-9._-], not starting with '.'.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Bytes in the ring: a power of two from 1KiB to 1TiB.
+        #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+        capacity: u64,
+        /// Largest message: at most half the capacity [default: 64KiB, or half a smaller
+        /// capacity].
+        #[arg(long, value_parser = parse_size)]
+        max_message: Option<u64>,
+        /// spsc (one producer, fastest) or mpsc (many producers).
+        #[arg(long, value_enum, default_value_t = ModeArg::Mpsc)]
+        mode: ModeArg,
+        /// Permission bits in octal; must include 600 (owner read and write).
+        #[arg(long, value_parser = parse_permissions, default_value = "600")]
+        permissions: u32,
+    },
+    /// Send messages: each MESSAGE argument is one; with none, each line of stdin is one.
+    Send {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Messages to send, in order.
+        #[arg(conflicts_with = "file")]
+        messages: Vec<String>,
+        /// Send the contents of a file as one message.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// How long to wait for room in a full queue, per message (0: fail at once).
+        #[arg(long, value_parser = parse_duration, default_value = "0", value_name = "DUR")]
+        timeout: Duration,
+    },
+    /// Receive messages and print each on its own line.
+    ///
+    /// Text is printed as is; messages with control bytes or invalid UTF-8 are escaped
+    /// (\n, \x00), unless --hex or --json is given.
+    Recv {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// How many messages to receive.
+        #[arg(long, short = 'n', default_value_t = 1, conflicts_with = "follow")]
+        count: u64,
+        /// How long to wait for each message (default: forever; 0: only what is there).
+        #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+        timeout: Option<Duration>,
+        /// Keep receiving until the queue is removed (or --timeout passes without a message).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Print each message as lowercase hex.
+        #[arg(long, conflicts_with = "json")]
+        hex: bool,
+        /// Print each message as a JSON object on its own line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a queue's configuration, depth, counters and participants.
+    Stat {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Print JSON (stable, with schema_version).
+        #[arg(long)]
+        json: bool,
+        /// Measure send/receive rates over this interval (e.g. 1s).
+        #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+        interval: Option<Duration>,
+    },
+    /// List every shmq queue on this host, flagging those whose participants are all dead.
+    Ls {
+        /// Print JSON (stable, with schema_version).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove queues: unlink the names and wake every waiter.
+    Rm {
+        /// Queue names.
+        #[arg(required = true, value_parser = parse_name)]
+        names: Vec<String>,
+    },
+    /// Measure shmq against bare floors, pipes and Unix sockets (two pinned processes).
+    #[command(long_about = bench::LONG_HELP)]
+    Bench(bench::BenchArgs),
+    /// The benchmark's peer process (started by `shmq bench`).
+    #[command(hide = true, name = "bench-peer")]
+    BenchPeer {
+        /// CPU to pin to.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+}
+
+/// A usage error found after parsing (clap's own exit with status 2).
+pub fn usage_error(msg: impl std::fmt::Display) -> ! {
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Bench(_) | Command::BenchPeer { .. }) {
+        // Like other Unix tools, end quietly when the reader of our output goes away
+        // (`shmq ls | head`). The bench keeps Rust's default (EPIPE as an error) so that a
+        // dead peer is reported, not fatal.
+        // SAFETY: sets a signal disposition to its default before any other thread runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    let result = match cli.command {
+        Command::Create { name, capacity, max_message, mode, permissions } => {
+            commands::admin::create(&name, capacity, max_message, mode, permissions)
+        }
+        Command::Send { name, messages, file, timeout } => commands::send::run(&name, messages, file, timeout),
+        Command::Recv { name, count, timeout, follow, hex, json } => {
+            let format = if hex {
+                commands::recv::Format::Hex
+            } else if json {
+                commands::recv::Format::Json
+            } else {
+                commands::recv::Format::Text
+            };
+            commands::recv::run(&name, if follow { None } else { Some(count) }, timeout, format)
+        }
+        Command::Stat { name, json, interval } => commands::stat::stat(&name, json, interval),
+        Command::Ls { json } => commands::stat::ls(json),
+        Command::Rm { names } => commands::admin::rm(&names),
+        Command::Bench(a) => bench::run(a),
+        Command::BenchPeer { cpu } => bench::peer::run(cpu),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if commands::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("shmq: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Parsers for command-line values: sizes (`64`, `4KiB`, `1MiB`), durations (`5ms`, `2s`),
+//! queue names and octal permissions. Each returns a message that clap prints with the
+//! usage, and exits with status 2.
+
+use std::time::Duration;
+
+/// A byte count: a plain number of bytes, or a number with a binary unit (`B`, `KiB`,
+/// `MiB`, `GiB`, `TiB`; `K`, `M`, `G`, `T` are the same). Decimal units (`KB`) are refused
+/// so that nobody gets 1000 when they meant 1024.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("invalid size {s:?}: expected a number of bytes such as 64, 4KiB or 1MiB"));
+    }
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: number too large"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        "kb" | "mb" | "gb" | "tb" => {
+            return Err(format!("invalid size {s:?}: use binary units (KiB, MiB, GiB), not {unit}"));
+        }
+        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB)")),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// A size that must fit in `usize` (message sizes).
+pub fn parse_usize_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    usize::try_from(n).map_err(|_| format!("invalid size {s:?}: too large"))
+}
+
+/// A duration: a number (decimals allowed) and a unit, `ns`, `us` (or `µs`), `ms`, `s`,
+/// `m`, `h`. `0` needs no unit; any other number does.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    if num.is_empty() || num.chars().filter(|&c| c == '.').count() > 1 || num == "." {
+        return Err(format!("invalid duration {s:?}: expected a number and a unit, such as 5ms or 2s"));
+    }
+    let scale_ns: f64 = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        "" => return Err(format!("invalid duration {s:?}: missing unit (ns, us, ms, s, m, h), e.g. {t}ms")),
+        _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h)")),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ns = v * scale_ns;
+    if !ns.is_finite() || ns > 1e18 {
+        return Err(format!("invalid duration {s:?}: too long"));
+    }
+    Ok(Duration::from_nanos(ns.round() as u64))
+}
+
+/// A queue name, checked by the library's rules (1–200 bytes of `[A-Za-z0-9._-]`, not
+/// starting with `.`) before anything touches the system.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= shmq::MAX_NAME_LEN
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "invalid queue name {s:?}: use 1-{} bytes of [A-Za-z0-9._-], not starting with '.'",
+            shmq::MAX_NAME_LEN
+        ))
+    }
+}
+
+/// Permission bits in octal (`600`, `0660`, `0o660`); must include owner read and write.
+pub fn parse_permissions(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    let bits = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("invalid permissions {s:?}: expected octal bits such as 600 or 660"))?;
+    if bits > 0o777 {
+        return Err(format!("invalid permissions {s:?}: only the bits 0777 are allowed"));
+    }
+    if bits & 0o600 != 0o600 {
+        return Err(format!("invalid permissions {s:?}: the owner needs read and write (0600)"));
+    }
+    Ok(bits)
+}
+
+/// A human-readable byte count: `64 B`, `4 KiB`, `1.5 MiB`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 || v.fract() == 0.0 { format!("{v} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_plain_numbers_and_binary_units() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("8k"), Ok(8192));
+        assert!(parse_size("4KB").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("20000000TiB").is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit_except_zero() {
+        assert_eq!(parse_duration("5ms"), Ok(Duration::from_millis(5)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
+    }
+
+    #[test]
+    fn names_follow_the_library_rules() {
+        assert!(parse_name("orders-1.a_b").is_ok());
+        assert!(parse_name("").is_err());
+        assert!(parse_name(".hidden").is_err());
+        assert!(parse_name("a/b").is_err());
+        assert!(parse_name(&"x".repeat(shmq::MAX_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn permissions_are_octal_and_keep_the_owner() {
+        assert_eq!(parse_permissions("600"), Ok(0o600));
+        assert_eq!(parse_permissions("0660"), Ok(0o660));
+        assert_eq!(parse_permissions("0o640"), Ok(0o640));
+        assert!(parse_permissions("400").is_err());
+        assert!(parse_permissions("1777").is_err());
+        assert!(parse_permissions("rw").is_err());
+    }
+
+    #[test]
+    fn sizes_format_readably() {
+        assert_eq!(format_size(64), "64 B");
+        assert_eq!(format_size(4096), "4 KiB");
+        assert_eq!(format_size(1536), "1.5 KiB");
+    }
+}

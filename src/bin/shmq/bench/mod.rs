@@ -1,0 +1,595 @@
+//! `shmq bench`: how much faster than a pipe or a Unix socket is shmq, and how close to the
+//! bare floor of the machine, measured between two processes.
+//!
+//! # Method
+//! * Two processes: this one (the *leader*, which measures) and a *peer*: the same binary
+//!   re-executed as `shmq bench-peer`, driven over a control pipe (its stdin and stdout).
+//!   On a machine with two or more CPUs each is pinned to its own CPU.
+//! * **Latency**: ping-pong. The leader sends a message, the peer receives it, verifies it
+//!   and sends it back, the leader receives and verifies it. One clock read per round trip;
+//!   one-way latency = round trip / 2, recorded in an HdrHistogram (p50, p90, p99, p99.9,
+//!   max). Each run starts with unrecorded warm-up round trips.
+//! * **Throughput**: streaming. The leader sends numbered messages back to back; the peer
+//!   receives each, verifies its sequence number and payload, and reports on the control
+//!   pipe when it has them all. Messages/s and MB/s (MB = 10⁶ bytes).
+//! * Every transport copies each message in (from the sender's buffer) and out (into the
+//!   receiver's buffer) and verifies it, so the comparison is fair.
+//! * **Rounds**: on a VM the distance between two CPUs can change within seconds, so the
+//!   transports run interleaved (A B C A B C …); each ratio is taken within a round and the
+//!   median over rounds is reported. A floor probe runs before and after, so a reader sees
+//!   when placement moved.
+//!
+//! # Transports
+//! * `shmq` (waits `spin`, `block`, `adaptive`): two SPSC queues, one per direction.
+//!   Latency uses `send` and `recv`; throughput uses `send` and `recv_batch`.
+//! * `spin-floor`: no queue at all. A shared mapping of the bench's own with one slot per
+//!   direction: an 8-byte header (a 32-bit sequence word and an ack word) followed by the
+//!   payload, like a record. The sender copies the message in and stores the sequence with
+//!   Release; the receiver spins on it with Acquire and copies the message out. This is the
+//!   cost of moving the message's cache lines between the two CPUs: no queue can beat it.
+//!   Streaming goes through the same single slot (one message in flight), so its throughput
+//!   is a handoff rate, not a bound on batched throughput.
+//! * `futex-floor`: the same slots, but the receiver sleeps at once in `FUTEX_WAIT` on the
+//!   sequence word (shared, not private: the memory is shared) and the sender always calls
+//!   `FUTEX_WAKE`: the cost of a bare cross-process wakeup.
+//! * `pipe`: two FIFOs (kernel pipes, default size), `write` and `read` of fixed-size
+//!   messages (no length prefix: the kernel transports' best case); the streaming reader
+//!   reads through a 256 KiB buffer.
+//! * `uds`: a Unix stream socket pair (connected through a socket file), used the same way.
+//!
+//! Kernel transports and the floors report `wait` as the mode they run in: `block` for
+//! pipe, uds and futex-floor, `spin` for spin-floor.
+
+pub mod floors;
+pub mod peer;
+pub mod plot;
+pub mod report;
+pub mod transports;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::args::parse_usize_size;
+
+/// `shmq bench --help`.
+pub const LONG_HELP: &str = "\
+Measure shmq against bare floors and kernel transports, between two processes: this one and
+a peer (the same binary re-executed), each pinned to its own CPU when there are two or more.
+
+Latency is ping-pong: one-way = round trip / 2, in an HdrHistogram (p50 p90 p99 p99.9 max).
+Throughput is streaming: messages/s and MB/s (MB = 10^6 bytes), sequence numbers verified.
+Every transport copies each message in and out and verifies it.
+
+Transports:
+  shmq         two SPSC queues (one per direction), with the waits spin, block, adaptive
+  spin-floor   no queue: a shared mapping of the bench's own, one slot per direction; the
+               sender copies the message in and stores a sequence word, the receiver spins
+               on it and copies the message out. The cache-line ping-pong floor: nothing
+               that crosses CPUs through memory can be faster.
+  futex-floor  the same slots, but the receiver sleeps in FUTEX_WAIT (shared futex) and the
+               sender always calls FUTEX_WAKE: the floor for a blocking wakeup.
+  pipe         two kernel pipes (FIFOs), fixed-size write/read
+  uds          a Unix stream socket, fixed-size write/read
+
+The floors stream through one slot (one message in flight): their throughput is a handoff
+rate, not a bound for batched throughput.
+
+Transports run interleaved in rounds (A B C A B C ...); ratios are taken within each round
+and their median is reported, with a spin-floor probe before and after the run, because on
+VMs the distance between two CPUs can change within seconds. The table ends with shmq's
+ratio to each floor and to the fastest kernel transport.";
+
+/// Options of `shmq bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Message sizes, comma-separated (1 B to 16 MiB).
+    #[arg(long, value_delimiter = ',', value_parser = parse_usize_size, default_value = "8,64,1KiB,64KiB")]
+    pub size: Vec<usize>,
+    /// Transports, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub transport: Vec<Kind>,
+    /// shmq wait policies, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub wait: Vec<WaitKind>,
+    /// Round trips (and streamed messages) per transport, size and round (default: as many
+    /// as fit in a time budget per run).
+    #[arg(long, value_name = "N")]
+    pub messages: Option<u64>,
+    /// Rounds (default 5; 3 with --quick).
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<u32>,
+    /// A short run (under 20 s): shorter time budgets and 3 rounds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the results as JSON to FILE (schema_version 1).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write HdrHistogram percentile-distribution files (.hgrm, microseconds) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+    /// Draw latency by percentile for every transport into an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Do not pin the two processes to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// A transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// shmq SPSC queues.
+    Shmq,
+    /// Bare cache-line ping-pong through shared memory.
+    SpinFloor,
+    /// Bare futex wait/wake through shared memory.
+    FutexFloor,
+    /// Kernel pipes.
+    Pipe,
+    /// Unix stream sockets.
+    Uds,
+}
+
+impl Kind {
+    /// Every transport, in the order of the table.
+    pub const ALL: [Kind; 5] = [Kind::Shmq, Kind::SpinFloor, Kind::FutexFloor, Kind::Pipe, Kind::Uds];
+
+    /// The name in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Shmq => "shmq",
+            Kind::SpinFloor => "spin-floor",
+            Kind::FutexFloor => "futex-floor",
+            Kind::Pipe => "pipe",
+            Kind::Uds => "uds",
+        }
+    }
+
+    /// Whether the kernel carries the messages.
+    pub fn is_kernel(self) -> bool {
+        matches!(self, Kind::Pipe | Kind::Uds)
+    }
+}
+
+/// How a side waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitKind {
+    /// Busy-poll.
+    Spin,
+    /// Sleep in the kernel.
+    Block,
+    /// Spin, then sleep (shmq only).
+    Adaptive,
+}
+
+impl WaitKind {
+    /// The name in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitKind::Spin => "spin",
+            WaitKind::Block => "block",
+            WaitKind::Adaptive => "adaptive",
+        }
+    }
+
+    /// The library's policy.
+    pub fn to_shmq(self) -> shmq::Wait {
+        match self {
+            WaitKind::Spin => shmq::Wait::Spin,
+            WaitKind::Block => shmq::Wait::Block,
+            WaitKind::Adaptive => shmq::Wait::Adaptive,
+        }
+    }
+}
+
+/// One measured combination: a transport and how it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Config {
+    /// The transport.
+    pub kind: Kind,
+    /// How it waits (fixed for everything but shmq).
+    pub wait: WaitKind,
+}
+
+impl Config {
+    /// `shmq/spin`, `pipe`, ...
+    pub fn label(self) -> String {
+        if self.kind == Kind::Shmq { format!("shmq/{}", self.wait.name()) } else { self.kind.name().to_owned() }
+    }
+}
+
+/// What the peer is asked to do in one run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Transport and wait.
+    pub config: Config,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Warm-up round trips before the leader says `go`.
+    pub warmup: u64,
+    /// The transport's rendezvous: queue base name, shm object name, or directory.
+    pub resource: String,
+}
+
+/// Time budgets and counts of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Warm-up round trips per run.
+    pub warmup: u64,
+    /// Time for the recorded round trips of one run.
+    pub latency: Duration,
+    /// Time for the stream of one run.
+    pub throughput: Duration,
+    /// Fixed counts instead of the time budgets.
+    pub fixed: Option<u64>,
+}
+
+/// Round trips skipped after `go` (the peer was reading the control pipe).
+pub const SKIP_AFTER_GO: u64 = 16;
+/// Fewest round trips or streamed messages of a time-budgeted run.
+const MIN_COUNT: u64 = 200;
+/// Most round trips or streamed messages of a time-budgeted run.
+const MAX_COUNT: u64 = 5_000_000;
+/// Largest message the bench sends.
+const MAX_SIZE: usize = 16 << 20;
+/// Longest any wait in the bench may take before it is declared stuck.
+pub const STUCK: Duration = Duration::from_secs(20);
+
+/// Set when the peer process exits: every loop of the leader that could wait for it stops.
+pub static PEER_GONE: AtomicBool = AtomicBool::new(false);
+/// Queues the current run uses, removed by the watchdog if the peer dies so that a blocked
+/// `recv` returns `Closed`.
+pub static CURRENT_QUEUES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Bytes of message `seq`: its sequence number (little-endian, as many bytes as fit in 8)
+/// and then the fixed pattern.
+pub fn stamp(buf: &mut [u8], seq: u64) {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+}
+
+/// Whether `buf` is message `seq` of a run whose pattern is `pattern`.
+#[inline]
+pub fn check(buf: &[u8], seq: u64, pattern: &[u8]) -> bool {
+    let n = buf.len().min(8);
+    buf.len() == pattern.len() && buf[..n] == seq.to_le_bytes()[..n] && buf[n..] == pattern[n..]
+}
+
+/// The payload pattern of messages of `size` bytes.
+pub fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)).collect()
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: usize) -> Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).with_context(|| format!("pin to CPU {cpu}"))
+}
+
+/// The leader's handle on the peer process: its control pipe and a watchdog thread that
+/// notices when it exits.
+pub struct Peer {
+    pid: rustix::process::Pid,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+    watchdog: Option<std::thread::JoinHandle<Option<std::process::ExitStatus>>>,
+}
+
+impl Peer {
+    fn spawn(cpu: Option<usize>) -> Result<Peer> {
+        PEER_GONE.store(false, Ordering::SeqCst);
+        let exe = std::env::current_exe().context("find the shmq executable to start the peer")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("bench-peer").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        if let Some(c) = cpu {
+            cmd.arg("--cpu").arg(c.to_string());
+        }
+        let mut child: Child = cmd.spawn().context("start the peer process")?;
+        let pid = rustix::process::Pid::from_child(&child);
+        let to = child.stdin.take().expect("piped stdin");
+        let from = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let watchdog = std::thread::spawn(move || {
+            let status = child.wait().ok();
+            PEER_GONE.store(true, Ordering::SeqCst);
+            // Wake a leader blocked in a shmq recv: removal makes it return `Closed`.
+            for q in CURRENT_QUEUES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                let _ = shmq::Queue::remove(q);
+            }
+            status
+        });
+        let mut peer = Peer { pid, to, from, watchdog: Some(watchdog) };
+        peer.expect("hello")?;
+        Ok(peer)
+    }
+
+    /// Sends one control line.
+    pub fn say(&mut self, line: &str) -> Result<()> {
+        writeln!(self.to, "{line}").and_then(|_| self.to.flush()).map_err(|e| self.gone(e.into()))
+    }
+
+    /// Reads one control line; a line `error ...` from the peer becomes an error.
+    pub fn hear(&mut self) -> Result<String> {
+        let mut line = String::new();
+        match self.from.read_line(&mut line) {
+            Ok(0) => Err(self.gone(anyhow!("the peer closed the control pipe"))),
+            Ok(_) => {
+                let line = line.trim_end().to_owned();
+                match line.strip_prefix("error ") {
+                    Some(msg) => Err(anyhow!("peer: {msg}")),
+                    None => Ok(line),
+                }
+            }
+            Err(e) => Err(self.gone(e.into())),
+        }
+    }
+
+    /// Reads one control line and checks it is `want`.
+    pub fn expect(&mut self, want: &str) -> Result<()> {
+        let got = self.hear()?;
+        if got != want {
+            bail!("peer said {got:?}, expected {want:?}");
+        }
+        Ok(())
+    }
+
+    /// Adds the peer's side of a failure to the leader's: a peer that failed says why on
+    /// the control pipe and exits, which usually shows on the leader as a broken transport.
+    pub fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
+        let t0 = Instant::now();
+        while !PEER_GONE.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !PEER_GONE.load(Ordering::SeqCst) {
+            return e;
+        }
+        // The peer is gone: whatever it said is in the pipe, which ends at EOF.
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.from, &mut said);
+        match said.lines().find_map(|l| l.strip_prefix("error ")) {
+            Some(msg) => e.context(format!("the peer failed: {msg}")),
+            None => e.context("the peer process exited"),
+        }
+    }
+
+    fn gone(&mut self, e: anyhow::Error) -> anyhow::Error {
+        if PEER_GONE.load(Ordering::SeqCst) { e.context("the peer process exited") } else { e }
+    }
+
+    /// Closes the control pipe (the peer exits) and waits for it.
+    fn finish(mut self) -> Result<()> {
+        let _ = writeln!(self.to, "quit").and_then(|_| self.to.flush());
+        let status = self.watchdog.take().and_then(|w| w.join().ok()).flatten();
+        match status {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => bail!("the peer process failed: {s}"),
+            None => bail!("lost track of the peer process"),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            // Unfinished (an error): stop the peer, then collect it.
+            let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
+            let _ = w.join();
+        }
+    }
+}
+
+/// One (config, size, round) measurement.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// One-way latency in nanoseconds.
+    pub hist: Histogram<u64>,
+    /// Recorded round trips.
+    pub round_trips: u64,
+    /// Messages streamed.
+    pub streamed: u64,
+    /// Time the stream took.
+    pub stream_time: Duration,
+}
+
+/// A new histogram for one-way nanoseconds: 1 ns to 100 s, three significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Everything measured, for the report.
+pub struct Measurements {
+    /// Configurations in table order.
+    pub configs: Vec<Config>,
+    /// Sizes in table order.
+    pub sizes: Vec<usize>,
+    /// `samples[round][size index][config index]`.
+    pub samples: Vec<Vec<Vec<Sample>>>,
+    /// Spin-floor probe p50 (ns) before and after, if it ran.
+    pub probe: Option<(usize, u64, u64)>,
+    /// Pinned CPUs (leader, peer).
+    pub pinned: Option<(usize, usize)>,
+    /// CPUs the bench was allowed to use (before pinning).
+    pub cpus: usize,
+    /// Budgets used.
+    pub budget: Budget,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+/// `shmq bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    for &s in &args.size {
+        if s == 0 || s > MAX_SIZE {
+            crate::usage_error(format!("invalid --size {s}: from 1 B to 16 MiB (pipes cannot carry empty messages)"));
+        }
+    }
+    if args.rounds == Some(0) || args.messages == Some(0) {
+        crate::usage_error("--rounds and --messages must be at least 1");
+    }
+    let cpus = allowed_cpus();
+    let pinned = if cpus.len() >= 2 && !args.no_pin { Some((cpus[0], cpus[1])) } else { None };
+    let transports: Vec<Kind> = if args.transport.is_empty() { Kind::ALL.to_vec() } else { dedup(&args.transport) };
+    let waits: Vec<WaitKind> = if args.wait.is_empty() {
+        vec![WaitKind::Spin, WaitKind::Block, WaitKind::Adaptive]
+    } else {
+        dedup(&args.wait)
+    };
+    let single_cpu = cpus.len() < 2;
+    let mut configs = Vec::new();
+    for &kind in &transports {
+        match kind {
+            Kind::Shmq => {
+                for &wait in &waits {
+                    if single_cpu && wait != WaitKind::Block && args.wait.is_empty() {
+                        continue;
+                    }
+                    configs.push(Config { kind, wait });
+                }
+            }
+            Kind::SpinFloor if single_cpu && args.transport.is_empty() => {}
+            Kind::SpinFloor => configs.push(Config { kind, wait: WaitKind::Spin }),
+            _ => configs.push(Config { kind, wait: WaitKind::Block }),
+        }
+    }
+    if configs.is_empty() {
+        crate::usage_error("nothing to measure: check --transport and --wait");
+    }
+    if single_cpu {
+        eprintln!("shmq bench: only one CPU available: spinning transports skipped unless asked for");
+    }
+    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 });
+    let budget = if args.quick {
+        Budget {
+            warmup: 100,
+            latency: Duration::from_millis(25),
+            throughput: Duration::from_millis(15),
+            fixed: args.messages,
+        }
+    } else {
+        Budget {
+            warmup: 300,
+            latency: Duration::from_millis(200),
+            throughput: Duration::from_millis(100),
+            fixed: args.messages,
+        }
+    };
+    let sizes = args.size.clone();
+    let m = measure(&configs, &sizes, rounds, budget, pinned, !single_cpu)?;
+    let rep = report::Report::build(&m, args.quick);
+    let table = report::table(&m, &rep);
+    print!("{table}");
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rep)? + "\n";
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(dir) = &args.hgrm {
+        report::write_hgrm(dir, &m).with_context(|| format!("write histograms into {}", dir.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(path, &m).with_context(|| format!("draw {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn dedup<T: Copy + Ord>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for &x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Runs every round: starts the peer, measures, stops the peer.
+fn measure(
+    configs: &[Config],
+    sizes: &[usize],
+    rounds: u32,
+    budget: Budget,
+    pinned: Option<(usize, usize)>,
+    probe: bool,
+) -> Result<Measurements> {
+    let start = Instant::now();
+    let cpus = allowed_cpus().len();
+    if let Some((cpu, _)) = pinned {
+        pin(cpu)?;
+    }
+    let mut peer = Peer::spawn(pinned.map(|p| p.1))?;
+    let mut ctx = transports::Context::new()?;
+    let total = u64::from(rounds) * (sizes.len() * configs.len()) as u64 + if probe { 2 } else { 0 };
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let probe_size = if sizes.contains(&64) { 64 } else { sizes[0] };
+    let probe_cfg = Config { kind: Kind::SpinFloor, wait: WaitKind::Spin };
+    let probe_budget = Budget {
+        warmup: budget.warmup,
+        latency: budget.latency / 2,
+        throughput: Duration::from_millis(1),
+        fixed: None,
+    };
+    let run_probe = |peer: &mut Peer, ctx: &mut transports::Context, bar: &indicatif::ProgressBar| {
+        bar.set_message(format!("floor probe, spin-floor {probe_size} B"));
+        let s = transports::run_one(peer, ctx, probe_cfg, probe_size, probe_budget);
+        bar.inc(1);
+        s.map(|s| s.hist.value_at_quantile(0.5))
+    };
+    let before = if probe { Some(run_probe(&mut peer, &mut ctx, &bar)?) } else { None };
+    let mut samples = Vec::new();
+    for r in 0..rounds {
+        let mut by_size = Vec::new();
+        for &size in sizes {
+            let mut by_cfg = Vec::new();
+            for &cfg in configs {
+                bar.set_message(format!("round {}/{rounds}: {} {size} B", r + 1, cfg.label()));
+                let s = transports::run_one(&mut peer, &mut ctx, cfg, size, budget)
+                    .with_context(|| format!("{} with {size}-byte messages", cfg.label()))?;
+                by_cfg.push(s);
+                bar.inc(1);
+            }
+            by_size.push(by_cfg);
+        }
+        samples.push(by_size);
+    }
+    let after = if probe { Some(run_probe(&mut peer, &mut ctx, &bar)?) } else { None };
+    bar.finish_and_clear();
+    peer.finish()?;
+    Ok(Measurements {
+        configs: configs.to_vec(),
+        sizes: sizes.to_vec(),
+        samples,
+        probe: before.zip(after).map(|(b, a)| (probe_size, b, a)),
+        pinned,
+        cpus,
+        budget,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// How many round trips (or messages) fit in `budget` at `per_item` each.
+pub fn count_for(budget: Duration, per_item: Duration) -> u64 {
+    let per = per_item.as_nanos().max(1);
+    ((budget.as_nanos() / per) as u64).clamp(MIN_COUNT, MAX_COUNT)
+}

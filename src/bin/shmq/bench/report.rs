@@ -1,0 +1,504 @@
+//! What `shmq bench` reports: the merged results, the ratios, the printed table, the JSON
+//! (DESIGN §6, `schema_version` 1) and the HdrHistogram percentile-distribution files.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{Config, Kind, Measurements, WaitKind, new_histogram};
+
+/// The JSON schema version of `shmq bench --json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `shmq bench --json FILE`.
+#[derive(Serialize)]
+pub struct Report {
+    /// Always 1 for this layout.
+    pub schema_version: u32,
+    /// Where it ran.
+    pub machine: Machine,
+    /// How it ran (added to the DESIGN §6 schema; nothing there changes).
+    pub run: RunInfo,
+    /// One per (transport, wait, size), merged over rounds.
+    pub results: Vec<ResultJson>,
+    /// shmq against each baseline, median over rounds.
+    pub ratios: Vec<Ratio>,
+}
+
+/// The machine.
+#[derive(Serialize)]
+pub struct Machine {
+    /// Host name.
+    pub hostname: String,
+    /// `linux`.
+    pub os: &'static str,
+    /// `x86_64`, `aarch64`.
+    pub arch: &'static str,
+    /// Kernel release.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// Whether it runs under a hypervisor.
+    pub virtualized: bool,
+    /// The kernel's clock source (`tsc` reads cost nanoseconds; others may cost more).
+    pub clocksource: String,
+    /// CPUs the leader and the peer were pinned to (null: not pinned).
+    pub pinned_cpus: Option<[usize; 2]>,
+}
+
+/// The run's parameters and floor probes.
+#[derive(Serialize)]
+pub struct RunInfo {
+    /// Version of shmq.
+    pub shmq_version: &'static str,
+    /// Rounds.
+    pub rounds: usize,
+    /// `--quick`.
+    pub quick: bool,
+    /// Message sizes in bytes.
+    pub sizes: Vec<usize>,
+    /// Warm-up round trips per run.
+    pub warmup_round_trips: u64,
+    /// `--messages`, if given (else time budgets).
+    pub messages: Option<u64>,
+    /// Time budget of a latency run (ms), without `--messages`.
+    pub latency_budget_ms: u64,
+    /// Time budget of a stream (ms), without `--messages`.
+    pub throughput_budget_ms: u64,
+    /// Spin-floor p50 one-way before and after the rounds.
+    pub floor_probe: Option<Probe>,
+    /// Wall time of the whole measurement.
+    pub elapsed_s: f64,
+}
+
+/// A floor probe.
+#[derive(Serialize)]
+pub struct Probe {
+    /// Message size.
+    pub size: usize,
+    /// p50 one-way (ns) before the rounds.
+    pub before_p50_ns: u64,
+    /// p50 one-way (ns) after the rounds.
+    pub after_p50_ns: u64,
+}
+
+/// One-way latency percentiles in nanoseconds.
+#[derive(Serialize, Clone, Copy)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// One result.
+#[derive(Serialize)]
+pub struct ResultJson {
+    /// `shmq`, `spin-floor`, `futex-floor`, `pipe`, `uds`.
+    pub transport: &'static str,
+    /// `spin`, `block`, `adaptive`.
+    pub wait: &'static str,
+    /// Message size in bytes.
+    pub size: usize,
+    /// One-way latency, merged over rounds.
+    pub latency_ns: Latency,
+    /// Round trips recorded, over all rounds.
+    pub round_trips: u64,
+    /// Streamed messages over streaming time, over all rounds.
+    pub throughput_msgs_per_s: f64,
+    /// The same in MB/s (10⁶ bytes).
+    pub throughput_mb_per_s: f64,
+}
+
+/// shmq against a baseline.
+#[derive(Serialize, Clone)]
+pub struct Ratio {
+    /// Message size.
+    pub size: usize,
+    /// Always `shmq`.
+    pub transport: &'static str,
+    /// shmq's wait.
+    pub wait: &'static str,
+    /// `spin-floor`, `futex-floor` or `fastest-kernel` (the better of pipe and uds in
+    /// each round).
+    pub baseline: &'static str,
+    /// `latency_p50` (shmq / baseline: lower is better) or `throughput_msgs_per_s`
+    /// (shmq / baseline: higher is better).
+    pub metric: &'static str,
+    /// Median of the per-round ratios.
+    pub median: f64,
+    /// Smallest per-round ratio.
+    pub min: f64,
+    /// Largest per-round ratio.
+    pub max: f64,
+    /// Each round's ratio.
+    pub per_round: Vec<f64>,
+    /// For `fastest-kernel`: which transport it was in each round.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline_per_round: Vec<&'static str>,
+}
+
+/// Merged per (config, size): `merged[size index][config index]`.
+pub struct Merged {
+    /// One-way latency.
+    pub hist: Histogram<u64>,
+    /// Round trips recorded.
+    pub round_trips: u64,
+    /// Messages per second.
+    pub msgs_per_s: f64,
+    /// MB (10⁶) per second.
+    pub mb_per_s: f64,
+}
+
+/// Merges the rounds of each (size, config).
+pub fn merge(m: &Measurements) -> Vec<Vec<Merged>> {
+    (0..m.sizes.len())
+        .map(|si| {
+            (0..m.configs.len())
+                .map(|ci| {
+                    let mut hist = new_histogram();
+                    let (mut rts, mut msgs, mut secs) = (0, 0u64, 0f64);
+                    for round in &m.samples {
+                        let s = &round[si][ci];
+                        let _ = hist.add(&s.hist);
+                        rts += s.round_trips;
+                        msgs += s.streamed;
+                        secs += s.stream_time.as_secs_f64();
+                    }
+                    let msgs_per_s = if secs > 0.0 { msgs as f64 / secs } else { 0.0 };
+                    Merged { hist, round_trips: rts, msgs_per_s, mb_per_s: msgs_per_s * m.sizes[si] as f64 / 1e6 }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// The ratios of every shmq wait against every baseline that ran, per size.
+pub fn ratios(m: &Measurements) -> Vec<Ratio> {
+    let find = |k: Kind| m.configs.iter().position(|c| c.kind == k);
+    let kernels: Vec<usize> = (0..m.configs.len()).filter(|&i| m.configs[i].kind.is_kernel()).collect();
+    let p50 = |r: usize, si: usize, ci: usize| m.samples[r][si][ci].hist.value_at_quantile(0.5).max(1) as f64;
+    let tput = |r: usize, si: usize, ci: usize| {
+        let s = &m.samples[r][si][ci];
+        s.streamed as f64 / s.stream_time.as_secs_f64().max(1e-12)
+    };
+    let mut out = Vec::new();
+    for (si, &size) in m.sizes.iter().enumerate() {
+        for (ci, c) in m.configs.iter().enumerate().filter(|(_, c)| c.kind == Kind::Shmq) {
+            let mut push = |baseline, metric, per_round: Vec<f64>, names: Vec<&'static str>| {
+                let (min, max) = per_round.iter().fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+                out.push(Ratio {
+                    size,
+                    transport: "shmq",
+                    wait: c.wait.name(),
+                    baseline,
+                    metric,
+                    median: median(&per_round),
+                    min,
+                    max,
+                    per_round,
+                    baseline_per_round: names,
+                });
+            };
+            for (kind, name) in [(Kind::SpinFloor, "spin-floor"), (Kind::FutexFloor, "futex-floor")] {
+                if let Some(fi) = find(kind) {
+                    let v = (0..m.samples.len()).map(|r| p50(r, si, ci) / p50(r, si, fi)).collect();
+                    push(name, "latency_p50", v, Vec::new());
+                }
+            }
+            if !kernels.is_empty() {
+                let best_lat = |r: usize| {
+                    kernels
+                        .iter()
+                        .map(|&k| (p50(r, si, k), m.configs[k].kind.name()))
+                        .min_by(|a, b| a.0.total_cmp(&b.0))
+                };
+                let best_tput = |r: usize| {
+                    kernels
+                        .iter()
+                        .map(|&k| (tput(r, si, k), m.configs[k].kind.name()))
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                };
+                let (v, n): (Vec<f64>, Vec<&str>) = (0..m.samples.len())
+                    .filter_map(|r| best_lat(r).map(|(b, name)| (p50(r, si, ci) / b, name)))
+                    .unzip();
+                push("fastest-kernel", "latency_p50", v, n);
+                let (v, n): (Vec<f64>, Vec<&str>) = (0..m.samples.len())
+                    .filter_map(|r| best_tput(r).map(|(b, name)| (tput(r, si, ci) / b, name)))
+                    .unzip();
+                push("fastest-kernel", "throughput_msgs_per_s", v, n);
+            }
+        }
+    }
+    out
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+fn machine(m: &Measurements) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let cpu_model =
+        field("model name").or_else(|| field("CPU part").map(|p| format!("CPU part {p}"))).unwrap_or_default();
+    let virtualized = field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor"));
+    Machine {
+        hostname: read_trim("/proc/sys/kernel/hostname"),
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+        kernel: read_trim("/proc/sys/kernel/osrelease"),
+        cpu_model,
+        cpus: m.cpus,
+        virtualized,
+        clocksource: read_trim("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        pinned_cpus: m.pinned.map(|(a, b)| [a, b]),
+    }
+}
+
+impl Report {
+    /// Everything the JSON holds.
+    pub fn build(m: &Measurements, quick: bool) -> Report {
+        let merged = merge(m);
+        let mut results = Vec::new();
+        for (si, &size) in m.sizes.iter().enumerate() {
+            for (ci, c) in m.configs.iter().enumerate() {
+                let g = &merged[si][ci];
+                results.push(ResultJson {
+                    transport: c.kind.name(),
+                    wait: c.wait.name(),
+                    size,
+                    latency_ns: Latency::of(&g.hist),
+                    round_trips: g.round_trips,
+                    throughput_msgs_per_s: g.msgs_per_s,
+                    throughput_mb_per_s: g.mb_per_s,
+                });
+            }
+        }
+        Report {
+            schema_version: SCHEMA_VERSION,
+            machine: machine(m),
+            run: RunInfo {
+                shmq_version: env!("CARGO_PKG_VERSION"),
+                rounds: m.samples.len(),
+                quick,
+                sizes: m.sizes.clone(),
+                warmup_round_trips: m.budget.warmup,
+                messages: m.budget.fixed,
+                latency_budget_ms: m.budget.latency.as_millis() as u64,
+                throughput_budget_ms: m.budget.throughput.as_millis() as u64,
+                floor_probe: m.probe.map(|(size, b, a)| Probe { size, before_p50_ns: b, after_p50_ns: a }),
+                elapsed_s: m.elapsed.as_secs_f64(),
+            },
+            results,
+            ratios: ratios(m),
+        }
+    }
+}
+
+fn size_label(n: usize) -> String {
+    crate::args::format_size(n as u64)
+}
+
+fn rate(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The printed table.
+pub fn table(m: &Measurements, rep: &Report) -> String {
+    let mut s = String::new();
+    let mc = &rep.machine;
+    let pin = match m.pinned {
+        Some((a, b)) => format!("pinned to CPUs {a} and {b}"),
+        None => "not pinned".to_owned(),
+    };
+    let _ = writeln!(
+        s,
+        "shmq bench: 2 processes {pin}; {} ({} CPUs{}), Linux {}, clock {}",
+        mc.cpu_model,
+        mc.cpus,
+        if mc.virtualized { ", virtualized" } else { "" },
+        mc.kernel,
+        mc.clocksource
+    );
+    let _ = writeln!(
+        s,
+        "{} rounds, transports interleaved; {} in {:.1} s",
+        m.samples.len(),
+        match m.budget.fixed {
+            Some(n) => format!("{n} round trips and {n} streamed messages per run"),
+            None => format!(
+                "runs of ~{} ms ping-pong + ~{} ms streaming",
+                m.budget.latency.as_millis(),
+                m.budget.throughput.as_millis()
+            ),
+        },
+        m.elapsed.as_secs_f64()
+    );
+    if let Some((size, b, _)) = m.probe {
+        let _ = writeln!(s, "floor probe before: spin-floor {} p50 one-way {b} ns", size_label(size));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11} {:>11} {:>10}",
+        "size", "transport", "p50", "p90", "p99", "p99.9", "max", "round trips", "msgs/s", "MB/s"
+    );
+    let _ = writeln!(s, "{:<23} {:-^45} {:>11} {:-^22}", "", " one-way latency, ns ", "", " streaming ");
+    let mut last = usize::MAX;
+    for r in &rep.results {
+        if r.size != last && last != usize::MAX {
+            let _ = writeln!(s);
+        }
+        last = r.size;
+        let label = Config {
+            kind: Kind::ALL.iter().copied().find(|k| k.name() == r.transport).unwrap_or(Kind::Shmq),
+            wait: [WaitKind::Spin, WaitKind::Block, WaitKind::Adaptive]
+                .into_iter()
+                .find(|w| w.name() == r.wait)
+                .unwrap_or(WaitKind::Block),
+        }
+        .label();
+        let l = r.latency_ns;
+        let _ = writeln!(
+            s,
+            "{:<8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>9} {:>11} {:>11} {:>10.1}",
+            size_label(r.size),
+            label,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            r.round_trips,
+            rate(r.throughput_msgs_per_s),
+            r.throughput_mb_per_s
+        );
+    }
+    if let Some((size, _, a)) = m.probe {
+        let _ = writeln!(s, "\nfloor probe after: spin-floor {} p50 one-way {a} ns", size_label(size));
+    }
+    if !rep.ratios.is_empty() {
+        let _ = writeln!(s, "\nshmq relative to the baselines, median over rounds [min-max]:");
+        let _ = writeln!(s, "  latency: shmq p50 / baseline p50 (1.00 = as fast; lower is better)");
+        let _ = writeln!(s, "  throughput: shmq msgs/s / fastest kernel msgs/s (higher is better)");
+        let _ = writeln!(
+            s,
+            "{:<8} {:<14} {:>20} {:>20} {:>20} {:>20}",
+            "size", "shmq wait", "vs spin-floor", "vs futex-floor", "vs fastest kernel", "throughput vs kernel"
+        );
+        let cell = |size: usize, wait: &str, baseline: &str, metric: &str| {
+            rep.ratios
+                .iter()
+                .find(|r| r.size == size && r.wait == wait && r.baseline == baseline && r.metric == metric)
+                .map(|r| format!("{:.2} [{:.2}-{:.2}]", r.median, r.min, r.max))
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        for &size in &m.sizes {
+            for c in m.configs.iter().filter(|c| c.kind == Kind::Shmq) {
+                let w = c.wait.name();
+                let _ = writeln!(
+                    s,
+                    "{:<8} {:<14} {:>20} {:>20} {:>20} {:>20}",
+                    size_label(size),
+                    w,
+                    cell(size, w, "spin-floor", "latency_p50"),
+                    cell(size, w, "futex-floor", "latency_p50"),
+                    cell(size, w, "fastest-kernel", "latency_p50"),
+                    cell(size, w, "fastest-kernel", "throughput_msgs_per_s")
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The HdrHistogram percentile distribution of `h` (nanoseconds), in microseconds, in the
+/// text format of Java's `outputPercentileDistribution` that the HdrHistogram plotter
+/// (`plotFiles.html`) reads.
+pub fn percentile_distribution(h: &Histogram<u64>) -> String {
+    const SCALE: f64 = 1000.0;
+    let mut s = String::new();
+    let _ = writeln!(s, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = v.value_iterated_to() as f64 / SCALE;
+        if q < 1.0 {
+            let _ = writeln!(s, "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q));
+        } else {
+            let _ = writeln!(s, "{value:>12.3} {q:>2.12} {total:>10}");
+        }
+    }
+    let _ = writeln!(s, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", h.mean() / SCALE, h.stdev() / SCALE);
+    let _ = writeln!(s, "#[Max     = {:>12.3}, Total count    = {:>12}]", h.max() as f64 / SCALE, h.len());
+    let sub_buckets = 2u64 << ((2.0 * 10f64.powi(i32::from(h.sigfig()))).log2().ceil() as u32 - 1);
+    let _ = writeln!(s, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), sub_buckets);
+    s
+}
+
+/// Writes one `.hgrm` file per (transport, wait, size) into `dir`:
+/// `shmq-spin-64B.hgrm`, `pipe-block-64B.hgrm`, ...
+pub fn write_hgrm(dir: &Path, m: &Measurements) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let merged = merge(m);
+    for (si, &size) in m.sizes.iter().enumerate() {
+        for (ci, c) in m.configs.iter().enumerate() {
+            let path = dir.join(format!("{}-{}-{size}B.hgrm", c.kind.name(), c.wait.name()));
+            std::fs::write(&path, percentile_distribution(&merged[si][ci].hist))
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

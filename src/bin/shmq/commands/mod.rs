@@ -1,0 +1,16 @@
+//! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, and `stat` and `ls`
+//! ([`stat`]). Each returns `anyhow::Result`; errors name the queue and exit with status 1.
+
+pub mod admin;
+pub mod recv;
+pub mod send;
+pub mod stat;
+
+/// The schema version of every `--json` output of the queue commands. Bump it only when a
+/// field changes meaning or disappears; adding fields keeps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Whether the error is a write to a closed pipe (`shmq recv | head`): not worth a message.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

@@ -1,0 +1,144 @@
+//! `shmq recv`: prints each message on its own line, as text, hex or JSON.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use shmq::{Consumer, Error};
+
+/// How a message is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// As is when it is text without control characters; escaped (`\n`, `\x00`) otherwise.
+    Text,
+    /// Lowercase hex.
+    Hex,
+    /// One JSON object per line: [`JsonMessage`].
+    Json,
+}
+
+/// `recv --json`: one line per message.
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    schema_version: u32,
+    queue: &'a str,
+    /// 0 for the first message this command received.
+    index: u64,
+    len: usize,
+    /// The message as a string when it is valid UTF-8, else null.
+    text: Option<&'a str>,
+    /// The message bytes in lowercase hex (always present, exact).
+    hex: String,
+}
+
+/// Receives up to `count` messages (`None`: until the queue is removed), waiting at most
+/// `timeout` for each (`None`: forever). Exit 1 if nothing arrived.
+pub fn run(name: &str, count: Option<u64>, timeout: Option<Duration>, format: Format) -> Result<()> {
+    let mut rx = Consumer::open(name).with_context(|| format!("open queue {name:?} to receive"))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut got = 0u64;
+    while count.is_none_or(|c| got < c) {
+        let msg = match timeout {
+            None => rx.recv().map(Some),
+            Some(t) if t.is_zero() => rx.try_recv(),
+            Some(t) => match rx.recv_timeout(t) {
+                Err(Error::Timeout) => Ok(None),
+                r => r.map(Some),
+            },
+        };
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(Error::Closed) if count.is_none() || got > 0 => break,
+            Err(Error::Closed) => bail!("queue {name:?} was removed"),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("receive from queue {name:?}"))),
+        };
+        print_message(&mut out, name, got, &msg, format)?;
+        drop(msg);
+        got += 1;
+        if count.is_none() {
+            out.flush()?;
+        }
+    }
+    out.flush()?;
+    if got == 0 && count != Some(0) {
+        match timeout {
+            Some(t) if t.is_zero() => bail!("queue {name:?} is empty"),
+            Some(t) => bail!("no message arrived in queue {name:?} within {t:?}"),
+            None => bail!("queue {name:?}: nothing received"),
+        }
+    }
+    Ok(())
+}
+
+fn print_message(out: &mut impl Write, queue: &str, index: u64, msg: &[u8], format: Format) -> Result<()> {
+    match format {
+        Format::Text => {
+            out.write_all(escape(msg).as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Format::Hex => writeln!(out, "{}", hex(msg))?,
+        Format::Json => {
+            let j = JsonMessage {
+                schema_version: super::SCHEMA_VERSION,
+                queue,
+                index,
+                len: msg.len(),
+                text: std::str::from_utf8(msg).ok(),
+                hex: hex(msg),
+            };
+            serde_json::to_writer(&mut *out, &j)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// Lowercase hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// The message as one line: valid UTF-8 without control characters as is; otherwise control
+/// characters and backslashes escaped (`\n`, `\t`, `\\`, `\u{7f}`) and invalid bytes as `\xNN`.
+pub fn escape(b: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(b) {
+        if !s.chars().any(char::is_control) {
+            return s.to_owned();
+        }
+    }
+    let mut s = String::with_capacity(b.len() + 8);
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                c if c.is_control() => s.extend(c.escape_default()),
+                c => s.push(c),
+            }
+        }
+        for x in chunk.invalid() {
+            s.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_passes_through_and_binary_is_escaped() {
+        assert_eq!(escape(b"hello world"), "hello world");
+        assert_eq!(escape("grüße".as_bytes()), "grüße");
+        assert_eq!(escape(b"a\nb\\c"), "a\\nb\\\\c");
+        assert_eq!(escape(b"\x00\xff"), "\\u{0}\\xff");
+        assert_eq!(hex(b"\x00\xffA"), "00ff41");
+    }
+}

@@ -447,10 +447,6 @@ impl Producer {
         let head = h.consumer.head.load(Ordering::Acquire);
         Ok(match seg.config().mode {
             Mode::Spsc => {
-                // We hold the only producer slot: a sleeper counted here died sleeping, and
-                // would cost the consumer a wake call per release forever. Relaxed: only
-                // the producer changes this count.
-                h.space_wait.waiters.store(0, Ordering::Relaxed);
                 // Acquire: pairs with a predecessor's Release store of `tail`.
                 let tail = h.producer.tail.load(Ordering::Acquire);
                 let p = spsc::Producer::attach(geo, tail, head, &seg.region()).map_err(|e| corrupt(seg, e))?;
@@ -600,6 +596,7 @@ impl Producer {
         let r = wait::wait_for(
             *wait,
             seg.space_words(),
+            1 << *slot,
             &OsFutex,
             deadline,
             || match attempt(ring, seg) {
@@ -942,9 +939,6 @@ impl Consumer {
     fn attach(seg: &Segment) -> Result<consumer::Consumer> {
         let h = seg.header();
         let cfg = seg.config();
-        // We hold the only consumer slot: a sleeper counted here died sleeping. Relaxed:
-        // only consumers touch this count.
-        h.data_wait.waiters.store(0, Ordering::Relaxed);
         // Relaxed: we are the only writer of `head`; its last writer handed us the slot.
         let mut head = h.consumer.head.load(Ordering::Relaxed);
         if cfg.mode == Mode::Mpsc {
@@ -1065,6 +1059,7 @@ impl Consumer {
         let r = wait::wait_for(
             *wait,
             seg.data_words(),
+            1 << *slot,
             &OsFutex,
             deadline,
             || match Self::peek_ring(ring, seg) {

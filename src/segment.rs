@@ -563,6 +563,7 @@ impl Segment {
             if slot.state.load(Ordering::Relaxed) != layout::SLOT_FREE {
                 self.retire(i);
             }
+            self.clear_dead_sleepers(i);
             slot.role.store(role, Ordering::Relaxed);
             slot.pid.store(std::process::id(), Ordering::Relaxed);
             slot.start_time.store(self_start_time(), Ordering::Relaxed);
@@ -578,6 +579,34 @@ impl Segment {
             format!("participant table of {:?} is full ({} producers)", self.config.name, range.len())
         };
         Err(Error::Busy(what))
+    }
+
+    /// Clears the waiter-set bits of participants that died asleep (ours, `mine`, and on an
+    /// MPSC queue any other producer slot whose lock nobody holds): otherwise every waker
+    /// would make a system call for them on every message. A bit may be cleared only while
+    /// its slot cannot be in use, so we hold the slot's lock while clearing it. Single-holder
+    /// slots (the consumer's, the SPSC producer's) are left to their next holder: holding
+    /// their lock even briefly would make a concurrent open fail with `Busy`; a producer
+    /// registering meanwhile at worst moves on to the next free slot.
+    fn clear_dead_sleepers(&self, mine: usize) {
+        let h = self.header();
+        let reapable = match self.config.mode {
+            Mode::Mpsc => !1u64 & !(1u64 << mine), // producer slots but ours
+            Mode::Spsc => 0,
+        };
+        for words in [&h.data_wait.waiters, &h.space_wait.waiters] {
+            // Relaxed: only a slot's holder sets its bit, and we hold (or take) the lock of
+            // every slot whose bit we clear; the lock's system calls order the rest.
+            words.fetch_and(!(1u64 << mine), Ordering::Relaxed);
+            let others = words.load(Ordering::Relaxed) & reapable;
+            for j in (0..layout::SLOTS).filter(|j| others & (1u64 << j) != 0) {
+                let byte = layout::SLOT_LOCK_BASE + j as u64;
+                if let Ok(true) = ofd_setlk(&self.fd, byte, libc::F_WRLCK as libc::c_short) {
+                    words.fetch_and(!(1u64 << j), Ordering::Relaxed);
+                    let _ = ofd_setlk(&self.fd, byte, libc::F_UNLCK as libc::c_short);
+                }
+            }
+        }
     }
 
     /// Folds slot `i`'s counters into the retired totals and zeroes them. Only the slot's

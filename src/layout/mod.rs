@@ -111,11 +111,11 @@ pub struct ConsumerLine {
 /// Lines 3 and 4: a futex pair for one direction (data available, space available).
 #[repr(C, align(128))]
 pub struct WaitLine {
-    /// Number of processes about to sleep or sleeping on `epoch`.
-    pub waiters: AtomicU32,
+    /// Participants about to sleep or sleeping on `epoch`: bit `i` for slot `i`.
+    pub waiters: AtomicU64,
     /// The futex word: bumped by a waker that saw `waiters != 0`.
     pub epoch: AtomicU32,
-    _reserved: [u32; 30],
+    _reserved: [u32; 29],
 }
 
 /// Counters of one participant, or the sum of those that left (line 5).
@@ -254,7 +254,7 @@ const _: () = {
     assert!(offset_of!(Header, retired) == 640);
     assert!(size_of::<Header>() == TABLE_OFFSET);
     assert!(offset_of!(WaitLine, waiters) == 0);
-    assert!(offset_of!(WaitLine, epoch) == 4);
+    assert!(offset_of!(WaitLine, epoch) == 8);
     assert!(size_of::<WaitLine>() == LINE);
     assert!(size_of::<Counters>() == 40);
     assert!(offset_of!(RetiredLine, producers) == 0);

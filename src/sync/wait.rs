@@ -1,17 +1,22 @@
 //! How a side waits for its condition: spin, block on a futex, or spin then block; and how
 //! the other side wakes it without a system call when nobody sleeps.
 //!
-//! The protocol (DESIGN §4), per direction, with a waiter count and an epoch word:
+//! The protocol (DESIGN §4), per direction, with a waiter set and an epoch word:
 //!
 //! ```text
-//! sleeper                               waker
+//! sleeper (slot bit `me`)               waker
 //! e = epoch                             publish (Release)
-//! waiters += 1                          fence(SeqCst)        // SYNC POINT: Dekker pair
+//! waiters |= me                         fence(SeqCst)        // SYNC POINT: Dekker pair
 //! fence(SeqCst)   // SYNC POINT         if waiters != 0:
-//! if condition: waiters -= 1; done          epoch += 1
+//! if condition: waiters &= !me; done        epoch += 1
 //! FUTEX_WAIT(epoch, e, timeout)             FUTEX_WAKE(epoch, all)
-//! waiters -= 1; loop
+//! waiters &= !me; loop
 //! ```
+//!
+//! The waiter "count" is a set: one bit per participant slot. A participant that dies asleep
+//! leaves its bit set, and whoever takes its slot over clears it (a count could not be
+//! repaired: nobody would know whose increment was left behind), so a dead sleeper costs
+//! wake calls only until its slot is reused.
 //! The two fences make this a Dekker pair: either the sleeper's re-check sees the
 //! publication, or the waker sees the waiter and bumps the epoch, which the sleeper's
 //! `FUTEX_WAIT` notices whether it runs before (the value differs: it returns at once) or
@@ -20,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::atomic::{AtomicU32, Ordering, fence};
+use super::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use super::futex::{Futex, Woke};
 
 /// How a handle waits when it must (queue full for a producer, empty for a consumer).
@@ -45,18 +50,20 @@ const SPINS_PER_CLOCK_READ: u32 = 64;
 /// One direction's futex pair, as references into wherever it lives.
 #[derive(Clone, Copy)]
 pub struct WaitWords<'a> {
-    /// Count of sleepers (or sleepers-to-be).
-    pub waiters: &'a AtomicU32,
+    /// Set of sleepers (or sleepers-to-be): bit `i` for participant slot `i`.
+    pub waiters: &'a AtomicU64,
     /// The futex word.
     pub epoch: &'a AtomicU32,
 }
 
 /// Waits until `poll` returns `Some`, by `policy`, until `deadline` (`None`: forever).
-/// Returns `None` if the deadline passed first. `on_sleep` runs before each futex sleep
-/// (it counts them). `poll` must be cheap and must not block.
+/// Returns `None` if the deadline passed first. `me` is the caller's bit in the waiter set
+/// (one bit per participant; no two concurrent sleepers may share one). `on_sleep` runs
+/// before each futex sleep (it counts them). `poll` must be cheap and must not block.
 pub fn wait_for<T>(
     policy: Wait,
     words: WaitWords<'_>,
+    me: u64,
     futex: &impl Futex,
     deadline: Option<Instant>,
     mut poll: impl FnMut() -> Option<T>,
@@ -71,7 +78,7 @@ pub fn wait_for<T>(
             let s = Instant::now() + ADAPTIVE_SPIN;
             Some(deadline.map_or(s, |d| d.min(s)))
         }
-        Wait::Block => return block(words, futex, deadline, poll, &mut on_sleep),
+        Wait::Block => return block(words, me, futex, deadline, poll, &mut on_sleep),
     };
     let mut spins = 0u32;
     loop {
@@ -92,12 +99,13 @@ pub fn wait_for<T>(
         // Spinning ended only because the deadline passed.
         return poll();
     }
-    block(words, futex, deadline, poll, &mut on_sleep)
+    block(words, me, futex, deadline, poll, &mut on_sleep)
 }
 
-/// The sleeping half of the protocol; see the module docs.
+/// The sleeping half of the protocol; see the module docs. `me`: as in [`wait_for`].
 pub fn block<T>(
     words: WaitWords<'_>,
+    me: u64,
     futex: &impl Futex,
     deadline: Option<Instant>,
     mut poll: impl FnMut() -> Option<T>,
@@ -108,18 +116,18 @@ pub fn block<T>(
         // Relaxed would do, but the epoch read must come before the waiter increment.
         let epoch = words.epoch.load(Ordering::Acquire);
         // Relaxed: the SeqCst fence that follows orders it before the re-check.
-        words.waiters.fetch_add(1, Ordering::Relaxed);
+        words.waiters.fetch_or(me, Ordering::Relaxed);
         // SYNC POINT: pairs with the fence in `wake`; see the module docs.
         fence(Ordering::SeqCst);
         if let Some(r) = poll() {
-            // Relaxed: only a count; a stale value costs one spurious wake call at most.
-            words.waiters.fetch_sub(1, Ordering::Relaxed);
+            // Relaxed: a waker that still sees our bit makes one spurious wake call at most.
+            words.waiters.fetch_and(!me, Ordering::Relaxed);
             return Some(r);
         }
         on_sleep();
         let woke = futex.wait(words.epoch, epoch, deadline);
         // Relaxed: as above.
-        words.waiters.fetch_sub(1, Ordering::Relaxed);
+        words.waiters.fetch_and(!me, Ordering::Relaxed);
         if woke == Woke::TimedOut {
             return poll();
         }

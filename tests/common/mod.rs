@@ -71,9 +71,10 @@ pub const OFF_TAIL: u64 = 128;
 pub const OFF_HEAD: u64 = 256;
 /// Consumer's "releasing" announcement.
 pub const OFF_RELEASING: u64 = 264;
-/// Data-available waiter count (u32); the epoch (futex word) follows at +4.
+/// Data-available waiter set (u64, bit i for slot i; tests read its low u32); the epoch
+/// (futex word) follows at +8.
 pub const OFF_DATA_WAITERS: u64 = 384;
-/// Space-available waiter count (u32); the epoch follows at +4.
+/// Space-available waiter set (u64, as above); the epoch follows at +8.
 pub const OFF_SPACE_WAITERS: u64 = 512;
 /// Retired counters.
 pub const OFF_RETIRED: u64 = 640;

@@ -224,3 +224,38 @@ fn an_spsc_producer_killed_asleep_leaves_no_wake_calls_behind() {
 fn an_mpsc_producer_killed_asleep_leaves_no_wake_calls_behind() {
     a_producer_killed_asleep_leaves_no_wake_calls_behind(Mode::Mpsc);
 }
+
+/// On an MPSC queue the dead sleeper's slot need not be reused: any producer that registers
+/// clears the bits of dead producer slots (holding each slot's lock while it does).
+#[test]
+fn a_new_mpsc_producer_in_another_slot_clears_the_bit_of_a_producer_killed_asleep() {
+    let q = TestQueue::create(
+        "dead-sleeper-other-slot",
+        Options::new().mode(Mode::Mpsc).capacity(1 << 14).max_message(512),
+    );
+    let raw = q.raw();
+    // Slot 1 is ours, so the child sleeps in slot 2.
+    let first = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut child = Child::spawn("blocked_producer", &q.name, &[("wait", "block".into())]);
+    let said = child.expect("full");
+    let tid: i32 = said.split_once(' ').unwrap().1.parse().unwrap();
+    child.wait_asleep_on_futex(tid, &raw, OFF_SPACE_WAITERS);
+    child.kill9();
+    assert_eq!(raw.read_u32(OFF_SPACE_WAITERS), 1 << 2, "the dead sleeper's bit is still set");
+
+    // The new producer takes slot 1 (freed by `first`), not the dead one's slot 2.
+    drop(first);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    assert_eq!(raw.read_u32(OFF_SPACE_WAITERS), 0, "registration cleared the dead sleeper's bit");
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    while rx.try_recv().unwrap().is_some() {}
+    let before = Queue::inspect(&q.name).unwrap().received.wake_calls;
+    for i in 0..100u32 {
+        tx.try_send(&i.to_le_bytes()).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap().unwrap(), &i.to_le_bytes());
+    }
+    let after = Queue::inspect(&q.name).unwrap().received.wake_calls;
+    assert_eq!(after - before, 0, "wake calls for a sleeper killed long ago");
+    let snap = Queue::inspect(&q.name).unwrap();
+    assert!(snap.participants.iter().any(|p| p.slot == 1 && p.alive), "the new producer holds slot 1");
+}

@@ -1,0 +1,394 @@
+//! The `shmq` binary, run for real: every subcommand on real queues, exit codes, and a quick
+//! benchmark whose JSON, SVG and histogram files are checked.
+//!
+//! Every queue name carries the test's pid and is removed by a guard; every child process
+//! runs under a deadline and every wait in it has a timeout.
+
+#![cfg(feature = "cli")]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmq");
+/// Longest any child may run before the test kills it and fails.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A queue name unique to this test process, removed on drop.
+struct Name(String);
+
+impl Name {
+    fn new(tag: &str) -> Name {
+        Name(format!("cli-{}-{tag}", std::process::id()))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shmq::Queue::remove(&self.0);
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A scratch directory unique to this test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("shmq-cli-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wait_with_deadline(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `shmq ARGS` with `stdin` as its input.
+fn shmq_with_input(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmq");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    // Output is small except for the bench, whose table still fits a pipe buffer.
+    wait_with_deadline(child)
+}
+
+fn shmq(args: &[&str]) -> Output {
+    shmq_with_input(args, b"")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> Output {
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    o
+}
+
+#[track_caller]
+fn fails_with(code: i32, o: &Output) {
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(!stderr(o).trim().is_empty(), "no message on stderr");
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+#[test]
+fn create_send_stat_recv_rm_round_trip() {
+    let q = Name::new("basic");
+    let created = stdout(&ok(shmq(&["create", &q, "--capacity", "64KiB", "--mode", "spsc"])));
+    assert!(created.contains(&*q), "{created}");
+
+    ok(shmq(&["send", &q, "hello", "second message"]));
+    ok(shmq_with_input(&["send", &q], b"from stdin\n\nlast line without newline"));
+
+    let stat = json(&ok(shmq(&["stat", &q, "--json"])));
+    assert_eq!(stat["schema_version"], 1);
+    assert_eq!(stat["name"], &*q);
+    assert_eq!(stat["mode"], "spsc");
+    assert_eq!(stat["capacity"], 65536);
+    assert_eq!(stat["max_message"], 32768, "default max message is capped at half the capacity");
+    assert_eq!(stat["permissions"], "0600");
+    assert_eq!(stat["messages"], 5);
+    assert_eq!(stat["sent"]["messages"], 5);
+    assert!(stat["used_bytes"].as_u64().unwrap() > 0);
+    assert!(stat["rates"].is_null());
+    let human = stdout(&ok(shmq(&["stat", &q, "--interval", "20ms"])));
+    assert!(human.contains("5 messages") && human.contains("rates"), "{human}");
+
+    let got = stdout(&ok(shmq(&["recv", &q, "--count", "5", "--timeout", "2s"])));
+    assert_eq!(got, "hello\nsecond message\nfrom stdin\n\nlast line without newline\n");
+
+    let stat = json(&ok(shmq(&["stat", &q, "--json"])));
+    assert_eq!(stat["messages"], 0);
+    assert_eq!(stat["received"]["messages"], 5);
+
+    ok(shmq(&["rm", &q]));
+    fails_with(1, &shmq(&["stat", &q]));
+}
+
+#[test]
+fn recv_prints_hex_json_and_escapes_binary() {
+    let q = Name::new("formats");
+    ok(shmq(&["create", &q]));
+    ok(shmq_with_input(&["send", &q], b"tab\there\nbin\x00\xff\n"));
+    ok(shmq(&["send", &q, "grüße", "{\"k\":1}"]));
+    let text = stdout(&ok(shmq(&["recv", &q, "-n", "2", "--timeout", "2s"])));
+    assert_eq!(text, "tab\\there\nbin\\u{0}\\xff\n");
+    let hex = stdout(&ok(shmq(&["recv", &q, "--hex", "--timeout", "2s"])));
+    assert_eq!(hex, "6772c3bc c39f65\n".replace(' ', ""));
+    let line = stdout(&ok(shmq(&["recv", &q, "--json", "--timeout", "2s"])));
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["text"], "{\"k\":1}");
+    assert_eq!(v["len"], 7);
+    assert_eq!(v["hex"], "7b226b223a317d");
+}
+
+#[test]
+fn recv_on_an_empty_queue_exits_1_after_its_timeout() {
+    let q = Name::new("empty");
+    ok(shmq(&["create", &q]));
+    let start = Instant::now();
+    let o = shmq(&["recv", &q, "--timeout", "50ms"]);
+    fails_with(1, &o);
+    assert!(start.elapsed() >= Duration::from_millis(50), "the timeout fired early");
+    assert!(stderr(&o).contains(&*q), "{}", stderr(&o));
+    fails_with(1, &shmq(&["recv", &q, "--timeout", "0"]));
+}
+
+#[test]
+fn send_to_a_full_queue_exits_1_and_says_so() {
+    let q = Name::new("full");
+    ok(shmq(&["create", &q, "--capacity", "1KiB", "--max-message", "256"]));
+    let big = "x".repeat(200);
+    let args: Vec<&str> = ["send", &*q].into_iter().chain(std::iter::repeat_n(big.as_str(), 10)).collect();
+    let o = shmq(&args);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("full") && stderr(&o).contains(&*q), "{}", stderr(&o));
+    let o = shmq(&["send", &q, "--timeout", "20ms", &big]);
+    fails_with(1, &o);
+    let too_big = "y".repeat(300);
+    let o = shmq(&["send", &q, &too_big]);
+    fails_with(1, &o);
+}
+
+#[test]
+fn ls_json_lists_the_queue() {
+    let q = Name::new("listed");
+    ok(shmq(&["create", &q, "--mode", "mpsc", "--capacity", "128KiB"]));
+    ok(shmq(&["send", &q, "one"]));
+    let v = json(&ok(shmq(&["ls", "--json"])));
+    assert_eq!(v["schema_version"], 1);
+    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == &*q).expect("queue listed");
+    assert_eq!(e["mode"], "mpsc");
+    assert_eq!(e["capacity"], 131072);
+    assert_eq!(e["messages"], 1);
+    assert_eq!(e["orphaned"], false);
+    assert!(e["error"].is_null());
+    assert!(stdout(&ok(shmq(&["ls"]))).contains(&*q));
+}
+
+#[test]
+fn ls_flags_a_queue_whose_participants_all_died() {
+    let q = Name::new("orphan");
+    ok(shmq(&["create", &q]));
+    // A consumer that waits (bounded), then is killed.
+    let mut child =
+        Command::new(BIN).args(["recv", &q, "--timeout", "60s"]).stdout(Stdio::null()).spawn().expect("start recv");
+    let start = Instant::now();
+    loop {
+        let s = json(&ok(shmq(&["stat", &q, "--json"])));
+        if s["participants"].as_array().unwrap().iter().any(|p| p["alive"] == true) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the consumer never registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v = json(&ok(shmq(&["ls", "--json"])));
+    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == &*q).expect("queue listed");
+    assert_eq!(e["participants"], 1);
+    assert_eq!(e["alive_participants"], 0);
+    assert_eq!(e["orphaned"], true);
+    assert!(stdout(&ok(shmq(&["ls"]))).contains("ORPHANED"));
+}
+
+#[test]
+fn bad_sizes_durations_names_and_permissions_exit_2_with_a_message() {
+    let q = Name::new("usage");
+    let cases: &[&[&str]] = &[
+        &["create", &q, "--capacity", "4KB"],
+        &["create", &q, "--capacity", "lots"],
+        &["create", &q, "--capacity", "3KiB"],
+        &["create", &q, "--capacity", "1KiB", "--max-message", "1KiB"],
+        &["create", &q, "--permissions", "400"],
+        &["create", &q, "--permissions", "9"],
+        &["create", &q, "--mode", "many"],
+        &["create", "bad/name"],
+        &["create", ".hidden"],
+        &["create", ""],
+        &["recv", &q, "--timeout", "5"],
+        &["recv", &q, "--timeout", "5 fortnights"],
+        &["send", &q, "--timeout", "soon", "x"],
+        &["stat", &q, "--interval", "1"],
+        &["bench", "--size", "0"],
+        &["bench", "--size", "64KB"],
+        &["rm"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let o = shmq(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?} should be a usage error; stderr: {}", stderr(&o));
+        assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
+    }
+    // Nothing was created by the rejected commands.
+    fails_with(1, &shmq(&["stat", &q]));
+}
+
+#[test]
+fn a_missing_queue_exits_1_naming_it() {
+    let q = Name::new("missing");
+    for args in [vec!["send", &*q, "x"], vec!["recv", &*q, "--timeout", "10ms"], vec!["stat", &*q], vec!["rm", &*q]] {
+        let o = shmq(&args);
+        fails_with(1, &o);
+        assert!(stderr(&o).contains(&*q), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn create_of_an_existing_queue_exits_1() {
+    let q = Name::new("twice");
+    ok(shmq(&["create", &q]));
+    let o = shmq(&["create", &q]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+}
+
+/// Parses an HdrHistogram percentile-distribution file: (value, percentile, count) rows.
+fn parse_hgrm(text: &str) -> Vec<(f64, f64, u64)> {
+    let mut rows = Vec::new();
+    let mut footer = false;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if line.starts_with("#[") {
+            footer = true;
+            continue;
+        }
+        if f.len() < 3 || f[0] == "Value" {
+            continue;
+        }
+        let v: f64 = f[0].parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let p: f64 = f[1].parse().unwrap_or_else(|_| panic!("bad percentile in {line:?}"));
+        let c: u64 = f[2].parse().unwrap_or_else(|_| panic!("bad count in {line:?}"));
+        if f.len() == 4 {
+            let inv: f64 = f[3].parse().unwrap();
+            assert!((inv - 1.0 / (1.0 - p)).abs() / inv < 0.01, "{line:?}");
+        }
+        rows.push((v, p, c));
+    }
+    assert!(footer, "no footer");
+    rows
+}
+
+#[test]
+fn bench_quick_reports_every_transport_with_sane_numbers() {
+    let dir = Scratch::new("bench");
+    let json_path = dir.0.join("bench.json");
+    let svg = dir.0.join("latency.svg");
+    let hgrm = dir.0.join("hgrm");
+    let o = ok(shmq(&[
+        "bench",
+        "--quick",
+        "--size",
+        "64,4KiB",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--hgrm",
+        hgrm.to_str().unwrap(),
+    ]));
+    let table = stdout(&o);
+    assert!(table.contains("vs spin-floor") && table.contains("vs fastest kernel"), "{table}");
+
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["machine"].is_object());
+    let results = v["results"].as_array().unwrap();
+    let single_cpu = v["machine"]["cpus"].as_u64().unwrap() < 2;
+    let mut expected = vec![("shmq", "block"), ("futex-floor", "block"), ("pipe", "block"), ("uds", "block")];
+    if !single_cpu {
+        expected.extend([("shmq", "spin"), ("shmq", "adaptive"), ("spin-floor", "spin")]);
+    }
+    for size in [64u64, 4096] {
+        for (t, w) in &expected {
+            let r = results
+                .iter()
+                .find(|r| r["transport"] == *t && r["wait"] == *w && r["size"] == size)
+                .unwrap_or_else(|| panic!("no result for {t}/{w} at {size} B"));
+            let l = &r["latency_ns"];
+            let p = |k: &str| l[k].as_u64().unwrap_or_else(|| panic!("{t}/{w}: {k} missing"));
+            assert!(p("p50") > 0, "{t}/{w} {size}: {l}");
+            assert!(p("p50") <= p("p90") && p("p90") <= p("p99"), "{t}/{w} {size}: {l}");
+            assert!(p("p99") <= p("p999") && p("p999") <= p("max"), "{t}/{w} {size}: {l}");
+            assert!(r["round_trips"].as_u64().unwrap() > 0);
+            let mps = r["throughput_msgs_per_s"].as_f64().unwrap();
+            let mbps = r["throughput_mb_per_s"].as_f64().unwrap();
+            assert!(mps > 0.0 && mbps > 0.0, "{t}/{w} {size}: {r}");
+            assert!((mbps - mps * size as f64 / 1e6).abs() <= mbps * 1e-9 + 1e-9, "MB is 10^6 bytes");
+        }
+    }
+    assert_eq!(results.len(), expected.len() * 2, "one result per (transport, wait, size)");
+    let ratios = v["ratios"].as_array().unwrap();
+    assert!(
+        ratios
+            .iter()
+            .any(|r| r["baseline"] == "futex-floor" && r["wait"] == "block" && r["median"].as_f64().unwrap() > 0.0)
+    );
+    assert!(ratios.iter().any(|r| r["baseline"] == "fastest-kernel"));
+
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.trim_start().starts_with("<svg") && text.trim_end().ends_with("</svg>"), "not an SVG");
+    assert!(text.contains("<polyline") || text.contains("<path"), "no curves in the SVG");
+    assert!(text.contains("shmq/block") && text.contains("pipe"), "legend missing");
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&hgrm).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), expected.len() * 2);
+    for f in &files {
+        check_hgrm(f);
+    }
+}
+
+fn check_hgrm(f: &Path) {
+    let rows = parse_hgrm(&std::fs::read_to_string(f).unwrap());
+    assert!(rows.len() > 5, "{}: too few rows", f.display());
+    for w in rows.windows(2) {
+        assert!(w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2, "{}: not monotonic", f.display());
+    }
+    assert_eq!(rows.last().unwrap().1, 1.0, "{}: does not end at 100%", f.display());
+}

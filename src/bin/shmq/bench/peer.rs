@@ -7,9 +7,10 @@
 //! run {RunSpec as JSON}    ->    joins the transport
 //!                          <-    ready
 //! (warm-up round trips)          echoes `warmup` messages, verifying each
-//! go N                     ->    echoes N more
+//! go N                     ->    echoes N more (repeated: one per chunk)
 //! stream M                 ->    receives M streamed messages, verifying each
-//!                          <-    done
+//!                          <-    done   (repeated: one per chunk)
+//! end                      ->    leaves the transport
 //! quit (or EOF)            ->    exits
 //! ```
 //! Any failure is reported as `error <message>` and ends the process. The peer asks the
@@ -74,14 +75,6 @@ impl<R: BufRead, W: Write> Control<R, W> {
         self.input.read_line(&mut line)?;
         Ok(line.trim_end().to_owned())
     }
-
-    /// The count after `word` in the next line.
-    fn count(&mut self, word: &str) -> Result<u64> {
-        let line = self.hear()?;
-        line.strip_prefix(word)
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| anyhow!("expected `{word} N` from the leader, got {line:?}"))
-    }
 }
 
 fn serve<R: BufRead, W: Write>(ctl: &mut Control<R, W>, spec: &RunSpec) -> Result<()> {
@@ -128,20 +121,28 @@ fn echo_and_drain<R: BufRead, W: Write, E: Endpoint>(ctl: &mut Control<R, W>, e:
         Ok(())
     };
     echo(e, spec.warmup)?;
-    let n = ctl.count("go")?;
-    echo(e, n)?;
-
-    let m = ctl.count("stream")?;
-    e.start_stream()?;
-    let mut next = 0u64;
     let mut out = vec![0u8; spec.size];
-    while next < m {
-        e.recv_some(&mut out, m - next, |b| {
-            let ok = check(b, next, &pat);
-            next += 1;
-            ok
-        })
-        .with_context(|| format!("streamed message {next}"))?;
+    loop {
+        let line = ctl.hear()?;
+        let count = |word: &str| line.strip_prefix(word).and_then(|n| n.trim().parse::<u64>().ok());
+        if let Some(n) = count("go ") {
+            echo(e, n)?;
+        } else if let Some(m) = count("stream ") {
+            e.start_stream()?;
+            let mut next = 0u64;
+            while next < m {
+                e.recv_some(&mut out, m - next, |b| {
+                    let ok = check(b, next, &pat);
+                    next += 1;
+                    ok
+                })
+                .with_context(|| format!("streamed message {next}"))?;
+            }
+            ctl.say("done")?;
+        } else if line == "end" {
+            return Ok(());
+        } else {
+            bail!("unexpected {line:?} from the leader");
+        }
     }
-    ctl.say("done")
 }

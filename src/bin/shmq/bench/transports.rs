@@ -284,7 +284,16 @@ fn start(peer: &mut Peer, spec: &RunSpec) -> Result<()> {
     peer.expect("ready")
 }
 
+/// Most chunks of a time-budgeted phase.
+const MAX_CHUNKS: u32 = 16;
+
 /// The leader's measurement over a connected endpoint.
+///
+/// Both phases run in chunks whose counts the peer is told on the control pipe (`go N`,
+/// `stream M`): each chunk is sized from the last one to take about a quarter of the time
+/// budget, and the phase ends once the budget is spent. So a run stays near its budget even
+/// when the other load on the machine preempts the two processes. With `--messages N` each
+/// phase is one chunk of exactly N.
 fn drive<E: Endpoint>(peer: &mut Peer, e: &mut E, size: usize, budget: Budget) -> Result<Sample> {
     let pat = pattern(size);
     let mut msg = pat.clone();
@@ -302,43 +311,70 @@ fn drive<E: Endpoint>(peer: &mut Peer, e: &mut E, size: usize, budget: Budget) -
         }
         seq += 1;
     }
-    let per_rt = t0.elapsed() / budget.warmup.max(1) as u32;
-    let n = budget.fixed.unwrap_or_else(|| count_for(budget.latency, per_rt));
+    let mut per_rt = t0.elapsed() / budget.warmup.max(1) as u32;
 
-    // Latency: one clock read per round trip, one-way = round trip / 2.
-    peer.say(&format!("go {}", n + SKIP_AFTER_GO))?;
+    // Latency: one clock read per round trip, one-way = round trip / 2. The first round
+    // trips of a chunk are not recorded (the peer was reading the control pipe).
     let mut hist = new_histogram();
-    let mut prev = Instant::now();
-    for i in 0..n + SKIP_AFTER_GO {
-        stamp(&mut msg, seq);
-        e.send(&msg)?;
-        e.recv(&mut out)?;
-        let now = Instant::now();
-        if i >= SKIP_AFTER_GO {
-            let rt = (now - prev).as_nanos() as u64;
-            hist.saturating_record(rt.div_ceil(2).max(1));
+    let mut round_trips = 0;
+    let start = Instant::now();
+    for chunk in 1.. {
+        let n = budget.fixed.unwrap_or_else(|| count_for(budget.latency / 4, per_rt));
+        peer.say(&format!("go {}", n + SKIP_AFTER_GO))?;
+        let t = Instant::now();
+        let mut prev = t;
+        for i in 0..n + SKIP_AFTER_GO {
+            stamp(&mut msg, seq);
+            e.send(&msg)?;
+            e.recv(&mut out)?;
+            let now = Instant::now();
+            if i >= SKIP_AFTER_GO {
+                let rt = (now - prev).as_nanos() as u64;
+                hist.saturating_record(rt.div_ceil(2).max(1));
+            }
+            prev = now;
+            if !check(&out, seq, &pat) {
+                bail!("reply {seq} came back corrupted");
+            }
+            seq += 1;
         }
-        prev = now;
-        if !check(&out, seq, &pat) {
-            bail!("reply {seq} came back corrupted");
+        round_trips += n;
+        per_rt = t.elapsed() / (n + SKIP_AFTER_GO) as u32;
+        if budget.fixed.is_some() || start.elapsed() >= budget.latency || chunk >= MAX_CHUNKS {
+            break;
         }
-        seq += 1;
     }
 
-    // Throughput: stream numbered messages; the peer verifies each and says when it has all.
-    // Sized by the median (outliers would shorten the stream), at least as long as the
-    // ping-pong took per message: streaming is never slower than one message per one-way.
-    let one_way = Duration::from_nanos(hist.value_at_quantile(0.5));
-    let m = budget.fixed.unwrap_or_else(|| count_for(budget.throughput, one_way));
+    // Throughput: stream numbered messages; the peer verifies each and says when it has
+    // them all. The first chunk is sized by the median round trip (the floors stream one
+    // message at a time, a round trip each; queues go faster).
     e.start_stream()?;
-    peer.say(&format!("stream {m}"))?;
-    let t = Instant::now();
-    for i in 0..m {
-        stamp(&mut msg, i);
-        e.send(&msg)?;
+    let mut per_msg = Duration::from_nanos(2 * hist.value_at_quantile(0.5));
+    let (mut streamed, mut stream_time) = (0, Duration::ZERO);
+    for chunk in 1.. {
+        let m = budget.fixed.unwrap_or_else(|| count_for(budget.throughput / 4, per_msg));
+        let t = Instant::now();
+        peer.say(&format!("stream {m}"))?;
+        for i in 0..m {
+            stamp(&mut msg, i);
+            e.send(&msg)?;
+        }
+        e.flush()?;
+        peer.expect("done")?;
+        let took = t.elapsed();
+        streamed += m;
+        stream_time += took;
+        per_msg = took / m as u32;
+        if budget.fixed.is_some() || stream_time >= budget.throughput || chunk >= MAX_CHUNKS {
+            break;
+        }
     }
-    e.flush()?;
-    peer.expect("done")?;
-    let stream_time = t.elapsed();
-    Ok(Sample { hist, round_trips: n, streamed: m, stream_time })
+    peer.say("end")?;
+    if std::env::var_os("SHMQ_BENCH_DEBUG").is_some() {
+        eprintln!(
+            "run: {size} B, {round_trips} round trips in {:?}, {streamed} streamed in {stream_time:?}",
+            start.elapsed() - stream_time
+        );
+    }
+    Ok(Sample { hist, round_trips, streamed, stream_time })
 }

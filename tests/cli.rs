@@ -203,7 +203,7 @@ fn ls_json_lists_the_queue() {
     ok(shmq(&["send", &q, "one"]));
     let v = json(&ok(shmq(&["ls", "--json"])));
     assert_eq!(v["schema_version"], 1);
-    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == &*q).expect("queue listed");
+    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == *q).expect("queue listed");
     assert_eq!(e["mode"], "mpsc");
     assert_eq!(e["capacity"], 131072);
     assert_eq!(e["messages"], 1);
@@ -231,7 +231,7 @@ fn ls_flags_a_queue_whose_participants_all_died() {
     child.kill().unwrap();
     child.wait().unwrap();
     let v = json(&ok(shmq(&["ls", "--json"])));
-    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == &*q).expect("queue listed");
+    let e = v["queues"].as_array().unwrap().iter().find(|e| e["name"] == *q).expect("queue listed");
     assert_eq!(e["participants"], 1);
     assert_eq!(e["alive_participants"], 0);
     assert_eq!(e["orphaned"], true);

@@ -25,6 +25,20 @@ fn percent_label(x: f64) -> String {
     }
 }
 
+/// `250 ns`, `1.5 µs`, `20 ms`.
+fn human_ns(ns: f64) -> String {
+    let (v, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "µs")
+    } else {
+        (ns, "ns")
+    };
+    if v >= 10.0 || v.fract() < 0.05 { format!("{v:.0} {unit}") } else { format!("{v:.1} {unit}") }
+}
+
 /// Draws the plot into `path`.
 pub fn draw(path: &Path, m: &Measurements) -> Result<()> {
     let merged = merge(m);
@@ -51,10 +65,10 @@ pub fn draw(path: &Path, m: &Measurements) -> Result<()> {
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("ns (log)")
+            .y_desc("one-way latency (log)")
             .x_labels(xmax as usize + 1)
             .x_label_formatter(&|x| percent_label(*x))
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_label_formatter(&|y| human_ns(*y))
             .draw()
             .map_err(err)?;
         for (ci, c) in m.configs.iter().enumerate() {
@@ -98,5 +112,8 @@ mod tests {
         assert_eq!(percent_label(2.0), "99%");
         assert_eq!(percent_label(3.0), "99.9%");
         assert!((nines(0.99) - 2.0).abs() < 1e-9);
+        assert_eq!(human_ns(250.0), "250 ns");
+        assert_eq!(human_ns(1500.0), "1.5 µs");
+        assert_eq!(human_ns(2e7), "20 ms");
     }
 }

@@ -58,6 +58,7 @@ pub fn draw(path: &Path, m: &Measurements) -> Result<()> {
         let mut chart = ChartBuilder::on(&areas[si])
             .caption(format!("one-way latency, {} messages", crate::args::format_size(size as u64)), ("sans-serif", 20))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..xmax, (ymin * 0.8..ymax * 1.25).log_scale())

@@ -30,15 +30,21 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/<profile>`: this test runs from `target/<profile>/deps/`.
-fn profile_dir() -> PathBuf {
+/// `target/<profile>/deps/`, where this test runs from and where rustc writes the
+/// libraries of this crate for this run (`libshmq.a`, `libshmq.so`: cargo copies them up
+/// to `target/<profile>/` only for `cargo build`, so the copies there may be stale).
+fn deps_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
+    exe.parent().expect("deps dir").to_path_buf()
+}
+
+/// `target/<profile>`.
+fn profile_dir() -> PathBuf {
+    deps_dir().parent().expect("profile dir").to_path_buf()
 }
 
 fn built_library(file: &str) -> PathBuf {
-    let lib = profile_dir().join(file);
+    let lib = deps_dir().join(file);
     assert!(
         lib.exists(),
         "{} is missing: cargo builds it with this test (crate-type in bindings/c/Cargo.toml)",
@@ -136,9 +142,23 @@ fn run_c_test(source: &str, args: &[&str], build: Build) -> String {
     let scratch = Scratch::new("prog");
     let exe = compile(source, &scratch.0, build);
     let what = format!("{source} {}", args.join(" "));
-    let out = finish(spawn(&exe, args, build), &what);
+    let child = spawn(&exe, args, build);
+    let pid = child.id();
+    let out = finish(child, &what);
+    remove_leftover_queues(pid);
     let stem = Path::new(source).file_stem().unwrap().to_string_lossy().into_owned();
     check(&out, &what, &format!("{stem}: all passed"))
+}
+
+/// Removes the queues a C test program (`pid`) left behind if it died before its own
+/// cleanup: their names are `ctest-<tag>-<pid>-<n>`.
+fn remove_leftover_queues(pid: u32) {
+    let infix = format!("-{pid}-");
+    for name in Queue::list().unwrap_or_default() {
+        if name.starts_with("ctest-") && name.contains(&infix) {
+            let _ = Queue::remove(&name);
+        }
+    }
 }
 
 macro_rules! c_test {
@@ -406,14 +426,14 @@ fn shared_library_carries_the_abi_soname() {
 fn make_install_then_pkg_config_builds_an_example() {
     let scratch = Scratch::new("install");
     let prefix = scratch.0.join("prefix");
-    let profile = profile_dir();
     // The libraries cargo built for this run; CARGO=true skips the (release) cargo build.
     let out = Command::new("make")
         .arg("-C")
         .arg(crate_dir())
         .arg("install")
         .arg(format!("PREFIX={}", prefix.display()))
-        .arg(format!("OUT={}", profile.display()))
+        .arg(format!("OUT={}", deps_dir().display()))
+        .arg(format!("PCFILE={}", scratch.0.join("shmq.pc").display()))
         .arg("CARGO=true")
         .output()
         .expect("run make");

@@ -235,6 +235,9 @@ void shmq_options_init(struct shmq_options *o);
 /**
  * The `SHMQ_ABI_VERSION` this library was built with: compare it with the header's to
  * detect a program compiled against another major version. Thread-safe; does not block.
+ *
+ * # Safety
+ * None: any thread may call it at any time.
  */
 int shmq_abi_version(void);
 
@@ -496,6 +499,9 @@ int shmq_release(struct shmq_consumer *c);
 /**
  * A static, NUL-terminated English description of the code `err`: for every `int`,
  * known or not. Never NULL; do not free it. Thread-safe; does not block.
+ *
+ * # Safety
+ * None: any thread may call it with any value.
  */
 const char *shmq_strerror(int err);
 

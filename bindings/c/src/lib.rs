@@ -341,6 +341,9 @@ pub unsafe extern "C" fn shmq_options_init(o: *mut shmq_options) {
 
 /// The `SHMQ_ABI_VERSION` this library was built with: compare it with the header's to
 /// detect a program compiled against another major version. Thread-safe; does not block.
+///
+/// # Safety
+/// None: any thread may call it at any time.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmq_abi_version() -> c_int {
     SHMQ_ABI_VERSION
@@ -860,6 +863,9 @@ fn release(c: &mut shmq_consumer) -> Res {
 
 /// A static, NUL-terminated English description of the code `err`: for every `int`,
 /// known or not. Never NULL; do not free it. Thread-safe; does not block.
+///
+/// # Safety
+/// None: any thread may call it with any value.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
     let s: &'static CStr = match err {

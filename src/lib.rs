@@ -53,7 +53,7 @@ pub use queue::{
     Options, Participant, Producer, Queue, RawGrant, Role, Snapshot,
 };
 #[cfg(not(loom))]
-pub use segment::MAX_NAME_LEN;
+pub use segment::{MAX_NAME_LEN, validate_name};
 pub use sync::wait::{ADAPTIVE_SPIN, Wait};
 
 /// The README's examples, compiled and run as doc tests.

@@ -90,7 +90,13 @@ impl Config {
     }
 }
 
-/// Checks a queue name: 1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`.
+/// Checks a queue name: 1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`
+/// (`Error::InvalidName` otherwise). Every call that takes a name checks it this way.
+///
+/// ```
+/// assert!(shmq::validate_name("orders.eu-1_a").is_ok());
+/// assert!(shmq::validate_name(".hidden").is_err());
+/// ```
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN

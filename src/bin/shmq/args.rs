@@ -69,18 +69,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A queue name, checked by the library's rules (1–200 bytes of `[A-Za-z0-9._-]`, not
 /// starting with `.`) before anything touches the system.
 pub fn parse_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= shmq::MAX_NAME_LEN
-        && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "invalid queue name {s:?}: use 1-{} bytes of [A-Za-z0-9._-], not starting with '.'",
-            shmq::MAX_NAME_LEN
-        ))
-    }
+    shmq::validate_name(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
 }
 
 /// Permission bits in octal (`600`, `0660`, `0o660`); must include owner read and write.

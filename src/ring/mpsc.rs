@@ -61,9 +61,13 @@ impl Producer {
     fn claim(&mut self, tail: &AtomicU64, head: &AtomicU64, size: u64) -> Result<(u64, usize, u64), RingError> {
         let cap = self.geo.capacity;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
-            // Relaxed: the CAS below arbitrates between producers; the memory we then write
+            // SYNC POINT: Acquire pairs with the Release of the CAS that stored `t`: its
+            // producer had seen `head >= t - capacity` before it, so our own (later) reads of
+            // `head` see at least that much. Relaxed would let a producer whose `head_cache`
+            // is stale read a `tail` more than a capacity above it and then an old `head`,
+            // and call an honest ring corrupt (found by tests/loom.rs). The memory we write
             // was handed back by the consumer, which our Acquire load of `head` established.
-            let t = tail.load(Ordering::Relaxed);
+            let t = tail.load(Ordering::Acquire);
             // `head_cache` may be stale (it only grows), so `used` may overstate; an honest
             // `tail` is never more than a capacity above the current `head`.
             let used = t.wrapping_sub(self.head_cache);
@@ -77,8 +81,9 @@ impl Producer {
                 self.refresh_head(head, used)?;
                 continue; // re-read tail: it may have moved past our stale copy
             }
-            // Relaxed on both: see the load above. Weak: we loop anyway.
-            if tail.compare_exchange_weak(t, t + claim, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            // SYNC POINT: Release pairs with the Acquire load of `tail` above, in the other
+            // producers. On failure Relaxed: we load again. Weak: we loop anyway.
+            if tail.compare_exchange_weak(t, t + claim, Ordering::Release, Ordering::Relaxed).is_ok() {
                 return Ok((t, index, claim));
             }
         }
@@ -123,8 +128,8 @@ impl Producer {
     ) -> Result<(Reservation, usize), RingError> {
         let cap = self.geo.capacity;
         for _ in 0..MAX_CLAIM_ATTEMPTS {
-            // Relaxed: as in `claim`.
-            let t = tail.load(Ordering::Relaxed);
+            // Acquire: as in `claim`.
+            let t = tail.load(Ordering::Acquire);
             let used = t.wrapping_sub(self.head_cache);
             if used > cap || !super::plausible(t) {
                 // Stale cache or bad words: the single-record path sorts it out.
@@ -153,8 +158,8 @@ impl Producer {
                 let first = lens.clone().next().ok_or(RingError::Full)?;
                 return self.try_reserve(tail, head, region, first).map(|r| (r, 1));
             }
-            // Relaxed: as in `claim`.
-            if tail.compare_exchange_weak(t, t + total, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            // Release: as in `claim`.
+            if tail.compare_exchange_weak(t, t + total, Ordering::Release, Ordering::Relaxed).is_ok() {
                 return Ok((Reservation { pos: t, index, len: first }, count));
             }
         }

@@ -128,7 +128,6 @@ fn run(args: &Args) -> shmq::Result<()> {
     Queue::create(&pong, opts)?;
     let mut tx = Producer::open_with(&ping, args.wait)?;
     let mut rx = Consumer::open_with(&pong, args.wait)?;
-    pin(0);
     let wait_name = match args.wait {
         Wait::Spin => "spin",
         Wait::Block => "block",
@@ -139,6 +138,8 @@ fn run(args: &Args) -> shmq::Result<()> {
         .args(["--wait", wait_name, "--role", "echo", &prefix])
         .spawn()
         .map_err(|e| shmq::Error::Io { context: "spawn the echo peer".into(), source: e })?;
+    // Pin only after spawning: the peer inherits our CPU mask and must still see two CPUs.
+    pin(0);
 
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut out = vec![0u8; args.size];

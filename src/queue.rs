@@ -644,14 +644,19 @@ impl Producer {
     }
 
     /// Commits a [`RawGrant`] made by [`Grant::into_raw`] on this producer, with `len <=`
-    /// its reserved length. `InvalidArgument` for a grant of another producer or a longer
-    /// `len` (the grant then stays outstanding).
+    /// its reserved length. A grant of another producer is refused with `InvalidArgument`
+    /// (and left alone); a `len` above the reserved length aborts the grant and returns
+    /// `InvalidArgument`, so no grant is ever left outstanding by a failed commit.
     pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<()> {
         self.check_raw(&grant)?;
-        if len > grant.len {
-            return Err(Error::InvalidArgument(format!("commit of {len} bytes into a grant of {}", grant.len)));
-        }
         self.raw_outstanding = false;
+        if len > grant.len {
+            self.abort_reserved(grant.res);
+            return Err(Error::InvalidArgument(format!(
+                "commit of {len} bytes into a grant of {} (the grant was aborted)",
+                grant.len
+            )));
+        }
         self.commit_reserved(grant.res, len as u32);
         Ok(())
     }

@@ -371,6 +371,18 @@ fn bench_quick_reports_every_transport_with_sane_numbers() {
             .any(|r| r["baseline"] == "futex-floor" && r["wait"] == "block" && r["median"].as_f64().unwrap() > 0.0)
     );
     assert!(ratios.iter().any(|r| r["baseline"] == "fastest-kernel"));
+    // Throughput against the floor ring, per size.
+    let floor = if single_cpu { "futex-floor" } else { "spin-floor" };
+    for size in [64u64, 4096] {
+        assert!(
+            ratios.iter().any(|r| r["baseline"] == floor
+                && r["metric"] == "throughput_msgs_per_s"
+                && r["size"] == size
+                && r["median"].as_f64().unwrap() > 0.0),
+            "no throughput ratio against {floor} at {size} B"
+        );
+    }
+    assert!(table.contains("throughput") && table.contains("vs futex-floor"), "{table}");
 
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.trim_start().starts_with("<svg") && text.trim_end().ends_with("</svg>"), "not an SVG");

@@ -2,30 +2,52 @@
 //! no queue at all.
 //!
 //! A mapping of the bench's own (a POSIX shm object, unlinked as soon as both sides have
-//! mapped it) holds one slot per direction, each on its own 128-byte lines:
+//! mapped it) holds, for ping-pong, one slot per direction, each on its own 128-byte lines,
+//! and after them, for streaming, a bare ring from the leader to the peer:
 //!
 //! ```text
 //! slot 0 (leader -> peer)      slot 1 (peer -> leader)
 //! [seq u32][ack u32][payload]  [seq u32][ack u32][payload]
+//!
+//! ring (leader -> peer)
+//! [head u32] [tail u32] [consumer waits u32] [producer waits u32]   one 128-byte line each
+//! [len u64][payload][len u64][payload] ...                          N records back to back
 //! ```
+//!
+//! # Ping-pong (latency)
 //! `seq` counts the messages its owner published in its slot; `ack` counts the messages its
 //! owner took from the *other* slot. Sending: copy the message into the payload, store
 //! `seq` with Release. Receiving: wait until the other slot's `seq` reaches the next value
 //! (Acquire), copy the payload out, store `ack`. The header sits right before the payload,
-//! like a shmq record header, so a small message moves with the same cache lines.
+//! like a shmq record header, so a small message moves with the same cache lines. A reply
+//! proves the previous message was taken, so the sender never waits for `ack`.
 //!
+//! # Streaming (throughput)
+//! A bare single-producer/single-consumer ring, with no queue machinery at all: N fixed-size
+//! records (N a power of two, at least as many bytes as the shmq queue of the same run: 1 MiB,
+//! or 16 messages' worth when larger; 16384 records of 64 B, 32 of 64 KiB), each an 8-byte
+//! length word and the payload, 8-byte aligned and packed back to back like a real ring's records (not
+//! padded to cache lines). `head` counts the records the leader published, `tail` the ones
+//! the peer took; each side caches the other's index and re-reads it only when the ring looks
+//! full (producer) or empty (consumer). The producer copies the message in, writes the
+//! length and stores `head` with Release; the consumer loads `head` with Acquire, checks the
+//! length, copies the payload out, stores `tail` with Release and verifies the copy like
+//! every other transport. This is the bound on streaming through shared memory with the
+//! same copies: what a queue's throughput is measured against.
+//!
+//! # Waiting
 //! * `spin-floor` waits by spinning on the word.
-//! * `futex-floor` sleeps at once in `FUTEX_WAIT` on the word, and the sender always calls
-//!   `FUTEX_WAKE` after its store: no waiter count, no spinning, the bare cost of a wakeup.
-//!   Shared futexes (no `FUTEX_PRIVATE_FLAG`): the word is in memory shared between
-//!   processes, and a private futex would be keyed by one address space.
-//!
-//! In ping-pong a reply proves the previous message was taken, so the sender never waits
-//! for `ack`. When streaming, the sender waits for the receiver's `ack` of the previous
-//! message (one message in flight) and the futex floor's receiver wakes it.
+//! * `futex-floor` sleeps at once in `FUTEX_WAIT` on the word. In ping-pong the sender
+//!   always calls `FUTEX_WAKE` after its store: no waiter count, no spinning, the bare cost
+//!   of a wakeup. In the ring a side that finds it empty (consumer) or full (producer) raises
+//!   its waiter flag and sleeps on the other's index; the other side wakes it only when the
+//!   flag is up (a `SeqCst` fence on each side between the index and the flag, the Dekker
+//!   pattern that keeps a wakeup from being lost). Shared futexes (no `FUTEX_PRIVATE_FLAG`):
+//!   the word is in memory shared between processes, and a private futex would be keyed by
+//!   one address space.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +64,13 @@ const HEADER: usize = 8;
 /// Slots start on this boundary (two cache lines: no false sharing with the adjacent-line
 /// prefetcher).
 const LINE: usize = 128;
+/// Size of a ring record's header: the length word.
+const RECORD_HEADER: usize = 8;
+/// The ring's control words: head, tail and the two waiter flags, a line each.
+const RING_CONTROL: usize = 4 * LINE;
+/// The ring holds at least this many records (and at least the bytes of the shmq queue it
+/// is compared with).
+const RING_MIN_SLOTS: usize = 16;
 
 /// The two words at the start of a slot.
 #[repr(C)]
@@ -52,35 +81,57 @@ struct Header {
     ack: AtomicU32,
 }
 
+/// Geometry of the mapping for messages of `size` bytes.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Distance between the two ping-pong slots.
+    stride: usize,
+    /// Offset of the ring's control lines (after the two slots).
+    ring: usize,
+    /// Distance between two ring records: length word + payload, rounded up to 8.
+    record: usize,
+    /// Records in the ring (a power of two).
+    slots: usize,
+    /// Bytes of the mapping.
+    len: usize,
+}
+
+impl Geometry {
+    fn of(size: usize) -> Geometry {
+        let stride = (HEADER + size).div_ceil(LINE) * LINE;
+        let record = (RECORD_HEADER + size).div_ceil(8) * 8;
+        let bytes = super::transports::queue_capacity(size) as usize;
+        let slots = bytes.div_ceil(record).max(RING_MIN_SLOTS).next_power_of_two();
+        let ring = 2 * stride;
+        Geometry { stride, ring, record, slots, len: ring + RING_CONTROL + slots * record }
+    }
+}
+
 /// The shared mapping of a floor run.
 pub struct FloorMap {
     ptr: NonNull<u8>,
-    len: usize,
-    stride: usize,
+    geo: Geometry,
+    mapped: bool,
     size: usize,
     /// The shm object's name while it is still linked (the creator unlinks it).
     name: Option<String>,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; it is only used through
-// atomics and copies that the slot protocol orders.
+// atomics and copies that the slot and ring protocols order.
 unsafe impl Send for FloorMap {}
 
 impl FloorMap {
-    fn stride(size: usize) -> usize {
-        (HEADER + size).div_ceil(LINE) * LINE
-    }
-
-    fn len_for(size: usize) -> usize {
-        2 * Self::stride(size)
+    fn new(size: usize, name: Option<String>) -> FloorMap {
+        FloorMap { ptr: NonNull::dangling(), geo: Geometry::of(size), mapped: false, size, name }
     }
 
     /// Creates and maps a new object `name` for messages of `size` bytes.
     pub fn create(name: &str, size: usize) -> Result<FloorMap> {
         let fd = shm::open(name, shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR, Mode::RUSR | Mode::WUSR)
             .with_context(|| format!("create shared memory {name}"))?;
-        let mut map = FloorMap { ptr: NonNull::dangling(), len: 0, stride: 0, size, name: Some(name.to_owned()) };
-        rustix::fs::ftruncate(&fd, Self::len_for(size) as u64).with_context(|| format!("size {name}"))?;
+        let mut map = FloorMap::new(size, Some(name.to_owned()));
+        rustix::fs::ftruncate(&fd, map.geo.len as u64).with_context(|| format!("size {name}"))?;
         map.map(&fd)?;
         Ok(map)
     }
@@ -89,25 +140,25 @@ impl FloorMap {
     pub fn open(name: &str, size: usize) -> Result<FloorMap> {
         let fd = shm::open(name, shm::OFlags::RDWR, Mode::empty()).with_context(|| format!("open {name}"))?;
         let st = rustix::fs::fstat(&fd).with_context(|| format!("stat {name}"))?;
-        if (st.st_size as u64) < Self::len_for(size) as u64 {
+        let mut map = FloorMap::new(size, None);
+        if (st.st_size as u64) < map.geo.len as u64 {
             bail!("shared memory {name} is smaller than expected");
         }
-        let mut map = FloorMap { ptr: NonNull::dangling(), len: 0, stride: 0, size, name: None };
         map.map(&fd)?;
         Ok(map)
     }
 
     fn map(&mut self, fd: &rustix::fd::OwnedFd) -> Result<()> {
-        let len = Self::len_for(self.size);
+        let len = self.geo.len;
+        // POPULATE: the ring's pages are faulted in now rather than during the first stream.
+        let flags = MapFlags::SHARED | MapFlags::POPULATE;
         // SAFETY: a fresh shared mapping of an object at least `len` bytes long (checked or
         // sized by the caller); nothing else in this process refers to that address range.
-        let p = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)
-        }
-        .context("map shared memory")?;
+        let p =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, flags, fd, 0) }
+                .context("map shared memory")?;
         self.ptr = NonNull::new(p.cast::<u8>()).context("mmap returned null")?;
-        self.len = len;
-        self.stride = Self::stride(self.size);
+        self.mapped = true;
         Ok(())
     }
 
@@ -123,25 +174,49 @@ impl FloorMap {
         // SAFETY: slot * stride is inside the mapping and 128-aligned (the mapping is
         // page-aligned), `Header` is two `AtomicU32`s that are valid for any bit pattern,
         // and the reference lives no longer than `self`, which keeps the mapping.
-        unsafe { &*self.ptr.as_ptr().add(slot * self.stride).cast::<Header>() }
+        unsafe { &*self.ptr.as_ptr().add(slot * self.geo.stride).cast::<Header>() }
     }
 
     fn payload(&self, slot: usize) -> *mut u8 {
         // SAFETY: HEADER + size <= stride, so the payload of either slot is in the mapping.
-        unsafe { self.ptr.as_ptr().add(slot * self.stride + HEADER) }
+        unsafe { self.ptr.as_ptr().add(slot * self.geo.stride + HEADER) }
+    }
+
+    /// Ring control word `i`: 0 head, 1 tail, 2 consumer waits, 3 producer waits.
+    fn ring_word(&self, i: usize) -> &AtomicU32 {
+        debug_assert!(i < 4);
+        // SAFETY: the control lines are inside the mapping, each 128-aligned (`ring` is a
+        // multiple of LINE and the mapping is page-aligned); an `AtomicU32` is valid for any
+        // bit pattern and the reference lives no longer than `self`, which keeps the mapping.
+        unsafe { &*self.ptr.as_ptr().add(self.geo.ring + i * LINE).cast::<AtomicU32>() }
+    }
+
+    /// Record `i` (taken modulo the number of records): its length word, then the payload.
+    #[inline]
+    fn record(&self, i: u32) -> *mut u8 {
+        let slot = i as usize & (self.geo.slots - 1);
+        // SAFETY: slot < slots, so the record (record bytes) lies inside the mapping; it is
+        // 8-aligned because `ring`, RING_CONTROL and `record` all are.
+        unsafe { self.ptr.as_ptr().add(self.geo.ring + RING_CONTROL + slot * self.geo.record) }
     }
 }
 
 impl Drop for FloorMap {
     fn drop(&mut self) {
         self.unlink();
-        if self.len > 0 {
+        if self.mapped {
             // SAFETY: we mapped exactly this range and nothing borrows it any more (borrows
-            // of headers are tied to `&self`).
-            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+            // of headers and control words are tied to `&self`).
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.geo.len) };
         }
     }
 }
+
+/// Ring control words.
+const HEAD: usize = 0;
+const TAIL: usize = 1;
+const CONSUMER_WAITS: usize = 2;
+const PRODUCER_WAITS: usize = 3;
 
 /// One side of a floor run.
 pub struct FloorEnd {
@@ -152,12 +227,31 @@ pub struct FloorEnd {
     stream: bool,
     sent: u32,
     received: u32,
+    /// Ring, producer side (the leader): records published, and the consumer's `tail` as
+    /// last read.
+    head: u32,
+    tail_seen: u32,
+    /// Ring, consumer side (the peer): records taken, and the producer's `head` as last read.
+    tail: u32,
+    head_seen: u32,
 }
 
 impl FloorEnd {
-    /// The leader publishes in slot 0, the peer in slot 1.
+    /// The leader publishes in slot 0, the peer in slot 1; the leader produces into the
+    /// ring, the peer consumes.
     pub fn new(map: FloorMap, leader: bool, futex: bool) -> FloorEnd {
-        FloorEnd { map, mine: if leader { 0 } else { 1 }, futex, stream: false, sent: 0, received: 0 }
+        FloorEnd {
+            map,
+            mine: if leader { 0 } else { 1 },
+            futex,
+            stream: false,
+            sent: 0,
+            received: 0,
+            head: 0,
+            tail_seen: 0,
+            tail: 0,
+            head_seen: 0,
+        }
     }
 
     /// Removes the object's name.
@@ -167,6 +261,87 @@ impl FloorEnd {
 
     fn theirs(&self) -> usize {
         1 - self.mine
+    }
+
+    /// Ring: copies `msg` into the next record and publishes it, waiting while the ring is
+    /// full.
+    #[inline]
+    fn push(&mut self, msg: &[u8]) -> Result<()> {
+        let slots = self.map.geo.slots as u32;
+        if self.head.wrapping_sub(self.tail_seen) == slots {
+            // Looks full: only now re-read the consumer's index.
+            let head = self.head;
+            let (tail, waits) = (self.map.ring_word(TAIL), self.map.ring_word(PRODUCER_WAITS));
+            self.tail_seen = wait_for(tail, waits, self.futex, |t| head.wrapping_sub(t) != slots)?;
+        }
+        let rec = self.map.record(self.head);
+        // SAFETY: the record holds RECORD_HEADER + size bytes (size == msg.len(), checked by
+        // the caller) and is 8-aligned. It is free: the consumer's `tail` (Acquire in
+        // `wait_for`) says it took this record's previous message, and it reads the record
+        // again only after our Release store of `head` below.
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), rec.add(RECORD_HEADER), msg.len());
+            rec.cast::<u64>().write(msg.len() as u64);
+        }
+        self.head = self.head.wrapping_add(1);
+        let head = self.map.ring_word(HEAD);
+        // SYNC POINT: Release pairs with the consumer's Acquire load of `head`: the record
+        // written above is visible before the index that publishes it.
+        head.store(self.head, Ordering::Release);
+        if self.futex {
+            // SYNC POINT: SeqCst fence between our store of `head` and our load of the flag,
+            // paired with the consumer's fence between raising the flag and re-reading
+            // `head`: one of us sees the other's store, so no wakeup is lost.
+            fence(Ordering::SeqCst);
+            if self.map.ring_word(CONSUMER_WAITS).load(Ordering::Relaxed) != 0 {
+                let _ = futex::wake(head, futex::Flags::empty(), 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ring: takes at least one and at most `max` records, copying each into `out` and
+    /// calling `f` on it (false: corrupted), waiting while the ring is empty.
+    #[inline]
+    fn take(&mut self, out: &mut [u8], max: u64, mut f: impl FnMut(&[u8]) -> bool) -> Result<u64> {
+        if self.tail == self.head_seen {
+            // Looks empty: only now re-read the producer's index.
+            let tail = self.tail;
+            let (head, waits) = (self.map.ring_word(HEAD), self.map.ring_word(CONSUMER_WAITS));
+            self.head_seen = wait_for(head, waits, self.futex, |h| h != tail)?;
+        }
+        let n = u64::from(self.head_seen.wrapping_sub(self.tail)).min(max.max(1));
+        let tail = self.map.ring_word(TAIL);
+        for _ in 0..n {
+            let rec = self.map.record(self.tail);
+            // SAFETY: the record was published by the producer's Release store of `head`
+            // that our Acquire load (in `wait_for`) saw, and it will not be rewritten before
+            // our store of `tail` below; it holds RECORD_HEADER + size bytes, 8-aligned.
+            let len = unsafe { rec.cast::<u64>().read() };
+            if len != out.len() as u64 {
+                bail!("streamed record of {len} bytes, expected {}", out.len());
+            }
+            // SAFETY: as above; `out` is `size` bytes and does not overlap the mapping.
+            unsafe { std::ptr::copy_nonoverlapping(rec.add(RECORD_HEADER), out.as_mut_ptr(), out.len()) };
+            self.tail = self.tail.wrapping_add(1);
+            // SYNC POINT: Release pairs with the producer's Acquire load of `tail`: our copy
+            // out of the record is done before it may write the record again.
+            tail.store(self.tail, Ordering::Release);
+            if !f(out) {
+                bail!("streamed message corrupted");
+            }
+        }
+        if self.futex {
+            // SYNC POINT: SeqCst fence between our stores of `tail` and our load of the flag,
+            // paired with the producer's fence between raising the flag and re-reading
+            // `tail` (see `push`). Once per batch is enough: the producer sleeps only on a
+            // value of `tail` older than our last store, and we check before returning.
+            fence(Ordering::SeqCst);
+            if self.map.ring_word(PRODUCER_WAITS).load(Ordering::Relaxed) != 0 {
+                let _ = futex::wake(tail, futex::Flags::empty(), 1);
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -209,20 +384,67 @@ fn wait_until(word: &AtomicU32, want: u32, use_futex: bool) -> Result<()> {
     }
 }
 
+/// Ring: waits until the other side's index `word` satisfies `ready` and returns it:
+/// spinning, or (futex) raising the waiter flag `waits` and sleeping in `FUTEX_WAIT`.
+#[inline]
+fn wait_for(word: &AtomicU32, waits: &AtomicU32, use_futex: bool, ready: impl Fn(u32) -> bool) -> Result<u32> {
+    // SYNC POINT: Acquire pairs with the other side's Release store of its index: the
+    // records it wrote (producer) or finished reading (consumer) before are settled.
+    let v = word.load(Ordering::Acquire);
+    if ready(v) {
+        return Ok(v);
+    }
+    let start = Instant::now();
+    if use_futex {
+        let tick = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        loop {
+            waits.store(1, Ordering::Relaxed);
+            // SYNC POINT: SeqCst fence between raising the flag and re-reading the index,
+            // paired with the other side's fence between its index store and its load of
+            // the flag: either it sees the flag and wakes us, or we see its new index.
+            fence(Ordering::SeqCst);
+            // SYNC POINT: Acquire, as above.
+            let v = word.load(Ordering::Acquire);
+            if ready(v) {
+                waits.store(0, Ordering::Relaxed);
+                return Ok(v);
+            }
+            // Shared futex; EAGAIN (changed already), EINTR, ETIMEDOUT: all mean re-check.
+            let _ = futex::wait(word, futex::Flags::empty(), v, Some(&tick));
+            waits.store(0, Ordering::Relaxed);
+            if PEER_GONE.load(Ordering::Relaxed) || start.elapsed() > STUCK {
+                bail!("the other process stopped answering");
+            }
+        }
+    }
+    let mut spins = 0u32;
+    loop {
+        std::hint::spin_loop();
+        // SYNC POINT: Acquire, as above.
+        let v = word.load(Ordering::Acquire);
+        if ready(v) {
+            return Ok(v);
+        }
+        spins = spins.wrapping_add(1);
+        if spins % (1 << 16) == 0 && (PEER_GONE.load(Ordering::Relaxed) || start.elapsed() > STUCK) {
+            bail!("the other process stopped answering");
+        }
+    }
+}
+
 impl Endpoint for FloorEnd {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         if msg.len() != self.map.size {
             bail!("message of {} bytes in a floor of {}", msg.len(), self.map.size);
         }
-        let (mine, theirs) = (self.mine, self.theirs());
         if self.stream {
-            // One message in flight: the receiver must have taken the previous one.
-            wait_until(&self.map.header(theirs).ack, self.sent, self.futex)?;
+            return self.push(msg);
         }
+        let mine = self.mine;
         // SAFETY: the payload of our slot holds `size` bytes; the receiver reads it only
-        // after our Release store below and is done with it (it acked, or replied) before
-        // we write again, so nobody reads it while we copy.
+        // after our Release store below and is done with it (it replied) before we write
+        // again, so nobody reads it while we copy.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.map.payload(mine), msg.len()) };
         self.sent = self.sent.wrapping_add(1);
         let h = self.map.header(mine);
@@ -239,21 +461,29 @@ impl Endpoint for FloorEnd {
         if out.len() != self.map.size {
             bail!("buffer of {} bytes in a floor of {}", out.len(), self.map.size);
         }
+        if self.stream {
+            return self.take(out, 1, |_| true).map(|_| ());
+        }
         let (mine, theirs) = (self.mine, self.theirs());
         let want = self.received.wrapping_add(1);
         wait_until(&self.map.header(theirs).seq, want, self.futex)?;
         // SAFETY: the other slot's payload holds `size` bytes, published (Acquire above)
-        // and left alone by its writer until we ack or reply.
+        // and left alone by its writer until we reply.
         unsafe { std::ptr::copy_nonoverlapping(self.map.payload(theirs), out.as_mut_ptr(), out.len()) };
         self.received = want;
-        let h = self.map.header(mine);
-        // SYNC POINT: Release pairs with the sender's Acquire of `ack` when streaming: our
-        // copy is done before it may overwrite the payload.
-        h.ack.store(want, Ordering::Release);
-        if self.futex && self.stream {
-            let _ = futex::wake(&h.ack, futex::Flags::empty(), 1);
-        }
+        // SYNC POINT: Release; `ack` records what we took (ping-pong never waits for it).
+        self.map.header(mine).ack.store(want, Ordering::Release);
         Ok(())
+    }
+
+    fn recv_some(&mut self, out: &mut [u8], max: u64, f: impl FnMut(&[u8]) -> bool) -> Result<u64> {
+        if out.len() != self.map.size {
+            bail!("buffer of {} bytes in a floor of {}", out.len(), self.map.size);
+        }
+        if !self.stream {
+            bail!("recv_some outside a stream");
+        }
+        self.take(out, max, f)
     }
 
     fn start_stream(&mut self) -> Result<()> {

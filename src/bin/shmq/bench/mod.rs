@@ -22,16 +22,28 @@
 //! # Transports
 //! * `shmq` (waits `spin`, `block`, `adaptive`): two SPSC queues, one per direction.
 //!   Latency uses `send` and `recv`; throughput uses `send` and `recv_batch`.
-//! * `spin-floor`: no queue at all. A shared mapping of the bench's own with one slot per
-//!   direction: an 8-byte header (a 32-bit sequence word and an ack word) followed by the
-//!   payload, like a record. The sender copies the message in and stores the sequence with
-//!   Release; the receiver spins on it with Acquire and copies the message out. This is the
-//!   cost of moving the message's cache lines between the two CPUs: no queue can beat it.
-//!   Streaming goes through the same single slot (one message in flight), so its throughput
-//!   is a handoff rate, not a bound on batched throughput.
+//! * `spin-floor`: no queue at all. A shared mapping of the bench's own.
+//!   - Latency: one slot per direction: an 8-byte header (a 32-bit sequence word and an ack
+//!     word) followed by the payload, like a record. The sender copies the message in and
+//!     stores the sequence with Release; the receiver spins on it with Acquire and copies
+//!     the message out. This is the cost of moving the message's cache lines between the
+//!     two CPUs: no queue can beat it.
+//!   - Throughput: a bare single-producer/single-consumer ring (no queue machinery): a
+//!     power of two of fixed-size records, at least the bytes of the shmq queue it is
+//!     compared with (1 MiB, or 16 messages' worth when larger), each an
+//!     8-byte length word and the payload, packed back to back 8-byte aligned; a producer
+//!     and a consumer index on their own 128-byte lines, each side caching the other's
+//!     index and re-reading it only when the ring looks full or empty; Release/Acquire on
+//!     the indexes; spin waiting. The producer copies each message in, the consumer copies
+//!     it out and verifies it like every other transport. The bound on streaming through
+//!     shared memory with the same copies.
 //! * `futex-floor`: the same slots, but the receiver sleeps at once in `FUTEX_WAIT` on the
 //!   sequence word (shared, not private: the memory is shared) and the sender always calls
-//!   `FUTEX_WAKE`: the cost of a bare cross-process wakeup.
+//!   `FUTEX_WAKE`: the cost of a bare cross-process wakeup. It streams through the same
+//!   ring, but a side that finds it empty (consumer) or full (producer) raises a waiter flag
+//!   and sleeps at once in `FUTEX_WAIT` on the other's index; the other side calls
+//!   `FUTEX_WAKE` only when the flag is up (a `SeqCst` fence on each side keeps wakeups from
+//!   being lost).
 //! * `pipe`: two FIFOs (kernel pipes, default size), `write` and `read` of fixed-size
 //!   messages (no length prefix: the kernel transports' best case); the streaming reader
 //!   reads through a 256 KiB buffer.
@@ -71,22 +83,28 @@ Every transport copies each message in and out and verifies it.
 
 Transports:
   shmq         two SPSC queues (one per direction), with the waits spin, block, adaptive
-  spin-floor   no queue: a shared mapping of the bench's own, one slot per direction; the
-               sender copies the message in and stores a sequence word, the receiver spins
-               on it and copies the message out. The cache-line ping-pong floor: nothing
-               that crosses CPUs through memory can be faster.
+  spin-floor   no queue: a shared mapping of the bench's own. Ping-pong: one slot per
+               direction; the sender copies the message in and stores a sequence word, the
+               receiver spins on it and copies the message out. The cache-line ping-pong
+               floor: nothing that crosses CPUs through memory can be faster. Streaming: a
+               bare single-producer/single-consumer ring, no queue machinery: a power of two of
+               records, >= the bytes of the shmq queue (1 MiB, or 16 messages if more), each
+               record an 8-byte length word + the payload, packed; the two indexes on their
+               own cache lines, each side re-reading the other's only when full or empty;
+               the producer copies in, the consumer copies out and verifies, both spin. The
+               floor ring for throughput.
   futex-floor  the same slots, but the receiver sleeps in FUTEX_WAIT (shared futex) and the
-               sender always calls FUTEX_WAKE: the floor for a blocking wakeup.
+               sender always calls FUTEX_WAKE: the floor for a blocking wakeup. Streaming:
+               the same ring, but a side that finds it empty or full raises a waiter flag and
+               sleeps in FUTEX_WAIT; the other wakes it only when the flag is up.
   pipe         two kernel pipes (FIFOs), fixed-size write/read
   uds          a Unix stream socket, fixed-size write/read
-
-The floors stream through one slot (one message in flight): their throughput is a handoff
-rate, not a bound for batched throughput.
 
 Transports run interleaved in rounds (A B C A B C ...); ratios are taken within each round
 and their median is reported, with a spin-floor probe before and after the run, because on
 VMs the distance between two CPUs can change within seconds. The table ends with shmq's
-ratio to each floor and to the fastest kernel transport.";
+ratios to each floor and to the fastest kernel transport: p50 latency, and streaming
+messages/s (the same ratio as MB/s: one size per row).";
 
 /// Options of `shmq bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -130,9 +148,9 @@ pub struct BenchArgs {
 pub enum Kind {
     /// shmq SPSC queues.
     Shmq,
-    /// Bare cache-line ping-pong through shared memory.
+    /// Bare cache-line ping-pong, and a bare spinning ring for streaming, through shared memory.
     SpinFloor,
-    /// Bare futex wait/wake through shared memory.
+    /// Bare futex wait/wake, and the same ring sleeping when empty or full, through shared memory.
     FutexFloor,
     /// Kernel pipes.
     Pipe,

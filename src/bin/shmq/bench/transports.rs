@@ -181,8 +181,13 @@ impl Drop for QueueGuard {
 
 /// Queue geometry for messages of `size` bytes: room for at least 16 of them.
 pub fn queue_options(size: usize) -> Options {
-    let capacity = ((size as u64 + 8).next_power_of_two() * 16).max(1 << 20);
-    Options::new().mode(Mode::Spsc).capacity(capacity).max_message(size as u32)
+    Options::new().mode(Mode::Spsc).capacity(queue_capacity(size)).max_message(size as u32)
+}
+
+/// Bytes of a bench queue for messages of `size` bytes (the floor ring holds at least as
+/// many).
+pub fn queue_capacity(size: usize) -> u64 {
+    ((size as u64 + 8).next_power_of_two() * 16).max(1 << 20)
 }
 
 /// How a FIFO is opened.
@@ -346,8 +351,8 @@ fn drive<E: Endpoint>(peer: &mut Peer, e: &mut E, size: usize, budget: Budget) -
     }
 
     // Throughput: stream numbered messages; the peer verifies each and says when it has
-    // them all. The first chunk is sized by the median round trip (the floors stream one
-    // message at a time, a round trip each; queues go faster).
+    // them all. The first chunk is sized by the median round trip (streaming goes faster:
+    // later chunks are sized by the rate measured).
     e.start_stream()?;
     let mut per_msg = Duration::from_nanos(2 * hist.value_at_quantile(0.5));
     let (mut streamed, mut stream_time) = (0, Duration::ZERO);

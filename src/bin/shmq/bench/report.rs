@@ -448,7 +448,7 @@ pub fn table(m: &Measurements, rep: &Report) -> String {
         for (title, metric) in [("latency", "latency_p50"), ("throughput", "throughput_msgs_per_s")] {
             let _ = writeln!(
                 s,
-                "\n{:<8} {:<14} {:>20} {:>20} {:>20}",
+                "\n{:<10} {:<12} {:>20} {:>20} {:>20}",
                 title, "shmq wait", "vs spin-floor", "vs futex-floor", "vs fastest kernel"
             );
             for &size in &m.sizes {
@@ -456,7 +456,7 @@ pub fn table(m: &Measurements, rep: &Report) -> String {
                     let w = c.wait.name();
                     let _ = writeln!(
                         s,
-                        "{:<8} {:<14} {:>20} {:>20} {:>20}",
+                        "{:<10} {:<12} {:>20} {:>20} {:>20}",
                         size_label(size),
                         w,
                         cell(size, w, "spin-floor", metric),

@@ -425,6 +425,7 @@ impl Producer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Producer> {
         let seg = Segment::open(name, Access::ReadWrite)?;
+        crate::sync::membarrier::register();
         let range = match seg.config().mode {
             Mode::Spsc => 1..2,
             Mode::Mpsc => 1..layout::SLOTS,
@@ -931,6 +932,7 @@ impl Consumer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let seg = Segment::open(name, Access::ReadWrite)?;
+        crate::sync::membarrier::register();
         let slot = seg.register(0..1, layout::ROLE_CONSUMER)?;
         match Self::attach(&seg) {
             Ok(ring) => Ok(Consumer { seg, slot, wait, ring, local: Local::default() }),

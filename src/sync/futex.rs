@@ -21,6 +21,25 @@ pub trait Futex {
     fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke;
     /// Wakes every sleeper on `word`.
     fn wake_all(&self, word: &AtomicU32);
+
+    /// Whether a waker may order its publication before its waiter check with a compiler
+    /// fence only, because sleepers issue a heavy barrier (see `sync::membarrier`).
+    /// The default, `false`, is the symmetric protocol: a `SeqCst` fence on each side.
+    fn light_waker(&self) -> bool {
+        false
+    }
+
+    /// The sleeper's heavy barrier, after it raised its bit. Returns whether it ran; if not,
+    /// and wakers may be light ([`wakers_may_be_light`](Self::wakers_may_be_light)), the
+    /// sleeper bounds each sleep and re-checks.
+    fn heavy_barrier(&self) -> bool {
+        false
+    }
+
+    /// Whether some waker may be skipping its fence (another process may have registered).
+    fn wakers_may_be_light(&self) -> bool {
+        false
+    }
 }
 
 /// The kernel's futex on a word in a shared (not private) mapping.
@@ -52,6 +71,19 @@ impl Futex for OsFutex {
             // EAGAIN: the word changed before we slept; EINTR: a signal. Both: re-check.
             _ => Woke::Maybe,
         }
+    }
+
+    #[inline]
+    fn light_waker(&self) -> bool {
+        super::membarrier::registered()
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        super::membarrier::heavy_barrier()
+    }
+
+    fn wakers_may_be_light(&self) -> bool {
+        true
     }
 
     fn wake_all(&self, word: &AtomicU32) {

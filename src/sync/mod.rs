@@ -7,6 +7,8 @@
 
 pub mod atomic;
 pub mod futex;
+#[cfg(not(loom))]
+pub mod membarrier;
 pub mod wait;
 
 pub use futex::Futex;

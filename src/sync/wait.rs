@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use super::futex::{Futex, Woke};
+use std::sync::atomic::compiler_fence;
 
 /// How a handle waits when it must (queue full for a producer, empty for a consumer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -43,6 +44,10 @@ pub enum Wait {
 /// How long [`Wait::Adaptive`] spins before it sleeps. Long enough to cover a peer's
 /// reply in a request/response exchange, short enough not to burn a core on an idle queue.
 pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a sleeper that could not issue the heavy barrier sleeps before re-checking
+/// (see `sync::membarrier`).
+pub const UNCOVERED_SLEEP: Duration = Duration::from_millis(1);
 
 /// How many polls pass between two clock reads while spinning.
 const SPINS_PER_CLOCK_READ: u32 = 64;
@@ -119,16 +124,25 @@ pub fn block<T>(
         words.waiters.fetch_or(me, Ordering::Relaxed);
         // SYNC POINT: pairs with the fence in `wake`; see the module docs.
         fence(Ordering::SeqCst);
+        // SYNC POINT: pairs with a light waker's compiler fence (sync::membarrier).
+        let covered = futex.heavy_barrier();
         if let Some(r) = poll() {
             // Relaxed: a waker that still sees our bit makes one spurious wake call at most.
             words.waiters.fetch_and(!me, Ordering::Relaxed);
             return Some(r);
         }
         on_sleep();
-        let woke = futex.wait(words.epoch, epoch, deadline);
+        // Without the heavy barrier a light waker in another process could miss our bit:
+        // sleep in bounded slices so that such a miss costs a delay, never a hang.
+        let slice = match deadline {
+            _ if covered || !futex.wakers_may_be_light() => deadline,
+            None => Some(Instant::now() + UNCOVERED_SLEEP),
+            Some(d) => Some(d.min(Instant::now() + UNCOVERED_SLEEP)),
+        };
+        let woke = futex.wait(words.epoch, epoch, slice);
         // Relaxed: as above.
         words.waiters.fetch_and(!me, Ordering::Relaxed);
-        if woke == Woke::TimedOut {
+        if woke == Woke::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
             return poll();
         }
     }
@@ -138,8 +152,13 @@ pub fn block<T>(
 #[inline]
 pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
     // SYNC POINT: pairs with the sleeper's fence: orders our publication (done by the
-    // caller) before the load of the waiter count.
-    fence(Ordering::SeqCst);
+    // caller) before the load of the waiter set. A registered process needs only a compiler
+    // fence: sleepers issue a membarrier that fences this CPU for us (sync::membarrier).
+    if futex.light_waker() {
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
     // Relaxed: ordered by the fence above.
     if words.waiters.load(Ordering::Relaxed) == 0 {
         return false;
@@ -157,4 +176,74 @@ pub fn wake_unconditionally(words: WaitWords<'_>, futex: &impl Futex) {
     // re-check or sleeps on an epoch value that this increment makes stale.
     words.epoch.fetch_add(1, Ordering::SeqCst);
     futex.wake_all(words.epoch);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::futex::OsFutex;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// The kernel's futex, but as in a process where membarrier is refused: the sleeper
+    /// cannot issue the heavy barrier while wakers elsewhere may skip their fence.
+    struct Uncovered;
+
+    impl Futex for Uncovered {
+        fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
+            OsFutex.wait(word, expected, deadline)
+        }
+        fn wake_all(&self, word: &AtomicU32) {
+            OsFutex.wake_all(word)
+        }
+        fn light_waker(&self) -> bool {
+            true
+        }
+        fn wakers_may_be_light(&self) -> bool {
+            true
+        }
+    }
+
+    #[derive(Default)]
+    struct Words {
+        waiters: AtomicU64,
+        epoch: AtomicU32,
+        flag: AtomicBool,
+    }
+
+    #[test]
+    fn an_uncovered_sleeper_with_light_wakers_still_wakes_every_time() {
+        // Whether or not a wakeup is lost to the missing barrier, the sleeper's bounded
+        // slices make it see the flag; the watchdog (join with a timeout) fails a hang.
+        for _ in 0..200 {
+            let w = Arc::new(Words::default());
+            let sleeper = {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch };
+                    block(words, 1, &Uncovered, None, || w.flag.load(Ordering::Acquire).then_some(()), &mut || {})
+                })
+            };
+            w.flag.store(true, Ordering::Release);
+            wake(WaitWords { waiters: &w.waiters, epoch: &w.epoch }, &Uncovered);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !sleeper.is_finished() {
+                assert!(Instant::now() < deadline, "the sleeper hung");
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            assert_eq!(sleeper.join().unwrap(), Some(()));
+        }
+    }
+
+    #[test]
+    fn a_blocked_wait_returns_none_only_after_its_deadline() {
+        let w = Words::default();
+        let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch };
+        let start = Instant::now();
+        let got =
+            wait_for(Wait::Block, words, 1, &OsFutex, Some(start + Duration::from_millis(20)), || None::<()>, || {});
+        assert_eq!(got, None);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(w.waiters.load(Ordering::Relaxed), 0, "the sleeper's bit is cleared");
+    }
 }

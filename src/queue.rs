@@ -486,11 +486,13 @@ impl Producer {
     /// # drop((tx, rx)); Queue::remove(&name)?;
     /// # Ok::<(), shmq::Error>(())
     /// ```
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_until(msg, Until::Deadline(None))
     }
 
     /// Sends `msg` if there is room now; `Err(Full)` otherwise.
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_until(msg, Until::Now)
     }
@@ -500,6 +502,7 @@ impl Producer {
         self.send_until(msg, until(timeout))
     }
 
+    #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
         let res = self.reserve_until(msg.len(), until)?;
         self.seg.region().write(res.payload(), msg);
@@ -564,6 +567,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
         let len = self.check_len(len)?;
         if self.raw_outstanding {
@@ -980,6 +984,7 @@ impl Consumer {
 
     /// Receives the next message, waiting while the queue is empty. `Err(Closed)` once the
     /// queue was removed and everything in it received.
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
         let rec = self.next(Until::Deadline(None))?;
         Ok(Message { consumer: self, rec: rec.expect("waiting recv returns a record") })
@@ -996,6 +1001,7 @@ impl Consumer {
     /// # drop(rx); Queue::remove(&name)?;
     /// # Ok::<(), shmq::Error>(())
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
         Ok(self.next(Until::Now)?.map(|rec| Message { consumer: self, rec }))
     }
@@ -1042,6 +1048,7 @@ impl Consumer {
     }
 
     /// The next record; `None` only for `Until::Now` on an empty queue.
+    #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         if let Some(rec) = Self::peek_ring(&mut self.ring, &self.seg)? {
             return Ok(Some(rec));

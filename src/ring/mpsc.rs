@@ -93,6 +93,7 @@ impl Producer {
     /// Reserves space for a record of `len` payload bytes (`len <= max_message`, checked by
     /// the caller) and marks it claimed. Padding to the end of the region is claimed and
     /// committed first when the record does not fit before it.
+    #[inline]
     pub fn try_reserve<R: Region + ?Sized>(
         &mut self,
         tail: &AtomicU64,

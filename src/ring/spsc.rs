@@ -95,6 +95,7 @@ impl Producer {
     /// Reserves space for a record of `len` payload bytes (`len <= max_message`, checked by
     /// the caller). If the record does not fit before the end of the region, a padding
     /// record is published first, so that the reservation starts at index 0.
+    #[inline]
     pub fn try_reserve<R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,

@@ -31,14 +31,7 @@ fn parse() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--wait" => {
-                a.wait = match value()?.as_str() {
-                    "spin" => Wait::Spin,
-                    "block" => Wait::Block,
-                    "adaptive" => Wait::Adaptive,
-                    w => return Err(format!("unknown wait {w:?}")),
-                }
-            }
+            "--wait" => a.wait = value()?.parse().map_err(|e: shmq::Error| e.to_string())?,
             "--size" => a.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--round-trips" => a.round_trips = value()?.parse().map_err(|e| format!("--round-trips: {e}"))?,
             "--warmup" => a.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
@@ -128,11 +121,7 @@ fn run(args: &Args) -> shmq::Result<()> {
     Queue::create(&pong, opts)?;
     let mut tx = Producer::open_with(&ping, args.wait)?;
     let mut rx = Consumer::open_with(&pong, args.wait)?;
-    let wait_name = match args.wait {
-        Wait::Spin => "spin",
-        Wait::Block => "block",
-        Wait::Adaptive => "adaptive",
-    };
+    let wait_name = args.wait.as_str();
     let exe = std::env::current_exe().map_err(|e| shmq::Error::Io { context: "current_exe".into(), source: e })?;
     let mut child = Command::new(exe)
         .args(["--wait", wait_name, "--role", "echo", &prefix])

@@ -56,6 +56,24 @@ impl Mode {
     }
 }
 
+impl std::str::FromStr for Mode {
+    type Err = Error;
+
+    /// Parses `spsc` or `mpsc`.
+    ///
+    /// ```
+    /// assert_eq!("spsc".parse::<shmq::Mode>()?, shmq::Mode::Spsc);
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Mode> {
+        match s {
+            "spsc" => Ok(Mode::Spsc),
+            "mpsc" => Ok(Mode::Mpsc),
+            _ => Err(Error::InvalidArgument(format!("mode {s:?}: use spsc or mpsc"))),
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -15,19 +15,11 @@ fn small(mode: Mode) -> Options {
     Options::new().mode(mode).capacity(4096).max_message(1024)
 }
 
-fn wait_arg() -> Wait {
-    match common::arg::<String>("wait").as_str() {
-        "block" => Wait::Block,
-        "adaptive" => Wait::Adaptive,
-        other => panic!("unknown wait {other}"),
-    }
-}
-
 #[test]
 fn child_role() {
     common::run_child(|role, queue| match role {
         "consumer_until_closed" => {
-            let mut rx = Consumer::open_with(queue, wait_arg()).expect("open consumer");
+            let mut rx = Consumer::open_with(queue, common::arg::<Wait>("wait")).expect("open consumer");
             common::say(&format!("ready {}", common::tid()));
             // No timeout: the removal must wake us (the parent's watchdog bounds this).
             match rx.recv() {
@@ -48,7 +40,7 @@ fn child_role() {
             assert!(matches!(rx.recv_timeout(MS20), Err(Error::Closed)));
         }
         "producer_until_closed" => {
-            let mut tx = Producer::open_with(queue, wait_arg()).expect("open producer");
+            let mut tx = Producer::open_with(queue, common::arg::<Wait>("wait")).expect("open producer");
             while tx.try_send(&[7; 100]).is_ok() {}
             common::say(&format!("full {}", common::tid()));
             match tx.send(&[7; 100]) {

@@ -37,10 +37,6 @@ fn child_role() {
     });
 }
 
-fn wait_arg() -> Wait {
-    if common::arg::<String>("wait") == "block" { Wait::Block } else { Wait::Adaptive }
-}
-
 /// Set once the parent hangs up.
 fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -85,7 +81,7 @@ fn look(queue: &str, len: usize) -> usize {
 }
 
 fn sender(queue: &str) {
-    let wait = wait_arg();
+    let wait = common::arg::<Wait>("wait");
     let stop = stop_flag();
     let mut rng = Rng(std::process::id().into());
     let mut tally = Tally::default();
@@ -128,7 +124,7 @@ fn sender(queue: &str) {
 }
 
 fn receiver(queue: &str) {
-    let wait = wait_arg();
+    let wait = common::arg::<Wait>("wait");
     let stop = stop_flag();
     let mut tally = Tally::default();
     let mut opens = Tally::default();

@@ -13,19 +13,11 @@ use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Wait};
 
 const SEED: u64 = 0x5eed_0003;
 
-fn wait_arg() -> Wait {
-    match common::arg::<String>("wait").as_str() {
-        "block" => Wait::Block,
-        "adaptive" => Wait::Adaptive,
-        other => panic!("unknown wait {other}"),
-    }
-}
-
 #[test]
 fn child_role() {
     common::run_child(|role, queue| match role {
         "blocked_consumer" => {
-            let mut rx = Consumer::open_with(queue, wait_arg()).expect("open consumer");
+            let mut rx = Consumer::open_with(queue, common::arg::<Wait>("wait")).expect("open consumer");
             common::say(&format!("ready {}", common::tid()));
             // No timeout: only a wakeup ends this (the parent's watchdog bounds it).
             let msg = rx.recv().expect("recv");
@@ -33,7 +25,7 @@ fn child_role() {
         }
         "blocked_producer" => {
             let p = Payloads::new(SEED, 0, 512);
-            let mut tx = Producer::open_with(queue, wait_arg()).expect("open producer");
+            let mut tx = Producer::open_with(queue, common::arg::<Wait>("wait")).expect("open producer");
             let mut buf = Vec::new();
             let mut n = 0;
             loop {

@@ -41,6 +41,43 @@ pub enum Wait {
     Adaptive,
 }
 
+impl Wait {
+    /// The lowercase name: `spin`, `block` or `adaptive` (as the CLI and C names use).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Wait::Spin => "spin",
+            Wait::Block => "block",
+            Wait::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Wait {
+    type Err = crate::Error;
+
+    /// Parses `spin`, `block` or `adaptive`.
+    ///
+    /// ```
+    /// assert_eq!("block".parse::<shmq::Wait>()?, shmq::Wait::Block);
+    /// assert!("nap".parse::<shmq::Wait>().is_err());
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Wait, crate::Error> {
+        match s {
+            "spin" => Ok(Wait::Spin),
+            "block" => Ok(Wait::Block),
+            "adaptive" => Ok(Wait::Adaptive),
+            _ => Err(crate::Error::InvalidArgument(format!("wait {s:?}: use spin, block or adaptive"))),
+        }
+    }
+}
+
 /// How long [`Wait::Adaptive`] spins before it sleeps. Long enough to cover a peer's
 /// reply in a request/response exchange, short enough not to burn a core on an idle queue.
 pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);

@@ -963,6 +963,7 @@ impl Consumer {
         let mut ring =
             consumer::Consumer::new(cfg.geometry(), head, cfg.mode == Mode::Mpsc).map_err(|e| corrupt(seg, e))?;
         ring.publish(&h.consumer.head);
+        // Relaxed: read only by a successor, after the kernel hands it our slot lock.
         h.consumer.releasing.store(head, Ordering::Relaxed);
         Ok(ring)
     }

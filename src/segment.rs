@@ -592,10 +592,12 @@ impl Segment {
             slot.pid.store(std::process::id(), Ordering::Relaxed);
             slot.start_time.store(self_start_time(), Ordering::Relaxed);
             slot.heartbeat_unix_ns.store(now_unix_ns(), Ordering::Relaxed);
+            // Release: `inspect` reads the fields above after its Acquire load of `state`.
             slot.state.store(layout::SLOT_ACTIVE, Ordering::Release);
             return Ok(i);
         }
         let what = if range.len() == 1 {
+            // Relaxed: for the message only.
             let pid = self.slot(range.start).pid.load(Ordering::Relaxed);
             let who = if range.start == 0 { "consumer" } else { "producer" };
             format!("queue {:?} already has a live {who} (pid {pid})", self.config.name)

@@ -139,7 +139,7 @@ fn run(args: &Args) -> shmq::Result<()> {
         let t0 = Instant::now();
         let mut grant = tx.reserve_timeout(args.size, timeout)?;
         fill(&mut grant, seq);
-        grant.commit();
+        grant.commit().expect("commit");
         let msg = rx.recv_timeout(timeout)?;
         out.copy_from_slice(&msg);
         drop(msg);

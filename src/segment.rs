@@ -100,12 +100,25 @@ pub struct Config {
     pub creator_pid: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
+    /// Mixed into every record stamp (validated: low 3 bits zero).
+    pub(crate) salt: u64,
 }
 
 impl Config {
     pub(crate) fn geometry(&self) -> Geometry {
-        Geometry { capacity: self.capacity, max_message: self.max_message }
+        Geometry { capacity: self.capacity, max_message: self.max_message, salt: self.salt }
     }
+}
+
+/// A random salt for a new queue's record stamps: 61 random bits, low 3 bits zero. The
+/// standard library's hasher keys come from the OS's random source once per process; the
+/// time and pid make two queues of one process differ.
+fn new_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_unix_ns());
+    h.write_u32(std::process::id());
+    h.finish() & !crate::layout::record::KIND_MASK
 }
 
 /// Checks a queue name: 1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`
@@ -247,7 +260,7 @@ impl Segment {
     /// header written, then `ready` stored with Release.
     pub fn create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
         validate_name(name)?;
-        if Geometry::new(capacity, max_message).is_none() {
+        if Geometry::new(capacity, max_message, 0).is_none() {
             return Err(Error::InvalidArgument(format!(
                 "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
                  (got capacity {capacity}, max_message {max_message})",
@@ -316,6 +329,7 @@ impl Segment {
             permissions,
             creator_pid: std::process::id(),
             created_unix_ns: now_unix_ns(),
+            salt: new_salt(),
         };
         {
             // SAFETY: the mapping is `len >= HEADER_SIZE` bytes, page aligned, and Header is
@@ -334,6 +348,7 @@ impl Segment {
             id.creator_pid.store(config.creator_pid, Ordering::Relaxed);
             id.permissions.store(permissions, Ordering::Relaxed);
             id.created_unix_ns.store(config.created_unix_ns, Ordering::Relaxed);
+            id.salt.store(config.salt, Ordering::Relaxed);
             // SYNC POINT: Release pairs with the opener's Acquire load of `state`.
             id.state.store(layout::STATE_READY, Ordering::Release);
         }
@@ -403,6 +418,7 @@ impl Segment {
         let capacity = id.capacity.load(Ordering::Relaxed);
         let data_offset = id.data_offset.load(Ordering::Relaxed);
         let total_size = id.total_size.load(Ordering::Relaxed);
+        let salt = id.salt.load(Ordering::Relaxed);
         let config = Config {
             name: name.to_owned(),
             mode: Mode::Spsc,
@@ -411,6 +427,7 @@ impl Segment {
             permissions: id.permissions.load(Ordering::Relaxed),
             creator_pid: id.creator_pid.load(Ordering::Relaxed),
             created_unix_ns: id.created_unix_ns.load(Ordering::Relaxed),
+            salt,
         };
         // SAFETY: the header mapping made above; `h` is not used after this.
         let _ = unsafe { rustix::mm::munmap(hbase.as_ptr().cast(), layout::HEADER_SIZE) };
@@ -439,8 +456,10 @@ impl Segment {
             return Err(Error::Incompatible(format!("{name:?} was made by a build with another layout")));
         }
         let mode = Mode::from_raw(mode).ok_or_else(|| corrupt(format!("unknown mode {mode}")))?;
-        if Geometry::new(capacity, max_message).is_none() {
-            return Err(corrupt(format!("capacity {capacity} / max_message {max_message} out of bounds")));
+        if Geometry::new(capacity, max_message, salt).is_none() {
+            return Err(corrupt(format!(
+                "capacity {capacity} / max_message {max_message} / salt {salt:#x} out of bounds"
+            )));
         }
         if data_offset != layout::HEADER_SIZE as u64 {
             return Err(corrupt(format!("data offset {data_offset}")));
@@ -582,8 +601,15 @@ impl Segment {
                 continue;
             }
             let slot = self.slot(i);
+            if role == layout::ROLE_PRODUCER && self.unresolved_claim(i) {
+                // A predecessor died holding a claim readers have not passed yet: they need
+                // its record to pass it, so this slot waits until they have.
+                let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
+                continue;
+            }
             // Relaxed throughout: the lock (a system call) orders us after the previous
             // holder; readers (inspect) take these as a snapshot.
+            slot.claim_pos.store(layout::NO_CLAIM, Ordering::Relaxed);
             if slot.state.load(Ordering::Relaxed) != layout::SLOT_FREE {
                 self.retire(i);
             }
@@ -605,6 +631,46 @@ impl Segment {
             format!("participant table of {:?} is full ({} producers)", self.config.name, range.len())
         };
         Err(Error::Busy(what))
+    }
+
+    /// Whether slot `i` (whose lock we hold) records a claim that readers have not passed:
+    /// its end is above the published consumer position.
+    fn unresolved_claim(&self, i: usize) -> bool {
+        let slot = self.slot(i);
+        // Relaxed: the lock orders us after the previous holder's stores; `head` is read
+        // with Acquire so that a claim the consumer already passed is seen as passed.
+        let pos = slot.claim_pos.load(Ordering::Relaxed);
+        let end = slot.claim_end.load(Ordering::Relaxed);
+        let head = self.header().consumer.head.load(Ordering::Acquire);
+        pos != layout::NO_CLAIM && end > head && pos <= end && end - pos <= self.config.capacity
+    }
+
+    /// The claim records of the producer slots, for a reader stuck behind a claim. Read
+    /// after an Acquire load of `tail` (see `ring::reclaim`).
+    pub fn claims(&self) -> Vec<crate::ring::reclaim::Claim> {
+        (1..layout::SLOTS)
+            .filter_map(|i| {
+                let s = self.slot(i);
+                // Relaxed: ordered after the caller's Acquire load of `tail` (the claim's
+                // Release CAS made them visible); copied once, validated by the ring.
+                let pos = s.claim_pos.load(Ordering::Relaxed);
+                let end = s.claim_end.load(Ordering::Relaxed);
+                (pos != layout::NO_CLAIM && end != 0).then_some(crate::ring::reclaim::Claim { slot: i, pos, end })
+            })
+            .collect()
+    }
+
+    /// Clears slot `i`'s claim record if it still says `pos` (its holder was proven dead
+    /// and the claim passed); a new holder's record is left alone.
+    pub fn clear_claim(&self, i: usize, pos: u64) {
+        // Relaxed: a tidy-up; the registration check reads it under the slot's lock.
+        let _ = self.slot(i).claim_pos.compare_exchange(pos, layout::NO_CLAIM, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The producer slots' claim words, for the MPSC ring.
+    pub fn claim_words(&self, i: usize) -> crate::ring::mpsc::ClaimWords<'_> {
+        let s = self.slot(i);
+        crate::ring::mpsc::ClaimWords { pos: &s.claim_pos, end: &s.claim_end }
     }
 
     /// Clears the waiter-set bits of participants that died asleep (ours, `mine`, and on an
@@ -649,7 +715,9 @@ impl Segment {
     pub fn deregister(&self, i: usize) {
         self.retire(i);
         let slot = self.slot(i);
-        // Relaxed: information for `inspect`; the unlock orders it for a successor.
+        // Relaxed: information for `inspect`; the unlock orders it for a successor. A
+        // producer leaving normally has no claim left open (its grants are finished).
+        slot.claim_pos.store(layout::NO_CLAIM, Ordering::Relaxed);
         slot.pid.store(0, Ordering::Relaxed);
         slot.state.store(layout::SLOT_FREE, Ordering::Release);
         let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);

@@ -106,7 +106,7 @@ fn sender(queue: &str) {
             0 => p.try_send(&buf[..len]),
             1 => p.reserve_timeout(len, OP).map(|mut g| {
                 g.copy_from_slice(&buf[..len]);
-                g.commit();
+                let _ = g.commit(); // a hostile writer may have made it fail
             }),
             2 => p.try_send_batch(&[&buf[..len / 2], &buf[..len / 3]]).map(drop),
             _ => p.send_timeout(&buf[..len], OP),

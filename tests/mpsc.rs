@@ -37,7 +37,7 @@ fn child_role() {
                     let mut g = tx.reserve_timeout(buf.len() + 16, OP_TIMEOUT).expect("reserve");
                     g[..buf.len()].copy_from_slice(&buf);
                     g.truncate(buf.len());
-                    g.commit();
+                    g.commit().unwrap();
                     seq += 1;
                 } else {
                     p.fill(stream, seq, &mut buf);

@@ -43,7 +43,7 @@ fn produce(queue: &str, stream: u32, count: u32, block: bool) {
             let mut g = tx.reserve_timeout(MAX, OP_TIMEOUT).expect("reserve");
             g[..buf.len()].copy_from_slice(&buf);
             g.truncate(buf.len());
-            g.commit();
+            g.commit().unwrap();
             seq += 1;
         } else if seq % 11 == 0 && seq + 3 <= count {
             let batch: Vec<Vec<u8>> = (seq..seq + 3)

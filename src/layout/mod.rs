@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -85,7 +85,11 @@ pub struct Identity {
     pub created_unix_ns: AtomicU64,
     /// Non-zero once `Queue::remove` ran: waiters wake and return `Closed` when drained.
     pub closed: AtomicU32,
-    _reserved: [u32; 13],
+    _pad: AtomicU32,
+    /// Random at creation, low 3 bits zero: mixed into every record stamp
+    /// (`record::stamp`) so that payload bytes do not read as stamps.
+    pub salt: AtomicU64,
+    _reserved: [u64; 5],
 }
 
 /// Line 1: the producer position (SPSC: the committed end; MPSC: the claimed end).
@@ -101,11 +105,7 @@ pub struct ProducerLine {
 pub struct ConsumerLine {
     /// Bytes ever consumed; everything below it is free for producers.
     pub head: AtomicU64,
-    /// MPSC: the position the consumer is zeroing up to, stored before it zeroes and
-    /// publishes `head`. A successor that finds it above `head` knows the bytes between were
-    /// delivered (and possibly zeroed) by a consumer that died before publishing.
-    pub releasing: AtomicU64,
-    _reserved: [u64; 14],
+    _reserved: [u64; 15],
 }
 
 /// Lines 3 and 4: a futex pair for one direction (data available, space available).
@@ -178,13 +178,22 @@ pub struct Slot {
     pub heartbeat_unix_ns: AtomicU64,
     /// The holder's counters.
     pub counters: Counters,
-    _reserved: [u64; 7],
+    /// MPSC producers: the start of the space this producer is claiming or has claimed,
+    /// stored before its claim's compare-and-swap on `tail`, so that a reader stuck behind
+    /// the claim of a producer that died can find the claim's extent ([`NO_CLAIM`]: none).
+    pub claim_pos: AtomicU64,
+    /// The end of that space.
+    pub claim_end: AtomicU64,
+    _reserved: [u64; 5],
 }
+
+/// `Slot::claim_pos` of a slot with no claim to resolve.
+pub const NO_CLAIM: u64 = u64::MAX;
 
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 24] = [
+    let parts: [u64; 27] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -195,17 +204,20 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(Header, data_wait) as u64,
         std::mem::offset_of!(Header, space_wait) as u64,
         std::mem::offset_of!(Header, retired) as u64,
-        std::mem::offset_of!(ConsumerLine, releasing) as u64,
+        std::mem::offset_of!(Identity, salt) as u64,
+        std::mem::offset_of!(Slot, claim_pos) as u64,
+        std::mem::offset_of!(Slot, claim_end) as u64,
         std::mem::offset_of!(WaitLine, epoch) as u64,
         std::mem::offset_of!(Slot, counters) as u64,
         std::mem::size_of::<Slot>() as u64,
         record::HEADER as u64,
         record::ALIGN as u64,
-        record::KIND_SHIFT as u64,
-        record::SLOT_SHIFT as u64,
-        record::KIND_CLAIMED,
+        record::KIND_MASK,
         record::KIND_MESSAGE,
         record::KIND_PADDING,
+        record::KIND_PAD_END,
+        record::KIND_RECLAIMING,
+        NO_CLAIM,
         MODE_SPSC as u64,
         MODE_MPSC as u64,
         SLOT_LOCK_BASE,
@@ -244,11 +256,11 @@ const _: () = {
     assert!(offset_of!(Identity, permissions) == 60);
     assert!(offset_of!(Identity, created_unix_ns) == 64);
     assert!(offset_of!(Identity, closed) == 72);
+    assert!(offset_of!(Identity, salt) == 80);
     assert!(offset_of!(Header, identity) == 0);
     assert!(offset_of!(Header, producer) == 128);
     assert!(offset_of!(Header, consumer) == 256);
     assert!(offset_of!(ConsumerLine, head) == 0);
-    assert!(offset_of!(ConsumerLine, releasing) == 8);
     assert!(offset_of!(Header, data_wait) == 384);
     assert!(offset_of!(Header, space_wait) == 512);
     assert!(offset_of!(Header, retired) == 640);
@@ -267,6 +279,8 @@ const _: () = {
     assert!(offset_of!(Slot, start_time) == 16);
     assert!(offset_of!(Slot, heartbeat_unix_ns) == 24);
     assert!(offset_of!(Slot, counters) == 32);
+    assert!(offset_of!(Slot, claim_pos) == 72);
+    assert!(offset_of!(Slot, claim_end) == 80);
     assert!(HEADER_SIZE == 12288);
     assert!(HEADER_SIZE % 4096 == 0);
 };
@@ -281,9 +295,13 @@ mod tests {
         assert_eq!(&MAGIC.to_le_bytes(), b"SHMQ\0RNG");
     }
 
+    /// The hash of this build's layout, computed once by hand-checked means: if an offset or
+    /// constant changes, this fails and reminds the author to bump `LAYOUT_VERSION` (and
+    /// docs/LAYOUT.md) before updating the value.
     #[test]
-    fn layout_hash_is_stable_within_a_build() {
-        assert_eq!(layout_hash(), layout_hash());
-        assert_ne!(layout_hash(), 0);
+    fn layout_hash_changes_only_with_the_layout() {
+        assert_eq!(layout_hash(), LAYOUT_V2_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
+
+    const LAYOUT_V2_HASH: u64 = 8741746647423768662;
 }

@@ -1,39 +1,52 @@
-//! A record in the data region: `[header: u64][payload][padding to 8 bytes]`.
+//! A record in the data region (layout v2): `[stamp: u64][info: u64][payload][padding to 8]`.
 //!
 //! ```text
-//!  63          48 47      40 39      32 31                              0
-//! +--------------+----------+----------+--------------------------------+
-//! |   reserved   |   slot   |   kind   |             length             |
-//! +--------------+----------+----------+--------------------------------+
+//! word 0, the stamp         63                                               3 2     0
+//!                           +-------------------------------------------------+-------+
+//!                           |        (position ^ salt), bits 63..3            | kind  |
+//!                           +-------------------------------------------------+-------+
+//! word 1, the info          63                             32 31                     0
+//!                           +--------------------------------+-----------------------+
+//!                           |     record size / 8            |    payload length     |
+//!                           +--------------------------------+-----------------------+
 //! ```
-//! * `kind` 0: empty. The word at the producer position is always empty (zeroed), so a
-//!   consumer polling it sees "nothing yet" until a producer stores a record there.
-//! * `kind` 1: claimed (MPSC only): a producer owns the space and is writing it; `slot`
-//!   names the producer so that a consumer can later unblock a dead one.
-//! * `kind` 2: message; `length` payload bytes follow the header.
-//! * `kind` 3: padding; `length` bytes after the header are to be skipped (a multiple of
-//!   8). Used at the wrap, for an aborted reservation, and for the unused tail of a
-//!   reservation committed shorter than it was reserved.
 //!
-//! A record occupies `HEADER + align8(length)` bytes and never straddles the end of the
-//! data region.
+//! A record is *there* only when its stamp is exactly [`stamp`]`(position, salt, kind)`
+//! for the position the reader expects: every byte of the region may hold anything from an
+//! earlier lap (old stamps carry older positions, old payloads are random to the salt), so
+//! nothing is ever zeroed and any number of readers can share the ring. Positions are
+//! multiples of 8, so the kind fits in the low three bits; the full 64-bit position is
+//! stamped because a 32-bit one would repeat every 4 GiB (minutes at 30 M msg/s). The
+//! queue's random salt (chosen at creation) keeps payloads that carry positions, such as
+//! message ids, from reading as stamps.
+//!
+//! A record is published by one Release store (SPSC) or one compare-and-swap (MPSC) of its
+//! stamp, after its info word and payload are written.
+//!
+//! * [`KIND_MESSAGE`]: `length` payload bytes follow the header; the record occupies `size`
+//!   bytes (more than `HEADER + align(length)` when a reservation was committed shorter).
+//! * [`KIND_PADDING`]: `size` bytes to skip (an aborted reservation, a reclaimed claim).
+//! * [`KIND_PAD_END`]: skip to the end of the region (the wrap). Only the stamp word is
+//!   written, so it fits the last 8 bytes too.
+//! * [`KIND_RECLAIMING`]: a reader is turning a dead producer's claim into padding; not yet
+//!   readable. Whoever finds it may finish the job (it is idempotent).
+//!
+//! A record never straddles the end of the data region.
 
 /// Size of the record header.
-pub const HEADER: usize = 8;
+pub const HEADER: usize = 16;
 /// Records start at multiples of this.
 pub const ALIGN: usize = 8;
-/// Bit position of `kind`.
-pub const KIND_SHIFT: u32 = 32;
-/// Bit position of `slot`.
-pub const SLOT_SHIFT: u32 = 40;
-/// An empty (zeroed) header.
-pub const KIND_EMPTY: u64 = 0;
-/// A claimed record being written.
-pub const KIND_CLAIMED: u64 = 1;
+/// The low bits of a stamp that hold the kind.
+pub const KIND_MASK: u64 = 7;
 /// A committed message.
-pub const KIND_MESSAGE: u64 = 2;
-/// Bytes to skip.
-pub const KIND_PADDING: u64 = 3;
+pub const KIND_MESSAGE: u64 = 1;
+/// Bytes to skip; the size is in the info word.
+pub const KIND_PADDING: u64 = 2;
+/// Skip to the end of the data region.
+pub const KIND_PAD_END: u64 = 3;
+/// A dead producer's claim being turned into padding.
+pub const KIND_RECLAIMING: u64 = 4;
 
 /// Rounds `len` up to [`ALIGN`].
 #[inline]
@@ -47,27 +60,22 @@ pub const fn size(len: u64) -> u64 {
     HEADER as u64 + align(len)
 }
 
-/// Encodes a header word.
+/// The stamp of a record of `kind` at `pos` in a queue with `salt` (whose low 3 bits are 0).
 #[inline]
-pub const fn encode(kind: u64, len: u32, slot: u8) -> u64 {
-    (len as u64) | (kind << KIND_SHIFT) | ((slot as u64) << SLOT_SHIFT)
+pub const fn stamp(pos: u64, salt: u64, kind: u64) -> u64 {
+    ((pos ^ salt) & !KIND_MASK) | kind
 }
 
-/// The fields of a header word, unvalidated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decoded {
-    /// One of the `KIND_*` values, or anything else if the word is garbage.
-    pub kind: u64,
-    /// The length field.
-    pub len: u32,
-    /// The producer slot (claimed records).
-    pub slot: u8,
+/// The info word: payload length and record size (a multiple of 8).
+#[inline]
+pub const fn info(len: u32, size: u64) -> u64 {
+    (len as u64) | ((size / ALIGN as u64) << 32)
 }
 
-/// Splits a header word into its fields. Validation is the reader's job.
+/// `(length, size)` of an info word, unvalidated.
 #[inline]
-pub const fn decode(word: u64) -> Decoded {
-    Decoded { kind: (word >> KIND_SHIFT) & 0xff, len: word as u32, slot: (word >> SLOT_SHIFT) as u8 }
+pub const fn decode_info(word: u64) -> (u32, u64) {
+    (word as u32, (word >> 32) * ALIGN as u64)
 }
 
 #[cfg(test)]
@@ -75,17 +83,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encode_then_decode_gives_the_fields_back() {
-        let w = encode(KIND_CLAIMED, 0xdead_beef, 42);
-        assert_eq!(decode(w), Decoded { kind: KIND_CLAIMED, len: 0xdead_beef, slot: 42 });
-        assert_eq!(decode(0).kind, KIND_EMPTY);
+    fn info_gives_length_and_size_back() {
+        assert_eq!(decode_info(info(0xdead_beef, 1 << 33)), (0xdead_beef, 1 << 33));
+        assert_eq!(decode_info(info(5, 24)), (5, 24));
+    }
+
+    #[test]
+    fn stamps_of_different_positions_or_kinds_differ() {
+        let salt = 0x5a5a_1234_8765_4320;
+        assert_ne!(stamp(0, salt, KIND_MESSAGE), stamp(1 << 20, salt, KIND_MESSAGE));
+        assert_ne!(stamp(8, salt, KIND_MESSAGE), stamp(8, salt, KIND_PADDING));
+        assert_eq!(stamp(8, salt, KIND_MESSAGE) & KIND_MASK, KIND_MESSAGE);
+        assert_eq!(stamp(8, 0, KIND_MESSAGE), 9);
     }
 
     #[test]
     fn sizes_round_up_to_eight_and_add_the_header() {
-        assert_eq!(size(0), 8);
-        assert_eq!(size(1), 16);
-        assert_eq!(size(8), 16);
-        assert_eq!(size(9), 24);
+        assert_eq!(size(0), 16);
+        assert_eq!(size(1), 24);
+        assert_eq!(size(8), 24);
+        assert_eq!(size(9), 32);
     }
 }

@@ -33,6 +33,12 @@ pub(super) fn corrupt(seg: &Segment, e: RingError) -> Error {
     match e {
         RingError::Full => Error::Full,
         RingError::Corrupt(what) => Error::Corrupt(format!("{:?}: {what}", seg.config().name)),
+        RingError::Misuse(what) => Error::InvalidArgument(what.into()),
+        RingError::Reclaimed => Error::Corrupt(format!(
+            "{:?}: this producer's claim was turned into padding by a reader that found its slot lock free \
+             (was the process forked, or its lock byte unlocked?); the message was not sent",
+            seg.config().name
+        )),
     }
 }
 

@@ -1,11 +1,12 @@
 //! [`Consumer`]: receives, peeks and batches, and the borrowed [`Message`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::attach::{Handle, Until, corrupt, until};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
 use crate::ring::consumer;
+use crate::ring::reclaim::{Outcome, reclaim};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
 use crate::sync::futex::OsFutex;
@@ -18,7 +19,17 @@ use crate::sync::wait::{self, Wait};
 pub struct Consumer {
     h: Handle,
     ring: consumer::Consumer,
+    /// MPSC: where and since when the consumer has found a claim it cannot pass.
+    stuck: Option<(u64, Instant)>,
 }
+
+/// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
+/// whose producer died is never committed, and no commit then wakes the consumer for it).
+const STUCK_CHECK: Duration = Duration::from_millis(50);
+/// MPSC: how long the consumer must be stuck at one position before it asks the kernel
+/// whether the claimant lives (a live producer normally commits within microseconds; asking
+/// costs a system call per claimant).
+const STUCK_AFTER: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,28 +47,16 @@ impl Consumer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
-        Ok(Consumer { h, ring })
+        Ok(Consumer { h, ring, stuck: None })
     }
 
+    /// Resumes at the published `head`: messages a predecessor took but had not published
+    /// yet are delivered again (nothing in the ring needs repair: consumers write nothing
+    /// into it).
     fn attach(seg: &Segment) -> Result<consumer::Consumer> {
-        let h = seg.header();
-        let cfg = seg.config();
         // Relaxed: we are the only writer of `head`; its last writer handed us the slot.
-        let mut head = h.consumer.head.load(Ordering::Relaxed);
-        if cfg.mode == Mode::Mpsc {
-            // A predecessor that died mid-release may have zeroed records it delivered.
-            let releasing = h.consumer.releasing.load(Ordering::Relaxed);
-            let tail = h.producer.tail.load(Ordering::Relaxed);
-            if releasing > head && releasing <= tail && releasing - head <= cfg.capacity && releasing % 8 == 0 {
-                head = releasing;
-            }
-        }
-        let mut ring =
-            consumer::Consumer::new(cfg.geometry(), head, cfg.mode == Mode::Mpsc).map_err(|e| corrupt(seg, e))?;
-        ring.publish(&h.consumer.head);
-        // Relaxed: read only by a successor, after the kernel hands it our slot lock.
-        h.consumer.releasing.store(head, Ordering::Relaxed);
-        Ok(ring)
+        let head = seg.header().consumer.head.load(Ordering::Relaxed);
+        consumer::Consumer::new(seg.config().geometry(), head).map_err(|e| corrupt(seg, e))
     }
 
     /// The queue's configuration.
@@ -137,17 +136,83 @@ impl Consumer {
 
     #[inline]
     fn peek_ring(ring: &mut consumer::Consumer, seg: &Segment) -> Result<Option<consumer::Record>> {
-        ring.peek(&seg.region(), &seg.header().consumer.releasing).map_err(|e| corrupt(seg, e))
+        ring.peek(&seg.region()).map_err(|e| corrupt(seg, e))
+    }
+
+    /// Peeks; when there is nothing, hands back padding skipped on the way (producers may be
+    /// waiting for that space: a producer that padded to the end of the region and then
+    /// found the ring full is one) and, on an MPSC queue, passes a dead producer's claim.
+    #[inline]
+    fn peek_or_unstick(&mut self) -> Result<Option<consumer::Record>> {
+        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.seg)? {
+            return Ok(Some(rec));
+        }
+        self.publish();
+        if self.unstick()? {
+            return Self::peek_ring(&mut self.ring, &self.h.seg);
+        }
+        Ok(None)
+    }
+
+    /// MPSC: whether the consumer is stuck behind a claim (nothing readable at `head`, yet
+    /// `tail` is past it) whose producer is proven dead, in which case the claim becomes
+    /// padding and this returns `true`. A live claimant, stopped ones included, is waited
+    /// for; the kernel is asked only after [`STUCK_AFTER`] at one position.
+    fn unstick(&mut self) -> Result<bool> {
+        let seg = &self.h.seg;
+        if seg.config().mode != Mode::Mpsc {
+            return Ok(false);
+        }
+        let head = self.ring.head();
+        // SYNC POINT: Acquire pairs with the Release of the claim's CAS on `tail`: the claim
+        // records stored before it are visible to `seg.claims()` below.
+        let tail = seg.header().producer.tail.load(Ordering::Acquire);
+        if tail <= head {
+            self.stuck = None;
+            return Ok(false);
+        }
+        let now = Instant::now();
+        match self.stuck {
+            Some((pos, since)) if pos == head => {
+                if now.duration_since(since) < STUCK_AFTER {
+                    return Ok(false);
+                }
+            }
+            _ => {
+                self.stuck = Some((head, now));
+                return Ok(false);
+            }
+        }
+        let claims = seg.claims();
+        let outcome =
+            reclaim(&seg.config().geometry(), &seg.region(), head, tail, &claims, |slot| seg.slot_alive(slot))
+                .map_err(|e| corrupt(seg, e))?;
+        match outcome {
+            Outcome::Reclaimed { dead, .. } => {
+                for c in claims.iter().filter(|c| dead & (1 << c.slot) != 0) {
+                    seg.clear_claim(c.slot, c.pos);
+                }
+                self.stuck = None;
+                Ok(true)
+            }
+            Outcome::NotStuck => {
+                self.stuck = None;
+                Ok(true)
+            }
+            Outcome::Wait(_) => {
+                // Ask again after another STUCK_AFTER, not on every poll.
+                self.stuck = Some((head, now));
+                Ok(false)
+            }
+        }
     }
 
     /// The next record; `None` only for `Until::Now` on an empty queue.
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.seg)? {
+        if let Some(rec) = self.peek_or_unstick()? {
             return Ok(Some(rec));
         }
-        // Padding skipped on the way is space the producers may be waiting for.
-        self.publish();
         let closed = |ring: &mut consumer::Consumer, seg: &Segment| -> Result<Option<consumer::Record>> {
             // Drain what was sent before the removal, then report it.
             match Self::peek_ring(ring, seg)? {
@@ -160,13 +225,42 @@ impl Consumer {
             Until::Now => return Ok(None),
             Until::Deadline(d) => d,
         };
-        let ring = &mut self.ring;
-        self.h.wait_for(deadline, |seg| match Self::peek_ring(ring, seg) {
-            Ok(Some(r)) => Some(Ok(Some(r))),
-            Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        })
+        let mpsc = self.h.seg.config().mode == Mode::Mpsc;
+        loop {
+            // MPSC: wait in slices, to look whether a dead claim blocks the head.
+            let slice = mpsc.then(|| Instant::now() + if self.stuck.is_some() { STUCK_AFTER } else { STUCK_CHECK });
+            let until = match (deadline, slice) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            let (ring, mut woke) = (&mut self.ring, 0u64);
+            let r = self.h.wait_for(until, |seg| match Self::peek_ring(ring, seg) {
+                Ok(Some(r)) => Some(Ok(Some(r))),
+                Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
+                Ok(None) => {
+                    if ring.has_unpublished() {
+                        // Padding passed while waiting: hand it back at once, or a producer
+                        // waiting for that space would wait for us while we wait for it.
+                        ring.publish(&seg.header().consumer.head);
+                        woke += u64::from(wait::wake(seg.space_words(), &OsFutex));
+                    }
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            });
+            if woke > 0 {
+                self.h.local.wake_calls += woke;
+                self.h.local.store_rare(&self.h.seg, self.h.slot);
+            }
+            match r {
+                Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    if let Some(rec) = self.peek_or_unstick()? {
+                        return Ok(Some(rec));
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Stores `head` if it moved, and wakes producers waiting for space.
@@ -184,7 +278,7 @@ impl Consumer {
 
     #[inline]
     fn release(&mut self, rec: consumer::Record) {
-        self.ring.release(&self.h.seg.region(), rec, &self.h.seg.header().consumer.releasing);
+        self.ring.release(rec);
         self.h.local.count(&self.h.seg, self.h.slot, rec.len as usize);
     }
 

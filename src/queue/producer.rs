@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use super::attach::{Handle, Until, corrupt, until};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
-use crate::layout;
 use crate::ring::{Region, Reservation, RingError, mpsc, spsc};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
@@ -66,7 +65,10 @@ impl Producer {
                 p.publish(&h.producer.tail);
                 ProducerRing::Spsc(p)
             }
-            Mode::Mpsc => ProducerRing::Mpsc(mpsc::Producer::new(geo, slot as u8, head).map_err(|e| corrupt(seg, e))?),
+            Mode::Mpsc => {
+                let _ = slot;
+                ProducerRing::Mpsc(mpsc::Producer::new(geo, head).map_err(|e| corrupt(seg, e))?)
+            }
         })
     }
 
@@ -118,8 +120,7 @@ impl Producer {
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
         let res = self.reserve_until(msg.len(), until)?;
         self.h.seg.region().write(res.payload(), msg);
-        self.commit_reserved(res, msg.len() as u32);
-        Ok(())
+        self.commit_reserved(res, msg.len() as u32)
     }
 
     /// Reserves `len` bytes in the ring for zero-copy writing, waiting while full. Write the
@@ -134,7 +135,7 @@ impl Producer {
     /// let mut grant = tx.reserve(16)?;
     /// grant[..5].copy_from_slice(b"hello");
     /// grant.truncate(5);
-    /// grant.commit();
+    /// grant.commit()?;
     /// let mut rx = Consumer::open(&name)?;
     /// assert_eq!(&*rx.recv()?, b"hello");
     /// # drop((tx, rx)); Queue::remove(&name)?;
@@ -170,13 +171,22 @@ impl Producer {
     fn try_reserve_ring(
         ring: &mut ProducerRing,
         seg: &Segment,
+        slot: usize,
         len: u32,
     ) -> std::result::Result<Reservation, RingError> {
         let h = seg.header();
-        match ring {
+        let r = match ring {
             ProducerRing::Spsc(p) => p.try_reserve(&h.producer.tail, &h.consumer.head, &seg.region(), len),
-            ProducerRing::Mpsc(p) => p.try_reserve(&h.producer.tail, &h.consumer.head, &seg.region(), len),
+            ProducerRing::Mpsc(p) => {
+                p.try_reserve(&h.producer.tail, &h.consumer.head, seg.claim_words(slot), &seg.region(), len)
+            }
+        };
+        if r == Err(RingError::Full) {
+            // Padding to the end of the region may have been published on the way: the
+            // consumer must pass it (and hand the space back) before the record can fit.
+            wait::wake(seg.data_words(), &OsFutex);
         }
+        r
     }
 
     #[inline]
@@ -188,7 +198,7 @@ impl Producer {
         if self.h.seg.is_closed() {
             return Err(Error::Closed);
         }
-        match Self::try_reserve_ring(&mut self.ring, &self.h.seg, len) {
+        match Self::try_reserve_ring(&mut self.ring, &self.h.seg, self.h.slot, len) {
             Ok(r) => return Ok(r),
             Err(RingError::Full) => {}
             Err(e) => return Err(corrupt(&self.h.seg, e)),
@@ -198,7 +208,8 @@ impl Producer {
         let Until::Deadline(deadline) = until else {
             return Err(Error::Full);
         };
-        self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, len))
+        let slot = self.h.slot;
+        self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, slot, len))
     }
 
     /// Waits (by the handle's policy) until `attempt` stops reporting `Full`.
@@ -218,17 +229,18 @@ impl Producer {
 
     /// Publishes a written reservation and wakes a sleeping consumer.
     #[inline]
-    fn commit_reserved(&mut self, res: Reservation, len: u32) {
+    fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
         let region = self.h.seg.region();
-        match &mut self.ring {
+        let r = match &mut self.ring {
             ProducerRing::Spsc(p) => {
-                p.commit(&region, res, len);
-                p.publish(&self.h.seg.header().producer.tail);
+                p.commit(&region, res, len).map(|()| p.publish(&self.h.seg.header().producer.tail))
             }
             ProducerRing::Mpsc(p) => p.commit(&region, res, len),
-        }
+        };
+        r.map_err(|e| corrupt(&self.h.seg, e))?;
         self.h.local.count(&self.h.seg, self.h.slot, len as usize);
         self.wake_consumer();
+        Ok(())
     }
 
     #[inline]
@@ -242,7 +254,8 @@ impl Producer {
     fn abort_reserved(&mut self, res: Reservation) {
         if let ProducerRing::Mpsc(p) = &self.ring {
             // The claimed space becomes padding; the consumer may be waiting behind it.
-            p.abort(&self.h.seg.region(), res);
+            // `Reclaimed` needs nothing more: a reader made it padding already.
+            let _ = p.abort(&self.h.seg.region(), res);
             self.wake_consumer();
         }
         // SPSC: nothing was published; the space is simply reused.
@@ -262,8 +275,7 @@ impl Producer {
                 grant.len
             )));
         }
-        self.commit_reserved(grant.res, len as u32);
-        Ok(())
+        self.commit_reserved(grant.res, len as u32)
     }
 
     /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer.
@@ -341,7 +353,10 @@ impl Producer {
                     match p.try_reserve(&h.producer.tail, &h.consumer.head, &region, m.len() as u32) {
                         Ok(res) => {
                             region.write(res.payload(), m);
-                            p.commit(&region, res, m.len() as u32);
+                            if let Err(e) = p.commit(&region, res, m.len() as u32) {
+                                outcome = Err(e);
+                                break;
+                            }
                             count += 1;
                             bytes += m.len();
                         }
@@ -356,21 +371,31 @@ impl Producer {
             }
             ProducerRing::Mpsc(p) => {
                 let lens = msgs.iter().map(|m| m.as_ref().len() as u32);
-                match p.try_reserve_many(&h.producer.tail, &h.consumer.head, &region, lens) {
-                    Ok((first, n)) => {
-                        let (mut pos, mut index) = (first.pos, first.index);
+                let mine = self.h.seg.claim_words(self.h.slot);
+                match p.try_reserve_many(&h.producer.tail, &h.consumer.head, mine, &region, lens) {
+                    Ok((mut pos, n)) => {
+                        let mut outcome = Ok(());
                         for m in &msgs[..n] {
                             let m = m.as_ref();
-                            let res = Reservation { pos, index, len: m.len() as u32 };
+                            let res = p.reservation_at(&region, pos, m.len() as u32);
                             region.write(res.payload(), m);
-                            p.commit(&region, res, m.len() as u32);
-                            let size = layout::record::size(m.len() as u64);
-                            pos += size;
-                            index += size as usize;
+                            if let Err(e) = p.commit(&region, res, m.len() as u32) {
+                                // Give the rest of the claim back as padding, or the
+                                // consumer would wait behind it for a producer that lives.
+                                pos += res.size;
+                                for m in &msgs[count + 1..n] {
+                                    let rest = p.reservation_at(&region, pos, m.as_ref().len() as u32);
+                                    let _ = p.abort(&region, rest);
+                                    pos += rest.size;
+                                }
+                                outcome = Err(e);
+                                break;
+                            }
+                            pos += res.size;
                             bytes += m.len();
+                            count += 1;
                         }
-                        count = n;
-                        Ok(())
+                        outcome
                     }
                     Err(e) => Err(e),
                 }
@@ -379,7 +404,14 @@ impl Producer {
         if count > 0 {
             self.h.local.count_many(&self.h.seg, self.h.slot, count as u64, bytes);
             self.wake_consumer();
+            if let Err(e @ (RingError::Reclaimed | RingError::Corrupt(_))) = outcome {
+                return Err(corrupt(&self.h.seg, e));
+            }
             return Ok(count);
+        }
+        if outcome == Err(RingError::Full) {
+            // Padding may have been published: see `try_reserve_ring`.
+            self.wake_consumer();
         }
         match outcome {
             Err(RingError::Full) | Ok(()) => {
@@ -416,11 +448,13 @@ pub struct Grant<'a> {
 }
 
 impl Grant<'_> {
-    /// Publishes the message (the first [`len`](<[u8]>::len) bytes).
-    pub fn commit(mut self) {
+    /// Publishes the message (the first [`len`](<[u8]>::len) bytes). On an MPSC queue this
+    /// fails (`Corrupt`, the message not sent) only if a reader took this producer for dead
+    /// and turned its claim into padding, which a live process's lock prevents.
+    pub fn commit(mut self) -> Result<()> {
         self.done = true;
         let (res, len) = (self.res, self.len as u32);
-        self.producer.commit_reserved(res, len);
+        self.producer.commit_reserved(res, len)
     }
 
     /// Shortens the message to `len` bytes (no-op if not shorter). Committing fewer bytes

@@ -8,16 +8,20 @@
 //!
 //! * [`spsc::Producer`]: the only producer; keeps `tail` privately and publishes it.
 //! * [`mpsc::Producer`]: one of many; claims space with a CAS on the shared `tail`.
-//! * [`consumer::Consumer`]: the only consumer; polls the header at `head`.
+//! * [`consumer::Consumer`]: a reader; takes the record at its position when the record's
+//!   stamp is exactly the one for that position.
+//! * [`reclaim`]: turns the claim of an MPSC producer that died before committing into
+//!   padding, so that readers behind it move on.
 //!
-//! How the consumer tells a fresh record from stale bytes of an earlier lap: the word at the
-//! producer position is always zero. In SPSC the producer zeroes the header after its
-//! record before it commits the record; in MPSC (where the next record belongs to another
-//! producer) the consumer zeroes every byte it consumed before it publishes `head`, as
-//! Agrona's many-to-one ring does.
+//! How a reader tells a fresh record from stale bytes of an earlier lap: every record header
+//! is stamped with its own full position (salted), and a record is readable only when its
+//! stamp is exactly what the reader expects at its position. Nothing is ever zeroed, so any
+//! number of readers can share one ring, and a reader killed half-way leaves nothing to
+//! repair (layout v2; `docs/LAYOUT.md`).
 
 pub mod consumer;
 pub mod mpsc;
+pub mod reclaim;
 pub mod spsc;
 
 use crate::layout::record;
@@ -42,6 +46,12 @@ pub enum RingError {
     Full,
     /// A shared control word holds a value no honest participant writes.
     Corrupt(&'static str),
+    /// The caller broke the API's rules (e.g. committed a reservation that is not the
+    /// producer's current one); nothing was changed.
+    Misuse(&'static str),
+    /// This producer's claim was turned into padding by a reader that found its slot lock
+    /// free (the producer was taken for dead): the record was not published.
+    Reclaimed,
 }
 
 /// The fixed shape of a ring, validated once and kept privately.
@@ -51,16 +61,19 @@ pub struct Geometry {
     pub capacity: u64,
     /// Largest payload.
     pub max_message: u32,
+    /// Mixed into record stamps; its low 3 bits are zero.
+    pub salt: u64,
 }
 
 impl Geometry {
     /// Checks the invariants every ring relies on.
-    pub fn new(capacity: u64, max_message: u32) -> Option<Geometry> {
+    pub fn new(capacity: u64, max_message: u32, salt: u64) -> Option<Geometry> {
         let ok = capacity.is_power_of_two()
             && (crate::layout::MIN_CAPACITY..=crate::layout::MAX_CAPACITY).contains(&capacity)
             && u64::from(max_message) <= capacity / 2
-            && u64::from(max_message) <= crate::layout::MAX_MESSAGE_LIMIT;
-        ok.then_some(Geometry { capacity, max_message })
+            && u64::from(max_message) <= crate::layout::MAX_MESSAGE_LIMIT
+            && salt & record::KIND_MASK == 0;
+        ok.then_some(Geometry { capacity, max_message, salt })
     }
 
     /// `capacity - 1`.
@@ -74,9 +87,21 @@ impl Geometry {
     pub fn index(&self, pos: u64) -> usize {
         (pos & self.mask()) as usize
     }
+
+    /// The stamp of a record of `kind` at `pos`.
+    #[inline]
+    pub fn stamp(&self, pos: u64, kind: u64) -> u64 {
+        record::stamp(pos, self.salt, kind)
+    }
+
+    /// The largest record: a `max_message` payload and its header.
+    #[inline]
+    pub fn max_record(&self) -> u64 {
+        record::size(u64::from(self.max_message))
+    }
 }
 
-/// Space reserved for one record, not yet visible to the consumer.
+/// Space reserved for one record, not yet visible to readers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reservation {
     /// Position of the record header.
@@ -85,6 +110,12 @@ pub struct Reservation {
     pub index: usize,
     /// Payload bytes reserved.
     pub len: u32,
+    /// Bytes the record occupies: `record::size(len)`.
+    pub size: u64,
+    /// MPSC: the stamp word as it was when the space was claimed; the commit replaces
+    /// exactly this value (a compare-and-swap), so a reader that reclaimed the space first
+    /// wins cleanly.
+    pub old_stamp: u64,
 }
 
 impl Reservation {
@@ -92,6 +123,61 @@ impl Reservation {
     #[inline]
     pub fn payload(&self) -> usize {
         self.index + record::HEADER
+    }
+}
+
+/// What a reader finds at a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing readable yet (stale bytes, a claim being written, a reclaim in progress).
+    Nothing,
+    /// A message: payload at `index + HEADER`, `len` bytes; the record is `size` bytes.
+    Message {
+        /// Payload length.
+        len: u32,
+        /// Record size.
+        size: u64,
+    },
+    /// Padding of `size` bytes.
+    Skip {
+        /// Bytes to skip.
+        size: u64,
+    },
+}
+
+/// Reads and validates the record at `pos` (Acquire on the stamp). Shared by readers and by
+/// the SPSC producer's recovery walk.
+#[inline]
+pub fn read_record<R: Region + ?Sized>(geo: &Geometry, region: &R, pos: u64) -> Result<Found, RingError> {
+    let index = geo.index(pos);
+    let room = geo.capacity - index as u64;
+    // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS (MPSC) of
+    // the stamp: the info word and the payload written before it are visible.
+    let stamp = region.word(index).load(crate::sync::atomic::Ordering::Acquire);
+    let kind = stamp & record::KIND_MASK;
+    if stamp != geo.stamp(pos, kind) {
+        return Ok(Found::Nothing);
+    }
+    match kind {
+        record::KIND_MESSAGE | record::KIND_PADDING => {
+            if room < record::HEADER as u64 {
+                return Err(RingError::Corrupt("record header across the end of the region"));
+            }
+            // Relaxed: ordered after the stamp's Acquire load; read once, validated here.
+            let (len, size) = record::decode_info(region.word(index + 8).load(crate::sync::atomic::Ordering::Relaxed));
+            if size > room || size < record::HEADER as u64 {
+                return Err(RingError::Corrupt("record size out of bounds"));
+            }
+            if kind == record::KIND_PADDING {
+                return Ok(Found::Skip { size });
+            }
+            if len > geo.max_message || record::size(u64::from(len)) > size || size > geo.max_record() {
+                return Err(RingError::Corrupt("message length out of bounds"));
+            }
+            Ok(Found::Message { len, size })
+        }
+        record::KIND_PAD_END => Ok(Found::Skip { size: room }),
+        _ => Ok(Found::Nothing), // RECLAIMING (or an unknown kind): not readable
     }
 }
 
@@ -107,8 +193,6 @@ pub trait Region {
     fn write(&self, index: usize, src: &[u8]);
     /// Copies bytes of the region at `index` into `dst`.
     fn read(&self, index: usize, dst: &mut [u8]);
-    /// Zeroes `len` bytes at `index`.
-    fn zero(&self, index: usize, len: usize);
 }
 
 #[cfg(not(loom))]
@@ -169,13 +253,6 @@ mod ptr_region {
             let p = self.ptr(index, dst.len());
             // SAFETY: in bounds; the bytes belong to a committed record the consumer holds.
             unsafe { std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), dst.len()) }
-        }
-
-        #[inline]
-        fn zero(&self, index: usize, len: usize) {
-            let p = self.ptr(index, len);
-            // SAFETY: in bounds; consumed bytes belong to the consumer until it publishes.
-            unsafe { std::ptr::write_bytes(p, 0, len) }
         }
     }
 

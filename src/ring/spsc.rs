@@ -2,9 +2,11 @@
 //!
 //! It owns `tail`: it keeps the true value privately, publishes it for observers, and reads
 //! the shared copy only once, when it attaches. It caches `head` and re-reads it only when
-//! the cached value says the ring is full.
+//! the cached value says the ring is full. A record is published by one Release store of its
+//! stamp; nothing after it needs clearing (layout v2: stale bytes never carry the stamp of a
+//! position they were not written for).
 
-use super::{Geometry, Region, Reservation, RingError};
+use super::{Found, Geometry, Region, Reservation, RingError};
 use crate::layout::record;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,7 +14,7 @@ use crate::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct Producer {
     geo: Geometry,
-    /// Invariant: the header word at `tail` is zero (kind empty), and `tail` only grows.
+    /// Everything below is committed; only grows.
     tail: u64,
     /// A value `head` held at some point: `head_cache <= head <= tail`.
     head_cache: u64,
@@ -31,17 +33,18 @@ impl Producer {
     /// Attaches to a ring whose shared positions are `tail` and `head` (read once by the
     /// caller, validated here).
     pub fn new(geo: Geometry, tail: u64, head: u64) -> Result<Producer, RingError> {
-        let head = checked_head(&geo, head, tail)?;
         if !super::plausible(tail) {
             return Err(RingError::Corrupt("producer position not aligned or out of range"));
         }
+        let head = checked_head(&geo, head, tail)?;
         Ok(Producer { geo, tail, head_cache: head })
     }
 
     /// Attaches to a ring as its new producer, recovering from a predecessor that died
     /// between committing records and publishing `tail`: starting from the larger of the
     /// shared `tail` and `head` (the consumer may have taken such records already), it
-    /// walks over committed records up to the zero word that marks the true end.
+    /// walks over records stamped for their positions up to the first position that holds
+    /// none: the true end.
     pub fn attach<R: Region + ?Sized>(
         geo: Geometry,
         shared_tail: u64,
@@ -56,19 +59,12 @@ impl Producer {
             if tail - head > geo.capacity {
                 return Err(RingError::Corrupt("producer position outside the ring"));
             }
-            let index = geo.index(tail);
-            // Acquire: we read records the predecessor committed with Release.
-            let d = record::decode(region.word(index).load(Ordering::Acquire));
-            let room = geo.capacity - index as u64;
-            tail += match d.kind {
-                record::KIND_EMPTY => break,
-                record::KIND_MESSAGE if d.len <= geo.max_message && record::size(u64::from(d.len)) <= room => {
-                    record::size(u64::from(d.len))
-                }
-                record::KIND_PADDING if d.len % record::ALIGN as u32 == 0 && u64::from(d.len) + 8 <= room => {
-                    record::HEADER as u64 + u64::from(d.len)
-                }
-                _ => return Err(RingError::Corrupt("bad record header after the producer position")),
+            if tail - head == geo.capacity {
+                break; // full: the stamp there belongs to the record at `head`, a lap ago
+            }
+            tail += match super::read_record(&geo, region, tail)? {
+                Found::Nothing => break,
+                Found::Message { size, .. } | Found::Skip { size } => size,
             };
         }
         Producer::new(geo, tail, head)
@@ -85,16 +81,18 @@ impl Producer {
         if self.tail + need - self.head_cache <= self.geo.capacity {
             return Ok(());
         }
-        // SYNC POINT: Acquire pairs with the consumer's Release store of `head`: the bytes
-        // it consumed (and in MPSC zeroed) are done with before we overwrite them.
+        // SYNC POINT: Acquire pairs with the consumer's Release store of `head`: its reads
+        // of the bytes it consumed are done before we overwrite them.
         let h = checked_head(&self.geo, head.load(Ordering::Acquire), self.tail)?;
         self.head_cache = h;
         if self.tail + need - h <= self.geo.capacity { Ok(()) } else { Err(RingError::Full) }
     }
 
     /// Reserves space for a record of `len` payload bytes (`len <= max_message`, checked by
-    /// the caller). If the record does not fit before the end of the region, a padding
-    /// record is published first, so that the reservation starts at index 0.
+    /// the caller). If the record does not fit before the end of the region, the rest of the
+    /// region is published as padding first (and `tail` with it), so that the reservation
+    /// starts at index 0; that padding stays published even if the reservation then finds
+    /// the ring full, so the caller must wake the consumer on `Full` too.
     #[inline]
     pub fn try_reserve<R: Region + ?Sized>(
         &mut self,
@@ -108,36 +106,35 @@ impl Producer {
         let index = self.geo.index(self.tail);
         let to_end = self.geo.capacity - index as u64;
         if size > to_end {
-            // Pad to the end; the header after the padding (index 0) must be free to zero.
-            self.ensure_free(head, to_end + record::HEADER as u64)?;
-            // Relaxed: ordered before the consumer's read of it by the Release store below.
-            region.word(0).store(0, Ordering::Relaxed);
-            let pad = record::encode(record::KIND_PADDING, (to_end - record::HEADER as u64) as u32, 0);
-            // SYNC POINT: Release pairs with the consumer's Acquire load of the header.
-            region.word(index).store(pad, Ordering::Release);
+            self.ensure_free(head, to_end)?;
+            // SYNC POINT: Release pairs with the reader's Acquire load of the stamp.
+            region.word(index).store(self.geo.stamp(self.tail, record::KIND_PAD_END), Ordering::Release);
             self.tail += to_end;
-            // Release: observers (len, inspect) see committed bytes only.
+            // Release: observers (len, inspect, a successor) see committed records only.
             shared_tail.store(self.tail, Ordering::Release);
             return self.try_reserve(shared_tail, head, region, len);
         }
-        // The record plus the next header, which commit zeroes.
-        self.ensure_free(head, size + record::HEADER as u64)?;
-        Ok(Reservation { pos: self.tail, index, len })
+        self.ensure_free(head, size)?;
+        Ok(Reservation { pos: self.tail, index, len, size, old_stamp: 0 })
     }
 
     /// Publishes a record whose payload (`len <= reservation.len` bytes) has been written.
     /// Does not publish `tail`: call [`publish`](Self::publish) after one or many commits.
+    /// A reservation that is not this producer's current one is refused (`Misuse`) and
+    /// changes nothing: positions never move backwards.
     #[inline]
-    pub fn commit<R: Region + ?Sized>(&mut self, region: &R, res: Reservation, len: u32) {
-        debug_assert!(len <= res.len && res.pos == self.tail);
+    pub fn commit<R: Region + ?Sized>(&mut self, region: &R, res: Reservation, len: u32) -> Result<(), RingError> {
+        if res.pos != self.tail || len > res.len || res.index != self.geo.index(res.pos) {
+            return Err(RingError::Misuse("commit of a reservation that is not the producer's current one"));
+        }
         let size = record::size(u64::from(len));
-        // Keep the invariant: the word at the new tail is zero. It is free (try_reserve
-        // checked room for it). Relaxed: ordered by the Release store below.
-        region.word(self.geo.index(res.pos + size)).store(0, Ordering::Relaxed);
-        // SYNC POINT: Release pairs with the consumer's Acquire load of this header: the
-        // payload and the zeroed next header are visible before the record is.
-        region.word(res.index).store(record::encode(record::KIND_MESSAGE, len, 0), Ordering::Release);
+        // Relaxed: ordered before the stamp's Release store below.
+        region.word(res.index + 8).store(record::info(len, size), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the reader's Acquire load of the stamp: the info
+        // word and the payload are visible before the record is.
+        region.word(res.index).store(self.geo.stamp(res.pos, record::KIND_MESSAGE), Ordering::Release);
         self.tail = res.pos + size;
+        Ok(())
     }
 
     /// Stores the private `tail` into shared memory (for `len`, `inspect`, a successor).

@@ -157,7 +157,7 @@ fn recv_prints_hex_json_and_escapes_binary() {
     ok(shmq_with_input(&["send", &q], b"tab\there\nbin\x00\xff\n"));
     ok(shmq(&["send", &q, "grüße", "{\"k\":1}"]));
     let text = stdout(&ok(shmq(&["recv", &q, "-n", "2", "--timeout", "2s"])));
-    assert_eq!(text, "tab\\there\nbin\\u{0}\\xff\n");
+    assert_eq!(text, "tab\\there\nbin\\x00\\xff\n");
     let hex = stdout(&ok(shmq(&["recv", &q, "--hex", "--timeout", "2s"])));
     assert_eq!(hex, "6772c3bc c39f65\n".replace(' ', ""));
     let line = stdout(&ok(shmq(&["recv", &q, "--json", "--timeout", "2s"])));
@@ -268,6 +268,77 @@ fn bad_sizes_durations_names_and_permissions_exit_2_with_a_message() {
     }
     // Nothing was created by the rejected commands.
     fails_with(1, &shmq(&["stat", &q]));
+}
+
+#[test]
+fn recv_escapes_control_bytes_the_way_its_help_says() {
+    let help = stdout(&ok(shmq(&["recv", "--help"])));
+    assert!(help.contains(r"\x00") && help.contains(r"\n"), "{help}");
+    let q = Name::new("escapes");
+    ok(shmq(&["create", &q]));
+    ok(shmq_with_input(&["send", &q], b"a\x00b\x1bc\x7fd\re\\f\xfe\n"));
+    let text = stdout(&ok(shmq(&["recv", &q, "--timeout", "2s"])));
+    assert_eq!(text, "a\\x00b\\x1bc\\x7fd\\re\\\\f\\xfe\n");
+}
+
+#[test]
+fn a_bad_capacity_echoes_what_was_typed_and_never_shows_the_top_level_usage() {
+    let q = Name::new("capacity");
+    for (typed, not_echoed) in [("0", None), ("2TiB", Some("2199023255552")), ("3KiB", Some("3072"))] {
+        let o = shmq(&["create", &q, "--capacity", typed]);
+        fails_with(2, &o);
+        let err = stderr(&o);
+        assert!(err.contains(&format!("'{typed}'")), "{typed}: {err}");
+        assert!(err.contains("power of two from 1KiB to 1TiB"), "{typed}: {err}");
+        assert!(!err.contains("Usage: shmq <COMMAND>"), "{typed}: {err}");
+        if let Some(n) = not_echoed {
+            assert!(!err.contains(n), "{typed}: {err}");
+        }
+    }
+    // A check that needs two options runs after parsing: it still quotes the value as typed
+    // and shows the usage of `create`, not of `shmq`.
+    let o = shmq(&["create", &q, "--capacity", "1KiB", "--max-message", "1KiB"]);
+    fails_with(2, &o);
+    let err = stderr(&o);
+    assert!(err.contains("'1KiB'") && err.contains("half the capacity"), "{err}");
+    assert!(err.contains("Usage: shmq create"), "{err}");
+    fails_with(1, &shmq(&["stat", &q]));
+}
+
+#[test]
+fn a_max_message_of_0_is_refused() {
+    let q = Name::new("max0");
+    let o = shmq(&["create", &q, "--max-message", "0"]);
+    fails_with(2, &o);
+    assert!(stderr(&o).contains("at least 1 byte"), "{}", stderr(&o));
+    fails_with(1, &shmq(&["stat", &q]));
+    ok(shmq(&["create", &q, "--max-message", "1"]));
+}
+
+/// Bytes free in `/dev/shm`.
+fn shm_free_bytes() -> u64 {
+    let path = std::ffi::CString::new("/dev/shm").unwrap();
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers).
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid, writable `statvfs`.
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0, "statvfs /dev/shm");
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+#[test]
+fn an_os_error_and_its_context_are_printed_once() {
+    // 1 TiB: more than any /dev/shm this runs on holds, so creation fails with ENOSPC before
+    // it allocates anything (tmpfs checks its size limit first). Guarded so that a machine
+    // with a larger /dev/shm is not asked for a terabyte.
+    let free = shm_free_bytes();
+    assert!(free < 1 << 40, "/dev/shm has {free} bytes free: this test needs it smaller than 1 TiB");
+    let q = Name::new("nospace");
+    let o = shmq(&["create", &q, "--capacity", "1TiB"]);
+    fails_with(1, &o);
+    let err = stderr(&o);
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert_eq!(err.matches(&format!("{:?}", &*q)).count(), 1, "{err}");
+    assert!(err.contains("df -h /dev/shm"), "{err}");
 }
 
 #[test]

@@ -29,6 +29,44 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(1u64 << shift).ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
+/// Smallest and largest capacity the library accepts.
+pub const MIN_CAPACITY: u64 = 1 << 10;
+/// See [`MIN_CAPACITY`].
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// A queue capacity: a size that is a power of two from 1 KiB to 1 TiB. Checked here, while
+/// clap still knows the subcommand and the text as typed, so the error shows both.
+pub fn parse_capacity(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !n.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&n) {
+        return Err("must be a power of two from 1KiB to 1TiB (it is not rounded)".into());
+    }
+    Ok(n)
+}
+
+/// A size as the user typed it and as bytes, for checks made after parsing (which need
+/// another option's value) to quote the user's own words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypedSize {
+    /// The value in bytes.
+    pub bytes: u64,
+    /// The text as typed.
+    pub typed: String,
+}
+
+/// A largest-message size: at least 1 byte and at most `u32::MAX`. Whether it is at most
+/// half the capacity is checked after parsing.
+pub fn parse_max_message(s: &str) -> Result<TypedSize, String> {
+    let n = parse_size(s)?;
+    if n == 0 {
+        return Err("must be at least 1 byte (a queue with 0 could carry only empty messages)".into());
+    }
+    if n > u64::from(u32::MAX) {
+        return Err("must be below 4GiB".into());
+    }
+    Ok(TypedSize { bytes: n, typed: s.to_owned() })
+}
+
 /// A size that must fit in `usize` (message sizes).
 pub fn parse_usize_size(s: &str) -> Result<usize, String> {
     let n = parse_size(s)?;
@@ -115,6 +153,24 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("20000000TiB").is_err());
+    }
+
+    #[test]
+    fn capacities_are_powers_of_two_from_1kib_to_1tib() {
+        assert_eq!(parse_capacity("1KiB"), Ok(1024));
+        assert_eq!(parse_capacity("1TiB"), Ok(1 << 40));
+        assert!(parse_capacity("0").is_err());
+        assert!(parse_capacity("512").is_err());
+        assert!(parse_capacity("3KiB").is_err());
+        assert!(parse_capacity("2TiB").is_err());
+    }
+
+    #[test]
+    fn max_messages_are_at_least_one_byte() {
+        assert_eq!(parse_max_message("1KiB").map(|t| t.bytes), Ok(1024));
+        assert_eq!(parse_max_message("1").map(|t| t.typed), Ok("1".to_owned()));
+        assert!(parse_max_message("0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_max_message("4GiB").is_err());
     }
 
     #[test]

@@ -16,11 +16,12 @@ mod commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use args::{parse_duration, parse_name, parse_permissions, parse_size};
+use args::{TypedSize, parse_capacity, parse_duration, parse_max_message, parse_name, parse_permissions};
 
 /// Message queues in POSIX shared memory between processes on one Linux host.
 #[derive(Parser, Debug)]
@@ -58,12 +59,12 @@ enum Command {
         #[arg(value_parser = parse_name)]
         name: String,
         /// Bytes in the ring: a power of two from 1KiB to 1TiB.
-        #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+        #[arg(long, value_parser = parse_capacity, default_value = "1MiB")]
         capacity: u64,
-        /// Largest message: at most half the capacity [default: 64KiB, or half a smaller
-        /// capacity].
-        #[arg(long, value_parser = parse_size)]
-        max_message: Option<u64>,
+        /// Largest message: from 1 byte to half the capacity [default: 64KiB, or half a
+        /// smaller capacity].
+        #[arg(long, value_parser = parse_max_message)]
+        max_message: Option<TypedSize>,
         /// spsc (one producer, fastest) or mpsc (many producers).
         #[arg(long, value_enum, default_value_t = ModeArg::Mpsc)]
         mode: ModeArg,
@@ -88,8 +89,10 @@ enum Command {
     },
     /// Receive messages and print each on its own line.
     ///
-    /// Text is printed as is; messages with control bytes or invalid UTF-8 are escaped
-    /// (\n, \x00), unless --hex or --json is given.
+    /// Text is printed as is. A message with control characters or bytes that are not UTF-8
+    /// is escaped, unless --hex or --json is given: \n, \t, \r and \\ for those characters,
+    /// \x00 to \x1f and \x7f for the other control bytes and \xNN for bytes that are not
+    /// UTF-8 (so one message is always one line).
     Recv {
         /// Queue name.
         #[arg(value_parser = parse_name)]
@@ -146,13 +149,45 @@ enum Command {
     },
 }
 
-/// A usage error found after parsing (clap's own exit with status 2).
+/// The subcommand being run, for [`usage_error`] to show its usage.
+static SUBCOMMAND: OnceLock<String> = OnceLock::new();
+
+/// A usage error found after parsing: clap's message with the running subcommand's usage
+/// (`Usage: shmq create [OPTIONS] <NAME>`), exit status 2.
 pub fn usage_error(msg: impl std::fmt::Display) -> ! {
-    Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+    let mut cli = Cli::command();
+    // Builds the subcommands' names ("shmq create") that their usage lines print.
+    cli.build();
+    match SUBCOMMAND.get().and_then(|name| cli.find_subcommand_mut(name)) {
+        Some(sub) => sub.error(clap::error::ErrorKind::ValueValidation, msg).exit(),
+        None => cli.error(clap::error::ErrorKind::ValueValidation, msg).exit(),
+    }
+}
+
+/// The error and its causes, joined by `: `, each said once. A cause whose text already ends
+/// the message so far is left out: the library's I/O errors include their OS error in their
+/// own text and also report it as their source.
+fn render(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    if let Some(name) = matches.subcommand_name() {
+        let _ = SUBCOMMAND.set(name.to_owned());
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if !matches!(cli.command, Command::Bench(_) | Command::BenchPeer { .. }) {
         // Like other Unix tools, end quietly when the reader of our output goes away
         // (`shmq ls | head`). The bench keeps Rust's default (EPIPE as an error) so that a
@@ -187,7 +222,7 @@ fn main() -> ExitCode {
             if commands::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("shmq: error: {e:#}");
+            eprintln!("shmq: error: {}", render(&e));
             ExitCode::from(1)
         }
     }

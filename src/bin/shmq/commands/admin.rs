@@ -1,33 +1,40 @@
 //! `shmq create` and `shmq rm`.
 
-use anyhow::{Context, Result, bail};
-use shmq::{Options, Queue};
+use anyhow::{Result, bail};
+use shmq::{Error, Options, Queue};
 
 use crate::ModeArg;
-use crate::args::format_size;
+use crate::args::{TypedSize, format_size};
 
-/// Smallest and largest capacity the library accepts.
-const MIN_CAPACITY: u64 = 1 << 10;
-const MAX_CAPACITY: u64 = 1 << 40;
-
-/// Creates queue `name`. Options the library would refuse are usage errors (status 2).
-/// Without `max_message`, the default (64 KiB) or half the capacity if that is smaller.
-pub fn create(name: &str, capacity: u64, max_message: Option<u64>, mode: ModeArg, permissions: u32) -> Result<()> {
-    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-        crate::usage_error(format!(
-            "invalid --capacity {capacity}: must be a power of two from 1KiB to 1TiB (it is not rounded)"
-        ));
-    }
-    let max_message = max_message.unwrap_or((capacity / 2).min(u64::from(shmq::DEFAULT_MAX_MESSAGE)));
-    if max_message > capacity / 2 || max_message > u64::from(u32::MAX) {
-        crate::usage_error(format!(
-            "invalid --max-message {max_message}: at most half the capacity ({})",
-            format_size(capacity / 2)
-        ));
-    }
-    let opts =
-        Options::new().capacity(capacity).max_message(max_message as u32).mode(mode.into()).permissions(permissions);
-    let cfg = Queue::create(name, opts).with_context(|| format!("create queue {name:?}"))?;
+/// Creates queue `name`. `capacity` was checked by its parser; a `max_message` above half of
+/// it is a usage error (status 2). Without `max_message`, the default (64 KiB) or half the
+/// capacity if that is smaller.
+pub fn create(
+    name: &str,
+    capacity: u64,
+    max_message: Option<TypedSize>,
+    mode: ModeArg,
+    permissions: u32,
+) -> Result<()> {
+    let max_message = match max_message {
+        Some(m) if m.bytes > capacity / 2 => crate::usage_error(format!(
+            "invalid value '{}' for '--max-message': must be at most half the capacity ({} for a capacity of {})",
+            m.typed,
+            format_size(capacity / 2),
+            format_size(capacity)
+        )),
+        Some(m) => m.bytes,
+        None => (capacity / 2).min(u64::from(shmq::DEFAULT_MAX_MESSAGE)),
+    };
+    // Cannot fail: the parser keeps max_message below 2^32.
+    let max_message = u32::try_from(max_message)?;
+    let opts = Options::new().capacity(capacity).max_message(max_message).mode(mode.into()).permissions(permissions);
+    let cfg = Queue::create(name, opts).map_err(|e| match e {
+        // These already say what was being done to which queue (`create "x": ...`), so
+        // more context would only repeat it.
+        Error::Io { .. } | Error::Permission(_) | Error::Exists(_) | Error::InvalidName(_) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("create queue {name:?}")),
+    })?;
     println!(
         "created queue {name:?}: {}, capacity {}, max message {}, permissions {:04o}",
         cfg.mode,

@@ -10,7 +10,7 @@ use shmq::{Consumer, Error};
 /// How a message is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// As is when it is text without control characters; escaped (`\n`, `\x00`) otherwise.
+    /// As is when it is text without control characters; escaped otherwise ([`escape`]).
     Text,
     /// Lowercase hex.
     Hex,
@@ -105,8 +105,10 @@ pub fn hex(b: &[u8]) -> String {
     })
 }
 
-/// The message as one line: valid UTF-8 without control characters as is; otherwise control
-/// characters and backslashes escaped (`\n`, `\t`, `\\`, `\u{7f}`) and invalid bytes as `\xNN`.
+/// The message as one line: valid UTF-8 without control characters as is; otherwise `\n`,
+/// `\t`, `\r` and `\\` for those characters, `\xNN` for the other ASCII control bytes and for
+/// bytes that are not UTF-8, and `\u{NN}` for the C1 control characters (U+0080 to U+009F).
+/// This is what `recv --help` promises.
 pub fn escape(b: &[u8]) -> String {
     if let Ok(s) = std::str::from_utf8(b) {
         if !s.chars().any(char::is_control) {
@@ -118,7 +120,11 @@ pub fn escape(b: &[u8]) -> String {
         for c in chunk.valid().chars() {
             match c {
                 '\\' => s.push_str("\\\\"),
-                c if c.is_control() => s.extend(c.escape_default()),
+                '\n' => s.push_str("\\n"),
+                '\t' => s.push_str("\\t"),
+                '\r' => s.push_str("\\r"),
+                c if c.is_ascii_control() => s.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => s.push(c),
             }
         }
@@ -138,7 +144,9 @@ mod tests {
         assert_eq!(escape(b"hello world"), "hello world");
         assert_eq!(escape("grüße".as_bytes()), "grüße");
         assert_eq!(escape(b"a\nb\\c"), "a\\nb\\\\c");
-        assert_eq!(escape(b"\x00\xff"), "\\u{0}\\xff");
+        assert_eq!(escape(b"\x00\xff"), "\\x00\\xff");
+        assert_eq!(escape(b"a\tb\rc\x1b\x7f"), "a\\tb\\rc\\x1b\\x7f");
+        assert_eq!(escape("\u{85}é".as_bytes()), "\\u{85}é");
         assert_eq!(hex(b"\x00\xffA"), "00ff41");
     }
 }

@@ -37,6 +37,7 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
+mod failpoint;
 pub mod layout;
 pub mod ring;
 pub mod sync;

@@ -394,6 +394,7 @@ impl Producer {
                             pos += res.size;
                             bytes += m.len();
                             count += 1;
+                            crate::failpoint::hit("mpsc-batch-committed-one");
                         }
                         outcome
                     }

@@ -109,6 +109,7 @@ impl Producer {
                 continue; // re-read tail: it may have moved past our stale copy
             };
             mine.record(t, t + claim);
+            crate::failpoint::hit("mpsc-claim-recorded");
             // SYNC POINT: Release pairs with the Acquire load of `tail` above, in the other
             // producers, and in a reader looking for the claimant of a stuck position (it
             // then sees our claim record). On failure Relaxed: we load again. Weak: we loop.
@@ -166,8 +167,10 @@ impl Producer {
                 (want <= free).then_some(want)
             })?;
             if claimed == size {
+                crate::failpoint::hit("mpsc-claimed");
                 return Ok(self.reservation_at(region, pos, len));
             }
+            crate::failpoint::hit("mpsc-pad-claimed");
             self.pad_to_end(region, pos, index)?;
         }
     }
@@ -200,7 +203,10 @@ impl Producer {
             (n > 0).then_some(total)
         });
         match claimed {
-            Ok((pos, _, _)) => Ok((pos, count)),
+            Ok((pos, _, _)) => {
+                crate::failpoint::hit("mpsc-claimed");
+                Ok((pos, count))
+            }
             // Not even the first fits before the end (or at all): the single-record path
             // pads at the wrap and sorts out `head`.
             Err(RingError::Full) => {

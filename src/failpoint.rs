@@ -1,0 +1,40 @@
+//! Named points in the shared-memory protocols where a test can make the process die.
+//!
+//! With the `failpoints` feature, [`hit`] kills the calling process with `SIGKILL` (as
+//! `kill -9` would) when the environment variable `SHMQ_FAILPOINT` names the point, after
+//! `SHMQ_FAILPOINT_SKIP` earlier hits (default 0). Tests use it to stop a producer between
+//! two steps that no external signal can be aimed at reliably. Without the feature it
+//! compiles to nothing.
+//!
+//! The points (see where they are called):
+//! * `mpsc-claim-recorded`: the claim is in the producer's slot, the CAS on `tail` not made.
+//! * `mpsc-claimed`: the CAS on `tail` succeeded; nothing written into the record yet.
+//! * `mpsc-pad-claimed`: a claim of the padding to the end of the region succeeded; the
+//!   padding is not published.
+//! * `mpsc-batch-committed-one`: the first record of a batch claim is committed, the rest
+//!   not.
+
+/// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
+#[cfg(all(feature = "failpoints", not(loom)))]
+pub fn hit(point: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let armed = ARMED.get_or_init(|| {
+        let name = std::env::var("SHMQ_FAILPOINT").ok()?;
+        let skip = std::env::var("SHMQ_FAILPOINT_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        Some((name, skip))
+    });
+    if let Some((name, skip)) = armed {
+        // Relaxed: a counter of this process's own hits.
+        if name == point && HITS.fetch_add(1, Ordering::Relaxed) >= *skip {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
+#[cfg(not(all(feature = "failpoints", not(loom))))]
+#[inline(always)]
+pub fn hit(_point: &str) {}

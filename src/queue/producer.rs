@@ -20,14 +20,15 @@ enum ProducerRing {
 
 /// Appends messages to a queue. One per SPSC queue; up to 63 per MPSC queue.
 ///
-/// Dropping it deregisters it. Not `Sync`: use it from one thread at a time; a child
+/// Dropping it aborts an outstanding [`RawGrant`] and deregisters it. Not `Sync`: use it from one thread at a time; a child
 /// process after `fork()` opens its own.
 pub struct Producer {
     h: Handle,
     ring: ProducerRing,
-    /// A [`RawGrant`] is out: no other reservation may start (SPSC would hand out the same
-    /// space twice).
-    raw_outstanding: bool,
+    /// The reservation of the [`RawGrant`] that is out, if one is: until it is committed or
+    /// aborted, every send is refused (SPSC would hand out the same space twice, and a
+    /// commit after it would move the position back over what was sent meanwhile).
+    raw: Option<Reservation>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -50,7 +51,7 @@ impl Producer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Producer> {
         let (h, ring) = Handle::open(name, Role::Producer, wait, Self::attach)?;
-        Ok(Producer { h, ring, raw_outstanding: false })
+        Ok(Producer { h, ring, raw: None })
     }
 
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
@@ -118,8 +119,7 @@ impl Producer {
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
         let res = self.reserve_until(msg.len(), until)?;
         self.h.seg.region().write(res.payload(), msg);
-        self.commit_reserved(res, msg.len() as u32);
-        Ok(())
+        self.commit_reserved(res, msg.len() as u32)
     }
 
     /// Reserves `len` bytes in the ring for zero-copy writing, waiting while full. Write the
@@ -157,6 +157,15 @@ impl Producer {
         Ok(Grant { producer: self, res, len, done: false })
     }
 
+    /// Refuses any send while a [`RawGrant`] is out.
+    #[inline]
+    fn check_no_raw(&self) -> Result<()> {
+        if self.raw.is_some() {
+            return Err(Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into()));
+        }
+        Ok(())
+    }
+
     #[inline]
     fn check_len(&self, len: usize) -> Result<u32> {
         let max = self.h.seg.config().max_message;
@@ -181,10 +190,8 @@ impl Producer {
 
     #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
+        self.check_no_raw()?;
         let len = self.check_len(len)?;
-        if self.raw_outstanding {
-            return Err(Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into()));
-        }
         if self.h.seg.is_closed() {
             return Err(Error::Closed);
         }
@@ -216,12 +223,21 @@ impl Producer {
         })
     }
 
-    /// Publishes a written reservation and wakes a sleeping consumer.
+    /// Publishes a written reservation and wakes a sleeping consumer. An SPSC reservation
+    /// that is not at the producer position is refused, never applied: committing it would
+    /// move the position backwards over messages already sent.
     #[inline]
-    fn commit_reserved(&mut self, res: Reservation, len: u32) {
+    fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
         let region = self.h.seg.region();
         match &mut self.ring {
             ProducerRing::Spsc(p) => {
+                if res.pos != p.tail() {
+                    return Err(Error::InvalidArgument(format!(
+                        "a reservation at position {} is not at the producer position {}: refused",
+                        res.pos,
+                        p.tail()
+                    )));
+                }
                 p.commit(&region, res, len);
                 p.publish(&self.h.seg.header().producer.tail);
             }
@@ -229,6 +245,7 @@ impl Producer {
         }
         self.h.local.count(&self.h.seg, self.h.slot, len as usize);
         self.wake_consumer();
+        Ok(())
     }
 
     #[inline]
@@ -249,12 +266,13 @@ impl Producer {
     }
 
     /// Commits a [`RawGrant`] made by [`Grant::into_raw`] on this producer, with `len <=`
-    /// its reserved length. A grant of another producer is refused with `InvalidArgument`
-    /// (and left alone); a `len` above the reserved length aborts the grant and returns
-    /// `InvalidArgument`, so no grant is ever left outstanding by a failed commit.
+    /// its reserved length. A grant that is not this producer's outstanding one is refused
+    /// with `InvalidArgument` and this producer's own grant, if any, stays outstanding; a
+    /// `len` above the reserved length aborts the grant and returns `InvalidArgument`, so no
+    /// grant is ever left outstanding by a failed commit.
     pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<()> {
         self.check_raw(&grant)?;
-        self.raw_outstanding = false;
+        self.raw = None;
         if len > grant.len {
             self.abort_reserved(grant.res);
             return Err(Error::InvalidArgument(format!(
@@ -262,22 +280,25 @@ impl Producer {
                 grant.len
             )));
         }
-        self.commit_reserved(grant.res, len as u32);
-        Ok(())
+        self.commit_reserved(grant.res, len as u32)
     }
 
-    /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer.
+    /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer. A grant
+    /// that is not this producer's outstanding one is refused as in
+    /// [`commit_raw`](Self::commit_raw).
     pub fn abort_raw(&mut self, grant: RawGrant) -> Result<()> {
         self.check_raw(&grant)?;
-        self.raw_outstanding = false;
+        self.raw = None;
         self.abort_reserved(grant.res);
         Ok(())
     }
 
+    /// Whether `grant` is exactly the reservation this producer handed out last and has not
+    /// seen committed or aborted (the same position, in this producer's own mapping).
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
-        let ours = self.raw_outstanding
-            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len)
-            && grant.slot == self.h.slot;
+        let ours = self.raw == Some(grant.res)
+            && grant.slot == self.h.slot
+            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -299,6 +320,7 @@ impl Producer {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
+        self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;
         }
@@ -320,6 +342,7 @@ impl Producer {
     /// Sends as many messages of `msgs`, from the first, as fit now, and returns how many.
     /// `Err(Full)` if not even the first fits.
     pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
+        self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;
         }
@@ -402,6 +425,16 @@ impl Producer {
     }
 }
 
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // A raw grant left outstanding would otherwise stay claimed forever (MPSC), and the
+        // consumer would wait behind it. Then the handle deregisters.
+        if let Some(res) = self.raw.take() {
+            self.abort_reserved(res);
+        }
+    }
+}
+
 /// Space reserved in the ring by [`Producer::reserve`]: write the message into it (it
 /// dereferences to `&mut [u8]` of the reserved length), then [`commit`](Grant::commit).
 /// Dropping it without committing aborts: nothing reaches the consumer.
@@ -420,7 +453,10 @@ impl Grant<'_> {
     pub fn commit(mut self) {
         self.done = true;
         let (res, len) = (self.res, self.len as u32);
-        self.producer.commit_reserved(res, len);
+        // Cannot be refused: the grant borrows its producer mutably, so the producer
+        // position has not moved since the reservation was made.
+        let r = self.producer.commit_reserved(res, len);
+        debug_assert!(r.is_ok(), "{r:?}");
     }
 
     /// Shortens the message to `len` bytes (no-op if not shorter). Committing fewer bytes
@@ -437,7 +473,7 @@ impl Grant<'_> {
     /// new reservations.
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
-        self.producer.raw_outstanding = true;
+        self.producer.raw = Some(self.res);
         let ptr = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
@@ -498,5 +534,33 @@ impl Drop for Grant<'_> {
 impl std::fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant").field("len", &self.len).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Consumer, Options, Queue};
+
+    /// The queue-layer check itself: the safe API can no longer move the position while a
+    /// raw grant is out, so the test forges that state.
+    #[test]
+    fn an_spsc_commit_not_at_the_producer_position_is_refused_and_loses_nothing() {
+        let name = format!("unit-commit-behind-{}", std::process::id());
+        let _ = Queue::remove(&name);
+        Queue::create(&name, Options::new().mode(Mode::Spsc).capacity(4096).max_message(1024)).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        let mut rx = Consumer::open(&name).unwrap();
+        let g = tx.reserve(16).unwrap().into_raw();
+        let forged = tx.raw.take();
+        tx.send(b"x").unwrap();
+        tx.raw = forged;
+        assert!(matches!(tx.commit_raw(g, 16), Err(Error::InvalidArgument(_))));
+        assert_eq!(&*rx.try_recv().unwrap().expect("the message sent meanwhile"), b"x");
+        assert!(rx.try_recv().unwrap().is_none(), "the refused reservation was not applied");
+        tx.send(b"y").unwrap();
+        assert_eq!(&*rx.try_recv().unwrap().expect("the producer still works"), b"y");
+        drop((tx, rx));
+        Queue::remove(&name).unwrap();
     }
 }

@@ -20,8 +20,20 @@ enum ProducerRing {
 
 /// Appends messages to a queue. One per SPSC queue; up to 63 per MPSC queue.
 ///
-/// Dropping it aborts an outstanding [`RawGrant`] and deregisters it. Not `Sync`: use it from one thread at a time; a child
-/// process after `fork()` opens its own.
+/// Dropping it aborts an outstanding [`RawGrant`] and deregisters it.
+///
+/// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
+/// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+///
+/// ```compile_fail,E0277
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Producer>();
+/// ```
+///
+/// ```
+/// fn moved_between_threads<T: Send>() {}
+/// moved_between_threads::<shmq::Producer>();
+/// ```
 pub struct Producer {
     h: Handle,
     ring: ProducerRing,

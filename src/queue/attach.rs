@@ -4,6 +4,8 @@
 //! and attach (deregistering again if attaching fails); dropping a `Handle` deregisters;
 //! [`Handle::wait_for`] is the one wait loop both sides use.
 
+use std::cell::Cell;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use super::stats::{Local, Role, heartbeat};
@@ -49,6 +51,10 @@ pub(super) struct Handle {
     pub(super) role: Role,
     pub(super) wait: Wait,
     pub(super) local: Local,
+    /// `Send` but not `Sync`, and so are the handles made of it: a handle's ring state and
+    /// counters are plain fields that one thread at a time may touch (its `&self` methods
+    /// read the ring too), and the C ABI relies on Rust refusing to share one.
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl Handle {
@@ -70,7 +76,7 @@ impl Handle {
         };
         let slot = seg.register(range, word)?;
         match attach(&seg, slot) {
-            Ok(r) => Ok((Handle { seg, slot, role, wait, local: Local::default() }, r)),
+            Ok(r) => Ok((Handle { seg, slot, role, wait, local: Local::default(), _not_sync: PhantomData }, r)),
             Err(e) => {
                 seg.deregister(slot);
                 Err(e)
@@ -106,5 +112,15 @@ impl Drop for Handle {
     fn drop(&mut self) {
         self.local.store_rare(&self.seg, self.slot);
         self.seg.deregister(self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_send() {
+        fn send<T: Send>() {}
+        send::<crate::Producer>();
+        send::<crate::Consumer>();
     }
 }

@@ -14,8 +14,20 @@ use crate::sync::wait::{self, Wait};
 
 /// Takes messages from a queue, in order. One per queue.
 ///
-/// Dropping it deregisters it. Not `Sync`: use it from one thread at a time; a child
-/// process after `fork()` opens its own.
+/// Dropping it deregisters it.
+///
+/// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
+/// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+///
+/// ```compile_fail,E0277
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Consumer>();
+/// ```
+///
+/// ```
+/// fn moved_between_threads<T: Send>() {}
+/// moved_between_threads::<shmq::Consumer>();
+/// ```
 pub struct Consumer {
     h: Handle,
     ring: consumer::Consumer,

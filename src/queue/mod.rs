@@ -9,7 +9,8 @@
 //! * `attach`: what both handles share: open/register/attach/deregister, the wait loop.
 //!
 //! A handle is a segment (its own mapping and file description), a participant slot, a
-//! ring state and a wait policy. Handles are `Send` but not `Sync`: one thread at a time.
+//! ring state and a wait policy. Handles are `Send` but not `Sync` (enforced by a marker in
+//! `attach::Handle`): one thread at a time.
 
 mod admin;
 mod attach;

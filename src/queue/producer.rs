@@ -19,14 +19,27 @@ enum ProducerRing {
 
 /// Appends messages to a queue. One per SPSC queue; up to 63 per MPSC queue.
 ///
-/// Dropping it deregisters it. Not `Sync`: use it from one thread at a time; a child
-/// process after `fork()` opens its own.
+/// Dropping it aborts an outstanding [`RawGrant`] and deregisters it.
+///
+/// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
+/// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+///
+/// ```compile_fail,E0277
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Producer>();
+/// ```
+///
+/// ```
+/// fn moved_between_threads<T: Send>() {}
+/// moved_between_threads::<shmq::Producer>();
+/// ```
 pub struct Producer {
     h: Handle,
     ring: ProducerRing,
-    /// A [`RawGrant`] is out: no other reservation may start (SPSC would hand out the same
-    /// space twice).
-    raw_outstanding: bool,
+    /// The reservation of the [`RawGrant`] that is out, if one is: until it is committed or
+    /// aborted, every send is refused (SPSC would hand out the same space twice, and a
+    /// commit after it would move the position back over what was sent meanwhile).
+    raw: Option<Reservation>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -49,7 +62,7 @@ impl Producer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Producer> {
         let (h, ring) = Handle::open(name, Role::Producer, wait, Self::attach)?;
-        Ok(Producer { h, ring, raw_outstanding: false })
+        Ok(Producer { h, ring, raw: None })
     }
 
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
@@ -158,6 +171,15 @@ impl Producer {
         Ok(Grant { producer: self, res, len, done: false })
     }
 
+    /// Refuses any send while a [`RawGrant`] is out.
+    #[inline]
+    fn check_no_raw(&self) -> Result<()> {
+        if self.raw.is_some() {
+            return Err(Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into()));
+        }
+        Ok(())
+    }
+
     #[inline]
     fn check_len(&self, len: usize) -> Result<u32> {
         let max = self.h.seg.config().max_message;
@@ -191,10 +213,8 @@ impl Producer {
 
     #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
+        self.check_no_raw()?;
         let len = self.check_len(len)?;
-        if self.raw_outstanding {
-            return Err(Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into()));
-        }
         if self.h.seg.is_closed() {
             return Err(Error::Closed);
         }
@@ -227,7 +247,9 @@ impl Producer {
         })
     }
 
-    /// Publishes a written reservation and wakes a sleeping consumer.
+    /// Publishes a written reservation and wakes a sleeping consumer. An SPSC reservation
+    /// that is not at the producer position is refused, never applied: committing it would
+    /// move the position backwards over messages already sent.
     #[inline]
     fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
         let region = self.h.seg.region();
@@ -262,12 +284,13 @@ impl Producer {
     }
 
     /// Commits a [`RawGrant`] made by [`Grant::into_raw`] on this producer, with `len <=`
-    /// its reserved length. A grant of another producer is refused with `InvalidArgument`
-    /// (and left alone); a `len` above the reserved length aborts the grant and returns
-    /// `InvalidArgument`, so no grant is ever left outstanding by a failed commit.
+    /// its reserved length. A grant that is not this producer's outstanding one is refused
+    /// with `InvalidArgument` and this producer's own grant, if any, stays outstanding; a
+    /// `len` above the reserved length aborts the grant and returns `InvalidArgument`, so no
+    /// grant is ever left outstanding by a failed commit.
     pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<()> {
         self.check_raw(&grant)?;
-        self.raw_outstanding = false;
+        self.raw = None;
         if len > grant.len {
             self.abort_reserved(grant.res);
             return Err(Error::InvalidArgument(format!(
@@ -278,18 +301,22 @@ impl Producer {
         self.commit_reserved(grant.res, len as u32)
     }
 
-    /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer.
+    /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer. A grant
+    /// that is not this producer's outstanding one is refused as in
+    /// [`commit_raw`](Self::commit_raw).
     pub fn abort_raw(&mut self, grant: RawGrant) -> Result<()> {
         self.check_raw(&grant)?;
-        self.raw_outstanding = false;
+        self.raw = None;
         self.abort_reserved(grant.res);
         Ok(())
     }
 
+    /// Whether `grant` is exactly the reservation this producer handed out last and has not
+    /// seen committed or aborted (the same position, in this producer's own mapping).
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
-        let ours = self.raw_outstanding
-            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len)
-            && grant.slot == self.h.slot;
+        let ours = self.raw == Some(grant.res)
+            && grant.slot == self.h.slot
+            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -311,6 +338,7 @@ impl Producer {
     /// # Ok::<(), shmq::Error>(())
     /// ```
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
+        self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;
         }
@@ -332,6 +360,7 @@ impl Producer {
     /// Sends as many messages of `msgs`, from the first, as fit now, and returns how many.
     /// `Err(Full)` if not even the first fits.
     pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
+        self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;
         }
@@ -435,6 +464,16 @@ impl Producer {
     }
 }
 
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // A raw grant left outstanding would otherwise stay claimed forever (MPSC), and the
+        // consumer would wait behind it. Then the handle deregisters.
+        if let Some(res) = self.raw.take() {
+            self.abort_reserved(res);
+        }
+    }
+}
+
 /// Space reserved in the ring by [`Producer::reserve`]: write the message into it (it
 /// dereferences to `&mut [u8]` of the reserved length), then [`commit`](Grant::commit).
 /// Dropping it without committing aborts: nothing reaches the consumer.
@@ -472,7 +511,7 @@ impl Grant<'_> {
     /// new reservations.
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
-        self.producer.raw_outstanding = true;
+        self.producer.raw = Some(self.res);
         let ptr = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
@@ -533,5 +572,33 @@ impl Drop for Grant<'_> {
 impl std::fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant").field("len", &self.len).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Consumer, Options, Queue};
+
+    /// The queue-layer check itself: the safe API can no longer move the position while a
+    /// raw grant is out, so the test forges that state.
+    #[test]
+    fn an_spsc_commit_not_at_the_producer_position_is_refused_and_loses_nothing() {
+        let name = format!("unit-commit-behind-{}", std::process::id());
+        let _ = Queue::remove(&name);
+        Queue::create(&name, Options::new().mode(Mode::Spsc).capacity(4096).max_message(1024)).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        let mut rx = Consumer::open(&name).unwrap();
+        let g = tx.reserve(16).unwrap().into_raw();
+        let forged = tx.raw.take();
+        tx.send(b"x").unwrap();
+        tx.raw = forged;
+        assert!(matches!(tx.commit_raw(g, 16), Err(Error::InvalidArgument(_))));
+        assert_eq!(&*rx.try_recv().unwrap().expect("the message sent meanwhile"), b"x");
+        assert!(rx.try_recv().unwrap().is_none(), "the refused reservation was not applied");
+        tx.send(b"y").unwrap();
+        assert_eq!(&*rx.try_recv().unwrap().expect("the producer still works"), b"y");
+        drop((tx, rx));
+        Queue::remove(&name).unwrap();
     }
 }

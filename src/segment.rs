@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{FallocateFlags, Mode as FileMode};
+use rustix::fs::{AtFlags, CWD, FallocateFlags, Mode as FileMode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
@@ -28,6 +28,11 @@ pub(crate) const PREFIX: &str = "shmq.";
 pub const MAX_NAME_LEN: usize = 200;
 /// How long an opener waits for a creator that holds the creation lock.
 const READY_WAIT: Duration = Duration::from_secs(2);
+/// How long an opener watches an unfinished object whose creation lock nobody holds
+/// before it calls the creator dead. This build never shows an unfinished object under a
+/// queue's name (see [`Segment::create`]); builds before it took the lock just after
+/// creating the object, and this covers that gap.
+const ABANDONED_GRACE: Duration = Duration::from_millis(20);
 
 /// Single-producer or multi-producer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -125,6 +130,55 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 fn object_name(name: &str) -> String {
     format!("/{PREFIX}{name}")
+}
+
+/// `/dev/shm/shmq.NAME`.
+fn object_path(name: &str) -> String {
+    format!("{SHM_DIR}/{PREFIX}{name}")
+}
+
+/// The name as messages show it: quoted, and cut to its first 40 bytes if longer.
+pub(crate) fn shown(name: &str) -> String {
+    const MAX: usize = 40;
+    if name.len() <= MAX {
+        return format!("{name:?}");
+    }
+    let mut end = MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &name[..end], name.len())
+}
+
+/// Checks the creation options (`InvalidArgument` with what is wrong).
+fn check_options(capacity: u64, max_message: u32, permissions: u32) -> Result<()> {
+    if Geometry::new(capacity, max_message).is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
+             (got capacity {capacity}, max_message {max_message})",
+            layout::MIN_CAPACITY,
+            layout::MAX_CAPACITY
+        )));
+    }
+    if permissions & !0o777 != 0 || permissions & 0o600 != 0o600 {
+        return Err(Error::InvalidArgument(format!(
+            "permissions {permissions:o}: give octal bits within 0777 that include 0600"
+        )));
+    }
+    Ok(())
+}
+
+/// Links the nameless object `fd` (opened with `O_TMPFILE`) at `path`; `EEXIST` if the
+/// name is taken. Through `/proc/self/fd` (needs no privilege), else with `AT_EMPTY_PATH`
+/// (needs `CAP_DAC_READ_SEARCH`).
+fn publish_nameless(fd: &OwnedFd, path: &str) -> std::result::Result<(), Errno> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::fs::linkat(CWD, &proc_path, CWD, path, AtFlags::SYMLINK_FOLLOW) {
+        Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::NOTDIR) => {
+            rustix::fs::linkat(fd, "", CWD, path, AtFlags::EMPTY_PATH)
+        }
+        other => other,
+    }
 }
 
 pub(crate) fn now_unix_ns() -> u64 {
@@ -243,35 +297,108 @@ fn map(fd: &OwnedFd, len: usize, access: Access) -> Result<NonNull<u8>> {
 }
 
 impl Segment {
-    /// Creates a new queue object: `O_CREAT|O_EXCL`, exact permissions, memory reserved,
-    /// header written, then `ready` stored with Release.
+    /// Creates a new queue object, race-free: the object is made nameless (`O_TMPFILE` in
+    /// `/dev/shm`), given its exact permissions, its memory reserved and its header written
+    /// with `state` ready, and only then linked under its name with `linkat`, which fails
+    /// with `EEXIST` if the name is taken. So no other process ever sees this creator's
+    /// object unfinished, and a creator that dies leaves nothing behind (a nameless object
+    /// vanishes with its last descriptor). Where `O_TMPFILE` or the `/proc/self/fd` link
+    /// is unavailable, a hidden temporary name (`/dev/shm/.shmq-new.*`) stands in for the
+    /// nameless object: the publication is still one atomic `link`.
     pub fn create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
         validate_name(name)?;
-        if Geometry::new(capacity, max_message).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
-                 (got capacity {capacity}, max_message {max_message})",
-                layout::MIN_CAPACITY,
-                layout::MAX_CAPACITY
-            )));
+        check_options(capacity, max_message, permissions)?;
+        match Self::create_nameless(name, mode, capacity, max_message, permissions) {
+            Some(result) => result,
+            None => Self::create_named(name, mode, capacity, max_message, permissions),
         }
-        if permissions & !0o777 != 0 || permissions & 0o600 != 0o600 {
-            return Err(Error::InvalidArgument(format!(
-                "permissions {permissions:o}: give octal bits within 0777 that include 0600"
-            )));
+    }
+
+    /// [`Segment::create`] through `O_TMPFILE`; `None` where that is unavailable.
+    fn create_nameless(
+        name: &str,
+        mode: Mode,
+        capacity: u64,
+        max_message: u32,
+        permissions: u32,
+    ) -> Option<Result<Config>> {
+        let io = |what: &str, e: Errno| Error::os(e, what, name);
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(SHM_DIR, flags, FileMode::from_raw_mode(0o600)) {
+            Ok(fd) => fd,
+            // Kernels or filesystems without O_TMPFILE.
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => return None,
+            Err(e) => return Some(Err(io("create", e))),
+        };
+        let config = match Self::initialize(&fd, name, mode, capacity, max_message, permissions) {
+            Ok(config) => config,
+            Err(e) => return Some(Err(e)),
+        };
+        match publish_nameless(&fd, &object_path(name)) {
+            Ok(()) => Some(Ok(config)),
+            // No /proc and no CAP_DAC_READ_SEARCH.
+            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::NOTDIR) => None,
+            Err(e) => Some(Err(io("create", e))),
         }
-        let oname = object_name(name);
-        let fd = shm::open(
-            &oname,
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            FileMode::from_raw_mode(0o600),
-        )
-        .map_err(|e| Error::os(e, "create", name))?;
-        let result = Self::initialize(&fd, name, mode, capacity, max_message, permissions);
-        if result.is_err() {
-            let _ = shm::unlink(&oname);
-        }
+    }
+
+    /// [`Segment::create`] through a hidden temporary name, published by an atomic `link`.
+    fn create_named(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+        let io = |what: &str, e: Errno| Error::os(e, what, name);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // Relaxed: a counter that only has to differ between calls of this process.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = format!("{SHM_DIR}/.shmq-new.{}.{n}.{}", std::process::id(), now_unix_ns());
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = rustix::fs::open(&tmp, flags, FileMode::from_raw_mode(0o600)).map_err(|e| io("create", e))?;
+        let result = Self::initialize(&fd, name, mode, capacity, max_message, permissions)
+            .and_then(|config| rustix::fs::link(&tmp, object_path(name)).map(|()| config).map_err(|e| io("create", e)));
+        let _ = rustix::fs::unlink(&tmp);
         result
+    }
+
+    /// Opens the queue if it exists, creates it otherwise; an existing queue must have the
+    /// same mode, capacity and `max_message` (else `InvalidArgument`). An object left
+    /// unfinished by a creator that died (only builds older than this one could leave one:
+    /// this build publishes complete objects) is replaced, see [`Segment::remove_abandoned`].
+    /// A name that is removed and recreated meanwhile is retried for a bounded time.
+    #[allow(dead_code)] // until `Queue::open_or_create` calls it
+    pub fn open_or_create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+        validate_name(name)?;
+        check_options(capacity, max_message, permissions)?;
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            match Self::create(name, mode, capacity, max_message, permissions) {
+                Err(Error::Exists(_)) => {}
+                other => return other,
+            }
+            match Self::open(name, Access::ReadOnly) {
+                Ok(seg) => {
+                    let c = seg.config().clone();
+                    if c.mode != mode || c.capacity != capacity || c.max_message != max_message {
+                        return Err(Error::InvalidArgument(format!(
+                            "queue {} exists as {} with capacity {} and max_message {}",
+                            shown(name),
+                            c.mode,
+                            c.capacity,
+                            c.max_message
+                        )));
+                    }
+                    return Ok(c);
+                }
+                Err(OpenError::CreatorDied) => Self::remove_abandoned(name)?,
+                // Removed between our create and our open: try again.
+                Err(OpenError::Other(Error::NotFound(_))) => {}
+                Err(OpenError::Other(e)) => return Err(e),
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Busy(format!(
+                    "queue {} keeps being removed and created again by other processes",
+                    shown(name)
+                )));
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn initialize(
@@ -283,10 +410,6 @@ impl Segment {
         permissions: u32,
     ) -> Result<Config> {
         let io = |what: &str, e: Errno| Error::os(e, what, name);
-        // Held until the header is ready: an opener that finds the object unfinished and
-        // this lock free knows the creator died.
-        ofd_setlk(fd, layout::CREATOR_LOCK_BYTE, libc::F_WRLCK as libc::c_short)
-            .map_err(|e| Error::Io { context: format!("lock {name:?}"), source: e })?;
         // The umask masked shm_open's mode; fchmod sets exactly what was asked.
         rustix::fs::fchmod(fd, FileMode::from_raw_mode(permissions)).map_err(|e| io("chmod", e))?;
         let total = layout::HEADER_SIZE as u64 + capacity;
@@ -339,11 +462,13 @@ impl Segment {
         }
         // SAFETY: `base`/`len` are the mapping made above, unused after this.
         let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), len) };
-        let _ = ofd_setlk(fd, layout::CREATOR_LOCK_BYTE, libc::F_UNLCK as libc::c_short);
         Ok(config)
     }
 
-    /// Opens and validates an existing queue.
+    /// Opens and validates an existing queue. An unfinished object is waited for while some
+    /// process holds its creation lock (builds before this one created objects in place,
+    /// under that lock); one whose lock is free is given [`ABANDONED_GRACE`] to change, then
+    /// reported as [`OpenError::CreatorDied`].
     pub fn open(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         validate_name(name)?;
         let oname = object_name(name);
@@ -353,17 +478,19 @@ impl Segment {
         };
         let fd = shm::open(&oname, flags, FileMode::empty()).map_err(|e| Error::os(e, "open", name))?;
         let started = Instant::now();
+        let mut unlocked_since = None;
         loop {
             match Self::try_validate(&fd, name, access)? {
                 Some(seg) => return Ok(seg),
                 None => {
                     // Unfinished: wait while its creator lives and holds the lock.
                     if !ofd_held(&fd, layout::CREATOR_LOCK_BYTE) {
-                        // Re-check once: the creator may have finished just now.
-                        return match Self::try_validate(&fd, name, access)? {
-                            Some(seg) => Ok(seg),
-                            None => Err(OpenError::CreatorDied),
-                        };
+                        let since = *unlocked_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > ABANDONED_GRACE {
+                            return Err(OpenError::CreatorDied);
+                        }
+                    } else {
+                        unlocked_since = None;
                     }
                     if started.elapsed() > READY_WAIT {
                         return Err(Error::Busy(format!("queue {name:?} is still being created")).into());
@@ -492,10 +619,14 @@ impl Segment {
     }
 
     /// Unlinks `name` if it is an unfinished object whose creator is dead (used by
-    /// `open_or_create`). We take the creator lock ourselves, so no creator can still be
-    /// working on it, and unlink only if the name still refers to the object we locked.
-    /// What remains is a narrow window in which another process replaces the object between
-    /// our check and the unlink; the loser of that race then gets `NotFound` and retries.
+    /// `open_or_create`). Death is proven, not guessed: we take the creation lock ourselves
+    /// (so no creator holds it, and no second replacer can run this on the same object at
+    /// once), then, under that lock, check that the object is still unfinished and that the
+    /// name still refers to the object we locked (same inode and device), and only then
+    /// unlink. A concurrent replacer that already swapped in a fresh object makes the
+    /// inode differ, so we never unlink someone else's new queue. The one thing this cannot
+    /// exclude is a `Queue::remove` plus a `create` by others between our inode check and
+    /// our unlink (microseconds); a remove racing a create is a race at the caller's level.
     pub fn remove_abandoned(name: &str) -> Result<()> {
         let oname = object_name(name);
         let fd = match shm::open(&oname, shm::OFlags::RDWR, FileMode::empty()) {
@@ -503,27 +634,24 @@ impl Segment {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(Error::os(e, "open", name)),
         };
-        let lock = |k| {
-            ofd_setlk(&fd, layout::CREATOR_LOCK_BYTE, k)
-                .map_err(|e| Error::Io { context: format!("lock {name:?}"), source: e })
-        };
-        if !lock(libc::F_WRLCK as libc::c_short)? {
-            return Ok(()); // a creator is alive: leave it alone, the caller retries
+        let got = ofd_setlk(&fd, layout::CREATOR_LOCK_BYTE, libc::F_WRLCK as libc::c_short)
+            .map_err(|e| Error::Io { context: format!("lock queue {}", shown(name)), source: e })?;
+        if !got {
+            return Ok(()); // a creator (or another replacer) holds it: the caller retries
         }
-        let unfinished = matches!(Self::try_validate(&fd, name, Access::ReadOnly), Ok(None));
-        let same = match shm::open(&oname, shm::OFlags::RDONLY, FileMode::empty()) {
-            Ok(again) => {
-                let (a, b) = (rustix::fs::fstat(&fd), rustix::fs::fstat(&again));
-                matches!((a, b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-            }
-            Err(_) => false,
-        };
-        if unfinished && same {
-            shm::unlink(&oname)
-                .or_else(|e| if e == Errno::NOENT { Ok(()) } else { Err(e) })
-                .map_err(|e| Error::os(e, "remove", name))?;
+        if !matches!(Self::try_validate(&fd, name, Access::ReadOnly), Ok(None)) {
+            return Ok(()); // finished meanwhile, or broken in a way we do not repair
         }
-        Ok(())
+        let ours = rustix::fs::fstat(&fd).map_err(|e| Error::os(e, "stat", name))?;
+        match rustix::fs::stat(object_path(name)) {
+            Ok(now) if now.st_ino == ours.st_ino && now.st_dev == ours.st_dev => {}
+            _ => return Ok(()), // the name moved on to another object (or is gone)
+        }
+        match shm::unlink(&oname) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::os(e, "remove", name)),
+        }
+        // `fd` closes here, releasing the creation lock of the unlinked object.
     }
 
     pub fn config(&self) -> &Config {
@@ -677,5 +805,30 @@ impl Drop for Segment {
         // SAFETY: the mapping made in `try_validate`; nothing borrowed from it outlives
         // `self` (handles borrow their segment).
         let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_named_fallback_creates_publishes_once_and_leaves_no_temporary_behind() {
+        let name = format!("unit-named-{}", std::process::id());
+        let _ = shm::unlink(object_name(&name));
+        let temporaries = || {
+            std::fs::read_dir(SHM_DIR)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&format!(".shmq-new.{}.", std::process::id())))
+                .count()
+        };
+        let c = Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600).unwrap();
+        assert!(matches!(Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600), Err(Error::Exists(_))));
+        let seg = Segment::open(&name, Access::ReadOnly).map_err(Error::from).unwrap();
+        assert_eq!(seg.config(), &c);
+        assert_eq!(temporaries(), 0);
+        drop(seg);
+        shm::unlink(object_name(&name)).unwrap();
     }
 }

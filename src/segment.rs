@@ -5,6 +5,22 @@
 //! here trusts the segment after that. Liveness comes from the kernel: each participant
 //! holds an OFD (open file description) write lock on one byte of the object, which the
 //! kernel drops when the process dies (and keeps while it is stopped).
+//!
+//! ## `fork()` without `exec`
+//! A child made by `fork()` inherits its parent's descriptors, and with them the open file
+//! descriptions that hold the parent's slot locks: without care, a dead parent's slot would
+//! stay "alive" for as long as the child lives (the mapping keeps the description too).
+//! So every segment's descriptor and mapping are entered in a fixed, lock-free table of
+//! this process, and a `pthread_atfork` child handler (no lock, no allocation: atomics,
+//! `dup3` and `mmap`) replaces them in the child: the descriptor by one of an empty
+//! placeholder file, the mapping by private zero pages. The child then holds
+//! nothing of its parent's locks: when the parent dies its slots are free, and when the
+//! child exits the parent's slots stay its own. The same handler bumps a fork generation;
+//! every segment remembers the generation it was opened in, and
+//! [`Segment::check_same_process`] compares the two with one relaxed load, so a handle
+//! used in a forked child refuses with a clear error instead of working on a slot it does
+//! not own. A child opens handles of its own. (`std::process::Command` and `posix_spawn`
+//! start programs with `exec`; inherited handles are never used there.)
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -270,11 +286,20 @@ impl From<OpenError> for Error {
 
 /// A mapped queue segment. Each handle has its own: its own file description (so its own
 /// OFD locks) and its own mapping.
+///
+/// A segment belongs to the process that opened it: in a child made by `fork()` it holds
+/// no lock, and [`Segment::check_same_process`] fails (see the module documentation).
 pub(crate) struct Segment {
     fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
     config: Config,
+    /// Entry of `fd` in the fork table.
+    fork_entry: usize,
+    /// The fork generation this segment was opened in.
+    generation: u64,
+    /// Pid of the process that opened it (for messages).
+    opener_pid: u32,
 }
 
 // SAFETY: the mapping is shared memory used only through atomics and protocol-guarded
@@ -469,8 +494,26 @@ impl Segment {
     /// process holds its creation lock (builds before this one created objects in place,
     /// under that lock); one whose lock is free is given [`ABANDONED_GRACE`] to change, then
     /// reported as [`OpenError::CreatorDied`].
+    ///
+    /// The segment's descriptor is entered in the fork table before it can hold any lock;
+    /// if a `fork()` ran meanwhile (the child may have a copy of the descriptor that the
+    /// table does not know), the segment is dropped and opened anew.
     pub fn open(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         validate_name(name)?;
+        for _ in 0..100 {
+            let forks = fork::forks_started();
+            let mut seg = Self::open_unregistered(name, access)?;
+            seg.fork_entry = fork::enter(&seg.fd, seg.base.as_ptr(), seg.len)?;
+            seg.generation = fork::generation();
+            seg.opener_pid = std::process::id();
+            if fork::forks_started() == forks {
+                return Ok(seg);
+            }
+        }
+        Err(Error::Busy("this process keeps forking: no open got through between two forks".into()).into())
+    }
+
+    fn open_unregistered(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         let oname = object_name(name);
         let flags = match access {
             Access::ReadOnly => shm::OFlags::RDONLY,
@@ -582,7 +625,15 @@ impl Segment {
         let len = usize::try_from(expect).map_err(|_| corrupt("too large to map".into()))?;
         let base = map(fd, len, access)?;
         let fd = fd.try_clone().map_err(|e| Error::Io { context: "dup".into(), source: e })?;
-        Ok(Some(Segment { fd, base, len, config: Config { mode, ..config } }))
+        Ok(Some(Segment {
+            fd,
+            base,
+            len,
+            config: Config { mode, ..config },
+            fork_entry: usize::MAX,
+            generation: 0,
+            opener_pid: 0,
+        }))
     }
 
     /// Marks the queue closed, wakes every waiter, and unlinks its name.
@@ -656,6 +707,27 @@ impl Segment {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// `Err(InvalidArgument)` if this segment was opened by a parent of this process and
+    /// inherited through `fork()`: its locks stayed with the parent, so a handle on it must
+    /// not be used here (open a new one). One relaxed load; no system call.
+    #[inline]
+    pub fn check_same_process(&self) -> Result<()> {
+        if fork::generation() == self.generation {
+            return Ok(());
+        }
+        Err(self.inherited())
+    }
+
+    #[cold]
+    fn inherited(&self) -> Error {
+        Error::InvalidArgument(format!(
+            "this handle on queue {} was opened by process {} and inherited through fork(); \
+             a forked child must open its own handles",
+            shown(&self.config.name),
+            self.opener_pid
+        ))
     }
 
     pub fn header(&self) -> &Header {
@@ -774,7 +846,11 @@ impl Segment {
     }
 
     /// Gives slot `i` back (its counters to the retired totals) and drops its lock.
+    /// Does nothing in a forked child: the slot is the parent's.
     pub fn deregister(&self, i: usize) {
+        if self.check_same_process().is_err() {
+            return;
+        }
         self.retire(i);
         let slot = self.slot(i);
         // Relaxed: information for `inspect`; the unlock orders it for a successor.
@@ -802,9 +878,170 @@ fn fold(from: &Counters, to: &Counters) {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // Out of the fork table before the mapping goes and `fd` closes (after this
+        // function), so that the table never names memory or a descriptor number that
+        // something else may reuse.
+        fork::leave(self.fork_entry, &self.fd);
         // SAFETY: the mapping made in `try_validate`; nothing borrowed from it outlives
         // `self` (handles borrow their segment).
         let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The fork table: the descriptors of this process's segments, and what a forked child does
+/// with them. See the module documentation.
+mod fork {
+    use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+    use crate::error::{Error, Result};
+
+    /// Segments open at once in one process, at most.
+    const ENTRIES: usize = 4096;
+    /// An entry nobody uses.
+    const EMPTY: i32 = -1;
+    /// An entry being filled in.
+    const FILLING: i32 = -2;
+
+    /// One live segment: its descriptor (or `EMPTY`/`FILLING`) and its mapping.
+    struct Entry {
+        fd: AtomicI32,
+        base: AtomicUsize,
+        len: AtomicUsize,
+    }
+
+    static TABLE: [Entry; ENTRIES] =
+        [const { Entry { fd: AtomicI32::new(EMPTY), base: AtomicUsize::new(0), len: AtomicUsize::new(0) } }; ENTRIES];
+    /// A descriptor of an empty memfd (or /dev/null): what inherited descriptors become.
+    static PLACEHOLDER: AtomicI32 = AtomicI32::new(EMPTY);
+    /// Bumped in the child by every `fork()`: a segment opened in another generation was
+    /// inherited.
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    /// Bumped in the parent before every `fork()`.
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn prepare() {
+        // SeqCst, with `enter` and `forks_started`: either the fork's copy of memory holds
+        // a segment's table entry, or the opener's second `forks_started` sees this
+        // increment (and opens anew).
+        FORKS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Runs in the child, right after `fork()`, on its only thread. Async-signal-safe in
+    /// practice: atomics and two plain system calls (`dup3`, `mmap`), no lock, no
+    /// allocation.
+    ///
+    /// Both the descriptor and the mapping of a segment hold a reference to the parent's
+    /// open file description, and the description's OFD locks live as long as any
+    /// reference does: so both are replaced, the descriptor by the placeholder and the
+    /// mapping by private zero pages at the same address (an inherited handle that is
+    /// used anyway then touches only the child's own memory, never the queue, and never
+    /// faults).
+    extern "C" fn child() {
+        // Relaxed: the child has one thread now; threads it starts later are ordered
+        // after this by their creation.
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        let placeholder = PLACEHOLDER.load(Ordering::Relaxed);
+        for e in &TABLE {
+            // Relaxed: this thread's view of memory is the fork's copy; `enter` stored
+            // `base` and `len` before `fd` in program order.
+            let fd = e.fd.load(Ordering::Relaxed);
+            if fd < 0 {
+                continue;
+            }
+            let (base, len) = (e.base.load(Ordering::Relaxed), e.len.load(Ordering::Relaxed));
+            // SAFETY: `base..base + len` is the segment's mapping (entries leave the table
+            // before their mapping goes), so MAP_FIXED replaces only that; it is never
+            // accessed through references the kernel could invalidate (all accesses are
+            // atomics or raw copies).
+            unsafe {
+                libc::mmap(
+                    base as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if placeholder >= 0 {
+                // SAFETY: plain system call on descriptor numbers. `fd` is open (entries
+                // leave the table before their descriptor closes); replacing it drops the
+                // child's reference to the parent's open file description. The number
+                // stays taken (by the placeholder), so the inherited segment's eventual
+                // close is harmless.
+                unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
+            }
+        }
+    }
+
+    /// Opens the placeholder and installs the handlers, once; the OS error if that failed.
+    fn install() -> Result<()> {
+        static INSTALLED: OnceLock<Option<i32>> = OnceLock::new();
+        let error = INSTALLED.get_or_init(|| {
+            let placeholder = rustix::fs::memfd_create("shmq-fork-placeholder", rustix::fs::MemfdFlags::CLOEXEC)
+                .or_else(|_| {
+                    rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, 0.into())
+                });
+            match placeholder {
+                Ok(fd) => {
+                    // Relaxed: published to other threads by the `OnceLock`, to a child by
+                    // the fork itself.
+                    PLACEHOLDER.store(fd.into_raw_fd(), Ordering::Relaxed);
+                    // SAFETY: the handlers are `extern "C" fn()` that never unwind.
+                    let r = unsafe { libc::pthread_atfork(Some(prepare), None, Some(child)) };
+                    (r != 0).then_some(r)
+                }
+                Err(e) => Some(e.raw_os_error()),
+            }
+        });
+        match *error {
+            None => Ok(()),
+            Some(e) => Err(Error::Io {
+                context: "prepare for fork() (placeholder file, pthread_atfork)".into(),
+                source: std::io::Error::from_raw_os_error(e),
+            }),
+        }
+    }
+
+    /// Enters a segment (its descriptor and mapping) in the table; returns its entry.
+    pub(super) fn enter(fd: &OwnedFd, base: *mut u8, len: usize) -> Result<usize> {
+        install()?;
+        for (i, e) in TABLE.iter().enumerate() {
+            // SeqCst here and below: see `prepare`.
+            if e.fd.compare_exchange(EMPTY, FILLING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                e.base.store(base as usize, Ordering::SeqCst);
+                e.len.store(len, Ordering::SeqCst);
+                e.fd.store(fd.as_raw_fd(), Ordering::SeqCst);
+                return Ok(i);
+            }
+        }
+        Err(Error::Busy(format!("this process has {ENTRIES} queue handles open, the most it may")))
+    }
+
+    /// Takes the segment of `fd` (entered at `entry`) out of the table; before its mapping
+    /// and descriptor go.
+    pub(super) fn leave(entry: usize, fd: &OwnedFd) {
+        if let Some(e) = TABLE.get(entry) {
+            // SeqCst: a fork after our munmap or close must not copy the entry (the child
+            // would replace memory or a descriptor number that something else may have
+            // taken by then). Only this segment's owner clears its own entry.
+            let _ = e.fd.compare_exchange(fd.as_raw_fd(), EMPTY, Ordering::SeqCst, Ordering::Relaxed);
+        }
+    }
+
+    /// How many forks this process began (as a parent).
+    pub(super) fn forks_started() -> u64 {
+        // SeqCst: see `prepare`.
+        FORKS.load(Ordering::SeqCst)
+    }
+
+    /// The fork generation of this process.
+    #[inline]
+    pub(super) fn generation() -> u64 {
+        // Relaxed: changed only in a forked child before it has a second thread.
+        GENERATION.load(Ordering::Relaxed)
     }
 }
 
@@ -829,6 +1066,39 @@ mod tests {
         assert_eq!(seg.config(), &c);
         assert_eq!(temporaries(), 0);
         drop(seg);
+        shm::unlink(object_name(&name)).unwrap();
+    }
+
+    #[test]
+    fn in_a_forked_child_the_segment_refuses_and_its_descriptor_is_no_longer_the_queue() {
+        let name = format!("unit-fork-{}", std::process::id());
+        let _ = shm::unlink(object_name(&name));
+        Segment::create(&name, Mode::Mpsc, 4096, 64, 0o600).unwrap();
+        let seg = Segment::open(&name, Access::ReadWrite).map_err(Error::from).unwrap();
+        assert_eq!(seg.register(0..1, layout::ROLE_CONSUMER).unwrap(), 0);
+        let ino = rustix::fs::fstat(&seg.fd).unwrap().st_ino;
+        // SAFETY: the child only loads atomics, makes system calls, formats one error
+        // (glibc's malloc is fork-safe) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let refused = matches!(seg.check_same_process(), Err(Error::InvalidArgument(_)));
+            let replaced = rustix::fs::fstat(&seg.fd).map(|st| st.st_ino != ino).unwrap_or(false);
+            // Relaxed: a plain look; the child's mapping is private zero pages now.
+            let unmapped = seg.header().identity.magic.load(Ordering::Relaxed) == 0;
+            // SAFETY: leaves the child without running the parent's destructors.
+            unsafe { libc::_exit(if refused && replaced && unmapped { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+        seg.check_same_process().unwrap();
+        let other = Segment::open(&name, Access::ReadOnly).map_err(Error::from).unwrap();
+        assert!(other.slot_alive(0), "the parent still holds its slot after the child exited");
+        seg.deregister(0);
+        assert!(!other.slot_alive(0));
+        drop((seg, other));
         shm::unlink(object_name(&name)).unwrap();
     }
 }

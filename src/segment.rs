@@ -166,6 +166,17 @@ pub(crate) fn shown(name: &str) -> String {
     format!("{:?}... ({} bytes)", &name[..end], name.len())
 }
 
+/// The command that removes queue `name`, for messages.
+fn rm_command(name: &str) -> String {
+    if name.len() > 40 {
+        "shmq rm NAME".into()
+    } else if name.starts_with('-') {
+        format!("shmq rm -- {name}")
+    } else {
+        format!("shmq rm {name}")
+    }
+}
+
 /// Checks the creation options (`InvalidArgument` with what is wrong).
 fn check_options(capacity: u64, max_message: u32, permissions: u32) -> Result<()> {
     if Geometry::new(capacity, max_message).is_none() {
@@ -182,6 +193,55 @@ fn check_options(capacity: u64, max_message: u32, permissions: u32) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// Whether the object's owner and mode make it safe to use (`Permission` otherwise). The
+/// kernel already refuses what the mode bits refuse; this refuses what they allow but a
+/// careful program should not trust: a queue another user could have created under the
+/// expected name (to read what we send, or feed us messages), or one anyone may write.
+///
+/// The rule, for the effective user `me`:
+/// 1. An object writable by every user (`o+w`, e.g. mode `0666`) is used only by
+///    processes of its owner: anyone else refuses it, root included.
+/// 2. Otherwise an object owned by `me` or by root is accepted, and root accepts any owner.
+/// 3. An object of another user is accepted only if it is shared through a group: its
+///    group is `me`'s effective group or one of its supplementary groups, and the group
+///    bits grant what we ask (read for `inspect`, read and write for producers and
+///    consumers). This is the supported multi-user setup: create with
+///    `permissions(0o660)` while the shared group is the creator's effective group (or
+///    `chgrp` the object `/dev/shm/shmq.NAME` afterwards); every member may then use it.
+///
+/// Anything else (another user's object readable through the "others" bits) is refused.
+fn check_owner(name: &str, uid: u32, gid: u32, mode: u32, access: Access) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    let mode = mode & 0o7777;
+    let who = || format!("queue {} is owned by uid {uid}, group {gid}, mode {mode:04o}", shown(name));
+    if mode & 0o002 != 0 && uid != me {
+        return Err(Error::Permission(format!(
+            "{}: writable by every user and not created by this user (uid {me}), so anyone could \
+             have made or changed it; remove it (`{}`) and create it with group access (0660)",
+            who(),
+            rm_command(name)
+        )));
+    }
+    if uid == me || uid == 0 || me == 0 {
+        return Ok(());
+    }
+    let need = match access {
+        Access::ReadOnly => 0o040,
+        Access::ReadWrite => 0o060,
+    };
+    let in_group = gid == rustix::process::getegid().as_raw()
+        || rustix::process::getgroups().is_ok_and(|g| g.iter().any(|g| g.as_raw() == gid));
+    if mode & need == need && in_group {
+        return Ok(());
+    }
+    Err(Error::Permission(format!(
+        "{}: it belongs to neither this user (uid {me}) nor root and is not shared with a group of \
+         this user, so another user could have created it under this name; share queues through a \
+         group (create with 0660 and a common group)",
+        who()
+    )))
 }
 
 /// Links the nameless object `fd` (opened with `O_TMPFILE`) at `path`; `EEXIST` if the
@@ -548,6 +608,7 @@ impl Segment {
     fn try_validate(fd: &OwnedFd, name: &str, access: Access) -> Result<Option<Segment>> {
         let corrupt = |what: String| Error::Corrupt(format!("{name:?}: {what}"));
         let st = rustix::fs::fstat(fd).map_err(|e| Error::os(e, "stat", name))?;
+        check_owner(name, st.st_uid, st.st_gid, st.st_mode, access)?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size < layout::HEADER_SIZE as u64 {
             return if size == 0 {

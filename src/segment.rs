@@ -130,18 +130,31 @@ impl Config {
 }
 
 /// Checks a queue name: 1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`
-/// (`Error::InvalidName` otherwise). Every call that takes a name checks it this way.
+/// (`Error::InvalidName` otherwise, saying which rule the name breaks). Every call that
+/// takes a name checks it this way.
 ///
 /// ```
 /// assert!(shmq::validate_name("orders.eu-1_a").is_ok());
 /// assert!(shmq::validate_name(".hidden").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+    let broken = if name.is_empty() {
+        "is empty".to_owned()
+    } else if name.len() > MAX_NAME_LEN {
+        format!("is longer than {MAX_NAME_LEN} bytes")
+    } else if name.starts_with('.') {
+        "starts with '.'".to_owned()
+    } else if let Some((i, c)) =
+        name.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!("has {c:?} at byte {i}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName(format!(
+        "{} {broken}: use 1-{MAX_NAME_LEN} bytes of [A-Za-z0-9._-], not starting with '.'",
+        shown(name)
+    )))
 }
 
 fn object_name(name: &str) -> String {
@@ -153,7 +166,7 @@ fn object_path(name: &str) -> String {
     format!("{SHM_DIR}/{PREFIX}{name}")
 }
 
-/// The name as messages show it: quoted, and cut to its first 40 bytes if longer.
+/// The name as messages show it: quoted, and cut to its first 40 bytes if longer (saying so).
 pub(crate) fn shown(name: &str) -> String {
     const MAX: usize = 40;
     if name.len() <= MAX {
@@ -163,7 +176,7 @@ pub(crate) fn shown(name: &str) -> String {
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{:?}... ({} bytes)", &name[..end], name.len())
+    format!("{:?} (the first {end} of {} bytes)", &name[..end], name.len())
 }
 
 /// The command that removes queue `name`, for messages.
@@ -179,6 +192,11 @@ fn rm_command(name: &str) -> String {
 
 /// Checks the creation options (`InvalidArgument` with what is wrong).
 fn check_options(capacity: u64, max_message: u32, permissions: u32) -> Result<()> {
+    if max_message == 0 {
+        return Err(Error::InvalidArgument(
+            "max_message must be at least 1 byte (a queue with max_message 0 carries only empty messages)".into(),
+        ));
+    }
     if Geometry::new(capacity, max_message).is_none() {
         return Err(Error::InvalidArgument(format!(
             "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
@@ -336,9 +354,11 @@ impl From<Error> for OpenError {
 impl From<OpenError> for Error {
     fn from(e: OpenError) -> Self {
         match e {
-            OpenError::CreatorDied => {
-                Error::Corrupt("its creator died before finishing it; remove it or use open_or_create".into())
-            }
+            OpenError::CreatorDied => Error::Corrupt(
+                "it is unfinished: the process that created it died before it was ready; remove it \
+                 with `shmq rm NAME` (Queue::remove), or open it with open_or_create, which replaces it"
+                    .into(),
+            ),
             OpenError::Other(e) => e,
         }
     }
@@ -505,7 +525,7 @@ impl Segment {
             Err(Errno::NOSPC) => {
                 return Err(Error::Io {
                     context: format!(
-                        "create {name:?}: {SHM_DIR} has no room for {total} bytes (capacity plus {} header); \
+                        "{SHM_DIR} has no room for {total} bytes (capacity plus {} header); \
                          see `df -h {SHM_DIR}` (containers often give it only 64 MiB)",
                         layout::HEADER_SIZE
                     ),
@@ -596,7 +616,11 @@ impl Segment {
                         unlocked_since = None;
                     }
                     if started.elapsed() > READY_WAIT {
-                        return Err(Error::Busy(format!("queue {name:?} is still being created")).into());
+                        return Err(Error::Busy(format!(
+                            "queue {} is still being created by another process",
+                            shown(name)
+                        ))
+                        .into());
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -606,7 +630,7 @@ impl Segment {
 
     /// `Ok(None)` while the object is unfinished (too small, or not ready).
     fn try_validate(fd: &OwnedFd, name: &str, access: Access) -> Result<Option<Segment>> {
-        let corrupt = |what: String| Error::Corrupt(format!("{name:?}: {what}"));
+        let corrupt = |what: String| Error::Corrupt(format!("{}: {what}", shown(name)));
         let st = rustix::fs::fstat(fd).map_err(|e| Error::os(e, "stat", name))?;
         check_owner(name, st.st_uid, st.st_gid, st.st_mode, access)?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
@@ -646,28 +670,31 @@ impl Segment {
         // SAFETY: the header mapping made above; `h` is not used after this.
         let _ = unsafe { rustix::mm::munmap(hbase.as_ptr().cast(), layout::HEADER_SIZE) };
 
-        if state != layout::STATE_READY {
-            if state == layout::STATE_INITIALIZING && magic == 0 {
-                return Ok(None);
-            }
-            if state != layout::STATE_INITIALIZING {
-                return Err(corrupt(format!("unknown state {state}")));
-            }
+        if state == layout::STATE_INITIALIZING && magic == 0 {
+            return Ok(None); // nothing written yet
         }
         if magic != layout::MAGIC {
-            return Err(corrupt("not a shmq queue (bad magic)".into()));
+            return Err(corrupt(format!(
+                "not a shmq queue: its first 8 bytes are {:?}, not shmq's magic {:?}",
+                String::from_utf8_lossy(&magic.to_le_bytes()),
+                String::from_utf8_lossy(&layout::MAGIC.to_le_bytes())
+            )));
+        }
+        if state == layout::STATE_INITIALIZING {
+            return Ok(None);
         }
         if state != layout::STATE_READY {
-            return Ok(None);
+            return Err(corrupt(format!("unknown state {state} (expected 0 or 1)")));
         }
         if version != layout::LAYOUT_VERSION {
             return Err(Error::Incompatible(format!(
-                "{name:?} has layout version {version}, this build reads version {}",
+                "queue {} has layout version {version}, this build reads version {}",
+                shown(name),
                 layout::LAYOUT_VERSION
             )));
         }
         if hash != layout::layout_hash() {
-            return Err(Error::Incompatible(format!("{name:?} was made by a build with another layout")));
+            return Err(Error::Incompatible(format!("queue {} was made by a build with another layout", shown(name))));
         }
         let mode = Mode::from_raw(mode).ok_or_else(|| corrupt(format!("unknown mode {mode}")))?;
         if Geometry::new(capacity, max_message).is_none() {
@@ -837,8 +864,9 @@ impl Segment {
     /// the retired totals first).
     pub fn register(&self, range: std::ops::Range<usize>, role: u32) -> Result<usize> {
         for i in range.clone() {
-            let got = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_WRLCK as libc::c_short)
-                .map_err(|e| Error::Io { context: format!("lock a slot of {:?}", self.config.name), source: e })?;
+            let got = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_WRLCK as libc::c_short).map_err(
+                |e| Error::Io { context: format!("lock a slot of queue {}", shown(&self.config.name)), source: e },
+            )?;
             if !got {
                 continue;
             }
@@ -861,9 +889,9 @@ impl Segment {
             // Relaxed: for the message only.
             let pid = self.slot(range.start).pid.load(Ordering::Relaxed);
             let who = if range.start == 0 { "consumer" } else { "producer" };
-            format!("queue {:?} already has a live {who} (pid {pid})", self.config.name)
+            format!("queue {} already has a live {who} (pid {pid})", shown(&self.config.name))
         } else {
-            format!("participant table of {:?} is full ({} producers)", self.config.name, range.len())
+            format!("participant table of queue {} is full ({} producers)", shown(&self.config.name), range.len())
         };
         Err(Error::Busy(what))
     }

@@ -32,8 +32,9 @@ pub enum Error {
     /// `create` of a name that already exists.
     #[error("a queue named {0:?} already exists")]
     Exists(String),
-    /// The name is not 1–200 bytes of `[A-Za-z0-9._-]` not starting with `.`.
-    #[error("invalid queue name {0:?}: use 1-200 bytes of [A-Za-z0-9._-], not starting with '.'")]
+    /// The name is not 1–200 bytes of `[A-Za-z0-9._-]` not starting with `.`. The text
+    /// shows the name (cut if long) and the rule it breaks.
+    #[error("invalid queue name {0}")]
     InvalidName(String),
     /// A bad option, length or call order.
     #[error("invalid argument: {0}")]
@@ -55,8 +56,10 @@ pub enum Error {
     /// The queue was removed and (for a consumer) everything in it has been received.
     #[error("queue is closed")]
     Closed,
-    /// Any other operating-system error.
-    #[error("{context}: {source}")]
+    /// Any other operating-system error. Its text is what shmq was doing; the OS error is
+    /// its [`source`](std::error::Error::source) (print the chain, e.g. `{:#}` with
+    /// `anyhow`, to see both).
+    #[error("{context}")]
     Io {
         /// What shmq was doing.
         context: String,

@@ -5,12 +5,28 @@
 //! here trusts the segment after that. Liveness comes from the kernel: each participant
 //! holds an OFD (open file description) write lock on one byte of the object, which the
 //! kernel drops when the process dies (and keeps while it is stopped).
+//!
+//! ## `fork()` without `exec`
+//! A child made by `fork()` inherits its parent's descriptors, and with them the open file
+//! descriptions that hold the parent's slot locks: without care, a dead parent's slot would
+//! stay "alive" for as long as the child lives (the mapping keeps the description too).
+//! So every segment's descriptor and mapping are entered in a fixed, lock-free table of
+//! this process, and a `pthread_atfork` child handler (no lock, no allocation: atomics,
+//! `dup3` and `mmap`) replaces them in the child: the descriptor by one of an empty
+//! placeholder file, the mapping by private zero pages. The child then holds
+//! nothing of its parent's locks: when the parent dies its slots are free, and when the
+//! child exits the parent's slots stay its own. The same handler bumps a fork generation;
+//! every segment remembers the generation it was opened in, and
+//! [`Segment::check_same_process`] compares the two with one relaxed load, so a handle
+//! used in a forked child refuses with a clear error instead of working on a slot it does
+//! not own. A child opens handles of its own. (`std::process::Command` and `posix_spawn`
+//! start programs with `exec`; inherited handles are never used there.)
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{FallocateFlags, Mode as FileMode};
+use rustix::fs::{AtFlags, CWD, FallocateFlags, Mode as FileMode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
@@ -28,6 +44,11 @@ pub(crate) const PREFIX: &str = "shmq.";
 pub const MAX_NAME_LEN: usize = 200;
 /// How long an opener waits for a creator that holds the creation lock.
 const READY_WAIT: Duration = Duration::from_secs(2);
+/// How long an opener watches an unfinished object whose creation lock nobody holds
+/// before it calls the creator dead. This build never shows an unfinished object under a
+/// queue's name (see [`Segment::create`]); builds before it took the lock just after
+/// creating the object, and this covers that gap.
+const ABANDONED_GRACE: Duration = Duration::from_millis(20);
 
 /// Single-producer or multi-producer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -122,22 +143,149 @@ fn new_salt() -> u64 {
 }
 
 /// Checks a queue name: 1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`
-/// (`Error::InvalidName` otherwise). Every call that takes a name checks it this way.
+/// (`Error::InvalidName` otherwise, saying which rule the name breaks). Every call that
+/// takes a name checks it this way.
 ///
 /// ```
 /// assert!(shmq::validate_name("orders.eu-1_a").is_ok());
 /// assert!(shmq::validate_name(".hidden").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(Error::InvalidName(name.to_owned())) }
+    let broken = if name.is_empty() {
+        "is empty".to_owned()
+    } else if name.len() > MAX_NAME_LEN {
+        format!("is longer than {MAX_NAME_LEN} bytes")
+    } else if name.starts_with('.') {
+        "starts with '.'".to_owned()
+    } else if let Some((i, c)) =
+        name.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!("has {c:?} at byte {i}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName(format!(
+        "{} {broken}: use 1-{MAX_NAME_LEN} bytes of [A-Za-z0-9._-], not starting with '.'",
+        shown(name)
+    )))
 }
 
 fn object_name(name: &str) -> String {
     format!("/{PREFIX}{name}")
+}
+
+/// `/dev/shm/shmq.NAME`.
+fn object_path(name: &str) -> String {
+    format!("{SHM_DIR}/{PREFIX}{name}")
+}
+
+/// The name as messages show it: quoted, and cut to its first 40 bytes if longer (saying so).
+pub(crate) fn shown(name: &str) -> String {
+    const MAX: usize = 40;
+    if name.len() <= MAX {
+        return format!("{name:?}");
+    }
+    let mut end = MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?} (the first {end} of {} bytes)", &name[..end], name.len())
+}
+
+/// The command that removes queue `name`, for messages.
+fn rm_command(name: &str) -> String {
+    if name.len() > 40 {
+        "shmq rm NAME".into()
+    } else if name.starts_with('-') {
+        format!("shmq rm -- {name}")
+    } else {
+        format!("shmq rm {name}")
+    }
+}
+
+/// Checks the creation options (`InvalidArgument` with what is wrong).
+fn check_options(capacity: u64, max_message: u32, permissions: u32) -> Result<()> {
+    if max_message == 0 {
+        return Err(Error::InvalidArgument(
+            "max_message must be at least 1 byte (a queue with max_message 0 carries only empty messages)".into(),
+        ));
+    }
+    if Geometry::new(capacity, max_message, 0).is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
+             (got capacity {capacity}, max_message {max_message})",
+            layout::MIN_CAPACITY,
+            layout::MAX_CAPACITY
+        )));
+    }
+    if permissions & !0o777 != 0 || permissions & 0o600 != 0o600 {
+        return Err(Error::InvalidArgument(format!(
+            "permissions {permissions:o}: give octal bits within 0777 that include 0600"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the object's owner and mode make it safe to use (`Permission` otherwise). The
+/// kernel already refuses what the mode bits refuse; this refuses what they allow but a
+/// careful program should not trust: a queue another user could have created under the
+/// expected name (to read what we send, or feed us messages), or one anyone may write.
+///
+/// The rule, for the effective user `me`:
+/// 1. An object writable by every user (`o+w`, e.g. mode `0666`) is used only by
+///    processes of its owner: anyone else refuses it, root included.
+/// 2. Otherwise an object owned by `me` or by root is accepted, and root accepts any owner.
+/// 3. An object of another user is accepted only if it is shared through a group: its
+///    group is `me`'s effective group or one of its supplementary groups, and the group
+///    bits grant what we ask (read for `inspect`, read and write for producers and
+///    consumers). This is the supported multi-user setup: create with
+///    `permissions(0o660)` while the shared group is the creator's effective group (or
+///    `chgrp` the object `/dev/shm/shmq.NAME` afterwards); every member may then use it.
+///
+/// Anything else (another user's object readable through the "others" bits) is refused.
+fn check_owner(name: &str, uid: u32, gid: u32, mode: u32, access: Access) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    let mode = mode & 0o7777;
+    let who = || format!("queue {} is owned by uid {uid}, group {gid}, mode {mode:04o}", shown(name));
+    if mode & 0o002 != 0 && uid != me {
+        return Err(Error::Permission(format!(
+            "{}: writable by every user and not created by this user (uid {me}), so anyone could \
+             have made or changed it; remove it (`{}`) and create it with group access (0660)",
+            who(),
+            rm_command(name)
+        )));
+    }
+    if uid == me || uid == 0 || me == 0 {
+        return Ok(());
+    }
+    let need = match access {
+        Access::ReadOnly => 0o040,
+        Access::ReadWrite => 0o060,
+    };
+    let in_group = gid == rustix::process::getegid().as_raw()
+        || rustix::process::getgroups().is_ok_and(|g| g.iter().any(|g| g.as_raw() == gid));
+    if mode & need == need && in_group {
+        return Ok(());
+    }
+    Err(Error::Permission(format!(
+        "{}: it belongs to neither this user (uid {me}) nor root and is not shared with a group of \
+         this user, so another user could have created it under this name; share queues through a \
+         group (create with 0660 and a common group)",
+        who()
+    )))
+}
+
+/// Links the nameless object `fd` (opened with `O_TMPFILE`) at `path`; `EEXIST` if the
+/// name is taken. Through `/proc/self/fd` (needs no privilege), else with `AT_EMPTY_PATH`
+/// (needs `CAP_DAC_READ_SEARCH`).
+fn publish_nameless(fd: &OwnedFd, path: &str) -> std::result::Result<(), Errno> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::fs::linkat(CWD, &proc_path, CWD, path, AtFlags::SYMLINK_FOLLOW) {
+        Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::NOTDIR) => {
+            rustix::fs::linkat(fd, "", CWD, path, AtFlags::EMPTY_PATH)
+        }
+        other => other,
+    }
 }
 
 pub(crate) fn now_unix_ns() -> u64 {
@@ -219,9 +367,11 @@ impl From<Error> for OpenError {
 impl From<OpenError> for Error {
     fn from(e: OpenError) -> Self {
         match e {
-            OpenError::CreatorDied => {
-                Error::Corrupt("its creator died before finishing it; remove it or use open_or_create".into())
-            }
+            OpenError::CreatorDied => Error::Corrupt(
+                "it is unfinished: the process that created it died before it was ready; remove it \
+                 with `shmq rm NAME` (Queue::remove), or open it with open_or_create, which replaces it"
+                    .into(),
+            ),
             OpenError::Other(e) => e,
         }
     }
@@ -229,11 +379,20 @@ impl From<OpenError> for Error {
 
 /// A mapped queue segment. Each handle has its own: its own file description (so its own
 /// OFD locks) and its own mapping.
+///
+/// A segment belongs to the process that opened it: in a child made by `fork()` it holds
+/// no lock, and [`Segment::check_same_process`] fails (see the module documentation).
 pub(crate) struct Segment {
     fd: OwnedFd,
     base: NonNull<u8>,
     len: usize,
     config: Config,
+    /// Entry of `fd` in the fork table.
+    fork_entry: usize,
+    /// The fork generation this segment was opened in.
+    generation: u64,
+    /// Pid of the process that opened it (for messages).
+    opener_pid: u32,
 }
 
 // SAFETY: the mapping is shared memory used only through atomics and protocol-guarded
@@ -256,35 +415,108 @@ fn map(fd: &OwnedFd, len: usize, access: Access) -> Result<NonNull<u8>> {
 }
 
 impl Segment {
-    /// Creates a new queue object: `O_CREAT|O_EXCL`, exact permissions, memory reserved,
-    /// header written, then `ready` stored with Release.
+    /// Creates a new queue object, race-free: the object is made nameless (`O_TMPFILE` in
+    /// `/dev/shm`), given its exact permissions, its memory reserved and its header written
+    /// with `state` ready, and only then linked under its name with `linkat`, which fails
+    /// with `EEXIST` if the name is taken. So no other process ever sees this creator's
+    /// object unfinished, and a creator that dies leaves nothing behind (a nameless object
+    /// vanishes with its last descriptor). Where `O_TMPFILE` or the `/proc/self/fd` link
+    /// is unavailable, a hidden temporary name (`/dev/shm/.shmq-new.*`) stands in for the
+    /// nameless object: the publication is still one atomic `link`.
     pub fn create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
         validate_name(name)?;
-        if Geometry::new(capacity, max_message, 0).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity must be a power of two in {}..={} and max_message at most capacity/2 \
-                 (got capacity {capacity}, max_message {max_message})",
-                layout::MIN_CAPACITY,
-                layout::MAX_CAPACITY
-            )));
+        check_options(capacity, max_message, permissions)?;
+        match Self::create_nameless(name, mode, capacity, max_message, permissions) {
+            Some(result) => result,
+            None => Self::create_named(name, mode, capacity, max_message, permissions),
         }
-        if permissions & !0o777 != 0 || permissions & 0o600 != 0o600 {
-            return Err(Error::InvalidArgument(format!(
-                "permissions {permissions:o}: give octal bits within 0777 that include 0600"
-            )));
+    }
+
+    /// [`Segment::create`] through `O_TMPFILE`; `None` where that is unavailable.
+    fn create_nameless(
+        name: &str,
+        mode: Mode,
+        capacity: u64,
+        max_message: u32,
+        permissions: u32,
+    ) -> Option<Result<Config>> {
+        let io = |what: &str, e: Errno| Error::os(e, what, name);
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(SHM_DIR, flags, FileMode::from_raw_mode(0o600)) {
+            Ok(fd) => fd,
+            // Kernels or filesystems without O_TMPFILE.
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => return None,
+            Err(e) => return Some(Err(io("create", e))),
+        };
+        let config = match Self::initialize(&fd, name, mode, capacity, max_message, permissions) {
+            Ok(config) => config,
+            Err(e) => return Some(Err(e)),
+        };
+        match publish_nameless(&fd, &object_path(name)) {
+            Ok(()) => Some(Ok(config)),
+            // No /proc and no CAP_DAC_READ_SEARCH.
+            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::NOTDIR) => None,
+            Err(e) => Some(Err(io("create", e))),
         }
-        let oname = object_name(name);
-        let fd = shm::open(
-            &oname,
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            FileMode::from_raw_mode(0o600),
-        )
-        .map_err(|e| Error::os(e, "create", name))?;
-        let result = Self::initialize(&fd, name, mode, capacity, max_message, permissions);
-        if result.is_err() {
-            let _ = shm::unlink(&oname);
-        }
+    }
+
+    /// [`Segment::create`] through a hidden temporary name, published by an atomic `link`.
+    fn create_named(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+        let io = |what: &str, e: Errno| Error::os(e, what, name);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // Relaxed: a counter that only has to differ between calls of this process.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = format!("{SHM_DIR}/.shmq-new.{}.{n}.{}", std::process::id(), now_unix_ns());
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = rustix::fs::open(&tmp, flags, FileMode::from_raw_mode(0o600)).map_err(|e| io("create", e))?;
+        let result = Self::initialize(&fd, name, mode, capacity, max_message, permissions)
+            .and_then(|config| rustix::fs::link(&tmp, object_path(name)).map(|()| config).map_err(|e| io("create", e)));
+        let _ = rustix::fs::unlink(&tmp);
         result
+    }
+
+    /// Opens the queue if it exists, creates it otherwise; an existing queue must have the
+    /// same mode, capacity and `max_message` (else `InvalidArgument`). An object left
+    /// unfinished by a creator that died (only builds older than this one could leave one:
+    /// this build publishes complete objects) is replaced, see [`Segment::remove_abandoned`].
+    /// A name that is removed and recreated meanwhile is retried for a bounded time.
+    #[allow(dead_code)] // until `Queue::open_or_create` calls it
+    pub fn open_or_create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+        validate_name(name)?;
+        check_options(capacity, max_message, permissions)?;
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            match Self::create(name, mode, capacity, max_message, permissions) {
+                Err(Error::Exists(_)) => {}
+                other => return other,
+            }
+            match Self::open(name, Access::ReadOnly) {
+                Ok(seg) => {
+                    let c = seg.config().clone();
+                    if c.mode != mode || c.capacity != capacity || c.max_message != max_message {
+                        return Err(Error::InvalidArgument(format!(
+                            "queue {} exists as {} with capacity {} and max_message {}",
+                            shown(name),
+                            c.mode,
+                            c.capacity,
+                            c.max_message
+                        )));
+                    }
+                    return Ok(c);
+                }
+                Err(OpenError::CreatorDied) => Self::remove_abandoned(name)?,
+                // Removed between our create and our open: try again.
+                Err(OpenError::Other(Error::NotFound(_))) => {}
+                Err(OpenError::Other(e)) => return Err(e),
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Busy(format!(
+                    "queue {} keeps being removed and created again by other processes",
+                    shown(name)
+                )));
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn initialize(
@@ -296,10 +528,6 @@ impl Segment {
         permissions: u32,
     ) -> Result<Config> {
         let io = |what: &str, e: Errno| Error::os(e, what, name);
-        // Held until the header is ready: an opener that finds the object unfinished and
-        // this lock free knows the creator died.
-        ofd_setlk(fd, layout::CREATOR_LOCK_BYTE, libc::F_WRLCK as libc::c_short)
-            .map_err(|e| Error::Io { context: format!("lock {name:?}"), source: e })?;
         // The umask masked shm_open's mode; fchmod sets exactly what was asked.
         rustix::fs::fchmod(fd, FileMode::from_raw_mode(permissions)).map_err(|e| io("chmod", e))?;
         let total = layout::HEADER_SIZE as u64 + capacity;
@@ -354,13 +582,33 @@ impl Segment {
         }
         // SAFETY: `base`/`len` are the mapping made above, unused after this.
         let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), len) };
-        let _ = ofd_setlk(fd, layout::CREATOR_LOCK_BYTE, libc::F_UNLCK as libc::c_short);
         Ok(config)
     }
 
-    /// Opens and validates an existing queue.
+    /// Opens and validates an existing queue. An unfinished object is waited for while some
+    /// process holds its creation lock (builds before this one created objects in place,
+    /// under that lock); one whose lock is free is given [`ABANDONED_GRACE`] to change, then
+    /// reported as [`OpenError::CreatorDied`].
+    ///
+    /// The segment's descriptor is entered in the fork table before it can hold any lock;
+    /// if a `fork()` ran meanwhile (the child may have a copy of the descriptor that the
+    /// table does not know), the segment is dropped and opened anew.
     pub fn open(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         validate_name(name)?;
+        for _ in 0..100 {
+            let forks = fork::forks_started();
+            let mut seg = Self::open_unregistered(name, access)?;
+            seg.fork_entry = fork::enter(&seg.fd, seg.base.as_ptr(), seg.len)?;
+            seg.generation = fork::generation();
+            seg.opener_pid = std::process::id();
+            if fork::forks_started() == forks {
+                return Ok(seg);
+            }
+        }
+        Err(Error::Busy("this process keeps forking: no open got through between two forks".into()).into())
+    }
+
+    fn open_unregistered(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         let oname = object_name(name);
         let flags = match access {
             Access::ReadOnly => shm::OFlags::RDONLY,
@@ -368,20 +616,26 @@ impl Segment {
         };
         let fd = shm::open(&oname, flags, FileMode::empty()).map_err(|e| Error::os(e, "open", name))?;
         let started = Instant::now();
+        let mut unlocked_since = None;
         loop {
             match Self::try_validate(&fd, name, access)? {
                 Some(seg) => return Ok(seg),
                 None => {
                     // Unfinished: wait while its creator lives and holds the lock.
                     if !ofd_held(&fd, layout::CREATOR_LOCK_BYTE) {
-                        // Re-check once: the creator may have finished just now.
-                        return match Self::try_validate(&fd, name, access)? {
-                            Some(seg) => Ok(seg),
-                            None => Err(OpenError::CreatorDied),
-                        };
+                        let since = *unlocked_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > ABANDONED_GRACE {
+                            return Err(OpenError::CreatorDied);
+                        }
+                    } else {
+                        unlocked_since = None;
                     }
                     if started.elapsed() > READY_WAIT {
-                        return Err(Error::Busy(format!("queue {name:?} is still being created")).into());
+                        return Err(Error::Busy(format!(
+                            "queue {} is still being created by another process",
+                            shown(name)
+                        ))
+                        .into());
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -391,8 +645,9 @@ impl Segment {
 
     /// `Ok(None)` while the object is unfinished (too small, or not ready).
     fn try_validate(fd: &OwnedFd, name: &str, access: Access) -> Result<Option<Segment>> {
-        let corrupt = |what: String| Error::Corrupt(format!("{name:?}: {what}"));
+        let corrupt = |what: String| Error::Corrupt(format!("{}: {what}", shown(name)));
         let st = rustix::fs::fstat(fd).map_err(|e| Error::os(e, "stat", name))?;
+        check_owner(name, st.st_uid, st.st_gid, st.st_mode, access)?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size < layout::HEADER_SIZE as u64 {
             return if size == 0 {
@@ -432,28 +687,31 @@ impl Segment {
         // SAFETY: the header mapping made above; `h` is not used after this.
         let _ = unsafe { rustix::mm::munmap(hbase.as_ptr().cast(), layout::HEADER_SIZE) };
 
-        if state != layout::STATE_READY {
-            if state == layout::STATE_INITIALIZING && magic == 0 {
-                return Ok(None);
-            }
-            if state != layout::STATE_INITIALIZING {
-                return Err(corrupt(format!("unknown state {state}")));
-            }
+        if state == layout::STATE_INITIALIZING && magic == 0 {
+            return Ok(None); // nothing written yet
         }
         if magic != layout::MAGIC {
-            return Err(corrupt("not a shmq queue (bad magic)".into()));
+            return Err(corrupt(format!(
+                "not a shmq queue: its first 8 bytes are {:?}, not shmq's magic {:?}",
+                String::from_utf8_lossy(&magic.to_le_bytes()),
+                String::from_utf8_lossy(&layout::MAGIC.to_le_bytes())
+            )));
+        }
+        if state == layout::STATE_INITIALIZING {
+            return Ok(None);
         }
         if state != layout::STATE_READY {
-            return Ok(None);
+            return Err(corrupt(format!("unknown state {state} (expected 0 or 1)")));
         }
         if version != layout::LAYOUT_VERSION {
             return Err(Error::Incompatible(format!(
-                "{name:?} has layout version {version}, this build reads version {}",
+                "queue {} has layout version {version}, this build reads version {}",
+                shown(name),
                 layout::LAYOUT_VERSION
             )));
         }
         if hash != layout::layout_hash() {
-            return Err(Error::Incompatible(format!("{name:?} was made by a build with another layout")));
+            return Err(Error::Incompatible(format!("queue {} was made by a build with another layout", shown(name))));
         }
         let mode = Mode::from_raw(mode).ok_or_else(|| corrupt(format!("unknown mode {mode}")))?;
         if Geometry::new(capacity, max_message, salt).is_none() {
@@ -474,7 +732,15 @@ impl Segment {
         let len = usize::try_from(expect).map_err(|_| corrupt("too large to map".into()))?;
         let base = map(fd, len, access)?;
         let fd = fd.try_clone().map_err(|e| Error::Io { context: "dup".into(), source: e })?;
-        Ok(Some(Segment { fd, base, len, config: Config { mode, ..config } }))
+        Ok(Some(Segment {
+            fd,
+            base,
+            len,
+            config: Config { mode, ..config },
+            fork_entry: usize::MAX,
+            generation: 0,
+            opener_pid: 0,
+        }))
     }
 
     /// Marks the queue closed, wakes every waiter, and unlinks its name.
@@ -511,10 +777,14 @@ impl Segment {
     }
 
     /// Unlinks `name` if it is an unfinished object whose creator is dead (used by
-    /// `open_or_create`). We take the creator lock ourselves, so no creator can still be
-    /// working on it, and unlink only if the name still refers to the object we locked.
-    /// What remains is a narrow window in which another process replaces the object between
-    /// our check and the unlink; the loser of that race then gets `NotFound` and retries.
+    /// `open_or_create`). Death is proven, not guessed: we take the creation lock ourselves
+    /// (so no creator holds it, and no second replacer can run this on the same object at
+    /// once), then, under that lock, check that the object is still unfinished and that the
+    /// name still refers to the object we locked (same inode and device), and only then
+    /// unlink. A concurrent replacer that already swapped in a fresh object makes the
+    /// inode differ, so we never unlink someone else's new queue. The one thing this cannot
+    /// exclude is a `Queue::remove` plus a `create` by others between our inode check and
+    /// our unlink (microseconds); a remove racing a create is a race at the caller's level.
     pub fn remove_abandoned(name: &str) -> Result<()> {
         let oname = object_name(name);
         let fd = match shm::open(&oname, shm::OFlags::RDWR, FileMode::empty()) {
@@ -522,31 +792,49 @@ impl Segment {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(Error::os(e, "open", name)),
         };
-        let lock = |k| {
-            ofd_setlk(&fd, layout::CREATOR_LOCK_BYTE, k)
-                .map_err(|e| Error::Io { context: format!("lock {name:?}"), source: e })
-        };
-        if !lock(libc::F_WRLCK as libc::c_short)? {
-            return Ok(()); // a creator is alive: leave it alone, the caller retries
+        let got = ofd_setlk(&fd, layout::CREATOR_LOCK_BYTE, libc::F_WRLCK as libc::c_short)
+            .map_err(|e| Error::Io { context: format!("lock queue {}", shown(name)), source: e })?;
+        if !got {
+            return Ok(()); // a creator (or another replacer) holds it: the caller retries
         }
-        let unfinished = matches!(Self::try_validate(&fd, name, Access::ReadOnly), Ok(None));
-        let same = match shm::open(&oname, shm::OFlags::RDONLY, FileMode::empty()) {
-            Ok(again) => {
-                let (a, b) = (rustix::fs::fstat(&fd), rustix::fs::fstat(&again));
-                matches!((a, b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-            }
-            Err(_) => false,
-        };
-        if unfinished && same {
-            shm::unlink(&oname)
-                .or_else(|e| if e == Errno::NOENT { Ok(()) } else { Err(e) })
-                .map_err(|e| Error::os(e, "remove", name))?;
+        if !matches!(Self::try_validate(&fd, name, Access::ReadOnly), Ok(None)) {
+            return Ok(()); // finished meanwhile, or broken in a way we do not repair
         }
-        Ok(())
+        let ours = rustix::fs::fstat(&fd).map_err(|e| Error::os(e, "stat", name))?;
+        match rustix::fs::stat(object_path(name)) {
+            Ok(now) if now.st_ino == ours.st_ino && now.st_dev == ours.st_dev => {}
+            _ => return Ok(()), // the name moved on to another object (or is gone)
+        }
+        match shm::unlink(&oname) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::os(e, "remove", name)),
+        }
+        // `fd` closes here, releasing the creation lock of the unlinked object.
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// `Err(InvalidArgument)` if this segment was opened by a parent of this process and
+    /// inherited through `fork()`: its locks stayed with the parent, so a handle on it must
+    /// not be used here (open a new one). One relaxed load; no system call.
+    #[inline]
+    pub fn check_same_process(&self) -> Result<()> {
+        if fork::generation() == self.generation {
+            return Ok(());
+        }
+        Err(self.inherited())
+    }
+
+    #[cold]
+    fn inherited(&self) -> Error {
+        Error::InvalidArgument(format!(
+            "this handle on queue {} was opened by process {} and inherited through fork(); \
+             a forked child must open its own handles",
+            shown(&self.config.name),
+            self.opener_pid
+        ))
     }
 
     pub fn header(&self) -> &Header {
@@ -595,8 +883,9 @@ impl Segment {
     /// the retired totals first).
     pub fn register(&self, range: std::ops::Range<usize>, role: u32) -> Result<usize> {
         for i in range.clone() {
-            let got = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_WRLCK as libc::c_short)
-                .map_err(|e| Error::Io { context: format!("lock a slot of {:?}", self.config.name), source: e })?;
+            let got = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_WRLCK as libc::c_short).map_err(
+                |e| Error::Io { context: format!("lock a slot of queue {}", shown(&self.config.name)), source: e },
+            )?;
             if !got {
                 continue;
             }
@@ -626,9 +915,9 @@ impl Segment {
             // Relaxed: for the message only.
             let pid = self.slot(range.start).pid.load(Ordering::Relaxed);
             let who = if range.start == 0 { "consumer" } else { "producer" };
-            format!("queue {:?} already has a live {who} (pid {pid})", self.config.name)
+            format!("queue {} already has a live {who} (pid {pid})", shown(&self.config.name))
         } else {
-            format!("participant table of {:?} is full ({} producers)", self.config.name, range.len())
+            format!("participant table of queue {} is full ({} producers)", shown(&self.config.name), range.len())
         };
         Err(Error::Busy(what))
     }
@@ -712,7 +1001,11 @@ impl Segment {
     }
 
     /// Gives slot `i` back (its counters to the retired totals) and drops its lock.
+    /// Does nothing in a forked child: the slot is the parent's.
     pub fn deregister(&self, i: usize) {
+        if self.check_same_process().is_err() {
+            return;
+        }
         self.retire(i);
         let slot = self.slot(i);
         // Relaxed: information for `inspect`; the unlock orders it for a successor. A
@@ -742,8 +1035,227 @@ fn fold(from: &Counters, to: &Counters) {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // Out of the fork table before the mapping goes and `fd` closes (after this
+        // function), so that the table never names memory or a descriptor number that
+        // something else may reuse.
+        fork::leave(self.fork_entry, &self.fd);
         // SAFETY: the mapping made in `try_validate`; nothing borrowed from it outlives
         // `self` (handles borrow their segment).
         let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The fork table: the descriptors of this process's segments, and what a forked child does
+/// with them. See the module documentation.
+mod fork {
+    use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+    use crate::error::{Error, Result};
+
+    /// Segments open at once in one process, at most.
+    const ENTRIES: usize = 4096;
+    /// An entry nobody uses.
+    const EMPTY: i32 = -1;
+    /// An entry being filled in.
+    const FILLING: i32 = -2;
+
+    /// One live segment: its descriptor (or `EMPTY`/`FILLING`) and its mapping.
+    struct Entry {
+        fd: AtomicI32,
+        base: AtomicUsize,
+        len: AtomicUsize,
+    }
+
+    static TABLE: [Entry; ENTRIES] =
+        [const { Entry { fd: AtomicI32::new(EMPTY), base: AtomicUsize::new(0), len: AtomicUsize::new(0) } }; ENTRIES];
+    /// A descriptor of an empty memfd (or /dev/null): what inherited descriptors become.
+    static PLACEHOLDER: AtomicI32 = AtomicI32::new(EMPTY);
+    /// Bumped in the child by every `fork()`: a segment opened in another generation was
+    /// inherited.
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    /// Bumped in the parent before every `fork()`.
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn prepare() {
+        // SeqCst, with `enter` and `forks_started`: either the fork's copy of memory holds
+        // a segment's table entry, or the opener's second `forks_started` sees this
+        // increment (and opens anew).
+        FORKS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Runs in the child, right after `fork()`, on its only thread. Async-signal-safe in
+    /// practice: atomics and two plain system calls (`dup3`, `mmap`), no lock, no
+    /// allocation.
+    ///
+    /// Both the descriptor and the mapping of a segment hold a reference to the parent's
+    /// open file description, and the description's OFD locks live as long as any
+    /// reference does: so both are replaced, the descriptor by the placeholder and the
+    /// mapping by private zero pages at the same address (an inherited handle that is
+    /// used anyway then touches only the child's own memory, never the queue, and never
+    /// faults).
+    extern "C" fn child() {
+        // Relaxed: the child has one thread now; threads it starts later are ordered
+        // after this by their creation.
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        let placeholder = PLACEHOLDER.load(Ordering::Relaxed);
+        for e in &TABLE {
+            // Relaxed: this thread's view of memory is the fork's copy; `enter` stored
+            // `base` and `len` before `fd` in program order.
+            let fd = e.fd.load(Ordering::Relaxed);
+            if fd < 0 {
+                continue;
+            }
+            let (base, len) = (e.base.load(Ordering::Relaxed), e.len.load(Ordering::Relaxed));
+            // SAFETY: `base..base + len` is the segment's mapping (entries leave the table
+            // before their mapping goes), so MAP_FIXED replaces only that; it is never
+            // accessed through references the kernel could invalidate (all accesses are
+            // atomics or raw copies).
+            unsafe {
+                libc::mmap(
+                    base as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if placeholder >= 0 {
+                // SAFETY: plain system call on descriptor numbers. `fd` is open (entries
+                // leave the table before their descriptor closes); replacing it drops the
+                // child's reference to the parent's open file description. The number
+                // stays taken (by the placeholder), so the inherited segment's eventual
+                // close is harmless.
+                unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
+            }
+        }
+    }
+
+    /// Opens the placeholder and installs the handlers, once; the OS error if that failed.
+    fn install() -> Result<()> {
+        static INSTALLED: OnceLock<Option<i32>> = OnceLock::new();
+        let error = INSTALLED.get_or_init(|| {
+            let placeholder = rustix::fs::memfd_create("shmq-fork-placeholder", rustix::fs::MemfdFlags::CLOEXEC)
+                .or_else(|_| {
+                    rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, 0.into())
+                });
+            match placeholder {
+                Ok(fd) => {
+                    // Relaxed: published to other threads by the `OnceLock`, to a child by
+                    // the fork itself.
+                    PLACEHOLDER.store(fd.into_raw_fd(), Ordering::Relaxed);
+                    // SAFETY: the handlers are `extern "C" fn()` that never unwind.
+                    let r = unsafe { libc::pthread_atfork(Some(prepare), None, Some(child)) };
+                    (r != 0).then_some(r)
+                }
+                Err(e) => Some(e.raw_os_error()),
+            }
+        });
+        match *error {
+            None => Ok(()),
+            Some(e) => Err(Error::Io {
+                context: "prepare for fork() (placeholder file, pthread_atfork)".into(),
+                source: std::io::Error::from_raw_os_error(e),
+            }),
+        }
+    }
+
+    /// Enters a segment (its descriptor and mapping) in the table; returns its entry.
+    pub(super) fn enter(fd: &OwnedFd, base: *mut u8, len: usize) -> Result<usize> {
+        install()?;
+        for (i, e) in TABLE.iter().enumerate() {
+            // SeqCst here and below: see `prepare`.
+            if e.fd.compare_exchange(EMPTY, FILLING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+                e.base.store(base as usize, Ordering::SeqCst);
+                e.len.store(len, Ordering::SeqCst);
+                e.fd.store(fd.as_raw_fd(), Ordering::SeqCst);
+                return Ok(i);
+            }
+        }
+        Err(Error::Busy(format!("this process has {ENTRIES} queue handles open, the most it may")))
+    }
+
+    /// Takes the segment of `fd` (entered at `entry`) out of the table; before its mapping
+    /// and descriptor go.
+    pub(super) fn leave(entry: usize, fd: &OwnedFd) {
+        if let Some(e) = TABLE.get(entry) {
+            // SeqCst: a fork after our munmap or close must not copy the entry (the child
+            // would replace memory or a descriptor number that something else may have
+            // taken by then). Only this segment's owner clears its own entry.
+            let _ = e.fd.compare_exchange(fd.as_raw_fd(), EMPTY, Ordering::SeqCst, Ordering::Relaxed);
+        }
+    }
+
+    /// How many forks this process began (as a parent).
+    pub(super) fn forks_started() -> u64 {
+        // SeqCst: see `prepare`.
+        FORKS.load(Ordering::SeqCst)
+    }
+
+    /// The fork generation of this process.
+    #[inline]
+    pub(super) fn generation() -> u64 {
+        // Relaxed: changed only in a forked child before it has a second thread.
+        GENERATION.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_named_fallback_creates_publishes_once_and_leaves_no_temporary_behind() {
+        let name = format!("unit-named-{}", std::process::id());
+        let _ = shm::unlink(object_name(&name));
+        let temporaries = || {
+            std::fs::read_dir(SHM_DIR)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&format!(".shmq-new.{}.", std::process::id())))
+                .count()
+        };
+        let c = Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600).unwrap();
+        assert!(matches!(Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600), Err(Error::Exists(_))));
+        let seg = Segment::open(&name, Access::ReadOnly).map_err(Error::from).unwrap();
+        assert_eq!(seg.config(), &c);
+        assert_eq!(temporaries(), 0);
+        drop(seg);
+        shm::unlink(object_name(&name)).unwrap();
+    }
+
+    #[test]
+    fn in_a_forked_child_the_segment_refuses_and_its_descriptor_is_no_longer_the_queue() {
+        let name = format!("unit-fork-{}", std::process::id());
+        let _ = shm::unlink(object_name(&name));
+        Segment::create(&name, Mode::Mpsc, 4096, 64, 0o600).unwrap();
+        let seg = Segment::open(&name, Access::ReadWrite).map_err(Error::from).unwrap();
+        assert_eq!(seg.register(0..1, layout::ROLE_CONSUMER).unwrap(), 0);
+        let ino = rustix::fs::fstat(&seg.fd).unwrap().st_ino;
+        // SAFETY: the child only loads atomics, makes system calls, formats one error
+        // (glibc's malloc is fork-safe) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let refused = matches!(seg.check_same_process(), Err(Error::InvalidArgument(_)));
+            let replaced = rustix::fs::fstat(&seg.fd).map(|st| st.st_ino != ino).unwrap_or(false);
+            // Relaxed: a plain look; the child's mapping is private zero pages now.
+            let unmapped = seg.header().identity.magic.load(Ordering::Relaxed) == 0;
+            // SAFETY: leaves the child without running the parent's destructors.
+            unsafe { libc::_exit(if refused && replaced && unmapped { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+        seg.check_same_process().unwrap();
+        let other = Segment::open(&name, Access::ReadOnly).map_err(Error::from).unwrap();
+        assert!(other.slot_alive(0), "the parent still holds its slot after the child exited");
+        seg.deregister(0);
+        assert!(!other.slot_alive(0));
+        drop((seg, other));
+        shm::unlink(object_name(&name)).unwrap();
     }
 }

@@ -104,6 +104,26 @@ fn a_bad_magic_is_corrupt() {
 }
 
 #[test]
+fn an_object_that_is_not_a_queue_is_called_that() {
+    let q = TestQueue::name("not-a-queue");
+    let mut text = b"just some text, not a queue".repeat(1000);
+    text.resize(HEADER as usize + CAPACITY as usize, b'.');
+    std::fs::write(q.path(), &text).unwrap();
+    let e = Producer::open(&q.name).unwrap_err().to_string();
+    assert!(e.contains("not a shmq queue") && e.contains("just som"), "{e}");
+    assert!(!e.contains("unknown state"), "{e}");
+    Queue::remove(&q.name).unwrap();
+}
+
+#[test]
+fn an_unfinished_object_says_how_to_remove_or_replace_it() {
+    let q = TestQueue::name("unfinished-text");
+    std::fs::File::create(q.path()).unwrap();
+    let e = Consumer::open(&q.name).unwrap_err().to_string();
+    assert!(e.contains("shmq rm") && e.contains("open_or_create") && e.contains("died"), "{e}");
+}
+
+#[test]
 fn another_layout_version_or_hash_is_incompatible() {
     damaged("version-1", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, 1));
     damaged("version-3", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, 3));

@@ -103,6 +103,25 @@ fn bad_names_are_invalid_everywhere() {
 }
 
 #[test]
+fn a_bad_name_is_shown_short_with_the_rule_it_breaks() {
+    let long = "a".repeat(300);
+    let cases: [(&str, &str); 5] = [
+        (&long, "is longer than 200 bytes"),
+        ("", "is empty"),
+        (".hidden", "starts with '.'"),
+        ("a/b", "has '/' at byte 1"),
+        ("naïve", "has 'ï' at byte 2"),
+    ];
+    for (name, rule) in cases {
+        let text = Queue::create(name, Options::new()).unwrap_err().to_string();
+        assert!(text.contains(rule), "{name:?}: {text}");
+        assert!(text.contains("[A-Za-z0-9._-]"), "{name:?}: {text}");
+    }
+    let text = Producer::open(&long).unwrap_err().to_string();
+    assert!(text.contains("of 300 bytes)") && text.len() < 200, "the long name is cut: {text}");
+}
+
+#[test]
 fn names_of_the_allowed_bytes_up_to_200_long_are_valid() {
     let pid = std::process::id();
     for name in [
@@ -162,6 +181,7 @@ fn bad_options_are_invalid_arguments_and_leave_nothing_behind() {
         Options::new().capacity(u64::MAX),
         Options::new().capacity(4096).max_message(2049),
         Options::new().capacity(4096).max_message(u32::MAX),
+        Options::new().capacity(4096).max_message(0),
         Options::new().permissions(0o400),
         Options::new().permissions(0o200),
         Options::new().permissions(0o1600),
@@ -175,6 +195,9 @@ fn bad_options_are_invalid_arguments_and_leave_nothing_behind() {
         let r = Queue::open_or_create(&q.name, o);
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "open_or_create {o:?}: {r:?}");
     }
+    let q = TestQueue::name("max-message-0");
+    let text = Queue::create(&q.name, Options::new().max_message(0)).unwrap_err().to_string();
+    assert!(text.contains("max_message must be at least 1 byte"), "{text}");
     // The limits themselves are fine.
     let q = TestQueue::create("edge-options", Options::new().capacity(1024).max_message(512));
     let mut tx = Producer::open(&q.name).unwrap();

@@ -24,6 +24,8 @@ enum ProducerRing {
 ///
 /// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
 /// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+/// To wake a call blocked in it from another thread or a signal handler, use an
+/// [`Interrupter`](crate::Interrupter) from [`interrupter`](Self::interrupter).
 ///
 /// ```compile_fail,E0277
 /// fn shared_between_threads<T: Sync>() {}
@@ -46,7 +48,7 @@ pub struct Producer {
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("queue", &self.h.seg.config().name)
+            .field("queue", &self.h.shared.seg.config().name)
             .field("slot", &self.h.slot)
             .field("wait", &self.h.wait)
             .finish()
@@ -85,7 +87,7 @@ impl Producer {
 
     /// The queue's configuration.
     pub fn config(&self) -> &Config {
-        self.h.seg.config()
+        self.h.shared.seg.config()
     }
 
     /// Changes how this handle waits.
@@ -96,6 +98,14 @@ impl Producer {
     /// The current wait policy.
     pub fn wait(&self) -> Wait {
         self.h.wait
+    }
+
+    /// A handle on this producer's blocking calls: its
+    /// [`interrupt`](crate::Interrupter::interrupt) makes a send or reserve waiting for room (now, or the next that has
+    /// to wait) return [`Error::Interrupted`]. Any number may be made; each is `Send` and
+    /// `Sync` and safe to use from a signal handler.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.h.interrupter()
     }
 
     /// Sends `msg`, waiting while the queue is full.
@@ -130,7 +140,7 @@ impl Producer {
     #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
         let res = self.reserve_until(msg.len(), until)?;
-        self.h.seg.region().write(res.payload(), msg);
+        self.h.shared.seg.region().write(res.payload(), msg);
         self.commit_reserved(res, msg.len() as u32)
     }
 
@@ -180,7 +190,7 @@ impl Producer {
 
     #[inline]
     fn check_len(&self, len: usize) -> Result<u32> {
-        let max = self.h.seg.config().max_message;
+        let max = self.h.shared.seg.config().max_message;
         if len > max as usize {
             return Err(Error::TooLarge { len, max: max as usize });
         }
@@ -204,16 +214,16 @@ impl Producer {
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
         self.check_no_raw()?;
         let len = self.check_len(len)?;
-        if self.h.seg.is_closed() {
+        if self.h.shared.seg.is_closed() {
             return Err(Error::Closed);
         }
-        match Self::try_reserve_ring(&mut self.ring, &self.h.seg, len) {
+        match Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, len) {
             Ok(r) => return Ok(r),
             Err(RingError::Full) => {}
-            Err(e) => return Err(corrupt(&self.h.seg, e)),
+            Err(e) => return Err(corrupt(&self.h.shared.seg, e)),
         }
         self.h.local.full_events += 1;
-        self.h.local.store_rare(&self.h.seg, self.h.slot);
+        self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
         let Until::Deadline(deadline) = until else {
             return Err(Error::Full);
         };
@@ -240,7 +250,7 @@ impl Producer {
     /// move the position backwards over messages already sent.
     #[inline]
     fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
-        let region = self.h.seg.region();
+        let region = self.h.shared.seg.region();
         match &mut self.ring {
             ProducerRing::Spsc(p) => {
                 if res.pos != p.tail() {
@@ -251,27 +261,27 @@ impl Producer {
                     )));
                 }
                 p.commit(&region, res, len);
-                p.publish(&self.h.seg.header().producer.tail);
+                p.publish(&self.h.shared.seg.header().producer.tail);
             }
             ProducerRing::Mpsc(p) => p.commit(&region, res, len),
         }
-        self.h.local.count(&self.h.seg, self.h.slot, len as usize);
+        self.h.local.count(&self.h.shared.seg, self.h.slot, len as usize);
         self.wake_consumer();
         Ok(())
     }
 
     #[inline]
     fn wake_consumer(&mut self) {
-        if wait::wake(self.h.seg.data_words(), &OsFutex) {
+        if wait::wake(self.h.shared.seg.data_words(), &OsFutex) {
             self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.seg, self.h.slot);
+            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
         }
     }
 
     fn abort_reserved(&mut self, res: Reservation) {
         if let ProducerRing::Mpsc(p) = &self.ring {
             // The claimed space becomes padding; the consumer may be waiting behind it.
-            p.abort(&self.h.seg.region(), res);
+            p.abort(&self.h.shared.seg.region(), res);
             self.wake_consumer();
         }
         // SPSC: nothing was published; the space is simply reused.
@@ -310,7 +320,7 @@ impl Producer {
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
         let ours = self.raw == Some(grant.res)
             && grant.slot == self.h.slot
-            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len);
+            && grant.ptr == self.h.shared.seg.region().ptr(grant.res.payload(), grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -361,11 +371,11 @@ impl Producer {
         if msgs.is_empty() {
             return Ok(0);
         }
-        if self.h.seg.is_closed() {
+        if self.h.shared.seg.is_closed() {
             return Err(Error::Closed);
         }
-        let region = self.h.seg.region();
-        let h = self.h.seg.header();
+        let region = self.h.shared.seg.region();
+        let h = self.h.shared.seg.header();
         let mut count = 0;
         let mut bytes = 0;
         let outcome = match &mut self.ring {
@@ -412,23 +422,23 @@ impl Producer {
             }
         };
         if count > 0 {
-            self.h.local.count_many(&self.h.seg, self.h.slot, count as u64, bytes);
+            self.h.local.count_many(&self.h.shared.seg, self.h.slot, count as u64, bytes);
             self.wake_consumer();
             return Ok(count);
         }
         match outcome {
             Err(RingError::Full) | Ok(()) => {
                 self.h.local.full_events += 1;
-                self.h.local.store_rare(&self.h.seg, self.h.slot);
+                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
                 Err(Error::Full)
             }
-            Err(e) => Err(corrupt(&self.h.seg, e)),
+            Err(e) => Err(corrupt(&self.h.shared.seg, e)),
         }
     }
 
     /// Messages waiting in the queue (a snapshot from the counters: may change at once).
     pub fn len(&self) -> usize {
-        Snapshot::read(&self.h.seg).messages as usize
+        Snapshot::read(&self.h.shared.seg).messages as usize
     }
 
     /// Whether the queue holds no message (a snapshot: may change at once).
@@ -486,7 +496,7 @@ impl Grant<'_> {
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
         self.producer.raw = Some(self.res);
-        let ptr = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let ptr = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
 }
@@ -519,7 +529,7 @@ impl RawGrant {
 impl std::ops::Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let p = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         // SAFETY: in bounds (checked by `ptr`); the reserved bytes belong to this producer
         // until it commits (the ring protocol), and the mapping lives as long as the
         // producer we borrow.
@@ -529,7 +539,7 @@ impl std::ops::Deref for Grant<'_> {
 
 impl std::ops::DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let p = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(p, self.len) }
     }

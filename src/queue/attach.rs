@@ -1,20 +1,22 @@
 //! What a [`Producer`](super::Producer) and a [`Consumer`](super::Consumer) have in common:
-//! a [`Handle`] is a segment (its own mapping and file description), a participant slot, a
-//! wait policy and the handle's counters. [`Handle::open`] is the one way to open, register
+//! a [`Handle`] is a segment (its own mapping and file description, shared with the handle's
+//! [`Interrupter`]s), a participant slot, a wait policy and the handle's counters. [`Handle::open`] is the one way to open, register
 //! and attach (deregistering again if attaching fails); dropping a `Handle` deregisters;
 //! [`Handle::wait_for`] is the one wait loop both sides use.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::interrupt::{Interrupter, Shared, words};
 use super::stats::{Local, Role, heartbeat};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::ring::RingError;
 use crate::segment::{Access, Mode, Segment};
 use crate::sync::futex::OsFutex;
-use crate::sync::wait::{self, Wait, WaitWords};
+use crate::sync::wait::{self, Wait};
 
 /// When a call gives up.
 #[derive(Clone, Copy)]
@@ -46,7 +48,7 @@ pub(super) fn corrupt(seg: &Segment, e: RingError) -> Error {
 
 /// One registered participant of a queue; see the module docs.
 pub(super) struct Handle {
-    pub(super) seg: Segment,
+    pub(super) shared: Arc<Shared>,
     pub(super) slot: usize,
     pub(super) role: Role,
     pub(super) wait: Wait,
@@ -76,7 +78,10 @@ impl Handle {
         };
         let slot = seg.register(range, word)?;
         match attach(&seg, slot) {
-            Ok(r) => Ok((Handle { seg, slot, role, wait, local: Local::default(), _not_sync: PhantomData }, r)),
+            Ok(r) => {
+                let shared = Shared::new(seg);
+                Ok((Handle { shared, slot, role, wait, local: Local::default(), _not_sync: PhantomData }, r))
+            }
             Err(e) => {
                 seg.deregister(slot);
                 Err(e)
@@ -84,25 +89,30 @@ impl Handle {
         }
     }
 
-    /// The futex pair this handle sleeps on: space for a producer, data for the consumer.
-    fn words(seg: &Segment, role: Role) -> WaitWords<'_> {
-        match role {
-            Role::Producer => seg.space_words(),
-            Role::Consumer => seg.data_words(),
-        }
+    /// A new [`Interrupter`] for this handle's blocking calls.
+    pub(super) fn interrupter(&self) -> Interrupter {
+        Interrupter::new(&self.shared, self.role)
     }
 
     /// Waits by the handle's policy until `poll` returns `Some`, or until `deadline`
-    /// (`None`: forever; then `Err(Timeout)`). `poll` must not block.
+    /// (`None`: forever; then `Err(Timeout)`), or until an [`Interrupter`] interrupts it
+    /// (`Err(Interrupted)`; checked whenever `poll` finds nothing, so a pending interruption
+    /// ends the wait before it starts). `poll` must not block.
     pub(super) fn wait_for<T>(
         &mut self,
         deadline: Option<Instant>,
         mut poll: impl FnMut(&Segment) -> Option<Result<T>>,
     ) -> Result<T> {
-        heartbeat(&self.seg, self.slot);
-        let (seg, local) = (&self.seg, &mut self.local);
-        let (words, me) = (Self::words(seg, self.role), 1u64 << self.slot);
-        let r = wait::wait_for(self.wait, words, me, &OsFutex, deadline, || poll(seg), || local.wait_calls += 1);
+        let shared: &Shared = &self.shared;
+        let (seg, local) = (&shared.seg, &mut self.local);
+        heartbeat(seg, self.slot);
+        let (words, me) = (words(seg, self.role), 1u64 << self.slot);
+        let poll = || match poll(seg) {
+            Some(r) => Some(r),
+            None if shared.take_interruption() => Some(Err(Error::Interrupted)),
+            None => None,
+        };
+        let r = wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, || local.wait_calls += 1);
         local.store_rare(seg, self.slot);
         r.unwrap_or(Err(Error::Timeout))
     }
@@ -110,8 +120,8 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.local.store_rare(&self.seg, self.slot);
-        self.seg.deregister(self.slot);
+        self.local.store_rare(&self.shared.seg, self.slot);
+        self.shared.seg.deregister(self.slot);
     }
 }
 

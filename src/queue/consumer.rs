@@ -18,6 +18,8 @@ use crate::sync::wait::{self, Wait};
 ///
 /// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
 /// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+/// To wake a call blocked in it from another thread or a signal handler, use an
+/// [`Interrupter`](crate::Interrupter) from [`interrupter`](Self::interrupter).
 ///
 /// ```compile_fail,E0277
 /// fn shared_between_threads<T: Sync>() {}
@@ -45,7 +47,7 @@ const STUCK_AFTER: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue", &self.h.seg.config().name).field("wait", &self.h.wait).finish()
+        f.debug_struct("Consumer").field("queue", &self.h.shared.seg.config().name).field("wait", &self.h.wait).finish()
     }
 }
 
@@ -73,7 +75,7 @@ impl Consumer {
 
     /// The queue's configuration.
     pub fn config(&self) -> &Config {
-        self.h.seg.config()
+        self.h.shared.seg.config()
     }
 
     /// Changes how this handle waits.
@@ -84,6 +86,14 @@ impl Consumer {
     /// The current wait policy.
     pub fn wait(&self) -> Wait {
         self.h.wait
+    }
+
+    /// A handle on this consumer's blocking calls: its
+    /// [`interrupt`](crate::Interrupter::interrupt) makes a receive or peek waiting for a message (now, or the next that has
+    /// to wait) return [`Error::Interrupted`]. Any number may be made; each is `Send` and
+    /// `Sync` and safe to use from a signal handler.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.h.interrupter()
     }
 
     /// Receives the next message, waiting while the queue is empty. `Err(Closed)` once the
@@ -136,7 +146,7 @@ impl Consumer {
     /// Takes (releases) the message at the head, as last returned by a peek. Returns
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
-        match Self::peek_ring(&mut self.ring, &self.h.seg)? {
+        match Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
             Some(rec) => {
                 self.release(rec);
                 self.publish();
@@ -156,12 +166,12 @@ impl Consumer {
     /// found the ring full is one) and, on an MPSC queue, passes a dead producer's claim.
     #[inline]
     fn peek_or_unstick(&mut self) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.seg)? {
+        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
             return Ok(Some(rec));
         }
         self.publish();
         if self.unstick()? {
-            return Self::peek_ring(&mut self.ring, &self.h.seg);
+            return Self::peek_ring(&mut self.ring, &self.h.shared.seg);
         }
         Ok(None)
     }
@@ -171,7 +181,7 @@ impl Consumer {
     /// padding and this returns `true`. A live claimant, stopped ones included, is waited
     /// for; the kernel is asked only after [`STUCK_AFTER`] at one position.
     fn unstick(&mut self) -> Result<bool> {
-        let seg = &self.h.seg;
+        let seg = &self.h.shared.seg;
         if seg.config().mode != Mode::Mpsc {
             return Ok(false);
         }
@@ -233,11 +243,11 @@ impl Consumer {
             }
         };
         let deadline = match until {
-            Until::Now if self.h.seg.is_closed() => return closed(&mut self.ring, &self.h.seg),
+            Until::Now if self.h.shared.seg.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
             Until::Now => return Ok(None),
             Until::Deadline(d) => d,
         };
-        let mpsc = self.h.seg.config().mode == Mode::Mpsc;
+        let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
         loop {
             // MPSC: wait in slices, to look whether a dead claim blocks the head.
             let slice = mpsc.then(|| Instant::now() + if self.stuck.is_some() { STUCK_AFTER } else { STUCK_CHECK });
@@ -262,7 +272,7 @@ impl Consumer {
             });
             if woke > 0 {
                 self.h.local.wake_calls += woke;
-                self.h.local.store_rare(&self.h.seg, self.h.slot);
+                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
             }
             match r {
                 Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
@@ -281,17 +291,17 @@ impl Consumer {
         if !self.ring.has_unpublished() {
             return;
         }
-        self.ring.publish(&self.h.seg.header().consumer.head);
-        if wait::wake(self.h.seg.space_words(), &OsFutex) {
+        self.ring.publish(&self.h.shared.seg.header().consumer.head);
+        if wait::wake(self.h.shared.seg.space_words(), &OsFutex) {
             self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.seg, self.h.slot);
+            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
         }
     }
 
     #[inline]
     fn release(&mut self, rec: consumer::Record) {
         self.ring.release(rec);
-        self.h.local.count(&self.h.seg, self.h.slot, rec.len as usize);
+        self.h.local.count(&self.h.shared.seg, self.h.slot, rec.len as usize);
     }
 
     /// Takes up to `max` messages that are in the queue now, calling `f` on each, and
@@ -326,7 +336,7 @@ impl Consumer {
             if n == max {
                 break;
             }
-            match Self::peek_ring(&mut self.ring, &self.h.seg) {
+            match Self::peek_ring(&mut self.ring, &self.h.shared.seg) {
                 Ok(Some(r)) => rec = r,
                 Ok(None) => break,
                 Err(e) => {
@@ -341,7 +351,7 @@ impl Consumer {
 
     fn payload(&self, rec: consumer::Record) -> &[u8] {
         let len = rec.len as usize;
-        let p = self.h.seg.region().ptr(rec.payload, len);
+        let p = self.h.shared.seg.region().ptr(rec.payload, len);
         // SAFETY: in bounds (checked by `ptr`); a committed record belongs to the consumer
         // until it releases it, and the mapping lives as long as `self`.
         unsafe { std::slice::from_raw_parts(p, len) }
@@ -349,12 +359,12 @@ impl Consumer {
 
     /// Messages waiting (a snapshot from the counters: may change at once).
     pub fn len(&self) -> usize {
-        Snapshot::read(&self.h.seg).messages as usize
+        Snapshot::read(&self.h.shared.seg).messages as usize
     }
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty(&self.h.seg.region())
+        self.ring.is_empty(&self.h.shared.seg.region())
     }
 }
 

@@ -23,6 +23,8 @@ enum ProducerRing {
 ///
 /// It is `Send` but not `Sync`: move it to another thread, but use it from one thread at
 /// a time (wrap it in a `Mutex` to share it). A child process after `fork()` opens its own.
+/// To wake a call blocked in it from another thread or a signal handler, use an
+/// [`Interrupter`](crate::Interrupter) from [`interrupter`](Self::interrupter).
 ///
 /// ```compile_fail,E0277
 /// fn shared_between_threads<T: Sync>() {}
@@ -45,7 +47,7 @@ pub struct Producer {
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("queue", &self.h.seg.config().name)
+            .field("queue", &self.h.shared.seg.config().name)
             .field("slot", &self.h.slot)
             .field("wait", &self.h.wait)
             .finish()
@@ -87,7 +89,7 @@ impl Producer {
 
     /// The queue's configuration.
     pub fn config(&self) -> &Config {
-        self.h.seg.config()
+        self.h.shared.seg.config()
     }
 
     /// Changes how this handle waits.
@@ -98,6 +100,14 @@ impl Producer {
     /// The current wait policy.
     pub fn wait(&self) -> Wait {
         self.h.wait
+    }
+
+    /// A handle on this producer's blocking calls: its
+    /// [`interrupt`](crate::Interrupter::interrupt) makes a send or reserve waiting for room (now, or the next that has
+    /// to wait) return [`Error::Interrupted`]. Any number may be made; each is `Send` and
+    /// `Sync` and safe to use from a signal handler.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.h.interrupter()
     }
 
     /// Sends `msg`, waiting while the queue is full.
@@ -132,7 +142,7 @@ impl Producer {
     #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
         let res = self.reserve_until(msg.len(), until)?;
-        self.h.seg.region().write(res.payload(), msg);
+        self.h.shared.seg.region().write(res.payload(), msg);
         self.commit_reserved(res, msg.len() as u32)
     }
 
@@ -182,7 +192,7 @@ impl Producer {
 
     #[inline]
     fn check_len(&self, len: usize) -> Result<u32> {
-        let max = self.h.seg.config().max_message;
+        let max = self.h.shared.seg.config().max_message;
         if len > max as usize {
             return Err(Error::TooLarge { len, max: max as usize });
         }
@@ -215,16 +225,16 @@ impl Producer {
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
         self.check_no_raw()?;
         let len = self.check_len(len)?;
-        if self.h.seg.is_closed() {
+        if self.h.shared.seg.is_closed() {
             return Err(Error::Closed);
         }
-        match Self::try_reserve_ring(&mut self.ring, &self.h.seg, self.h.slot, len) {
+        match Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, self.h.slot, len) {
             Ok(r) => return Ok(r),
             Err(RingError::Full) => {}
-            Err(e) => return Err(corrupt(&self.h.seg, e)),
+            Err(e) => return Err(corrupt(&self.h.shared.seg, e)),
         }
         self.h.local.full_events += 1;
-        self.h.local.store_rare(&self.h.seg, self.h.slot);
+        self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
         let Until::Deadline(deadline) = until else {
             return Err(Error::Full);
         };
@@ -252,24 +262,24 @@ impl Producer {
     /// move the position backwards over messages already sent.
     #[inline]
     fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
-        let region = self.h.seg.region();
+        let region = self.h.shared.seg.region();
         let r = match &mut self.ring {
             ProducerRing::Spsc(p) => {
-                p.commit(&region, res, len).map(|()| p.publish(&self.h.seg.header().producer.tail))
+                p.commit(&region, res, len).map(|()| p.publish(&self.h.shared.seg.header().producer.tail))
             }
             ProducerRing::Mpsc(p) => p.commit(&region, res, len),
         };
-        r.map_err(|e| corrupt(&self.h.seg, e))?;
-        self.h.local.count(&self.h.seg, self.h.slot, len as usize);
+        r.map_err(|e| corrupt(&self.h.shared.seg, e))?;
+        self.h.local.count(&self.h.shared.seg, self.h.slot, len as usize);
         self.wake_consumer();
         Ok(())
     }
 
     #[inline]
     fn wake_consumer(&mut self) {
-        if wait::wake(self.h.seg.data_words(), &OsFutex) {
+        if wait::wake(self.h.shared.seg.data_words(), &OsFutex) {
             self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.seg, self.h.slot);
+            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
         }
     }
 
@@ -277,7 +287,7 @@ impl Producer {
         if let ProducerRing::Mpsc(p) = &self.ring {
             // The claimed space becomes padding; the consumer may be waiting behind it.
             // `Reclaimed` needs nothing more: a reader made it padding already.
-            let _ = p.abort(&self.h.seg.region(), res);
+            let _ = p.abort(&self.h.shared.seg.region(), res);
             self.wake_consumer();
         }
         // SPSC: nothing was published; the space is simply reused.
@@ -316,7 +326,7 @@ impl Producer {
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
         let ours = self.raw == Some(grant.res)
             && grant.slot == self.h.slot
-            && grant.ptr == self.h.seg.region().ptr(grant.res.payload(), grant.len);
+            && grant.ptr == self.h.shared.seg.region().ptr(grant.res.payload(), grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -367,11 +377,11 @@ impl Producer {
         if msgs.is_empty() {
             return Ok(0);
         }
-        if self.h.seg.is_closed() {
+        if self.h.shared.seg.is_closed() {
             return Err(Error::Closed);
         }
-        let region = self.h.seg.region();
-        let h = self.h.seg.header();
+        let region = self.h.shared.seg.region();
+        let h = self.h.shared.seg.header();
         let mut count = 0;
         let mut bytes = 0;
         let outcome = match &mut self.ring {
@@ -400,7 +410,7 @@ impl Producer {
             }
             ProducerRing::Mpsc(p) => {
                 let lens = msgs.iter().map(|m| m.as_ref().len() as u32);
-                let mine = self.h.seg.claim_words(self.h.slot);
+                let mine = self.h.shared.seg.claim_words(self.h.slot);
                 match p.try_reserve_many(&h.producer.tail, &h.consumer.head, mine, &region, lens) {
                     Ok((mut pos, n)) => {
                         let mut outcome = Ok(());
@@ -432,10 +442,10 @@ impl Producer {
             }
         };
         if count > 0 {
-            self.h.local.count_many(&self.h.seg, self.h.slot, count as u64, bytes);
+            self.h.local.count_many(&self.h.shared.seg, self.h.slot, count as u64, bytes);
             self.wake_consumer();
             if let Err(e @ (RingError::Reclaimed | RingError::Corrupt(_))) = outcome {
-                return Err(corrupt(&self.h.seg, e));
+                return Err(corrupt(&self.h.shared.seg, e));
             }
             return Ok(count);
         }
@@ -446,16 +456,16 @@ impl Producer {
         match outcome {
             Err(RingError::Full) | Ok(()) => {
                 self.h.local.full_events += 1;
-                self.h.local.store_rare(&self.h.seg, self.h.slot);
+                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
                 Err(Error::Full)
             }
-            Err(e) => Err(corrupt(&self.h.seg, e)),
+            Err(e) => Err(corrupt(&self.h.shared.seg, e)),
         }
     }
 
     /// Messages waiting in the queue (a snapshot from the counters: may change at once).
     pub fn len(&self) -> usize {
-        Snapshot::read(&self.h.seg).messages as usize
+        Snapshot::read(&self.h.shared.seg).messages as usize
     }
 
     /// Whether the queue holds no message (a snapshot: may change at once).
@@ -512,7 +522,7 @@ impl Grant<'_> {
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
         self.producer.raw = Some(self.res);
-        let ptr = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let ptr = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
 }
@@ -545,7 +555,7 @@ impl RawGrant {
 impl std::ops::Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let p = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         // SAFETY: in bounds (checked by `ptr`); the reserved bytes belong to this producer
         // until it commits (the ring protocol), and the mapping lives as long as the
         // producer we borrow.
@@ -555,7 +565,7 @@ impl std::ops::Deref for Grant<'_> {
 
 impl std::ops::DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let p = self.producer.h.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(p, self.len) }
     }

@@ -480,7 +480,6 @@ impl Segment {
     /// unfinished by a creator that died (only builds older than this one could leave one:
     /// this build publishes complete objects) is replaced, see [`Segment::remove_abandoned`].
     /// A name that is removed and recreated meanwhile is retried for a bounded time.
-    #[allow(dead_code)] // until `Queue::open_or_create` calls it
     pub fn open_or_create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
         validate_name(name)?;
         check_options(capacity, max_message, permissions)?;

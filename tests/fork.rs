@@ -58,7 +58,13 @@ fn child_role() {
                 // `_exit`): neither may give the parent's slots away.
                 // SAFETY: the child's bitwise copy of `tx`, dropped once; the child never
                 // touches `tx` itself again (it leaves with `_exit`).
-                drop(unsafe { std::ptr::read(&tx) });
+                let mut inherited = unsafe { std::ptr::read(&tx) };
+                // An inherited handle refuses to work (exit status 3 fails the parent's check).
+                if !matches!(inherited.try_send(b"from the child"), Err(Error::InvalidArgument(_))) {
+                    // SAFETY: leaves the forked child at once, as `fork` does.
+                    unsafe { libc::_exit(3) };
+                }
+                drop(inherited);
             });
             let mut status = 0;
             // SAFETY: waits for our own child.

@@ -2,8 +2,8 @@
 
 use super::options::Options;
 use super::stats::Snapshot;
-use crate::error::{Error, Result};
-use crate::segment::{Access, Config, OpenError, Segment};
+use crate::error::Result;
+use crate::segment::{Access, Config, Segment};
 
 /// Operations on queues by name. Messages go through [`Producer`](super::Producer) and [`Consumer`](super::Consumer).
 #[derive(Debug)]
@@ -33,30 +33,7 @@ impl Queue {
     /// same mode, capacity and `max_message` (else `InvalidArgument`). An object left
     /// unfinished by a creator that died is replaced.
     pub fn open_or_create(name: &str, options: Options) -> Result<Config> {
-        let mut last = None;
-        for _ in 0..8 {
-            match Queue::create(name, options) {
-                Err(Error::Exists(_)) => {}
-                other => return other,
-            }
-            match Segment::open(name, Access::ReadOnly) {
-                Ok(seg) => {
-                    let c = seg.config().clone();
-                    if c.mode != options.mode || c.capacity != options.capacity || c.max_message != options.max_message
-                    {
-                        return Err(Error::InvalidArgument(format!(
-                            "queue {name:?} exists as {} with capacity {} and max_message {}",
-                            c.mode, c.capacity, c.max_message
-                        )));
-                    }
-                    return Ok(c);
-                }
-                Err(OpenError::CreatorDied) => Segment::remove_abandoned(name)?,
-                Err(OpenError::Other(e @ Error::NotFound(_))) => last = Some(e),
-                Err(OpenError::Other(e)) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::Busy(format!("queue {name:?} keeps changing"))))
+        Segment::open_or_create(name, options.mode, options.capacity, options.max_message, options.permissions)
     }
 
     /// Unlinks the queue's name, marks it closed and wakes every waiter. Handles still

@@ -146,6 +146,7 @@ impl Consumer {
     /// Takes (releases) the message at the head, as last returned by a peek. Returns
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
+        self.h.shared.seg.check_same_process()?;
         match Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
             Some(rec) => {
                 self.release(rec);
@@ -232,6 +233,7 @@ impl Consumer {
     /// The next record; `None` only for `Until::Now` on an empty queue.
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
+        self.h.shared.seg.check_same_process()?;
         if let Some(rec) = self.peek_or_unstick()? {
             return Ok(Some(rec));
         }
@@ -322,6 +324,7 @@ impl Consumer {
     }
 
     fn recv_batch_until(&mut self, max: usize, until: Until, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.h.shared.seg.check_same_process()?;
         if max == 0 {
             return Ok(0);
         }

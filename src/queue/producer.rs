@@ -223,6 +223,7 @@ impl Producer {
 
     #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
+        self.h.shared.seg.check_same_process()?;
         self.check_no_raw()?;
         let len = self.check_len(len)?;
         if self.h.shared.seg.is_closed() {
@@ -299,6 +300,7 @@ impl Producer {
     /// `len` above the reserved length aborts the grant and returns `InvalidArgument`, so no
     /// grant is ever left outstanding by a failed commit.
     pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<()> {
+        self.h.shared.seg.check_same_process()?;
         self.check_raw(&grant)?;
         self.raw = None;
         if len > grant.len {
@@ -315,6 +317,7 @@ impl Producer {
     /// that is not this producer's outstanding one is refused as in
     /// [`commit_raw`](Self::commit_raw).
     pub fn abort_raw(&mut self, grant: RawGrant) -> Result<()> {
+        self.h.shared.seg.check_same_process()?;
         self.check_raw(&grant)?;
         self.raw = None;
         self.abort_reserved(grant.res);
@@ -370,6 +373,7 @@ impl Producer {
     /// Sends as many messages of `msgs`, from the first, as fit now, and returns how many.
     /// `Err(Full)` if not even the first fits.
     pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
+        self.h.shared.seg.check_same_process()?;
         self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;

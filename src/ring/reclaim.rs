@@ -10,9 +10,10 @@
 //! * candidates are the records with `pos <= at < end`; if none, or any candidate's process
 //!   is alive (a stopped process is alive), the reader waits;
 //! * the claimant is the candidate with the greatest `pos` (a producer that lost the race
-//!   for that space read `tail` no later than the winner did); candidates tied on `pos`
-//!   with different ends are told apart by which end is a record boundary; if that is not
-//!   conclusive, the reader waits rather than guess;
+//!   for that space read `tail` no later than the winner did); of candidates tied on `pos`
+//!   with different ends, the claimant's is the smallest end that is a record boundary (a
+//!   loser's smaller end would lie inside the winner's uncommitted claim, where no boundary
+//!   can be); if none is, the reader waits rather than guess;
 //! * `[at, end)` becomes padding in three steps, each harmless to repeat: a compare-and-swap
 //!   of the stamp from what the reader saw to `RECLAIMING` (so a late commit, which swaps
 //!   from the same stale value, cannot also succeed), the info word, then the padding stamp
@@ -97,10 +98,14 @@ pub fn reclaim<R: Region + ?Sized>(
                     || claims.iter().any(|c| c.pos == e)
                     || matches!(super::read_record(geo, region, e), Ok(Found::Message { .. } | Found::Skip { .. }))
             };
-            let real: Vec<u64> = ends.iter().copied().filter(|&e| boundary(e)).collect();
-            match real[..] {
-                [e] => e,
-                _ => return Ok(Outcome::Wait("ambiguous dead claims")),
+            // The winner's end is always one (the next claim starts there, or `tail` is
+            // there). A loser's end below it would lie inside the winner's claim, past the
+            // uncommitted `at`, where nothing is committed, no claim starts (`tail` jumped
+            // over it) and `tail` is not: never a boundary. So the smallest boundary is the
+            // winner's end, however many later records line up with a loser's end.
+            match ends.iter().copied().filter(|&e| boundary(e)).min() {
+                Some(e) => e,
+                None => return Ok(Outcome::Wait("ambiguous dead claims")),
             }
         }
     };

@@ -1044,6 +1044,17 @@ fn a_dead_loser_of_the_claim_race_is_told_apart_from_the_winner() {
     ring2.send_mpsc_as(&mut later, 3, &payload(3, 0, 4)).unwrap();
     let c2 = ring2.consumer();
     assert!(matches!(reclaim_at(&ring2, &c2, &[1, 2]), Outcome::Reclaimed { end: 56, .. }));
+    // The loser's recorded end beyond the winner's, on a later record boundary (records of
+    // one size line up): both ends are boundaries, and the smaller, the winner's, is taken.
+    let ring3 = Ring::new(1024, 512);
+    let _ = ring3.reserve_mpsc(&mut winner, 1, 40).unwrap(); // [0, 56)
+    ring3.mine(2).pos.store(0, Ordering::Relaxed);
+    ring3.mine(2).end.store(112, Ordering::Relaxed);
+    ring3.send_mpsc_as(&mut later, 3, &payload(3, 0, 40)).unwrap(); // [56, 112)
+    ring3.send_mpsc_as(&mut later, 3, &payload(3, 1, 40)).unwrap(); // [112, 168)
+    let mut c3 = ring3.consumer();
+    assert!(matches!(reclaim_at(&ring3, &c3, &[1, 2]), Outcome::Reclaimed { end: 56, .. }));
+    assert_eq!(ring3.recv_all(&mut c3), vec![payload(3, 0, 40), payload(3, 1, 40)]);
 }
 
 #[test]

@@ -106,8 +106,9 @@ fn child_len(stream: u32, seq: u32) -> usize {
 /// * `hold`: reserves it, writes it, says `reserved`, then waits: `commit` on stdin commits
 ///   it (for the stopped-producer test); the parent may kill it instead;
 /// * `send`: sends it; `send_len`: sends it with length `len`;
-/// * `batch`: sends messages `pre..pre + batch` in one batch, once the queue is empty (so
-///   that the batch is one claim and never waits for space).
+/// * `batch`: sends messages `pre..pre + batch` in one batch (each `len` bytes if that is
+///   given), once the queue is empty (so that the batch is one claim and never waits for
+///   space).
 fn dying_producer(queue: &str) {
     let stream: u32 = common::arg("stream");
     let pre: u32 = common::arg("pre");
@@ -139,7 +140,10 @@ fn dying_producer(queue: &str) {
                 assert!(Instant::now() < deadline, "the queue never emptied");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let msgs: Vec<Vec<u8>> = (pre..pre + n).map(|s| body(stream, s, child_len(stream, s))).collect();
+            // `len` (optional): every message of the batch that long.
+            let len = std::env::var("SHMQ_ARG_len").ok().map(|v| v.parse::<usize>().expect("len"));
+            let msgs: Vec<Vec<u8>> =
+                (pre..pre + n).map(|s| body(stream, s, len.unwrap_or_else(|| child_len(stream, s)))).collect();
             tx.send_batch(&msgs).expect("send_batch");
         }
         other => panic!("unknown action {other}"),
@@ -584,6 +588,60 @@ fn after_a_reclaim_the_dead_producers_slot_serves_a_new_producer_process() {
     third.wait_ok();
     tx.send(&body(LIVE, 1, 64)).unwrap();
     assert_eq!(recv_tag(&mut rx), (LIVE, 1));
+    assert!(rx.try_recv().unwrap().is_none());
+    assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+}
+
+/// Two producers read the same `tail`; the one whose claim was only recorded (its CAS not
+/// made) dies, then the one that won the position dies before committing. With messages of
+/// one fixed size (72-byte records) the dead loser had recorded a batch of three, the dead
+/// winner claimed one: the loser's recorded end lies on a later record boundary, as it
+/// always will once the live producer has sent enough. The consumer must still pass the
+/// winner's claim, not wait forever for evidence that cannot change.
+#[test]
+fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
+    let q = TestQueue::create("dead-loser-and-winner", Options::new().capacity(CAP).max_message(MAX as u32));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    const LEN: usize = 56; // a 72-byte record
+    tx.send(&body(LIVE, 0, LEN)).unwrap();
+    assert_eq!(recv_tag(&mut rx), (LIVE, 0));
+    let t = Queue::inspect(&q.name).unwrap().tail;
+
+    let fp = |point: &str| [("SHMQ_FAILPOINT", point.to_string()), ("SHMQ_FAILPOINT_SKIP", "0".to_string())];
+    let loser_args = [
+        ("stream", "1".to_string()),
+        ("pre", "0".to_string()),
+        ("action", "batch".to_string()),
+        ("batch", "3".to_string()),
+        ("len", LEN.to_string()),
+    ];
+    let mut loser = Child::spawn_env("dying_producer", &q.name, &loser_args, &fp("mpsc-claim-recorded"));
+    assert_eq!(loser.wait_exit().0.signal(), Some(libc::SIGKILL));
+    assert_eq!(Queue::inspect(&q.name).unwrap().tail, t, "the loser died before its claim");
+
+    let winner_args = [
+        ("stream", "2".to_string()),
+        ("pre", "0".to_string()),
+        ("action", "send_len".to_string()),
+        ("len", LEN.to_string()),
+    ];
+    let mut winner = Child::spawn_env("dying_producer", &q.name, &winner_args, &fp("mpsc-claimed"));
+    assert_eq!(winner.wait_exit().0.signal(), Some(libc::SIGKILL));
+    assert_eq!(Queue::inspect(&q.name).unwrap().tail, t + 72, "the winner died after its claim");
+
+    // The live producer goes on with the same size: its second message starts where the
+    // loser's recorded claim ends.
+    for seq in 1..=4 {
+        tx.send(&body(LIVE, seq, LEN)).unwrap();
+    }
+    for seq in 1..=4 {
+        // 20 times the bound: a consumer that has not passed the claim by then never will.
+        match rx.recv_timeout(BOUND_P99 * 20) {
+            Ok(m) => assert_eq!(tag(&m), (LIVE, seq)),
+            Err(e) => panic!("live message {seq} behind the dead winner's claim: {e}: the queue is wedged"),
+        }
+    }
     assert!(rx.try_recv().unwrap().is_none());
     assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
 }

@@ -30,7 +30,8 @@
 //! skips while the dead claim is unresolved).
 //!
 //! Long runs: `SHMQ_KILL_ROUNDS=10000 cargo test --release --all-features --test reclaim`.
-//! `SHMQ_KILL_DELAYS=FILE` appends every measured delay (`point microseconds`) to FILE.
+//! `SHMQ_KILL_DELAYS=FILE` appends every measured delay (`point microseconds`) to FILE;
+//! `SHMQ_KILL_SEED=N` varies the random producers test.
 
 #![cfg(feature = "failpoints")]
 
@@ -60,6 +61,7 @@ const BOUND_P99: Duration = Duration::from_millis(250);
 fn child_role() {
     common::run_child(|role, queue| match role {
         "dying_producer" => dying_producer(queue),
+        "chaos_producer" => chaos_producer(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -644,4 +646,155 @@ fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
     }
     assert!(rx.try_recv().unwrap().is_none());
     assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Several producers at once, dying at random.
+
+/// The most messages a chaos producer may have in flight (a batch) when it dies.
+const CHAOS_BATCH: u64 = 5;
+
+/// Sends `count` messages of stream `stream` (single sends, batches of 2..=5, grants), and
+/// says `sent N` (N messages committed so far) after each call returns. Its failpoint, if
+/// any, or the parent's `SIGKILL` may end it anywhere.
+fn chaos_producer(queue: &str) {
+    let stream: u32 = common::arg("stream");
+    let count: u32 = common::arg("count");
+    let mut rng = Rng(common::arg("seed"));
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    while seq < count {
+        match rng.below(7) {
+            0 => {
+                let n = (1 + rng.below(CHAOS_BATCH)).min(u64::from(count - seq)) as u32;
+                let msgs: Vec<Vec<u8>> = (seq..seq + n).map(|s| body(stream, s, child_len(stream, s))).collect();
+                tx.send_batch(&msgs).expect("send_batch");
+                seq += n;
+            }
+            1 => {
+                let m = body(stream, seq, child_len(stream, seq));
+                let mut g = tx.reserve_timeout(m.len(), OP_TIMEOUT).expect("reserve");
+                g.copy_from_slice(&m);
+                g.commit().expect("commit");
+                seq += 1;
+            }
+            _ => {
+                tx.send_timeout(&body(stream, seq, child_len(stream, seq)), OP_TIMEOUT).expect("send");
+                seq += 1;
+            }
+        }
+        common::say(&format!("sent {seq}"));
+    }
+}
+
+/// Three producer processes at a time send concurrently while this process's live producer
+/// sends too; each child either dies at a random hit of a random failpoint, or is killed
+/// with -9 at a random moment, or finishes; a new one replaces it, `SHMQ_KILL_ROUNDS` (200)
+/// children in all. Every
+/// message a producer was told was committed arrives exactly once, each producer's in
+/// order, byte for byte; a dead producer's stream ends at most one batch past what it was
+/// told; and the consumer never stays stuck (every wait is bounded).
+#[test]
+fn producers_dying_at_random_while_others_send_lose_and_duplicate_nothing() {
+    let children = rounds() as u32;
+    const AT_ONCE: usize = 3;
+    let q = TestQueue::create("chaos", Options::new().capacity(CAP).max_message(MAX as u32));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let (etx, events) = mpsc::channel();
+    let consumer = std::thread::spawn(move || consume(rx, etx));
+    let seed = std::env::var("SHMQ_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0xc4a05);
+    let mut rng = Rng(seed);
+    let points = ["mpsc-claim-recorded", "mpsc-claimed", "mpsc-pad-claimed", "mpsc-batch-committed-one"];
+    // Per stream: (told committed, may be up to this many more, next expected).
+    let mut told: HashMap<u32, (u32, u32)> = HashMap::new();
+    let mut next: HashMap<u32, u32> = HashMap::new();
+    let mut live_seq = 0u32;
+    let mut running: Vec<(u32, Child, Option<Instant>)> = Vec::new();
+    let (mut spawned, mut deaths) = (0u32, 0u32);
+    let deadline = Instant::now() + common::WATCHDOG;
+    let drain = |next: &mut HashMap<u32, u32>| {
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                Event::Bad(e) => panic!("consumer: {e}"),
+                Event::Msg { stream, seq, len, .. } => {
+                    let n = next.entry(stream).or_insert(0);
+                    assert_eq!(seq, *n, "stream {stream}: message {seq} arrived, expected {n}");
+                    let want = if stream == LIVE { 64 } else { child_len(stream, seq) };
+                    assert_eq!(len, want, "stream {stream} message {seq}: wrong length");
+                    *n += 1;
+                }
+            }
+        }
+    };
+    while spawned < children || !running.is_empty() {
+        assert!(Instant::now() < deadline, "the chaos did not end within the watchdog");
+        while spawned < children && running.len() < AT_ONCE {
+            spawned += 1;
+            let stream = spawned;
+            let count = 20 + rng.below(300);
+            let args =
+                [("stream", stream.to_string()), ("count", count.to_string()), ("seed", rng.next_u64().to_string())];
+            let (env, kill_at) = match rng.below(3) {
+                0 => (vec![], None),
+                1 => (vec![], Some(Instant::now() + Duration::from_micros(rng.below(60_000)))),
+                _ => {
+                    let point = points[rng.below(points.len() as u64) as usize];
+                    (
+                        vec![
+                            ("SHMQ_FAILPOINT", point.to_string()),
+                            ("SHMQ_FAILPOINT_SKIP", rng.below(200).to_string()),
+                        ],
+                        None,
+                    )
+                }
+            };
+            running.push((stream, Child::spawn_env("chaos_producer", &q.name, &args, &env), kill_at));
+        }
+        tx.send_timeout(&body(LIVE, live_seq, 64), OP_TIMEOUT).expect("live send");
+        live_seq += 1;
+        std::thread::sleep(Duration::from_millis(1 + rng.below(3)));
+        drain(&mut next);
+        let mut i = 0;
+        while i < running.len() {
+            let (stream, child, kill_at) = &mut running[i];
+            if kill_at.is_some_and(|t| Instant::now() >= t) {
+                child.signal(Signal::KILL); // a zombie until reaped: the pid cannot be reused
+                *kill_at = None;
+            }
+            let Some(status) = child.wait_until(Instant::now()) else {
+                i += 1;
+                continue;
+            };
+            let said = child.remaining_lines();
+            let n: u32 = said.last().map_or(0, |l| l.strip_prefix("sent ").expect("sent N").parse().expect("N"));
+            let extra = match status.signal() {
+                Some(libc::SIGKILL) => {
+                    deaths += 1;
+                    CHAOS_BATCH as u32
+                }
+                _ => {
+                    assert_eq!(status.code(), Some(0), "chaos producer {stream} failed: {status:?}");
+                    0
+                }
+            };
+            told.insert(*stream, (n, extra));
+            running.swap_remove(i);
+        }
+    }
+    tx.send_timeout(&body(STOP, 0, 8), OP_TIMEOUT).expect("send the stop message");
+    consumer.join().expect("the consumer thread panicked");
+    drain(&mut next);
+    assert_eq!(next.get(&LIVE).copied().unwrap_or(0), live_seq, "live messages lost");
+    for (stream, (n, extra)) in &told {
+        let got = next.get(stream).copied().unwrap_or(0);
+        assert!(
+            (*n..=n + extra).contains(&got),
+            "stream {stream}: told {n} committed (dead: {}), {got} arrived",
+            *extra > 0
+        );
+    }
+    assert!(deaths >= children / 4, "only {deaths} of {children} producers died");
+    assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+    println!("chaos (SHMQ_KILL_SEED={seed}): {children} producers, {deaths} died, {live_seq} live messages");
 }

@@ -538,3 +538,103 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let r = f();
     (r, t.elapsed())
 }
+
+// ---------------------------------------------------------------------------------------
+// Children with extra environment, exits seen the moment they happen, lines left behind.
+
+impl Child {
+    /// As [`spawn`](Child::spawn), with extra environment variables for the child (e.g.
+    /// `SHMQ_FAILPOINT`, which the library reads itself).
+    pub fn spawn_env(role: &str, queue: &str, args: &[(&str, String)], env: &[(&str, String)]) -> Child {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", ROLE_TEST, "--nocapture", "--test-threads=1", "--quiet"])
+            .env(ENV_ROLE, role)
+            .env(ENV_QUEUE, queue)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in args {
+            cmd.env(format!("{ENV_ARG}{k}"), v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn a child process");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(TAG) {
+                    if tx.send(line[i + TAG.len()..].to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Child { role: role.to_owned(), child, lines, stdin, status: None }
+    }
+
+    /// Waits (bounded by the watchdog) for the child to exit and returns its status and the
+    /// moment the exit was seen: the call sleeps in `poll` on a pidfd, which becomes
+    /// readable as the process dies (after the kernel dropped its locks), so the moment is
+    /// exact to a wakeup, not to a polling interval. Falls back to polling every
+    /// millisecond where pidfds are missing (Linux < 5.3).
+    pub fn wait_exit(&mut self) -> (ExitStatus, Instant) {
+        if let Some(s) = self.status {
+            return (s, Instant::now());
+        }
+        let deadline = Instant::now() + WATCHDOG;
+        let pid = Pid::from_raw(self.pid() as i32).expect("a child pid is positive");
+        if let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            use std::os::fd::AsRawFd;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "child {} did not exit within the watchdog", self.role);
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd, for the duration of the call.
+                let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+                if n == 1 {
+                    break;
+                }
+            }
+        }
+        let seen = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("waitpid") {
+                self.status = Some(s);
+                return (s, seen);
+            }
+            assert!(Instant::now() < deadline, "child {} did not exit within the watchdog", self.role);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The lines the child said that nobody [`expect`](Child::expect)ed yet, up to the end
+    /// of its output (call it once the child has exited; bounded by the watchdog).
+    pub fn remaining_lines(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + WATCHDOG;
+        let mut out = Vec::new();
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => out.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return out,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("child {}: its output never ended", self.role),
+            }
+        }
+    }
+
+    /// The next line the child says, if it says one within `timeout`.
+    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+/// `p`-th percentile (0..=100) of `sorted` (ascending), by the nearest-rank method.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    assert!(!sorted.is_empty());
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}

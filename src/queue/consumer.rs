@@ -215,6 +215,8 @@ impl Consumer {
                 for c in claims.iter().filter(|c| dead & (1 << c.slot) != 0) {
                     seg.clear_claim(c.slot, c.pos);
                 }
+                // Relaxed: a statistic.
+                seg.header().retired.reclaimed.fetch_add(1, Ordering::Relaxed);
                 self.stuck = None;
                 Ok(true)
             }

@@ -93,6 +93,9 @@ pub struct Snapshot {
     pub sent: CounterValues,
     /// Totals over every consumer, past and present.
     pub received: CounterValues,
+    /// MPSC: claims of producers that died between claiming space and committing it, which a
+    /// consumer proved dead and passed (each a message that was never sent).
+    pub reclaimed_claims: u64,
     /// The registered participants.
     pub participants: Vec<Participant>,
 }
@@ -138,6 +141,8 @@ impl Snapshot {
             closed: seg.is_closed(),
             sent,
             received,
+            // Relaxed: a snapshot.
+            reclaimed_claims: h.retired.reclaimed.load(Ordering::Relaxed),
             participants,
         }
     }

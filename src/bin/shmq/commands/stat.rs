@@ -77,6 +77,8 @@ pub struct StatJson {
     percent_full: f64,
     sent: Counters,
     received: Counters,
+    /// MPSC: claims of producers that died before committing, passed by the consumer.
+    reclaimed_claims: u64,
     participants: Vec<ParticipantJson>,
     /// Present with `--interval`.
     rates: Option<Rates>,
@@ -139,6 +141,7 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
             percent_full: percent(s.used_bytes, c.capacity),
             sent: s.sent.into(),
             received: s.received.into(),
+            reclaimed_claims: s.reclaimed_claims,
             participants: s
                 .participants
                 .iter()
@@ -183,6 +186,9 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
     );
     println!("sent         {}", counters(&s.sent));
     println!("received     {}", counters(&s.received));
+    if s.reclaimed_claims > 0 {
+        println!("reclaimed    {} claims of producers that died before committing", s.reclaimed_claims);
+    }
     if let Some(r) = &rates {
         println!(
             "rates        sent {:.0} msg/s ({:.3} MB/s), received {:.0} msg/s ({:.3} MB/s) over {:.2}s",

@@ -534,7 +534,9 @@ fn a_stopped_producer_holding_a_reservation_is_never_reclaimed() {
     child.hang_up();
     child.wait_ok();
     assert!(rx.try_recv().unwrap().is_none(), "nothing more");
-    assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+    let snap = Queue::inspect(&q.name).unwrap();
+    assert_eq!(snap.used_bytes, 0);
+    assert_eq!(snap.reclaimed_claims, 0, "a stopped producer's claim is never reclaimed");
 }
 
 /// A producer dies holding a claim: while its claim is unresolved, registration skips its
@@ -591,7 +593,9 @@ fn after_a_reclaim_the_dead_producers_slot_serves_a_new_producer_process() {
     tx.send(&body(LIVE, 1, 64)).unwrap();
     assert_eq!(recv_tag(&mut rx), (LIVE, 1));
     assert!(rx.try_recv().unwrap().is_none());
-    assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+    let snap = Queue::inspect(&q.name).unwrap();
+    assert_eq!(snap.used_bytes, 0);
+    assert_eq!(snap.reclaimed_claims, 1, "the dead producer's claim is counted as reclaimed");
 }
 
 /// Two producers read the same `tail`; the one whose claim was only recorded (its CAS not

@@ -6,7 +6,8 @@
  *
  * Conventions (details in bindings/c/README.md):
  *  - Every function returns SHMQ_OK (0) or a negative SHMQ_ERR_* code, except
- *    shmq_options_init, the *_close functions, shmq_abi_version and shmq_strerror.
+ *    the *_close functions, shmq_abi_version, shmq_strerror and shmq_last_error.
+ *    After an error, shmq_last_error() says why, in words (per thread).
  *  - Every function checks its pointers and lengths (SHMQ_ERR_INVALID), never lets a
  *    Rust panic escape (SHMQ_ERR_INTERNAL) and leaves errno as it found it.
  *  - Timeouts are in nanoseconds: 0 tries once (SHMQ_ERR_FULL / SHMQ_ERR_EMPTY), a
@@ -44,79 +45,79 @@
 /**
  * The queue is full and the call was not allowed to wait (timeout 0).
  */
-#define SHMQ_ERR_FULL -1
+#define SHMQ_ERR_FULL (-1)
 
 /**
  * The queue is empty and the call was not allowed to wait (timeout 0).
  */
-#define SHMQ_ERR_EMPTY -2
+#define SHMQ_ERR_EMPTY (-2)
 
 /**
  * A positive timeout expired before the call could complete.
  */
-#define SHMQ_ERR_TIMEOUT -3
+#define SHMQ_ERR_TIMEOUT (-3)
 
 /**
  * The message is larger than the queue's `max_message`.
  */
-#define SHMQ_ERR_TOO_LARGE -4
+#define SHMQ_ERR_TOO_LARGE (-4)
 
 /**
  * `shmq_recv`: the buffer is too small; `*len` holds the size needed and the message
  * stays in the queue.
  */
-#define SHMQ_ERR_BUFFER_TOO_SMALL -5
+#define SHMQ_ERR_BUFFER_TOO_SMALL (-5)
 
 /**
  * No queue of that name exists.
  */
-#define SHMQ_ERR_NOT_FOUND -6
+#define SHMQ_ERR_NOT_FOUND (-6)
 
 /**
  * `shmq_create` of a name that already exists.
  */
-#define SHMQ_ERR_EXISTS -7
+#define SHMQ_ERR_EXISTS (-7)
 
 /**
  * A bad name, option, pointer, length, wait policy or call order.
  */
-#define SHMQ_ERR_INVALID -8
+#define SHMQ_ERR_INVALID (-8)
 
 /**
  * The slot is held by a live process (a second consumer, or a second producer on an SPSC
  * queue), or the participant table is full.
  */
-#define SHMQ_ERR_BUSY -9
+#define SHMQ_ERR_BUSY (-9)
 
 /**
  * The operating system refused access.
  */
-#define SHMQ_ERR_PERMISSION -10
+#define SHMQ_ERR_PERMISSION (-10)
 
 /**
  * The segment failed validation (not a shmq queue, or nonsense in its control words).
  */
-#define SHMQ_ERR_CORRUPT -11
+#define SHMQ_ERR_CORRUPT (-11)
 
 /**
  * The segment was made by another layout version of shmq.
  */
-#define SHMQ_ERR_INCOMPATIBLE -12
+#define SHMQ_ERR_INCOMPATIBLE (-12)
 
 /**
  * The queue was removed (`shmq_remove`) and, for a consumer, everything in it received.
  */
-#define SHMQ_ERR_CLOSED -13
+#define SHMQ_ERR_CLOSED (-13)
 
 /**
  * Any other operating-system error.
  */
-#define SHMQ_ERR_IO -14
+#define SHMQ_ERR_IO (-14)
 
 /**
  * A bug in libshmq was caught at the boundary (a Rust panic); the handle may be unusable.
  */
-#define SHMQ_ERR_INTERNAL -15
+#define SHMQ_ERR_INTERNAL (-15)
 
 /**
  * `shmq_options.mode`: one producer at a time (the fast path).
@@ -156,7 +157,7 @@
 /**
  * Default `shmq_options.permissions`: `0600`, owner read and write.
  */
-#define SHMQ_DEFAULT_PERMISSIONS 384
+#define SHMQ_DEFAULT_PERMISSIONS 0600
 
 /**
  * A consumer handle: takes the messages of one queue, in order. Opaque; from
@@ -217,20 +218,40 @@ typedef struct shmq_options {
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif  /* __cplusplus */
 
 /**
  * Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
- * permissions `0600`) and `o->size` to `sizeof(shmq_options)` of this version (32). Does
+ * permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
  * nothing if `o` is NULL. Thread-safe; does not block.
  *
- * This function writes exactly the 32 bytes of this version's struct, now and in later
- * versions: a version that appends fields adds an initializer that knows about them.
+ * The header defines a macro of the same name, `shmq_options_init(o)`, which calls
+ * `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
+ * against this header use. This function stays for programs compiled against the first
+ * header; it writes exactly 32 bytes, now and in later versions.
  *
  * # Safety
  * `o` is NULL or points to a writable `shmq_options`.
  */
 void shmq_options_init(struct shmq_options *o);
+
+/**
+ * Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
+ * their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+ * beyond the fields this library knows (a newer header's fields) become 0. Call it
+ * through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
+ * always comes from the struct the program was compiled with, so a field appended by a
+ * newer header is never silently ignored by an older library (`shmq_create` refuses it:
+ * `SHMQ_ERR_INVALID`).
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+ * `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
+ * does not block.
+ *
+ * # Safety
+ * `o` is NULL or points to `size` writable bytes.
+ */
+int shmq_options_init_sized(struct shmq_options *o, size_t size);
 
 /**
  * The `SHMQ_ABI_VERSION` this library was built with: compare it with the header's to
@@ -242,7 +263,7 @@ void shmq_options_init(struct shmq_options *o);
 int shmq_abi_version(void);
 
 /**
- * Creates the queue `name` (1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
+ * Creates the queue `name` (1-200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
  * the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
  * reserved now: a full `/dev/shm` fails here, not later.
  *
@@ -428,7 +449,7 @@ int shmq_commit(struct shmq_producer *p);
 
 /**
  * Publishes the first `len` bytes of the reservation made by `shmq_reserve`
- * (`len` ≤ the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
+ * (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
  * handle, no reservation outstanding, or a `len` above the reserved length (the
  * reservation then stays outstanding). Does not block.
  *
@@ -505,8 +526,34 @@ int shmq_release(struct shmq_consumer *c);
  */
 const char *shmq_strerror(int err);
 
+/**
+ * Why the last failing libshmq call on the calling thread failed: a NUL-terminated
+ * English sentence with the details the code alone cannot give (the queue's name, the
+ * options an existing queue has, the OS error, which argument was bad), e.g.
+ * `invalid argument: queue "q" exists as spsc with capacity 4096 ...`.
+ *
+ * Every call that returns an error code sets it (`shmq_options_init`,
+ * `shmq_abi_version`, `shmq_strerror`, `shmq_last_error` and the async-signal-safe
+ * `*_interrupt` calls never touch it); a successful call leaves it as it was, so read
+ * it only right after a call failed, as with `errno`. Before any failure it is "".
+ *
+ * Never NULL; do not free it. The string belongs to the calling thread and stays valid
+ * until the next libshmq call on that thread: copy it to keep it. Thread-safe; does not
+ * block. Not async-signal-safe.
+ *
+ * # Safety
+ * None: any thread may call it at any time.
+ */
+const char *shmq_last_error(void);
+
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
+
+/**
+ * Sets up the options `*o` with the size of the struct this program was compiled with
+ * (see shmq_options_init_sized); evaluates to SHMQ_OK or SHMQ_ERR_INVALID.
+ */
+#define shmq_options_init(o) shmq_options_init_sized((o), sizeof *(o))
 
 #endif  /* SHMQ_H */

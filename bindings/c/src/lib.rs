@@ -21,8 +21,12 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 #![allow(non_camel_case_types)]
 
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmq_core::error::code;
@@ -148,6 +152,16 @@ pub struct shmq_options {
     pub reserved: u32,
 }
 
+/// This version's defaults.
+const DEFAULT_OPTIONS: shmq_options = shmq_options {
+    size: OPTIONS_V1_SIZE,
+    capacity: SHMQ_DEFAULT_CAPACITY,
+    max_message: SHMQ_DEFAULT_MAX_MESSAGE,
+    mode: SHMQ_MODE_MPSC,
+    permissions: SHMQ_DEFAULT_PERMISSIONS,
+    reserved: 0,
+};
+
 /// The size of the first version of `shmq_options`.
 const OPTIONS_V1_SIZE: usize = std::mem::size_of::<shmq_options>();
 /// Larger sizes are surely garbage (an uninitialised struct): refuse them rather than read
@@ -158,30 +172,326 @@ const _: () = assert!(OPTIONS_V1_SIZE == 32);
 /// A producer handle: appends messages to one queue. Opaque; from `shmq_producer_open`,
 /// freed by `shmq_producer_close`.
 pub struct shmq_producer {
-    inner: Producer,
-    /// The reservation made by `shmq_reserve`, until `shmq_commit` or `shmq_abort`.
-    grant: Option<RawGrant>,
+    // Never instantiated: the pointer C holds is a `Handle<ProducerState>`.
+    _opaque: [u8; 0],
 }
 
 /// A consumer handle: takes the messages of one queue, in order. Opaque; from
 /// `shmq_consumer_open`, freed by `shmq_consumer_close`.
 pub struct shmq_consumer {
+    // Never instantiated: the pointer C holds is a `Handle<ConsumerState>`.
+    _opaque: [u8; 0],
+}
+
+/// What a producer handle holds while open.
+struct ProducerState {
+    inner: Producer,
+    /// The reservation made by `shmq_reserve`, until `shmq_commit` or `shmq_abort`.
+    grant: Option<RawGrant>,
+}
+
+/// What a consumer handle holds while open.
+struct ConsumerState {
     inner: Consumer,
     /// `shmq_peek` returned the head message and `shmq_release` has not taken it yet.
     peeked: bool,
 }
 
-/// A C error code on its way out; `?` converts a Rust error into it.
+/// The two kinds of handle, and the words and messages that tell them apart.
+trait Kind: Sized + 'static {
+    /// `magic` of an open handle of this kind.
+    const OPEN: u64;
+    /// `magic` of a closed one (poisoned by its close).
+    const CLOSED: u64;
+    /// `magic` of an open handle of the other kind.
+    const OTHER: u64;
+    const NULL: &'static CStr;
+    const USED_AFTER_CLOSE: &'static CStr;
+    const WRONG_KIND: &'static CStr;
+    const NOT_A_HANDLE: &'static CStr;
+    const IN_USE: &'static CStr;
+    const NOT_CLOSED: &'static CStr;
+}
+
+const PRODUCER_OPEN: u64 = u64::from_le_bytes(*b"shmqPRO+");
+const PRODUCER_CLOSED: u64 = u64::from_le_bytes(*b"shmqPRO-");
+const CONSUMER_OPEN: u64 = u64::from_le_bytes(*b"shmqCON+");
+const CONSUMER_CLOSED: u64 = u64::from_le_bytes(*b"shmqCON-");
+
+impl Kind for ProducerState {
+    const OPEN: u64 = PRODUCER_OPEN;
+    const CLOSED: u64 = PRODUCER_CLOSED;
+    const OTHER: u64 = CONSUMER_OPEN;
+    const NULL: &'static CStr = c"invalid argument: NULL producer handle";
+    const USED_AFTER_CLOSE: &'static CStr = c"invalid argument: this producer handle was closed (shmq_producer_close)";
+    const WRONG_KIND: &'static CStr = c"invalid argument: a consumer handle was passed where a producer is expected";
+    const NOT_A_HANDLE: &'static CStr =
+        c"invalid argument: not a producer handle (not from shmq_producer_open, or closed long ago)";
+    const IN_USE: &'static CStr = c"busy: this producer handle is in a call on another thread (or in the call a \
+signal handler interrupted): a handle serves one call at a time";
+    const NOT_CLOSED: &'static CStr =
+        c"shmq_producer_close: the handle is in a call on another thread; it was NOT closed";
+}
+
+impl Kind for ConsumerState {
+    const OPEN: u64 = CONSUMER_OPEN;
+    const CLOSED: u64 = CONSUMER_CLOSED;
+    const OTHER: u64 = PRODUCER_OPEN;
+    const NULL: &'static CStr = c"invalid argument: NULL consumer handle";
+    const USED_AFTER_CLOSE: &'static CStr = c"invalid argument: this consumer handle was closed (shmq_consumer_close)";
+    const WRONG_KIND: &'static CStr = c"invalid argument: a producer handle was passed where a consumer is expected";
+    const NOT_A_HANDLE: &'static CStr =
+        c"invalid argument: not a consumer handle (not from shmq_consumer_open, or closed long ago)";
+    const IN_USE: &'static CStr = c"busy: this consumer handle is in a call on another thread (or in the call a \
+signal handler interrupted): a handle serves one call at a time";
+    const NOT_CLOSED: &'static CStr =
+        c"shmq_consumer_close: the handle is in a call on another thread; it was NOT closed";
+}
+
+/// What a `shmq_producer *` / `shmq_consumer *` points to. `repr(C)`: `magic` is the first
+/// word of both kinds, so a pointer of either kind (or of neither) can be told apart by
+/// reading it before anything else.
+#[repr(C)]
+struct Handle<S> {
+    /// `S::OPEN` while open, `S::CLOSED` after the close.
+    magic: AtomicU64,
+    /// The re-entry guard: true while a call is inside the handle.
+    busy: AtomicBool,
+    /// `None` once closed. Only the thread that set `busy` touches it.
+    state: UnsafeCell<Option<S>>,
+}
+
+/// The shells of the last [`QUARANTINE`] closed handles, kept allocated (and poisoned) so
+/// that a handle used right after its close finds `CLOSED` in its magic word, and so that
+/// the allocator cannot hand the same address to the next open (a closed producer's
+/// pointer then silently naming another queue's producer).
+struct Closed {
+    shell: *mut c_void,
+    /// Frees `shell` (a `Box<Handle<S>>` for the right `S`).
+    free: unsafe fn(*mut c_void),
+}
+
+// SAFETY: a closed shell's state is `None` and nothing else in it is tied to a thread (two
+// atomics); it is only freed, by whichever thread evicts it.
+unsafe impl Send for Closed {}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        // SAFETY: `free` matches the shell's type (`Closed::new`), and the shell is freed
+        // once, here.
+        unsafe { (self.free)(self.shell) }
+    }
+}
+
+impl Closed {
+    /// # Safety
+    /// `shell` was made by `new_handle::<S>`, is closed, and is given up by the caller.
+    unsafe fn new<S: Kind>(shell: *mut Handle<S>) -> Closed {
+        /// # Safety
+        /// `p` is a `Box<Handle<S>>` leaked by `new_handle`, freed once.
+        unsafe fn free<S>(p: *mut c_void) {
+            // SAFETY: the function's contract.
+            drop(unsafe { Box::from_raw(p.cast::<Handle<S>>()) });
+        }
+        Closed { shell: shell.cast(), free: free::<S> }
+    }
+}
+
+/// How many closed handles stay allocated.
+const QUARANTINE: usize = 64;
+
+static CLOSED_HANDLES: Mutex<VecDeque<Closed>> = Mutex::new(VecDeque::new());
+
+fn quarantine(shell: Closed) {
+    let evicted = {
+        let mut q = CLOSED_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(shell);
+        if q.len() > QUARANTINE { q.pop_front() } else { None }
+    };
+    // Freed outside the lock.
+    drop(evicted);
+}
+
+/// Clears `busy` when the call leaves the handle, however it leaves.
+struct Inside<'a>(&'a AtomicBool);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        // Release: this call's writes to the state happen before the next call's Acquire
+        // swap on `busy` sees false.
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Makes a handle for C.
+fn new_handle<S: Kind>(state: S) -> *mut Handle<S> {
+    Box::into_raw(Box::new(Handle {
+        magic: AtomicU64::new(S::OPEN),
+        busy: AtomicBool::new(false),
+        state: UnsafeCell::new(Some(state)),
+    }))
+}
+
+/// The shell behind a C pointer, after checking its magic word.
+///
+/// # Safety
+/// `h` is NULL or points to at least 8 readable bytes that no one writes non-atomically
+/// meanwhile (a handle from this library, open or in the quarantine, qualifies).
+unsafe fn shell<'a, S: Kind>(h: *mut c_void) -> Res<&'a Handle<S>> {
+    if h.is_null() {
+        return Err(invalid(S::NULL));
+    }
+    if (h as usize) % std::mem::align_of::<Handle<S>>() != 0 {
+        return Err(invalid(S::NOT_A_HANDLE));
+    }
+    // SAFETY: aligned, and 8 readable bytes by the caller's contract; read as an atomic
+    // because a handle's magic word is one.
+    let magic = unsafe { &*h.cast::<AtomicU64>() };
+    // Relaxed: the word only sorts out what the pointer is; who may use the state is
+    // decided by the Acquire on `busy` and the `Option` behind it.
+    match magic.load(Ordering::Relaxed) {
+        m if m == S::OPEN => {}
+        m if m == S::CLOSED => return Err(invalid(S::USED_AFTER_CLOSE)),
+        m if m == S::OTHER => return Err(invalid(S::WRONG_KIND)),
+        _ => return Err(invalid(S::NOT_A_HANDLE)),
+    }
+    // SAFETY: the magic word says this is a live `Handle<S>` made by `new_handle` (or one
+    // in the quarantine, which stays allocated); only shared references to it are made.
+    Ok(unsafe { &*h.cast::<Handle<S>>() })
+}
+
+/// Runs `f` on the state of the handle `h`, one call at a time: a second caller meanwhile
+/// gets `SHMQ_ERR_BUSY` rather than a share of the state.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn with<S: Kind, R>(h: *mut c_void, f: impl FnOnce(&mut S) -> Res<R>) -> Res<R> {
+    // SAFETY: the caller's contract.
+    let shell = unsafe { shell::<S>(h)? };
+    // Acquire: pairs with the Release in `Inside::drop` of the previous call, so its
+    // writes to the state are visible here.
+    if shell.busy.swap(true, Ordering::Acquire) {
+        return Err(fail(SHMQ_ERR_BUSY, S::IN_USE));
+    }
+    let _inside = Inside(&shell.busy);
+    // SAFETY: `busy` was false and this call set it: no other reference to the state
+    // exists until `_inside` clears it.
+    let state = unsafe { &mut *shell.state.get() };
+    // A close that ran between the magic check and the swap left `None`.
+    f(state.as_mut().ok_or_else(|| invalid(S::USED_AFTER_CLOSE))?)
+}
+
+/// Closes the handle `h`: poisons its magic word, drops its state (after `before_drop`)
+/// and puts the shell in the quarantine. Records a last-error message and does nothing if
+/// the handle is not an open one or is in a call on another thread.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn close<S: Kind>(h: *mut c_void, before_drop: impl FnOnce(&mut S)) {
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let Ok(shell) = (unsafe { shell::<S>(h) }) else { return };
+    // Acquire: as in `with`.
+    if shell.busy.swap(true, Ordering::Acquire) {
+        last_error::set_static(S::NOT_CLOSED);
+        return;
+    }
+    // SAFETY: as in `with`: this call holds `busy`.
+    let state = unsafe { &mut *shell.state.get() };
+    let Some(mut state) = state.take() else {
+        last_error::set_static(S::USED_AFTER_CLOSE);
+        shell.busy.store(false, Ordering::Release);
+        return;
+    };
+    // Relaxed: see `shell`; the state is already gone for any call that gets in next.
+    shell.magic.store(S::CLOSED, Ordering::Relaxed);
+    // Release: as in `Inside::drop`.
+    shell.busy.store(false, Ordering::Release);
+    before_drop(&mut state);
+    drop(state);
+    // SAFETY: made by `new_handle::<S>` (its magic word said so), closed just now, and
+    // from here on owned by the quarantine, which keeps it allocated and frees it only
+    // after QUARANTINE later closes.
+    quarantine(unsafe { Closed::new::<S>(h.cast()) });
+}
+
+/// A C error code on its way out; `?` converts a Rust error into it. Every way of making
+/// one records the reason in this thread's last-error message first ([`shmq_last_error`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Code(c_int);
 
 impl From<Error> for Code {
     fn from(e: Error) -> Code {
+        // The errors a polling loop meets all the time have fixed texts: no allocation.
+        match e {
+            Error::Full => last_error::set_static(c"queue is full"),
+            Error::Timeout => last_error::set_static(c"timed out"),
+            Error::Closed => last_error::set_static(c"queue is closed"),
+            ref other => last_error::set(other.to_string()),
+        }
         Code(e.code())
     }
 }
 
-const INVALID: Code = Code(SHMQ_ERR_INVALID);
+/// `SHMQ_ERR_INVALID`, with `why` as the last-error message.
+fn invalid(why: &'static CStr) -> Code {
+    fail(SHMQ_ERR_INVALID, why)
+}
+
+/// `SHMQ_ERR_INVALID`, with `why` as the last-error message.
+fn invalid_owned(why: String) -> Code {
+    last_error::set(why);
+    Code(SHMQ_ERR_INVALID)
+}
+
+/// The code `code`, with `why` as the last-error message.
+fn fail(code: c_int, why: &'static CStr) -> Code {
+    last_error::set_static(why);
+    Code(code)
+}
+
+/// The calling thread's last-error message: set by every failing call, read by
+/// [`shmq_last_error`]. Never touched by the async-signal-safe functions.
+mod last_error {
+    use std::cell::RefCell;
+    use std::ffi::{CStr, CString, c_char};
+
+    enum Message {
+        Static(&'static CStr),
+        Owned(CString),
+    }
+
+    thread_local! {
+        static LAST: RefCell<Message> = const { RefCell::new(Message::Static(c"")) };
+    }
+
+    pub(crate) fn set_static(msg: &'static CStr) {
+        // `try_with`: a call from a thread-local destructor after ours was dropped records
+        // nothing rather than panicking; `try_borrow_mut`: never panics either.
+        let _ = LAST.try_with(|m| m.try_borrow_mut().map(|mut m| *m = Message::Static(msg)));
+    }
+
+    pub(crate) fn set(msg: String) {
+        // A NUL inside (a name echoed back, say) would cut the C string short: replace it.
+        let msg = CString::new(msg).unwrap_or_else(|e| {
+            let bytes: Vec<u8> = e.into_vec().into_iter().map(|b| if b == 0 { b'?' } else { b }).collect();
+            CString::new(bytes).unwrap_or_default()
+        });
+        let _ = LAST.try_with(|m| m.try_borrow_mut().map(|mut m| *m = Message::Owned(msg)));
+    }
+
+    /// The current message; valid until the next `set*` on this thread.
+    pub(crate) fn get() -> *const c_char {
+        LAST.try_with(|m| match m.try_borrow().as_deref() {
+            Ok(Message::Static(s)) => s.as_ptr(),
+            Ok(Message::Owned(s)) => s.as_ptr(),
+            Err(_) => c"".as_ptr(),
+        })
+        .unwrap_or(c"".as_ptr())
+    }
+}
 
 type Res<T = ()> = Result<T, Code>;
 
@@ -210,7 +520,15 @@ fn guard(f: impl FnOnce() -> Res) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => SHMQ_OK,
         Ok(Err(Code(c))) => c,
-        Err(_) => SHMQ_ERR_INTERNAL,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            last_error::set(format!("internal error in libshmq (a bug, please report it): {what}"));
+            SHMQ_ERR_INTERNAL
+        }
     }
 }
 
@@ -244,7 +562,7 @@ fn wait_policy(w: c_int) -> Res<Wait> {
         SHMQ_WAIT_SPIN => Ok(Wait::Spin),
         SHMQ_WAIT_BLOCK => Ok(Wait::Block),
         SHMQ_WAIT_ADAPTIVE => Ok(Wait::Adaptive),
-        _ => Err(INVALID),
+        _ => Err(invalid(c"invalid wait policy: use SHMQ_WAIT_SPIN, SHMQ_WAIT_BLOCK or SHMQ_WAIT_ADAPTIVE")),
     }
 }
 
@@ -255,11 +573,11 @@ fn wait_policy(w: c_int) -> Res<Wait> {
 /// `name` is NULL or a NUL-terminated string that lives for `'a`.
 unsafe fn name_arg<'a>(name: *const c_char) -> Res<&'a str> {
     if name.is_null() {
-        return Err(INVALID);
+        return Err(invalid(c"invalid queue name: NULL"));
     }
     // SAFETY: non-null, and NUL-terminated by the caller's contract.
     let name = unsafe { CStr::from_ptr(name) };
-    name.to_str().map_err(|_| INVALID)
+    name.to_str().map_err(|_| invalid(c"invalid queue name: not UTF-8 (use 1-200 bytes of [A-Za-z0-9._-])"))
 }
 
 /// The Rust options from a C `shmq_options`, reading only the fields its `size` covers.
@@ -268,12 +586,15 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Res<&'a str> {
 /// `o` is NULL or points to `o->size` readable bytes.
 unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     if o.is_null() {
-        return Err(INVALID);
+        return Err(invalid(c"invalid options: NULL"));
     }
     // SAFETY: `size` is the first field, and every caller's struct has it.
     let size = unsafe { std::ptr::addr_of!((*o).size).read_unaligned() };
     if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
-        return Err(INVALID);
+        return Err(invalid_owned(format!(
+            "invalid options: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE}); \
+             initialise the struct with shmq_options_init"
+        )));
     }
     // SAFETY: the caller's struct has at least the v1 fields (its size says so).
     let v1 = unsafe { o.read_unaligned() };
@@ -281,13 +602,21 @@ unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     // (their meaning would be ignored otherwise).
     // SAFETY: the caller vouches for `size` readable bytes.
     let all = unsafe { std::slice::from_raw_parts(o.cast::<u8>(), size) };
-    if all[OPTIONS_V1_SIZE..].iter().any(|&b| b != 0) || v1.reserved != 0 {
-        return Err(INVALID);
+    if let Some(at) = all[OPTIONS_V1_SIZE..].iter().position(|&b| b != 0) {
+        return Err(invalid_owned(format!(
+            "invalid options: byte {} of the caller's {size}-byte shmq_options is not zero, and this \
+             libshmq knows only the first {OPTIONS_V1_SIZE} bytes: the program was compiled against a newer \
+             shmq.h and uses an option this library does not have",
+            OPTIONS_V1_SIZE + at
+        )));
+    }
+    if v1.reserved != 0 {
+        return Err(invalid(c"invalid options: `reserved` must be 0"));
     }
     let mode = match v1.mode {
         SHMQ_MODE_SPSC => Mode::Spsc,
         SHMQ_MODE_MPSC => Mode::Mpsc,
-        _ => return Err(INVALID),
+        m => return Err(invalid_owned(format!("invalid options: mode {m}: use SHMQ_MODE_SPSC or SHMQ_MODE_MPSC"))),
     };
     Ok(Options::new().capacity(v1.capacity).max_message(v1.max_message).mode(mode).permissions(v1.permissions))
 }
@@ -303,39 +632,59 @@ unsafe fn put<T>(out: *mut T, value: T) {
     }
 }
 
-/// The handle behind a C pointer.
-///
-/// # Safety
-/// `h` is NULL or a live handle from this library that no other thread is using.
-unsafe fn handle<'a, T>(h: *mut T) -> Res<&'a mut T> {
-    // SAFETY: by the caller's contract, a non-null `h` is a live, unshared handle.
-    unsafe { h.as_mut() }.ok_or(INVALID)
-}
-
 /// Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
-/// permissions `0600`) and `o->size` to `sizeof(shmq_options)` of this version (32). Does
+/// permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
 /// nothing if `o` is NULL. Thread-safe; does not block.
 ///
-/// This function writes exactly the 32 bytes of this version's struct, now and in later
-/// versions: a version that appends fields adds an initializer that knows about them.
+/// The header defines a macro of the same name, `shmq_options_init(o)`, which calls
+/// `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
+/// against this header use. This function stays for programs compiled against the first
+/// header; it writes exactly 32 bytes, now and in later versions.
 ///
 /// # Safety
 /// `o` is NULL or points to a writable `shmq_options`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_options_init(o: *mut shmq_options) {
     guard_void(|| {
-        let defaults = shmq_options {
-            size: OPTIONS_V1_SIZE,
-            capacity: SHMQ_DEFAULT_CAPACITY,
-            max_message: SHMQ_DEFAULT_MAX_MESSAGE,
-            mode: SHMQ_MODE_MPSC,
-            permissions: SHMQ_DEFAULT_PERMISSIONS,
-            reserved: 0,
-        };
         if !o.is_null() {
             // SAFETY: non-null and writable by the caller's contract; unaligned-safe.
-            unsafe { o.write_unaligned(defaults) };
+            unsafe { o.write_unaligned(DEFAULT_OPTIONS) };
         }
+    })
+}
+
+/// Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
+/// their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+/// beyond the fields this library knows (a newer header's fields) become 0. Call it
+/// through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
+/// always comes from the struct the program was compiled with, so a field appended by a
+/// newer header is never silently ignored by an older library (`shmq_create` refuses it:
+/// `SHMQ_ERR_INVALID`).
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+/// `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
+/// does not block.
+///
+/// # Safety
+/// `o` is NULL or points to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_options_init_sized(o: *mut shmq_options, size: usize) -> c_int {
+    guard(|| {
+        if o.is_null() {
+            return Err(invalid(c"invalid argument: NULL options"));
+        }
+        if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+            return Err(invalid_owned(format!(
+                "invalid argument: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE})"
+            )));
+        }
+        // SAFETY: `size` writable bytes at `o` by the caller's contract, of which the first
+        // OPTIONS_V1_SIZE are this version's struct; unaligned-safe writes.
+        unsafe {
+            o.write_unaligned(shmq_options { size, ..DEFAULT_OPTIONS });
+            std::ptr::write_bytes(o.cast::<u8>().add(OPTIONS_V1_SIZE), 0, size - OPTIONS_V1_SIZE);
+        }
+        Ok(())
     })
 }
 
@@ -349,7 +698,7 @@ pub extern "C" fn shmq_abi_version() -> c_int {
     SHMQ_ABI_VERSION
 }
 
-/// Creates the queue `name` (1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
+/// Creates the queue `name` (1-200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
 /// the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
 /// reserved now: a full `/dev/shm` fails here, not later.
 ///
@@ -429,14 +778,14 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
 pub unsafe extern "C" fn shmq_producer_open(name: *const c_char, out: *mut *mut shmq_producer) -> c_int {
     guard(|| {
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null `out` is writable by the caller's contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Producer::open(name)?;
-        let h = Box::into_raw(Box::new(shmq_producer { inner, grant: None }));
+        let h = new_handle(ProducerState { inner, grant: None }).cast::<shmq_producer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -460,14 +809,14 @@ pub unsafe extern "C" fn shmq_producer_open(name: *const c_char, out: *mut *mut 
 pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut shmq_consumer) -> c_int {
     guard(|| {
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null `out` is writable by the caller's contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Consumer::open(name)?;
-        let h = Box::into_raw(Box::new(shmq_consumer { inner, peeked: false }));
+        let h = new_handle(ConsumerState { inner, peeked: false }).cast::<shmq_consumer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -483,10 +832,14 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_int) -> c_int {
     guard(|| {
+        let wait = wait_policy(wait)?;
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        p.inner.set_wait(wait_policy(wait)?);
-        Ok(())
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                p.inner.set_wait(wait);
+                Ok(())
+            })
+        }
     })
 }
 
@@ -499,10 +852,14 @@ pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_i
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_int) -> c_int {
     guard(|| {
+        let wait = wait_policy(wait)?;
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        c.inner.set_wait(wait_policy(wait)?);
-        Ok(())
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                c.inner.set_wait(wait);
+                Ok(())
+            })
+        }
     })
 }
 
@@ -517,12 +874,12 @@ pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_i
 pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *mut u32) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
+        let max = unsafe { with(p.cast(), |p: &mut ProducerState| Ok(p.inner.config().max_message))? };
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null and writable by the caller's contract.
-        unsafe { out.write(p.inner.config().max_message) };
+        unsafe { out.write(max) };
         Ok(())
     })
 }
@@ -536,12 +893,12 @@ pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *
 pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *mut u32) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
+        let max = unsafe { with(c.cast(), |c: &mut ConsumerState| Ok(c.inner.config().max_message))? };
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null and writable by the caller's contract.
-        unsafe { out.write(c.inner.config().max_message) };
+        unsafe { out.write(max) };
         Ok(())
     })
 }
@@ -556,13 +913,13 @@ pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_close(p: *mut shmq_producer) {
     guard_void(|| {
-        if p.is_null() {
-            return;
-        }
-        // SAFETY: a live handle from `shmq_producer_open` (a leaked Box), given back.
-        let mut p = unsafe { Box::from_raw(p) };
-        if let Some(g) = p.grant.take() {
-            let _ = p.inner.abort_raw(g);
+        // SAFETY: the caller's contract.
+        unsafe {
+            close(p.cast(), |p: &mut ProducerState| {
+                if let Some(g) = p.grant.take() {
+                    let _ = p.inner.abort_raw(g);
+                }
+            })
         }
     })
 }
@@ -576,10 +933,8 @@ pub unsafe extern "C" fn shmq_producer_close(p: *mut shmq_producer) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
     guard_void(|| {
-        if !c.is_null() {
-            // SAFETY: a live handle from `shmq_consumer_open` (a leaked Box), given back.
-            drop(unsafe { Box::from_raw(c) });
-        }
+        // SAFETY: the caller's contract.
+        unsafe { close(c.cast(), |_: &mut ConsumerState| {}) }
     })
 }
 
@@ -600,19 +955,25 @@ pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
 /// points to `len` readable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, len: usize, timeout_ns: i64) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns)) })
+}
+
+/// # Safety
+/// `data` is NULL or points to `len` readable bytes.
+unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_ns: i64) -> Res {
+    {
+        if p.grant.is_some() {
+            return Err(reservation_outstanding());
+        }
         if data.is_null() && len > 0 {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL data with a non-zero length"));
         }
         // Checked before the slice is made: a slice above `isize::MAX` bytes is undefined
         // behaviour even unread, and `max_message` is at most 1 GiB.
-        if len > p.inner.config().max_message as usize {
-            return Err(Code(SHMQ_ERR_TOO_LARGE));
-        }
-        if p.grant.is_some() {
-            return Err(INVALID);
+        let max = p.inner.config().max_message as usize;
+        if len > max {
+            return Err(Error::TooLarge { len, max }.into());
         }
         let msg: &[u8] = if len == 0 {
             &[]
@@ -627,7 +988,12 @@ pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, l
             Timeout::For(d) => p.inner.send_timeout(msg, d)?,
         }
         Ok(())
-    })
+    }
+}
+
+/// `shmq_send` or `shmq_reserve` while a reservation is outstanding.
+fn reservation_outstanding() -> Code {
+    invalid(c"invalid call order: a reservation is outstanding (shmq_reserve): shmq_commit or shmq_abort it first")
 }
 
 /// Reserves `len` bytes in the ring for zero-copy writing and stores their address in
@@ -653,20 +1019,26 @@ pub unsafe extern "C" fn shmq_reserve(
         // SAFETY: the caller's contract.
         unsafe { put(buf, std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        if buf.is_null() || p.grant.is_some() {
-            return Err(INVALID);
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                if p.grant.is_some() {
+                    return Err(reservation_outstanding());
+                }
+                if buf.is_null() {
+                    return Err(invalid(c"invalid argument: NULL buf"));
+                }
+                let grant = match timeout(timeout_ns) {
+                    Timeout::Try => p.inner.try_reserve(len)?,
+                    Timeout::Forever => p.inner.reserve(len)?,
+                    Timeout::For(d) => p.inner.reserve_timeout(len, d)?,
+                }
+                .into_raw();
+                // SAFETY: non-null and writable by the caller's contract.
+                buf.write(grant.as_mut_ptr().cast());
+                p.grant = Some(grant);
+                Ok(())
+            })
         }
-        let grant = match timeout(timeout_ns) {
-            Timeout::Try => p.inner.try_reserve(len)?,
-            Timeout::Forever => p.inner.reserve(len)?,
-            Timeout::For(d) => p.inner.reserve_timeout(len, d)?,
-        }
-        .into_raw();
-        // SAFETY: non-null and writable by the caller's contract.
-        unsafe { buf.write(grant.as_mut_ptr().cast()) };
-        p.grant = Some(grant);
-        Ok(())
     })
 }
 
@@ -680,14 +1052,17 @@ pub unsafe extern "C" fn shmq_reserve(
 pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        let len = p.grant.as_ref().ok_or(INVALID)?.len();
-        commit(p, len)
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                let len = p.grant.as_ref().ok_or_else(no_reservation)?.len();
+                commit(p, len)
+            })
+        }
     })
 }
 
 /// Publishes the first `len` bytes of the reservation made by `shmq_reserve`
-/// (`len` ≤ the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
+/// (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
 /// handle, no reservation outstanding, or a `len` above the reserved length (the
 /// reservation then stays outstanding). Does not block.
 ///
@@ -697,19 +1072,28 @@ pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
 pub unsafe extern "C" fn shmq_commit_len(p: *mut shmq_producer, len: usize) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        commit(p, len)
+        unsafe { with(p.cast(), |p: &mut ProducerState| commit(p, len)) }
     })
 }
 
-fn commit(p: &mut shmq_producer, len: usize) -> Res {
+fn commit(p: &mut ProducerState, len: usize) -> Res {
     match &p.grant {
         Some(g) if len <= g.len() => {}
-        _ => return Err(INVALID),
+        Some(g) => {
+            return Err(invalid_owned(format!(
+                "invalid argument: commit of {len} bytes exceeds the reservation of {} bytes",
+                g.len()
+            )));
+        }
+        None => return Err(no_reservation()),
     }
-    let g = p.grant.take().ok_or(INVALID)?;
+    let g = p.grant.take().ok_or_else(no_reservation)?;
     p.inner.commit_raw(g, len)?;
     Ok(())
+}
+
+fn no_reservation() -> Code {
+    invalid(c"invalid call order: no reservation outstanding (shmq_reserve first)")
 }
 
 /// Drops the reservation made by `shmq_reserve`: nothing of it reaches the consumer.
@@ -721,10 +1105,13 @@ fn commit(p: &mut shmq_producer, len: usize) -> Res {
 pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        let g = p.grant.take().ok_or(INVALID)?;
-        p.inner.abort_raw(g)?;
-        Ok(())
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                let g = p.grant.take().ok_or_else(no_reservation)?;
+                p.inner.abort_raw(g)?;
+                Ok(())
+            })
+        }
     })
 }
 
@@ -761,24 +1148,32 @@ pub unsafe extern "C" fn shmq_recv(
         // SAFETY: the caller's contract.
         unsafe { put(len, 0) };
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if len.is_null() || (buf.is_null() && cap > 0) {
-            return Err(INVALID);
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                if len.is_null() {
+                    return Err(invalid(c"invalid argument: NULL len"));
+                }
+                if buf.is_null() && cap > 0 {
+                    return Err(invalid(c"invalid argument: NULL buf with a non-zero cap"));
+                }
+                let msg = peek(c, timeout_ns)?;
+                let (src, n) = (msg.as_ptr(), msg.len());
+                // SAFETY: `len` is non-null and writable by the caller's contract.
+                len.write(n);
+                if n > cap {
+                    last_error::set(format!("buffer of {cap} bytes too small for the message of {n} bytes"));
+                    return Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL));
+                }
+                if n > 0 {
+                    // SAFETY: `buf` holds `cap >= n` writable bytes (the caller's contract;
+                    // non-null since `cap > 0`); `src` is `n` readable bytes of the mapping.
+                    // `copy` (memmove), not `copy_nonoverlapping`: `buf` may be queue memory,
+                    // e.g. the very pointer an earlier `shmq_peek` returned.
+                    std::ptr::copy(src, buf.cast::<u8>(), n);
+                }
+                release(c)
+            })
         }
-        let msg = peek(c, timeout_ns)?;
-        let n = msg.len();
-        // SAFETY: `len` is non-null and writable by the caller's contract.
-        unsafe { len.write(n) };
-        if n > cap {
-            return Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL));
-        }
-        if n > 0 {
-            // SAFETY: `buf` holds `cap >= n` writable bytes (the caller's contract; non-null
-            // since `cap > 0`); `msg` is `n` readable bytes of the mapping, which does not
-            // overlap the caller's buffer (a private allocation or another mapping).
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n) };
-        }
-        release(c)
     })
 }
 
@@ -807,26 +1202,27 @@ pub unsafe extern "C" fn shmq_peek(
             put(len, 0);
         }
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if data.is_null() || len.is_null() {
-            return Err(INVALID);
-        }
-        let msg = peek(c, timeout_ns)?;
-        let (p, n) = (msg.as_ptr(), msg.len());
-        c.peeked = true;
-        // SAFETY: non-null and writable by the caller's contract.
         unsafe {
-            data.write(p.cast());
-            len.write(n);
+            with(c.cast(), |c: &mut ConsumerState| {
+                if data.is_null() || len.is_null() {
+                    return Err(invalid(c"invalid argument: NULL data or len"));
+                }
+                let msg = peek(c, timeout_ns)?;
+                let (p, n) = (msg.as_ptr(), msg.len());
+                c.peeked = true;
+                // SAFETY: non-null and writable by the caller's contract.
+                data.write(p.cast());
+                len.write(n);
+                Ok(())
+            })
         }
-        Ok(())
     })
 }
 
 /// The head message, waiting by `timeout_ns`.
-fn peek(c: &mut shmq_consumer, timeout_ns: i64) -> Res<&[u8]> {
+fn peek(c: &mut ConsumerState, timeout_ns: i64) -> Res<&[u8]> {
     Ok(match timeout(timeout_ns) {
-        Timeout::Try => c.inner.try_peek()?.ok_or(Code(SHMQ_ERR_EMPTY))?,
+        Timeout::Try => c.inner.try_peek()?.ok_or_else(|| fail(SHMQ_ERR_EMPTY, c"queue is empty"))?,
         Timeout::Forever => c.inner.peek(None)?,
         Timeout::For(d) => c.inner.peek(Some(d))?,
     })
@@ -842,22 +1238,25 @@ fn peek(c: &mut shmq_consumer, timeout_ns: i64) -> Res<&[u8]> {
 pub unsafe extern "C" fn shmq_release(c: *mut shmq_consumer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if !c.peeked {
-            return Err(INVALID);
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                if !c.peeked {
+                    return Err(invalid(c"invalid call order: no message peeked (shmq_peek first)"));
+                }
+                release(c)
+            })
         }
-        release(c)
     })
 }
 
 /// Takes the head message, which the caller has just peeked.
-fn release(c: &mut shmq_consumer) -> Res {
+fn release(c: &mut ConsumerState) -> Res {
     c.peeked = false;
     if c.inner.advance()? {
         Ok(())
     } else {
         // The message we saw is gone: only a process writing into the segment can do that.
-        Err(Code(SHMQ_ERR_CORRUPT))
+        Err(fail(SHMQ_ERR_CORRUPT, c"corrupt queue: the message just read is gone (another process wrote the queue)"))
     }
 }
 
@@ -888,6 +1287,27 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
+}
+
+/// Why the last failing libshmq call on the calling thread failed: a NUL-terminated
+/// English sentence with the details the code alone cannot give (the queue's name, the
+/// options an existing queue has, the OS error, which argument was bad), e.g.
+/// `invalid argument: queue "q" exists as spsc with capacity 4096 ...`.
+///
+/// Every call that returns an error code sets it (`shmq_options_init`,
+/// `shmq_abi_version`, `shmq_strerror`, `shmq_last_error` and the async-signal-safe
+/// `*_interrupt` calls never touch it); a successful call leaves it as it was, so read
+/// it only right after a call failed, as with `errno`. Before any failure it is "".
+///
+/// Never NULL; do not free it. The string belongs to the calling thread and stays valid
+/// until the next libshmq call on that thread: copy it to keep it. Thread-safe; does not
+/// block. Not async-signal-safe.
+///
+/// # Safety
+/// None: any thread may call it at any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmq_last_error() -> *const c_char {
+    last_error::get()
 }
 
 #[cfg(test)]

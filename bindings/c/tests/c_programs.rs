@@ -506,3 +506,17 @@ fn make_install_then_pkg_config_builds_an_example() {
     assert!(!readelf_dynamic(&producer).contains("libshmq"));
     run_producer_and_consumer(&producer, &consumer, &[]);
 }
+
+c_test!(
+    last_error_options_size_and_call_order,
+    last_error_under_sanitizers,
+    "tests/c/errors.c",
+    [],
+    [
+        "ok last_error_says_why",
+        "ok last_error_is_per_thread",
+        "ok options_size_comes_from_the_caller",
+        "ok sends_are_refused_while_a_reservation_is_outstanding spsc",
+        "ok sends_are_refused_while_a_reservation_is_outstanding mpsc"
+    ]
+);

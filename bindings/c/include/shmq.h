@@ -85,7 +85,8 @@
 
 /**
  * The slot is held by a live process (a second consumer, or a second producer on an SPSC
- * queue), or the participant table is full.
+ * queue), or the participant table is full; or, from a call on a handle, another thread
+ * is inside a call on that same handle (a handle serves one call at a time).
  */
 #define SHMQ_ERR_BUSY (-9)
 
@@ -313,8 +314,10 @@ int shmq_remove(const char *name);
  * `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
  *
  * Ownership: the caller owns the handle and frees it with `shmq_producer_close`.
- * Threads: a handle may move between threads but must be used by one thread at a time;
- * different handles are independent. Processes: a handle does not survive `fork()`: the
+ * Threads: a handle may move between threads but serves one call at a time: a call
+ * made while another thread is inside a call on the same handle is refused with
+ * `SHMQ_ERR_BUSY` (nothing happens), so give each thread its own handle; different
+ * handles are independent. Processes: a handle does not survive `fork()`: the
  * child must neither use nor close its parent's handles, and opens its own.
  * Blocking: may wait up to 2 seconds for a queue another process is creating.
  *
@@ -347,7 +350,7 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * another value. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_producer_set_wait(struct shmq_producer *p, int wait);
 
@@ -357,7 +360,7 @@ int shmq_producer_set_wait(struct shmq_producer *p, int wait);
  * another value. Does not block.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using.
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
  */
 int shmq_consumer_set_wait(struct shmq_consumer *c, int wait);
 
@@ -367,7 +370,7 @@ int shmq_consumer_set_wait(struct shmq_consumer *c, int wait);
  * Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `out` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `out` is NULL or
  * writable.
  */
 int shmq_producer_max_message(struct shmq_producer *p, uint32_t *out);
@@ -376,7 +379,7 @@ int shmq_producer_max_message(struct shmq_producer *p, uint32_t *out);
  * Stores the queue's `max_message` in `*out`. As `shmq_producer_max_message`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `out` is NULL or
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
  * writable.
  */
 int shmq_consumer_max_message(struct shmq_consumer *c, uint32_t *out);
@@ -386,18 +389,26 @@ int shmq_consumer_max_message(struct shmq_consumer *c, uint32_t *out);
  * is aborted first (nothing of it reaches the consumer). Messages already sent stay in
  * the queue. Does not block.
  *
+ * After the close the pointer `p` must not be used again, not even to close it twice:
+ * its memory may be reused for another handle. libshmq keeps the last 64 closed handles
+ * allocated and marked closed, so a use within that window is refused with
+ * `SHMQ_ERR_INVALID` ("was closed"); beyond it the behaviour is undefined. If another
+ * thread is inside a call on `p`, nothing is closed and `shmq_last_error()` says so.
+ *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; it is invalid
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); it is invalid
  * afterwards.
  */
 void shmq_producer_close(struct shmq_producer *p);
 
 /**
  * Closes the consumer and frees the handle; NULL is ignored. A message peeked and not
- * released stays in the queue for the next consumer. Does not block.
+ * released stays in the queue for the next consumer. Does not block. Using `c` after the
+ * close, and closing it while another thread is inside a call on it: as for
+ * `shmq_producer_close`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; it is invalid
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); it is invalid
  * afterwards, and so is any pointer `shmq_peek` returned through it.
  */
 void shmq_consumer_close(struct shmq_consumer *c);
@@ -416,7 +427,7 @@ void shmq_consumer_close(struct shmq_consumer *c);
  * `SHMQ_ERR_CORRUPT`.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `data` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
  * points to `len` readable bytes.
  */
 int shmq_send(struct shmq_producer *p, const void *data, size_t len, int64_t timeout_ns);
@@ -429,10 +440,11 @@ int shmq_send(struct shmq_producer *p, const void *data, size_t len, int64_t tim
  * an MPSC queue the consumer cannot read past it: finish it soon.
  *
  * The `len` bytes at `*buf` are shared memory, valid until the commit, abort or close;
- * they start with whatever was there before. `timeout_ns` and errors as `shmq_send`.
+ * they start with whatever was there before. `*buf` is 8-byte aligned, no more (as for
+ * `shmq_peek`). `timeout_ns` and errors as `shmq_send`.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `buf` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `buf` is NULL or
  * valid for a write of a pointer.
  */
 int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeout_ns);
@@ -443,7 +455,7 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeou
  * outstanding. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_commit(struct shmq_producer *p);
 
@@ -454,7 +466,7 @@ int shmq_commit(struct shmq_producer *p);
  * reservation then stays outstanding). Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_commit_len(struct shmq_producer *p, size_t len);
 
@@ -463,7 +475,7 @@ int shmq_commit_len(struct shmq_producer *p, size_t len);
  * `SHMQ_ERR_INVALID` for a NULL handle or no reservation outstanding. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_abort(struct shmq_producer *p);
 
@@ -486,8 +498,11 @@ int shmq_abort(struct shmq_producer *p);
  * handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
  * `*len` is 0 after any other error.
  *
+ * The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
+ * an earlier `shmq_peek` gave.
+ *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `buf` is NULL or
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `buf` is NULL or
  * points to `cap` writable bytes; `len` is NULL or writable.
  */
 int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
@@ -498,11 +513,17 @@ int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64
  * message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
  * before releasing shows the same message. On failure `*data` is NULL and `*len` 0.
  *
+ * `*data` is 8-byte aligned (records start at multiples of 8 in the page-aligned data
+ * region, and the payload follows an 8-byte header); there is no alignment guarantee
+ * beyond 8 bytes: copy the message out for types that need more. The bytes are shared
+ * memory: any process allowed to write the queue can change them while you read them,
+ * so read a field once and check it before you trust it.
+ *
  * `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
  * `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `data` and `len`
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
  * are NULL or writable.
  */
 int shmq_peek(struct shmq_consumer *c, const void **data, size_t *len, int64_t timeout_ns);
@@ -513,7 +534,7 @@ int shmq_peek(struct shmq_consumer *c, const void **data, size_t *len, int64_t t
  * peeked message. Does not block.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using.
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
  */
 int shmq_release(struct shmq_consumer *c);
 

@@ -59,7 +59,8 @@ pub const SHMQ_ERR_EXISTS: c_int = -7;
 /// A bad name, option, pointer, length, wait policy or call order.
 pub const SHMQ_ERR_INVALID: c_int = -8;
 /// The slot is held by a live process (a second consumer, or a second producer on an SPSC
-/// queue), or the participant table is full.
+/// queue), or the participant table is full; or, from a call on a handle, another thread
+/// is inside a call on that same handle (a handle serves one call at a time).
 pub const SHMQ_ERR_BUSY: c_int = -9;
 /// The operating system refused access.
 pub const SHMQ_ERR_PERMISSION: c_int = -10;
@@ -766,8 +767,10 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
 /// `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
 ///
 /// Ownership: the caller owns the handle and frees it with `shmq_producer_close`.
-/// Threads: a handle may move between threads but must be used by one thread at a time;
-/// different handles are independent. Processes: a handle does not survive `fork()`: the
+/// Threads: a handle may move between threads but serves one call at a time: a call
+/// made while another thread is inside a call on the same handle is refused with
+/// `SHMQ_ERR_BUSY` (nothing happens), so give each thread its own handle; different
+/// handles are independent. Processes: a handle does not survive `fork()`: the
 /// child must neither use nor close its parent's handles, and opens its own.
 /// Blocking: may wait up to 2 seconds for a queue another process is creating.
 ///
@@ -828,7 +831,7 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 /// another value. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_int) -> c_int {
     guard(|| {
@@ -848,7 +851,7 @@ pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_i
 /// another value. Does not block.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using.
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_int) -> c_int {
     guard(|| {
@@ -868,7 +871,7 @@ pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_i
 /// Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `out` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `out` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *mut u32) -> c_int {
@@ -887,7 +890,7 @@ pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *
 /// Stores the queue's `max_message` in `*out`. As `shmq_producer_max_message`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `out` is NULL or
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *mut u32) -> c_int {
@@ -907,8 +910,14 @@ pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *
 /// is aborted first (nothing of it reaches the consumer). Messages already sent stay in
 /// the queue. Does not block.
 ///
+/// After the close the pointer `p` must not be used again, not even to close it twice:
+/// its memory may be reused for another handle. libshmq keeps the last 64 closed handles
+/// allocated and marked closed, so a use within that window is refused with
+/// `SHMQ_ERR_INVALID` ("was closed"); beyond it the behaviour is undefined. If another
+/// thread is inside a call on `p`, nothing is closed and `shmq_last_error()` says so.
+///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; it is invalid
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); it is invalid
 /// afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_close(p: *mut shmq_producer) {
@@ -925,10 +934,12 @@ pub unsafe extern "C" fn shmq_producer_close(p: *mut shmq_producer) {
 }
 
 /// Closes the consumer and frees the handle; NULL is ignored. A message peeked and not
-/// released stays in the queue for the next consumer. Does not block.
+/// released stays in the queue for the next consumer. Does not block. Using `c` after the
+/// close, and closing it while another thread is inside a call on it: as for
+/// `shmq_producer_close`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; it is invalid
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); it is invalid
 /// afterwards, and so is any pointer `shmq_peek` returned through it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
@@ -951,7 +962,7 @@ pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
 /// `SHMQ_ERR_CORRUPT`.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `data` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
 /// points to `len` readable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, len: usize, timeout_ns: i64) -> c_int {
@@ -1003,10 +1014,11 @@ fn reservation_outstanding() -> Code {
 /// an MPSC queue the consumer cannot read past it: finish it soon.
 ///
 /// The `len` bytes at `*buf` are shared memory, valid until the commit, abort or close;
-/// they start with whatever was there before. `timeout_ns` and errors as `shmq_send`.
+/// they start with whatever was there before. `*buf` is 8-byte aligned, no more (as for
+/// `shmq_peek`). `timeout_ns` and errors as `shmq_send`.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `buf` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `buf` is NULL or
 /// valid for a write of a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_reserve(
@@ -1047,7 +1059,7 @@ pub unsafe extern "C" fn shmq_reserve(
 /// outstanding. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
     guard(|| {
@@ -1067,7 +1079,7 @@ pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
 /// reservation then stays outstanding). Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit_len(p: *mut shmq_producer, len: usize) -> c_int {
     guard(|| {
@@ -1100,7 +1112,7 @@ fn no_reservation() -> Code {
 /// `SHMQ_ERR_INVALID` for a NULL handle or no reservation outstanding. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
     guard(|| {
@@ -1133,8 +1145,11 @@ pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
 /// handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
 /// `*len` is 0 after any other error.
 ///
+/// The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
+/// an earlier `shmq_peek` gave.
+///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `buf` is NULL or
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `buf` is NULL or
 /// points to `cap` writable bytes; `len` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_recv(
@@ -1182,11 +1197,17 @@ pub unsafe extern "C" fn shmq_recv(
 /// message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
 /// before releasing shows the same message. On failure `*data` is NULL and `*len` 0.
 ///
+/// `*data` is 8-byte aligned (records start at multiples of 8 in the page-aligned data
+/// region, and the payload follows an 8-byte header); there is no alignment guarantee
+/// beyond 8 bytes: copy the message out for types that need more. The bytes are shared
+/// memory: any process allowed to write the queue can change them while you read them,
+/// so read a field once and check it before you trust it.
+///
 /// `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
 /// `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `data` and `len`
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
 /// are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_peek(
@@ -1233,7 +1254,7 @@ fn peek(c: &mut ConsumerState, timeout_ns: i64) -> Res<&[u8]> {
 /// peeked message. Does not block.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using.
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_release(c: *mut shmq_consumer) -> c_int {
     guard(|| {

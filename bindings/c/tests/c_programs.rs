@@ -520,3 +520,17 @@ c_test!(
         "ok sends_are_refused_while_a_reservation_is_outstanding mpsc"
     ]
 );
+
+c_test!(
+    misused_handles_are_refused_not_corrupted,
+    misused_handles_under_sanitizers,
+    "tests/c/handles.c",
+    [],
+    [
+        "ok wrong_kind_or_no_handle_is_refused",
+        "ok a_handle_used_right_after_close_is_refused",
+        "ok a_blocked_call_holds_the_handle",
+        "ok two_threads_on_one_consumer spsc: 200000 messages once each",
+        "ok two_threads_on_one_consumer mpsc: 200000 messages once each"
+    ]
+);

@@ -409,6 +409,49 @@ fn examples_build_with_plain_cc_and_run() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// The examples open an existing queue whatever its options, and create one with the
+/// options their flags give; a queue that exists with other options than the flags ask
+/// for is an error that says why.
+#[test]
+fn examples_open_existing_queues_and_take_options_from_flags() {
+    let scratch = Scratch::new("example-flags");
+    let producer = compile_example("producer", &scratch.0);
+    let consumer = compile_example("consumer", &scratch.0);
+    let run = |exe: &Path, args: &[&str]| finish(spawn(exe, args, Build::Plain), "example");
+
+    // An SPSC queue with non-default options, made by someone else: no flags needed.
+    let q = TestQueue::new("flags-existing");
+    let out = run(&producer, &[&q.0, "4"]);
+    check(&out, "producer on an existing spsc queue", "sent 4 messages");
+    let out = run(&consumer, &[&q.0, "4"]);
+    check(&out, "consumer on an existing spsc queue", "received 4 messages");
+
+    // Flags create the queue with those options.
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("ctest-flags-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let flags = ["--mode", "spsc", "--capacity", "64K", "--max-message", "1024"];
+    let args: Vec<&str> = flags.iter().copied().chain([name.as_str(), "3"]).collect();
+    let out = run(&producer, &args);
+    check(&out, "producer with flags", "sent 3 messages");
+    let config = Queue::inspect(&name).expect("the producer created the queue").config;
+    assert_eq!((config.mode, config.capacity, config.max_message), (Mode::Spsc, 64 << 10, 1024));
+
+    // Flags that contradict the existing queue: refused, with the reason.
+    let out = run(&producer, &["--mode", "mpsc", &name, "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exists as spsc with capacity 65536"), "{stderr}");
+
+    let out = run(&consumer, &args);
+    check(&out, "consumer with the same flags", "received 3 messages");
+    let _ = Queue::remove(&name);
+
+    for bad in [&["--mode", "xpsc", "q"][..], &["--capacity", "12Q", "q"], &["--frobnicate", "1", "q"], &[]] {
+        assert_eq!(run(&producer, bad).status.code(), Some(2), "{bad:?}");
+        assert_eq!(run(&consumer, bad).status.code(), Some(2), "{bad:?}");
+    }
+}
+
 fn readelf_dynamic(file: &Path) -> String {
     let out = Command::new("readelf").arg("-d").arg(file).output().expect("run readelf (binutils)");
     assert!(out.status.success());

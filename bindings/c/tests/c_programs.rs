@@ -476,6 +476,7 @@ fn make_install_then_pkg_config_builds_an_example() {
         .arg("install")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("OUT={}", deps_dir().display()))
+        .arg(format!("BUILD={}", scratch.0.join("build").display()))
         .arg(format!("PCFILE={}", scratch.0.join("shmq.pc").display()))
         .arg("CARGO=true")
         .output()
@@ -499,7 +500,35 @@ fn make_install_then_pkg_config_builds_an_example() {
         std::fs::read(crate_dir().join("include/shmq.h")).unwrap()
     );
 
+    // Shipped without debug information (the test profile builds it with).
+    assert!(section_names(&deps_dir().join("libshmq.a")).contains(".debug_info"), "the input has debug info");
+    for f in ["libshmq.a", "libshmq.so.1"] {
+        let sections = section_names(&lib.join(f));
+        for debug in [".debug_info", ".debug_line", ".debug_str"] {
+            assert!(!sections.contains(debug), "{f} still has {debug}");
+        }
+    }
+
+    // Every exported symbol is a shmq_* function at version SHMQ_1; nothing else leaks.
+    let symbols = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(lib.join("libshmq.so.1")).output();
+    let symbols = String::from_utf8(symbols.expect("readelf").stdout).unwrap();
+    let defined: Vec<&str> = symbols
+        .lines()
+        .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .collect();
+    for name in ["shmq_send@@SHMQ_1", "shmq_recv@@SHMQ_1", "shmq_last_error@@SHMQ_1", "shmq_options_init_sized@@SHMQ_1"]
+    {
+        assert!(defined.contains(&name), "{name} is not exported:\n{symbols}");
+    }
+    for name in &defined {
+        assert!(name.starts_with("shmq_") && name.ends_with("@@SHMQ_1") || *name == "SHMQ_1", "exported: {name}");
+    }
+    assert!(readelf_dynamic(&lib.join("libshmq.so.1")).contains("Library soname: [libshmq.so.1]"));
+
     let pc_path = lib.join("pkgconfig");
+    let pc = std::fs::read_to_string(pc_path.join("shmq.pc")).unwrap();
+    assert!(pc.contains("libdir=${prefix}/lib\n") && pc.contains("includedir=${prefix}/include\n"), "{pc}");
     let pkg = |args: &[&str]| {
         let out = Command::new("pkg-config").args(args).arg("shmq").env("PKG_CONFIG_PATH", &pc_path).output();
         let out = out.expect("run pkg-config (Debian package pkg-config)");
@@ -530,6 +559,10 @@ fn make_install_then_pkg_config_builds_an_example() {
     let producer = dynamic_cc("producer");
     let consumer = dynamic_cc("consumer");
     assert!(readelf_dynamic(&producer).contains("Shared library: [libshmq.so.1]"));
+    // The program asks the loader for the version, so an older library without it refuses.
+    let needs = Command::new("readelf").arg("-V").arg(&producer).output().expect("readelf -V");
+    let needs = String::from_utf8_lossy(&needs.stdout).into_owned();
+    assert!(needs.contains("File: libshmq.so.1") && needs.contains("Name: SHMQ_1"), "{needs}");
     run_producer_and_consumer(&producer, &consumer, &[("LD_LIBRARY_PATH", lib.as_os_str())]);
 
     // Static: the archive by path, then what it needs (Libs.private).
@@ -548,6 +581,67 @@ fn make_install_then_pkg_config_builds_an_example() {
     let consumer = static_cc("consumer");
     assert!(!readelf_dynamic(&producer).contains("libshmq"));
     run_producer_and_consumer(&producer, &consumer, &[]);
+
+    // The installed tree can move: pkg-config finds it where it is now.
+    let moved = scratch.0.join("moved");
+    std::fs::rename(&prefix, &moved).unwrap();
+    let out = Command::new("pkg-config")
+        .args(["--define-prefix", "--cflags", "--libs", "shmq"])
+        .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config");
+    let flags = String::from_utf8_lossy(&out.stdout);
+    assert!(flags.contains(&format!("-I{}", moved.join("include").display())), "{flags}");
+    assert!(flags.contains(&format!("-L{}", moved.join("lib").display())), "{flags}");
+}
+
+/// The section names of an ELF file (every member of an archive).
+fn section_names(file: &Path) -> String {
+    let out = Command::new("readelf").args(["-S", "-W"]).arg(file).output().expect("run readelf");
+    assert!(out.status.success(), "readelf -S {}", file.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The header compiles cleanly as C89, C99, C11 and C++ with every warning an error, and
+/// a C89 program links and runs against the library.
+#[test]
+fn header_is_clean_c89_c99_c11_and_cxx() {
+    let scratch = Scratch::new("strict");
+    let src = scratch.0.join("strict.c");
+    std::fs::write(
+        &src,
+        "#include \"shmq.h\"\n#include <stdio.h>\n#include <string.h>\n\
+         int main(void) {\n\
+         \x20   shmq_options o;\n\
+         \x20   shmq_producer *p = NULL;\n\
+         \x20   int rc = shmq_options_init(&o);\n\
+         \x20   if (rc != SHMQ_OK || o.size != sizeof o || o.permissions != 0600) return 1;\n\
+         \x20   if (shmq_producer_open(\"ctest-strict-missing\", &p) != SHMQ_ERR_NOT_FOUND) return 2;\n\
+         \x20   if (strstr(shmq_last_error(), \"ctest-strict-missing\") == NULL) return 3;\n\
+         \x20   if (SHMQ_ERR_FULL != -1 || -SHMQ_ERR_FULL != 1) return 4;\n\
+         \x20   printf(\"strict ok %d\\n\", shmq_abi_version());\n\
+         \x20   return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let strict = ["-pedantic", "-Wall", "-Wextra", "-Werror"];
+    for (compiler, std) in [("gcc", "-std=c89"), ("gcc", "-std=c99"), ("gcc", "-std=c11"), ("g++", "-std=c++11")] {
+        let mut cmd = Command::new(compiler);
+        cmd.args(strict).arg(std).arg("-I").arg(crate_dir().join("include"));
+        if compiler == "g++" {
+            cmd.arg("-x").arg("c++");
+        }
+        let exe = scratch.0.join(format!("strict{std}"));
+        cmd.arg(&src);
+        if compiler == "g++" {
+            cmd.arg("-x").arg("none");
+        }
+        let out = cmd.arg(built_library("libshmq.a")).args(LIBS_PRIVATE).arg("-o").arg(&exe).output();
+        let out = out.unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+        assert!(out.status.success(), "{compiler} {std}:\n{}", String::from_utf8_lossy(&out.stderr));
+        let run = finish(spawn(&exe, &[], Build::Plain), "strict program");
+        check(&run, &format!("{compiler} {std} program"), "strict ok 1");
+    }
 }
 
 c_test!(

@@ -1370,6 +1370,25 @@ mod tests {
         assert_eq!(guard(|| Ok(())), SHMQ_OK);
     }
 
+    fn last_error() -> String {
+        // SAFETY: shmq_last_error returns a NUL-terminated string valid until the next call.
+        unsafe { CStr::from_ptr(shmq_last_error()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn every_failure_path_leaves_a_message_and_success_leaves_it_alone() {
+        assert_eq!(guard(|| Err(Error::InvalidArgument("bad \0 thing".into()).into())), SHMQ_ERR_INVALID);
+        assert_eq!(last_error(), "invalid argument: bad ? thing");
+        assert_eq!(guard(|| Ok(())), SHMQ_OK);
+        assert_eq!(last_error(), "invalid argument: bad ? thing");
+        assert_eq!(guard(|| Err(Error::Full.into())), SHMQ_ERR_FULL);
+        assert_eq!(last_error(), "queue is full");
+        assert_eq!(guard(|| panic!("kaboom (this panic is expected by the test)")), SHMQ_ERR_INTERNAL);
+        assert!(last_error().contains("kaboom"), "{}", last_error());
+        assert_eq!(guard(|| Err(invalid(c"why not"))), SHMQ_ERR_INVALID);
+        assert_eq!(last_error(), "why not");
+    }
+
     #[test]
     fn timeouts_follow_the_sign_convention() {
         assert_eq!(timeout(0), Timeout::Try);

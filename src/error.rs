@@ -55,6 +55,12 @@ pub enum Error {
     /// The queue was removed and (for a consumer) everything in it has been received.
     #[error("queue is closed")]
     Closed,
+    /// A call that was waiting (or about to wait) was woken by
+    /// [`Interrupter::interrupt`](crate::Interrupter::interrupt) on its handle. Nothing was
+    /// sent, reserved or received, and the interruption is used up: the handle works as
+    /// before and the next call waits normally.
+    #[error("interrupted")]
+    Interrupted,
     /// Any other operating-system error.
     #[error("{context}: {source}")]
     Io {
@@ -104,6 +110,8 @@ pub mod code {
     pub const IO: i32 = -14;
     /// C only: a panic was caught at the ABI boundary.
     pub const INTERNAL: i32 = -15;
+    /// See [`Error::Interrupted`](super::Error::Interrupted).
+    pub const INTERRUPTED: i32 = -16;
 }
 
 impl Error {
@@ -125,6 +133,7 @@ impl Error {
             Error::Corrupt(_) => code::CORRUPT,
             Error::Incompatible(_) => code::INCOMPATIBLE,
             Error::Closed => code::CLOSED,
+            Error::Interrupted => code::INTERRUPTED,
             Error::Io { .. } => code::IO,
         }
     }

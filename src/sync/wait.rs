@@ -1,7 +1,7 @@
 //! How a side waits for its condition: spin, block on a futex, or spin then block; and how
 //! the other side wakes it without a system call when nobody sleeps.
 //!
-//! The protocol (DESIGN §4), per direction, with a waiter set and an epoch word:
+//! The protocol, per direction, with a waiter set and an epoch word:
 //!
 //! ```text
 //! sleeper (slot bit `me`)               waker
@@ -154,8 +154,9 @@ pub fn block<T>(
     on_sleep: &mut impl FnMut(),
 ) -> Option<T> {
     loop {
-        // Acquire is not needed for correctness (the fence below orders everything);
-        // Relaxed would do, but the epoch read must come before the waiter increment.
+        // Acquire: pairs with the Release of an unconditional increment (a queue closed, a
+        // handle interrupted: `wake_unconditionally`): if we read its value, `poll` below
+        // sees the flag stored before it. It also keeps this read before the waiter bit.
         let epoch = words.epoch.load(Ordering::Acquire);
         // Relaxed: the SeqCst fence that follows orders it before the re-check.
         words.waiters.fetch_or(me, Ordering::Relaxed);
@@ -207,10 +208,11 @@ pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
     true
 }
 
-/// Wakes every sleeper whether or not it is counted (used when the queue closes).
+/// Wakes every sleeper whether or not it is counted (used when the queue closes, and when a
+/// handle is interrupted: async-signal-safe, an atomic increment and one system call).
 pub fn wake_unconditionally(words: WaitWords<'_>, futex: &impl Futex) {
-    // SeqCst: the closing flag was stored before; every sleeper either sees it on its
-    // re-check or sleeps on an epoch value that this increment makes stale.
+    // SeqCst: the flag (closed, interrupted) was stored before; every sleeper either sees
+    // it on its re-check or sleeps on an epoch value that this increment makes stale.
     words.epoch.fetch_add(1, Ordering::SeqCst);
     futex.wake_all(words.epoch);
 }

@@ -1,0 +1,30 @@
+//! The user API: [`Queue`] (create, remove, list, inspect), [`Producer`] and [`Consumer`]
+//! handles, zero-copy [`Grant`]s and borrowed [`Message`]s.
+//!
+//! * `options`: [`Options`] and the defaults.
+//! * `admin`: [`Queue`], operations by name.
+//! * `stats`: [`Snapshot`] and what it holds; the counters each handle keeps.
+//! * `producer`: [`Producer`], [`Grant`], [`RawGrant`], batches.
+//! * `consumer`: [`Consumer`], [`Message`], batches.
+//! * `attach`: what both handles share: open/register/attach/deregister, the wait loop.
+//! * `interrupt`: [`Interrupter`], which wakes a blocked call from a thread or a signal.
+//!
+//! A handle is a segment (its own mapping and file description), a participant slot, a
+//! ring state and a wait policy. Handles are `Send` but not `Sync` (enforced by a marker in
+//! `attach::Handle`): one thread at a time.
+
+mod admin;
+mod attach;
+mod consumer;
+mod interrupt;
+mod options;
+mod producer;
+mod stats;
+
+pub use crate::segment::{Config, Mode};
+pub use admin::Queue;
+pub use consumer::{Consumer, Message};
+pub use interrupt::Interrupter;
+pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Options};
+pub use producer::{Grant, Producer, RawGrant};
+pub use stats::{CounterValues, Participant, Role, Snapshot};

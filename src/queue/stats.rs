@@ -1,0 +1,191 @@
+//! What [`Queue::inspect`](super::Queue::inspect) reports ([`Snapshot`], [`CounterValues`],
+//! [`Participant`], [`Role`]), and the counters each handle keeps for it ([`Local`]).
+
+use crate::layout::{self, Counters};
+use crate::segment::{Config, Segment};
+use crate::sync::atomic::Ordering;
+
+/// How often (in messages) a handle refreshes its heartbeat without waiting.
+const HEARTBEAT_EVERY: u64 = 4096;
+
+/// Counter values of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    /// Messages sent (producers) or received (consumer).
+    pub messages: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Calls that found the queue full.
+    pub full_events: u64,
+    /// `FUTEX_WAKE` calls made.
+    pub wake_calls: u64,
+    /// `FUTEX_WAIT` calls made.
+    pub wait_calls: u64,
+}
+
+impl CounterValues {
+    fn read(c: &Counters) -> CounterValues {
+        // Relaxed: statistics, a snapshot.
+        CounterValues {
+            messages: c.messages.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            full_events: c.full_events.load(Ordering::Relaxed),
+            wake_calls: c.wake_calls.load(Ordering::Relaxed),
+            wait_calls: c.wait_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Saturating: the values come from shared memory, which anyone may have scribbled on.
+    fn add(&mut self, o: CounterValues) {
+        self.messages = self.messages.saturating_add(o.messages);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.full_events = self.full_events.saturating_add(o.full_events);
+        self.wake_calls = self.wake_calls.saturating_add(o.wake_calls);
+        self.wait_calls = self.wait_calls.saturating_add(o.wait_calls);
+    }
+}
+
+/// Producer or consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Appends messages.
+    Producer,
+    /// Takes messages.
+    Consumer,
+}
+
+/// One registered participant, as the table records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    /// Slot index: 0 is the consumer.
+    pub slot: usize,
+    /// Producer or consumer.
+    pub role: Role,
+    /// Pid at registration (information: pids are reused).
+    pub pid: u32,
+    /// Start time in clock ticks after boot.
+    pub start_time: u64,
+    /// Last heartbeat, nanoseconds since the Unix epoch.
+    pub heartbeat_unix_ns: u64,
+    /// Whether the kernel says its holder lives (its slot lock is held; a stopped process
+    /// is alive). A dead participant's slot is reclaimed by the next one to register.
+    pub alive: bool,
+    /// Its counters since registration.
+    pub counters: CounterValues,
+}
+
+/// A snapshot of a queue, from [`Queue::inspect`](super::Queue::inspect). Values may change at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The configuration.
+    pub config: Config,
+    /// Producer position (SPSC: committed; MPSC: claimed).
+    pub tail: u64,
+    /// Consumer position.
+    pub head: u64,
+    /// Bytes between the positions (headers and padding included).
+    pub used_bytes: u64,
+    /// Messages sent and not yet received.
+    pub messages: u64,
+    /// Whether the queue was removed.
+    pub closed: bool,
+    /// Totals over every producer, past and present.
+    pub sent: CounterValues,
+    /// Totals over every consumer, past and present.
+    pub received: CounterValues,
+    /// The registered participants.
+    pub participants: Vec<Participant>,
+}
+
+impl Snapshot {
+    pub(super) fn read(seg: &Segment) -> Snapshot {
+        let h = seg.header();
+        let mut sent = CounterValues::read(&h.retired.producers);
+        let mut received = CounterValues::read(&h.retired.consumers);
+        let mut participants = Vec::new();
+        for i in 0..layout::SLOTS {
+            let s = seg.slot(i);
+            // Acquire: pairs with the Release store of `state` at registration.
+            if s.state.load(Ordering::Acquire) != layout::SLOT_ACTIVE {
+                continue;
+            }
+            let counters = CounterValues::read(&s.counters);
+            let role = if i == 0 { Role::Consumer } else { Role::Producer };
+            match role {
+                Role::Consumer => received.add(counters),
+                Role::Producer => sent.add(counters),
+            }
+            participants.push(Participant {
+                slot: i,
+                role,
+                // Relaxed: information only.
+                pid: s.pid.load(Ordering::Relaxed),
+                start_time: s.start_time.load(Ordering::Relaxed),
+                heartbeat_unix_ns: s.heartbeat_unix_ns.load(Ordering::Relaxed),
+                alive: seg.slot_alive(i),
+                counters,
+            });
+        }
+        // Relaxed: a snapshot.
+        let tail = h.producer.tail.load(Ordering::Relaxed);
+        let head = h.consumer.head.load(Ordering::Relaxed);
+        Snapshot {
+            config: seg.config().clone(),
+            tail,
+            head,
+            used_bytes: tail.saturating_sub(head).min(seg.config().capacity),
+            messages: sent.messages.saturating_sub(received.messages),
+            closed: seg.is_closed(),
+            sent,
+            received,
+            participants,
+        }
+    }
+}
+
+/// A handle's own counters, mirrored into its slot (its own cache line, so each update is
+/// a plain store that stays in this core's cache).
+#[derive(Default)]
+pub(super) struct Local {
+    messages: u64,
+    bytes: u64,
+    pub(super) full_events: u64,
+    pub(super) wake_calls: u64,
+    pub(super) wait_calls: u64,
+}
+
+impl Local {
+    #[inline]
+    pub(super) fn count(&mut self, seg: &Segment, slot: usize, len: usize) {
+        self.count_many(seg, slot, 1, len);
+    }
+
+    #[inline]
+    pub(super) fn count_many(&mut self, seg: &Segment, slot: usize, messages: u64, bytes: usize) {
+        let before = self.messages;
+        self.messages += messages;
+        self.bytes += bytes as u64;
+        let c = &seg.slot(slot).counters;
+        // Relaxed: statistics; only this handle writes its slot.
+        c.messages.store(self.messages, Ordering::Relaxed);
+        c.bytes.store(self.bytes, Ordering::Relaxed);
+        if self.messages / HEARTBEAT_EVERY != before / HEARTBEAT_EVERY {
+            heartbeat(seg, slot);
+        }
+    }
+
+    pub(super) fn store_rare(&self, seg: &Segment, slot: usize) {
+        let c = &seg.slot(slot).counters;
+        // Relaxed: statistics.
+        c.full_events.store(self.full_events, Ordering::Relaxed);
+        c.wake_calls.store(self.wake_calls, Ordering::Relaxed);
+        c.wait_calls.store(self.wait_calls, Ordering::Relaxed);
+    }
+}
+
+/// Stamps slot `slot` with the time: participants that wait or send rarely still show
+/// when they were last active.
+pub(super) fn heartbeat(seg: &Segment, slot: usize) {
+    // Relaxed: information only.
+    seg.slot(slot).heartbeat_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
+}

@@ -12,9 +12,15 @@
  *    Rust panic escape (SHMQ_ERR_INTERNAL) and leaves errno as it found it.
  *  - Timeouts are in nanoseconds: 0 tries once (SHMQ_ERR_FULL / SHMQ_ERR_EMPTY), a
  *    negative value waits forever, a positive one at most that long (SHMQ_ERR_TIMEOUT).
+ *    A timeout is an absolute deadline on CLOCK_MONOTONIC, fixed when the call starts.
+ *  - Signals do not interrupt a waiting call: the handler runs, then the call waits on
+ *    to its deadline (EINTR is never returned). To wake a blocked call, call
+ *    shmq_producer_interrupt / shmq_consumer_interrupt (SHMQ_ERR_INTERRUPTED in the
+ *    call). Those two are the only async-signal-safe functions in libshmq.
  *  - Handles (shmq_producer, shmq_consumer) are owned by the caller and freed with their
- *    *_close function. One thread at a time per handle; they may move between threads.
- *    They do not survive fork(): a child opens its own.
+ *    *_close function. One call at a time per handle (a concurrent one gets
+ *    SHMQ_ERR_BUSY); they may move between threads. A closed handle must not be used
+ *    again. They do not survive fork(): a child opens its own.
  *
  * Link: cc app.c $(pkg-config --cflags --libs shmq)    (static: pkg-config --static)
  */
@@ -119,6 +125,13 @@
  * A bug in libshmq was caught at the boundary (a Rust panic); the handle may be unusable.
  */
 #define SHMQ_ERR_INTERNAL (-15)
+
+/**
+ * A call waiting for room or for a message (or about to wait) was woken by
+ * `shmq_producer_interrupt` / `shmq_consumer_interrupt` on its handle. Nothing was sent,
+ * reserved or received; the handle works as before.
+ */
+#define SHMQ_ERR_INTERRUPTED (-16)
 
 /**
  * `shmq_options.mode`: one producer at a time (the fast path).
@@ -546,6 +559,48 @@ int shmq_release(struct shmq_consumer *c);
  * None: any thread may call it with any value.
  */
 const char *shmq_strerror(int err);
+
+/**
+ * Makes the call waiting in the producer `p` (`shmq_send` or `shmq_reserve` on a full
+ * queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+ * handler. If no call is waiting, the next call on `p` that has to wait returns it
+ * instead (so an interrupt that lands just before the call goes to sleep is not lost);
+ * a call that can complete at once completes and leaves it pending. Several interrupts
+ * before a wait are reported once. Interrupting a handle wakes the other producers of an
+ * MPSC queue too; they find no room and wait again.
+ *
+ * Async-signal-safe: it only uses atomics and one `FUTEX_WAKE` system call, allocates
+ * nothing, takes no lock, and leaves `errno` and `shmq_last_error()` alone. It is the
+ * only libshmq call a signal handler may make. It does not wait for the re-entry guard:
+ * it is meant for a handle another thread is blocked in.
+ *
+ * Returns `SHMQ_OK`, or `SHMQ_ERR_INVALID` for a NULL pointer, a closed handle or one that
+ * is not a producer. It must not race with `shmq_producer_close` of the same handle beyond
+ * what the close documents (a use within the 64-close window is refused).
+ *
+ * # Safety
+ * `p` is NULL or a producer handle from `shmq_producer_open`.
+ */
+int shmq_producer_interrupt(struct shmq_producer *p);
+
+/**
+ * Makes the call waiting in the consumer `c` (`shmq_recv` or `shmq_peek` on an empty
+ * queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+ * handler; if none is waiting, the next call on `c` that has to wait. Async-signal-safe.
+ * Everything else as `shmq_producer_interrupt`.
+ *
+ * ```c
+ * static shmq_consumer *rx;
+ * static void on_sigint(int sig) { (void)sig; shmq_consumer_interrupt(rx); }
+ * ...
+ * rc = shmq_recv(rx, buf, sizeof buf, &len, -1);
+ * if (rc == SHMQ_ERR_INTERRUPTED) { ... shut down ... }
+ * ```
+ *
+ * # Safety
+ * `c` is NULL or a consumer handle from `shmq_consumer_open`.
+ */
+int shmq_consumer_interrupt(struct shmq_consumer *c);
 
 /**
  * Why the last failing libshmq call on the calling thread failed: a NUL-terminated

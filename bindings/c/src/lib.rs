@@ -26,11 +26,11 @@ use std::collections::VecDeque;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmq_core::error::code;
-use shmq_core::{Consumer, Error, Mode, Options, Producer, Queue, RawGrant, Wait};
+use shmq_core::{Consumer, Error, Interrupter, Mode, Options, Producer, Queue, RawGrant, Wait};
 
 /// The version of this C interface. It is the major number of the shared library's SONAME
 /// (`libshmq.so.1`): it changes only when a function, type or constant changes
@@ -74,6 +74,10 @@ pub const SHMQ_ERR_CLOSED: c_int = -13;
 pub const SHMQ_ERR_IO: c_int = -14;
 /// A bug in libshmq was caught at the boundary (a Rust panic); the handle may be unusable.
 pub const SHMQ_ERR_INTERNAL: c_int = -15;
+/// A call waiting for room or for a message (or about to wait) was woken by
+/// `shmq_producer_interrupt` / `shmq_consumer_interrupt` on its handle. Nothing was sent,
+/// reserved or received; the handle works as before.
+pub const SHMQ_ERR_INTERRUPTED: c_int = -16;
 
 // The codes are defined once, in the Rust crate; the literals above exist for cbindgen.
 const _: () = {
@@ -93,6 +97,7 @@ const _: () = {
     assert!(SHMQ_ERR_CLOSED == code::CLOSED);
     assert!(SHMQ_ERR_IO == code::IO);
     assert!(SHMQ_ERR_INTERNAL == code::INTERNAL);
+    assert!(SHMQ_ERR_INTERRUPTED == code::INTERRUPTED);
 };
 
 /// `shmq_options.mode`: one producer at a time (the fast path).
@@ -258,6 +263,11 @@ struct Handle<S> {
     magic: AtomicU64,
     /// The re-entry guard: true while a call is inside the handle.
     busy: AtomicBool,
+    /// `*_interrupt` calls in progress (from other threads or signal handlers): the close
+    /// drops the interrupter only when none is.
+    interrupting: AtomicU32,
+    /// Made at open (so interrupting allocates nothing), dropped at close.
+    interrupter: UnsafeCell<Option<Interrupter>>,
     /// `None` once closed. Only the thread that set `busy` touches it.
     state: UnsafeCell<Option<S>>,
 }
@@ -272,8 +282,8 @@ struct Closed {
     free: unsafe fn(*mut c_void),
 }
 
-// SAFETY: a closed shell's state is `None` and nothing else in it is tied to a thread (two
-// atomics); it is only freed, by whichever thread evicts it.
+// SAFETY: a closed shell's state and interrupter are `None` and the rest are atomics:
+// nothing in it is tied to a thread; it is only freed, by whichever thread evicts it.
 unsafe impl Send for Closed {}
 
 impl Drop for Closed {
@@ -325,10 +335,12 @@ impl Drop for Inside<'_> {
 }
 
 /// Makes a handle for C.
-fn new_handle<S: Kind>(state: S) -> *mut Handle<S> {
+fn new_handle<S: Kind>(state: S, interrupter: Interrupter) -> *mut Handle<S> {
     Box::into_raw(Box::new(Handle {
         magic: AtomicU64::new(S::OPEN),
         busy: AtomicBool::new(false),
+        interrupting: AtomicU32::new(0),
+        interrupter: UnsafeCell::new(Some(interrupter)),
         state: UnsafeCell::new(Some(state)),
     }))
 }
@@ -339,11 +351,20 @@ fn new_handle<S: Kind>(state: S) -> *mut Handle<S> {
 /// `h` is NULL or points to at least 8 readable bytes that no one writes non-atomically
 /// meanwhile (a handle from this library, open or in the quarantine, qualifies).
 unsafe fn shell<'a, S: Kind>(h: *mut c_void) -> Res<&'a Handle<S>> {
+    // SAFETY: the caller's contract.
+    unsafe { classify(h) }.map_err(invalid)
+}
+
+/// [`shell`] without side effects: the reason is returned, not recorded (async-signal-safe).
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn classify<'a, S: Kind>(h: *mut c_void) -> Result<&'a Handle<S>, &'static CStr> {
     if h.is_null() {
-        return Err(invalid(S::NULL));
+        return Err(S::NULL);
     }
     if (h as usize) % std::mem::align_of::<Handle<S>>() != 0 {
-        return Err(invalid(S::NOT_A_HANDLE));
+        return Err(S::NOT_A_HANDLE);
     }
     // SAFETY: aligned, and 8 readable bytes by the caller's contract; read as an atomic
     // because a handle's magic word is one.
@@ -352,13 +373,46 @@ unsafe fn shell<'a, S: Kind>(h: *mut c_void) -> Res<&'a Handle<S>> {
     // decided by the Acquire on `busy` and the `Option` behind it.
     match magic.load(Ordering::Relaxed) {
         m if m == S::OPEN => {}
-        m if m == S::CLOSED => return Err(invalid(S::USED_AFTER_CLOSE)),
-        m if m == S::OTHER => return Err(invalid(S::WRONG_KIND)),
-        _ => return Err(invalid(S::NOT_A_HANDLE)),
+        m if m == S::CLOSED => return Err(S::USED_AFTER_CLOSE),
+        m if m == S::OTHER => return Err(S::WRONG_KIND),
+        _ => return Err(S::NOT_A_HANDLE),
     }
     // SAFETY: the magic word says this is a live `Handle<S>` made by `new_handle` (or one
     // in the quarantine, which stays allocated); only shared references to it are made.
     Ok(unsafe { &*h.cast::<Handle<S>>() })
+}
+
+/// Interrupts the handle's current or next waiting call. Async-signal-safe: atomics, one
+/// `FUTEX_WAKE`, errno restored; no allocation, no lock, no thread-local, no last error.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn interrupt<S: Kind>(h: *mut c_void) -> c_int {
+    let _errno = ErrnoGuard::save();
+    // SAFETY: the caller's contract.
+    let Ok(shell) = (unsafe { classify::<S>(h) }) else { return SHMQ_ERR_INVALID };
+    // SYNC POINT: SeqCst on this increment, the magic re-check below, the close's poison
+    // store and its read of `interrupting`: in their single total order either this
+    // increment comes first (the close waits for the decrement before dropping the
+    // interrupter) or the poison does (this re-check sees it and touches nothing).
+    shell.interrupting.fetch_add(1, Ordering::SeqCst);
+    let rc = if shell.magic.load(Ordering::SeqCst) == S::OPEN {
+        // SAFETY: set at open and only taken by the close, which waits until
+        // `interrupting` is 0 first (see above); shared reads only.
+        match unsafe { &*shell.interrupter.get() } {
+            Some(i) => {
+                i.interrupt();
+                SHMQ_OK
+            }
+            None => SHMQ_ERR_INVALID,
+        }
+    } else {
+        SHMQ_ERR_INVALID
+    };
+    // Release: this call's reads of the interrupter happen before the close, which loads
+    // the counter (SeqCst, so also Acquire), drops it.
+    shell.interrupting.fetch_sub(1, Ordering::Release);
+    rc
 }
 
 /// Runs `f` on the state of the handle `h`, one call at a time: a second caller meanwhile
@@ -406,12 +460,22 @@ unsafe fn close<S: Kind>(h: *mut c_void, before_drop: impl FnOnce(&mut S)) {
         shell.busy.store(false, Ordering::Release);
         return;
     };
-    // Relaxed: see `shell`; the state is already gone for any call that gets in next.
-    shell.magic.store(S::CLOSED, Ordering::Relaxed);
+    // SYNC POINT: SeqCst, paired with `interrupt` (see there); for every other call the
+    // state is already gone.
+    shell.magic.store(S::CLOSED, Ordering::SeqCst);
+    // SeqCst: see `interrupt`. An interrupt in progress is a few instructions and one
+    // system call away from its decrement; one running in a signal handler on this very
+    // thread has finished before this line runs again.
+    while shell.interrupting.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    // SAFETY: no interrupt call is inside (above) and none can enter (the poison).
+    let interrupter = unsafe { (*shell.interrupter.get()).take() };
     // Release: as in `Inside::drop`.
     shell.busy.store(false, Ordering::Release);
     before_drop(&mut state);
     drop(state);
+    drop(interrupter);
     // SAFETY: made by `new_handle::<S>` (its magic word said so), closed just now, and
     // from here on owned by the quarantine, which keeps it allocated and frees it only
     // after QUARANTINE later closes.
@@ -430,6 +494,7 @@ impl From<Error> for Code {
             Error::Full => last_error::set_static(c"queue is full"),
             Error::Timeout => last_error::set_static(c"timed out"),
             Error::Closed => last_error::set_static(c"queue is closed"),
+            Error::Interrupted => last_error::set_static(c"interrupted (shmq_*_interrupt)"),
             ref other => last_error::set(other.to_string()),
         }
         Code(e.code())
@@ -788,7 +853,8 @@ pub unsafe extern "C" fn shmq_producer_open(name: *const c_char, out: *mut *mut 
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Producer::open(name)?;
-        let h = new_handle(ProducerState { inner, grant: None }).cast::<shmq_producer>();
+        let interrupter = inner.interrupter();
+        let h = new_handle(ProducerState { inner, grant: None }, interrupter).cast::<shmq_producer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -819,7 +885,8 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Consumer::open(name)?;
-        let h = new_handle(ConsumerState { inner, peeked: false }).cast::<shmq_consumer>();
+        let interrupter = inner.interrupter();
+        let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -1305,9 +1372,56 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         SHMQ_ERR_CLOSED => c"queue is closed",
         SHMQ_ERR_IO => c"operating-system error",
         SHMQ_ERR_INTERNAL => c"internal error in libshmq",
+        SHMQ_ERR_INTERRUPTED => c"interrupted",
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
+}
+
+/// Makes the call waiting in the producer `p` (`shmq_send` or `shmq_reserve` on a full
+/// queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+/// handler. If no call is waiting, the next call on `p` that has to wait returns it
+/// instead (so an interrupt that lands just before the call goes to sleep is not lost);
+/// a call that can complete at once completes and leaves it pending. Several interrupts
+/// before a wait are reported once. Interrupting a handle wakes the other producers of an
+/// MPSC queue too; they find no room and wait again.
+///
+/// Async-signal-safe: it only uses atomics and one `FUTEX_WAKE` system call, allocates
+/// nothing, takes no lock, and leaves `errno` and `shmq_last_error()` alone. It is the
+/// only libshmq call a signal handler may make. It does not wait for the re-entry guard:
+/// it is meant for a handle another thread is blocked in.
+///
+/// Returns `SHMQ_OK`, or `SHMQ_ERR_INVALID` for a NULL pointer, a closed handle or one that
+/// is not a producer. It must not race with `shmq_producer_close` of the same handle beyond
+/// what the close documents (a use within the 64-close window is refused).
+///
+/// # Safety
+/// `p` is NULL or a producer handle from `shmq_producer_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_producer_interrupt(p: *mut shmq_producer) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { interrupt::<ProducerState>(p.cast()) }
+}
+
+/// Makes the call waiting in the consumer `c` (`shmq_recv` or `shmq_peek` on an empty
+/// queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+/// handler; if none is waiting, the next call on `c` that has to wait. Async-signal-safe.
+/// Everything else as `shmq_producer_interrupt`.
+///
+/// ```c
+/// static shmq_consumer *rx;
+/// static void on_sigint(int sig) { (void)sig; shmq_consumer_interrupt(rx); }
+/// ...
+/// rc = shmq_recv(rx, buf, sizeof buf, &len, -1);
+/// if (rc == SHMQ_ERR_INTERRUPTED) { ... shut down ... }
+/// ```
+///
+/// # Safety
+/// `c` is NULL or a consumer handle from `shmq_consumer_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_consumer_interrupt(c: *mut shmq_consumer) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { interrupt::<ConsumerState>(c.cast()) }
 }
 
 /// Why the last failing libshmq call on the calling thread failed: a NUL-terminated
@@ -1400,13 +1514,13 @@ mod tests {
 
     #[test]
     fn strerror_answers_every_int() {
-        for e in [i32::MIN, -16, -1, 0, 1, i32::MAX] {
+        for e in [i32::MIN, -17, -16, -1, 0, 1, i32::MAX] {
             // SAFETY: shmq_strerror returns a static C string.
             let s = unsafe { CStr::from_ptr(shmq_strerror(e)) };
             assert!(!s.is_empty());
         }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-16)) };
+        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-17)) };
         assert_eq!(unknown, c"unknown shmq error code");
     }
 }

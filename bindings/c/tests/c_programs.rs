@@ -671,3 +671,19 @@ c_test!(
         "ok two_threads_on_one_consumer mpsc: 200000 messages once each"
     ]
 );
+
+c_test!(
+    signals_do_not_end_waits_and_interrupt_calls_do,
+    signals_under_sanitizers,
+    "tests/c/signals.c",
+    [],
+    [
+        "ok signals_alone_do_not_interrupt_a_wait",
+        "ok handler_interrupts_a_blocked_recv block",
+        "ok handler_interrupts_a_blocked_recv adaptive",
+        "ok handler_interrupts_a_blocked_send",
+        "ok an_early_interrupt_is_kept_for_the_next_wait",
+        "ok another_thread_interrupts_a_blocked_peek",
+        "ok interrupting_no_handle_is_refused_quietly"
+    ]
+);

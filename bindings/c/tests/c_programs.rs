@@ -116,8 +116,13 @@ fn finish(mut child: Child, what: &str) -> Output {
 }
 
 fn spawn(exe: &Path, args: &[&str], build: Build) -> Child {
+    spawn_with(exe, args, build, &[])
+}
+
+fn spawn_with(exe: &Path, args: &[&str], build: Build, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.envs(env.iter().copied());
     if build == Build::Sanitized {
         cmd.env("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:exitcode=86")
             .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87");
@@ -254,6 +259,20 @@ c_test!(
         "ok killed_spsc_producer_frees_the_slot"
     ]
 );
+
+/// Without membarrier (old kernels, seccomp) the re-entry guard falls back to an atomic
+/// exchange per call: the same misuse is refused the same way.
+#[test]
+fn misused_handles_are_refused_without_membarrier_too() {
+    let scratch = Scratch::new("nomembarrier");
+    let exe = compile("tests/c/handles.c", &scratch.0, Build::Plain);
+    let child = spawn_with(&exe, &[], Build::Plain, &[("SHMQ_C_NO_MEMBARRIER", "1")]);
+    let pid = child.id();
+    let out = finish(child, "handles.c without membarrier");
+    remove_leftover_queues(pid);
+    let out = check(&out, "handles.c without membarrier", "handles: all passed");
+    assert!(out.contains("ok two_threads_on_one_consumer mpsc: 200000 messages once each"), "{out}");
+}
 
 /// The sanitizer runs can fail: the same flags catch a planted overflow.
 #[test]
@@ -667,6 +686,7 @@ c_test!(
         "ok wrong_kind_or_no_handle_is_refused",
         "ok a_handle_used_right_after_close_is_refused",
         "ok a_blocked_call_holds_the_handle",
+        "ok a_handle_passed_between_threads_is_never_refused",
         "ok two_threads_on_one_consumer spsc: 200000 messages once each",
         "ok two_threads_on_one_consumer mpsc: 200000 messages once each"
     ]

@@ -223,11 +223,72 @@ static void a_handle_used_right_after_close_is_refused(void) {
     printf("ok a_handle_used_right_after_close_is_refused\n");
 }
 
+#define TURNS 20000u
+
+typedef struct {
+    shmq_consumer *c;
+    pthread_mutex_t *lock;
+    uint32_t *next;      /* the sequence number expected next, under `lock` */
+    unsigned refused;    /* calls that did not return OK */
+} turn_args;
+
+static void *take_turns(void *arg) {
+    turn_args *a = arg;
+    for (;;) {
+        pthread_mutex_lock(a->lock);
+        if (*a->next >= TURNS) {
+            pthread_mutex_unlock(a->lock);
+            return NULL;
+        }
+        uint32_t seq;
+        size_t len;
+        int rc = shmq_recv(a->c, &seq, sizeof seq, &len, STEP_NS);
+        if (rc != SHMQ_OK || len != sizeof seq || seq != *a->next) a->refused++;
+        (*a->next)++;
+        pthread_mutex_unlock(a->lock);
+    }
+}
+
+/* Used correctly, one thread at a time under the program's own lock, a handle that moves
+ * between threads at every call is never refused, and delivers in order. */
+static void a_handle_passed_between_threads_is_never_refused(void) {
+    const char *name = unique_name("turns");
+    create_queue(name, SHMQ_MODE_SPSC, 1 << 20, 64);
+    shmq_producer *p;
+    shmq_consumer *c;
+    CHECK_OK(shmq_producer_open(name, &p));
+    CHECK_OK(shmq_consumer_open(name, &c));
+    for (uint32_t i = 0; i < TURNS; i++) CHECK_OK(shmq_send(p, &i, sizeof i, 0));
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    uint32_t next = 0;
+    turn_args a[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (turn_args){c, &lock, &next, 0};
+        CHECK(pthread_create(&t[i], NULL, take_turns, &a[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK_MSG(a[0].refused + a[1].refused + a[2].refused == 0, "%u calls failed",
+              a[0].refused + a[1].refused + a[2].refused);
+    CHECK(next == TURNS);
+    /* And back on this thread, after the others ended. */
+    uint32_t seq;
+    size_t len;
+    CHECK_RC(shmq_recv(c, &seq, sizeof seq, &len, 0), SHMQ_ERR_EMPTY);
+    CHECK_OK(shmq_send(p, &seq, sizeof seq, 0));
+    CHECK_OK(shmq_recv(c, &seq, sizeof seq, &len, 0));
+    shmq_producer_close(p);
+    shmq_consumer_close(c);
+    CHECK_OK(shmq_remove(name));
+    printf("ok a_handle_passed_between_threads_is_never_refused\n");
+}
+
 int main(void) {
     check_init();
     wrong_kind_or_no_handle_is_refused();
     a_handle_used_right_after_close_is_refused();
     a_blocked_call_holds_the_handle();
+    a_handle_passed_between_threads_is_never_refused();
     two_threads_on_one_consumer(SHMQ_MODE_SPSC);
     two_threads_on_one_consumer(SHMQ_MODE_MPSC);
     printf("handles: all passed\n");

@@ -18,12 +18,17 @@
 //! # Ok::<(), shmq::Error>(())
 //! ```
 //!
-//! ## Layers
-//! * [`layout`]: the on-memory contract (offsets in `docs/LAYOUT.md`).
-//! * [`sync`]: atomics facade (loom-swappable), futex wait/wake protocol.
-//! * [`ring`]: SPSC and MPSC ring algorithms over any memory region, no system calls.
-//! * `segment`: the shared-memory object: create, validate, remove, participants.
-//! * [`Queue`], [`Producer`], [`Consumer`]: the API, in `queue`.
+//! ## The API
+//! * [`Queue`]: create, open-or-create, remove, list and inspect queues by name.
+//! * [`Producer`] and [`Consumer`]: send and receive, copying or zero-copy ([`Grant`],
+//!   [`Message`]), one message or a batch, waiting by a [`Wait`] policy; an [`Interrupter`]
+//!   wakes a blocked call.
+//! * [`Error`]: every failure, each with its C code.
+//!
+//! Inside, from the bottom: `layout` (the on-memory contract, offsets in `docs/LAYOUT.md`),
+//! `sync` (atomics that loom can swap, the futex wait/wake protocol), `ring` (the SPSC and
+//! MPSC ring algorithms over any memory region, no system calls), `segment` (the
+//! shared-memory object: create, validate, remove, participants) and `queue` (the API).
 //!
 //! ## Trust
 //! Another process with access to the segment can write anything into it at any time.
@@ -37,8 +42,14 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
+// `layout`, `ring` and `sync` are internals, not API: hidden from the documentation and
+// free to change in any release. They stay `pub` only because tests (tests/loom.rs,
+// tests/hostile.rs, tests/corrupt.rs) and the benchmarks drive them directly.
+#[doc(hidden)]
 pub mod layout;
+#[doc(hidden)]
 pub mod ring;
+#[doc(hidden)]
 pub mod sync;
 
 #[cfg(not(loom))]

@@ -471,7 +471,8 @@ pub struct Grant<'a> {
 }
 
 impl Grant<'_> {
-    /// Publishes the message (the first [`len`](<[u8]>::len) bytes).
+    /// Publishes the message: the grant's bytes, as many as its length (the reserved
+    /// length, or less after [`truncate`](Self::truncate)).
     pub fn commit(mut self) {
         self.done = true;
         let (res, len) = (self.res, self.len as u32);

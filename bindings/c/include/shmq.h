@@ -575,8 +575,8 @@ const char *shmq_strerror(int err);
  * it is meant for a handle another thread is blocked in.
  *
  * Returns `SHMQ_OK`, or `SHMQ_ERR_INVALID` for a NULL pointer, a closed handle or one that
- * is not a producer. It must not race with `shmq_producer_close` of the same handle beyond
- * what the close documents (a use within the 64-close window is refused).
+ * is not a producer. An interrupt racing the handle's close is safe (the close waits for
+ * it); one after the close is a use after close, as `shmq_producer_close` describes.
  *
  * # Safety
  * `p` is NULL or a producer handle from `shmq_producer_open`.

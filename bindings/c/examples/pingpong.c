@@ -50,7 +50,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 static int fail(const char *what, int rc) {
-    fprintf(stderr, "pingpong: %s: %s\n", what, shmq_strerror(rc));
+    fprintf(stderr, "pingpong: %s: %s (%s)\n", what, shmq_strerror(rc), shmq_last_error());
     return 1;
 }
 

@@ -6,14 +6,21 @@
  *
  * Conventions (details in bindings/c/README.md):
  *  - Every function returns SHMQ_OK (0) or a negative SHMQ_ERR_* code, except
- *    shmq_options_init, the *_close functions, shmq_abi_version and shmq_strerror.
+ *    the *_close functions, shmq_abi_version, shmq_strerror and shmq_last_error.
+ *    After an error, shmq_last_error() says why, in words (per thread).
  *  - Every function checks its pointers and lengths (SHMQ_ERR_INVALID), never lets a
  *    Rust panic escape (SHMQ_ERR_INTERNAL) and leaves errno as it found it.
  *  - Timeouts are in nanoseconds: 0 tries once (SHMQ_ERR_FULL / SHMQ_ERR_EMPTY), a
  *    negative value waits forever, a positive one at most that long (SHMQ_ERR_TIMEOUT).
+ *    A timeout is an absolute deadline on CLOCK_MONOTONIC, fixed when the call starts.
+ *  - Signals do not interrupt a waiting call: the handler runs, then the call waits on
+ *    to its deadline (EINTR is never returned). To wake a blocked call, call
+ *    shmq_producer_interrupt / shmq_consumer_interrupt (SHMQ_ERR_INTERRUPTED in the
+ *    call). Those two are the only async-signal-safe functions in libshmq.
  *  - Handles (shmq_producer, shmq_consumer) are owned by the caller and freed with their
- *    *_close function. One thread at a time per handle; they may move between threads.
- *    They do not survive fork(): a child opens its own.
+ *    *_close function. One call at a time per handle (a concurrent one gets
+ *    SHMQ_ERR_BUSY); they may move between threads. A closed handle must not be used
+ *    again. They do not survive fork(): a child opens its own.
  *
  * Link: cc app.c $(pkg-config --cflags --libs shmq)    (static: pkg-config --static)
  */
@@ -44,79 +51,87 @@
 /**
  * The queue is full and the call was not allowed to wait (timeout 0).
  */
-#define SHMQ_ERR_FULL -1
+#define SHMQ_ERR_FULL (-1)
 
 /**
  * The queue is empty and the call was not allowed to wait (timeout 0).
  */
-#define SHMQ_ERR_EMPTY -2
+#define SHMQ_ERR_EMPTY (-2)
 
 /**
  * A positive timeout expired before the call could complete.
  */
-#define SHMQ_ERR_TIMEOUT -3
+#define SHMQ_ERR_TIMEOUT (-3)
 
 /**
  * The message is larger than the queue's `max_message`.
  */
-#define SHMQ_ERR_TOO_LARGE -4
+#define SHMQ_ERR_TOO_LARGE (-4)
 
 /**
  * `shmq_recv`: the buffer is too small; `*len` holds the size needed and the message
  * stays in the queue.
  */
-#define SHMQ_ERR_BUFFER_TOO_SMALL -5
+#define SHMQ_ERR_BUFFER_TOO_SMALL (-5)
 
 /**
  * No queue of that name exists.
  */
-#define SHMQ_ERR_NOT_FOUND -6
+#define SHMQ_ERR_NOT_FOUND (-6)
 
 /**
  * `shmq_create` of a name that already exists.
  */
-#define SHMQ_ERR_EXISTS -7
+#define SHMQ_ERR_EXISTS (-7)
 
 /**
  * A bad name, option, pointer, length, wait policy or call order.
  */
-#define SHMQ_ERR_INVALID -8
+#define SHMQ_ERR_INVALID (-8)
 
 /**
  * The slot is held by a live process (a second consumer, or a second producer on an SPSC
- * queue), or the participant table is full.
+ * queue), or the participant table is full; or, from a call on a handle, another thread
+ * is inside a call on that same handle (a handle serves one call at a time).
  */
-#define SHMQ_ERR_BUSY -9
+#define SHMQ_ERR_BUSY (-9)
 
 /**
  * The operating system refused access.
  */
-#define SHMQ_ERR_PERMISSION -10
+#define SHMQ_ERR_PERMISSION (-10)
 
 /**
  * The segment failed validation (not a shmq queue, or nonsense in its control words).
  */
-#define SHMQ_ERR_CORRUPT -11
+#define SHMQ_ERR_CORRUPT (-11)
 
 /**
  * The segment was made by another layout version of shmq.
  */
-#define SHMQ_ERR_INCOMPATIBLE -12
+#define SHMQ_ERR_INCOMPATIBLE (-12)
 
 /**
  * The queue was removed (`shmq_remove`) and, for a consumer, everything in it received.
  */
-#define SHMQ_ERR_CLOSED -13
+#define SHMQ_ERR_CLOSED (-13)
 
 /**
  * Any other operating-system error.
  */
-#define SHMQ_ERR_IO -14
+#define SHMQ_ERR_IO (-14)
 
 /**
  * A bug in libshmq was caught at the boundary (a Rust panic); the handle may be unusable.
  */
-#define SHMQ_ERR_INTERNAL -15
+#define SHMQ_ERR_INTERNAL (-15)
+
+/**
+ * A call waiting for room or for a message (or about to wait) was woken by
+ * `shmq_producer_interrupt` / `shmq_consumer_interrupt` on its handle. Nothing was sent,
+ * reserved or received; the handle works as before.
+ */
+#define SHMQ_ERR_INTERRUPTED (-16)
 
 /**
  * `shmq_options.mode`: one producer at a time (the fast path).
@@ -156,7 +171,7 @@
 /**
  * Default `shmq_options.permissions`: `0600`, owner read and write.
  */
-#define SHMQ_DEFAULT_PERMISSIONS 384
+#define SHMQ_DEFAULT_PERMISSIONS 0600
 
 /**
  * A consumer handle: takes the messages of one queue, in order. Opaque; from
@@ -217,20 +232,40 @@ typedef struct shmq_options {
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif  /* __cplusplus */
 
 /**
  * Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
- * permissions `0600`) and `o->size` to `sizeof(shmq_options)` of this version (32). Does
+ * permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
  * nothing if `o` is NULL. Thread-safe; does not block.
  *
- * This function writes exactly the 32 bytes of this version's struct, now and in later
- * versions: a version that appends fields adds an initializer that knows about them.
+ * The header defines a macro of the same name, `shmq_options_init(o)`, which calls
+ * `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
+ * against this header use. This function stays for programs compiled against the first
+ * header; it writes exactly 32 bytes, now and in later versions.
  *
  * # Safety
  * `o` is NULL or points to a writable `shmq_options`.
  */
 void shmq_options_init(struct shmq_options *o);
+
+/**
+ * Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
+ * their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+ * beyond the fields this library knows (a newer header's fields) become 0. Call it
+ * through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
+ * always comes from the struct the program was compiled with, so a field appended by a
+ * newer header is never silently ignored by an older library (`shmq_create` refuses it:
+ * `SHMQ_ERR_INVALID`).
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+ * `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
+ * does not block.
+ *
+ * # Safety
+ * `o` is NULL or points to `size` writable bytes.
+ */
+int shmq_options_init_sized(struct shmq_options *o, size_t size);
 
 /**
  * The `SHMQ_ABI_VERSION` this library was built with: compare it with the header's to
@@ -242,7 +277,7 @@ void shmq_options_init(struct shmq_options *o);
 int shmq_abi_version(void);
 
 /**
- * Creates the queue `name` (1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
+ * Creates the queue `name` (1-200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
  * the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
  * reserved now: a full `/dev/shm` fails here, not later.
  *
@@ -292,8 +327,10 @@ int shmq_remove(const char *name);
  * `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
  *
  * Ownership: the caller owns the handle and frees it with `shmq_producer_close`.
- * Threads: a handle may move between threads but must be used by one thread at a time;
- * different handles are independent. Processes: a handle does not survive `fork()`: the
+ * Threads: a handle may move between threads but serves one call at a time: a call
+ * made while another thread is inside a call on the same handle is refused with
+ * `SHMQ_ERR_BUSY` (nothing happens), so give each thread its own handle; different
+ * handles are independent. Processes: a handle does not survive `fork()`: the
  * child must neither use nor close its parent's handles, and opens its own.
  * Blocking: may wait up to 2 seconds for a queue another process is creating.
  *
@@ -326,7 +363,7 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * another value. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_producer_set_wait(struct shmq_producer *p, int wait);
 
@@ -336,7 +373,7 @@ int shmq_producer_set_wait(struct shmq_producer *p, int wait);
  * another value. Does not block.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using.
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
  */
 int shmq_consumer_set_wait(struct shmq_consumer *c, int wait);
 
@@ -346,7 +383,7 @@ int shmq_consumer_set_wait(struct shmq_consumer *c, int wait);
  * Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `out` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `out` is NULL or
  * writable.
  */
 int shmq_producer_max_message(struct shmq_producer *p, uint32_t *out);
@@ -355,7 +392,7 @@ int shmq_producer_max_message(struct shmq_producer *p, uint32_t *out);
  * Stores the queue's `max_message` in `*out`. As `shmq_producer_max_message`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `out` is NULL or
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
  * writable.
  */
 int shmq_consumer_max_message(struct shmq_consumer *c, uint32_t *out);
@@ -365,18 +402,26 @@ int shmq_consumer_max_message(struct shmq_consumer *c, uint32_t *out);
  * is aborted first (nothing of it reaches the consumer). Messages already sent stay in
  * the queue. Does not block.
  *
+ * After the close the pointer `p` must not be used again, not even to close it twice:
+ * its memory may be reused for another handle. libshmq keeps the last 64 closed handles
+ * allocated and marked closed, so a use within that window is refused with
+ * `SHMQ_ERR_INVALID` ("was closed"); beyond it the behaviour is undefined. If another
+ * thread is inside a call on `p`, nothing is closed and `shmq_last_error()` says so.
+ *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; it is invalid
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); it is invalid
  * afterwards.
  */
 void shmq_producer_close(struct shmq_producer *p);
 
 /**
  * Closes the consumer and frees the handle; NULL is ignored. A message peeked and not
- * released stays in the queue for the next consumer. Does not block.
+ * released stays in the queue for the next consumer. Does not block. Using `c` after the
+ * close, and closing it while another thread is inside a call on it: as for
+ * `shmq_producer_close`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; it is invalid
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); it is invalid
  * afterwards, and so is any pointer `shmq_peek` returned through it.
  */
 void shmq_consumer_close(struct shmq_consumer *c);
@@ -395,7 +440,7 @@ void shmq_consumer_close(struct shmq_consumer *c);
  * `SHMQ_ERR_CORRUPT`.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `data` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
  * points to `len` readable bytes.
  */
 int shmq_send(struct shmq_producer *p, const void *data, size_t len, int64_t timeout_ns);
@@ -408,10 +453,11 @@ int shmq_send(struct shmq_producer *p, const void *data, size_t len, int64_t tim
  * an MPSC queue the consumer cannot read past it: finish it soon.
  *
  * The `len` bytes at `*buf` are shared memory, valid until the commit, abort or close;
- * they start with whatever was there before. `timeout_ns` and errors as `shmq_send`.
+ * they start with whatever was there before. `*buf` is 8-byte aligned, no more (as for
+ * `shmq_peek`). `timeout_ns` and errors as `shmq_send`.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using; `buf` is NULL or
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `buf` is NULL or
  * valid for a write of a pointer.
  */
 int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeout_ns);
@@ -422,18 +468,18 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeou
  * outstanding. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_commit(struct shmq_producer *p);
 
 /**
  * Publishes the first `len` bytes of the reservation made by `shmq_reserve`
- * (`len` ≤ the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
+ * (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
  * handle, no reservation outstanding, or a `len` above the reserved length (the
  * reservation then stays outstanding). Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_commit_len(struct shmq_producer *p, size_t len);
 
@@ -442,7 +488,7 @@ int shmq_commit_len(struct shmq_producer *p, size_t len);
  * `SHMQ_ERR_INVALID` for a NULL handle or no reservation outstanding. Does not block.
  *
  * # Safety
- * `p` is NULL or an open producer handle that no other thread is using.
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_abort(struct shmq_producer *p);
 
@@ -465,8 +511,11 @@ int shmq_abort(struct shmq_producer *p);
  * handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
  * `*len` is 0 after any other error.
  *
+ * The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
+ * an earlier `shmq_peek` gave.
+ *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `buf` is NULL or
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `buf` is NULL or
  * points to `cap` writable bytes; `len` is NULL or writable.
  */
 int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
@@ -477,11 +526,17 @@ int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64
  * message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
  * before releasing shows the same message. On failure `*data` is NULL and `*len` 0.
  *
+ * `*data` is 8-byte aligned (records start at multiples of 8 in the page-aligned data
+ * region, and the payload follows an 8-byte header); there is no alignment guarantee
+ * beyond 8 bytes: copy the message out for types that need more. The bytes are shared
+ * memory: any process allowed to write the queue can change them while you read them,
+ * so read a field once and check it before you trust it.
+ *
  * `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
  * `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using; `data` and `len`
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
  * are NULL or writable.
  */
 int shmq_peek(struct shmq_consumer *c, const void **data, size_t *len, int64_t timeout_ns);
@@ -492,7 +547,7 @@ int shmq_peek(struct shmq_consumer *c, const void **data, size_t *len, int64_t t
  * peeked message. Does not block.
  *
  * # Safety
- * `c` is NULL or an open consumer handle that no other thread is using.
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
  */
 int shmq_release(struct shmq_consumer *c);
 
@@ -505,8 +560,76 @@ int shmq_release(struct shmq_consumer *c);
  */
 const char *shmq_strerror(int err);
 
+/**
+ * Makes the call waiting in the producer `p` (`shmq_send` or `shmq_reserve` on a full
+ * queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+ * handler. If no call is waiting, the next call on `p` that has to wait returns it
+ * instead (so an interrupt that lands just before the call goes to sleep is not lost);
+ * a call that can complete at once completes and leaves it pending. Several interrupts
+ * before a wait are reported once. Interrupting a handle wakes the other producers of an
+ * MPSC queue too; they find no room and wait again.
+ *
+ * Async-signal-safe: it only uses atomics and one `FUTEX_WAKE` system call, allocates
+ * nothing, takes no lock, and leaves `errno` and `shmq_last_error()` alone. It is the
+ * only libshmq call a signal handler may make. It does not wait for the re-entry guard:
+ * it is meant for a handle another thread is blocked in.
+ *
+ * Returns `SHMQ_OK`, or `SHMQ_ERR_INVALID` for a NULL pointer, a closed handle or one that
+ * is not a producer. An interrupt racing the handle's close is safe (the close waits for
+ * it); one after the close is a use after close, as `shmq_producer_close` describes.
+ *
+ * # Safety
+ * `p` is NULL or a producer handle from `shmq_producer_open`.
+ */
+int shmq_producer_interrupt(struct shmq_producer *p);
+
+/**
+ * Makes the call waiting in the consumer `c` (`shmq_recv` or `shmq_peek` on an empty
+ * queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+ * handler; if none is waiting, the next call on `c` that has to wait. Async-signal-safe.
+ * Everything else as `shmq_producer_interrupt`.
+ *
+ * ```c
+ * static shmq_consumer *rx;
+ * static void on_sigint(int sig) { (void)sig; shmq_consumer_interrupt(rx); }
+ * ...
+ * rc = shmq_recv(rx, buf, sizeof buf, &len, -1);
+ * if (rc == SHMQ_ERR_INTERRUPTED) { ... shut down ... }
+ * ```
+ *
+ * # Safety
+ * `c` is NULL or a consumer handle from `shmq_consumer_open`.
+ */
+int shmq_consumer_interrupt(struct shmq_consumer *c);
+
+/**
+ * Why the last failing libshmq call on the calling thread failed: a NUL-terminated
+ * English sentence with the details the code alone cannot give (the queue's name, the
+ * options an existing queue has, the OS error, which argument was bad), e.g.
+ * `invalid argument: queue "q" exists as spsc with capacity 4096 ...`.
+ *
+ * Every call that returns an error code sets it (`shmq_options_init`,
+ * `shmq_abi_version`, `shmq_strerror`, `shmq_last_error` and the async-signal-safe
+ * `*_interrupt` calls never touch it); a successful call leaves it as it was, so read
+ * it only right after a call failed, as with `errno`. Before any failure it is "".
+ *
+ * Never NULL; do not free it. The string belongs to the calling thread and stays valid
+ * until the next libshmq call on that thread: copy it to keep it. Thread-safe; does not
+ * block. Not async-signal-safe.
+ *
+ * # Safety
+ * None: any thread may call it at any time.
+ */
+const char *shmq_last_error(void);
+
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
+
+/**
+ * Sets up the options `*o` with the size of the struct this program was compiled with
+ * (see shmq_options_init_sized); evaluates to SHMQ_OK or SHMQ_ERR_INVALID.
+ */
+#define shmq_options_init(o) shmq_options_init_sized((o), sizeof *(o))
 
 #endif  /* SHMQ_H */

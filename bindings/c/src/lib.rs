@@ -21,12 +21,16 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 #![allow(non_camel_case_types)]
 
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmq_core::error::code;
-use shmq_core::{Consumer, Error, Mode, Options, Producer, Queue, RawGrant, Wait};
+use shmq_core::{Consumer, Error, Interrupter, Mode, Options, Producer, Queue, RawGrant, Wait};
 
 /// The version of this C interface. It is the major number of the shared library's SONAME
 /// (`libshmq.so.1`): it changes only when a function, type or constant changes
@@ -55,7 +59,8 @@ pub const SHMQ_ERR_EXISTS: c_int = -7;
 /// A bad name, option, pointer, length, wait policy or call order.
 pub const SHMQ_ERR_INVALID: c_int = -8;
 /// The slot is held by a live process (a second consumer, or a second producer on an SPSC
-/// queue), or the participant table is full.
+/// queue), or the participant table is full; or, from a call on a handle, another thread
+/// is inside a call on that same handle (a handle serves one call at a time).
 pub const SHMQ_ERR_BUSY: c_int = -9;
 /// The operating system refused access.
 pub const SHMQ_ERR_PERMISSION: c_int = -10;
@@ -69,6 +74,10 @@ pub const SHMQ_ERR_CLOSED: c_int = -13;
 pub const SHMQ_ERR_IO: c_int = -14;
 /// A bug in libshmq was caught at the boundary (a Rust panic); the handle may be unusable.
 pub const SHMQ_ERR_INTERNAL: c_int = -15;
+/// A call waiting for room or for a message (or about to wait) was woken by
+/// `shmq_producer_interrupt` / `shmq_consumer_interrupt` on its handle. Nothing was sent,
+/// reserved or received; the handle works as before.
+pub const SHMQ_ERR_INTERRUPTED: c_int = -16;
 
 // The codes are defined once, in the Rust crate; the literals above exist for cbindgen.
 const _: () = {
@@ -88,6 +97,7 @@ const _: () = {
     assert!(SHMQ_ERR_CLOSED == code::CLOSED);
     assert!(SHMQ_ERR_IO == code::IO);
     assert!(SHMQ_ERR_INTERNAL == code::INTERNAL);
+    assert!(SHMQ_ERR_INTERRUPTED == code::INTERRUPTED);
 };
 
 /// `shmq_options.mode`: one producer at a time (the fast path).
@@ -148,6 +158,16 @@ pub struct shmq_options {
     pub reserved: u32,
 }
 
+/// This version's defaults.
+const DEFAULT_OPTIONS: shmq_options = shmq_options {
+    size: OPTIONS_V1_SIZE,
+    capacity: SHMQ_DEFAULT_CAPACITY,
+    max_message: SHMQ_DEFAULT_MAX_MESSAGE,
+    mode: SHMQ_MODE_MPSC,
+    permissions: SHMQ_DEFAULT_PERMISSIONS,
+    reserved: 0,
+};
+
 /// The size of the first version of `shmq_options`.
 const OPTIONS_V1_SIZE: usize = std::mem::size_of::<shmq_options>();
 /// Larger sizes are surely garbage (an uninitialised struct): refuse them rather than read
@@ -158,30 +178,578 @@ const _: () = assert!(OPTIONS_V1_SIZE == 32);
 /// A producer handle: appends messages to one queue. Opaque; from `shmq_producer_open`,
 /// freed by `shmq_producer_close`.
 pub struct shmq_producer {
-    inner: Producer,
-    /// The reservation made by `shmq_reserve`, until `shmq_commit` or `shmq_abort`.
-    grant: Option<RawGrant>,
+    // Never instantiated: the pointer C holds is a `Handle<ProducerState>`.
+    _opaque: [u8; 0],
 }
 
 /// A consumer handle: takes the messages of one queue, in order. Opaque; from
 /// `shmq_consumer_open`, freed by `shmq_consumer_close`.
 pub struct shmq_consumer {
+    // Never instantiated: the pointer C holds is a `Handle<ConsumerState>`.
+    _opaque: [u8; 0],
+}
+
+/// What a producer handle holds while open.
+struct ProducerState {
+    inner: Producer,
+    /// The reservation made by `shmq_reserve`, until `shmq_commit` or `shmq_abort`.
+    grant: Option<RawGrant>,
+}
+
+/// What a consumer handle holds while open.
+struct ConsumerState {
     inner: Consumer,
     /// `shmq_peek` returned the head message and `shmq_release` has not taken it yet.
     peeked: bool,
 }
 
-/// A C error code on its way out; `?` converts a Rust error into it.
+/// The two kinds of handle, and the words and messages that tell them apart.
+trait Kind: Sized + 'static {
+    /// `magic` of an open handle of this kind.
+    const OPEN: u64;
+    /// `magic` of a closed one (poisoned by its close).
+    const CLOSED: u64;
+    /// `magic` of an open handle of the other kind.
+    const OTHER: u64;
+    const NULL: &'static CStr;
+    const USED_AFTER_CLOSE: &'static CStr;
+    const WRONG_KIND: &'static CStr;
+    const NOT_A_HANDLE: &'static CStr;
+    const IN_USE: &'static CStr;
+    const NOT_CLOSED: &'static CStr;
+}
+
+const PRODUCER_OPEN: u64 = u64::from_le_bytes(*b"shmqPRO+");
+const PRODUCER_CLOSED: u64 = u64::from_le_bytes(*b"shmqPRO-");
+const CONSUMER_OPEN: u64 = u64::from_le_bytes(*b"shmqCON+");
+const CONSUMER_CLOSED: u64 = u64::from_le_bytes(*b"shmqCON-");
+
+impl Kind for ProducerState {
+    const OPEN: u64 = PRODUCER_OPEN;
+    const CLOSED: u64 = PRODUCER_CLOSED;
+    const OTHER: u64 = CONSUMER_OPEN;
+    const NULL: &'static CStr = c"invalid argument: NULL producer handle";
+    const USED_AFTER_CLOSE: &'static CStr = c"invalid argument: this producer handle was closed (shmq_producer_close)";
+    const WRONG_KIND: &'static CStr = c"invalid argument: a consumer handle was passed where a producer is expected";
+    const NOT_A_HANDLE: &'static CStr =
+        c"invalid argument: not a producer handle (not from shmq_producer_open, or closed long ago)";
+    const IN_USE: &'static CStr = c"busy: this producer handle is in a call on another thread (or in the call a \
+signal handler interrupted): a handle serves one call at a time";
+    const NOT_CLOSED: &'static CStr =
+        c"shmq_producer_close: the handle is in a call on another thread; it was NOT closed";
+}
+
+impl Kind for ConsumerState {
+    const OPEN: u64 = CONSUMER_OPEN;
+    const CLOSED: u64 = CONSUMER_CLOSED;
+    const OTHER: u64 = PRODUCER_OPEN;
+    const NULL: &'static CStr = c"invalid argument: NULL consumer handle";
+    const USED_AFTER_CLOSE: &'static CStr = c"invalid argument: this consumer handle was closed (shmq_consumer_close)";
+    const WRONG_KIND: &'static CStr = c"invalid argument: a producer handle was passed where a consumer is expected";
+    const NOT_A_HANDLE: &'static CStr =
+        c"invalid argument: not a consumer handle (not from shmq_consumer_open, or closed long ago)";
+    const IN_USE: &'static CStr = c"busy: this consumer handle is in a call on another thread (or in the call a \
+signal handler interrupted): a handle serves one call at a time";
+    const NOT_CLOSED: &'static CStr =
+        c"shmq_consumer_close: the handle is in a call on another thread; it was NOT closed";
+}
+
+/// What a `shmq_producer *` / `shmq_consumer *` points to. `repr(C)`: `magic` is the first
+/// word of both kinds, so a pointer of either kind (or of neither) can be told apart by
+/// reading it before anything else.
+#[repr(C)]
+struct Handle<S> {
+    /// `S::OPEN` while open, `S::CLOSED` after the close.
+    magic: AtomicU64,
+    /// The re-entry guard: lets one call at a time inside.
+    guard: reentry::Guard,
+    /// `*_interrupt` calls in progress (from other threads or signal handlers): the close
+    /// drops the interrupter only when none is.
+    interrupting: AtomicU32,
+    /// Made at open (so interrupting allocates nothing), dropped at close.
+    interrupter: UnsafeCell<Option<Interrupter>>,
+    /// `None` once closed. Only the thread that set `busy` touches it.
+    state: UnsafeCell<Option<S>>,
+}
+
+/// The shells of the last [`QUARANTINE`] closed handles, kept allocated (and poisoned) so
+/// that a handle used right after its close finds `CLOSED` in its magic word, and so that
+/// the allocator cannot hand the same address to the next open (a closed producer's
+/// pointer then silently naming another queue's producer).
+struct Closed {
+    shell: *mut c_void,
+    /// Frees `shell` (a `Box<Handle<S>>` for the right `S`).
+    free: unsafe fn(*mut c_void),
+}
+
+// SAFETY: a closed shell's state and interrupter are `None` and the rest are atomics:
+// nothing in it is tied to a thread; it is only freed, by whichever thread evicts it.
+unsafe impl Send for Closed {}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        // SAFETY: `free` matches the shell's type (`Closed::new`), and the shell is freed
+        // once, here.
+        unsafe { (self.free)(self.shell) }
+    }
+}
+
+impl Closed {
+    /// # Safety
+    /// `shell` was made by `new_handle::<S>`, is closed, and is given up by the caller.
+    unsafe fn new<S: Kind>(shell: *mut Handle<S>) -> Closed {
+        /// # Safety
+        /// `p` is a `Box<Handle<S>>` leaked by `new_handle`, freed once.
+        unsafe fn free<S>(p: *mut c_void) {
+            // SAFETY: the function's contract.
+            drop(unsafe { Box::from_raw(p.cast::<Handle<S>>()) });
+        }
+        Closed { shell: shell.cast(), free: free::<S> }
+    }
+}
+
+/// How many closed handles stay allocated.
+const QUARANTINE: usize = 64;
+
+static CLOSED_HANDLES: Mutex<VecDeque<Closed>> = Mutex::new(VecDeque::new());
+
+fn quarantine(shell: Closed) {
+    let evicted = {
+        let mut q = CLOSED_HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(shell);
+        if q.len() > QUARANTINE { q.pop_front() } else { None }
+    };
+    // Freed outside the lock.
+    drop(evicted);
+}
+
+/// The per-handle re-entry guard: one call at a time inside a handle, a second one refused.
+///
+/// An atomic exchange on a flag at every entry would do, but on x86 a locked instruction
+/// waits for the store buffer to drain, and right after a send that buffer holds the ring's
+/// stores to lines the peer is reading: measured with `pingpong` (three calls per hop),
+/// 40 ns more one-way latency at p50 (about 320 ns to 360 ns). So the guard is biased
+/// towards the thread that used the handle last, its *owner*:
+///
+/// * Each thread has a cell (pooled, never freed) whose `slot` names the handle the thread
+///   is inside, written only by that thread.
+/// * The owner enters with plain stores: it writes the handle into its slot, then (after a
+///   compiler fence) checks that it is still the owner; it leaves by clearing its slot.
+/// * Any other thread takes the slow path: it takes the handle's `slow` flag (an exchange:
+///   a second slow caller is refused), makes itself the owner, and runs
+///   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (a full barrier on every CPU running a
+///   thread of this process) before it reads the old owner's slot. Either the old owner's
+///   slot store came before that barrier, and the slow path sees the handle there and
+///   refuses (handing ownership back), or the old owner's re-check comes after it, sees the
+///   new owner and backs out into the slow path, where `slow` refuses it.
+///
+/// This is the asymmetric-fence pattern of `membarrier(2)` (the core uses it for wakeups).
+/// A stale owner only ever writes its own slot, so it cannot clobber anyone's state. A
+/// handle used by one thread pays no barrier; one that changes threads pays one
+/// (microseconds). Where the kernel has no private expedited membarrier (or seccomp forbids
+/// it), nobody ever becomes owner and `slow` alone is the guard: correct, and slower.
+mod reentry {
+    use std::ptr;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering, compiler_fence};
+
+    pub(crate) struct Guard {
+        /// The cell of the thread that may enter on the fast path; null: none.
+        owner: AtomicPtr<Cell>,
+        /// A slow-path call holds the handle (or is deciding whether it may).
+        slow: AtomicBool,
+    }
+
+    /// A thread's record of the handle it is inside.
+    struct Cell {
+        /// The `Guard` of the handle this thread is inside, or null. Written only by the
+        /// thread that has the cell.
+        slot: AtomicPtr<Guard>,
+    }
+
+    /// A call inside the handle; leaves it when dropped.
+    pub(crate) struct Inside<'a> {
+        guard: &'a Guard,
+        /// The cell whose slot this call filled, if it did.
+        cell: Option<&'static Cell>,
+        /// Entered by the slow path: holds `slow`.
+        slow: bool,
+    }
+
+    impl Guard {
+        pub(crate) const fn new() -> Guard {
+            Guard { owner: AtomicPtr::new(ptr::null_mut()), slow: AtomicBool::new(false) }
+        }
+
+        /// Enters, or `None` if another call is inside (or might be: see `enter_slow`).
+        #[inline]
+        pub(crate) fn enter(&self) -> Option<Inside<'_>> {
+            let me = my_cell();
+            if let Some(cell) = me {
+                let this = self as *const Guard as *mut Guard;
+                // Relaxed: the owner field is only compared with this thread's own cell;
+                // a change by another thread is caught by the re-check (see the module).
+                if ptr::eq(self.owner.load(Ordering::Relaxed), cell) && cell.slot.load(Ordering::Relaxed).is_null() {
+                    // SYNC POINT (asymmetric, with the barrier in `enter_slow`): fill the
+                    // slot, then re-read the owner, in this order for the compiler; the CPU
+                    // order is enforced by the slow path's membarrier, not here. Release:
+                    // a slow path that reads this slot also sees this thread's earlier
+                    // writes to the handle's state (every store to a slot is Release).
+                    cell.slot.store(this, Ordering::Release);
+                    compiler_fence(Ordering::SeqCst);
+                    if ptr::eq(self.owner.load(Ordering::Relaxed), cell) {
+                        return Some(Inside { guard: self, cell: Some(cell), slow: false });
+                    }
+                    // Another thread took over meanwhile: back out and queue behind it.
+                    cell.slot.store(ptr::null_mut(), Ordering::Release);
+                }
+            }
+            self.enter_slow(me)
+        }
+
+        #[cold]
+        fn enter_slow(&self, me: Option<&'static Cell>) -> Option<Inside<'_>> {
+            // Acquire: pairs with the Release in `Inside::drop` of the last slow-path call.
+            if self.slow.swap(true, Ordering::Acquire) {
+                return None;
+            }
+            let refuse = || {
+                // Release: as in `Inside::drop`.
+                self.slow.store(false, Ordering::Release);
+                None
+            };
+            let this = self as *const Guard as *mut Guard;
+            if registered() {
+                let new = me.map_or(ptr::null_mut(), |c| c as *const Cell as *mut Cell);
+                // Relaxed: only slow-path calls, which hold `slow`, write `owner`.
+                let old = self.owner.swap(new, Ordering::Relaxed);
+                if !old.is_null() {
+                    // SYNC POINT: see the module docs. The old owner is inside or not; its
+                    // slot says which once the barrier has run.
+                    let inside = !barrier() || {
+                        // SAFETY: cells are never freed.
+                        let old = unsafe { &*old };
+                        // Acquire: pairs with the old owner's Release stores to its slot,
+                        // so its writes to the state are visible here.
+                        ptr::eq(old.slot.load(Ordering::Acquire), this)
+                    };
+                    if inside {
+                        // Hand the handle back: the old owner may be inside it.
+                        self.owner.store(old, Ordering::Relaxed);
+                        return refuse();
+                    }
+                }
+            }
+            // Symmetric mode, or the handle is ours now: `slow` keeps everyone else out.
+            // Fill this thread's slot if it is free (Relaxed: only this thread writes it),
+            // so that the next slow path of another thread sees where this one is.
+            let cell = me.filter(|c| c.slot.load(Ordering::Relaxed).is_null());
+            if let Some(c) = cell {
+                // Release: see `enter`.
+                c.slot.store(this, Ordering::Release);
+            }
+            Some(Inside { guard: self, cell, slow: true })
+        }
+    }
+
+    impl Drop for Inside<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            if let Some(cell) = self.cell {
+                // Release: this call's writes to the state happen before whatever reads
+                // the slot next (a slow path's Acquire load).
+                cell.slot.store(ptr::null_mut(), Ordering::Release);
+            }
+            if self.slow {
+                // Release: pairs with the Acquire exchange of the next slow-path call.
+                self.guard.slow.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Cells of threads that ended, for new threads to take: a cell is written only by its
+    /// thread, so once that thread is gone nobody writes it and it can be handed on.
+    static FREE_CELLS: Mutex<Vec<&'static Cell>> = Mutex::new(Vec::new());
+
+    /// This thread's hold on its cell; gives it back when the thread ends.
+    struct Held(&'static Cell);
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            // Release: as in `Inside::drop`.
+            self.0.slot.store(ptr::null_mut(), Ordering::Release);
+            FREE_CELLS.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+        }
+    }
+
+    thread_local! {
+        static CELL: Held = Held(
+            FREE_CELLS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_else(|| Box::leak(Box::new(Cell { slot: AtomicPtr::new(ptr::null_mut()) }))),
+        );
+    }
+
+    /// This thread's cell; `None` while thread-local storage is being torn down (a call from
+    /// a thread-exit destructor), which then takes the slow path without a cell.
+    #[inline]
+    fn my_cell() -> Option<&'static Cell> {
+        CELL.try_with(|h| h.0).ok()
+    }
+
+    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+    /// The pid that registered for private expedited barriers (a forked child registers
+    /// again), negated if it could not; 0: not tried yet.
+    static REGISTERED_PID: AtomicI32 = AtomicI32::new(0);
+
+    /// Whether this process may use `barrier` (registers on first use). Only slow paths ask.
+    fn registered() -> bool {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        // Relaxed: a flag about this process; the syscall orders itself.
+        match REGISTERED_PID.load(Ordering::Relaxed) {
+            p if p == pid => return true,
+            p if p == -pid => return false,
+            _ => {}
+        }
+        // `SHMQ_C_NO_MEMBARRIER=1` (for the tests of the fallback) acts as a kernel without it.
+        let refused = std::env::var_os("SHMQ_C_NO_MEMBARRIER").is_some_and(|v| v == "1");
+        // SAFETY: membarrier takes integer arguments and touches no memory of ours.
+        let ok = !refused
+            && unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) } == 0;
+        // Relaxed: as above; racing registrations are harmless.
+        REGISTERED_PID.store(if ok { pid } else { -pid }, Ordering::Relaxed);
+        ok
+    }
+
+    /// A full memory barrier on every CPU running a thread of this process.
+    fn barrier() -> bool {
+        // SAFETY: as in `registered`.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
+    }
+}
+
+/// Makes a handle for C.
+fn new_handle<S: Kind>(state: S, interrupter: Interrupter) -> *mut Handle<S> {
+    Box::into_raw(Box::new(Handle {
+        magic: AtomicU64::new(S::OPEN),
+        guard: reentry::Guard::new(),
+        interrupting: AtomicU32::new(0),
+        interrupter: UnsafeCell::new(Some(interrupter)),
+        state: UnsafeCell::new(Some(state)),
+    }))
+}
+
+/// The shell behind a C pointer, after checking its magic word.
+///
+/// # Safety
+/// `h` is NULL or points to at least 8 readable bytes that no one writes non-atomically
+/// meanwhile (a handle from this library, open or in the quarantine, qualifies).
+unsafe fn shell<'a, S: Kind>(h: *mut c_void) -> Res<&'a Handle<S>> {
+    // SAFETY: the caller's contract.
+    unsafe { classify(h) }.map_err(invalid)
+}
+
+/// [`shell`] without side effects: the reason is returned, not recorded (async-signal-safe).
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn classify<'a, S: Kind>(h: *mut c_void) -> Result<&'a Handle<S>, &'static CStr> {
+    if h.is_null() {
+        return Err(S::NULL);
+    }
+    if (h as usize) % std::mem::align_of::<Handle<S>>() != 0 {
+        return Err(S::NOT_A_HANDLE);
+    }
+    // SAFETY: aligned, and 8 readable bytes by the caller's contract; read as an atomic
+    // because a handle's magic word is one.
+    let magic = unsafe { &*h.cast::<AtomicU64>() };
+    // Relaxed: the word only sorts out what the pointer is; who may use the state is
+    // decided by the Acquire on `busy` and the `Option` behind it.
+    match magic.load(Ordering::Relaxed) {
+        m if m == S::OPEN => {}
+        m if m == S::CLOSED => return Err(S::USED_AFTER_CLOSE),
+        m if m == S::OTHER => return Err(S::WRONG_KIND),
+        _ => return Err(S::NOT_A_HANDLE),
+    }
+    // SAFETY: the magic word says this is a live `Handle<S>` made by `new_handle` (or one
+    // in the quarantine, which stays allocated); only shared references to it are made.
+    Ok(unsafe { &*h.cast::<Handle<S>>() })
+}
+
+/// Interrupts the handle's current or next waiting call. Async-signal-safe: atomics, one
+/// `FUTEX_WAKE`, errno restored; no allocation, no lock, no thread-local, no last error.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn interrupt<S: Kind>(h: *mut c_void) -> c_int {
+    let _errno = ErrnoGuard::save();
+    // SAFETY: the caller's contract.
+    let Ok(shell) = (unsafe { classify::<S>(h) }) else { return SHMQ_ERR_INVALID };
+    // SYNC POINT: SeqCst on this increment, the magic re-check below, the close's poison
+    // store and its read of `interrupting`: in their single total order either this
+    // increment comes first (the close waits for the decrement before dropping the
+    // interrupter) or the poison does (this re-check sees it and touches nothing).
+    shell.interrupting.fetch_add(1, Ordering::SeqCst);
+    let rc = if shell.magic.load(Ordering::SeqCst) == S::OPEN {
+        // SAFETY: set at open and only taken by the close, which waits until
+        // `interrupting` is 0 first (see above); shared reads only.
+        match unsafe { &*shell.interrupter.get() } {
+            Some(i) => {
+                i.interrupt();
+                SHMQ_OK
+            }
+            None => SHMQ_ERR_INVALID,
+        }
+    } else {
+        SHMQ_ERR_INVALID
+    };
+    // Release: this call's reads of the interrupter happen before the close, which loads
+    // the counter (SeqCst, so also Acquire), drops it.
+    shell.interrupting.fetch_sub(1, Ordering::Release);
+    rc
+}
+
+/// Runs `f` on the state of the handle `h`, one call at a time: a second caller meanwhile
+/// gets `SHMQ_ERR_BUSY` rather than a share of the state.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn with<S: Kind, R>(h: *mut c_void, f: impl FnOnce(&mut S) -> Res<R>) -> Res<R> {
+    // SAFETY: the caller's contract.
+    let shell = unsafe { shell::<S>(h)? };
+    // The guard's entry orders this call after the previous one (see `reentry`).
+    let Some(_inside) = shell.guard.enter() else { return Err(fail(SHMQ_ERR_BUSY, S::IN_USE)) };
+    // SAFETY: the guard let this call in alone: no other reference to the state exists
+    // until `_inside` is dropped.
+    let state = unsafe { &mut *shell.state.get() };
+    // A close that ran between the magic check and the swap left `None`.
+    f(state.as_mut().ok_or_else(|| invalid(S::USED_AFTER_CLOSE))?)
+}
+
+/// Closes the handle `h`: poisons its magic word, drops its state (after `before_drop`)
+/// and puts the shell in the quarantine. Records a last-error message and does nothing if
+/// the handle is not an open one or is in a call on another thread.
+///
+/// # Safety
+/// As [`shell`].
+unsafe fn close<S: Kind>(h: *mut c_void, before_drop: impl FnOnce(&mut S)) {
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let Ok(shell) = (unsafe { shell::<S>(h) }) else { return };
+    let Some(inside) = shell.guard.enter() else {
+        last_error::set_static(S::NOT_CLOSED);
+        return;
+    };
+    // SAFETY: as in `with`: the guard let this call in alone.
+    let state = unsafe { &mut *shell.state.get() };
+    let Some(mut state) = state.take() else {
+        last_error::set_static(S::USED_AFTER_CLOSE);
+        return;
+    };
+    // SYNC POINT: SeqCst, paired with `interrupt` (see there); for every other call the
+    // state is already gone.
+    shell.magic.store(S::CLOSED, Ordering::SeqCst);
+    // SeqCst: see `interrupt`. An interrupt in progress is a few instructions and one
+    // system call away from its decrement; one running in a signal handler on this very
+    // thread has finished before this line runs again.
+    while shell.interrupting.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    // SAFETY: no interrupt call is inside (above) and none can enter (the poison).
+    let interrupter = unsafe { (*shell.interrupter.get()).take() };
+    drop(inside);
+    before_drop(&mut state);
+    drop(state);
+    drop(interrupter);
+    // SAFETY: made by `new_handle::<S>` (its magic word said so), closed just now, and
+    // from here on owned by the quarantine, which keeps it allocated and frees it only
+    // after QUARANTINE later closes.
+    quarantine(unsafe { Closed::new::<S>(h.cast()) });
+}
+
+/// A C error code on its way out; `?` converts a Rust error into it. Every way of making
+/// one records the reason in this thread's last-error message first ([`shmq_last_error`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Code(c_int);
 
 impl From<Error> for Code {
     fn from(e: Error) -> Code {
+        // The errors a polling loop meets all the time have fixed texts: no allocation.
+        match e {
+            Error::Full => last_error::set_static(c"queue is full"),
+            Error::Timeout => last_error::set_static(c"timed out"),
+            Error::Closed => last_error::set_static(c"queue is closed"),
+            Error::Interrupted => last_error::set_static(c"interrupted (shmq_*_interrupt)"),
+            ref other => last_error::set(other.to_string()),
+        }
         Code(e.code())
     }
 }
 
-const INVALID: Code = Code(SHMQ_ERR_INVALID);
+/// `SHMQ_ERR_INVALID`, with `why` as the last-error message.
+fn invalid(why: &'static CStr) -> Code {
+    fail(SHMQ_ERR_INVALID, why)
+}
+
+/// `SHMQ_ERR_INVALID`, with `why` as the last-error message.
+fn invalid_owned(why: String) -> Code {
+    last_error::set(why);
+    Code(SHMQ_ERR_INVALID)
+}
+
+/// The code `code`, with `why` as the last-error message.
+fn fail(code: c_int, why: &'static CStr) -> Code {
+    last_error::set_static(why);
+    Code(code)
+}
+
+/// The calling thread's last-error message: set by every failing call, read by
+/// [`shmq_last_error`]. Never touched by the async-signal-safe functions.
+mod last_error {
+    use std::cell::RefCell;
+    use std::ffi::{CStr, CString, c_char};
+
+    enum Message {
+        Static(&'static CStr),
+        Owned(CString),
+    }
+
+    thread_local! {
+        static LAST: RefCell<Message> = const { RefCell::new(Message::Static(c"")) };
+    }
+
+    pub(crate) fn set_static(msg: &'static CStr) {
+        // `try_with`: a call from a thread-local destructor after ours was dropped records
+        // nothing rather than panicking; `try_borrow_mut`: never panics either.
+        let _ = LAST.try_with(|m| m.try_borrow_mut().map(|mut m| *m = Message::Static(msg)));
+    }
+
+    pub(crate) fn set(msg: String) {
+        // A NUL inside (a name echoed back, say) would cut the C string short: replace it.
+        let msg = CString::new(msg).unwrap_or_else(|e| {
+            let bytes: Vec<u8> = e.into_vec().into_iter().map(|b| if b == 0 { b'?' } else { b }).collect();
+            CString::new(bytes).unwrap_or_default()
+        });
+        let _ = LAST.try_with(|m| m.try_borrow_mut().map(|mut m| *m = Message::Owned(msg)));
+    }
+
+    /// The current message; valid until the next `set*` on this thread.
+    pub(crate) fn get() -> *const c_char {
+        LAST.try_with(|m| match m.try_borrow().as_deref() {
+            Ok(Message::Static(s)) => s.as_ptr(),
+            Ok(Message::Owned(s)) => s.as_ptr(),
+            Err(_) => c"".as_ptr(),
+        })
+        .unwrap_or(c"".as_ptr())
+    }
+}
 
 type Res<T = ()> = Result<T, Code>;
 
@@ -210,7 +778,15 @@ fn guard(f: impl FnOnce() -> Res) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => SHMQ_OK,
         Ok(Err(Code(c))) => c,
-        Err(_) => SHMQ_ERR_INTERNAL,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            last_error::set(format!("internal error in libshmq (a bug, please report it): {what}"));
+            SHMQ_ERR_INTERNAL
+        }
     }
 }
 
@@ -244,7 +820,7 @@ fn wait_policy(w: c_int) -> Res<Wait> {
         SHMQ_WAIT_SPIN => Ok(Wait::Spin),
         SHMQ_WAIT_BLOCK => Ok(Wait::Block),
         SHMQ_WAIT_ADAPTIVE => Ok(Wait::Adaptive),
-        _ => Err(INVALID),
+        _ => Err(invalid(c"invalid wait policy: use SHMQ_WAIT_SPIN, SHMQ_WAIT_BLOCK or SHMQ_WAIT_ADAPTIVE")),
     }
 }
 
@@ -255,11 +831,11 @@ fn wait_policy(w: c_int) -> Res<Wait> {
 /// `name` is NULL or a NUL-terminated string that lives for `'a`.
 unsafe fn name_arg<'a>(name: *const c_char) -> Res<&'a str> {
     if name.is_null() {
-        return Err(INVALID);
+        return Err(invalid(c"invalid queue name: NULL"));
     }
     // SAFETY: non-null, and NUL-terminated by the caller's contract.
     let name = unsafe { CStr::from_ptr(name) };
-    name.to_str().map_err(|_| INVALID)
+    name.to_str().map_err(|_| invalid(c"invalid queue name: not UTF-8 (use 1-200 bytes of [A-Za-z0-9._-])"))
 }
 
 /// The Rust options from a C `shmq_options`, reading only the fields its `size` covers.
@@ -268,12 +844,15 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Res<&'a str> {
 /// `o` is NULL or points to `o->size` readable bytes.
 unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     if o.is_null() {
-        return Err(INVALID);
+        return Err(invalid(c"invalid options: NULL"));
     }
     // SAFETY: `size` is the first field, and every caller's struct has it.
     let size = unsafe { std::ptr::addr_of!((*o).size).read_unaligned() };
     if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
-        return Err(INVALID);
+        return Err(invalid_owned(format!(
+            "invalid options: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE}); \
+             initialise the struct with shmq_options_init"
+        )));
     }
     // SAFETY: the caller's struct has at least the v1 fields (its size says so).
     let v1 = unsafe { o.read_unaligned() };
@@ -281,13 +860,21 @@ unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     // (their meaning would be ignored otherwise).
     // SAFETY: the caller vouches for `size` readable bytes.
     let all = unsafe { std::slice::from_raw_parts(o.cast::<u8>(), size) };
-    if all[OPTIONS_V1_SIZE..].iter().any(|&b| b != 0) || v1.reserved != 0 {
-        return Err(INVALID);
+    if let Some(at) = all[OPTIONS_V1_SIZE..].iter().position(|&b| b != 0) {
+        return Err(invalid_owned(format!(
+            "invalid options: byte {} of the caller's {size}-byte shmq_options is not zero, and this \
+             libshmq knows only the first {OPTIONS_V1_SIZE} bytes: the program was compiled against a newer \
+             shmq.h and uses an option this library does not have",
+            OPTIONS_V1_SIZE + at
+        )));
+    }
+    if v1.reserved != 0 {
+        return Err(invalid(c"invalid options: `reserved` must be 0"));
     }
     let mode = match v1.mode {
         SHMQ_MODE_SPSC => Mode::Spsc,
         SHMQ_MODE_MPSC => Mode::Mpsc,
-        _ => return Err(INVALID),
+        m => return Err(invalid_owned(format!("invalid options: mode {m}: use SHMQ_MODE_SPSC or SHMQ_MODE_MPSC"))),
     };
     Ok(Options::new().capacity(v1.capacity).max_message(v1.max_message).mode(mode).permissions(v1.permissions))
 }
@@ -303,39 +890,59 @@ unsafe fn put<T>(out: *mut T, value: T) {
     }
 }
 
-/// The handle behind a C pointer.
-///
-/// # Safety
-/// `h` is NULL or a live handle from this library that no other thread is using.
-unsafe fn handle<'a, T>(h: *mut T) -> Res<&'a mut T> {
-    // SAFETY: by the caller's contract, a non-null `h` is a live, unshared handle.
-    unsafe { h.as_mut() }.ok_or(INVALID)
-}
-
 /// Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
-/// permissions `0600`) and `o->size` to `sizeof(shmq_options)` of this version (32). Does
+/// permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
 /// nothing if `o` is NULL. Thread-safe; does not block.
 ///
-/// This function writes exactly the 32 bytes of this version's struct, now and in later
-/// versions: a version that appends fields adds an initializer that knows about them.
+/// The header defines a macro of the same name, `shmq_options_init(o)`, which calls
+/// `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
+/// against this header use. This function stays for programs compiled against the first
+/// header; it writes exactly 32 bytes, now and in later versions.
 ///
 /// # Safety
 /// `o` is NULL or points to a writable `shmq_options`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_options_init(o: *mut shmq_options) {
     guard_void(|| {
-        let defaults = shmq_options {
-            size: OPTIONS_V1_SIZE,
-            capacity: SHMQ_DEFAULT_CAPACITY,
-            max_message: SHMQ_DEFAULT_MAX_MESSAGE,
-            mode: SHMQ_MODE_MPSC,
-            permissions: SHMQ_DEFAULT_PERMISSIONS,
-            reserved: 0,
-        };
         if !o.is_null() {
             // SAFETY: non-null and writable by the caller's contract; unaligned-safe.
-            unsafe { o.write_unaligned(defaults) };
+            unsafe { o.write_unaligned(DEFAULT_OPTIONS) };
         }
+    })
+}
+
+/// Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
+/// their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+/// beyond the fields this library knows (a newer header's fields) become 0. Call it
+/// through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
+/// always comes from the struct the program was compiled with, so a field appended by a
+/// newer header is never silently ignored by an older library (`shmq_create` refuses it:
+/// `SHMQ_ERR_INVALID`).
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+/// `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
+/// does not block.
+///
+/// # Safety
+/// `o` is NULL or points to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_options_init_sized(o: *mut shmq_options, size: usize) -> c_int {
+    guard(|| {
+        if o.is_null() {
+            return Err(invalid(c"invalid argument: NULL options"));
+        }
+        if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+            return Err(invalid_owned(format!(
+                "invalid argument: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE})"
+            )));
+        }
+        // SAFETY: `size` writable bytes at `o` by the caller's contract, of which the first
+        // OPTIONS_V1_SIZE are this version's struct; unaligned-safe writes.
+        unsafe {
+            o.write_unaligned(shmq_options { size, ..DEFAULT_OPTIONS });
+            std::ptr::write_bytes(o.cast::<u8>().add(OPTIONS_V1_SIZE), 0, size - OPTIONS_V1_SIZE);
+        }
+        Ok(())
     })
 }
 
@@ -349,7 +956,7 @@ pub extern "C" fn shmq_abi_version() -> c_int {
     SHMQ_ABI_VERSION
 }
 
-/// Creates the queue `name` (1–200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
+/// Creates the queue `name` (1-200 bytes of `[A-Za-z0-9._-]`, not starting with `.`) as
 /// the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
 /// reserved now: a full `/dev/shm` fails here, not later.
 ///
@@ -417,8 +1024,10 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
 /// `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
 ///
 /// Ownership: the caller owns the handle and frees it with `shmq_producer_close`.
-/// Threads: a handle may move between threads but must be used by one thread at a time;
-/// different handles are independent. Processes: a handle does not survive `fork()`: the
+/// Threads: a handle may move between threads but serves one call at a time: a call
+/// made while another thread is inside a call on the same handle is refused with
+/// `SHMQ_ERR_BUSY` (nothing happens), so give each thread its own handle; different
+/// handles are independent. Processes: a handle does not survive `fork()`: the
 /// child must neither use nor close its parent's handles, and opens its own.
 /// Blocking: may wait up to 2 seconds for a queue another process is creating.
 ///
@@ -429,14 +1038,15 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
 pub unsafe extern "C" fn shmq_producer_open(name: *const c_char, out: *mut *mut shmq_producer) -> c_int {
     guard(|| {
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null `out` is writable by the caller's contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Producer::open(name)?;
-        let h = Box::into_raw(Box::new(shmq_producer { inner, grant: None }));
+        let interrupter = inner.interrupter();
+        let h = new_handle(ProducerState { inner, grant: None }, interrupter).cast::<shmq_producer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -460,14 +1070,15 @@ pub unsafe extern "C" fn shmq_producer_open(name: *const c_char, out: *mut *mut 
 pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut shmq_consumer) -> c_int {
     guard(|| {
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null `out` is writable by the caller's contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Consumer::open(name)?;
-        let h = Box::into_raw(Box::new(shmq_consumer { inner, peeked: false }));
+        let interrupter = inner.interrupter();
+        let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -479,14 +1090,18 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 /// another value. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_int) -> c_int {
     guard(|| {
+        let wait = wait_policy(wait)?;
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        p.inner.set_wait(wait_policy(wait)?);
-        Ok(())
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                p.inner.set_wait(wait);
+                Ok(())
+            })
+        }
     })
 }
 
@@ -495,14 +1110,18 @@ pub unsafe extern "C" fn shmq_producer_set_wait(p: *mut shmq_producer, wait: c_i
 /// another value. Does not block.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using.
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_int) -> c_int {
     guard(|| {
+        let wait = wait_policy(wait)?;
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        c.inner.set_wait(wait_policy(wait)?);
-        Ok(())
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                c.inner.set_wait(wait);
+                Ok(())
+            })
+        }
     })
 }
 
@@ -511,18 +1130,18 @@ pub unsafe extern "C" fn shmq_consumer_set_wait(c: *mut shmq_consumer, wait: c_i
 /// Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `out` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `out` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *mut u32) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
+        let max = unsafe { with(p.cast(), |p: &mut ProducerState| Ok(p.inner.config().max_message))? };
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null and writable by the caller's contract.
-        unsafe { out.write(p.inner.config().max_message) };
+        unsafe { out.write(max) };
         Ok(())
     })
 }
@@ -530,18 +1149,18 @@ pub unsafe extern "C" fn shmq_producer_max_message(p: *mut shmq_producer, out: *
 /// Stores the queue's `max_message` in `*out`. As `shmq_producer_max_message`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `out` is NULL or
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *mut u32) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
+        let max = unsafe { with(c.cast(), |c: &mut ConsumerState| Ok(c.inner.config().max_message))? };
         if out.is_null() {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
         }
         // SAFETY: non-null and writable by the caller's contract.
-        unsafe { out.write(c.inner.config().max_message) };
+        unsafe { out.write(max) };
         Ok(())
     })
 }
@@ -550,36 +1169,42 @@ pub unsafe extern "C" fn shmq_consumer_max_message(c: *mut shmq_consumer, out: *
 /// is aborted first (nothing of it reaches the consumer). Messages already sent stay in
 /// the queue. Does not block.
 ///
+/// After the close the pointer `p` must not be used again, not even to close it twice:
+/// its memory may be reused for another handle. libshmq keeps the last 64 closed handles
+/// allocated and marked closed, so a use within that window is refused with
+/// `SHMQ_ERR_INVALID` ("was closed"); beyond it the behaviour is undefined. If another
+/// thread is inside a call on `p`, nothing is closed and `shmq_last_error()` says so.
+///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; it is invalid
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); it is invalid
 /// afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_producer_close(p: *mut shmq_producer) {
     guard_void(|| {
-        if p.is_null() {
-            return;
-        }
-        // SAFETY: a live handle from `shmq_producer_open` (a leaked Box), given back.
-        let mut p = unsafe { Box::from_raw(p) };
-        if let Some(g) = p.grant.take() {
-            let _ = p.inner.abort_raw(g);
+        // SAFETY: the caller's contract.
+        unsafe {
+            close(p.cast(), |p: &mut ProducerState| {
+                if let Some(g) = p.grant.take() {
+                    let _ = p.inner.abort_raw(g);
+                }
+            })
         }
     })
 }
 
 /// Closes the consumer and frees the handle; NULL is ignored. A message peeked and not
-/// released stays in the queue for the next consumer. Does not block.
+/// released stays in the queue for the next consumer. Does not block. Using `c` after the
+/// close, and closing it while another thread is inside a call on it: as for
+/// `shmq_producer_close`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; it is invalid
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); it is invalid
 /// afterwards, and so is any pointer `shmq_peek` returned through it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
     guard_void(|| {
-        if !c.is_null() {
-            // SAFETY: a live handle from `shmq_consumer_open` (a leaked Box), given back.
-            drop(unsafe { Box::from_raw(c) });
-        }
+        // SAFETY: the caller's contract.
+        unsafe { close(c.cast(), |_: &mut ConsumerState| {}) }
     })
 }
 
@@ -596,23 +1221,29 @@ pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
 /// `SHMQ_ERR_CORRUPT`.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `data` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
 /// points to `len` readable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, len: usize, timeout_ns: i64) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
+    // SAFETY: the caller's contract.
+    guard(|| unsafe { with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns)) })
+}
+
+/// # Safety
+/// `data` is NULL or points to `len` readable bytes.
+unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_ns: i64) -> Res {
+    {
+        if p.grant.is_some() {
+            return Err(reservation_outstanding());
+        }
         if data.is_null() && len > 0 {
-            return Err(INVALID);
+            return Err(invalid(c"invalid argument: NULL data with a non-zero length"));
         }
         // Checked before the slice is made: a slice above `isize::MAX` bytes is undefined
         // behaviour even unread, and `max_message` is at most 1 GiB.
-        if len > p.inner.config().max_message as usize {
-            return Err(Code(SHMQ_ERR_TOO_LARGE));
-        }
-        if p.grant.is_some() {
-            return Err(INVALID);
+        let max = p.inner.config().max_message as usize;
+        if len > max {
+            return Err(Error::TooLarge { len, max }.into());
         }
         let msg: &[u8] = if len == 0 {
             &[]
@@ -627,7 +1258,12 @@ pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, l
             Timeout::For(d) => p.inner.send_timeout(msg, d)?,
         }
         Ok(())
-    })
+    }
+}
+
+/// `shmq_send` or `shmq_reserve` while a reservation is outstanding.
+fn reservation_outstanding() -> Code {
+    invalid(c"invalid call order: a reservation is outstanding (shmq_reserve): shmq_commit or shmq_abort it first")
 }
 
 /// Reserves `len` bytes in the ring for zero-copy writing and stores their address in
@@ -637,10 +1273,11 @@ pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, l
 /// an MPSC queue the consumer cannot read past it: finish it soon.
 ///
 /// The `len` bytes at `*buf` are shared memory, valid until the commit, abort or close;
-/// they start with whatever was there before. `timeout_ns` and errors as `shmq_send`.
+/// they start with whatever was there before. `*buf` is 8-byte aligned, no more (as for
+/// `shmq_peek`). `timeout_ns` and errors as `shmq_send`.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using; `buf` is NULL or
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `buf` is NULL or
 /// valid for a write of a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_reserve(
@@ -653,20 +1290,26 @@ pub unsafe extern "C" fn shmq_reserve(
         // SAFETY: the caller's contract.
         unsafe { put(buf, std::ptr::null_mut()) };
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        if buf.is_null() || p.grant.is_some() {
-            return Err(INVALID);
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                if p.grant.is_some() {
+                    return Err(reservation_outstanding());
+                }
+                if buf.is_null() {
+                    return Err(invalid(c"invalid argument: NULL buf"));
+                }
+                let grant = match timeout(timeout_ns) {
+                    Timeout::Try => p.inner.try_reserve(len)?,
+                    Timeout::Forever => p.inner.reserve(len)?,
+                    Timeout::For(d) => p.inner.reserve_timeout(len, d)?,
+                }
+                .into_raw();
+                // SAFETY: non-null and writable by the caller's contract.
+                buf.write(grant.as_mut_ptr().cast());
+                p.grant = Some(grant);
+                Ok(())
+            })
         }
-        let grant = match timeout(timeout_ns) {
-            Timeout::Try => p.inner.try_reserve(len)?,
-            Timeout::Forever => p.inner.reserve(len)?,
-            Timeout::For(d) => p.inner.reserve_timeout(len, d)?,
-        }
-        .into_raw();
-        // SAFETY: non-null and writable by the caller's contract.
-        unsafe { buf.write(grant.as_mut_ptr().cast()) };
-        p.grant = Some(grant);
-        Ok(())
     })
 }
 
@@ -675,56 +1318,71 @@ pub unsafe extern "C" fn shmq_reserve(
 /// outstanding. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        let len = p.grant.as_ref().ok_or(INVALID)?.len();
-        commit(p, len)
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                let len = p.grant.as_ref().ok_or_else(no_reservation)?.len();
+                commit(p, len)
+            })
+        }
     })
 }
 
 /// Publishes the first `len` bytes of the reservation made by `shmq_reserve`
-/// (`len` ≤ the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
+/// (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
 /// handle, no reservation outstanding, or a `len` above the reserved length (the
 /// reservation then stays outstanding). Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit_len(p: *mut shmq_producer, len: usize) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        commit(p, len)
+        unsafe { with(p.cast(), |p: &mut ProducerState| commit(p, len)) }
     })
 }
 
-fn commit(p: &mut shmq_producer, len: usize) -> Res {
+fn commit(p: &mut ProducerState, len: usize) -> Res {
     match &p.grant {
         Some(g) if len <= g.len() => {}
-        _ => return Err(INVALID),
+        Some(g) => {
+            return Err(invalid_owned(format!(
+                "invalid argument: commit of {len} bytes exceeds the reservation of {} bytes",
+                g.len()
+            )));
+        }
+        None => return Err(no_reservation()),
     }
-    let g = p.grant.take().ok_or(INVALID)?;
+    let g = p.grant.take().ok_or_else(no_reservation)?;
     p.inner.commit_raw(g, len)?;
     Ok(())
+}
+
+fn no_reservation() -> Code {
+    invalid(c"invalid call order: no reservation outstanding (shmq_reserve first)")
 }
 
 /// Drops the reservation made by `shmq_reserve`: nothing of it reaches the consumer.
 /// `SHMQ_ERR_INVALID` for a NULL handle or no reservation outstanding. Does not block.
 ///
 /// # Safety
-/// `p` is NULL or an open producer handle that no other thread is using.
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let p = unsafe { handle(p)? };
-        let g = p.grant.take().ok_or(INVALID)?;
-        p.inner.abort_raw(g)?;
-        Ok(())
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                let g = p.grant.take().ok_or_else(no_reservation)?;
+                p.inner.abort_raw(g)?;
+                Ok(())
+            })
+        }
     })
 }
 
@@ -746,8 +1404,11 @@ pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
 /// handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
 /// `*len` is 0 after any other error.
 ///
+/// The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
+/// an earlier `shmq_peek` gave.
+///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `buf` is NULL or
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `buf` is NULL or
 /// points to `cap` writable bytes; `len` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_recv(
@@ -761,24 +1422,32 @@ pub unsafe extern "C" fn shmq_recv(
         // SAFETY: the caller's contract.
         unsafe { put(len, 0) };
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if len.is_null() || (buf.is_null() && cap > 0) {
-            return Err(INVALID);
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                if len.is_null() {
+                    return Err(invalid(c"invalid argument: NULL len"));
+                }
+                if buf.is_null() && cap > 0 {
+                    return Err(invalid(c"invalid argument: NULL buf with a non-zero cap"));
+                }
+                let msg = peek(c, timeout_ns)?;
+                let (src, n) = (msg.as_ptr(), msg.len());
+                // SAFETY: `len` is non-null and writable by the caller's contract.
+                len.write(n);
+                if n > cap {
+                    last_error::set(format!("buffer of {cap} bytes too small for the message of {n} bytes"));
+                    return Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL));
+                }
+                if n > 0 {
+                    // SAFETY: `buf` holds `cap >= n` writable bytes (the caller's contract;
+                    // non-null since `cap > 0`); `src` is `n` readable bytes of the mapping.
+                    // `copy` (memmove), not `copy_nonoverlapping`: `buf` may be queue memory,
+                    // e.g. the very pointer an earlier `shmq_peek` returned.
+                    std::ptr::copy(src, buf.cast::<u8>(), n);
+                }
+                release(c)
+            })
         }
-        let msg = peek(c, timeout_ns)?;
-        let n = msg.len();
-        // SAFETY: `len` is non-null and writable by the caller's contract.
-        unsafe { len.write(n) };
-        if n > cap {
-            return Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL));
-        }
-        if n > 0 {
-            // SAFETY: `buf` holds `cap >= n` writable bytes (the caller's contract; non-null
-            // since `cap > 0`); `msg` is `n` readable bytes of the mapping, which does not
-            // overlap the caller's buffer (a private allocation or another mapping).
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n) };
-        }
-        release(c)
     })
 }
 
@@ -787,11 +1456,17 @@ pub unsafe extern "C" fn shmq_recv(
 /// message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
 /// before releasing shows the same message. On failure `*data` is NULL and `*len` 0.
 ///
+/// `*data` is 8-byte aligned (records start at multiples of 8 in the page-aligned data
+/// region, and the payload follows an 8-byte header); there is no alignment guarantee
+/// beyond 8 bytes: copy the message out for types that need more. The bytes are shared
+/// memory: any process allowed to write the queue can change them while you read them,
+/// so read a field once and check it before you trust it.
+///
 /// `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
 /// `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using; `data` and `len`
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
 /// are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_peek(
@@ -807,26 +1482,27 @@ pub unsafe extern "C" fn shmq_peek(
             put(len, 0);
         }
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if data.is_null() || len.is_null() {
-            return Err(INVALID);
-        }
-        let msg = peek(c, timeout_ns)?;
-        let (p, n) = (msg.as_ptr(), msg.len());
-        c.peeked = true;
-        // SAFETY: non-null and writable by the caller's contract.
         unsafe {
-            data.write(p.cast());
-            len.write(n);
+            with(c.cast(), |c: &mut ConsumerState| {
+                if data.is_null() || len.is_null() {
+                    return Err(invalid(c"invalid argument: NULL data or len"));
+                }
+                let msg = peek(c, timeout_ns)?;
+                let (p, n) = (msg.as_ptr(), msg.len());
+                c.peeked = true;
+                // SAFETY: non-null and writable by the caller's contract.
+                data.write(p.cast());
+                len.write(n);
+                Ok(())
+            })
         }
-        Ok(())
     })
 }
 
 /// The head message, waiting by `timeout_ns`.
-fn peek(c: &mut shmq_consumer, timeout_ns: i64) -> Res<&[u8]> {
+fn peek(c: &mut ConsumerState, timeout_ns: i64) -> Res<&[u8]> {
     Ok(match timeout(timeout_ns) {
-        Timeout::Try => c.inner.try_peek()?.ok_or(Code(SHMQ_ERR_EMPTY))?,
+        Timeout::Try => c.inner.try_peek()?.ok_or_else(|| fail(SHMQ_ERR_EMPTY, c"queue is empty"))?,
         Timeout::Forever => c.inner.peek(None)?,
         Timeout::For(d) => c.inner.peek(Some(d))?,
     })
@@ -837,27 +1513,30 @@ fn peek(c: &mut shmq_consumer, timeout_ns: i64) -> Res<&[u8]> {
 /// peeked message. Does not block.
 ///
 /// # Safety
-/// `c` is NULL or an open consumer handle that no other thread is using.
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_release(c: *mut shmq_consumer) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        let c = unsafe { handle(c)? };
-        if !c.peeked {
-            return Err(INVALID);
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                if !c.peeked {
+                    return Err(invalid(c"invalid call order: no message peeked (shmq_peek first)"));
+                }
+                release(c)
+            })
         }
-        release(c)
     })
 }
 
 /// Takes the head message, which the caller has just peeked.
-fn release(c: &mut shmq_consumer) -> Res {
+fn release(c: &mut ConsumerState) -> Res {
     c.peeked = false;
     if c.inner.advance()? {
         Ok(())
     } else {
         // The message we saw is gone: only a process writing into the segment can do that.
-        Err(Code(SHMQ_ERR_CORRUPT))
+        Err(fail(SHMQ_ERR_CORRUPT, c"corrupt queue: the message just read is gone (another process wrote the queue)"))
     }
 }
 
@@ -885,9 +1564,77 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         SHMQ_ERR_CLOSED => c"queue is closed",
         SHMQ_ERR_IO => c"operating-system error",
         SHMQ_ERR_INTERNAL => c"internal error in libshmq",
+        SHMQ_ERR_INTERRUPTED => c"interrupted",
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
+}
+
+/// Makes the call waiting in the producer `p` (`shmq_send` or `shmq_reserve` on a full
+/// queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+/// handler. If no call is waiting, the next call on `p` that has to wait returns it
+/// instead (so an interrupt that lands just before the call goes to sleep is not lost);
+/// a call that can complete at once completes and leaves it pending. Several interrupts
+/// before a wait are reported once. Interrupting a handle wakes the other producers of an
+/// MPSC queue too; they find no room and wait again.
+///
+/// Async-signal-safe: it only uses atomics and one `FUTEX_WAKE` system call, allocates
+/// nothing, takes no lock, and leaves `errno` and `shmq_last_error()` alone. It is the
+/// only libshmq call a signal handler may make. It does not wait for the re-entry guard:
+/// it is meant for a handle another thread is blocked in.
+///
+/// Returns `SHMQ_OK`, or `SHMQ_ERR_INVALID` for a NULL pointer, a closed handle or one that
+/// is not a producer. An interrupt racing the handle's close is safe (the close waits for
+/// it); one after the close is a use after close, as `shmq_producer_close` describes.
+///
+/// # Safety
+/// `p` is NULL or a producer handle from `shmq_producer_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_producer_interrupt(p: *mut shmq_producer) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { interrupt::<ProducerState>(p.cast()) }
+}
+
+/// Makes the call waiting in the consumer `c` (`shmq_recv` or `shmq_peek` on an empty
+/// queue) return `SHMQ_ERR_INTERRUPTED` at once, from another thread or from a signal
+/// handler; if none is waiting, the next call on `c` that has to wait. Async-signal-safe.
+/// Everything else as `shmq_producer_interrupt`.
+///
+/// ```c
+/// static shmq_consumer *rx;
+/// static void on_sigint(int sig) { (void)sig; shmq_consumer_interrupt(rx); }
+/// ...
+/// rc = shmq_recv(rx, buf, sizeof buf, &len, -1);
+/// if (rc == SHMQ_ERR_INTERRUPTED) { ... shut down ... }
+/// ```
+///
+/// # Safety
+/// `c` is NULL or a consumer handle from `shmq_consumer_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_consumer_interrupt(c: *mut shmq_consumer) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { interrupt::<ConsumerState>(c.cast()) }
+}
+
+/// Why the last failing libshmq call on the calling thread failed: a NUL-terminated
+/// English sentence with the details the code alone cannot give (the queue's name, the
+/// options an existing queue has, the OS error, which argument was bad), e.g.
+/// `invalid argument: queue "q" exists as spsc with capacity 4096 ...`.
+///
+/// Every call that returns an error code sets it (`shmq_options_init`,
+/// `shmq_abi_version`, `shmq_strerror`, `shmq_last_error` and the async-signal-safe
+/// `*_interrupt` calls never touch it); a successful call leaves it as it was, so read
+/// it only right after a call failed, as with `errno`. Before any failure it is "".
+///
+/// Never NULL; do not free it. The string belongs to the calling thread and stays valid
+/// until the next libshmq call on that thread: copy it to keep it. Thread-safe; does not
+/// block. Not async-signal-safe.
+///
+/// # Safety
+/// None: any thread may call it at any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmq_last_error() -> *const c_char {
+    last_error::get()
 }
 
 #[cfg(test)]
@@ -929,6 +1676,25 @@ mod tests {
         assert_eq!(guard(|| Ok(())), SHMQ_OK);
     }
 
+    fn last_error() -> String {
+        // SAFETY: shmq_last_error returns a NUL-terminated string valid until the next call.
+        unsafe { CStr::from_ptr(shmq_last_error()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn every_failure_path_leaves_a_message_and_success_leaves_it_alone() {
+        assert_eq!(guard(|| Err(Error::InvalidArgument("bad \0 thing".into()).into())), SHMQ_ERR_INVALID);
+        assert_eq!(last_error(), "invalid argument: bad ? thing");
+        assert_eq!(guard(|| Ok(())), SHMQ_OK);
+        assert_eq!(last_error(), "invalid argument: bad ? thing");
+        assert_eq!(guard(|| Err(Error::Full.into())), SHMQ_ERR_FULL);
+        assert_eq!(last_error(), "queue is full");
+        assert_eq!(guard(|| panic!("kaboom (this panic is expected by the test)")), SHMQ_ERR_INTERNAL);
+        assert!(last_error().contains("kaboom"), "{}", last_error());
+        assert_eq!(guard(|| Err(invalid(c"why not"))), SHMQ_ERR_INVALID);
+        assert_eq!(last_error(), "why not");
+    }
+
     #[test]
     fn timeouts_follow_the_sign_convention() {
         assert_eq!(timeout(0), Timeout::Try);
@@ -940,13 +1706,13 @@ mod tests {
 
     #[test]
     fn strerror_answers_every_int() {
-        for e in [i32::MIN, -16, -1, 0, 1, i32::MAX] {
+        for e in [i32::MIN, -17, -16, -1, 0, 1, i32::MAX] {
             // SAFETY: shmq_strerror returns a static C string.
             let s = unsafe { CStr::from_ptr(shmq_strerror(e)) };
             assert!(!s.is_empty());
         }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-16)) };
+        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-17)) };
         assert_eq!(unknown, c"unknown shmq error code");
     }
 }

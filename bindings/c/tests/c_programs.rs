@@ -116,8 +116,13 @@ fn finish(mut child: Child, what: &str) -> Output {
 }
 
 fn spawn(exe: &Path, args: &[&str], build: Build) -> Child {
+    spawn_with(exe, args, build, &[])
+}
+
+fn spawn_with(exe: &Path, args: &[&str], build: Build, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.envs(env.iter().copied());
     if build == Build::Sanitized {
         cmd.env("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:exitcode=86")
             .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87");
@@ -254,6 +259,20 @@ c_test!(
         "ok killed_spsc_producer_frees_the_slot"
     ]
 );
+
+/// Without membarrier (old kernels, seccomp) the re-entry guard falls back to an atomic
+/// exchange per call: the same misuse is refused the same way.
+#[test]
+fn misused_handles_are_refused_without_membarrier_too() {
+    let scratch = Scratch::new("nomembarrier");
+    let exe = compile("tests/c/handles.c", &scratch.0, Build::Plain);
+    let child = spawn_with(&exe, &[], Build::Plain, &[("SHMQ_C_NO_MEMBARRIER", "1")]);
+    let pid = child.id();
+    let out = finish(child, "handles.c without membarrier");
+    remove_leftover_queues(pid);
+    let out = check(&out, "handles.c without membarrier", "handles: all passed");
+    assert!(out.contains("ok two_threads_on_one_consumer mpsc: 200000 messages once each"), "{out}");
+}
 
 /// The sanitizer runs can fail: the same flags catch a planted overflow.
 #[test]
@@ -409,6 +428,49 @@ fn examples_build_with_plain_cc_and_run() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// The examples open an existing queue whatever its options, and create one with the
+/// options their flags give; a queue that exists with other options than the flags ask
+/// for is an error that says why.
+#[test]
+fn examples_open_existing_queues_and_take_options_from_flags() {
+    let scratch = Scratch::new("example-flags");
+    let producer = compile_example("producer", &scratch.0);
+    let consumer = compile_example("consumer", &scratch.0);
+    let run = |exe: &Path, args: &[&str]| finish(spawn(exe, args, Build::Plain), "example");
+
+    // An SPSC queue with non-default options, made by someone else: no flags needed.
+    let q = TestQueue::new("flags-existing");
+    let out = run(&producer, &[&q.0, "4"]);
+    check(&out, "producer on an existing spsc queue", "sent 4 messages");
+    let out = run(&consumer, &[&q.0, "4"]);
+    check(&out, "consumer on an existing spsc queue", "received 4 messages");
+
+    // Flags create the queue with those options.
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("ctest-flags-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let flags = ["--mode", "spsc", "--capacity", "64K", "--max-message", "1024"];
+    let args: Vec<&str> = flags.iter().copied().chain([name.as_str(), "3"]).collect();
+    let out = run(&producer, &args);
+    check(&out, "producer with flags", "sent 3 messages");
+    let config = Queue::inspect(&name).expect("the producer created the queue").config;
+    assert_eq!((config.mode, config.capacity, config.max_message), (Mode::Spsc, 64 << 10, 1024));
+
+    // Flags that contradict the existing queue: refused, with the reason.
+    let out = run(&producer, &["--mode", "mpsc", &name, "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exists as spsc with capacity 65536"), "{stderr}");
+
+    let out = run(&consumer, &args);
+    check(&out, "consumer with the same flags", "received 3 messages");
+    let _ = Queue::remove(&name);
+
+    for bad in [&["--mode", "xpsc", "q"][..], &["--capacity", "12Q", "q"], &["--frobnicate", "1", "q"], &[]] {
+        assert_eq!(run(&producer, bad).status.code(), Some(2), "{bad:?}");
+        assert_eq!(run(&consumer, bad).status.code(), Some(2), "{bad:?}");
+    }
+}
+
 fn readelf_dynamic(file: &Path) -> String {
     let out = Command::new("readelf").arg("-d").arg(file).output().expect("run readelf (binutils)");
     assert!(out.status.success());
@@ -433,6 +495,7 @@ fn make_install_then_pkg_config_builds_an_example() {
         .arg("install")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("OUT={}", deps_dir().display()))
+        .arg(format!("BUILD={}", scratch.0.join("build").display()))
         .arg(format!("PCFILE={}", scratch.0.join("shmq.pc").display()))
         .arg("CARGO=true")
         .output()
@@ -456,7 +519,35 @@ fn make_install_then_pkg_config_builds_an_example() {
         std::fs::read(crate_dir().join("include/shmq.h")).unwrap()
     );
 
+    // Shipped without debug information (the test profile builds it with).
+    assert!(section_names(&deps_dir().join("libshmq.a")).contains(".debug_info"), "the input has debug info");
+    for f in ["libshmq.a", "libshmq.so.1"] {
+        let sections = section_names(&lib.join(f));
+        for debug in [".debug_info", ".debug_line", ".debug_str"] {
+            assert!(!sections.contains(debug), "{f} still has {debug}");
+        }
+    }
+
+    // Every exported symbol is a shmq_* function at version SHMQ_1; nothing else leaks.
+    let symbols = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(lib.join("libshmq.so.1")).output();
+    let symbols = String::from_utf8(symbols.expect("readelf").stdout).unwrap();
+    let defined: Vec<&str> = symbols
+        .lines()
+        .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .collect();
+    for name in ["shmq_send@@SHMQ_1", "shmq_recv@@SHMQ_1", "shmq_last_error@@SHMQ_1", "shmq_options_init_sized@@SHMQ_1"]
+    {
+        assert!(defined.contains(&name), "{name} is not exported:\n{symbols}");
+    }
+    for name in &defined {
+        assert!(name.starts_with("shmq_") && name.ends_with("@@SHMQ_1") || *name == "SHMQ_1", "exported: {name}");
+    }
+    assert!(readelf_dynamic(&lib.join("libshmq.so.1")).contains("Library soname: [libshmq.so.1]"));
+
     let pc_path = lib.join("pkgconfig");
+    let pc = std::fs::read_to_string(pc_path.join("shmq.pc")).unwrap();
+    assert!(pc.contains("libdir=${prefix}/lib\n") && pc.contains("includedir=${prefix}/include\n"), "{pc}");
     let pkg = |args: &[&str]| {
         let out = Command::new("pkg-config").args(args).arg("shmq").env("PKG_CONFIG_PATH", &pc_path).output();
         let out = out.expect("run pkg-config (Debian package pkg-config)");
@@ -487,6 +578,10 @@ fn make_install_then_pkg_config_builds_an_example() {
     let producer = dynamic_cc("producer");
     let consumer = dynamic_cc("consumer");
     assert!(readelf_dynamic(&producer).contains("Shared library: [libshmq.so.1]"));
+    // The program asks the loader for the version, so an older library without it refuses.
+    let needs = Command::new("readelf").arg("-V").arg(&producer).output().expect("readelf -V");
+    let needs = String::from_utf8_lossy(&needs.stdout).into_owned();
+    assert!(needs.contains("File: libshmq.so.1") && needs.contains("Name: SHMQ_1"), "{needs}");
     run_producer_and_consumer(&producer, &consumer, &[("LD_LIBRARY_PATH", lib.as_os_str())]);
 
     // Static: the archive by path, then what it needs (Libs.private).
@@ -505,4 +600,110 @@ fn make_install_then_pkg_config_builds_an_example() {
     let consumer = static_cc("consumer");
     assert!(!readelf_dynamic(&producer).contains("libshmq"));
     run_producer_and_consumer(&producer, &consumer, &[]);
+
+    // The installed tree can move: pkg-config finds it where it is now.
+    let moved = scratch.0.join("moved");
+    std::fs::rename(&prefix, &moved).unwrap();
+    let out = Command::new("pkg-config")
+        .args(["--define-prefix", "--cflags", "--libs", "shmq"])
+        .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config");
+    let flags = String::from_utf8_lossy(&out.stdout);
+    assert!(flags.contains(&format!("-I{}", moved.join("include").display())), "{flags}");
+    assert!(flags.contains(&format!("-L{}", moved.join("lib").display())), "{flags}");
 }
+
+/// The section names of an ELF file (every member of an archive).
+fn section_names(file: &Path) -> String {
+    let out = Command::new("readelf").args(["-S", "-W"]).arg(file).output().expect("run readelf");
+    assert!(out.status.success(), "readelf -S {}", file.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The header compiles cleanly as C89, C99, C11 and C++ with every warning an error, and
+/// a C89 program links and runs against the library.
+#[test]
+fn header_is_clean_c89_c99_c11_and_cxx() {
+    let scratch = Scratch::new("strict");
+    let src = scratch.0.join("strict.c");
+    std::fs::write(
+        &src,
+        "#include \"shmq.h\"\n#include <stdio.h>\n#include <string.h>\n\
+         int main(void) {\n\
+         \x20   shmq_options o;\n\
+         \x20   shmq_producer *p = NULL;\n\
+         \x20   int rc = shmq_options_init(&o);\n\
+         \x20   if (rc != SHMQ_OK || o.size != sizeof o || o.permissions != 0600) return 1;\n\
+         \x20   if (shmq_producer_open(\"ctest-strict-missing\", &p) != SHMQ_ERR_NOT_FOUND) return 2;\n\
+         \x20   if (strstr(shmq_last_error(), \"ctest-strict-missing\") == NULL) return 3;\n\
+         \x20   if (SHMQ_ERR_FULL != -1 || -SHMQ_ERR_FULL != 1) return 4;\n\
+         \x20   printf(\"strict ok %d\\n\", shmq_abi_version());\n\
+         \x20   return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let strict = ["-pedantic", "-Wall", "-Wextra", "-Werror"];
+    for (compiler, std) in [("gcc", "-std=c89"), ("gcc", "-std=c99"), ("gcc", "-std=c11"), ("g++", "-std=c++11")] {
+        let mut cmd = Command::new(compiler);
+        cmd.args(strict).arg(std).arg("-I").arg(crate_dir().join("include"));
+        if compiler == "g++" {
+            cmd.arg("-x").arg("c++");
+        }
+        let exe = scratch.0.join(format!("strict{std}"));
+        cmd.arg(&src);
+        if compiler == "g++" {
+            cmd.arg("-x").arg("none");
+        }
+        let out = cmd.arg(built_library("libshmq.a")).args(LIBS_PRIVATE).arg("-o").arg(&exe).output();
+        let out = out.unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+        assert!(out.status.success(), "{compiler} {std}:\n{}", String::from_utf8_lossy(&out.stderr));
+        let run = finish(spawn(&exe, &[], Build::Plain), "strict program");
+        check(&run, &format!("{compiler} {std} program"), "strict ok 1");
+    }
+}
+
+c_test!(
+    last_error_options_size_and_call_order,
+    last_error_under_sanitizers,
+    "tests/c/errors.c",
+    [],
+    [
+        "ok last_error_says_why",
+        "ok last_error_is_per_thread",
+        "ok options_size_comes_from_the_caller",
+        "ok sends_are_refused_while_a_reservation_is_outstanding spsc",
+        "ok sends_are_refused_while_a_reservation_is_outstanding mpsc"
+    ]
+);
+
+c_test!(
+    misused_handles_are_refused_not_corrupted,
+    misused_handles_under_sanitizers,
+    "tests/c/handles.c",
+    [],
+    [
+        "ok wrong_kind_or_no_handle_is_refused",
+        "ok a_handle_used_right_after_close_is_refused",
+        "ok a_blocked_call_holds_the_handle",
+        "ok a_handle_passed_between_threads_is_never_refused",
+        "ok two_threads_on_one_consumer spsc: 200000 messages once each",
+        "ok two_threads_on_one_consumer mpsc: 200000 messages once each"
+    ]
+);
+
+c_test!(
+    signals_do_not_end_waits_and_interrupt_calls_do,
+    signals_under_sanitizers,
+    "tests/c/signals.c",
+    [],
+    [
+        "ok signals_alone_do_not_interrupt_a_wait",
+        "ok handler_interrupts_a_blocked_recv block",
+        "ok handler_interrupts_a_blocked_recv adaptive",
+        "ok handler_interrupts_a_blocked_send",
+        "ok an_early_interrupt_is_kept_for_the_next_wait",
+        "ok another_thread_interrupts_a_blocked_peek",
+        "ok interrupting_no_handle_is_refused_quietly"
+    ]
+);

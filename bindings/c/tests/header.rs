@@ -15,7 +15,40 @@ fn generate() -> Vec<u8> {
         .expect("cbindgen generates the header");
     let mut out = Vec::new();
     bindings.write(&mut out);
-    out
+    finish(&String::from_utf8(out).expect("cbindgen writes UTF-8")).into_bytes()
+}
+
+/// What cbindgen cannot be told: C89-clean comments and constants, and the trailer (the
+/// `shmq_options_init` macro, which must follow the function it shadows) inside the
+/// include guard rather than after it.
+fn finish(raw: &str) -> String {
+    const GUARD_END: &str = "#endif  /* SHMQ_H */\n";
+    let (body, trailer) = raw.split_once(GUARD_END).expect("cbindgen writes the include guard");
+    let mut out = String::new();
+    for line in body.lines() {
+        let line = match line {
+            "#endif // __cplusplus" | "#endif  // __cplusplus" => "#endif  /* __cplusplus */".to_owned(),
+            "}  // extern \"C\"" => "}  /* extern \"C\" */".to_owned(),
+            _ => define(line).unwrap_or_else(|| line.to_owned()),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    format!("{out}{}\n\n{GUARD_END}", trailer.trim_matches('\n'))
+}
+
+/// `#define SHMQ_X -1` as `#define SHMQ_X (-1)`; `#define SHMQ_X_PERMISSIONS 384` in octal.
+fn define(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("#define ")?;
+    let (name, value) = rest.split_once(' ')?;
+    let n: i64 = value.parse().ok()?;
+    if n < 0 {
+        Some(format!("#define {name} ({n})"))
+    } else if name.ends_with("_PERMISSIONS") {
+        Some(format!("#define {name} 0{n:o}"))
+    } else {
+        None
+    }
 }
 
 #[test]
@@ -48,6 +81,20 @@ fn checked_in_header_matches_cbindgen_output() {
 }
 
 #[test]
+fn header_is_ascii_and_free_of_line_comments() {
+    let header = String::from_utf8(generate()).expect("utf-8 header");
+    assert!(header.is_ascii(), "non-ASCII in the header: {:?}", header.chars().find(|c| !c.is_ascii()));
+    for (i, line) in header.lines().enumerate() {
+        // `//` inside a block comment is harmless; outside one it is not C89.
+        let code = line.trim_start();
+        let in_comment = code.starts_with("/*") || code.starts_with('*');
+        assert!(in_comment || !line.contains("//"), "line {}: `//` outside a comment: {line}", i + 1);
+    }
+    let guard_end = header.rfind("#endif  /* SHMQ_H */").expect("include guard");
+    assert!(header.find("#define shmq_options_init(o)").expect("the macro") < guard_end);
+}
+
+#[test]
 fn header_declares_the_design_contract() {
     let header = String::from_utf8(generate()).expect("utf-8 header");
     for typedef in [
@@ -59,6 +106,14 @@ fn header_declares_the_design_contract() {
     }
     for name in [
         "void shmq_options_init(shmq_options *o)",
+        "int shmq_options_init_sized(shmq_options *o, size_t size)",
+        "#define shmq_options_init(o) shmq_options_init_sized((o), sizeof *(o))",
+        "const char *shmq_last_error(void)",
+        "int shmq_producer_interrupt(shmq_producer *p)",
+        "int shmq_consumer_interrupt(shmq_consumer *c)",
+        "#define SHMQ_ERR_INTERRUPTED (-16)",
+        "#define SHMQ_ERR_FULL (-1)",
+        "#define SHMQ_DEFAULT_PERMISSIONS 0600",
         "int shmq_create(const char *name, const shmq_options *o)",
         "int shmq_remove(const char *name)",
         "int shmq_producer_open(const char *name, shmq_producer **out)",

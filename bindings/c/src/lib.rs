@@ -687,10 +687,26 @@ impl From<Error> for Code {
             Error::Timeout => last_error::set_static(c"timed out"),
             Error::Closed => last_error::set_static(c"queue is closed"),
             Error::Interrupted => last_error::set_static(c"interrupted (shmq_*_interrupt)"),
-            ref other => last_error::set(other.to_string()),
+            ref other => last_error::set(with_causes(other)),
         }
         Code(e.code())
     }
+}
+
+/// An error's text followed by its causes (`context: OS error`), each once: the Rust error
+/// displays only its own text and keeps the OS error as its source.
+fn with_causes(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.ends_with(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `SHMQ_ERR_INVALID`, with `why` as the last-error message.
@@ -1649,6 +1665,16 @@ mod tests {
     fn set_errno(v: c_int) {
         // SAFETY: this thread's errno.
         unsafe { *libc::__errno_location() = v };
+    }
+
+    #[test]
+    fn the_last_error_of_an_os_error_carries_the_os_error_once() {
+        let e = Error::Io { context: "chmod \"q\"".into(), source: std::io::Error::from_raw_os_error(libc::EPERM) };
+        let text = with_causes(&e);
+        assert!(text.starts_with("chmod \"q\": "), "{text}");
+        assert_eq!(text.matches("Operation not permitted").count(), 1, "{text}");
+        let plain = Error::InvalidArgument("bad".into());
+        assert_eq!(with_causes(&plain), plain.to_string());
     }
 
     #[test]

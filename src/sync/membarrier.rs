@@ -16,8 +16,22 @@
 //! the full fence as a waker (safe with any sleeper), and a sleeper that cannot issue the
 //! barrier caps each futex sleep at [`UNCOVERED_SLEEP`](super::wait::UNCOVERED_SLEEP) and re-checks, since the process that
 //! wakes it may be one that skips the fence: a lost wakeup then costs a bounded delay, never a
-//! hang. The loom models check the symmetric protocol (fences on both sides), which is also
-//! what runs when the kernel says no.
+//! hang.
+//!
+//! # Opting out: `SHMQ_MEMBARRIER=0`
+//! A registered process pays for the barriers of every sleeper of every queue on the host:
+//! each one interrupts the CPUs its threads are running on, spinning consumers included. A
+//! process started with `SHMQ_MEMBARRIER=0` (also `off`, `no`, `false`; read once, when its
+//! first handle opens) does not register: its wakers keep the full fence, and no barrier
+//! ever interrupts its CPUs. Its sleepers still issue the barrier, because the waker they
+//! must cover may be in a process that did register; where nobody registered that is a
+//! system call that interrupts nobody. Any mix of processes with and without the variable
+//! is correct.
+//!
+//! # What the models check
+//! `tests/loom.rs` checks the symmetric protocol (fences on both sides: what runs when the
+//! kernel says no or the process opted out); `tests/loom_barrier.rs` checks the asymmetric
+//! one, with the barrier modelled as described there.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -26,24 +40,46 @@ use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
 const UNKNOWN: u8 = 0;
 const REGISTERED: u8 = 1;
 const UNAVAILABLE: u8 = 2;
+const DISABLED: u8 = 3;
+
+/// The environment variable that keeps a process from registering: `SHMQ_MEMBARRIER=0`.
+pub const ENV: &str = "SHMQ_MEMBARRIER";
 
 /// This process's registration: set once, read on every publication.
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// Registers this process for global expedited barriers (once; cheap afterwards). Returns
-/// whether wakers in this process may skip their fence.
+/// Whether `SHMQ_MEMBARRIER` asks this process not to register.
+fn disabled_by_env() -> bool {
+    disables(std::env::var_os(ENV).as_deref())
+}
+
+/// Whether a value of `SHMQ_MEMBARRIER` says not to register: `0`, `off`, `no` or `false`.
+fn disables(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| matches!(v.to_str(), Some("0" | "off" | "no" | "false")))
+}
+
+/// Registers this process for global expedited barriers (once; cheap afterwards), unless
+/// `SHMQ_MEMBARRIER=0` (read here, once). Returns whether wakers in this process may skip
+/// their fence.
 pub fn register() -> bool {
     // Relaxed: a flag about this process only; the registration syscall orders itself.
     match STATE.load(Ordering::Relaxed) {
         REGISTERED => return true,
-        UNAVAILABLE => return false,
+        UNAVAILABLE | DISABLED => return false,
         _ => {}
     }
-    let ok = membarrier_query().contains_command(MembarrierCommand::GlobalExpedited)
-        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    let state = if disabled_by_env() {
+        DISABLED
+    } else if membarrier_query().contains_command(MembarrierCommand::GlobalExpedited)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    {
+        REGISTERED
+    } else {
+        UNAVAILABLE
+    };
     // Relaxed: as above. Two threads racing here both register; registering twice is fine.
-    STATE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
-    ok
+    STATE.store(state, Ordering::Relaxed);
+    state == REGISTERED
 }
 
 /// Whether this process registered, so its wakers may use a compiler fence only.
@@ -54,6 +90,10 @@ pub fn registered() -> bool {
 }
 
 /// The sleeper's heavy barrier. Returns whether it ran.
+///
+/// It runs whether or not this process registered: the waker it must cover may be in a
+/// process that did. The kernel interrupts only CPUs that are running a registered process,
+/// so where nobody registered it is a system call and nothing more.
 pub fn heavy_barrier() -> bool {
     membarrier(MembarrierCommand::GlobalExpedited).is_ok()
 }
@@ -63,12 +103,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_kernel_with_global_expedited_membarrier_lets_this_process_register() {
+    fn registration_follows_the_kernel_and_the_environment() {
+        // The registration is per process and cannot be undone: one test makes it.
         let supported = membarrier_query().contains_command(MembarrierCommand::GlobalExpedited);
-        assert_eq!(register(), supported && registered());
+        let want = supported && !disabled_by_env();
+        assert_eq!(register(), want);
+        assert_eq!(registered(), want);
+        assert_eq!(register(), want, "a second call answers the same");
         if supported {
-            assert!(registered());
+            // Issuable registered or not: a sleeper must cover wakers in other processes.
             assert!(heavy_barrier());
         }
+    }
+
+    #[test]
+    fn only_the_documented_values_keep_a_process_from_registering() {
+        use std::ffi::OsStr;
+        for v in ["0", "off", "no", "false"] {
+            assert!(disables(Some(OsStr::new(v))), "{v:?}");
+        }
+        for v in ["1", "on", "", "OFF ", "yes"] {
+            assert!(!disables(Some(OsStr::new(v))), "{v:?}");
+        }
+        assert!(!disables(None));
     }
 }

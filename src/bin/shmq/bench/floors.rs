@@ -10,8 +10,8 @@
 //! [seq u32][ack u32][payload]  [seq u32][ack u32][payload]
 //!
 //! ring (leader -> peer)
-//! [head u32] [tail u32] [consumer waits u32] [producer waits u32]   one 128-byte line each
-//! [len u64][payload][len u64][payload] ...                          N records back to back
+//! [epoch u32] [tail u32] [consumer waits u32] [producer waits u32]  one 128-byte line each
+//! [stamp u64][payload][stamp u64][payload] ...                       N records back to back
 //! ```
 //!
 //! # Ping-pong (latency)
@@ -23,31 +23,46 @@
 //! proves the previous message was taken, so the sender never waits for `ack`.
 //!
 //! # Streaming (throughput)
-//! A bare single-producer/single-consumer ring, with no queue machinery at all: N fixed-size
-//! records (N a power of two, at least as many bytes as the shmq queue of the same run: 1 MiB,
-//! or 16 messages' worth when larger; 16384 records of 64 B, 32 of 64 KiB), each an 8-byte
-//! length word and the payload, 8-byte aligned and packed back to back like a real ring's records (not
-//! padded to cache lines). `head` counts the records the leader published, `tail` the ones
-//! the peer took; each side caches the other's index and re-reads it only when the ring looks
-//! full (producer) or empty (consumer). The producer copies the message in, writes the
-//! length and stores `head` with Release; the consumer loads `head` with Acquire, checks the
-//! length, copies the payload out, stores `tail` with Release and verifies the copy like
-//! every other transport. This is the bound on streaming through shared memory with the
-//! same copies: what a queue's throughput is measured against.
+//! The strongest simple single-producer/single-consumer ring we know for fixed-size messages,
+//! with no queue machinery at all: N fixed-size records (N a power of two, at least as many
+//! bytes as the shmq queue of the same run: 1 MiB, or 16 messages' worth when larger; 16384
+//! records of 64 B, 32 of 64 KiB), each an 8-byte stamp and the payload, 8-byte aligned and
+//! packed back to back (not padded to cache lines: 8-byte messages go four to a line).
+//! * The stamp is one 64-bit word, the record's sequence number + 1 (32 bits) and the
+//!   payload length (32 bits), stored by the producer with Release after it copied the
+//!   payload in. The consumer learns that a record is there from its stamp (Acquire): it never
+//!   reads the producer's position, and the producer publishes none. A slot holds either
+//!   the stamp it expects or the one from the lap before, so nothing needs zeroing.
+//! * `tail` (records the consumer took) sits on its own 128-byte line. The consumer stores
+//!   it with Release once per batch (and at least every quarter of the ring); the producer
+//!   keeps its last reading and reloads it (Acquire) only when that reading says the ring is
+//!   full. So while the ring is neither full nor empty the two processes share no line but
+//!   the records themselves.
+//! * The producer copies the message in; the consumer copies it out and verifies it like
+//!   every other transport.
+//!
+//! Fixed slots rather than variable-length records: every message of a run has the same
+//! size, so variable-length records would be laid out byte for byte the same (stamp, payload,
+//! 8-byte alignment) and would only add the wrap test and its padding record; fixed slots also
+//! keep each stamp at a fixed offset, so a stale stamp is always a stamp, never payload of an
+//! earlier lap. This is the bound on streaming through shared memory with the same copies:
+//! what a queue's throughput is measured against.
 //!
 //! # Waiting
 //! * `spin-floor` waits by spinning on the word.
-//! * `futex-floor` sleeps at once in `FUTEX_WAIT` on the word. In ping-pong the sender
-//!   always calls `FUTEX_WAKE` after its store: no waiter count, no spinning, the bare cost
-//!   of a wakeup. In the ring a side that finds it empty (consumer) or full (producer) raises
-//!   its waiter flag and sleeps on the other's index; the other side wakes it only when the
-//!   flag is up (a `SeqCst` fence on each side between the index and the flag, the Dekker
-//!   pattern that keeps a wakeup from being lost). Shared futexes (no `FUTEX_PRIVATE_FLAG`):
-//!   the word is in memory shared between processes, and a private futex would be keyed by
-//!   one address space.
+//! * `futex-floor` sleeps at once in `FUTEX_WAIT`. In ping-pong it sleeps on the `seq` word
+//!   and the sender always calls `FUTEX_WAKE` after its store: no waiter count, no spinning,
+//!   the bare cost of a wakeup. In the ring a side that finds it empty (consumer) or full
+//!   (producer) raises its waiter flag and sleeps; the other side wakes it only when the flag
+//!   is up (a `SeqCst` fence on each side between its publication and the flag, the Dekker
+//!   pattern that keeps a wakeup from being lost). The producer sleeps on `tail`; the
+//!   consumer, which watches stamps rather than an index, sleeps on `epoch`, which the
+//!   producer bumps before it wakes it. Shared futexes (no `FUTEX_PRIVATE_FLAG`): the words
+//!   are in memory shared between processes, and a private futex would be keyed by one
+//!   address space.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -64,9 +79,9 @@ const HEADER: usize = 8;
 /// Slots start on this boundary (two cache lines: no false sharing with the adjacent-line
 /// prefetcher).
 const LINE: usize = 128;
-/// Size of a ring record's header: the length word.
+/// Size of a ring record's header: the stamp.
 const RECORD_HEADER: usize = 8;
-/// The ring's control words: head, tail and the two waiter flags, a line each.
+/// The ring's control words: epoch, tail and the two waiter flags, a line each.
 const RING_CONTROL: usize = 4 * LINE;
 /// The ring holds at least this many records (and at least the bytes of the shmq queue it
 /// is compared with).
@@ -182,7 +197,7 @@ impl FloorMap {
         unsafe { self.ptr.as_ptr().add(slot * self.geo.stride + HEADER) }
     }
 
-    /// Ring control word `i`: 0 head, 1 tail, 2 consumer waits, 3 producer waits.
+    /// Ring control word `i`: 0 epoch, 1 tail, 2 consumer waits, 3 producer waits.
     fn ring_word(&self, i: usize) -> &AtomicU32 {
         debug_assert!(i < 4);
         // SAFETY: the control lines are inside the mapping, each 128-aligned (`ring` is a
@@ -191,7 +206,16 @@ impl FloorMap {
         unsafe { &*self.ptr.as_ptr().add(self.geo.ring + i * LINE).cast::<AtomicU32>() }
     }
 
-    /// Record `i` (taken modulo the number of records): its length word, then the payload.
+    /// A record's stamp word.
+    #[inline]
+    fn stamp(&self, rec: *mut u8) -> &AtomicU64 {
+        // SAFETY: `rec` comes from `record`: 8-aligned, inside the mapping, starting with the
+        // stamp; an `AtomicU64` is valid for any bit pattern and the reference lives no
+        // longer than `self`, which keeps the mapping.
+        unsafe { &*rec.cast::<AtomicU64>() }
+    }
+
+    /// Record `i` (taken modulo the number of records): its stamp, then the payload.
     #[inline]
     fn record(&self, i: u32) -> *mut u8 {
         let slot = i as usize & (self.geo.slots - 1);
@@ -213,10 +237,19 @@ impl Drop for FloorMap {
 }
 
 /// Ring control words.
-const HEAD: usize = 0;
+const EPOCH: usize = 0;
 const TAIL: usize = 1;
 const CONSUMER_WAITS: usize = 2;
 const PRODUCER_WAITS: usize = 3;
+
+/// The consumer publishes `tail` at least this often within a batch, in fractions of the ring.
+const TAIL_EVERY_FRACTION: usize = 4;
+
+/// A record's stamp: sequence number + 1 (low half) and payload length (high half).
+#[inline]
+fn stamp_of(index: u32, len: usize) -> u64 {
+    ((len as u64) << 32) | u64::from(index.wrapping_add(1))
+}
 
 /// One side of a floor run.
 pub struct FloorEnd {
@@ -231,9 +264,9 @@ pub struct FloorEnd {
     /// last read.
     head: u32,
     tail_seen: u32,
-    /// Ring, consumer side (the peer): records taken, and the producer's `head` as last read.
+    /// Ring, consumer side (the peer): records taken, and the value of `tail` last stored.
     tail: u32,
-    head_seen: u32,
+    tail_published: u32,
 }
 
 impl FloorEnd {
@@ -250,7 +283,7 @@ impl FloorEnd {
             head: 0,
             tail_seen: 0,
             tail: 0,
-            head_seen: 0,
+            tail_published: 0,
         }
     }
 
@@ -263,8 +296,7 @@ impl FloorEnd {
         1 - self.mine
     }
 
-    /// Ring: copies `msg` into the next record and publishes it, waiting while the ring is
-    /// full.
+    /// Ring: copies `msg` into the next record and stamps it, waiting while the ring is full.
     #[inline]
     fn push(&mut self, msg: &[u8]) -> Result<()> {
         let slots = self.map.geo.slots as u32;
@@ -277,70 +309,135 @@ impl FloorEnd {
         let rec = self.map.record(self.head);
         // SAFETY: the record holds RECORD_HEADER + size bytes (size == msg.len(), checked by
         // the caller) and is 8-aligned. It is free: the consumer's `tail` (Acquire in
-        // `wait_for`) says it took this record's previous message, and it reads the record
-        // again only after our Release store of `head` below.
-        unsafe {
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), rec.add(RECORD_HEADER), msg.len());
-            rec.cast::<u64>().write(msg.len() as u64);
-        }
+        // `wait_for`) says it took this record's previous message, and it reads the payload
+        // again only after our Release store of the stamp below.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), rec.add(RECORD_HEADER), msg.len()) };
+        // SYNC POINT: Release pairs with the consumer's Acquire load of the stamp: the
+        // payload written above is visible before the stamp that publishes it.
+        self.map.stamp(rec).store(stamp_of(self.head, msg.len()), Ordering::Release);
         self.head = self.head.wrapping_add(1);
-        let head = self.map.ring_word(HEAD);
-        // SYNC POINT: Release pairs with the consumer's Acquire load of `head`: the record
-        // written above is visible before the index that publishes it.
-        head.store(self.head, Ordering::Release);
         if self.futex {
-            // SYNC POINT: SeqCst fence between our store of `head` and our load of the flag,
-            // paired with the consumer's fence between raising the flag and re-reading
-            // `head`: one of us sees the other's store, so no wakeup is lost.
+            // SYNC POINT: SeqCst fence between our stamp store and our load of the flag,
+            // paired with the consumer's fence between raising the flag and re-reading the
+            // stamp: one of us sees the other's store, so no wakeup is lost.
             fence(Ordering::SeqCst);
             if self.map.ring_word(CONSUMER_WAITS).load(Ordering::Relaxed) != 0 {
-                let _ = futex::wake(head, futex::Flags::empty(), 1);
+                let epoch = self.map.ring_word(EPOCH);
+                // Release: a consumer that sees the new epoch also sees the stamp (it
+                // re-reads the stamp after waking anyway).
+                epoch.fetch_add(1, Ordering::Release);
+                let _ = futex::wake(epoch, futex::Flags::empty(), 1);
             }
         }
         Ok(())
+    }
+
+    /// Ring, consumer: stores `tail` and, with futexes, wakes a producer that sleeps on it.
+    #[inline]
+    fn publish_tail(&mut self) {
+        self.tail_published = self.tail;
+        let tail = self.map.ring_word(TAIL);
+        // SYNC POINT: Release pairs with the producer's Acquire load of `tail`: our copies
+        // out of the records below it are done before it may write them again.
+        tail.store(self.tail, Ordering::Release);
+        if self.futex {
+            // SYNC POINT: SeqCst fence between our store of `tail` and our load of the flag,
+            // paired with the producer's fence between raising the flag and re-reading
+            // `tail` (in `wait_for`).
+            fence(Ordering::SeqCst);
+            if self.map.ring_word(PRODUCER_WAITS).load(Ordering::Relaxed) != 0 {
+                let _ = futex::wake(tail, futex::Flags::empty(), 1);
+            }
+        }
+    }
+
+    /// Ring: waits until record `self.tail` is stamped (spinning, or sleeping on `epoch`
+    /// with the waiter flag raised).
+    fn wait_stamp(&mut self, rec: *mut u8) -> Result<u64> {
+        let want = self.tail.wrapping_add(1);
+        let stamp = self.map.stamp(rec);
+        let ready = |v: u64| v as u32 == want;
+        let start = Instant::now();
+        if self.futex {
+            let tick = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+            let (epoch, waits) = (self.map.ring_word(EPOCH), self.map.ring_word(CONSUMER_WAITS));
+            loop {
+                // Acquire: read before raising the flag (a later bump makes FUTEX_WAIT return
+                // at once); pairs with the producer's Release bump.
+                let e = epoch.load(Ordering::Acquire);
+                waits.store(1, Ordering::Relaxed);
+                // SYNC POINT: SeqCst fence between raising the flag and re-reading the stamp,
+                // paired with the producer's fence after its stamp store (see `push`).
+                fence(Ordering::SeqCst);
+                // SYNC POINT: Acquire pairs with the producer's Release store of the stamp.
+                let v = stamp.load(Ordering::Acquire);
+                if ready(v) {
+                    waits.store(0, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                // Shared futex; EAGAIN (bumped already), EINTR, ETIMEDOUT: all mean re-check.
+                let _ = futex::wait(epoch, futex::Flags::empty(), e, Some(&tick));
+                waits.store(0, Ordering::Relaxed);
+                if PEER_GONE.load(Ordering::Relaxed) || start.elapsed() > STUCK {
+                    bail!("the other process stopped answering");
+                }
+            }
+        }
+        let mut spins = 0u32;
+        loop {
+            std::hint::spin_loop();
+            // SYNC POINT: Acquire pairs with the producer's Release store of the stamp.
+            let v = stamp.load(Ordering::Acquire);
+            if ready(v) {
+                return Ok(v);
+            }
+            spins = spins.wrapping_add(1);
+            if spins % (1 << 16) == 0 && (PEER_GONE.load(Ordering::Relaxed) || start.elapsed() > STUCK) {
+                bail!("the other process stopped answering");
+            }
+        }
     }
 
     /// Ring: takes at least one and at most `max` records, copying each into `out` and
     /// calling `f` on it (false: corrupted), waiting while the ring is empty.
     #[inline]
     fn take(&mut self, out: &mut [u8], max: u64, mut f: impl FnMut(&[u8]) -> bool) -> Result<u64> {
-        if self.tail == self.head_seen {
-            // Looks empty: only now re-read the producer's index.
-            let tail = self.tail;
-            let (head, waits) = (self.map.ring_word(HEAD), self.map.ring_word(CONSUMER_WAITS));
-            self.head_seen = wait_for(head, waits, self.futex, |h| h != tail)?;
-        }
-        let n = u64::from(self.head_seen.wrapping_sub(self.tail)).min(max.max(1));
-        let tail = self.map.ring_word(TAIL);
-        for _ in 0..n {
+        let max = max.max(1);
+        let every = (self.map.geo.slots / TAIL_EVERY_FRACTION).max(1) as u32;
+        let mut n = 0u64;
+        while n < max {
             let rec = self.map.record(self.tail);
-            // SAFETY: the record was published by the producer's Release store of `head`
-            // that our Acquire load (in `wait_for`) saw, and it will not be rewritten before
-            // our store of `tail` below; it holds RECORD_HEADER + size bytes, 8-aligned.
-            let len = unsafe { rec.cast::<u64>().read() };
-            if len != out.len() as u64 {
+            // SYNC POINT: Acquire pairs with the producer's Release store of the stamp: the
+            // payload it copied in before is visible to our copy out.
+            let mut v = self.map.stamp(rec).load(Ordering::Acquire);
+            if v as u32 != self.tail.wrapping_add(1) {
+                if n > 0 {
+                    break;
+                }
+                // Empty: make what we took visible before waiting (the producer may be full).
+                if self.tail != self.tail_published {
+                    self.publish_tail();
+                }
+                v = self.wait_stamp(rec)?;
+            }
+            let len = (v >> 32) as usize;
+            if len != out.len() {
                 bail!("streamed record of {len} bytes, expected {}", out.len());
             }
-            // SAFETY: as above; `out` is `size` bytes and does not overlap the mapping.
+            // SAFETY: the record was stamped by the producer's Release store that our Acquire
+            // load saw, and it will not be rewritten before our store of `tail` covers it;
+            // it holds RECORD_HEADER + size bytes; `out` is `size` bytes, not in the mapping.
             unsafe { std::ptr::copy_nonoverlapping(rec.add(RECORD_HEADER), out.as_mut_ptr(), out.len()) };
             self.tail = self.tail.wrapping_add(1);
-            // SYNC POINT: Release pairs with the producer's Acquire load of `tail`: our copy
-            // out of the record is done before it may write the record again.
-            tail.store(self.tail, Ordering::Release);
+            n += 1;
+            if self.tail.wrapping_sub(self.tail_published) >= every {
+                self.publish_tail();
+            }
             if !f(out) {
                 bail!("streamed message corrupted");
             }
         }
-        if self.futex {
-            // SYNC POINT: SeqCst fence between our stores of `tail` and our load of the flag,
-            // paired with the producer's fence between raising the flag and re-reading
-            // `tail` (see `push`). Once per batch is enough: the producer sleeps only on a
-            // value of `tail` older than our last store, and we check before returning.
-            fence(Ordering::SeqCst);
-            if self.map.ring_word(PRODUCER_WAITS).load(Ordering::Relaxed) != 0 {
-                let _ = futex::wake(tail, futex::Flags::empty(), 1);
-            }
-        }
+        self.publish_tail();
         Ok(n)
     }
 }

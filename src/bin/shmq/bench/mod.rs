@@ -28,22 +28,22 @@
 //!     stores the sequence with Release; the receiver spins on it with Acquire and copies
 //!     the message out. This is the cost of moving the message's cache lines between the
 //!     two CPUs: no queue can beat it.
-//!   - Throughput: a bare single-producer/single-consumer ring (no queue machinery): a
-//!     power of two of fixed-size records, at least the bytes of the shmq queue it is
-//!     compared with (1 MiB, or 16 messages' worth when larger), each an
-//!     8-byte length word and the payload, packed back to back 8-byte aligned; a producer
-//!     and a consumer index on their own 128-byte lines, each side caching the other's
-//!     index and re-reading it only when the ring looks full or empty; Release/Acquire on
-//!     the indexes; spin waiting. The producer copies each message in, the consumer copies
-//!     it out and verifies it like every other transport. The bound on streaming through
-//!     shared memory with the same copies.
+//!   - Throughput: the strongest simple single-producer/single-consumer ring for
+//!     fixed-size messages (no queue machinery): a power of two of fixed-size records, at
+//!     least the bytes of the shmq queue it is compared with (1 MiB, or 16 messages' worth
+//!     when larger), each an 8-byte stamp (sequence number and length) and the payload,
+//!     packed back to back 8-byte aligned. The consumer sees a record arrive by its stamp
+//!     (the producer publishes no index); the consumer's index sits on its own 128-byte line,
+//!     stored once per batch (and at least every quarter ring), and the producer re-reads it
+//!     only when its last reading says the ring is full. Spin waiting. The producer copies
+//!     each message in, the consumer copies it out and verifies it like every other
+//!     transport. The bound on streaming through shared memory with the same copies.
 //! * `futex-floor`: the same slots, but the receiver sleeps at once in `FUTEX_WAIT` on the
 //!   sequence word (shared, not private: the memory is shared) and the sender always calls
 //!   `FUTEX_WAKE`: the cost of a bare cross-process wakeup. It streams through the same
 //!   ring, but a side that finds it empty (consumer) or full (producer) raises a waiter flag
-//!   and sleeps at once in `FUTEX_WAIT` on the other's index; the other side calls
-//!   `FUTEX_WAKE` only when the flag is up (a `SeqCst` fence on each side keeps wakeups from
-//!   being lost).
+//!   and sleeps at once in `FUTEX_WAIT`; the other side calls `FUTEX_WAKE` only when the
+//!   flag is up (a `SeqCst` fence on each side keeps wakeups from being lost).
 //! * `pipe`: two FIFOs (kernel pipes, default size), `write` and `read` of fixed-size
 //!   messages (no length prefix: the kernel transports' best case); the streaming reader
 //!   reads through a 256 KiB buffer.
@@ -72,6 +72,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::parse_usize_size;
 
+fn size_label(n: usize) -> String {
+    crate::args::format_size(n as u64)
+}
+
 /// `shmq bench --help`.
 pub const LONG_HELP: &str = "\
 Measure shmq against bare floors and kernel transports, between two processes: this one and
@@ -87,12 +91,13 @@ Transports:
                direction; the sender copies the message in and stores a sequence word, the
                receiver spins on it and copies the message out. The cache-line ping-pong
                floor: nothing that crosses CPUs through memory can be faster. Streaming: a
-               bare single-producer/single-consumer ring, no queue machinery: a power of two of
-               records, >= the bytes of the shmq queue (1 MiB, or 16 messages if more), each
-               record an 8-byte length word + the payload, packed; the two indexes on their
-               own cache lines, each side re-reading the other's only when full or empty;
-               the producer copies in, the consumer copies out and verifies, both spin. The
-               floor ring for throughput.
+               bare single-producer/single-consumer ring of fixed-size records, >= the bytes
+               of the shmq queue (1 MiB, or 16 messages if more), each an 8-byte stamp
+               (sequence number, length) + the payload, packed. The consumer sees a record
+               by its stamp (no producer index); the consumer's index is on its own cache
+               line, stored once per batch, and the producer reads it only when the ring
+               looks full. The producer copies in, the consumer copies out and verifies;
+               both spin. The floor ring for throughput.
   futex-floor  the same slots, but the receiver sleeps in FUTEX_WAIT (shared futex) and the
                sender always calls FUTEX_WAKE: the floor for a blocking wakeup. Streaming:
                the same ring, but a side that finds it empty or full raises a waiter flag and
@@ -148,7 +153,7 @@ pub struct BenchArgs {
 pub enum Kind {
     /// shmq SPSC queues.
     Shmq,
-    /// Bare cache-line ping-pong, and a bare spinning ring for streaming, through shared memory.
+    /// Bare cache-line ping-pong, and the strongest simple spinning ring for streaming.
     SpinFloor,
     /// Bare futex wait/wake, and the same ring sleeping when empty or full, through shared memory.
     FutexFloor,
@@ -555,7 +560,15 @@ fn measure(
     let mut peer = Peer::spawn(pinned.map(|p| p.1))?;
     let mut ctx = transports::Context::new()?;
     let total = u64::from(rounds) * (sizes.len() * configs.len()) as u64 + if probe { 2 } else { 0 };
-    let bar = indicatif::ProgressBar::new(total);
+    // A bar on a terminal; otherwise (a log, CI) one line per phase, so that a long run is
+    // never silent.
+    let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let say = |what: &str| {
+        if lines {
+            eprintln!("shmq bench: [{:>5.1} s] {what}", start.elapsed().as_secs_f64());
+        }
+    };
+    let bar = if lines { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -568,20 +581,24 @@ fn measure(
         throughput: Duration::from_millis(1),
         fixed: None,
     };
-    let run_probe = |peer: &mut Peer, ctx: &mut transports::Context, bar: &indicatif::ProgressBar| {
-        bar.set_message(format!("floor probe, spin-floor {probe_size} B"));
+    let run_probe = |peer: &mut Peer, ctx: &mut transports::Context, bar: &indicatif::ProgressBar, when: &str| {
+        let what = format!("floor probe {when}: spin-floor ping-pong, {}", size_label(probe_size));
+        say(&what);
+        bar.set_message(what);
         let s = transports::run_one(peer, ctx, probe_cfg, probe_size, probe_budget);
         bar.inc(1);
         s.map(|s| s.hist.value_at_quantile(0.5))
     };
-    let before = if probe { Some(run_probe(&mut peer, &mut ctx, &bar)?) } else { None };
+    let before = if probe { Some(run_probe(&mut peer, &mut ctx, &bar, "before")?) } else { None };
     let mut samples = Vec::new();
     for r in 0..rounds {
         let mut by_size = Vec::new();
         for &size in sizes {
+            let labels: Vec<String> = configs.iter().map(|c| c.label()).collect();
+            say(&format!("round {}/{rounds}, {}: {}", r + 1, size_label(size), labels.join(", ")));
             let mut by_cfg = Vec::new();
             for &cfg in configs {
-                bar.set_message(format!("round {}/{rounds}: {} {size} B", r + 1, cfg.label()));
+                bar.set_message(format!("round {}/{rounds}: {} {}", r + 1, cfg.label(), size_label(size)));
                 let s = transports::run_one(&mut peer, &mut ctx, cfg, size, budget)
                     .with_context(|| format!("{} with {size}-byte messages", cfg.label()))?;
                 by_cfg.push(s);
@@ -591,8 +608,9 @@ fn measure(
         }
         samples.push(by_size);
     }
-    let after = if probe { Some(run_probe(&mut peer, &mut ctx, &bar)?) } else { None };
+    let after = if probe { Some(run_probe(&mut peer, &mut ctx, &bar, "after")?) } else { None };
     bar.finish_and_clear();
+    say("done");
     peer.finish()?;
     Ok(Measurements {
         configs: configs.to_vec(),

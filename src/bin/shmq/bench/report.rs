@@ -445,25 +445,52 @@ pub fn table(m: &Measurements, rep: &Report) -> String {
                 .map(|r| format!("{:.2} [{:.2}-{:.2}]", r.median, r.min, r.max))
                 .unwrap_or_else(|| "-".to_owned())
         };
-        for (title, metric) in [("latency", "latency_p50"), ("throughput", "throughput_msgs_per_s")] {
+        let baselines = ["spin-floor", "futex-floor", "fastest-kernel"];
+        let heads = ["vs spin-floor", "vs futex-floor", "vs fastest kernel"];
+        let metrics = [("latency", "latency_p50"), ("throughput", "throughput_msgs_per_s")];
+        // Every cell first, so that each column is as wide as its widest value (ratios of
+        // 100 and more against the kernel transports are common).
+        let rows: Vec<(usize, &str, Vec<String>)> = metrics
+            .iter()
+            .flat_map(|&(_, metric)| {
+                let cell = &cell;
+                m.sizes.iter().flat_map(move |&size| {
+                    m.configs.iter().filter(|c| c.kind == Kind::Shmq).map(move |c| {
+                        let w = c.wait.name();
+                        (size, w, baselines.iter().map(|b| cell(size, w, b, metric)).collect())
+                    })
+                })
+            })
+            .collect();
+        let width = |i: usize| rows.iter().map(|r| r.2[i].len()).chain([heads[i].len()]).max().unwrap_or(0);
+        let widths = [width(0), width(1), width(2)];
+        let per_metric = rows.len() / metrics.len();
+        for (k, &(title, _)) in metrics.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "\n{:<10} {:<12} {:>20} {:>20} {:>20}",
-                title, "shmq wait", "vs spin-floor", "vs futex-floor", "vs fastest kernel"
+                "\n{:<10} {:<12} {:>w0$} {:>w1$} {:>w2$}",
+                title,
+                "shmq wait",
+                heads[0],
+                heads[1],
+                heads[2],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
             );
-            for &size in &m.sizes {
-                for c in m.configs.iter().filter(|c| c.kind == Kind::Shmq) {
-                    let w = c.wait.name();
-                    let _ = writeln!(
-                        s,
-                        "{:<10} {:<12} {:>20} {:>20} {:>20}",
-                        size_label(size),
-                        w,
-                        cell(size, w, "spin-floor", metric),
-                        cell(size, w, "futex-floor", metric),
-                        cell(size, w, "fastest-kernel", metric)
-                    );
-                }
+            for (size, w, cells) in &rows[k * per_metric..(k + 1) * per_metric] {
+                let _ = writeln!(
+                    s,
+                    "{:<10} {:<12} {:>w0$} {:>w1$} {:>w2$}",
+                    size_label(*size),
+                    w,
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2]
+                );
             }
         }
     }

@@ -1,0 +1,106 @@
+//! A fixed, single-threaded workload for counting the instructions of the per-message paths
+//! with callgrind (instruction counts are repeatable where wall-clock time is not).
+//!
+//! ```text
+//! cargo build --release --example icount
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out \
+//!     target/release/examples/icount --mode spsc --size 64 --messages 200000
+//! callgrind_annotate --inclusive=yes cg.out | grep -E 'icount::(send|recv)_'
+//! ```
+//!
+//! or `scripts/icount.sh`, which runs every case and prints instructions per message.
+//!
+//! One thread alternates a burst of `--burst` sends with draining them, so callgrind's
+//! serialization of threads does not matter and every message takes the same paths as in a
+//! stream: the phases are separate `#[inline(never)]` functions whose inclusive cost,
+//! divided by the message count, is the per-message cost of:
+//!
+//! * `send_each`: `Producer::send`, one call per message (what `shmq bench` streams with);
+//! * `recv_batch`: `Consumer::try_recv_batch` draining the burst (the streaming receiver);
+//! * `recv_each`: `Consumer::try_recv`, one call and one release per message (what a
+//!   request/response peer does).
+//!
+//! The first half of the messages is received with `recv_batch`, the second with
+//! `recv_each`; both halves are sent with `send_each`.
+
+use std::hint::black_box;
+
+use shmq::{Consumer, Mode, Options, Producer, Queue, Wait};
+
+struct Args {
+    mode: Mode,
+    size: usize,
+    messages: u64,
+    burst: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args { mode: Mode::Spsc, size: 64, messages: 200_000, burst: 250 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--mode" => a.mode = v.parse().map_err(|e: shmq::Error| e.to_string())?,
+            "--size" => a.size = v.parse().map_err(|e| format!("--size: {e}"))?,
+            "--messages" => a.messages = v.parse().map_err(|e| format!("--messages: {e}"))?,
+            "--burst" => a.burst = v.parse().map_err(|e| format!("--burst: {e}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if a.burst == 0 || a.messages % (2 * a.burst) != 0 {
+        return Err("--messages must be a multiple of 2 * --burst".into());
+    }
+    Ok(a)
+}
+
+#[inline(never)]
+fn send_each(tx: &mut Producer, msg: &[u8], n: u64) {
+    for _ in 0..n {
+        tx.send(black_box(msg)).expect("send");
+    }
+}
+
+#[inline(never)]
+fn recv_batch(rx: &mut Consumer, n: u64) -> u64 {
+    let mut sum = 0u64;
+    let mut got = 0;
+    while got < n {
+        got += rx.try_recv_batch(n as usize, |m| sum += black_box(m).len() as u64).expect("recv") as u64;
+    }
+    sum
+}
+
+#[inline(never)]
+fn recv_each(rx: &mut Consumer, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let m = rx.try_recv().expect("recv").expect("a message");
+        sum += black_box(&*m).len() as u64;
+    }
+    sum
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("icount: {e}");
+            std::process::exit(2);
+        }
+    };
+    let name = format!("icount-{}", std::process::id());
+    let _ = Queue::remove(&name);
+    Queue::create(&name, Options::new().mode(a.mode).capacity(1 << 20).max_message(64 << 10)).expect("create");
+    let mut tx = Producer::open_with(&name, Wait::Spin).expect("producer");
+    let mut rx = Consumer::open_with(&name, Wait::Spin).expect("consumer");
+    let msg = vec![7u8; a.size];
+    let (mut bytes, rounds) = (0, a.messages / a.burst);
+    for round in 0..rounds {
+        send_each(&mut tx, &msg, a.burst);
+        bytes += if round < rounds / 2 { recv_batch(&mut rx, a.burst) } else { recv_each(&mut rx, a.burst) };
+    }
+    assert_eq!(bytes, a.messages * a.size as u64);
+    drop((tx, rx));
+    Queue::remove(&name).expect("remove");
+    println!("{} {} B messages: {} sent and received", a.mode, a.size, a.messages);
+}

@@ -101,7 +101,7 @@ impl Consumer {
     #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
         let rec = self.next(Until::Deadline(None))?;
-        Ok(Message { consumer: self, rec: rec.expect("waiting recv returns a record") })
+        Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
     /// The next message if there is one now: `Ok(None)` when empty.
@@ -117,13 +117,13 @@ impl Consumer {
     /// ```
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
-        Ok(self.next(Until::Now)?.map(|rec| Message { consumer: self, rec }))
+        Ok(self.next(Until::Now)?.map(|rec| Message::new(self, rec)))
     }
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
         let rec = self.next(until(timeout))?;
-        Ok(Message { consumer: self, rec: rec.expect("waiting recv returns a record") })
+        Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
     /// The next message without taking it: the same message again on the next call, until
@@ -147,7 +147,7 @@ impl Consumer {
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
         self.h.shared.seg.check_same_process()?;
-        match Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
+        match self.peek_ring()? {
             Some(rec) => {
                 self.release(rec);
                 self.publish();
@@ -158,7 +158,15 @@ impl Consumer {
     }
 
     #[inline]
-    fn peek_ring(ring: &mut consumer::Consumer, seg: &Segment) -> Result<Option<consumer::Record>> {
+    fn peek_ring(&mut self) -> Result<Option<consumer::Record>> {
+        match self.ring.peek(&self.h.region) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(corrupt(&self.h.shared.seg, e)),
+        }
+    }
+
+    /// [`peek_ring`](Self::peek_ring) for the wait loops, which lend the segment only.
+    fn peek_ring_in(ring: &mut consumer::Consumer, seg: &Segment) -> Result<Option<consumer::Record>> {
         ring.peek(&seg.region()).map_err(|e| corrupt(seg, e))
     }
 
@@ -167,12 +175,18 @@ impl Consumer {
     /// found the ring full is one) and, on an MPSC queue, passes a dead producer's claim.
     #[inline]
     fn peek_or_unstick(&mut self) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
+        if let Some(rec) = self.peek_ring()? {
             return Ok(Some(rec));
         }
+        self.nothing_at_head()
+    }
+
+    /// [`peek_or_unstick`](Self::peek_or_unstick) when the peek found nothing.
+    #[inline(never)]
+    fn nothing_at_head(&mut self) -> Result<Option<consumer::Record>> {
         self.publish();
         if self.unstick()? {
-            return Self::peek_ring(&mut self.ring, &self.h.shared.seg);
+            return self.peek_ring();
         }
         Ok(None)
     }
@@ -236,18 +250,28 @@ impl Consumer {
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         self.h.shared.seg.check_same_process()?;
-        if let Some(rec) = self.peek_or_unstick()? {
+        if let Some(rec) = self.peek_ring()? {
+            return Ok(Some(rec));
+        }
+        self.next_slow(until)
+    }
+
+    /// [`next`](Self::next) when nothing is at the head now: hands back padding passed,
+    /// passes a dead claim (MPSC), then waits by `until`.
+    #[inline(never)]
+    fn next_slow(&mut self, until: Until) -> Result<Option<consumer::Record>> {
+        if let Some(rec) = self.nothing_at_head()? {
             return Ok(Some(rec));
         }
         let closed = |ring: &mut consumer::Consumer, seg: &Segment| -> Result<Option<consumer::Record>> {
             // Drain what was sent before the removal, then report it.
-            match Self::peek_ring(ring, seg)? {
+            match Self::peek_ring_in(ring, seg)? {
                 Some(r) => Ok(Some(r)),
                 None => Err(Error::Closed),
             }
         };
         let deadline = match until {
-            Until::Now if self.h.shared.seg.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
+            Until::Now if self.h.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
             Until::Now => return Ok(None),
             Until::Deadline(d) => d,
         };
@@ -260,7 +284,7 @@ impl Consumer {
                 (d, s) => d.or(s),
             };
             let (ring, mut woke) = (&mut self.ring, 0u64);
-            let r = self.h.wait_for(until, |seg| match Self::peek_ring(ring, seg) {
+            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in(ring, seg) {
                 Ok(Some(r)) => Some(Ok(Some(r))),
                 Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
                 Ok(None) => {
@@ -276,7 +300,7 @@ impl Consumer {
             });
             if woke > 0 {
                 self.h.local.wake_calls += woke;
-                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+                self.h.store_rare();
             }
             match r {
                 Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
@@ -295,17 +319,24 @@ impl Consumer {
         if !self.ring.has_unpublished() {
             return;
         }
-        self.ring.publish(&self.h.shared.seg.header().consumer.head);
-        if wait::wake(self.h.shared.seg.space_words(), &OsFutex) {
-            self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+        self.ring.publish(&self.h.header().consumer.head);
+        if wait::wake(self.h.space_words(), &OsFutex) {
+            self.woke();
         }
     }
 
+    /// Counts a wake call.
+    #[cold]
+    fn woke(&mut self) {
+        self.h.local.wake_calls += 1;
+        self.h.store_rare();
+    }
+
+    /// Releases one message and counts it.
     #[inline]
     fn release(&mut self, rec: consumer::Record) {
         self.ring.release(rec);
-        self.h.local.count(&self.h.shared.seg, self.h.slot, rec.len as usize);
+        self.h.count(1, rec.len as usize);
     }
 
     /// Takes up to `max` messages that are in the queue now, calling `f` on each, and
@@ -333,30 +364,33 @@ impl Consumer {
         let Some(mut rec) = self.next(until)? else {
             return Ok(0);
         };
-        let mut n = 0;
+        // Counts and publishes once, when the batch ends, however it ends (`f` may panic).
+        let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
         loop {
-            f(self.payload(rec));
-            self.release(rec);
-            n += 1;
-            if n == max {
+            f(batch.consumer.payload(rec));
+            batch.consumer.ring.release(rec);
+            batch.messages += 1;
+            batch.bytes += rec.len as usize;
+            if batch.messages == max as u64 {
                 break;
             }
-            match Self::peek_ring(&mut self.ring, &self.h.shared.seg) {
+            match batch.consumer.ring.peek(&batch.consumer.h.region) {
                 Ok(Some(r)) => rec = r,
                 Ok(None) => break,
                 Err(e) => {
-                    self.publish();
+                    let e = corrupt(&batch.consumer.h.shared.seg, e);
+                    drop(batch);
                     return Err(e);
                 }
             }
         }
-        self.publish();
-        Ok(n)
+        Ok(batch.messages as usize)
     }
 
+    #[inline]
     fn payload(&self, rec: consumer::Record) -> &[u8] {
         let len = rec.len as usize;
-        let p = self.h.shared.seg.region().ptr(rec.payload, len);
+        let p = self.h.region.ptr(rec.payload, len);
         // SAFETY: in bounds (checked by `ptr`); a committed record belongs to the consumer
         // until it releases it, and the mapping lives as long as `self`.
         unsafe { std::slice::from_raw_parts(p, len) }
@@ -369,7 +403,23 @@ impl Consumer {
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty(&self.h.shared.seg.region())
+        self.ring.is_empty(&self.h.region)
+    }
+}
+
+/// The messages of a [`Consumer::recv_batch`] released so far: counted and published when
+/// it drops.
+struct Batch<'a> {
+    consumer: &'a mut Consumer,
+    messages: u64,
+    bytes: usize,
+}
+
+impl Drop for Batch<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.h.count(self.messages, self.bytes);
+        self.consumer.publish();
     }
 }
 
@@ -385,12 +435,31 @@ impl Drop for Consumer {
 pub struct Message<'a> {
     consumer: &'a mut Consumer,
     rec: consumer::Record,
+    /// The first payload byte (`rec.len` bytes, bounds-checked when the message was made).
+    payload: *const u8,
+}
+
+// SAFETY: a `Message` is a `&mut Consumer` (which is `Send`) and a pointer to bytes that
+// consumer owns until the message drops; sending it is sending that borrow. (It is not
+// `Sync`, like `&mut Consumer`: the consumer is not `Sync`.)
+unsafe impl Send for Message<'_> {}
+
+impl<'a> Message<'a> {
+    #[inline]
+    fn new(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
+        let payload = consumer.h.region.ptr(rec.payload, rec.len as usize);
+        Message { consumer, rec, payload }
+    }
 }
 
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
-        self.consumer.payload(self.rec)
+        // SAFETY: `payload` points to `rec.len` bytes in the consumer's mapping (checked by
+        // `ptr` in `new`); the record belongs to the consumer until this message releases it
+        // on drop, and the mapping lives as long as the consumer we borrow.
+        unsafe { std::slice::from_raw_parts(self.payload, self.rec.len as usize) }
     }
 }
 
@@ -401,6 +470,7 @@ impl AsRef<[u8]> for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         let rec = self.rec;
         self.consumer.release(rec);

@@ -1,12 +1,13 @@
 //! What [`Queue::inspect`](super::Queue::inspect) reports ([`Snapshot`], [`CounterValues`],
 //! [`Participant`], [`Role`]), and the counters each handle keeps for it ([`Local`]).
 
-use crate::layout::{self, Counters};
+use crate::layout::{self, Counters, Slot};
 use crate::segment::{Config, Segment};
 use crate::sync::atomic::Ordering;
 
 /// How often (in messages) a handle refreshes its heartbeat without waiting.
 const HEARTBEAT_EVERY: u64 = 4096;
+const _: () = assert!(HEARTBEAT_EVERY.is_power_of_two());
 
 /// Counter values of a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,27 +161,26 @@ pub(super) struct Local {
 }
 
 impl Local {
+    /// Counts `messages` messages of `bytes` payload bytes, and refreshes the heartbeat
+    /// whenever the count passes a multiple of [`HEARTBEAT_EVERY`].
     #[inline]
-    pub(super) fn count(&mut self, seg: &Segment, slot: usize, len: usize) {
-        self.count_many(seg, slot, 1, len);
-    }
-
-    #[inline]
-    pub(super) fn count_many(&mut self, seg: &Segment, slot: usize, messages: u64, bytes: usize) {
+    pub(super) fn count(&mut self, slot: &Slot, messages: u64, bytes: usize) {
         let before = self.messages;
         self.messages += messages;
         self.bytes += bytes as u64;
-        let c = &seg.slot(slot).counters;
+        let c = &slot.counters;
         // Relaxed: statistics; only this handle writes its slot.
         c.messages.store(self.messages, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.messages / HEARTBEAT_EVERY != before / HEARTBEAT_EVERY {
-            heartbeat(seg, slot);
+        // `HEARTBEAT_EVERY` is a power of two: this is `self.messages / HEARTBEAT_EVERY !=
+        // before / HEARTBEAT_EVERY` without the divisions.
+        if (self.messages ^ before) >= HEARTBEAT_EVERY {
+            heartbeat(slot);
         }
     }
 
-    pub(super) fn store_rare(&self, seg: &Segment, slot: usize) {
-        let c = &seg.slot(slot).counters;
+    pub(super) fn store_rare(&self, slot: &Slot) {
+        let c = &slot.counters;
         // Relaxed: statistics.
         c.full_events.store(self.full_events, Ordering::Relaxed);
         c.wake_calls.store(self.wake_calls, Ordering::Relaxed);
@@ -188,9 +188,10 @@ impl Local {
     }
 }
 
-/// Stamps slot `slot` with the time: participants that wait or send rarely still show
-/// when they were last active.
-pub(super) fn heartbeat(seg: &Segment, slot: usize) {
+/// Stamps `slot` with the time: participants that wait or send rarely still show when they
+/// were last active.
+#[cold]
+pub(super) fn heartbeat(slot: &Slot) {
     // Relaxed: information only.
-    seg.slot(slot).heartbeat_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
+    slot.heartbeat_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
 }

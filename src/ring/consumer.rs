@@ -53,6 +53,34 @@ impl Consumer {
     /// that space). Never waits.
     #[inline]
     pub fn peek<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
+        // The common case straight-line: a valid message at the head. Anything else (not
+        // there yet, padding, a record that fails validation) takes the general path, which
+        // reads the record afresh and decides.
+        let index = self.geo.index(self.head);
+        let room = self.geo.capacity - index as u64;
+        if room >= record::HEADER as u64 {
+            let (stamp, info) = region.header(index);
+            // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS
+            // (MPSC) of the stamp: the info word and the payload written before it are
+            // visible.
+            if stamp.load(Ordering::Acquire) == self.geo.stamp(self.head, record::KIND_MESSAGE) {
+                // Relaxed: ordered after the stamp's Acquire load; read once, validated here
+                // as in `read_record`.
+                let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
+                if len <= self.geo.max_message
+                    && record::size(u64::from(len)) <= size
+                    && size <= room.min(self.geo.max_record())
+                {
+                    return Ok(Some(Record { pos: self.head, payload: index + record::HEADER, len, size }));
+                }
+            }
+        }
+        self.peek_general(region)
+    }
+
+    /// [`peek`](Self::peek) for any record: padding, nothing, corrupt headers.
+    #[inline(never)]
+    fn peek_general<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
         // Honest padding never covers more than the region in one pass; more skips than
         // that means a writer keeps planting padding ahead of us.
         let mut skips_left = self.geo.capacity / record::ALIGN as u64 + 1;

@@ -127,14 +127,66 @@ impl Producer {
         if res.pos != self.tail || len > res.len || res.index != self.geo.index(res.pos) {
             return Err(RingError::Misuse("commit of a reservation that is not the producer's current one"));
         }
-        let size = record::size(u64::from(len));
+        self.publish_record(region, res.index, len, record::size(u64::from(len)));
+        Ok(())
+    }
+
+    /// Writes the header of a message record of `len` payload bytes (already written) and
+    /// `size = record::size(len)` bytes at `tail` (whose index is `index`, with room for the
+    /// record checked) and moves `tail`.
+    #[inline]
+    fn publish_record<R: Region + ?Sized>(&mut self, region: &R, index: usize, len: u32, size: u64) {
+        let (stamp, info) = region.header(index);
         // Relaxed: ordered before the stamp's Release store below.
-        region.word(res.index + 8).store(record::info(len, size), Ordering::Relaxed);
+        info.store(record::info(len, size), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the reader's Acquire load of the stamp: the info
         // word and the payload are visible before the record is.
-        region.word(res.index).store(self.geo.stamp(res.pos, record::KIND_MESSAGE), Ordering::Release);
-        self.tail = res.pos + size;
+        stamp.store(self.geo.stamp(self.tail, record::KIND_MESSAGE), Ordering::Release);
+        self.tail += size;
+    }
+
+    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller)
+    /// and publishes `tail`: [`try_reserve`](Self::try_reserve), a copy and
+    /// [`commit`](Self::commit) in one, with the common case (the record fits before the
+    /// end of the region and below the cached `head`) straight-line. `Full` as
+    /// `try_reserve`, which may have published padding on the way.
+    #[inline]
+    pub fn try_push<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        msg: &[u8],
+    ) -> Result<(), RingError> {
+        let len = msg.len() as u32;
+        debug_assert!(len <= self.geo.max_message && msg.len() <= u32::MAX as usize);
+        let size = record::size(u64::from(len));
+        let mut index = self.geo.index(self.tail);
+        // `tail - head_cache <= capacity`, so no subtraction here can wrap.
+        let fits =
+            size <= self.geo.capacity - index as u64 && size <= self.geo.capacity - (self.tail - self.head_cache);
+        if !fits {
+            index = self.reserve_slow(shared_tail, head, region, len)?;
+        }
+        region.write(index + record::HEADER, msg);
+        self.publish_record(region, index, len, size);
+        // Release: observers (len, inspect, a successor) see committed records only.
+        shared_tail.store(self.tail, Ordering::Release);
         Ok(())
+    }
+
+    /// [`try_reserve`](Self::try_reserve) out of line, for [`try_push`](Self::try_push)'s
+    /// uncommon case: returns the reservation's index.
+    #[cold]
+    #[inline(never)]
+    fn reserve_slow<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        len: u32,
+    ) -> Result<usize, RingError> {
+        self.try_reserve(shared_tail, head, region, len).map(|res| res.index)
     }
 
     /// Stores the private `tail` into shared memory (for `len`, `inspect`, a successor).

@@ -100,7 +100,12 @@ impl Consumer {
     /// queue was removed and everything in it received.
     #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
-        let rec = self.next(Until::Deadline(None))?;
+        self.h.shared.seg.check_same_process()?;
+        // The common case first, its record kept in registers: a message is there.
+        if let Some(rec) = self.ring.peek_message(&self.h.region) {
+            return Ok(Message::new(self, rec));
+        }
+        let rec = self.next_slow(Until::Deadline(None))?;
         Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
@@ -117,7 +122,12 @@ impl Consumer {
     /// ```
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
-        Ok(self.next(Until::Now)?.map(|rec| Message::new(self, rec)))
+        self.h.shared.seg.check_same_process()?;
+        // As in `recv`.
+        if let Some(rec) = self.ring.peek_message(&self.h.region) {
+            return Ok(Some(Message::new(self, rec)));
+        }
+        Ok(self.next_slow(Until::Now)?.map(|rec| Message::new(self, rec)))
     }
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
@@ -250,17 +260,18 @@ impl Consumer {
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         self.h.shared.seg.check_same_process()?;
-        if let Some(rec) = self.peek_ring()? {
+        if let Some(rec) = self.ring.peek_message(&self.h.region) {
             return Ok(Some(rec));
         }
         self.next_slow(until)
     }
 
-    /// [`next`](Self::next) when nothing is at the head now: hands back padding passed,
+    /// [`next`](Self::next) when no valid message is at the head now: peeks at whatever is
+    /// there (skipping padding, reporting a corrupt header), hands back padding passed,
     /// passes a dead claim (MPSC), then waits by `until`.
     #[inline(never)]
     fn next_slow(&mut self, until: Until) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = self.nothing_at_head()? {
+        if let Some(rec) = self.peek_or_unstick()? {
             return Ok(Some(rec));
         }
         let closed = |ring: &mut consumer::Consumer, seg: &Segment| -> Result<Option<consumer::Record>> {
@@ -374,7 +385,12 @@ impl Consumer {
             if batch.messages == max as u64 {
                 break;
             }
-            match batch.consumer.ring.peek(&batch.consumer.h.region) {
+            let c = &mut *batch.consumer;
+            if let Some(r) = c.ring.peek_message(&c.h.region) {
+                rec = r;
+                continue;
+            }
+            match c.ring.peek(&c.h.region) {
                 Ok(Some(r)) => rec = r,
                 Ok(None) => break,
                 Err(e) => {

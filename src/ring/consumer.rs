@@ -28,6 +28,8 @@ pub struct Record {
 #[derive(Debug)]
 pub struct Consumer {
     geo: Geometry,
+    /// `geo.max_record()`, kept at hand for the per-message validation.
+    max_record: u64,
     /// Everything below is consumed. Private: never re-read from shared memory.
     head: u64,
     /// The value last stored into the shared `head`.
@@ -40,7 +42,7 @@ impl Consumer {
         if !super::plausible(head) {
             return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
-        Ok(Consumer { geo, head, published: head })
+        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head })
     }
 
     /// The private consumer position.
@@ -53,29 +55,34 @@ impl Consumer {
     /// that space). Never waits.
     #[inline]
     pub fn peek<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
-        // The common case straight-line: a valid message at the head. Anything else (not
-        // there yet, padding, a record that fails validation) takes the general path, which
-        // reads the record afresh and decides.
+        match self.peek_message(region) {
+            Some(rec) => Ok(Some(rec)),
+            None => self.peek_general(region),
+        }
+    }
+
+    /// The common case of [`peek`](Self::peek), straight-line: a valid message at the head.
+    /// `None` for anything else (not there yet, padding, a record that fails validation),
+    /// which [`peek`](Self::peek) then reads afresh and decides on.
+    #[inline]
+    pub fn peek_message<R: Region + ?Sized>(&self, region: &R) -> Option<Record> {
         let index = self.geo.index(self.head);
         let room = self.geo.capacity - index as u64;
-        if room >= record::HEADER as u64 {
-            let (stamp, info) = region.header(index);
-            // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS
-            // (MPSC) of the stamp: the info word and the payload written before it are
-            // visible.
-            if stamp.load(Ordering::Acquire) == self.geo.stamp(self.head, record::KIND_MESSAGE) {
-                // Relaxed: ordered after the stamp's Acquire load; read once, validated here
-                // as in `read_record`.
-                let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
-                if len <= self.geo.max_message
-                    && record::size(u64::from(len)) <= size
-                    && size <= room.min(self.geo.max_record())
-                {
-                    return Ok(Some(Record { pos: self.head, payload: index + record::HEADER, len, size }));
-                }
-            }
+        if room < record::HEADER as u64 {
+            return None;
         }
-        self.peek_general(region)
+        let (stamp, info) = region.header(index);
+        // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS (MPSC)
+        // of the stamp: the info word and the payload written before it are visible.
+        if stamp.load(Ordering::Acquire) != self.geo.stamp(self.head, record::KIND_MESSAGE) {
+            return None;
+        }
+        // Relaxed: ordered after the stamp's Acquire load; read once, validated here as in
+        // `read_record`.
+        let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
+        let valid =
+            len <= self.geo.max_message && record::size(u64::from(len)) <= size && size <= room.min(self.max_record);
+        valid.then_some(Record { pos: self.head, payload: index + record::HEADER, len, size })
     }
 
     /// [`peek`](Self::peek) for any record: padding, nothing, corrupt headers.

@@ -18,6 +18,17 @@ pub struct Producer {
     tail: u64,
     /// A value `head` held at some point: `head_cache <= head <= tail`.
     head_cache: u64,
+    /// A record may end at or below this position without further checks: the smaller of
+    /// the end of the region's lap that `tail` was in and `head_cache + capacity`, as they
+    /// were at some earlier `(tail, head_cache)`. Both only grow, so a stale value is only
+    /// too low (sending the record down the general path, which refreshes it), never too high.
+    limit: u64,
+}
+
+/// See [`Producer::limit`](Producer).
+#[inline]
+fn limit(geo: &Geometry, tail: u64, head_cache: u64) -> u64 {
+    ((tail | geo.mask()) + 1).min(head_cache + geo.capacity)
 }
 
 /// Checks a `head` read from shared memory against our private `tail`.
@@ -37,7 +48,7 @@ impl Producer {
             return Err(RingError::Corrupt("producer position not aligned or out of range"));
         }
         let head = checked_head(&geo, head, tail)?;
-        Ok(Producer { geo, tail, head_cache: head })
+        Ok(Producer { geo, tail, head_cache: head, limit: limit(&geo, tail, head) })
     }
 
     /// Attaches to a ring as its new producer, recovering from a predecessor that died
@@ -147,9 +158,10 @@ impl Producer {
 
     /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller)
     /// and publishes `tail`: [`try_reserve`](Self::try_reserve), a copy and
-    /// [`commit`](Self::commit) in one, with the common case (the record fits before the
-    /// end of the region and below the cached `head`) straight-line. `Full` as
-    /// `try_reserve`, which may have published padding on the way.
+    /// [`commit`](Self::commit) in one, with the common case (the record ends within
+    /// `limit`: before the end of the region, and within a capacity of the cached `head`)
+    /// one comparison. `Full` as `try_reserve`, which may have published padding on the
+    /// way.
     #[inline]
     pub fn try_push<R: Region + ?Sized>(
         &mut self,
@@ -161,13 +173,11 @@ impl Producer {
         let len = msg.len() as u32;
         debug_assert!(len <= self.geo.max_message && msg.len() <= u32::MAX as usize);
         let size = record::size(u64::from(len));
-        let mut index = self.geo.index(self.tail);
-        // `tail - head_cache <= capacity`, so no subtraction here can wrap.
-        let fits =
-            size <= self.geo.capacity - index as u64 && size <= self.geo.capacity - (self.tail - self.head_cache);
-        if !fits {
-            index = self.reserve_slow(shared_tail, head, region, len)?;
-        }
+        let index = if self.tail + size <= self.limit {
+            self.geo.index(self.tail)
+        } else {
+            self.reserve_slow(shared_tail, head, region, len)?
+        };
         region.write(index + record::HEADER, msg);
         self.publish_record(region, index, len, size);
         // Release: observers (len, inspect, a successor) see committed records only.
@@ -176,7 +186,8 @@ impl Producer {
     }
 
     /// [`try_reserve`](Self::try_reserve) out of line, for [`try_push`](Self::try_push)'s
-    /// uncommon case: returns the reservation's index.
+    /// uncommon case (a wrap, or the cached `head` says full): returns the reservation's
+    /// index, and refreshes `limit`.
     #[cold]
     #[inline(never)]
     fn reserve_slow<R: Region + ?Sized>(
@@ -186,7 +197,9 @@ impl Producer {
         region: &R,
         len: u32,
     ) -> Result<usize, RingError> {
-        self.try_reserve(shared_tail, head, region, len).map(|res| res.index)
+        let res = self.try_reserve(shared_tail, head, region, len)?;
+        self.limit = limit(&self.geo, self.tail, self.head_cache);
+        Ok(res.index)
     }
 
     /// Stores the private `tail` into shared memory (for `len`, `inspect`, a successor).

@@ -16,6 +16,8 @@
 //! divided by the message count, is the per-message cost of:
 //!
 //! * `send_each`: `Producer::send`, one call per message (what `shmq bench` streams with);
+//! * `send_batch` (with `--send batch`): `Producer::try_send_batch` of the whole burst
+//!   (MPSC: in two calls when it meets the end of the region);
 //! * `recv_batch`: `Consumer::try_recv_batch` draining the burst (the streaming receiver);
 //! * `recv_each`: `Consumer::try_recv`, one call and one release per message (what a
 //!   request/response peer does).
@@ -32,10 +34,11 @@ struct Args {
     size: usize,
     messages: u64,
     burst: u64,
+    batch: bool,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { mode: Mode::Spsc, size: 64, messages: 200_000, burst: 250 };
+    let mut a = Args { mode: Mode::Spsc, size: 64, messages: 200_000, burst: 250, batch: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -44,6 +47,11 @@ fn parse() -> Result<Args, String> {
             "--size" => a.size = v.parse().map_err(|e| format!("--size: {e}"))?,
             "--messages" => a.messages = v.parse().map_err(|e| format!("--messages: {e}"))?,
             "--burst" => a.burst = v.parse().map_err(|e| format!("--burst: {e}"))?,
+            "--send" => match v.as_str() {
+                "each" => a.batch = false,
+                "batch" => a.batch = true,
+                _ => return Err(format!("--send {v}: use each or batch")),
+            },
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -57,6 +65,15 @@ fn parse() -> Result<Args, String> {
 fn send_each(tx: &mut Producer, msg: &[u8], n: u64) {
     for _ in 0..n {
         tx.send(black_box(msg)).expect("send");
+    }
+}
+
+#[inline(never)]
+fn send_batch(tx: &mut Producer, msgs: &[&[u8]]) {
+    // MPSC: one claim does not cross the end of the region, so a burst may take two.
+    let mut sent = 0;
+    while sent < msgs.len() {
+        sent += tx.try_send_batch(black_box(&msgs[sent..])).expect("send_batch");
     }
 }
 
@@ -94,9 +111,14 @@ fn main() {
     let mut tx = Producer::open_with(&name, Wait::Spin).expect("producer");
     let mut rx = Consumer::open_with(&name, Wait::Spin).expect("consumer");
     let msg = vec![7u8; a.size];
+    let burst: Vec<&[u8]> = vec![&msg[..]; a.burst as usize];
     let (mut bytes, rounds) = (0, a.messages / a.burst);
     for round in 0..rounds {
-        send_each(&mut tx, &msg, a.burst);
+        if a.batch {
+            send_batch(&mut tx, &burst);
+        } else {
+            send_each(&mut tx, &msg, a.burst);
+        }
         bytes += if round < rounds / 2 { recv_batch(&mut rx, a.burst) } else { recv_each(&mut rx, a.burst) };
     }
     assert_eq!(bytes, a.messages * a.size as u64);

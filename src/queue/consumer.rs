@@ -327,9 +327,14 @@ impl Consumer {
     /// Stores `head` if it moved, and wakes producers waiting for space.
     #[inline]
     fn publish(&mut self) {
-        if !self.ring.has_unpublished() {
-            return;
+        if self.ring.has_unpublished() {
+            self.publish_moved();
         }
+    }
+
+    /// Stores `head`, which moved, and wakes producers waiting for space.
+    #[inline]
+    fn publish_moved(&mut self) {
         self.ring.publish(&self.h.header().consumer.head);
         if wait::wake(self.h.space_words(), &OsFutex) {
             self.woke();
@@ -490,7 +495,8 @@ impl Drop for Message<'_> {
     fn drop(&mut self) {
         let rec = self.rec;
         self.consumer.release(rec);
-        self.consumer.publish();
+        // A message record is at least a header long: `head` moved.
+        self.consumer.publish_moved();
     }
 }
 

@@ -455,21 +455,12 @@ impl Producer {
                 let mut outcome = Ok(());
                 for m in msgs {
                     let m = m.as_ref();
-                    match p.try_reserve(&h.producer.tail, &h.consumer.head, region, m.len() as u32) {
-                        Ok(res) => {
-                            region.write(res.payload(), m);
-                            if let Err(e) = p.commit(region, res, m.len() as u32) {
-                                outcome = Err(e);
-                                break;
-                            }
-                            count += 1;
-                            bytes += m.len();
-                        }
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
+                    if let Err(e) = p.push(&h.producer.tail, &h.consumer.head, region, m) {
+                        outcome = Err(e);
+                        break;
                     }
+                    count += 1;
+                    bytes += m.len();
                 }
                 p.publish(&h.producer.tail);
                 outcome

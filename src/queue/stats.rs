@@ -12,7 +12,9 @@ const _: () = assert!(HEARTBEAT_EVERY.is_power_of_two());
 /// Counter values of a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CounterValues {
-    /// Messages sent (producers) or received (consumer).
+    /// Messages sent (producers) or received (consumer). A batch call
+    /// ([`send_batch`](crate::Producer::send_batch),
+    /// [`recv_batch`](crate::Consumer::recv_batch)) counts its messages when it ends.
     pub messages: u64,
     /// Payload bytes.
     pub bytes: u64,

@@ -156,14 +156,14 @@ impl Producer {
         self.tail += size;
     }
 
-    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller)
-    /// and publishes `tail`: [`try_reserve`](Self::try_reserve), a copy and
-    /// [`commit`](Self::commit) in one, with the common case (the record ends within
+    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller):
+    /// [`try_reserve`](Self::try_reserve), a copy and [`commit`](Self::commit) in one, with the common case (the record ends within
     /// `limit`: before the end of the region, and within a capacity of the cached `head`)
     /// one comparison. `Full` as `try_reserve`, which may have published padding on the
-    /// way.
+    /// way. Does not publish `tail` (a wrap's padding excepted): call
+    /// [`publish`](Self::publish) after one or many.
     #[inline]
-    pub fn try_push<R: Region + ?Sized>(
+    pub fn push<R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
         head: &AtomicU64,
@@ -180,12 +180,24 @@ impl Producer {
         };
         region.write(index + record::HEADER, msg);
         self.publish_record(region, index, len, size);
-        // Release: observers (len, inspect, a successor) see committed records only.
-        shared_tail.store(self.tail, Ordering::Release);
         Ok(())
     }
 
-    /// [`try_reserve`](Self::try_reserve) out of line, for [`try_push`](Self::try_push)'s
+    /// [`push`](Self::push), then [`publish`](Self::publish): one message.
+    #[inline]
+    pub fn try_push<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        msg: &[u8],
+    ) -> Result<(), RingError> {
+        self.push(shared_tail, head, region, msg)?;
+        self.publish(shared_tail);
+        Ok(())
+    }
+
+    /// [`try_reserve`](Self::try_reserve) out of line, for [`push`](Self::push)'s
     /// uncommon case (a wrap, or the cached `head` says full): returns the reservation's
     /// index, and refreshes `limit`.
     #[cold]

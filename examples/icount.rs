@@ -22,6 +22,10 @@
 //! * `recv_each`: `Consumer::try_recv`, one call and one release per message (what a
 //!   request/response peer does).
 //!
+//! * `recv_empty`: `Consumer::try_peek` on the empty queue, once per message after each
+//!   drain (what a polling receiver pays per look at an empty queue; `try_peek` rather
+//!   than `try_recv` so that the other phases' code stays as it was).
+//!
 //! The first half of the messages is received with `recv_batch`, the second with
 //! `recv_each`; both halves are sent with `send_each`.
 
@@ -88,6 +92,13 @@ fn recv_batch(rx: &mut Consumer, n: u64) -> u64 {
 }
 
 #[inline(never)]
+fn recv_empty(rx: &mut Consumer, n: u64) {
+    for _ in 0..n {
+        assert!(rx.try_peek().expect("peek").is_none());
+    }
+}
+
+#[inline(never)]
 fn recv_each(rx: &mut Consumer, n: u64) -> u64 {
     let mut sum = 0u64;
     for _ in 0..n {
@@ -120,6 +131,7 @@ fn main() {
             send_each(&mut tx, &msg, a.burst);
         }
         bytes += if round < rounds / 2 { recv_batch(&mut rx, a.burst) } else { recv_each(&mut rx, a.burst) };
+        recv_empty(&mut rx, a.burst);
     }
     assert_eq!(bytes, a.messages * a.size as u64);
     drop((tx, rx));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::attach::{Handle, Until, corrupt, until};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
-use crate::ring::consumer;
+use crate::ring::consumer::{self, Look};
 use crate::ring::reclaim::{Outcome, reclaim};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
@@ -102,10 +102,12 @@ impl Consumer {
     pub fn recv(&mut self) -> Result<Message<'_>> {
         self.h.shared.seg.check_same_process()?;
         // The common case first, its record kept in registers: a message is there.
-        if let Some(rec) = self.ring.peek_message(&self.h.region) {
-            return Ok(Message::new(self, rec));
-        }
-        let rec = self.next_slow(Until::Deadline(None))?;
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Message::new(self, rec)),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        let rec = self.next_slow(Until::Deadline(None), nothing)?;
         Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
@@ -124,10 +126,12 @@ impl Consumer {
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
         self.h.shared.seg.check_same_process()?;
         // As in `recv`.
-        if let Some(rec) = self.ring.peek_message(&self.h.region) {
-            return Ok(Some(Message::new(self, rec)));
-        }
-        Ok(self.next_slow(Until::Now)?.map(|rec| Message::new(self, rec)))
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Some(Message::new(self, rec))),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        Ok(self.next_slow(Until::Now, nothing)?.map(|rec| Message::new(self, rec)))
     }
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
@@ -192,7 +196,7 @@ impl Consumer {
     }
 
     /// [`peek_or_unstick`](Self::peek_or_unstick) when the peek found nothing.
-    #[inline(never)]
+    #[inline]
     fn nothing_at_head(&mut self) -> Result<Option<consumer::Record>> {
         self.publish();
         if self.unstick()? {
@@ -205,11 +209,18 @@ impl Consumer {
     /// `tail` is past it) whose producer is proven dead, in which case the claim becomes
     /// padding and this returns `true`. A live claimant, stopped ones included, is waited
     /// for; the kernel is asked only after [`STUCK_AFTER`] at one position.
+    #[inline]
     fn unstick(&mut self) -> Result<bool> {
-        let seg = &self.h.shared.seg;
-        if seg.config().mode != Mode::Mpsc {
+        if self.h.shared.seg.config().mode != Mode::Mpsc {
             return Ok(false);
         }
+        self.unstick_mpsc()
+    }
+
+    /// [`unstick`](Self::unstick) on an MPSC queue.
+    #[inline(never)]
+    fn unstick_mpsc(&mut self) -> Result<bool> {
+        let seg = &self.h.shared.seg;
         let head = self.ring.head();
         // SYNC POINT: Acquire pairs with the Release of the claim's CAS on `tail`: the claim
         // records stored before it are visible to `seg.claims()` below.
@@ -260,18 +271,22 @@ impl Consumer {
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         self.h.shared.seg.check_same_process()?;
-        if let Some(rec) = self.ring.peek_message(&self.h.region) {
-            return Ok(Some(rec));
-        }
-        self.next_slow(until)
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Some(rec)),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        self.next_slow(until, nothing)
     }
 
-    /// [`next`](Self::next) when no valid message is at the head now: peeks at whatever is
+    /// [`next`](Self::next) when no valid message is at the head now (`nothing`: nothing
+    /// at all was stamped there, so there is nothing to peek at): peeks at whatever is
     /// there (skipping padding, reporting a corrupt header), hands back padding passed,
     /// passes a dead claim (MPSC), then waits by `until`.
     #[inline(never)]
-    fn next_slow(&mut self, until: Until) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = self.peek_or_unstick()? {
+    fn next_slow(&mut self, until: Until, nothing: bool) -> Result<Option<consumer::Record>> {
+        let found = if nothing { self.nothing_at_head()? } else { self.peek_or_unstick()? };
+        if let Some(rec) = found {
             return Ok(Some(rec));
         }
         let closed = |ring: &mut consumer::Consumer, seg: &Segment| -> Result<Option<consumer::Record>> {

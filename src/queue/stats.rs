@@ -174,9 +174,16 @@ impl Local {
         // Relaxed: statistics; only this handle writes its slot.
         c.messages.store(self.messages, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
-        // `HEARTBEAT_EVERY` is a power of two: this is `self.messages / HEARTBEAT_EVERY !=
-        // before / HEARTBEAT_EVERY` without the divisions.
-        if (self.messages ^ before) >= HEARTBEAT_EVERY {
+        // Whether the count passed a multiple of `HEARTBEAT_EVERY`, a power of two: for one
+        // message (a constant where this is inlined), whether it is one; for more, whether
+        // the bits above it changed (`self.messages / HEARTBEAT_EVERY != before /
+        // HEARTBEAT_EVERY` without the divisions).
+        let passed = if messages == 1 {
+            self.messages % HEARTBEAT_EVERY == 0
+        } else {
+            (self.messages ^ before) >= HEARTBEAT_EVERY
+        };
+        if passed {
             heartbeat(slot);
         }
     }

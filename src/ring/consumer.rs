@@ -24,6 +24,16 @@ pub struct Record {
     pub size: u64,
 }
 
+/// What [`Consumer::look`] found at the head.
+pub enum Look {
+    /// A valid message.
+    Message(Record),
+    /// Nothing stamped for this position.
+    Nothing,
+    /// Padding, another kind, or a header that fails validation: see `peek_general`.
+    Other,
+}
+
 /// Consumer state; see the module docs.
 #[derive(Debug)]
 pub struct Consumer {
@@ -55,9 +65,10 @@ impl Consumer {
     /// that space). Never waits.
     #[inline]
     pub fn peek<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
-        match self.peek_message(region) {
-            Some(rec) => Ok(Some(rec)),
-            None => self.peek_general(region),
+        match self.look(region) {
+            Look::Message(rec) => Ok(Some(rec)),
+            Look::Nothing => Ok(None),
+            Look::Other => self.peek_general(region),
         }
     }
 
@@ -66,23 +77,42 @@ impl Consumer {
     /// which [`peek`](Self::peek) then reads afresh and decides on.
     #[inline]
     pub fn peek_message<R: Region + ?Sized>(&self, region: &R) -> Option<Record> {
+        match self.look(region) {
+            Look::Message(rec) => Some(rec),
+            Look::Nothing | Look::Other => None,
+        }
+    }
+
+    /// One read of the stamp at the head: a valid message, nothing stamped for this
+    /// position (a record not yet there: what `read_record` calls `Nothing`; `head` did not
+    /// move), or anything else, for [`peek`](Self::peek) to decide.
+    #[inline]
+    pub fn look<R: Region + ?Sized>(&self, region: &R) -> Look {
         let index = self.geo.index(self.head);
         let room = self.geo.capacity - index as u64;
         if room < record::HEADER as u64 {
-            return None;
+            return Look::Other;
         }
         let (stamp, info) = region.header(index);
         // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS (MPSC)
         // of the stamp: the info word and the payload written before it are visible.
-        if stamp.load(Ordering::Acquire) != self.geo.stamp(self.head, record::KIND_MESSAGE) {
-            return None;
+        let stamp = stamp.load(Ordering::Acquire);
+        if stamp != self.geo.stamp(self.head, record::KIND_MESSAGE) {
+            // As in `read_record`: a stamp whose high bits are not this position's is not
+            // a record (stale bytes of an earlier lap, a record being written).
+            let nothing = stamp ^ self.geo.stamp(self.head, 0) > record::KIND_MASK;
+            return if nothing { Look::Nothing } else { Look::Other };
         }
         // Relaxed: ordered after the stamp's Acquire load; read once, validated here as in
         // `read_record`.
         let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
         let valid =
             len <= self.geo.max_message && record::size(u64::from(len)) <= size && size <= room.min(self.max_record);
-        valid.then_some(Record { pos: self.head, payload: index + record::HEADER, len, size })
+        if valid {
+            Look::Message(Record { pos: self.head, payload: index + record::HEADER, len, size })
+        } else {
+            Look::Other
+        }
     }
 
     /// [`peek`](Self::peek) for any record: padding, nothing, corrupt headers.

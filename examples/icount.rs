@@ -8,26 +8,29 @@
 //! callgrind_annotate --inclusive=yes cg.out | grep -E 'icount::(send|recv)_'
 //! ```
 //!
-//! or `scripts/icount.sh`, which runs every case and prints instructions per message.
+//! Divide each phase's inclusive count by its messages (below). `--mode mpsc`, `--size 8`
+//! and `--send batch` give the other cases.
 //!
 //! One thread alternates a burst of `--burst` sends with draining them, so callgrind's
 //! serialization of threads does not matter and every message takes the same paths as in a
 //! stream: the phases are separate `#[inline(never)]` functions whose inclusive cost,
 //! divided by the message count, is the per-message cost of:
 //!
-//! * `send_each`: `Producer::send`, one call per message (what `shmq bench` streams with);
-//! * `send_batch` (with `--send batch`): `Producer::try_send_batch` of the whole burst
-//!   (MPSC: in two calls when it meets the end of the region);
-//! * `recv_batch`: `Consumer::try_recv_batch` draining the burst (the streaming receiver);
+//! * `send_each`: `Producer::send`, one call per message (what `shmq bench` streams with),
+//!   all `--messages`;
+//! * `send_batch` (with `--send batch`, instead of `send_each`): `Producer::try_send_batch`
+//!   of the whole burst (MPSC: in two calls when it meets the end of the region), all
+//!   `--messages`;
+//! * `recv_batch`: `Consumer::try_recv_batch` draining the burst (the streaming receiver),
+//!   the first half of the messages;
 //! * `recv_each`: `Consumer::try_recv`, one call and one release per message (what a
-//!   request/response peer does).
-//!
+//!   request/response peer does), the second half;
 //! * `recv_empty`: `Consumer::try_peek` on the empty queue, once per message after each
 //!   drain (what a polling receiver pays per look at an empty queue; `try_peek` rather
-//!   than `try_recv` so that the other phases' code stays as it was).
+//!   than `try_recv` so that the other phases' code stays as it was), `--messages` calls.
 //!
-//! The first half of the messages is received with `recv_batch`, the second with
-//! `recv_each`; both halves are sent with `send_each`.
+//! Each count includes the harness's own loop (about a dozen instructions per message for
+//! `send_each`, with its `black_box`).
 
 use std::hint::black_box;
 

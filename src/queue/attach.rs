@@ -6,17 +6,19 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::interrupt::{Interrupter, Shared, words};
 use super::stats::{Local, Role, heartbeat};
 use crate::error::{Error, Result};
-use crate::layout;
-use crate::ring::RingError;
+use crate::layout::{self, Header, Slot};
+use crate::ring::{PtrRegion, RingError};
 use crate::segment::{Access, Mode, Segment};
+use crate::sync::atomic::Ordering;
 use crate::sync::futex::OsFutex;
-use crate::sync::wait::{self, Wait};
+use crate::sync::wait::{self, Wait, WaitWords};
 
 /// When a call gives up.
 #[derive(Clone, Copy)]
@@ -47,8 +49,18 @@ pub(super) fn corrupt(seg: &Segment, e: RingError) -> Error {
 }
 
 /// One registered participant of a queue; see the module docs.
+///
+/// Besides the segment it keeps what the per-message paths use, made once: the data region,
+/// and pointers to the header and to its own slot (each use would otherwise chase the `Arc`
+/// and recompute them after every atomic access).
 pub(super) struct Handle {
     pub(super) shared: Arc<Shared>,
+    /// The data region of `shared.seg`.
+    pub(super) region: PtrRegion,
+    /// `shared.seg`'s header.
+    header: NonNull<Header>,
+    /// This handle's participant slot in `shared.seg`.
+    slot_ptr: NonNull<Slot>,
     pub(super) slot: usize,
     pub(super) role: Role,
     pub(super) wait: Wait,
@@ -58,6 +70,11 @@ pub(super) struct Handle {
     /// read the ring too), and the C ABI relies on Rust refusing to share one.
     _not_sync: PhantomData<Cell<()>>,
 }
+
+// SAFETY: `header` and `slot_ptr` point into the mapping that `shared` (an `Arc` of a
+// `Send + Sync` segment) keeps alive; they carry no thread affinity, and the segment's words
+// are atomics. Only `Send` is claimed: `_not_sync` keeps the handle from being shared.
+unsafe impl Send for Handle {}
 
 impl Handle {
     /// Opens queue `name` read-write, registers as `role` (the consumer slot, the SPSC
@@ -79,14 +96,68 @@ impl Handle {
         let slot = seg.register(range, word)?;
         match attach(&seg, slot) {
             Ok(r) => {
+                let region = seg.region();
+                let header = NonNull::from(seg.header());
+                let slot_ptr = NonNull::from(seg.slot(slot));
                 let shared = Shared::new(seg);
-                Ok((Handle { shared, slot, role, wait, local: Local::default(), _not_sync: PhantomData }, r))
+                let local = Local::default();
+                Ok((Handle { shared, region, header, slot_ptr, slot, role, wait, local, _not_sync: PhantomData }, r))
             }
             Err(e) => {
                 seg.deregister(slot);
                 Err(e)
             }
         }
+    }
+
+    /// The segment's header.
+    #[inline]
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: points into the mapping of `self.shared.seg`, which lives (and stays at
+        // its address, even after a fork) as long as the `Arc` we hold; `Header` is made of
+        // atomics, valid for any bytes.
+        unsafe { self.header.as_ref() }
+    }
+
+    /// This handle's participant slot.
+    #[inline]
+    pub(super) fn my_slot(&self) -> &Slot {
+        // SAFETY: as in `header`: a slot of the table inside the same mapping.
+        unsafe { self.slot_ptr.as_ref() }
+    }
+
+    /// Whether the queue was removed (`closed` is set).
+    #[inline]
+    pub(super) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `Queue::remove`.
+        self.header().identity.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// The futex pair the consumer sleeps on.
+    #[inline]
+    pub(super) fn data_words(&self) -> WaitWords<'_> {
+        let w = &self.header().data_wait;
+        WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+    }
+
+    /// The futex pair producers sleep on.
+    #[inline]
+    pub(super) fn space_words(&self) -> WaitWords<'_> {
+        let w = &self.header().space_wait;
+        WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+    }
+
+    /// Counts `messages` messages of `bytes` payload bytes in the slot.
+    #[inline]
+    pub(super) fn count(&mut self, messages: u64, bytes: usize) {
+        // SAFETY: as in `my_slot` (not through it: `self.local` is borrowed mutably).
+        let slot = unsafe { self.slot_ptr.as_ref() };
+        self.local.count(slot, messages, bytes);
+    }
+
+    /// Stores the rarely changing counters (full events, wake and wait calls) in the slot.
+    pub(super) fn store_rare(&self) {
+        self.local.store_rare(self.my_slot());
     }
 
     /// A new [`Interrupter`] for this handle's blocking calls.
@@ -104,8 +175,10 @@ impl Handle {
         mut poll: impl FnMut(&Segment) -> Option<Result<T>>,
     ) -> Result<T> {
         let shared: &Shared = &self.shared;
+        // SAFETY: as in `my_slot` (not through it: `self.local` is borrowed mutably).
+        let slot = unsafe { self.slot_ptr.as_ref() };
         let (seg, local) = (&shared.seg, &mut self.local);
-        heartbeat(seg, self.slot);
+        heartbeat(slot);
         let (words, me) = (words(seg, self.role), 1u64 << self.slot);
         let poll = || match poll(seg) {
             Some(r) => Some(r),
@@ -113,14 +186,14 @@ impl Handle {
             None => None,
         };
         let r = wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, || local.wait_calls += 1);
-        local.store_rare(seg, self.slot);
+        local.store_rare(slot);
         r.unwrap_or(Err(Error::Timeout))
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.local.store_rare(&self.shared.seg, self.slot);
+        self.store_rare();
         self.shared.seg.deregister(self.slot);
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::attach::{Handle, Until, corrupt, until};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
-use crate::ring::consumer;
+use crate::ring::consumer::{self, Look};
 use crate::ring::reclaim::{Outcome, reclaim};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
@@ -100,8 +100,15 @@ impl Consumer {
     /// queue was removed and everything in it received.
     #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
-        let rec = self.next(Until::Deadline(None))?;
-        Ok(Message { consumer: self, rec: rec.expect("waiting recv returns a record") })
+        self.h.shared.seg.check_same_process()?;
+        // The common case first, its record kept in registers: a message is there.
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Message::new(self, rec)),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        let rec = self.next_slow(Until::Deadline(None), nothing)?;
+        Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
     /// The next message if there is one now: `Ok(None)` when empty.
@@ -117,13 +124,20 @@ impl Consumer {
     /// ```
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
-        Ok(self.next(Until::Now)?.map(|rec| Message { consumer: self, rec }))
+        self.h.shared.seg.check_same_process()?;
+        // As in `recv`.
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Some(Message::new(self, rec))),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        Ok(self.next_slow(Until::Now, nothing)?.map(|rec| Message::new(self, rec)))
     }
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
         let rec = self.next(until(timeout))?;
-        Ok(Message { consumer: self, rec: rec.expect("waiting recv returns a record") })
+        Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
     /// The next message without taking it: the same message again on the next call, until
@@ -147,7 +161,7 @@ impl Consumer {
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
         self.h.shared.seg.check_same_process()?;
-        match Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
+        match self.peek_ring()? {
             Some(rec) => {
                 self.release(rec);
                 self.publish();
@@ -158,7 +172,15 @@ impl Consumer {
     }
 
     #[inline]
-    fn peek_ring(ring: &mut consumer::Consumer, seg: &Segment) -> Result<Option<consumer::Record>> {
+    fn peek_ring(&mut self) -> Result<Option<consumer::Record>> {
+        match self.ring.peek(&self.h.region) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(corrupt(&self.h.shared.seg, e)),
+        }
+    }
+
+    /// [`peek_ring`](Self::peek_ring) for the wait loops, which lend the segment only.
+    fn peek_ring_in(ring: &mut consumer::Consumer, seg: &Segment) -> Result<Option<consumer::Record>> {
         ring.peek(&seg.region()).map_err(|e| corrupt(seg, e))
     }
 
@@ -167,12 +189,18 @@ impl Consumer {
     /// found the ring full is one) and, on an MPSC queue, passes a dead producer's claim.
     #[inline]
     fn peek_or_unstick(&mut self) -> Result<Option<consumer::Record>> {
-        if let Some(rec) = Self::peek_ring(&mut self.ring, &self.h.shared.seg)? {
+        if let Some(rec) = self.peek_ring()? {
             return Ok(Some(rec));
         }
+        self.nothing_at_head()
+    }
+
+    /// [`peek_or_unstick`](Self::peek_or_unstick) when the peek found nothing.
+    #[inline]
+    fn nothing_at_head(&mut self) -> Result<Option<consumer::Record>> {
         self.publish();
         if self.unstick()? {
-            return Self::peek_ring(&mut self.ring, &self.h.shared.seg);
+            return self.peek_ring();
         }
         Ok(None)
     }
@@ -181,11 +209,18 @@ impl Consumer {
     /// `tail` is past it) whose producer is proven dead, in which case the claim becomes
     /// padding and this returns `true`. A live claimant, stopped ones included, is waited
     /// for; the kernel is asked only after [`STUCK_AFTER`] at one position.
+    #[inline]
     fn unstick(&mut self) -> Result<bool> {
-        let seg = &self.h.shared.seg;
-        if seg.config().mode != Mode::Mpsc {
+        if self.h.shared.seg.config().mode != Mode::Mpsc {
             return Ok(false);
         }
+        self.unstick_mpsc()
+    }
+
+    /// [`unstick`](Self::unstick) on an MPSC queue.
+    #[inline(never)]
+    fn unstick_mpsc(&mut self) -> Result<bool> {
+        let seg = &self.h.shared.seg;
         let head = self.ring.head();
         // SYNC POINT: Acquire pairs with the Release of the claim's CAS on `tail`: the claim
         // records stored before it are visible to `seg.claims()` below.
@@ -236,18 +271,33 @@ impl Consumer {
     #[inline]
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         self.h.shared.seg.check_same_process()?;
-        if let Some(rec) = self.peek_or_unstick()? {
+        let nothing = match self.ring.look(&self.h.region) {
+            Look::Message(rec) => return Ok(Some(rec)),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        self.next_slow(until, nothing)
+    }
+
+    /// [`next`](Self::next) when no valid message is at the head now (`nothing`: nothing
+    /// at all was stamped there, so there is nothing to peek at): peeks at whatever is
+    /// there (skipping padding, reporting a corrupt header), hands back padding passed,
+    /// passes a dead claim (MPSC), then waits by `until`.
+    #[inline(never)]
+    fn next_slow(&mut self, until: Until, nothing: bool) -> Result<Option<consumer::Record>> {
+        let found = if nothing { self.nothing_at_head()? } else { self.peek_or_unstick()? };
+        if let Some(rec) = found {
             return Ok(Some(rec));
         }
         let closed = |ring: &mut consumer::Consumer, seg: &Segment| -> Result<Option<consumer::Record>> {
             // Drain what was sent before the removal, then report it.
-            match Self::peek_ring(ring, seg)? {
+            match Self::peek_ring_in(ring, seg)? {
                 Some(r) => Ok(Some(r)),
                 None => Err(Error::Closed),
             }
         };
         let deadline = match until {
-            Until::Now if self.h.shared.seg.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
+            Until::Now if self.h.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
             Until::Now => return Ok(None),
             Until::Deadline(d) => d,
         };
@@ -260,7 +310,7 @@ impl Consumer {
                 (d, s) => d.or(s),
             };
             let (ring, mut woke) = (&mut self.ring, 0u64);
-            let r = self.h.wait_for(until, |seg| match Self::peek_ring(ring, seg) {
+            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in(ring, seg) {
                 Ok(Some(r)) => Some(Ok(Some(r))),
                 Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
                 Ok(None) => {
@@ -276,7 +326,7 @@ impl Consumer {
             });
             if woke > 0 {
                 self.h.local.wake_calls += woke;
-                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+                self.h.store_rare();
             }
             match r {
                 Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
@@ -292,20 +342,32 @@ impl Consumer {
     /// Stores `head` if it moved, and wakes producers waiting for space.
     #[inline]
     fn publish(&mut self) {
-        if !self.ring.has_unpublished() {
-            return;
-        }
-        self.ring.publish(&self.h.shared.seg.header().consumer.head);
-        if wait::wake(self.h.shared.seg.space_words(), &OsFutex) {
-            self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+        if self.ring.has_unpublished() {
+            self.publish_moved();
         }
     }
 
+    /// Stores `head`, which moved, and wakes producers waiting for space.
+    #[inline]
+    fn publish_moved(&mut self) {
+        self.ring.publish(&self.h.header().consumer.head);
+        if wait::wake(self.h.space_words(), &OsFutex) {
+            self.woke();
+        }
+    }
+
+    /// Counts a wake call.
+    #[cold]
+    fn woke(&mut self) {
+        self.h.local.wake_calls += 1;
+        self.h.store_rare();
+    }
+
+    /// Releases one message and counts it.
     #[inline]
     fn release(&mut self, rec: consumer::Record) {
         self.ring.release(rec);
-        self.h.local.count(&self.h.shared.seg, self.h.slot, rec.len as usize);
+        self.h.count(1, rec.len as usize);
     }
 
     /// Takes up to `max` messages that are in the queue now, calling `f` on each, and
@@ -333,30 +395,38 @@ impl Consumer {
         let Some(mut rec) = self.next(until)? else {
             return Ok(0);
         };
-        let mut n = 0;
+        // Counts and publishes once, when the batch ends, however it ends (`f` may panic).
+        let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
         loop {
-            f(self.payload(rec));
-            self.release(rec);
-            n += 1;
-            if n == max {
+            f(batch.consumer.payload(rec));
+            batch.consumer.ring.release(rec);
+            batch.messages += 1;
+            batch.bytes += rec.len as usize;
+            if batch.messages == max as u64 {
                 break;
             }
-            match Self::peek_ring(&mut self.ring, &self.h.shared.seg) {
+            let c = &mut *batch.consumer;
+            if let Some(r) = c.ring.peek_message(&c.h.region) {
+                rec = r;
+                continue;
+            }
+            match c.ring.peek(&c.h.region) {
                 Ok(Some(r)) => rec = r,
                 Ok(None) => break,
                 Err(e) => {
-                    self.publish();
+                    let e = corrupt(&batch.consumer.h.shared.seg, e);
+                    drop(batch);
                     return Err(e);
                 }
             }
         }
-        self.publish();
-        Ok(n)
+        Ok(batch.messages as usize)
     }
 
+    #[inline]
     fn payload(&self, rec: consumer::Record) -> &[u8] {
         let len = rec.len as usize;
-        let p = self.h.shared.seg.region().ptr(rec.payload, len);
+        let p = self.h.region.ptr(rec.payload, len);
         // SAFETY: in bounds (checked by `ptr`); a committed record belongs to the consumer
         // until it releases it, and the mapping lives as long as `self`.
         unsafe { std::slice::from_raw_parts(p, len) }
@@ -369,7 +439,23 @@ impl Consumer {
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty(&self.h.shared.seg.region())
+        self.ring.is_empty(&self.h.region)
+    }
+}
+
+/// The messages of a [`Consumer::recv_batch`] released so far: counted and published when
+/// it drops.
+struct Batch<'a> {
+    consumer: &'a mut Consumer,
+    messages: u64,
+    bytes: usize,
+}
+
+impl Drop for Batch<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.h.count(self.messages, self.bytes);
+        self.consumer.publish();
     }
 }
 
@@ -385,12 +471,31 @@ impl Drop for Consumer {
 pub struct Message<'a> {
     consumer: &'a mut Consumer,
     rec: consumer::Record,
+    /// The first payload byte (`rec.len` bytes, bounds-checked when the message was made).
+    payload: *const u8,
+}
+
+// SAFETY: a `Message` is a `&mut Consumer` (which is `Send`) and a pointer to bytes that
+// consumer owns until the message drops; sending it is sending that borrow. (It is not
+// `Sync`, like `&mut Consumer`: the consumer is not `Sync`.)
+unsafe impl Send for Message<'_> {}
+
+impl<'a> Message<'a> {
+    #[inline]
+    fn new(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
+        let payload = consumer.h.region.ptr(rec.payload, rec.len as usize);
+        Message { consumer, rec, payload }
+    }
 }
 
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
-        self.consumer.payload(self.rec)
+        // SAFETY: `payload` points to `rec.len` bytes in the consumer's mapping (checked by
+        // `ptr` in `new`); the record belongs to the consumer until this message releases it
+        // on drop, and the mapping lives as long as the consumer we borrow.
+        unsafe { std::slice::from_raw_parts(self.payload, self.rec.len as usize) }
     }
 }
 
@@ -401,10 +506,12 @@ impl AsRef<[u8]> for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         let rec = self.rec;
         self.consumer.release(rec);
-        self.consumer.publish();
+        // A message record is at least a header long: `head` moved.
+        self.consumer.publish_moved();
     }
 }
 

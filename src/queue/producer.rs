@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::attach::{Handle, Until, corrupt, until};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
+use crate::ring::mpsc::ClaimWords;
 use crate::ring::{Region, Reservation, RingError, mpsc, spsc};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
@@ -42,6 +43,9 @@ pub struct Producer {
     /// aborted, every send is refused (SPSC would hand out the same space twice, and a
     /// commit after it would move the position back over what was sent meanwhile).
     raw: Option<Reservation>,
+    /// The queue's `max_message` (the validated private copy), kept at hand for the
+    /// per-message check.
+    max_message: u32,
 }
 
 impl std::fmt::Debug for Producer {
@@ -64,7 +68,8 @@ impl Producer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Producer> {
         let (h, ring) = Handle::open(name, Role::Producer, wait, Self::attach)?;
-        Ok(Producer { h, ring, raw: None })
+        let max_message = h.shared.seg.config().max_message;
+        Ok(Producer { h, ring, raw: None, max_message })
     }
 
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
@@ -139,10 +144,48 @@ impl Producer {
         self.send_until(msg, until(timeout))
     }
 
+    /// The common case inline: the checks every send makes, then the message appended
+    /// where it fits at once; the rest ([`send_slow`](Self::send_slow)) out of line.
     #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
-        let res = self.reserve_until(msg.len(), until)?;
-        self.h.shared.seg.region().write(res.payload(), msg);
+        let len = self.check_send(msg.len())?;
+        let h = self.h.header();
+        let r = match &mut self.ring {
+            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &h.consumer.head, &self.h.region, msg),
+            ProducerRing::Mpsc(p) => {
+                let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
+                match p.try_reserve(&h.producer.tail, &h.consumer.head, mine, &self.h.region, len) {
+                    Ok(res) => {
+                        self.h.region.write(res.payload(), msg);
+                        p.commit(&self.h.region, res, len)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.h.count(1, msg.len());
+                self.wake_consumer();
+                Ok(())
+            }
+            Err(e) => self.send_slow(msg, until, e),
+        }
+    }
+
+    /// A send whose first attempt failed with `e`: `Full` waits (by `until`) for room, then
+    /// sends; anything else is reported.
+    #[cold]
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], until: Until, e: RingError) -> Result<()> {
+        if e != RingError::Full {
+            return Err(corrupt(&self.h.shared.seg, e));
+        }
+        // Padding to the end of the region may have been published on the way: the
+        // consumer must pass it (and hand the space back) before the record can fit.
+        self.wake_consumer();
+        let res = self.reserve_full(msg.len() as u32, until)?;
+        self.h.region.write(res.payload(), msg);
         self.commit_reserved(res, msg.len() as u32)
     }
 
@@ -185,18 +228,31 @@ impl Producer {
     #[inline]
     fn check_no_raw(&self) -> Result<()> {
         if self.raw.is_some() {
-            return Err(Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into()));
+            return Err(raw_outstanding());
         }
         Ok(())
     }
 
     #[inline]
     fn check_len(&self, len: usize) -> Result<u32> {
-        let max = self.h.shared.seg.config().max_message;
-        if len > max as usize {
-            return Err(Error::TooLarge { len, max: max as usize });
+        if len > self.max_message as usize {
+            return Err(Error::TooLarge { len, max: self.max_message as usize });
         }
         Ok(len as u32)
+    }
+
+    /// What every send and reserve checks first: the handle was opened by this process
+    /// (not inherited through `fork`), no raw grant is out, the message is not too large,
+    /// and the queue is not closed. Returns the length as `u32`.
+    #[inline]
+    fn check_send(&self, len: usize) -> Result<u32> {
+        self.h.shared.seg.check_same_process()?;
+        self.check_no_raw()?;
+        let len = self.check_len(len)?;
+        if self.h.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(len)
     }
 
     #[inline]
@@ -223,19 +279,20 @@ impl Producer {
 
     #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
-        self.h.shared.seg.check_same_process()?;
-        self.check_no_raw()?;
-        let len = self.check_len(len)?;
-        if self.h.shared.seg.is_closed() {
-            return Err(Error::Closed);
-        }
+        let len = self.check_send(len)?;
         match Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, self.h.slot, len) {
-            Ok(r) => return Ok(r),
-            Err(RingError::Full) => {}
-            Err(e) => return Err(corrupt(&self.h.shared.seg, e)),
+            Ok(r) => Ok(r),
+            Err(RingError::Full) => self.reserve_full(len, until),
+            Err(e) => Err(corrupt(&self.h.shared.seg, e)),
         }
+    }
+
+    /// After a reservation of `len` found the ring full: counts it, then waits (by
+    /// `until`) for room and reserves.
+    #[cold]
+    fn reserve_full(&mut self, len: u32, until: Until) -> Result<Reservation> {
         self.h.local.full_events += 1;
-        self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+        self.h.store_rare();
         let Until::Deadline(deadline) = until else {
             return Err(Error::Full);
         };
@@ -263,32 +320,37 @@ impl Producer {
     /// move the position backwards over messages already sent.
     #[inline]
     fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
-        let region = self.h.shared.seg.region();
+        let region = &self.h.region;
         let r = match &mut self.ring {
-            ProducerRing::Spsc(p) => {
-                p.commit(&region, res, len).map(|()| p.publish(&self.h.shared.seg.header().producer.tail))
-            }
-            ProducerRing::Mpsc(p) => p.commit(&region, res, len),
+            ProducerRing::Spsc(p) => p.commit(region, res, len).map(|()| p.publish(&self.h.header().producer.tail)),
+            ProducerRing::Mpsc(p) => p.commit(region, res, len),
         };
         r.map_err(|e| corrupt(&self.h.shared.seg, e))?;
-        self.h.local.count(&self.h.shared.seg, self.h.slot, len as usize);
+        self.h.count(1, len as usize);
         self.wake_consumer();
         Ok(())
     }
 
+    /// Wakes the consumer if it sleeps (or is about to): after every publication.
     #[inline]
     fn wake_consumer(&mut self) {
-        if wait::wake(self.h.shared.seg.data_words(), &OsFutex) {
-            self.h.local.wake_calls += 1;
-            self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+        if wait::wake(self.h.data_words(), &OsFutex) {
+            self.woke();
         }
+    }
+
+    /// Counts a wake call.
+    #[cold]
+    fn woke(&mut self) {
+        self.h.local.wake_calls += 1;
+        self.h.store_rare();
     }
 
     fn abort_reserved(&mut self, res: Reservation) {
         if let ProducerRing::Mpsc(p) = &self.ring {
             // The claimed space becomes padding; the consumer may be waiting behind it.
             // `Reclaimed` needs nothing more: a reader made it padding already.
-            let _ = p.abort(&self.h.shared.seg.region(), res);
+            let _ = p.abort(&self.h.region, res);
             self.wake_consumer();
         }
         // SPSC: nothing was published; the space is simply reused.
@@ -329,7 +391,7 @@ impl Producer {
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
         let ours = self.raw == Some(grant.res)
             && grant.slot == self.h.slot
-            && grant.ptr == self.h.shared.seg.region().ptr(grant.res.payload(), grant.len);
+            && grant.ptr == self.h.region.ptr(grant.res.payload(), grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -381,11 +443,11 @@ impl Producer {
         if msgs.is_empty() {
             return Ok(0);
         }
-        if self.h.shared.seg.is_closed() {
+        if self.h.is_closed() {
             return Err(Error::Closed);
         }
-        let region = self.h.shared.seg.region();
-        let h = self.h.shared.seg.header();
+        let region = &self.h.region;
+        let h = self.h.header();
         let mut count = 0;
         let mut bytes = 0;
         let outcome = match &mut self.ring {
@@ -393,42 +455,33 @@ impl Producer {
                 let mut outcome = Ok(());
                 for m in msgs {
                     let m = m.as_ref();
-                    match p.try_reserve(&h.producer.tail, &h.consumer.head, &region, m.len() as u32) {
-                        Ok(res) => {
-                            region.write(res.payload(), m);
-                            if let Err(e) = p.commit(&region, res, m.len() as u32) {
-                                outcome = Err(e);
-                                break;
-                            }
-                            count += 1;
-                            bytes += m.len();
-                        }
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
+                    if let Err(e) = p.push(&h.producer.tail, &h.consumer.head, region, m) {
+                        outcome = Err(e);
+                        break;
                     }
+                    count += 1;
+                    bytes += m.len();
                 }
                 p.publish(&h.producer.tail);
                 outcome
             }
             ProducerRing::Mpsc(p) => {
                 let lens = msgs.iter().map(|m| m.as_ref().len() as u32);
-                let mine = self.h.shared.seg.claim_words(self.h.slot);
-                match p.try_reserve_many(&h.producer.tail, &h.consumer.head, mine, &region, lens) {
+                let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
+                match p.try_reserve_many(&h.producer.tail, &h.consumer.head, mine, region, lens) {
                     Ok((mut pos, n)) => {
                         let mut outcome = Ok(());
                         for m in &msgs[..n] {
                             let m = m.as_ref();
-                            let res = p.reservation_at(&region, pos, m.len() as u32);
+                            let res = p.reservation_at(region, pos, m.len() as u32);
                             region.write(res.payload(), m);
-                            if let Err(e) = p.commit(&region, res, m.len() as u32) {
+                            if let Err(e) = p.commit(region, res, m.len() as u32) {
                                 // Give the rest of the claim back as padding, or the
                                 // consumer would wait behind it for a producer that lives.
                                 pos += res.size;
                                 for m in &msgs[count + 1..n] {
-                                    let rest = p.reservation_at(&region, pos, m.as_ref().len() as u32);
-                                    let _ = p.abort(&region, rest);
+                                    let rest = p.reservation_at(region, pos, m.as_ref().len() as u32);
+                                    let _ = p.abort(region, rest);
                                     pos += rest.size;
                                 }
                                 outcome = Err(e);
@@ -446,7 +499,7 @@ impl Producer {
             }
         };
         if count > 0 {
-            self.h.local.count_many(&self.h.shared.seg, self.h.slot, count as u64, bytes);
+            self.h.count(count as u64, bytes);
             self.wake_consumer();
             if let Err(e @ (RingError::Reclaimed | RingError::Corrupt(_))) = outcome {
                 return Err(corrupt(&self.h.shared.seg, e));
@@ -460,7 +513,7 @@ impl Producer {
         match outcome {
             Err(RingError::Full) | Ok(()) => {
                 self.h.local.full_events += 1;
-                self.h.local.store_rare(&self.h.shared.seg, self.h.slot);
+                self.h.store_rare();
                 Err(Error::Full)
             }
             Err(e) => Err(corrupt(&self.h.shared.seg, e)),
@@ -476,6 +529,12 @@ impl Producer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The error of a send while a raw grant is out (out of line: it allocates).
+#[cold]
+fn raw_outstanding() -> Error {
+    Error::InvalidArgument("a raw grant is outstanding: commit or abort it first".into())
 }
 
 impl Drop for Producer {
@@ -526,7 +585,7 @@ impl Grant<'_> {
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
         self.producer.raw = Some(self.res);
-        let ptr = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
+        let ptr = self.producer.h.region.ptr(self.res.payload(), self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
 }
@@ -559,7 +618,7 @@ impl RawGrant {
 impl std::ops::Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.region.ptr(self.res.payload(), self.len);
         // SAFETY: in bounds (checked by `ptr`); the reserved bytes belong to this producer
         // until it commits (the ring protocol), and the mapping lives as long as the
         // producer we borrow.
@@ -569,7 +628,7 @@ impl std::ops::Deref for Grant<'_> {
 
 impl std::ops::DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let p = self.producer.h.shared.seg.region().ptr(self.res.payload(), self.len);
+        let p = self.producer.h.region.ptr(self.res.payload(), self.len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(p, self.len) }
     }

@@ -1,17 +1,20 @@
 //! What [`Queue::inspect`](super::Queue::inspect) reports ([`Snapshot`], [`CounterValues`],
 //! [`Participant`], [`Role`]), and the counters each handle keeps for it ([`Local`]).
 
-use crate::layout::{self, Counters};
+use crate::layout::{self, Counters, Slot};
 use crate::segment::{Config, Segment};
 use crate::sync::atomic::Ordering;
 
 /// How often (in messages) a handle refreshes its heartbeat without waiting.
 const HEARTBEAT_EVERY: u64 = 4096;
+const _: () = assert!(HEARTBEAT_EVERY.is_power_of_two());
 
 /// Counter values of a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CounterValues {
-    /// Messages sent (producers) or received (consumer).
+    /// Messages sent (producers) or received (consumer). A batch call
+    /// ([`send_batch`](crate::Producer::send_batch),
+    /// [`recv_batch`](crate::Consumer::recv_batch)) counts its messages when it ends.
     pub messages: u64,
     /// Payload bytes.
     pub bytes: u64,
@@ -160,27 +163,33 @@ pub(super) struct Local {
 }
 
 impl Local {
+    /// Counts `messages` messages of `bytes` payload bytes, and refreshes the heartbeat
+    /// whenever the count passes a multiple of [`HEARTBEAT_EVERY`].
     #[inline]
-    pub(super) fn count(&mut self, seg: &Segment, slot: usize, len: usize) {
-        self.count_many(seg, slot, 1, len);
-    }
-
-    #[inline]
-    pub(super) fn count_many(&mut self, seg: &Segment, slot: usize, messages: u64, bytes: usize) {
+    pub(super) fn count(&mut self, slot: &Slot, messages: u64, bytes: usize) {
         let before = self.messages;
         self.messages += messages;
         self.bytes += bytes as u64;
-        let c = &seg.slot(slot).counters;
+        let c = &slot.counters;
         // Relaxed: statistics; only this handle writes its slot.
         c.messages.store(self.messages, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.messages / HEARTBEAT_EVERY != before / HEARTBEAT_EVERY {
-            heartbeat(seg, slot);
+        // Whether the count passed a multiple of `HEARTBEAT_EVERY`, a power of two: for one
+        // message (a constant where this is inlined), whether it is one; for more, whether
+        // the bits above it changed (`self.messages / HEARTBEAT_EVERY != before /
+        // HEARTBEAT_EVERY` without the divisions).
+        let passed = if messages == 1 {
+            self.messages % HEARTBEAT_EVERY == 0
+        } else {
+            (self.messages ^ before) >= HEARTBEAT_EVERY
+        };
+        if passed {
+            heartbeat(slot);
         }
     }
 
-    pub(super) fn store_rare(&self, seg: &Segment, slot: usize) {
-        let c = &seg.slot(slot).counters;
+    pub(super) fn store_rare(&self, slot: &Slot) {
+        let c = &slot.counters;
         // Relaxed: statistics.
         c.full_events.store(self.full_events, Ordering::Relaxed);
         c.wake_calls.store(self.wake_calls, Ordering::Relaxed);
@@ -188,9 +197,10 @@ impl Local {
     }
 }
 
-/// Stamps slot `slot` with the time: participants that wait or send rarely still show
-/// when they were last active.
-pub(super) fn heartbeat(seg: &Segment, slot: usize) {
+/// Stamps `slot` with the time: participants that wait or send rarely still show when they
+/// were last active.
+#[cold]
+pub(super) fn heartbeat(slot: &Slot) {
     // Relaxed: information only.
-    seg.slot(slot).heartbeat_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
+    slot.heartbeat_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
 }

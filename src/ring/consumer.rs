@@ -24,10 +24,22 @@ pub struct Record {
     pub size: u64,
 }
 
+/// What [`Consumer::look`] found at the head.
+pub enum Look {
+    /// A valid message.
+    Message(Record),
+    /// Nothing stamped for this position.
+    Nothing,
+    /// Padding, another kind, or a header that fails validation: see `peek_general`.
+    Other,
+}
+
 /// Consumer state; see the module docs.
 #[derive(Debug)]
 pub struct Consumer {
     geo: Geometry,
+    /// `geo.max_record()`, kept at hand for the per-message validation.
+    max_record: u64,
     /// Everything below is consumed. Private: never re-read from shared memory.
     head: u64,
     /// The value last stored into the shared `head`.
@@ -40,7 +52,7 @@ impl Consumer {
         if !super::plausible(head) {
             return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
-        Ok(Consumer { geo, head, published: head })
+        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head })
     }
 
     /// The private consumer position.
@@ -53,6 +65,59 @@ impl Consumer {
     /// that space). Never waits.
     #[inline]
     pub fn peek<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
+        match self.look(region) {
+            Look::Message(rec) => Ok(Some(rec)),
+            Look::Nothing => Ok(None),
+            Look::Other => self.peek_general(region),
+        }
+    }
+
+    /// The common case of [`peek`](Self::peek), straight-line: a valid message at the head.
+    /// `None` for anything else (not there yet, padding, a record that fails validation),
+    /// which [`peek`](Self::peek) then reads afresh and decides on.
+    #[inline]
+    pub fn peek_message<R: Region + ?Sized>(&self, region: &R) -> Option<Record> {
+        match self.look(region) {
+            Look::Message(rec) => Some(rec),
+            Look::Nothing | Look::Other => None,
+        }
+    }
+
+    /// One read of the stamp at the head: a valid message, nothing stamped for this
+    /// position (a record not yet there: what `read_record` calls `Nothing`; `head` did not
+    /// move), or anything else, for [`peek`](Self::peek) to decide.
+    #[inline]
+    pub fn look<R: Region + ?Sized>(&self, region: &R) -> Look {
+        let index = self.geo.index(self.head);
+        let room = self.geo.capacity - index as u64;
+        if room < record::HEADER as u64 {
+            return Look::Other;
+        }
+        let (stamp, info) = region.header(index);
+        // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS (MPSC)
+        // of the stamp: the info word and the payload written before it are visible.
+        let stamp = stamp.load(Ordering::Acquire);
+        if stamp != self.geo.stamp(self.head, record::KIND_MESSAGE) {
+            // As in `read_record`: a stamp whose high bits are not this position's is not
+            // a record (stale bytes of an earlier lap, a record being written).
+            let nothing = stamp ^ self.geo.stamp(self.head, 0) > record::KIND_MASK;
+            return if nothing { Look::Nothing } else { Look::Other };
+        }
+        // Relaxed: ordered after the stamp's Acquire load; read once, validated here as in
+        // `read_record`.
+        let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
+        let valid =
+            len <= self.geo.max_message && record::size(u64::from(len)) <= size && size <= room.min(self.max_record);
+        if valid {
+            Look::Message(Record { pos: self.head, payload: index + record::HEADER, len, size })
+        } else {
+            Look::Other
+        }
+    }
+
+    /// [`peek`](Self::peek) for any record: padding, nothing, corrupt headers.
+    #[inline(never)]
+    fn peek_general<R: Region + ?Sized>(&mut self, region: &R) -> Result<Option<Record>, RingError> {
         // Honest padding never covers more than the region in one pass; more skips than
         // that means a writer keeps planting padding ahead of us.
         let mut skips_left = self.geo.capacity / record::ALIGN as u64 + 1;

@@ -154,28 +154,31 @@ pub fn read_record<R: Region + ?Sized>(geo: &Geometry, region: &R, pos: u64) -> 
     // SYNC POINT: Acquire pairs with the producer's Release store (SPSC) or CAS (MPSC) of
     // the stamp: the info word and the payload written before it are visible.
     let stamp = region.word(index).load(crate::sync::atomic::Ordering::Acquire);
-    let kind = stamp & record::KIND_MASK;
-    if stamp != geo.stamp(pos, kind) {
+    // The stamp of any kind at `pos` has these high bits and the kind in the low three.
+    let kind = stamp ^ geo.stamp(pos, 0);
+    if kind > record::KIND_MASK {
         return Ok(Found::Nothing);
     }
-    match kind {
-        record::KIND_MESSAGE | record::KIND_PADDING => {
-            if room < record::HEADER as u64 {
-                return Err(RingError::Corrupt("record header across the end of the region"));
-            }
-            // Relaxed: ordered after the stamp's Acquire load; read once, validated here.
-            let (len, size) = record::decode_info(region.word(index + 8).load(crate::sync::atomic::Ordering::Relaxed));
-            if size > room || size < record::HEADER as u64 {
-                return Err(RingError::Corrupt("record size out of bounds"));
-            }
-            if kind == record::KIND_PADDING {
-                return Ok(Found::Skip { size });
-            }
-            if len > geo.max_message || record::size(u64::from(len)) > size || size > geo.max_record() {
+    if kind == record::KIND_MESSAGE || kind == record::KIND_PADDING {
+        if room < record::HEADER as u64 {
+            return Err(RingError::Corrupt("record header across the end of the region"));
+        }
+        // Relaxed: ordered after the stamp's Acquire load; read once, validated here.
+        let info = region.word(index + 8).load(crate::sync::atomic::Ordering::Relaxed);
+        let (len, size) = record::decode_info(info);
+        if kind == record::KIND_MESSAGE {
+            // `record::size(len) >= HEADER`, so this also bounds `size` below.
+            if len > geo.max_message || record::size(u64::from(len)) > size || size > room.min(geo.max_record()) {
                 return Err(RingError::Corrupt("message length out of bounds"));
             }
-            Ok(Found::Message { len, size })
+            return Ok(Found::Message { len, size });
         }
+        if size > room || size < record::HEADER as u64 {
+            return Err(RingError::Corrupt("record size out of bounds"));
+        }
+        return Ok(Found::Skip { size });
+    }
+    match kind {
         record::KIND_PAD_END => Ok(Found::Skip { size: room }),
         _ => Ok(Found::Nothing), // RECLAIMING (or an unknown kind): not readable
     }
@@ -189,6 +192,12 @@ pub fn read_record<R: Region + ?Sized>(geo: &Geometry, region: &R, pos: u64) -> 
 pub trait Region {
     /// The 8-byte header word at `index` (a multiple of 8).
     fn word(&self, index: usize) -> &AtomicU64;
+    /// The two words of a record header at `index` (a multiple of 8, at least
+    /// [`record::HEADER`] bytes before the end): the stamp and the info word.
+    #[inline]
+    fn header(&self, index: usize) -> (&AtomicU64, &AtomicU64) {
+        (self.word(index), self.word(index + 8))
+    }
     /// Copies `src` into the region at `index`.
     fn write(&self, index: usize, src: &[u8]);
     /// Copies bytes of the region at `index` into `dst`.
@@ -204,6 +213,10 @@ mod ptr_region {
     pub struct PtrRegion {
         base: *mut u8,
         len: usize,
+        /// Whole 8-byte words in the region: `len / 8`.
+        words: usize,
+        /// Positions for a two-word record header: `words - 1` (or 0).
+        headers: usize,
     }
 
     // SAFETY: the region is shared memory accessed through atomics (headers) and through
@@ -218,7 +231,7 @@ mod ptr_region {
         /// long as the region (and anything borrowed from it) lives.
         pub unsafe fn new(base: *mut u8, len: usize) -> PtrRegion {
             debug_assert!(base as usize % 8 == 0);
-            PtrRegion { base, len }
+            PtrRegion { base, len, words: len / 8, headers: (len / 8).saturating_sub(1) }
         }
 
         /// A pointer to `len` bytes at `index`, bounds-checked.
@@ -233,11 +246,25 @@ mod ptr_region {
     impl Region for PtrRegion {
         #[inline]
         fn word(&self, index: usize) -> &AtomicU64 {
-            assert!(index % 8 == 0, "unaligned header index");
-            let p = self.ptr(index, 8);
-            // SAFETY: in bounds (checked by `ptr`), 8-byte aligned (base is, index is), valid
+            // One comparison for both conditions: rotating moves the low three bits to the
+            // top, so an unaligned index becomes larger than any word count; an aligned one
+            // becomes its word number, which must be below the number of whole words.
+            assert!(index.rotate_right(3) < self.words, "ring word out of bounds or unaligned");
+            // SAFETY: in bounds (checked above), 8-byte aligned (base is, index is), valid
             // for the region's lifetime; every concurrent access to a header word is atomic.
-            unsafe { AtomicU64::from_ptr(p.cast()) }
+            unsafe { AtomicU64::from_ptr(self.base.add(index).cast()) }
+        }
+
+        #[inline]
+        fn header(&self, index: usize) -> (&AtomicU64, &AtomicU64) {
+            // As in `word`, for two words: the second must be a whole word too.
+            assert!(index.rotate_right(3) < self.headers, "ring header out of bounds or unaligned");
+            // SAFETY: both words in bounds (checked above, with one test instead of two),
+            // 8-byte aligned, valid for the region's lifetime; accessed only atomically.
+            unsafe {
+                let p = self.base.add(index).cast::<u64>();
+                (AtomicU64::from_ptr(p), AtomicU64::from_ptr(p.add(1)))
+            }
         }
 
         #[inline]
@@ -245,14 +272,64 @@ mod ptr_region {
             let p = self.ptr(index, src.len());
             // SAFETY: in bounds; the ring protocol gives this producer exclusive use of the
             // reserved bytes; `src` is private memory, so the two cannot overlap.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) }
+            unsafe { copy(src.as_ptr(), p, src.len()) }
         }
 
         #[inline]
         fn read(&self, index: usize, dst: &mut [u8]) {
             let p = self.ptr(index, dst.len());
             // SAFETY: in bounds; the bytes belong to a committed record the consumer holds.
-            unsafe { std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), dst.len()) }
+            unsafe { copy(p, dst.as_mut_ptr(), dst.len()) }
+        }
+    }
+
+    /// `copy_nonoverlapping`, with the copies of up to 64 bytes done inline (two
+    /// overlapping loads and stores of a power of two between `len / 2` and `len`) instead of
+    /// through a call to `memcpy`, whose call, dispatch and return cost more than such a
+    /// copy itself. Every load and store stays inside `src..src + len` and
+    /// `dst..dst + len`.
+    ///
+    /// # Safety
+    /// As for `copy_nonoverlapping`: `src` valid for reads and `dst` for writes of `len`
+    /// bytes, the two not overlapping.
+    #[inline(always)]
+    unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
+        /// Copies `N` bytes at `0` and `N` bytes ending at `len` (`N <= len <= 2 * N`).
+        ///
+        /// # Safety
+        /// As for `copy`, with `N <= len`.
+        #[inline(always)]
+        unsafe fn two<const N: usize>(src: *const u8, dst: *mut u8, len: usize) {
+            // SAFETY: `N <= len`, so both `N`-byte ranges lie inside the `len` bytes the
+            // caller vouches for; unaligned accesses are what `read/write_unaligned` do.
+            unsafe {
+                let head = src.cast::<[u8; N]>().read_unaligned();
+                let tail = src.add(len - N).cast::<[u8; N]>().read_unaligned();
+                dst.cast::<[u8; N]>().write_unaligned(head);
+                dst.add(len - N).cast::<[u8; N]>().write_unaligned(tail);
+            }
+        }
+        // SAFETY: each branch copies within `len` bytes (see `two`); the caller vouches for
+        // `src`, `dst` and `len`.
+        unsafe {
+            // Ordered so that the usual message sizes take few branches.
+            if len >= 8 {
+                if len <= 16 {
+                    two::<8>(src, dst, len)
+                } else if len <= 32 {
+                    two::<16>(src, dst, len)
+                } else if len <= 64 {
+                    two::<32>(src, dst, len)
+                } else {
+                    std::ptr::copy_nonoverlapping(src, dst, len)
+                }
+            } else if len >= 4 {
+                two::<4>(src, dst, len)
+            } else if len >= 2 {
+                two::<2>(src, dst, len)
+            } else if len == 1 {
+                dst.write(src.read())
+            }
         }
     }
 

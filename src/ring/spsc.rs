@@ -18,6 +18,17 @@ pub struct Producer {
     tail: u64,
     /// A value `head` held at some point: `head_cache <= head <= tail`.
     head_cache: u64,
+    /// A record may end at or below this position without further checks: the smaller of
+    /// the end of the region's lap that `tail` was in and `head_cache + capacity`, as they
+    /// were at some earlier `(tail, head_cache)`. Both only grow, so a stale value is only
+    /// too low (sending the record down the general path, which refreshes it), never too high.
+    limit: u64,
+}
+
+/// See [`Producer::limit`](Producer).
+#[inline]
+fn limit(geo: &Geometry, tail: u64, head_cache: u64) -> u64 {
+    ((tail | geo.mask()) + 1).min(head_cache + geo.capacity)
 }
 
 /// Checks a `head` read from shared memory against our private `tail`.
@@ -37,7 +48,7 @@ impl Producer {
             return Err(RingError::Corrupt("producer position not aligned or out of range"));
         }
         let head = checked_head(&geo, head, tail)?;
-        Ok(Producer { geo, tail, head_cache: head })
+        Ok(Producer { geo, tail, head_cache: head, limit: limit(&geo, tail, head) })
     }
 
     /// Attaches to a ring as its new producer, recovering from a predecessor that died
@@ -127,14 +138,80 @@ impl Producer {
         if res.pos != self.tail || len > res.len || res.index != self.geo.index(res.pos) {
             return Err(RingError::Misuse("commit of a reservation that is not the producer's current one"));
         }
-        let size = record::size(u64::from(len));
+        self.publish_record(region, res.index, len, record::size(u64::from(len)));
+        Ok(())
+    }
+
+    /// Writes the header of a message record of `len` payload bytes (already written) and
+    /// `size = record::size(len)` bytes at `tail` (whose index is `index`, with room for the
+    /// record checked) and moves `tail`.
+    #[inline]
+    fn publish_record<R: Region + ?Sized>(&mut self, region: &R, index: usize, len: u32, size: u64) {
+        let (stamp, info) = region.header(index);
         // Relaxed: ordered before the stamp's Release store below.
-        region.word(res.index + 8).store(record::info(len, size), Ordering::Relaxed);
+        info.store(record::info(len, size), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the reader's Acquire load of the stamp: the info
         // word and the payload are visible before the record is.
-        region.word(res.index).store(self.geo.stamp(res.pos, record::KIND_MESSAGE), Ordering::Release);
-        self.tail = res.pos + size;
+        stamp.store(self.geo.stamp(self.tail, record::KIND_MESSAGE), Ordering::Release);
+        self.tail += size;
+    }
+
+    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller):
+    /// [`try_reserve`](Self::try_reserve), a copy and [`commit`](Self::commit) in one, with the common case (the record ends within
+    /// `limit`: before the end of the region, and within a capacity of the cached `head`)
+    /// one comparison. `Full` as `try_reserve`, which may have published padding on the
+    /// way. Does not publish `tail` (a wrap's padding excepted): call
+    /// [`publish`](Self::publish) after one or many.
+    #[inline]
+    pub fn push<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        msg: &[u8],
+    ) -> Result<(), RingError> {
+        let len = msg.len() as u32;
+        debug_assert!(len <= self.geo.max_message && msg.len() <= u32::MAX as usize);
+        let size = record::size(u64::from(len));
+        let index = if self.tail + size <= self.limit {
+            self.geo.index(self.tail)
+        } else {
+            self.reserve_slow(shared_tail, head, region, len)?
+        };
+        region.write(index + record::HEADER, msg);
+        self.publish_record(region, index, len, size);
         Ok(())
+    }
+
+    /// [`push`](Self::push), then [`publish`](Self::publish): one message.
+    #[inline]
+    pub fn try_push<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        msg: &[u8],
+    ) -> Result<(), RingError> {
+        self.push(shared_tail, head, region, msg)?;
+        self.publish(shared_tail);
+        Ok(())
+    }
+
+    /// [`try_reserve`](Self::try_reserve) out of line, for [`push`](Self::push)'s
+    /// uncommon case (a wrap, or the cached `head` says full): returns the reservation's
+    /// index, and refreshes `limit`.
+    #[cold]
+    #[inline(never)]
+    fn reserve_slow<R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &AtomicU64,
+        region: &R,
+        len: u32,
+    ) -> Result<usize, RingError> {
+        let res = self.try_reserve(shared_tail, head, region, len)?;
+        self.limit = limit(&self.geo, self.tail, self.head_cache);
+        Ok(res.index)
     }
 
     /// Stores the private `tail` into shared memory (for `len`, `inspect`, a successor).

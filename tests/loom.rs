@@ -9,8 +9,9 @@
 //! interleaving (or a protocol change that made one impossible) fails as loudly as a bug.
 //!
 //! The rings use layout v2: every record header is stamped with its own (salted) position,
-//! nothing is ever zeroed, and the region holds the bytes of earlier laps: a reader that
-//! comes round to a position finds the stamp of the record a lap before, and must not take it.
+//! nothing is ever zeroed, and the region holds the bytes of earlier laps. Several models
+//! start after a lap has been written and read, so that every header word holds an old
+//! stamp a careless reader could take.
 //!
 //! What loom cannot see: it never lets a load read a value from the future (no load
 //! buffering), its SeqCst loads and stores are weaker than C++'s (the protocol relies on
@@ -37,8 +38,9 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
-use shmq::layout::record::KIND_MESSAGE;
+use shmq::layout::record::{self, KIND_MESSAGE};
 use shmq::ring::consumer::Consumer;
+use shmq::ring::reclaim::{self, Claim, Outcome};
 use shmq::ring::{Geometry, Region, RingError, mpsc, spsc};
 use shmq::sync::Futex;
 use shmq::sync::atomic::Ordering;
@@ -148,9 +150,42 @@ impl Ring {
         }
     }
 
+    /// A ring at position `capacity` whose region holds a whole earlier lap: messages of
+    /// `len` bytes (and padding at the wrap), written and read before the model's threads
+    /// start. Every header word holds a valid stamp of that lap's positions.
+    fn after_a_lap(capacity: u64, max_message: u32, len: u32) -> Ring {
+        let ring = Ring::new(capacity, max_message, 0);
+        let mut p = spsc::Producer::new(ring.geo, 0, 0).unwrap();
+        let mut c = Consumer::new(ring.geo, 0).unwrap();
+        let mut seq = 0;
+        while p.tail() < capacity {
+            let to_end = capacity - p.tail();
+            assert!(to_end >= record::HEADER as u64, "choose a length that leaves no 8-byte tail");
+            let len = if record::size(u64::from(len)) <= to_end { len } else { (to_end - 16) as u32 };
+            let res = p.try_reserve(&ring.tail, &ring.head, &ring.region, len).unwrap();
+            ring.region.write(res.payload(), &msg(0, seq, len as usize));
+            p.commit(&ring.region, res, len).unwrap();
+            p.publish(&ring.tail);
+            assert_eq!(ring.recv(&mut c), Some(msg(0, seq, len as usize)));
+            seq += 1;
+        }
+        assert_eq!(c.head(), capacity);
+        ring
+    }
+
     /// Producer `slot`'s claim record.
     fn mine(&self, slot: usize) -> mpsc::ClaimWords<'_> {
         mpsc::ClaimWords { pos: &self.claims[slot].0, end: &self.claims[slot].1 }
+    }
+
+    /// The claim records as a reader copies them (after an Acquire load of `tail`).
+    fn claim_list(&self) -> Vec<Claim> {
+        self.claims
+            .iter()
+            .enumerate()
+            .map(|(slot, (p, e))| Claim { slot, pos: p.load(Ordering::Relaxed), end: e.load(Ordering::Relaxed) })
+            .filter(|c| c.end != 0)
+            .collect()
     }
 
     /// An MPSC producer attached with the `head` of now.
@@ -358,6 +393,104 @@ fn spsc_batched_commits_and_releases() {
     outcomes.assert(&[false, true]);
 }
 
+/// What [`two_readers_each_read_every_message_across_a_lap`] saw: how many messages each
+/// reader took in its two tries, and whether the producer's second message went in.
+type ReadersOutcome = (usize, usize, bool);
+
+/// Two readers over one ring, as subscriptions will have: each keeps its own position and
+/// publishes it into its own word, and the producer may reuse space only below the smaller
+/// of the two. A 32-byte ring from 0, straight-line threads (no retry loops, so the
+/// exploration stays small):
+/// * the producer sends one message, then tries once to send a second: it does not fit
+///   before the end (padding), and it lands over the first, so it goes in only if both
+///   readers have taken the first;
+/// * each reader tries twice to take a message; a reader that took the first and then finds
+///   padding skips it to position 32, where the first message's stale stamp (position 0)
+///   lies unless the second has been written: it must not take it.
+///
+/// After joining, each reader drains the ring: both got exactly what was sent, intact, in
+/// order, and nothing else. (The producer's Acquire loads of the readers' positions keep it
+/// from overwriting bytes a reader is still copying; that hazard needs load buffering,
+/// which loom does not model, so this model cannot show it.)
+#[test]
+fn two_readers_each_read_every_message_across_a_lap() {
+    let outcomes: Outcomes<ReadersOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(5).check(move || {
+        let ring = Arc::new(Ring::new(32, 16, 0));
+        let heads = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let sent = [msg(1, 0, 8), msg(1, 1, 6)];
+        let producer = {
+            let (ring, heads, sent) = (ring.clone(), heads.clone(), sent.clone());
+            thread::spawn(move || {
+                // The position below which both readers are done, as this producer saw it.
+                let gate = AtomicU64::new(0);
+                let mut p = spsc::Producer::new(ring.geo, 0, 0).unwrap();
+                let mut sent_all = true;
+                for m in &sent {
+                    // Acquire (both): each reader's reads of the space it passed end before
+                    // we overwrite it; `try_reserve` then reads `gate` only.
+                    let h = heads[0].load(Ordering::Acquire).min(heads[1].load(Ordering::Acquire));
+                    gate.store(h, Ordering::Relaxed);
+                    match p.try_reserve(&ring.tail, &gate, &ring.region, m.len() as u32) {
+                        Ok(res) => {
+                            ring.region.write(res.payload(), m);
+                            p.commit(&ring.region, res, m.len() as u32).unwrap();
+                            p.publish(&ring.tail);
+                        }
+                        Err(RingError::Full) => sent_all = false,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                sent_all
+            })
+        };
+        let tries = |ring: &Ring, c: &mut Consumer, head: &AtomicU64| {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                got.extend(ring.recv_into(c, head));
+            }
+            got
+        };
+        let other = {
+            let (ring, heads) = (ring.clone(), heads.clone());
+            thread::spawn(move || {
+                let mut c = Consumer::new(ring.geo, 0).unwrap();
+                let got = tries(&ring, &mut c, &heads[1]);
+                (c, got)
+            })
+        };
+        let mut c0 = Consumer::new(ring.geo, 0).unwrap();
+        let got0 = tries(&ring, &mut c0, &heads[0]);
+        let sent_all = producer.join().unwrap();
+        let (c1, got1) = other.join().unwrap();
+        let want = &sent[..if sent_all { 2 } else { 1 }];
+        let mut taken = [0; 2];
+        for (who, (mut c, mut got)) in [(c0, got0), (c1, got1)].into_iter().enumerate() {
+            taken[who] = got.len();
+            while let Some(m) = ring.recv_into(&mut c, &heads[who]) {
+                got.push(m);
+            }
+            assert_eq!(got, want, "reader {who}");
+            // 24, 8 (padding) [, 24].
+            assert_eq!(c.head(), if sent_all { 56 } else { 32 }, "reader {who}");
+        }
+        record((taken[0], taken[1], sent_all));
+    });
+    outcomes.assert(&[
+        // The second message did not go in: a reader was not past the first yet.
+        (0, 0, false),
+        (0, 1, false),
+        (1, 0, false),
+        (1, 1, false),
+        // It did: both had taken the first; either may have taken the second too.
+        (1, 1, true),
+        (1, 2, true),
+        (2, 1, true),
+        (2, 2, true),
+    ]);
+}
+
 // ---------------------------------------------------------------------------------------
 // (b) MPSC
 // ---------------------------------------------------------------------------------------
@@ -555,7 +688,136 @@ fn mpsc_batch_claim_against_a_single_claim() {
 }
 
 // ---------------------------------------------------------------------------------------
-// (c) The wait/wake protocol
+// (c) Reclaiming a dead producer's claim
+// ---------------------------------------------------------------------------------------
+
+/// How a reader got past a claim, as [`late_commit_and_reclaim_of_one_claim_exactly_one_wins`]
+/// records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Passed {
+    /// The message was there at the first look: no reclaim.
+    Message,
+    /// `reclaim` found the record committed (`NotStuck`).
+    CommittedFirst,
+    /// `reclaim` lost the stamp's compare-and-swap to the commit.
+    LostTheSwap,
+    /// `reclaim` turned the claim into padding.
+    Reclaimed,
+}
+
+/// A producer's claim taken for dead while the producer still lives (the worst case death
+/// detection could produce): the producer writes and commits (a CAS of the stamp from the
+/// stale value it saw after claiming) while a reader, finding nothing at its position, runs
+/// `reclaim` with every slot dead. The ring holds an earlier lap, so the stale value is a
+/// valid stamp of position 0. In every interleaving exactly one side wins: the commit
+/// returns `Ok` exactly when the reader delivers the message, `Err(Reclaimed)` exactly when
+/// the reader skips the claim as padding, and nothing else is ever delivered.
+#[test]
+fn late_commit_and_reclaim_of_one_claim_exactly_one_wins() {
+    let outcomes: Outcomes<(bool, Passed)> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(7).check(move || {
+        let ring = Arc::new(Ring::after_a_lap(64, 32, 8));
+        // Claimed before the threads start: [64, 88), recorded in slot 1.
+        let mut p = ring.mpsc();
+        let res = p.try_reserve(&ring.tail, &ring.head, ring.mine(1), &ring.region, 8).unwrap();
+        assert_eq!((res.pos, res.old_stamp), (64, ring.geo.stamp(0, KIND_MESSAGE)));
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                ring.region.write(res.payload(), &msg(1, 0, 8));
+                match p.commit(&ring.region, res, 8) {
+                    Ok(()) => true,
+                    Err(RingError::Reclaimed) => false,
+                    Err(e) => panic!("{e:?}"),
+                }
+            })
+        };
+        let mut c = Consumer::new(ring.geo, 64).unwrap();
+        let (got, passed) = match ring.recv(&mut c) {
+            Some(m) => (Some(m), Passed::Message),
+            None => {
+                // SYNC POINT (as the queue's consumer): Acquire pairs with the claim's CAS.
+                let tail = ring.tail.load(Ordering::Acquire);
+                let outcome =
+                    reclaim::reclaim(&ring.geo, &ring.region, c.head(), tail, &ring.claim_list(), |_| false).unwrap();
+                let passed = match outcome {
+                    Outcome::NotStuck => Passed::CommittedFirst,
+                    Outcome::Wait("the record changed while reclaiming") => Passed::LostTheSwap,
+                    Outcome::Reclaimed { end: 88, dead: 0b10 } => Passed::Reclaimed,
+                    other => panic!("{other:?}"),
+                };
+                (ring.recv(&mut c), passed)
+            }
+        };
+        let committed = producer.join().unwrap();
+        assert_eq!(c.head(), 88, "the reader passed the claim either way");
+        assert_eq!(got.is_some(), committed, "delivered exactly when the commit returned Ok");
+        if let Some(m) = got {
+            assert_eq!(m, msg(1, 0, 8));
+        }
+        assert_eq!(committed, passed != Passed::Reclaimed, "exactly one side won");
+        assert_eq!(ring.recv(&mut c), None, "nothing else, ever");
+        assert_eq!(c.head(), 88);
+        record((committed, passed));
+    });
+    outcomes.assert(&[
+        (false, Passed::Reclaimed),
+        (true, Passed::Message),
+        (true, Passed::CommittedFirst),
+        (true, Passed::LostTheSwap),
+    ]);
+}
+
+/// The claim record is visible to a reader that saw the claim: a producer commits one
+/// message, then claims a second record and dies before writing it (its claim record is
+/// rewritten for the new claim just before the `tail` CAS). The reader takes the first,
+/// then, stuck at the second, runs `reclaim` only once its Acquire load of `tail` shows the
+/// claim made: it must find the new claim record (the Release CAS on `tail` carries it),
+/// never the first claim's stale one ("no claim record covers the position"), and pass.
+#[test]
+fn reclaim_after_tail_moved_always_finds_the_claim_record() {
+    let outcomes: Outcomes<bool> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(7).check(move || {
+        let ring = Arc::new(Ring::after_a_lap(64, 32, 8));
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut p = ring.mpsc();
+                ring.send_mpsc(&mut p, 1, &msg(1, 0, 8)).unwrap();
+                // Claims [88, 112), then dies.
+                let res = p.try_reserve(&ring.tail, &ring.head, ring.mine(1), &ring.region, 4).unwrap();
+                assert_eq!(res.pos, 88);
+            })
+        };
+        let mut c = Consumer::new(ring.geo, 64).unwrap();
+        assert_eq!(ring.recv_n(&mut c, &ring.head, 1), [msg(1, 0, 8)]);
+        let mut waited = false;
+        loop {
+            assert_eq!(ring.recv(&mut c), None);
+            // SYNC POINT (as the queue's consumer): Acquire pairs with the claim's CAS.
+            let tail = ring.tail.load(Ordering::Acquire);
+            if tail <= c.head() {
+                waited = true;
+                thread::yield_now();
+                continue;
+            }
+            let outcome =
+                reclaim::reclaim(&ring.geo, &ring.region, c.head(), tail, &ring.claim_list(), |_| false).unwrap();
+            assert_eq!(outcome, Outcome::Reclaimed { end: 112, dead: 0b10 });
+            break;
+        }
+        assert_eq!(ring.recv(&mut c), None, "padding only");
+        assert_eq!(c.head(), 112);
+        producer.join().unwrap();
+        record(waited);
+    });
+    outcomes.assert(&[false, true]);
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) The wait/wake protocol
 // ---------------------------------------------------------------------------------------
 
 /// `FUTEX_WAIT`/`FUTEX_WAKE` as a mutex and a condition variable. The kernel checks the

@@ -1,5 +1,5 @@
 //! Synchronisation: the atomics facade (std, or loom under `cfg(loom)`), the futex
-//! wait/wake protocol of DESIGN §4, and spin backoff.
+//! wait/wake protocol (docs/ARCHITECTURE.md, "Waiting"), and spin backoff.
 //!
 //! Nothing here knows about rings or segments: the wait protocol takes the condition it
 //! waits for as a closure, and the sleeping itself goes through the [`Futex`] trait, so that

@@ -1,5 +1,5 @@
 //! What `shmq bench` reports: the merged results, the ratios, the printed table, the JSON
-//! (DESIGN §6, `schema_version` 1) and the HdrHistogram percentile-distribution files.
+//! (`schema_version` 1, documented in README "Performance") and the HdrHistogram percentile-distribution files.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,7 +20,7 @@ pub struct Report {
     pub schema_version: u32,
     /// Where it ran.
     pub machine: Machine,
-    /// How it ran (added to the DESIGN §6 schema; nothing there changes).
+    /// How it ran (added to schema version 1; nothing else in it changes).
     pub run: RunInfo,
     /// One per (transport, wait, size), merged over rounds.
     pub results: Vec<ResultJson>,

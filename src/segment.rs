@@ -745,20 +745,24 @@ impl Segment {
     /// Marks the queue closed, wakes every waiter, and unlinks its name.
     pub fn remove(name: &str) -> Result<()> {
         validate_name(name)?;
-        match Segment::open(name, Access::ReadWrite) {
-            Ok(seg) => {
-                let h = seg.header();
-                // Release: a waiter that sees `closed` sees everything before the removal.
-                h.identity.closed.store(1, Ordering::Release);
-                let futex = crate::sync::futex::OsFutex;
-                crate::sync::wait::wake_unconditionally(seg.data_words(), &futex);
-                crate::sync::wait::wake_unconditionally(seg.space_words(), &futex);
-            }
+        let seg = match Segment::open(name, Access::ReadWrite) {
+            Ok(seg) => Some(seg),
             // A broken or unfinished object is still ours to unlink.
             Err(OpenError::Other(Error::NotFound(n))) => return Err(Error::NotFound(n)),
-            Err(_) => {}
+            Err(_) => None,
+        };
+        // Unlink first: a user who may write the queue but not remove it (a group member:
+        // /dev/shm is sticky) gets the refusal and leaves the queue working, not closed.
+        shm::unlink(object_name(name)).map_err(|e| Error::os(e, "remove", name))?;
+        if let Some(seg) = seg {
+            let h = seg.header();
+            // Release: a waiter that sees `closed` sees everything before the removal.
+            h.identity.closed.store(1, Ordering::Release);
+            let futex = crate::sync::futex::OsFutex;
+            crate::sync::wait::wake_unconditionally(seg.data_words(), &futex);
+            crate::sync::wait::wake_unconditionally(seg.space_words(), &futex);
         }
-        shm::unlink(object_name(name)).map_err(|e| Error::os(e, "remove", name))
+        Ok(())
     }
 
     /// Names of every queue on the host, sorted.

@@ -45,6 +45,10 @@ fn child_role() {
                 assert_eq!(libc::setresgid(gid, gid, gid), 0, "setresgid");
                 assert_eq!(libc::setresuid(uid, uid, uid), 0, "setresuid");
             }
+            if common::arg::<String>("action") == "remove" {
+                common::say(&format!("remove {}", outcome(Queue::remove(queue))));
+                return;
+            }
             let inspect = outcome(Queue::inspect(queue));
             let producer = outcome(Producer::open(queue).and_then(|mut tx| tx.try_send(b"hi")));
             common::say(&format!("inspect {inspect}"));
@@ -65,8 +69,8 @@ fn queue_as(case: &str, uid: u32, gid: u32, mode: u32) -> TestQueue {
 /// What `inspect` and `Producer::open` + send give to a process of `uid`, `gid`, `groups`.
 fn open_as(q: &TestQueue, uid: u32, gid: u32, groups: &[u32]) -> (String, String) {
     let groups = groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    let mut child =
-        Child::spawn("open_as", &q.name, &[("uid", uid.to_string()), ("gid", gid.to_string()), ("groups", groups)]);
+    let args = [("uid", uid.to_string()), ("gid", gid.to_string()), ("groups", groups), ("action", "open".into())];
+    let mut child = Child::spawn("open_as", &q.name, &args);
     let inspect = child.expect("inspect");
     let producer = child.expect("producer");
     child.wait_ok();
@@ -129,4 +133,28 @@ fn another_users_queue_is_refused_unless_shared_through_a_group_and_world_writab
     // Our own world-writable queue: ours, so used.
     let q = queue_as("own-0666", OTHER, OTHER, 0o666);
     assert_eq!(open_as(&q, OTHER, OTHER, &[]), ("ok".into(), "ok".into()));
+}
+
+/// A group member may use a 0660 queue but not remove it (`/dev/shm` is sticky): its
+/// `Queue::remove` is refused and leaves the queue working, not closed.
+#[test]
+fn a_group_member_that_may_not_remove_a_queue_leaves_it_working() {
+    if !is_root() {
+        eprintln!("not root: cannot act as another user; skipped");
+        return;
+    }
+    let q = queue_as("group-rm", OWNER, GROUP, 0o660);
+    let args = [
+        ("uid", OTHER.to_string()),
+        ("gid", OTHER.to_string()),
+        ("groups", GROUP.to_string()),
+        ("action", "remove".into()),
+    ];
+    let mut child = Child::spawn("open_as", &q.name, &args);
+    let said = child.expect("remove");
+    child.wait_ok();
+    assert!(said.starts_with("permission"), "a group member's remove: {said}");
+    let s = Queue::inspect(&q.name).expect("the queue is still there");
+    assert!(!s.closed, "a refused remove closed the queue");
+    assert_eq!(open_as(&q, OTHER, OTHER, &[GROUP]), ("ok".into(), "ok".into()), "and it still works");
 }

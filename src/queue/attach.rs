@@ -27,11 +27,26 @@ pub(super) enum Until {
     Now,
     /// Wait until this instant, or forever.
     Deadline(Option<Instant>),
+    /// Wait at most this long, counted from when the call starts to wait: a call that
+    /// succeeds at once never reads the clock.
+    Within(Duration),
+}
+
+impl Until {
+    /// The deadline of a call about to wait; `None` for `Now` (do not wait).
+    #[inline]
+    pub(super) fn deadline(self) -> Option<Option<Instant>> {
+        match self {
+            Until::Now => None,
+            Until::Deadline(d) => Some(d),
+            Until::Within(t) => Some(Instant::now().checked_add(t)),
+        }
+    }
 }
 
 /// `Until` for a call that waits at most `timeout`.
 pub(super) fn until(timeout: Duration) -> Until {
-    Until::Deadline(Instant::now().checked_add(timeout))
+    Until::Within(timeout)
 }
 
 /// A ring error as the API reports it.

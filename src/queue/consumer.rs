@@ -296,10 +296,10 @@ impl Consumer {
                 None => Err(Error::Closed),
             }
         };
-        let deadline = match until {
-            Until::Now if self.h.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
-            Until::Now => return Ok(None),
-            Until::Deadline(d) => d,
+        let deadline = match until.deadline() {
+            None if self.h.is_closed() => return closed(&mut self.ring, &self.h.shared.seg),
+            None => return Ok(None),
+            Some(d) => d,
         };
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
         loop {

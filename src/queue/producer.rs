@@ -293,7 +293,7 @@ impl Producer {
     fn reserve_full(&mut self, len: u32, until: Until) -> Result<Reservation> {
         self.h.local.full_events += 1;
         self.h.store_rare();
-        let Until::Deadline(deadline) = until else {
+        let Some(deadline) = until.deadline() else {
             return Err(Error::Full);
         };
         let slot = self.h.slot;

@@ -114,7 +114,9 @@ pub fn reclaim<R: Region + ?Sized>(
         return Err(RingError::Corrupt("claim record out of bounds"));
     }
     let word = region.word(index);
-    // Acquire: pairs with nothing in particular; a fresh look at what we are replacing.
+    // Acquire: pairs with a producer's Release CAS of the stamp, so that a commit seen here
+    // is reported as `NotStuck` consistently with `read_record`. (No data is read after it:
+    // the CAS below, not this load, decides who owns the stale value.)
     let seen = word.load(Ordering::Acquire);
     let reclaiming = geo.stamp(at, record::KIND_RECLAIMING);
     if seen != reclaiming {

@@ -339,32 +339,7 @@ pub struct Child {
 impl Child {
     /// Starts this test binary as a child running `role` on `queue`, with parameters.
     pub fn spawn(role: &str, queue: &str, args: &[(&str, String)]) -> Child {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(exe);
-        cmd.args(["--exact", ROLE_TEST, "--nocapture", "--test-threads=1", "--quiet"])
-            .env(ENV_ROLE, role)
-            .env(ENV_QUEUE, queue)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in args {
-            cmd.env(format!("{ENV_ARG}{k}"), v);
-        }
-        let mut child = cmd.spawn().expect("spawn a child process");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find(TAG) {
-                    if tx.send(line[i + TAG.len()..].to_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Child { role: role.to_owned(), child, lines, stdin, status: None }
+        Child::spawn_env(role, queue, args, &[])
     }
 
     pub fn pid(&self) -> u32 {

@@ -62,6 +62,15 @@ pub enum Error {
     /// before and the next call waits normally.
     #[error("interrupted")]
     Interrupted,
+    /// A subscription with a lag limit fell that far behind and producers went on without
+    /// it: `missed_bytes` bytes of the stream (records with their headers and padding) were
+    /// never delivered to it. The call that returns this has already rejoined the
+    /// subscription at the producers' position: the next receive goes on from there.
+    #[error("lapped: this subscription fell behind its lag limit and missed {missed_bytes} bytes of messages")]
+    Lapped {
+        /// Bytes of the stream the subscription missed.
+        missed_bytes: u64,
+    },
     /// Any other operating-system error. Its text is what shmq was doing; the OS error is
     /// its [`source`](std::error::Error::source) (print the chain, e.g. `{:#}` with
     /// `anyhow`, to see both).
@@ -115,6 +124,8 @@ pub mod code {
     pub const INTERNAL: i32 = -15;
     /// See [`Error::Interrupted`](super::Error::Interrupted).
     pub const INTERRUPTED: i32 = -16;
+    /// See [`Error::Lapped`](super::Error::Lapped).
+    pub const LAPPED: i32 = -17;
 }
 
 impl Error {
@@ -137,6 +148,7 @@ impl Error {
             Error::Incompatible(_) => code::INCOMPATIBLE,
             Error::Closed => code::CLOSED,
             Error::Interrupted => code::INTERRUPTED,
+            Error::Lapped { .. } => code::LAPPED,
             Error::Io { .. } => code::IO,
         }
     }

@@ -61,8 +61,9 @@ mod segment;
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{
-    Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Grant, Interrupter,
-    Message, Mode, Options, Participant, Producer, Queue, RawGrant, Role, Snapshot,
+    Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, From, Grant,
+    Interrupter, MemberInfo, Message, Mode, Options, Participant, Producer, Queue, RawGrant, Role, Snapshot,
+    Subscription, SubscriptionInfo, SubscriptionOptions,
 };
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, validate_name};

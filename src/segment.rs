@@ -576,6 +576,7 @@ impl Segment {
             id.permissions.store(permissions, Ordering::Relaxed);
             id.created_unix_ns.store(config.created_unix_ns, Ordering::Relaxed);
             id.salt.store(config.salt, Ordering::Relaxed);
+            crate::queue::init_default_subscription(h);
             // SYNC POINT: Release pairs with the opener's Acquire load of `state`.
             id.state.store(layout::STATE_READY, Ordering::Release);
         }

@@ -12,15 +12,23 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
 pub const SLOTS: usize = 64;
 /// Offset of the participant table.
 pub const TABLE_OFFSET: usize = 4096;
+/// Number of subscription entries: entry 0 is the default subscription.
+pub const SUBSCRIPTIONS: usize = 64;
+/// Offset of the subscription table (after the participant table).
+pub const SUBS_OFFSET: usize = TABLE_OFFSET + SLOTS * LINE;
+/// Number of member slots (processes that joined a named subscription).
+pub const MEMBERS: usize = 64;
+/// Offset of the member table (after the subscription table).
+pub const MEMBERS_OFFSET: usize = SUBS_OFFSET + SUBSCRIPTIONS * 3 * LINE;
 /// Size of the whole header; the data region starts here (page aligned).
-pub const HEADER_SIZE: usize = TABLE_OFFSET + SLOTS * LINE;
+pub const HEADER_SIZE: usize = MEMBERS_OFFSET + MEMBERS * LINE;
 /// Smallest capacity accepted.
 pub const MIN_CAPACITY: u64 = 1024;
 /// Largest capacity accepted (1 TiB): keeps every index and size far from overflow.
@@ -53,6 +61,29 @@ pub const ROLE_PRODUCER: u32 = 2;
 pub const CREATOR_LOCK_BYTE: u64 = 0;
 /// Byte locked by the holder of participant slot `i` is `SLOT_LOCK_BASE + i`.
 pub const SLOT_LOCK_BASE: u64 = 1;
+/// Byte locked by the holder of member slot `j` is `MEMBER_LOCK_BASE + j`.
+pub const MEMBER_LOCK_BASE: u64 = 128;
+/// Byte locked (briefly) by whoever creates or removes a subscription: it serializes those.
+pub const ADMIN_LOCK_BYTE: u64 = 256;
+
+/// `SubMeta::state`: the entry is unused.
+pub const SUB_FREE: u32 = 0;
+/// `SubMeta::state`: being created by the holder of the admin lock (left so by a creator
+/// that died: the next admin-lock holder frees it).
+pub const SUB_CREATING: u32 = 1;
+/// `SubMeta::state`: a live subscription; its bit is set in `SubsLine::active`.
+pub const SUB_ACTIVE: u32 = 2;
+/// The low bit of a cursor word: the subscription was detached for falling behind its lag
+/// limit; producers no longer wait for it.
+pub const CURSOR_DETACHED: u64 = 1;
+
+/// `MemberSlot::claim_state`: no claim.
+pub const CLAIM_NONE: u32 = 0;
+/// `MemberSlot::claim_state`: claim recorded, its compare-and-swap on the cursor not known
+/// to have succeeded yet.
+pub const CLAIM_CLAIMING: u32 = 1;
+/// `MemberSlot::claim_state`: the span is the member's.
+pub const CLAIM_HELD: u32 = 2;
 
 /// Line 0: identity and configuration, written once by the creator before `state` turns
 /// ready, then only read (and copied into private memory after validation). `closed` is
@@ -161,7 +192,110 @@ pub struct Header {
     pub space_wait: WaitLine,
     /// Line 5.
     pub retired: RetiredLine,
-    _reserved: [u8; TABLE_OFFSET - 6 * LINE],
+    /// Line 6.
+    pub subs: SubsLine,
+    _reserved: [u8; TABLE_OFFSET - 7 * LINE],
+}
+
+/// Line 6: what producers read to find the subscriptions they must wait for and wake.
+#[repr(C, align(128))]
+pub struct SubsLine {
+    /// Bit `i`: subscription entry `i` is active (producers gate on its cursor). Changed only
+    /// under the admin lock.
+    pub active: AtomicU64,
+    /// Bit `i` (`i >= 1`): some member of subscription `i` has slept; producers look at its
+    /// wait line after publishing. Set by sleepers, cleared only when the entry is freed.
+    pub sleepers: AtomicU64,
+    /// Bumped by every process that makes a subscription's cursor count again (create,
+    /// rejoin after being lapped), after storing the cursor and before reading the
+    /// producers' `gate_min` words: a producer that sees it unchanged across its own store
+    /// of `gate_min` knows no cursor appeared behind its back.
+    pub joins: AtomicU64,
+    _reserved: [u64; 13],
+}
+
+/// One subscription entry of the table at [`SUBS_OFFSET`]: three lines.
+#[repr(C, align(128))]
+pub struct SubEntry {
+    /// Line 0: the hot words.
+    pub cursor: SubCursor,
+    /// Line 1: the members' futex pair (waiter bit `j` for member slot `j`).
+    pub wait: WaitLine,
+    /// Line 2: name, options and statistics.
+    pub meta: SubMeta,
+}
+
+/// The hot line of a subscription entry.
+#[repr(C, align(128))]
+pub struct SubCursor {
+    /// `position | CURSOR_DETACHED?`: the next position to hand out; members claim spans by
+    /// compare-and-swap on it. Entry 0 (the default subscription) uses
+    /// `ConsumerLine::head` instead.
+    pub cursor: AtomicU64,
+    /// Bit `j`: member slot `j` belongs to this subscription (producers read those slots'
+    /// claims).
+    pub members: AtomicU64,
+    _reserved: [u64; 14],
+}
+
+/// The name, options and statistics of a subscription entry.
+#[repr(C, align(128))]
+pub struct SubMeta {
+    /// [`SUB_FREE`], [`SUB_CREATING`] or [`SUB_ACTIVE`].
+    pub state: AtomicU32,
+    /// Bumped each time the entry is (re)used, so that a member of a removed subscription
+    /// never mistakes a new one in the same entry for its own.
+    pub generation: AtomicU32,
+    /// The lag limit in bytes, 0 for none.
+    pub lag_limit: AtomicU64,
+    /// Length of `name`.
+    pub name_len: AtomicU32,
+    _pad: AtomicU32,
+    /// Creation time, nanoseconds since the Unix epoch (information only).
+    pub created_unix_ns: AtomicU64,
+    /// Times detached for falling behind the lag limit.
+    pub lapped: AtomicU64,
+    /// Bytes missed over those times.
+    pub missed_bytes: AtomicU64,
+    /// Messages handed out again after the member holding them died.
+    pub redelivered: AtomicU64,
+    /// Messages received by members that left.
+    pub retired_messages: AtomicU64,
+    /// Bytes received by members that left.
+    pub retired_bytes: AtomicU64,
+    /// The name, `name_len` bytes of `[A-Za-z0-9._-]`.
+    pub name: [AtomicU64; 6],
+    _reserved: u64,
+}
+
+/// One member slot of the table at [`MEMBERS_OFFSET`]: a process that joined a named
+/// subscription. Liveness is its OFD lock on byte `MEMBER_LOCK_BASE + j`.
+#[repr(C, align(128))]
+pub struct MemberSlot {
+    /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
+    pub state: AtomicU32,
+    /// The subscription entry it joined.
+    pub sub: AtomicU32,
+    /// Pid of the holder (information only).
+    pub pid: AtomicU32,
+    /// The entry's `generation` when it joined.
+    pub generation: AtomicU32,
+    /// Start time of the holder (information only).
+    pub start_time: AtomicU64,
+    /// Last sign of life (information only).
+    pub heartbeat_unix_ns: AtomicU64,
+    /// The holder's counters.
+    pub counters: Counters,
+    /// Start of the span claimed (valid unless `claim_state` is [`CLAIM_NONE`]).
+    pub claim_pos: AtomicU64,
+    /// End of that span.
+    pub claim_end: AtomicU64,
+    /// [`CLAIM_NONE`], [`CLAIM_CLAIMING`] or [`CLAIM_HELD`].
+    pub claim_state: AtomicU32,
+    /// How often the claimed span's messages have been handed out (1, or more after the
+    /// members holding it died).
+    pub deliveries: AtomicU32,
+    _reserved: [u64; 4],
 }
 
 /// One participant slot of the table at [`TABLE_OFFSET`]. Written only by its holder
@@ -187,7 +321,11 @@ pub struct Slot {
     pub claim_pos: AtomicU64,
     /// The end of that space.
     pub claim_end: AtomicU64,
-    _reserved: [u64; 5],
+    /// The lowest subscription cursor this producer saw when it last computed how far it
+    /// may write (it overwrites nothing at or above it): a process making a cursor count
+    /// again starts it no lower than any producer's `gate_min`.
+    pub gate_min: AtomicU64,
+    _reserved: [u64; 4],
 }
 
 /// `Slot::claim_pos` of a slot with no claim to resolve.
@@ -196,7 +334,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 28] = [
+    let parts: [u64; 40] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -225,6 +363,18 @@ pub const fn layout_hash() -> u64 {
         MODE_SPSC as u64,
         MODE_MPSC as u64,
         SLOT_LOCK_BASE,
+        SUBSCRIPTIONS as u64,
+        SUBS_OFFSET as u64,
+        MEMBERS as u64,
+        MEMBERS_OFFSET as u64,
+        MEMBER_LOCK_BASE,
+        ADMIN_LOCK_BYTE,
+        std::mem::offset_of!(Header, subs) as u64,
+        std::mem::offset_of!(Slot, gate_min) as u64,
+        std::mem::offset_of!(SubMeta, name) as u64,
+        std::mem::offset_of!(MemberSlot, claim_state) as u64,
+        std::mem::size_of::<SubEntry>() as u64,
+        CURSOR_DETACHED,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -286,7 +436,46 @@ const _: () = {
     assert!(offset_of!(Slot, counters) == 32);
     assert!(offset_of!(Slot, claim_pos) == 72);
     assert!(offset_of!(Slot, claim_end) == 80);
-    assert!(HEADER_SIZE == 12288);
+    assert!(offset_of!(Slot, gate_min) == 88);
+    assert!(offset_of!(Header, subs) == 768);
+    assert!(offset_of!(SubsLine, active) == 0);
+    assert!(offset_of!(SubsLine, sleepers) == 8);
+    assert!(offset_of!(SubsLine, joins) == 16);
+    assert!(size_of::<SubsLine>() == LINE);
+    assert!(size_of::<SubEntry>() == 3 * LINE);
+    assert!(offset_of!(SubEntry, cursor) == 0);
+    assert!(offset_of!(SubEntry, wait) == 128);
+    assert!(offset_of!(SubEntry, meta) == 256);
+    assert!(offset_of!(SubCursor, cursor) == 0);
+    assert!(offset_of!(SubCursor, members) == 8);
+    assert!(offset_of!(SubMeta, state) == 0);
+    assert!(offset_of!(SubMeta, generation) == 4);
+    assert!(offset_of!(SubMeta, lag_limit) == 8);
+    assert!(offset_of!(SubMeta, name_len) == 16);
+    assert!(offset_of!(SubMeta, created_unix_ns) == 24);
+    assert!(offset_of!(SubMeta, lapped) == 32);
+    assert!(offset_of!(SubMeta, missed_bytes) == 40);
+    assert!(offset_of!(SubMeta, redelivered) == 48);
+    assert!(offset_of!(SubMeta, retired_messages) == 56);
+    assert!(offset_of!(SubMeta, retired_bytes) == 64);
+    assert!(offset_of!(SubMeta, name) == 72);
+    assert!(size_of::<SubMeta>() == LINE);
+    assert!(size_of::<MemberSlot>() == LINE);
+    assert!(offset_of!(MemberSlot, state) == 0);
+    assert!(offset_of!(MemberSlot, sub) == 4);
+    assert!(offset_of!(MemberSlot, pid) == 8);
+    assert!(offset_of!(MemberSlot, generation) == 12);
+    assert!(offset_of!(MemberSlot, start_time) == 16);
+    assert!(offset_of!(MemberSlot, heartbeat_unix_ns) == 24);
+    assert!(offset_of!(MemberSlot, counters) == 32);
+    assert!(offset_of!(MemberSlot, claim_pos) == 72);
+    assert!(offset_of!(MemberSlot, claim_end) == 80);
+    assert!(offset_of!(MemberSlot, claim_state) == 88);
+    assert!(offset_of!(MemberSlot, deliveries) == 92);
+    assert!(SUBS_OFFSET == 12288);
+    assert!(MEMBERS_OFFSET == 36864);
+    assert!(HEADER_SIZE == 45056);
+    assert!(SUBSCRIPTIONS <= 64 && MEMBERS <= 64);
     assert!(HEADER_SIZE % 4096 == 0);
 };
 

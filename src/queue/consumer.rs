@@ -64,6 +64,22 @@ impl Consumer {
         Ok(Consumer { h, ring, stuck: None })
     }
 
+    /// Joins subscription `subscription` of queue `name` as one of its members, with the
+    /// default wait policy. Members share the subscription's messages: each message goes to
+    /// one member (they claim small batches in turn). A member that dies holding messages it
+    /// had not received yet has them handed to another member (they are delivered again,
+    /// with a higher [`Message::delivery_count`]). `NotFound` if the subscription does not
+    /// exist; `Busy` if the queue's member table is full.
+    pub fn subscribe(name: &str, subscription: &str) -> Result<Consumer> {
+        Consumer::subscribe_with(name, subscription, Wait::default())
+    }
+
+    /// Joins with the given wait policy.
+    pub fn subscribe_with(name: &str, subscription: &str, wait: Wait) -> Result<Consumer> {
+        let _ = (name, subscription, wait);
+        Err(Error::InvalidArgument("subscriptions: not yet".into()))
+    }
+
     /// Resumes at the published `head`: messages a predecessor took but had not published
     /// yet are delivered again (nothing in the ring needs repair: consumers write nothing
     /// into it).
@@ -496,6 +512,25 @@ impl std::ops::Deref for Message<'_> {
         // `ptr` in `new`); the record belongs to the consumer until this message releases it
         // on drop, and the mapping lives as long as the consumer we borrow.
         unsafe { std::slice::from_raw_parts(self.payload, self.rec.len as usize) }
+    }
+}
+
+impl Message<'_> {
+    /// The message's id: its position in the queue's stream of bytes. Ids increase in the
+    /// order messages were sent (claimed, on an MPSC queue); they are sparse (the gaps are
+    /// the records' sizes) and never reused within the queue's life.
+    #[inline]
+    pub fn id(&self) -> u64 {
+        self.rec.pos
+    }
+
+    /// How many times this message has been handed out: 1, or more when a member of a
+    /// subscription died holding it and it was handed to another member (or a consumer died
+    /// before releasing it and its successor received it again: then this still says 1, as
+    /// shmq cannot know).
+    #[inline]
+    pub fn delivery_count(&self) -> u32 {
+        1
     }
 }
 

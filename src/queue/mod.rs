@@ -7,6 +7,7 @@
 //! * `producer`: [`Producer`], [`Grant`], [`RawGrant`], batches.
 //! * `consumer`: [`Consumer`], [`Message`], batches.
 //! * `attach`: what both handles share: open/register/attach/deregister, the wait loop.
+//! * `subscription`: [`Subscription`], its options and what `list` reports.
 //! * `interrupt`: [`Interrupter`], which wakes a blocked call from a thread or a signal.
 //!
 //! A handle is a segment (its own mapping and file description), a participant slot, a
@@ -20,6 +21,7 @@ mod interrupt;
 mod options;
 mod producer;
 mod stats;
+mod subscription;
 
 pub use crate::segment::{Config, Mode};
 pub use admin::Queue;
@@ -28,3 +30,5 @@ pub use interrupt::Interrupter;
 pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Options};
 pub use producer::{Grant, Producer, RawGrant};
 pub use stats::{CounterValues, Participant, Role, Snapshot};
+pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};
+pub(crate) use subscription::init_default_subscription;

@@ -101,6 +101,8 @@ pub struct Snapshot {
     pub reclaimed_claims: u64,
     /// The registered participants.
     pub participants: Vec<Participant>,
+    /// The subscriptions, the default one first if it exists.
+    pub subscriptions: Vec<crate::SubscriptionInfo>,
 }
 
 impl Snapshot {
@@ -147,6 +149,7 @@ impl Snapshot {
             // Relaxed: a snapshot.
             reclaimed_claims: h.retired.reclaimed.load(Ordering::Relaxed),
             participants,
+            subscriptions: Vec::new(),
         }
     }
 }

@@ -37,7 +37,8 @@
 /**
  * The version of this C interface. It is the major number of the shared library's SONAME
  * (`libshmq.so.1`): it changes only when a function, type or constant changes
- * incompatibly. Additions (new functions, fields appended to `shmq_options`) keep it.
+ * incompatibly. Additions (new functions, fields appended to `shmq_options` or
+ * `shmq_subscription_options`) keep it.
  * Segments carry their own layout version: opening one made by an incompatible layout
  * fails with `SHMQ_ERR_INCOMPATIBLE`.
  */
@@ -134,6 +135,16 @@
 #define SHMQ_ERR_INTERRUPTED (-16)
 
 /**
+ * A receive on a subscription with a lag limit (`shmq_subscription_options.lag_limit`):
+ * the subscription fell more than its limit behind, and producers went on without it.
+ * The messages it missed are gone for it (`shmq_msg_info.missed_bytes` of
+ * `shmq_recv_info` says how many bytes of the stream); the subscription has already
+ * rejoined at the producers' position, so the next receive goes on from there. Nothing
+ * was received by this call.
+ */
+#define SHMQ_ERR_LAPPED (-17)
+
+/**
  * `shmq_options.mode`: one producer at a time (the fast path).
  */
 #define SHMQ_MODE_SPSC 1
@@ -172,6 +183,35 @@
  * Default `shmq_options.permissions`: `0600`, owner read and write.
  */
 #define SHMQ_DEFAULT_PERMISSIONS 0600
+
+/**
+ * `shmq_subscription_options.start`: the subscription sees every message sent after
+ * `shmq_subscription_create` returns (the only start a volatile queue has).
+ */
+#define SHMQ_START_NOW 0
+
+/**
+ * `shmq_subscription_options.ack`: a message is done with once a member has received it
+ * (the only mode of volatile queues, and the default).
+ */
+#define SHMQ_ACK_AUTO 0
+
+/**
+ * `shmq_subscription_options.ack`: a message is done with only once the member that
+ * received it acknowledges it. For durable queues, which this version does not have:
+ * refused with `SHMQ_ERR_INVALID` for now.
+ */
+#define SHMQ_ACK_EXPLICIT 1
+
+/**
+ * Most subscriptions a queue can have at once, the default one included.
+ */
+#define SHMQ_SUBSCRIPTIONS_MAX 64
+
+/**
+ * Longest subscription name, in bytes (without the terminating NUL).
+ */
+#define SHMQ_SUBSCRIPTION_NAME_MAX 48
 
 /**
  * A consumer handle: takes the messages of one queue, in order. Opaque; from
@@ -230,6 +270,95 @@ typedef struct shmq_options {
     uint32_t reserved;
 } shmq_options;
 
+/**
+ * Options for `shmq_subscription_create`, fixed when the subscription is created. Always
+ * start from `shmq_subscription_options_init`, then change the fields you need:
+ *
+ * ```c
+ * shmq_subscription_options o;
+ * shmq_subscription_options_init(&o);
+ * o.lag_limit = 1 << 20;
+ * int rc = shmq_subscription_create("orders", "audit", &o);
+ * ```
+ *
+ * Every field's default is 0. The struct only grows: later versions append fields after
+ * `max_deliveries`, and `size` tells the library which fields the caller knows. The last
+ * four fields (`ack` to `max_deliveries`) are for durable queues, which this version does
+ * not have: any value but 0 is refused with `SHMQ_ERR_INVALID` for now.
+ */
+typedef struct shmq_subscription_options {
+    /**
+     * `sizeof(shmq_subscription_options)` as the caller compiled it; set by
+     * `shmq_subscription_options_init`. A size below this version's struct (40 bytes) is
+     * `SHMQ_ERR_INVALID`.
+     */
+    size_t size;
+    /**
+     * Where the subscription starts: `SHMQ_START_NOW` (the default, and the only start
+     * of a volatile queue).
+     */
+    int start;
+    /**
+     * Durable queues only: `SHMQ_ACK_AUTO` (the default: a message is done with once
+     * received) or `SHMQ_ACK_EXPLICIT`. Must be `SHMQ_ACK_AUTO` for now.
+     */
+    int ack;
+    /**
+     * 0 (the default): producers wait for this subscription, and it never misses a
+     * message. `n > 0`: it never holds producers back by more than `n` bytes of the
+     * stream (values above the queue's capacity count as the capacity): a producer that
+     * needs space it still holds, while it is more than `n` bytes behind, goes on without
+     * it, and its next receive returns `SHMQ_ERR_LAPPED`. Messages a member has already
+     * claimed (or is peeking at) are never taken from under it.
+     */
+    uint64_t lag_limit;
+    /**
+     * Durable queues only: how long an explicitly acknowledged message may stay
+     * unacknowledged before it is delivered again, in nanoseconds. Must be 0 (the default)
+     * for now.
+     */
+    int64_t ack_wait_ns;
+    /**
+     * Durable queues only: most messages a member may hold unacknowledged. Must be 0 (the
+     * default) for now.
+     */
+    uint32_t max_in_flight;
+    /**
+     * Durable queues only: after this many deliveries a message is no longer delivered
+     * again (0: no limit). Must be 0 (the default) for now.
+     */
+    uint32_t max_deliveries;
+} shmq_subscription_options;
+
+/**
+ * What `shmq_recv_info` says about the message it received.
+ *
+ * The struct has a fixed size: information added later comes through new functions.
+ */
+typedef struct shmq_msg_info {
+    /**
+     * The message's id: its position in the queue's stream of bytes. Ids increase in the
+     * order messages were sent; they are sparse (the gaps are the records' sizes) and
+     * never reused within the queue's life. Every subscription sees the same id for the
+     * same message.
+     */
+    uint64_t id;
+    /**
+     * How many times the message has been handed out: 1, or more when a member of a
+     * subscription died holding it and it was handed to another member.
+     */
+    uint32_t delivery_count;
+    /**
+     * 0.
+     */
+    uint32_t reserved;
+    /**
+     * After `SHMQ_ERR_LAPPED`: the bytes of the stream the subscription missed (records
+     * with their headers and padding). 0 otherwise.
+     */
+    uint64_t missed_bytes;
+} shmq_msg_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif  /* __cplusplus */
@@ -266,6 +395,22 @@ void shmq_options_init(struct shmq_options *o);
  * `o` is NULL or points to `size` writable bytes.
  */
 int shmq_options_init_sized(struct shmq_options *o, size_t size);
+
+/**
+ * Sets up the caller's `shmq_subscription_options` of `size` bytes: every field this
+ * library knows gets its default (0: start now, no lag limit, automatic acknowledgement),
+ * `o->size` becomes `size`, and any bytes beyond (a newer header's fields) become 0. Call
+ * it through the macro `shmq_subscription_options_init(o)`, which passes `sizeof *(o)`,
+ * as with `shmq_options_init`.
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+ * `shmq_subscription_options` (below 40 or above 4096 bytes; `*o` is then left alone).
+ * Thread-safe; does not block.
+ *
+ * # Safety
+ * `o` is NULL or points to `size` writable bytes.
+ */
+int shmq_subscription_options_init_sized(struct shmq_subscription_options *o, size_t size);
 
 /**
  * The `SHMQ_ABI_VERSION` this library was built with: compare it with the header's to
@@ -318,6 +463,55 @@ int shmq_open_or_create(const char *name, const struct shmq_options *o);
 int shmq_remove(const char *name);
 
 /**
+ * Creates the subscription `name` on the queue `queue`, with the options `o` (NULL: the
+ * defaults). Names follow the queue-name rule (`[A-Za-z0-9._-]`, not starting with `.`)
+ * and have at most `SHMQ_SUBSCRIPTION_NAME_MAX` (48) bytes.
+ *
+ * A subscription sees every message sent after this call returns (fan-out: every
+ * subscription gets its own copy of the stream). Processes join it with
+ * `shmq_consumer_subscribe` and share its messages: each message goes to one member. The
+ * queue's default subscription, `"default"`, exists from its creation; it is the one
+ * `shmq_consumer_open` reads. Producers wait for the slowest subscription that has no
+ * lag limit.
+ *
+ * Creating a subscription that exists with the same options does nothing (`SHMQ_OK`):
+ * every process may create the subscription it is about to join.
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no queue `queue`;
+ * `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options, options
+ * that differ from those of an existing subscription of that name, or a value in a
+ * durable-queue field (`ack` to `max_deliveries`); `SHMQ_ERR_BUSY` when the queue has
+ * `SHMQ_SUBSCRIPTIONS_MAX` subscriptions; `SHMQ_ERR_CLOSED` if the queue was removed;
+ * `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
+ * Thread-safe; does not block (beyond the 2 seconds an open may wait for a queue being
+ * created).
+ *
+ * # Safety
+ * `queue` and `name` are NULL or NUL-terminated strings; `o` is NULL or points to
+ * `o->size` readable bytes (a `shmq_subscription_options` set up by
+ * `shmq_subscription_options_init`).
+ */
+int shmq_subscription_create(const char *queue,
+                             const char *name,
+                             const struct shmq_subscription_options *o);
+
+/**
+ * Removes the subscription `name` of the queue `queue` (the default one too): producers
+ * stop waiting for it, and its members' next receive (or the one they are blocked in)
+ * returns `SHMQ_ERR_CLOSED`. Once `"default"` is removed, `shmq_consumer_open` of the
+ * queue returns `SHMQ_ERR_NOT_FOUND`.
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
+ * `SHMQ_ERR_INVALID` for a NULL or bad name; `SHMQ_ERR_CORRUPT`,
+ * `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`. Thread-safe; does not
+ * block.
+ *
+ * # Safety
+ * `queue` and `name` are NULL or NUL-terminated strings.
+ */
+int shmq_subscription_remove(const char *queue, const char *name);
+
+/**
  * Opens a producer on the queue `name` and stores it in `*out` (NULL on failure). The
  * handle waits adaptively (`SHMQ_WAIT_ADAPTIVE`) until `shmq_producer_set_wait`.
  *
@@ -356,6 +550,34 @@ int shmq_producer_open(const char *name, struct shmq_producer **out);
  * As `shmq_producer_open`.
  */
 int shmq_consumer_open(const char *name, struct shmq_consumer **out);
+
+/**
+ * Joins the subscription `name` of the queue `queue` as one of its members and stores the
+ * consumer handle in `*out` (NULL on failure). The handle waits adaptively
+ * (`SHMQ_WAIT_ADAPTIVE`) until `shmq_consumer_set_wait`.
+ *
+ * Every consumer call works on it (`shmq_recv`, `shmq_recv_info`, `shmq_peek`,
+ * `shmq_release`, `shmq_consumer_interrupt`, ...). The members of a subscription share
+ * its messages: each message goes to one member (members claim small batches of up to
+ * 16 messages in turn), so messages reach one member in order but are spread over all of
+ * them. A member killed (even by `kill -9`) while holding messages it had not finished
+ * has them handed to another member, which receives them again with
+ * `shmq_msg_info.delivery_count` >= 2: delivery is at least once around a member's death,
+ * exactly once otherwise. A stopped member (`SIGSTOP`) keeps its messages.
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
+ * `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
+ * `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
+ * `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO` as for `shmq_consumer_open`.
+ *
+ * Ownership, threads, processes and blocking: as for `shmq_consumer_open`; free the
+ * handle with `shmq_consumer_close`, which leaves the subscription.
+ *
+ * # Safety
+ * `queue` and `name` are NULL or NUL-terminated strings; `out` is NULL or valid for a
+ * write of a pointer.
+ */
+int shmq_consumer_subscribe(const char *queue, const char *name, struct shmq_consumer **out);
 
 /**
  * Sets how the producer waits when the queue is full: `SHMQ_WAIT_SPIN`,
@@ -521,6 +743,29 @@ int shmq_abort(struct shmq_producer *p);
 int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns);
 
 /**
+ * Receives the next message as `shmq_recv` does and, if `info` is not NULL, stores what is
+ * known about it in `*info`: its id (the same in every subscription) and how many times
+ * it was delivered.
+ *
+ * Everything else is as for `shmq_recv`: `SHMQ_ERR_BUFFER_TOO_SMALL` stores the size
+ * needed in `*len` and leaves the message in the queue; a message peeked with
+ * `shmq_peek` is the one received. On a subscription with a lag limit it may return
+ * `SHMQ_ERR_LAPPED` (nothing received; `info->missed_bytes` says how many bytes of the
+ * stream the subscription missed; the next call goes on with the newest messages).
+ * After any other error `*info` is all zero, as is `*len` (but for
+ * `SHMQ_ERR_BUFFER_TOO_SMALL`).
+ *
+ * # Safety
+ * As `shmq_recv`; `info` is NULL or writable.
+ */
+int shmq_recv_info(struct shmq_consumer *c,
+                   void *buf,
+                   size_t cap,
+                   size_t *len,
+                   struct shmq_msg_info *info,
+                   int64_t timeout_ns);
+
+/**
  * Shows the next message without taking it: stores its address in `*data` and its length
  * in `*len`. The `*len` bytes at `*data` are valid until `shmq_release` (which takes the
  * message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
@@ -631,5 +876,12 @@ const char *shmq_last_error(void);
  * (see shmq_options_init_sized); evaluates to SHMQ_OK or SHMQ_ERR_INVALID.
  */
 #define shmq_options_init(o) shmq_options_init_sized((o), sizeof *(o))
+
+/**
+ * Sets up the subscription options `*o` with the size of the struct this program was
+ * compiled with (see shmq_subscription_options_init_sized); evaluates to SHMQ_OK or
+ * SHMQ_ERR_INVALID.
+ */
+#define shmq_subscription_options_init(o) shmq_subscription_options_init_sized((o), sizeof *(o))
 
 #endif  /* SHMQ_H */

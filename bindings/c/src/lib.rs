@@ -30,11 +30,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmq_core::error::code;
-use shmq_core::{Consumer, Error, Interrupter, Mode, Options, Producer, Queue, RawGrant, Wait};
+use shmq_core::{
+    Consumer, Error, Interrupter, Mode, Options, Producer, Queue, RawGrant, Subscription, SubscriptionOptions, Wait,
+};
 
 /// The version of this C interface. It is the major number of the shared library's SONAME
 /// (`libshmq.so.1`): it changes only when a function, type or constant changes
-/// incompatibly. Additions (new functions, fields appended to `shmq_options`) keep it.
+/// incompatibly. Additions (new functions, fields appended to `shmq_options` or
+/// `shmq_subscription_options`) keep it.
 /// Segments carry their own layout version: opening one made by an incompatible layout
 /// fails with `SHMQ_ERR_INCOMPATIBLE`.
 pub const SHMQ_ABI_VERSION: c_int = 1;
@@ -78,6 +81,13 @@ pub const SHMQ_ERR_INTERNAL: c_int = -15;
 /// `shmq_producer_interrupt` / `shmq_consumer_interrupt` on its handle. Nothing was sent,
 /// reserved or received; the handle works as before.
 pub const SHMQ_ERR_INTERRUPTED: c_int = -16;
+/// A receive on a subscription with a lag limit (`shmq_subscription_options.lag_limit`):
+/// the subscription fell more than its limit behind, and producers went on without it.
+/// The messages it missed are gone for it (`shmq_msg_info.missed_bytes` of
+/// `shmq_recv_info` says how many bytes of the stream); the subscription has already
+/// rejoined at the producers' position, so the next receive goes on from there. Nothing
+/// was received by this call.
+pub const SHMQ_ERR_LAPPED: c_int = -17;
 
 // The codes are defined once, in the Rust crate; the literals above exist for cbindgen.
 const _: () = {
@@ -98,6 +108,7 @@ const _: () = {
     assert!(SHMQ_ERR_IO == code::IO);
     assert!(SHMQ_ERR_INTERNAL == code::INTERNAL);
     assert!(SHMQ_ERR_INTERRUPTED == code::INTERRUPTED);
+    assert!(SHMQ_ERR_LAPPED == code::LAPPED);
 };
 
 /// `shmq_options.mode`: one producer at a time (the fast path).
@@ -174,6 +185,110 @@ const OPTIONS_V1_SIZE: usize = std::mem::size_of::<shmq_options>();
 /// that far.
 const OPTIONS_MAX_SIZE: usize = 4096;
 const _: () = assert!(OPTIONS_V1_SIZE == 32);
+
+/// `shmq_subscription_options.start`: the subscription sees every message sent after
+/// `shmq_subscription_create` returns (the only start a volatile queue has).
+pub const SHMQ_START_NOW: c_int = 0;
+
+/// `shmq_subscription_options.ack`: a message is done with once a member has received it
+/// (the only mode of volatile queues, and the default).
+pub const SHMQ_ACK_AUTO: c_int = 0;
+/// `shmq_subscription_options.ack`: a message is done with only once the member that
+/// received it acknowledges it. For durable queues, which this version does not have:
+/// refused with `SHMQ_ERR_INVALID` for now.
+pub const SHMQ_ACK_EXPLICIT: c_int = 1;
+
+/// Most subscriptions a queue can have at once, the default one included.
+pub const SHMQ_SUBSCRIPTIONS_MAX: u32 = 64;
+/// Longest subscription name, in bytes (without the terminating NUL).
+pub const SHMQ_SUBSCRIPTION_NAME_MAX: u32 = 48;
+
+const _: () = {
+    assert!(SHMQ_SUBSCRIPTIONS_MAX as usize == Subscription::MAX);
+    assert!(SHMQ_SUBSCRIPTION_NAME_MAX as usize == Subscription::MAX_NAME_LEN);
+};
+
+/// Options for `shmq_subscription_create`, fixed when the subscription is created. Always
+/// start from `shmq_subscription_options_init`, then change the fields you need:
+///
+/// ```c
+/// shmq_subscription_options o;
+/// shmq_subscription_options_init(&o);
+/// o.lag_limit = 1 << 20;
+/// int rc = shmq_subscription_create("orders", "audit", &o);
+/// ```
+///
+/// Every field's default is 0. The struct only grows: later versions append fields after
+/// `max_deliveries`, and `size` tells the library which fields the caller knows. The last
+/// four fields (`ack` to `max_deliveries`) are for durable queues, which this version does
+/// not have: any value but 0 is refused with `SHMQ_ERR_INVALID` for now.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmq_subscription_options {
+    /// `sizeof(shmq_subscription_options)` as the caller compiled it; set by
+    /// `shmq_subscription_options_init`. A size below this version's struct (40 bytes) is
+    /// `SHMQ_ERR_INVALID`.
+    pub size: usize,
+    /// Where the subscription starts: `SHMQ_START_NOW` (the default, and the only start
+    /// of a volatile queue).
+    pub start: c_int,
+    /// Durable queues only: `SHMQ_ACK_AUTO` (the default: a message is done with once
+    /// received) or `SHMQ_ACK_EXPLICIT`. Must be `SHMQ_ACK_AUTO` for now.
+    pub ack: c_int,
+    /// 0 (the default): producers wait for this subscription, and it never misses a
+    /// message. `n > 0`: it never holds producers back by more than `n` bytes of the
+    /// stream (values above the queue's capacity count as the capacity): a producer that
+    /// needs space it still holds, while it is more than `n` bytes behind, goes on without
+    /// it, and its next receive returns `SHMQ_ERR_LAPPED`. Messages a member has already
+    /// claimed (or is peeking at) are never taken from under it.
+    pub lag_limit: u64,
+    /// Durable queues only: how long an explicitly acknowledged message may stay
+    /// unacknowledged before it is delivered again, in nanoseconds. Must be 0 (the default)
+    /// for now.
+    pub ack_wait_ns: i64,
+    /// Durable queues only: most messages a member may hold unacknowledged. Must be 0 (the
+    /// default) for now.
+    pub max_in_flight: u32,
+    /// Durable queues only: after this many deliveries a message is no longer delivered
+    /// again (0: no limit). Must be 0 (the default) for now.
+    pub max_deliveries: u32,
+}
+
+/// This version's defaults (all zero but the size).
+const DEFAULT_SUBSCRIPTION_OPTIONS: shmq_subscription_options = shmq_subscription_options {
+    size: SUBSCRIPTION_OPTIONS_V1_SIZE,
+    start: SHMQ_START_NOW,
+    ack: SHMQ_ACK_AUTO,
+    lag_limit: 0,
+    ack_wait_ns: 0,
+    max_in_flight: 0,
+    max_deliveries: 0,
+};
+
+/// The size of the first version of `shmq_subscription_options`.
+const SUBSCRIPTION_OPTIONS_V1_SIZE: usize = std::mem::size_of::<shmq_subscription_options>();
+const _: () = assert!(SUBSCRIPTION_OPTIONS_V1_SIZE == 40);
+
+/// What `shmq_recv_info` says about the message it received.
+///
+/// The struct has a fixed size: information added later comes through new functions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct shmq_msg_info {
+    /// The message's id: its position in the queue's stream of bytes. Ids increase in the
+    /// order messages were sent; they are sparse (the gaps are the records' sizes) and
+    /// never reused within the queue's life. Every subscription sees the same id for the
+    /// same message.
+    pub id: u64,
+    /// How many times the message has been handed out: 1, or more when a member of a
+    /// subscription died holding it and it was handed to another member.
+    pub delivery_count: u32,
+    /// 0.
+    pub reserved: u32,
+    /// After `SHMQ_ERR_LAPPED`: the bytes of the stream the subscription missed (records
+    /// with their headers and padding). 0 otherwise.
+    pub missed_bytes: u64,
+}
 
 /// A producer handle: appends messages to one queue. Opaque; from `shmq_producer_open`,
 /// freed by `shmq_producer_close`.
@@ -895,6 +1010,77 @@ unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     Ok(Options::new().capacity(v1.capacity).max_message(v1.max_message).mode(mode).permissions(v1.permissions))
 }
 
+/// The subscription name behind a C string: NULL or not UTF-8 is `SHMQ_ERR_INVALID` (the
+/// Rust crate checks the characters and the length).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string that lives for `'a`.
+unsafe fn subscription_name_arg<'a>(name: *const c_char) -> Res<&'a str> {
+    if name.is_null() {
+        return Err(invalid(c"invalid subscription name: NULL"));
+    }
+    // SAFETY: non-null, and NUL-terminated by the caller's contract.
+    let name = unsafe { CStr::from_ptr(name) };
+    name.to_str().map_err(|_| invalid(c"invalid subscription name: not UTF-8 (use 1-48 bytes of [A-Za-z0-9._-])"))
+}
+
+/// The Rust options from a C `shmq_subscription_options` (NULL: the defaults), reading
+/// only the fields its `size` covers.
+///
+/// # Safety
+/// `o` is NULL or points to `o->size` readable bytes.
+unsafe fn subscription_options_arg(o: *const shmq_subscription_options) -> Res<SubscriptionOptions> {
+    if o.is_null() {
+        return Ok(SubscriptionOptions::new());
+    }
+    // SAFETY: `size` is the first field, and every caller's struct has it.
+    let size = unsafe { std::ptr::addr_of!((*o).size).read_unaligned() };
+    if !(SUBSCRIPTION_OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+        return Err(invalid_owned(format!(
+            "invalid subscription options: size {size} is not a shmq_subscription_options size \
+             ({SUBSCRIPTION_OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE}); initialise the struct with \
+             shmq_subscription_options_init"
+        )));
+    }
+    // SAFETY: the caller's struct has at least the v1 fields (its size says so).
+    let v1 = unsafe { o.read_unaligned() };
+    // SAFETY: the caller vouches for `size` readable bytes.
+    let all = unsafe { std::slice::from_raw_parts(o.cast::<u8>(), size) };
+    if let Some(at) = all[SUBSCRIPTION_OPTIONS_V1_SIZE..].iter().position(|&b| b != 0) {
+        return Err(invalid_owned(format!(
+            "invalid subscription options: byte {} of the caller's {size}-byte shmq_subscription_options is \
+             not zero, and this libshmq knows only the first {SUBSCRIPTION_OPTIONS_V1_SIZE} bytes: the program \
+             was compiled against a newer shmq.h and uses an option this library does not have",
+            SUBSCRIPTION_OPTIONS_V1_SIZE + at
+        )));
+    }
+    if v1.start != SHMQ_START_NOW {
+        return Err(invalid_owned(format!(
+            "invalid subscription options: start {}: a volatile queue has only SHMQ_START_NOW",
+            v1.start
+        )));
+    }
+    const DURABLE: &str = "applies to durable queues, which this libshmq does not have";
+    let durable = |field: &str, value: String, want: &str| {
+        Err(invalid_owned(format!("invalid subscription options: {field} {value} {DURABLE}: use {want}")))
+    };
+    if v1.ack != SHMQ_ACK_AUTO {
+        let value = if v1.ack == SHMQ_ACK_EXPLICIT { "SHMQ_ACK_EXPLICIT".to_owned() } else { v1.ack.to_string() };
+        return durable("ack", value, "SHMQ_ACK_AUTO");
+    }
+    if v1.ack_wait_ns != 0 {
+        return durable("ack_wait_ns", v1.ack_wait_ns.to_string(), "0");
+    }
+    if v1.max_in_flight != 0 {
+        return durable("max_in_flight", v1.max_in_flight.to_string(), "0");
+    }
+    if v1.max_deliveries != 0 {
+        return durable("max_deliveries", v1.max_deliveries.to_string(), "0");
+    }
+    let lag_limit = (v1.lag_limit != 0).then_some(v1.lag_limit);
+    Ok(SubscriptionOptions::new().start(shmq_core::From::Now).lag_limit(lag_limit))
+}
+
 /// Writes `value` through `out` if `out` is not NULL.
 ///
 /// # Safety
@@ -957,6 +1143,44 @@ pub unsafe extern "C" fn shmq_options_init_sized(o: *mut shmq_options, size: usi
         unsafe {
             o.write_unaligned(shmq_options { size, ..DEFAULT_OPTIONS });
             std::ptr::write_bytes(o.cast::<u8>().add(OPTIONS_V1_SIZE), 0, size - OPTIONS_V1_SIZE);
+        }
+        Ok(())
+    })
+}
+
+/// Sets up the caller's `shmq_subscription_options` of `size` bytes: every field this
+/// library knows gets its default (0: start now, no lag limit, automatic acknowledgement),
+/// `o->size` becomes `size`, and any bytes beyond (a newer header's fields) become 0. Call
+/// it through the macro `shmq_subscription_options_init(o)`, which passes `sizeof *(o)`,
+/// as with `shmq_options_init`.
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
+/// `shmq_subscription_options` (below 40 or above 4096 bytes; `*o` is then left alone).
+/// Thread-safe; does not block.
+///
+/// # Safety
+/// `o` is NULL or points to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_subscription_options_init_sized(o: *mut shmq_subscription_options, size: usize) -> c_int {
+    guard(|| {
+        if o.is_null() {
+            return Err(invalid(c"invalid argument: NULL subscription options"));
+        }
+        if !(SUBSCRIPTION_OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+            return Err(invalid_owned(format!(
+                "invalid argument: size {size} is not a shmq_subscription_options size \
+                 ({SUBSCRIPTION_OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE})"
+            )));
+        }
+        // SAFETY: `size` writable bytes at `o` by the caller's contract, of which the first
+        // SUBSCRIPTION_OPTIONS_V1_SIZE are this version's struct; unaligned-safe writes.
+        unsafe {
+            o.write_unaligned(shmq_subscription_options { size, ..DEFAULT_SUBSCRIPTION_OPTIONS });
+            std::ptr::write_bytes(
+                o.cast::<u8>().add(SUBSCRIPTION_OPTIONS_V1_SIZE),
+                0,
+                size - SUBSCRIPTION_OPTIONS_V1_SIZE,
+            );
         }
         Ok(())
     })
@@ -1031,6 +1255,70 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
     })
 }
 
+/// Creates the subscription `name` on the queue `queue`, with the options `o` (NULL: the
+/// defaults). Names follow the queue-name rule (`[A-Za-z0-9._-]`, not starting with `.`)
+/// and have at most `SHMQ_SUBSCRIPTION_NAME_MAX` (48) bytes.
+///
+/// A subscription sees every message sent after this call returns (fan-out: every
+/// subscription gets its own copy of the stream). Processes join it with
+/// `shmq_consumer_subscribe` and share its messages: each message goes to one member. The
+/// queue's default subscription, `"default"`, exists from its creation; it is the one
+/// `shmq_consumer_open` reads. Producers wait for the slowest subscription that has no
+/// lag limit.
+///
+/// Creating a subscription that exists with the same options does nothing (`SHMQ_OK`):
+/// every process may create the subscription it is about to join.
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no queue `queue`;
+/// `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options, options
+/// that differ from those of an existing subscription of that name, or a value in a
+/// durable-queue field (`ack` to `max_deliveries`); `SHMQ_ERR_BUSY` when the queue has
+/// `SHMQ_SUBSCRIPTIONS_MAX` subscriptions; `SHMQ_ERR_CLOSED` if the queue was removed;
+/// `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
+/// Thread-safe; does not block (beyond the 2 seconds an open may wait for a queue being
+/// created).
+///
+/// # Safety
+/// `queue` and `name` are NULL or NUL-terminated strings; `o` is NULL or points to
+/// `o->size` readable bytes (a `shmq_subscription_options` set up by
+/// `shmq_subscription_options_init`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_subscription_create(
+    queue: *const c_char,
+    name: *const c_char,
+    o: *const shmq_subscription_options,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let (queue, name, options) =
+            unsafe { (name_arg(queue)?, subscription_name_arg(name)?, subscription_options_arg(o)?) };
+        Subscription::create(queue, name, options)?;
+        Ok(())
+    })
+}
+
+/// Removes the subscription `name` of the queue `queue` (the default one too): producers
+/// stop waiting for it, and its members' next receive (or the one they are blocked in)
+/// returns `SHMQ_ERR_CLOSED`. Once `"default"` is removed, `shmq_consumer_open` of the
+/// queue returns `SHMQ_ERR_NOT_FOUND`.
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
+/// `SHMQ_ERR_INVALID` for a NULL or bad name; `SHMQ_ERR_CORRUPT`,
+/// `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`. Thread-safe; does not
+/// block.
+///
+/// # Safety
+/// `queue` and `name` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_subscription_remove(queue: *const c_char, name: *const c_char) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let (queue, name) = unsafe { (name_arg(queue)?, subscription_name_arg(name)?) };
+        Subscription::remove(queue, name)?;
+        Ok(())
+    })
+}
+
 /// Opens a producer on the queue `name` and stores it in `*out` (NULL on failure). The
 /// handle waits adaptively (`SHMQ_WAIT_ADAPTIVE`) until `shmq_producer_set_wait`.
 ///
@@ -1093,6 +1381,53 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
         // SAFETY: the caller's contract.
         let name = unsafe { name_arg(name)? };
         let inner = Consumer::open(name)?;
+        let interrupter = inner.interrupter();
+        let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
+        // SAFETY: as above.
+        unsafe { out.write(h) };
+        Ok(())
+    })
+}
+
+/// Joins the subscription `name` of the queue `queue` as one of its members and stores the
+/// consumer handle in `*out` (NULL on failure). The handle waits adaptively
+/// (`SHMQ_WAIT_ADAPTIVE`) until `shmq_consumer_set_wait`.
+///
+/// Every consumer call works on it (`shmq_recv`, `shmq_recv_info`, `shmq_peek`,
+/// `shmq_release`, `shmq_consumer_interrupt`, ...). The members of a subscription share
+/// its messages: each message goes to one member (members claim small batches of up to
+/// 16 messages in turn), so messages reach one member in order but are spread over all of
+/// them. A member killed (even by `kill -9`) while holding messages it had not finished
+/// has them handed to another member, which receives them again with
+/// `shmq_msg_info.delivery_count` >= 2: delivery is at least once around a member's death,
+/// exactly once otherwise. A stopped member (`SIGSTOP`) keeps its messages.
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
+/// `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
+/// `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
+/// `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO` as for `shmq_consumer_open`.
+///
+/// Ownership, threads, processes and blocking: as for `shmq_consumer_open`; free the
+/// handle with `shmq_consumer_close`, which leaves the subscription.
+///
+/// # Safety
+/// `queue` and `name` are NULL or NUL-terminated strings; `out` is NULL or valid for a
+/// write of a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_consumer_subscribe(
+    queue: *const c_char,
+    name: *const c_char,
+    out: *mut *mut shmq_consumer,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
+        }
+        // SAFETY: non-null `out` is writable by the caller's contract.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: the caller's contract.
+        let (queue, name) = unsafe { (name_arg(queue)?, subscription_name_arg(name)?) };
+        let inner = Consumer::subscribe(queue, name)?;
         let interrupter = inner.interrupter();
         let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
         // SAFETY: as above.
@@ -1467,6 +1802,103 @@ pub unsafe extern "C" fn shmq_recv(
     })
 }
 
+/// Receives the next message as `shmq_recv` does and, if `info` is not NULL, stores what is
+/// known about it in `*info`: its id (the same in every subscription) and how many times
+/// it was delivered.
+///
+/// Everything else is as for `shmq_recv`: `SHMQ_ERR_BUFFER_TOO_SMALL` stores the size
+/// needed in `*len` and leaves the message in the queue; a message peeked with
+/// `shmq_peek` is the one received. On a subscription with a lag limit it may return
+/// `SHMQ_ERR_LAPPED` (nothing received; `info->missed_bytes` says how many bytes of the
+/// stream the subscription missed; the next call goes on with the newest messages).
+/// After any other error `*info` is all zero, as is `*len` (but for
+/// `SHMQ_ERR_BUFFER_TOO_SMALL`).
+///
+/// # Safety
+/// As `shmq_recv`; `info` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_recv_info(
+    c: *mut shmq_consumer,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    info: *mut shmq_msg_info,
+    timeout_ns: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            put(len, 0);
+            put(info, shmq_msg_info::default());
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                if len.is_null() {
+                    return Err(invalid(c"invalid argument: NULL len"));
+                }
+                if buf.is_null() && cap > 0 {
+                    return Err(invalid(c"invalid argument: NULL buf with a non-zero cap"));
+                }
+                let lapped = |e: &Error| {
+                    if let Error::Lapped { missed_bytes } = *e {
+                        // SAFETY: `info` is NULL or writable by the caller's contract.
+                        put(info, shmq_msg_info { missed_bytes, ..shmq_msg_info::default() });
+                    }
+                };
+                // A buffer smaller than `max_message` may be too small: look at the message
+                // first, and leave it in the queue if it does not fit. The receive below then
+                // takes this same message at once (the head stays until it is taken).
+                if cap < c.inner.config().max_message as usize {
+                    let n = peek_noting(c, timeout_ns, lapped)?.len();
+                    if n > cap {
+                        // SAFETY: `len` is non-null and writable by the caller's contract.
+                        len.write(n);
+                        last_error::set(format!("buffer of {cap} bytes too small for the message of {n} bytes"));
+                        return Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL));
+                    }
+                }
+                let received = match timeout(timeout_ns) {
+                    Timeout::Try => c.inner.try_recv().map(|m| m.ok_or(())),
+                    Timeout::Forever => c.inner.recv().map(Ok),
+                    Timeout::For(d) => c.inner.recv_timeout(d).map(Ok),
+                };
+                c.peeked = false;
+                let msg = match received {
+                    Ok(Ok(msg)) => msg,
+                    Ok(Err(())) => return Err(fail(SHMQ_ERR_EMPTY, c"queue is empty")),
+                    Err(e) => {
+                        lapped(&e);
+                        return Err(e.into());
+                    }
+                };
+                let n = msg.len();
+                if n > cap {
+                    // The message grew between the look and the receive: only a process
+                    // writing into the segment can do that (it is released as received).
+                    return Err(fail(
+                        SHMQ_ERR_CORRUPT,
+                        c"corrupt queue: the message just looked at changed (another process wrote the queue)",
+                    ));
+                }
+                if n > 0 {
+                    // SAFETY: `buf` holds `cap >= n` writable bytes (the caller's contract;
+                    // non-null since `cap > 0`); the message is `n` readable bytes of the
+                    // mapping. `copy` (memmove): `buf` may be queue memory, as in `shmq_recv`.
+                    std::ptr::copy(msg.as_ptr(), buf.cast::<u8>(), n);
+                }
+                // SAFETY: `len` is non-null and writable by the caller's contract.
+                len.write(n);
+                // SAFETY: `info` is NULL or writable by the caller's contract.
+                put(info, shmq_msg_info { id: msg.id(), delivery_count: msg.delivery_count(), ..Default::default() });
+                // Dropping the message takes it: its space goes back to the producers.
+                drop(msg);
+                Ok(())
+            })
+        }
+    })
+}
+
 /// Shows the next message without taking it: stores its address in `*data` and its length
 /// in `*len`. The `*len` bytes at `*data` are valid until `shmq_release` (which takes the
 /// message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
@@ -1517,10 +1949,23 @@ pub unsafe extern "C" fn shmq_peek(
 
 /// The head message, waiting by `timeout_ns`.
 fn peek(c: &mut ConsumerState, timeout_ns: i64) -> Res<&[u8]> {
-    Ok(match timeout(timeout_ns) {
-        Timeout::Try => c.inner.try_peek()?.ok_or_else(|| fail(SHMQ_ERR_EMPTY, c"queue is empty"))?,
-        Timeout::Forever => c.inner.peek(None)?,
-        Timeout::For(d) => c.inner.peek(Some(d))?,
+    peek_noting(c, timeout_ns, |_| {})
+}
+
+/// [`peek`], showing `note` the Rust error (if any) before it becomes a code.
+fn peek_noting(c: &mut ConsumerState, timeout_ns: i64, note: impl FnOnce(&Error)) -> Res<&[u8]> {
+    let peeked = match timeout(timeout_ns) {
+        Timeout::Try => match c.inner.try_peek() {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => return Err(fail(SHMQ_ERR_EMPTY, c"queue is empty")),
+            Err(e) => Err(e),
+        },
+        Timeout::Forever => c.inner.peek(None),
+        Timeout::For(d) => c.inner.peek(Some(d)),
+    };
+    peeked.map_err(|e| {
+        note(&e);
+        e.into()
     })
 }
 
@@ -1581,6 +2026,7 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         SHMQ_ERR_IO => c"operating-system error",
         SHMQ_ERR_INTERNAL => c"internal error in libshmq",
         SHMQ_ERR_INTERRUPTED => c"interrupted",
+        SHMQ_ERR_LAPPED => c"lapped: the subscription fell behind its lag limit and missed messages",
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
@@ -1722,6 +2168,45 @@ mod tests {
     }
 
     #[test]
+    fn lapped_maps_to_its_code_and_says_how_much_was_missed() {
+        assert_eq!(guard(|| Err(Error::Lapped { missed_bytes: 4096 }.into())), SHMQ_ERR_LAPPED);
+        assert!(last_error().starts_with("lapped: "), "{}", last_error());
+        assert!(last_error().contains("missed 4096 bytes"), "{}", last_error());
+        // SAFETY: shmq_strerror returns a static C string.
+        let text = unsafe { CStr::from_ptr(shmq_strerror(SHMQ_ERR_LAPPED)) };
+        assert!(text.to_str().unwrap().starts_with("lapped"), "{text:?}");
+    }
+
+    #[test]
+    fn subscription_options_are_zero_by_default_and_durable_fields_are_refused() {
+        let read = |o: &shmq_subscription_options| {
+            // SAFETY: a whole struct of this version.
+            unsafe { subscription_options_arg(o) }
+        };
+        // SAFETY: NULL means the defaults.
+        assert_eq!(unsafe { subscription_options_arg(std::ptr::null()) }, Ok(SubscriptionOptions::new()));
+        let mut o = DEFAULT_SUBSCRIPTION_OPTIONS;
+        assert_eq!(read(&o), Ok(SubscriptionOptions::new()));
+        o.lag_limit = 4096;
+        assert_eq!(read(&o), Ok(SubscriptionOptions::new().lag_limit(Some(4096))));
+        let refused = [
+            shmq_subscription_options { ack: SHMQ_ACK_EXPLICIT, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+            shmq_subscription_options { ack: 7, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+            shmq_subscription_options { ack_wait_ns: -1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+            shmq_subscription_options { max_in_flight: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+            shmq_subscription_options { max_deliveries: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+        ];
+        for o in refused {
+            assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)), "{o:?}");
+            assert!(last_error().contains("applies to durable queues"), "{}", last_error());
+        }
+        let o = shmq_subscription_options { start: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS };
+        assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)));
+        let o = shmq_subscription_options { size: 16, ..DEFAULT_SUBSCRIPTION_OPTIONS };
+        assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)));
+    }
+
+    #[test]
     fn timeouts_follow_the_sign_convention() {
         assert_eq!(timeout(0), Timeout::Try);
         assert_eq!(timeout(-1), Timeout::Forever);
@@ -1732,13 +2217,13 @@ mod tests {
 
     #[test]
     fn strerror_answers_every_int() {
-        for e in [i32::MIN, -17, -16, -1, 0, 1, i32::MAX] {
+        for e in [i32::MIN, -18, -17, -16, -1, 0, 1, i32::MAX] {
             // SAFETY: shmq_strerror returns a static C string.
             let s = unsafe { CStr::from_ptr(shmq_strerror(e)) };
             assert!(!s.is_empty());
         }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-17)) };
+        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-18)) };
         assert_eq!(unknown, c"unknown shmq error code");
     }
 }

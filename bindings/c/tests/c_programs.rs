@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use shmq_core::{Mode, Options, Queue};
+use shmq_core::{Mode, Options, Queue, Subscription, SubscriptionOptions};
 
 /// What the static library needs (`rustc --print native-static-libs`); the Makefile's
 /// `Libs.private` says the same.
@@ -167,14 +167,16 @@ fn remove_leftover_queues(pid: u32) {
 }
 
 macro_rules! c_test {
-    ($plain:ident, $sanitized:ident, $source:expr, [$($arg:expr),*], [$($line:expr),*]) => {
+    ($(#[$attr:meta])* $plain:ident, $sanitized:ident, $source:expr, [$($arg:expr),*], [$($line:expr),*]) => {
         #[test]
+        $(#[$attr])*
         fn $plain() {
             let out = run_c_test($source, &[$($arg),*], Build::Plain);
             $( assert!(out.contains($line), "missing {:?} in:\n{out}", $line); )*
         }
 
         #[test]
+        $(#[$attr])*
         fn $sanitized() {
             let out = run_c_test($source, &[$($arg),*], Build::Sanitized);
             $( assert!(out.contains($line), "missing {:?} in:\n{out}", $line); )*
@@ -413,6 +415,8 @@ fn examples_build_with_plain_cc_and_run() {
     let producer = compile_example("producer", &scratch.0);
     let consumer = compile_example("consumer", &scratch.0);
     let pingpong = compile_example("pingpong", &scratch.0);
+    // Run against subscriptions by `subscriber_example_fans_out`; built here in any case.
+    compile_example("subscriber", &scratch.0);
     run_producer_and_consumer(&producer, &consumer, &[]);
 
     for wait in ["adaptive", "block"] {
@@ -426,6 +430,57 @@ fn examples_build_with_plain_cc_and_run() {
     }
     let bad = finish(spawn(&pingpong, &["--size", "4"], Build::Plain), "pingpong usage");
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The subscriber example: two subscriptions of one queue each print every message the
+/// producer example sends, in order and with the same ids; a subscription that does not
+/// exist is created, and `--remove` removes it at the end.
+#[test]
+#[ignore = "needs the subscription protocol (Subscription::create returns InvalidArgument until it lands)"]
+fn subscriber_example_fans_out() {
+    let scratch = Scratch::new("subscriber");
+    let producer = compile_example("producer", &scratch.0);
+    let subscriber = compile_example("subscriber", &scratch.0);
+    static N: AtomicU32 = AtomicU32::new(0);
+    let q = format!("ctest-subscriber-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    Queue::create(&q, Options::new()).expect("create");
+    // Made before anything is sent, so that both see every message (the example creates
+    // its subscription too, but may do so after the producer has started).
+    for s in ["audit", "billing"] {
+        Subscription::create(&q, s, SubscriptionOptions::new()).expect("create subscription");
+    }
+    let readers: Vec<Child> =
+        ["audit", "billing"].iter().map(|s| spawn(&subscriber, &[&q, s, "200"], Build::Plain)).collect();
+    let p = finish(spawn(&producer, &[&q, "200"], Build::Plain), "producer example");
+    check(&p, "producer example", "sent 200 messages");
+    let mut seen = Vec::new();
+    for (child, s) in readers.into_iter().zip(["audit", "billing"]) {
+        let out = finish(child, "subscriber example");
+        let out = check(&out, "subscriber example", &format!("received 200 messages from {q}/{s}"));
+        let ids: Vec<u64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("id "))
+            .enumerate()
+            .map(|(i, rest)| {
+                let (id, payload) = rest.split_once(": ").unwrap_or_else(|| panic!("bad line {rest:?}"));
+                assert_eq!(payload, format!("message {i}"), "{s}: {out}");
+                id.parse().unwrap_or_else(|_| panic!("bad id in {rest:?}"))
+            })
+            .collect();
+        assert_eq!(ids.len(), 200, "{s}: {out}");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{s}: ids not increasing: {out}");
+        seen.push(ids);
+    }
+    assert_eq!(seen[0], seen[1], "the two subscriptions saw different ids");
+
+    let names = |q: &str| Subscription::list(q).expect("list").into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let out = finish(spawn(&subscriber, &[&q, "fresh", "0"], Build::Plain), "subscriber example");
+    check(&out, "subscriber example", "received 0 messages");
+    assert!(names(&q).contains(&"fresh".to_owned()), "{:?}", names(&q));
+    let out = finish(spawn(&subscriber, &["--remove", &q, "fresh", "0"], Build::Plain), "subscriber example");
+    check(&out, "subscriber example", "received 0 messages");
+    assert!(!names(&q).contains(&"fresh".to_owned()), "{:?}", names(&q));
+    let _ = Queue::remove(&q);
 }
 
 /// The examples open an existing queue whatever its options, and create one with the
@@ -632,12 +687,19 @@ fn header_is_clean_c89_c99_c11_and_cxx() {
         "#include \"shmq.h\"\n#include <stdio.h>\n#include <string.h>\n\
          int main(void) {\n\
          \x20   shmq_options o;\n\
+         \x20   shmq_subscription_options so;\n\
+         \x20   shmq_msg_info info;\n\
          \x20   shmq_producer *p = NULL;\n\
          \x20   int rc = shmq_options_init(&o);\n\
          \x20   if (rc != SHMQ_OK || o.size != sizeof o || o.permissions != 0600) return 1;\n\
          \x20   if (shmq_producer_open(\"ctest-strict-missing\", &p) != SHMQ_ERR_NOT_FOUND) return 2;\n\
          \x20   if (strstr(shmq_last_error(), \"ctest-strict-missing\") == NULL) return 3;\n\
          \x20   if (SHMQ_ERR_FULL != -1 || -SHMQ_ERR_FULL != 1) return 4;\n\
+         \x20   rc = shmq_subscription_options_init(&so);\n\
+         \x20   if (rc != SHMQ_OK || so.size != sizeof so || so.lag_limit != 0 || so.ack != SHMQ_ACK_AUTO) return 5;\n\
+         \x20   memset(&info, 0, sizeof info);\n\
+         \x20   if (shmq_recv_info(NULL, NULL, 0, NULL, &info, 0) != SHMQ_ERR_INVALID) return 6;\n\
+         \x20   if (SHMQ_ERR_LAPPED != -17 || shmq_consumer_subscribe(\"ctest-strict-missing\", \"s\", NULL) != SHMQ_ERR_INVALID) return 7;\n\
          \x20   printf(\"strict ok %d\\n\", shmq_abi_version());\n\
          \x20   return 0;\n\
          }\n",
@@ -705,5 +767,28 @@ c_test!(
         "ok an_early_interrupt_is_kept_for_the_next_wait",
         "ok another_thread_interrupts_a_blocked_peek",
         "ok interrupting_no_handle_is_refused_quietly"
+    ]
+);
+
+c_test!(
+    subscription_options_and_recv_info,
+    subscription_options_under_sanitizers,
+    "tests/c/subscriptions.c",
+    ["basic"],
+    ["ok subscription_options_are_checked", "ok recv_info_on_the_default_subscription"]
+);
+
+c_test!(
+    #[ignore = "needs the subscription protocol (Subscription::create returns InvalidArgument until it lands)"]
+    subscriptions_fan_out_share_work_survive_kill9_and_lap,
+    subscriptions_under_sanitizers,
+    "tests/c/subscriptions.c",
+    ["protocol"],
+    [
+        "ok every_subscription_receives_every_message",
+        "ok two_members_share_the_work",
+        "ok a_killed_members_messages_reach_the_survivor",
+        "ok a_lagging_subscription_is_lapped",
+        "ok a_removed_subscription_closes_its_members"
     ]
 );

@@ -92,6 +92,7 @@ fn header_is_ascii_and_free_of_line_comments() {
     }
     let guard_end = header.rfind("#endif  /* SHMQ_H */").expect("include guard");
     assert!(header.find("#define shmq_options_init(o)").expect("the macro") < guard_end);
+    assert!(header.find("#define shmq_subscription_options_init(o)").expect("the macro") < guard_end);
 }
 
 #[test]
@@ -101,6 +102,8 @@ fn header_declares_the_design_contract() {
         "typedef struct shmq_options {",
         "typedef struct shmq_producer shmq_producer;",
         "typedef struct shmq_consumer shmq_consumer;",
+        "typedef struct shmq_subscription_options {",
+        "typedef struct shmq_msg_info {",
     ] {
         assert!(header.contains(typedef), "the header lacks `{typedef}`");
     }
@@ -131,6 +134,17 @@ fn header_declares_the_design_contract() {
         "int shmq_release(shmq_consumer *c)",
         "const char *shmq_strerror(int err)",
         "#define SHMQ_ABI_VERSION 1",
+        "#define SHMQ_ERR_LAPPED (-17)",
+        "#define SHMQ_START_NOW 0",
+        "#define SHMQ_ACK_AUTO 0",
+        "#define SHMQ_ACK_EXPLICIT 1",
+        "int shmq_subscription_options_init_sized(shmq_subscription_options *o, size_t size)",
+        "#define shmq_subscription_options_init(o) shmq_subscription_options_init_sized((o), sizeof *(o))",
+        "int shmq_subscription_create(const char *queue, const char *name, const shmq_subscription_options *o)",
+        "int shmq_subscription_remove(const char *queue, const char *name)",
+        "int shmq_consumer_subscribe(const char *queue, const char *name, shmq_consumer **out)",
+        "int shmq_recv_info(shmq_consumer *c, void *buf, size_t cap, size_t *len, shmq_msg_info *info, \
+         int64_t timeout_ns)",
     ] {
         // cbindgen writes `struct shmq_options *`: the same type as `shmq_options *`.
         let flat = header.split_whitespace().collect::<Vec<_>>().join(" ").replace("struct shmq_", "shmq_");

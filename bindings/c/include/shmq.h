@@ -214,8 +214,9 @@
 #define SHMQ_SUBSCRIPTION_NAME_MAX 48
 
 /**
- * A consumer handle: takes the messages of one queue, in order. Opaque; from
- * `shmq_consumer_open`, freed by `shmq_consumer_close`.
+ * A consumer handle: takes the messages of one queue (or its share of a subscription's),
+ * in order. Opaque; from `shmq_consumer_open` or `shmq_consumer_subscribe`, freed by
+ * `shmq_consumer_close`.
  */
 typedef struct shmq_consumer shmq_consumer;
 

@@ -297,8 +297,9 @@ pub struct shmq_producer {
     _opaque: [u8; 0],
 }
 
-/// A consumer handle: takes the messages of one queue, in order. Opaque; from
-/// `shmq_consumer_open`, freed by `shmq_consumer_close`.
+/// A consumer handle: takes the messages of one queue (or its share of a subscription's),
+/// in order. Opaque; from `shmq_consumer_open` or `shmq_consumer_subscribe`, freed by
+/// `shmq_consumer_close`.
 pub struct shmq_consumer {
     // Never instantiated: the pointer C holds is a `Handle<ConsumerState>`.
     _opaque: [u8; 0],
@@ -362,7 +363,8 @@ impl Kind for ConsumerState {
     const USED_AFTER_CLOSE: &'static CStr = c"invalid argument: this consumer handle was closed (shmq_consumer_close)";
     const WRONG_KIND: &'static CStr = c"invalid argument: a producer handle was passed where a consumer is expected";
     const NOT_A_HANDLE: &'static CStr =
-        c"invalid argument: not a consumer handle (not from shmq_consumer_open, or closed long ago)";
+        c"invalid argument: not a consumer handle (not from shmq_consumer_open or shmq_consumer_subscribe, or closed \
+long ago)";
     const IN_USE: &'static CStr = c"busy: this consumer handle is in a call on another thread (or in the call a \
 signal handler interrupted): a handle serves one call at a time";
     const NOT_CLOSED: &'static CStr =

@@ -235,9 +235,10 @@ static void strerror_answers_every_code(void) {
                    SHMQ_ERR_CLOSED,
                    SHMQ_ERR_IO,
                    SHMQ_ERR_INTERNAL,
-                   SHMQ_ERR_INTERRUPTED};
+                   SHMQ_ERR_INTERRUPTED,
+                   SHMQ_ERR_LAPPED};
     size_t n = sizeof codes / sizeof codes[0];
-    const char *unknown = shmq_strerror(-17);
+    const char *unknown = shmq_strerror(-18);
     CHECK(unknown != NULL && strlen(unknown) > 0);
     for (size_t i = 0; i < n; i++) {
         CHECK(codes[i] == -(int)i); /* the stable numbering */
@@ -246,7 +247,7 @@ static void strerror_answers_every_code(void) {
         CHECK(strcmp(s, unknown) != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, shmq_strerror(codes[j])) != 0);
     }
-    int odd[] = {1, 42, -17, -1000, INT32_MAX, INT32_MIN};
+    int odd[] = {1, 42, -18, -1000, INT32_MAX, INT32_MIN};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) CHECK(strcmp(shmq_strerror(odd[i]), unknown) == 0);
     puts("ok strerror_answers_every_code");
 }

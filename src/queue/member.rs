@@ -1,12 +1,8 @@
-//! A member of a named subscription: how it joins, claims spans of messages, hands back
-//! what it has read, takes over what a dead member left, and learns it was lapped.
+//! A member of a named subscription: how it joins, claims spans of messages (the algorithm
+//! is `ring::cursors::claim`), hands back what it has read, takes over what a dead member
+//! left, and learns it was lapped.
 //!
-//! Members claim **spans**: from the subscription's cursor they walk over up to
-//! [`BATCH`] committed records, record the span in their member table entry
-//! (`CLAIM_CLAIMING`), then move the cursor past it with a compare-and-swap; the winner
-//! marks it `CLAIM_HELD`. Producers read the claims of a subscription's members after its
-//! cursor (Acquire), so a span is never overwritten while claimed. A member done with a span
-//! stores `CLAIM_NONE` (Release). A member that dies leaves its entry's claim: another
+//! A member that dies leaves its entry's claim: another
 //! member takes the dead slot's lock (the kernel grants it only once the holder is dead, and
 //! to one taker), delivers the span again (one more delivery) and clears it. A claim still
 //! `CLAIMING` is ambiguous (the member died around its compare-and-swap): if the cursor
@@ -17,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::gate::{self, FLAGS};
 use crate::error::{Error, Result};
-use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
 use crate::ring::consumer;
-use crate::ring::{Found, read_record};
+use crate::ring::cursors::{self, Claim, Cursors};
 use crate::segment::Segment;
 use crate::sync::atomic::Ordering;
 
@@ -28,8 +24,6 @@ pub(super) const BATCH: usize = 16;
 /// How often a member looks for dead members' claims (while it has work, between spans;
 /// while waiting, in slices of this length).
 pub(super) const ADOPT_EVERY: Duration = Duration::from_millis(50);
-/// A claim attempt that keeps losing (a hostile writer moving the cursor) gives up.
-const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
 
 /// A member's private state.
 #[derive(Debug)]
@@ -74,10 +68,7 @@ impl Member {
         if ring.head() < ring.limit() {
             return false;
         }
-        let m = seg.member(j);
-        // SYNC POINT: Release pairs with the producers' Acquire load of `claim_state`: our
-        // reads of the span are done before they overwrite it.
-        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        cursors::release(seg.claim(j));
         if j != self.slot {
             // A dead member's slot, adopted: it leaves the subscription now, and its lock
             // goes back for the next process to take the slot.
@@ -120,80 +111,35 @@ impl Member {
             }
         }
         let geo = seg.config().geometry();
-        let region = seg.region();
-        let word = seg.cursor(self.sub);
-        let me = seg.member(self.slot);
-        for _ in 0..MAX_CLAIM_ATTEMPTS {
-            // SYNC POINT: Acquire pairs with the Release of the CAS (or join) that stored
-            // it: the records below it that others claimed are theirs, and a join's start
-            // is safe to read from.
-            let w = word.load(Ordering::Acquire);
-            if w & CURSOR_JOINING != 0 {
-                let _ = gate::finish_join(seg, self.sub, w);
-                continue;
-            }
-            if w & CURSOR_DETACHED != 0 {
-                if !self.subscribed(seg) {
-                    return Err(Error::Closed);
-                }
-                let Some(start) = gate::join(seg, self.sub, w) else { continue };
-                if !self.subscribed(seg) {
-                    // Removed meanwhile: leave it detached, as the remover did.
-                    // AcqRel: as any change of a cursor word.
-                    let _ = word.fetch_or(CURSOR_DETACHED, Ordering::AcqRel);
-                    return Err(Error::Closed);
-                }
-                let missed = start.saturating_sub(w & !FLAGS);
-                // Relaxed: a statistic.
-                seg.sub(self.sub).meta.missed_bytes.fetch_add(missed, Ordering::Relaxed);
-                return Err(Error::Lapped { missed_bytes: missed });
-            }
-            let start = w;
-            if !crate::ring::plausible(start) {
-                return Err(Error::Corrupt(format!("{:?}: subscription cursor not aligned", seg.config().name)));
-            }
-            let (mut end, mut messages) = (start, 0usize);
-            while messages < BATCH && end - start < geo.capacity {
-                match read_record(&geo, &region, end) {
-                    Ok(Found::Message { size, .. }) => {
-                        end += size;
-                        messages += 1;
-                    }
-                    Ok(Found::Skip { size }) => end += size,
-                    Ok(Found::Nothing) => break,
-                    Err(e) if end == start => return Err(super::attach::corrupt(seg, e)),
-                    Err(_) => break,
-                }
-            }
-            if end == start {
-                return Ok(Claimed::Nothing);
-            }
-            // Relaxed: made visible by the Release of the CAS below to producers that read
-            // the moved cursor (Acquire) before our claim.
-            me.claim_pos.store(start, Ordering::Relaxed);
-            me.claim_end.store(end, Ordering::Relaxed);
-            me.deliveries.store(1, Ordering::Relaxed);
-            me.claim_state.store(CLAIM_CLAIMING, Ordering::Relaxed);
-            // SYNC POINT: Release pairs with the producers' (and other members') Acquire load
-            // of the cursor: our claim record is visible before the cursor passes the span.
-            // Acquire on failure: as the load above.
-            match word.compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    // Relaxed: CLAIMING pins the span as well; this only settles the
-                    // ambiguity for an adopter.
-                    me.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+        let mine = seg.claim(self.slot);
+        loop {
+            let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH)
+                .map_err(|e| super::attach::corrupt(seg, e))?;
+            match got {
+                Claim::Span(start, end) => {
+                    // Relaxed: read by an adopter only, under our slot's lock.
+                    seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
                     ring.set_span(start, end);
                     self.span_of = Some(self.slot);
                     self.deliveries = 1;
                     return Ok(Claimed::Span);
                 }
-                Err(_) => {
-                    // Release: as in `finish_span` (we read nothing, but it is the same rule).
-                    me.claim_state.store(CLAIM_NONE, Ordering::Release);
+                Claim::Nothing => return Ok(Claimed::Nothing),
+                Claim::Retry => continue,
+                Claim::Lapped { pos, start } => {
+                    if !self.subscribed(seg) {
+                        // Removed meanwhile: leave it detached, as the remover did.
+                        // AcqRel: as any change of a cursor word.
+                        let _ = seg.cursor(self.sub).fetch_or(CURSOR_DETACHED, Ordering::AcqRel);
+                        return Err(Error::Closed);
+                    }
+                    let missed = start.saturating_sub(pos);
+                    // Relaxed: a statistic.
+                    seg.sub(self.sub).meta.missed_bytes.fetch_add(missed, Ordering::Relaxed);
+                    return Err(Error::Lapped { missed_bytes: missed });
                 }
             }
         }
-        Err(Error::Corrupt(format!("{:?}: subscription cursor keeps changing", seg.config().name)))
     }
 
     /// Takes over the claim of a member of our subscription that died (or left with a span
@@ -234,6 +180,7 @@ impl Member {
             }
             let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
             m.deliveries.store(deliveries, Ordering::Relaxed);
+            count_redelivered(seg, self.sub, pos, end);
             ring.set_span(pos, end);
             self.span_of = Some(j);
             self.deliveries = deliveries;
@@ -265,6 +212,7 @@ pub(super) fn join(
             m.deliveries.store(deliveries, Ordering::Relaxed);
             // HELD: whatever it was, we deliver it (an adopter's rule, see `adopt`).
             m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+            count_redelivered(seg, sub, pos, end);
             ring.set_span(pos, end);
             member.span_of = Some(slot);
             member.deliveries = deliveries;
@@ -291,4 +239,23 @@ pub(super) fn join(
         return Err(Error::NotFound("the subscription was removed while joining".into()));
     }
     Ok(member)
+}
+
+/// Counts the messages of an adopted span `[pos, end)` as redelivered (a statistic; the
+/// records are validated as they are walked, and the walk stops at anything odd).
+fn count_redelivered(seg: &Segment, sub: usize, pos: u64, end: u64) {
+    let (geo, region) = (seg.config().geometry(), seg.region());
+    let (mut at, mut n) = (pos, 0u64);
+    while at < end {
+        match crate::ring::read_record(&geo, &region, at) {
+            Ok(crate::ring::Found::Message { size, .. }) => {
+                n += 1;
+                at += size;
+            }
+            Ok(crate::ring::Found::Skip { size }) => at += size,
+            _ => break,
+        }
+    }
+    // Relaxed: a statistic.
+    seg.sub(sub).meta.redelivered.fetch_add(n, Ordering::Relaxed);
 }

@@ -10,6 +10,7 @@
 //! * [`mpsc::Producer`]: one of many; claims space with a CAS on the shared `tail`.
 //! * [`consumer::Consumer`]: a reader; takes the record at its position when the record's
 //!   stamp is exactly the one for that position.
+//! * [`cursors`]: several readers: the gate producers wait for, joins, members' claims.
 //! * [`reclaim`]: turns the claim of an MPSC producer that died before committing into
 //!   padding, so that readers behind it move on.
 //!
@@ -20,6 +21,7 @@
 //! repair (layout v2; `docs/LAYOUT.md`).
 
 pub mod consumer;
+pub mod cursors;
 pub mod mpsc;
 pub mod reclaim;
 pub mod spsc;

@@ -91,8 +91,11 @@ fn member_child(q: &TestQueue) -> Child {
     Child::spawn("member", &q.name, &[("idle", IDLE_MS.to_string())])
 }
 
+/// What a member reported: `(seq, delivery count)` per message received.
+type Reports = Vec<(u32, u32)>;
+
 /// Waits for a child killed by its failpoint; returns what it reported.
-fn killed(mut c: Child) -> Vec<(u32, u32)> {
+fn killed(mut c: Child) -> Reports {
     use std::os::unix::process::ExitStatusExt;
     let (status, _) = c.wait_exit();
     assert_eq!(status.signal(), Some(9), "the failpoint did not kill the child: {status:?}");
@@ -100,12 +103,12 @@ fn killed(mut c: Child) -> Vec<(u32, u32)> {
 }
 
 /// Waits for a child that finishes; returns what it reported.
-fn finished(mut c: Child) -> Vec<(u32, u32)> {
+fn finished(mut c: Child) -> Reports {
     c.wait_ok();
     parse(c.remaining_lines())
 }
 
-fn parse(lines: Vec<String>) -> Vec<(u32, u32)> {
+fn parse(lines: Vec<String>) -> Reports {
     lines
         .iter()
         .filter_map(|l| l.strip_prefix("got "))
@@ -131,7 +134,7 @@ fn all_received(n: u32, reports: &[&[(u32, u32)]]) -> BTreeMap<u32, u32> {
 
 /// A member dies at `point` on its second claim (after a first span received and handed
 /// back); a second member then takes over. Returns (the dead one's reports, the survivor's).
-fn member_dies_at(point: &str) -> (Vec<(u32, u32)>, Vec<(u32, u32)>) {
+fn member_dies_at(point: &str) -> (Reports, Reports) {
     let q = queue(point);
     Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
     let mut tx = Producer::open(&q.name).unwrap();

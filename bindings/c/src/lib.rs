@@ -156,7 +156,7 @@ pub struct shmq_options {
     /// below this version's struct (32 bytes) is `SHMQ_ERR_INVALID`.
     pub size: usize,
     /// Bytes in the data region: a power of two from 1 KiB to 1 TiB, not rounded.
-    /// Each message takes 8 header bytes plus its length rounded up to 8.
+    /// Each message takes 16 header bytes plus its length rounded up to 8.
     pub capacity: u64,
     /// Largest message in bytes: at most half the capacity.
     pub max_message: u32,
@@ -1399,10 +1399,11 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 /// `shmq_release`, `shmq_consumer_interrupt`, ...). The members of a subscription share
 /// its messages: each message goes to one member (members claim small batches of up to
 /// 16 messages in turn), so messages reach one member in order but are spread over all of
-/// them. A member killed (even by `kill -9`) while holding messages it had not finished
-/// has them handed to another member, which receives them again with
-/// `shmq_msg_info.delivery_count` >= 2: delivery is at least once around a member's death,
-/// exactly once otherwise. A stopped member (`SIGSTOP`) keeps its messages.
+/// them. A member killed (even by `kill -9`) in the middle of a batch has that batch
+/// handed to another member within about 100 ms, which receives all of it with
+/// `shmq_msg_info.delivery_count` >= 2: the messages the dead member had not received (or
+/// was peeking at), and also those it had: delivery is at least once around a member's
+/// death, exactly once otherwise. A stopped member (`SIGSTOP`) keeps its batch.
 ///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
 /// `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);

@@ -436,7 +436,6 @@ fn examples_build_with_plain_cc_and_run() {
 /// producer example sends, in order and with the same ids; a subscription that does not
 /// exist is created, and `--remove` removes it at the end.
 #[test]
-#[ignore = "needs the subscription protocol (Subscription::create returns InvalidArgument until it lands)"]
 fn subscriber_example_fans_out() {
     let scratch = Scratch::new("subscriber");
     let producer = compile_example("producer", &scratch.0);
@@ -779,7 +778,6 @@ c_test!(
 );
 
 c_test!(
-    #[ignore = "needs the subscription protocol (Subscription::create returns InvalidArgument until it lands)"]
     subscriptions_fan_out_share_work_survive_kill9_and_lap,
     subscriptions_under_sanitizers,
     "tests/c/subscriptions.c",
@@ -789,6 +787,7 @@ c_test!(
         "ok two_members_share_the_work",
         "ok a_killed_members_messages_reach_the_survivor",
         "ok a_lagging_subscription_is_lapped",
-        "ok a_removed_subscription_closes_its_members"
+        "ok a_removed_subscription_closes_its_members",
+        "ok a_closed_members_batch_goes_to_another_member"
     ]
 );

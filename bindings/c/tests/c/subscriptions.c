@@ -473,6 +473,13 @@ static void a_lagging_subscription_is_lapped(void) {
     wait_child(spawn(flood, NULL));
     CHECK_ERR(shmq_recv(c, buf, sizeof buf, &len, STEP_NS), SHMQ_ERR_LAPPED, "missed");
     CHECK_RC(shmq_recv(c, buf, sizeof buf, &len, 0), SHMQ_ERR_EMPTY);
+
+    /* And through shmq_recv_info with a buffer below max_message (which looks first). */
+    wait_child(spawn(flood, NULL));
+    memset(&info, 0xee, sizeof info);
+    CHECK_ERR(shmq_recv_info(c, buf, 300, &len, &info, STEP_NS), SHMQ_ERR_LAPPED, "lapped");
+    CHECK(info.missed_bytes >= n * RECORD(200) && info.id == 0 && info.delivery_count == 0);
+    CHECK_RC(shmq_recv_info(c, buf, 300, &len, &info, 0), SHMQ_ERR_EMPTY);
     shmq_consumer_close(c);
     CHECK_OK(shmq_remove(queue));
     printf("ok a_lagging_subscription_is_lapped: missed %" PRIu64 " bytes\n", missed);

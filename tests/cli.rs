@@ -587,7 +587,9 @@ fn subs_create_ls_rm_round_trip() {
     let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
     assert_eq!(v["subscriptions"], serde_json::json!([]), "{v:#}");
     assert!(stdout(&ok(shmq(&["subs", "ls", &q]))).contains("none"));
-    fails_with(1, &shmq(&["recv", &q, "--timeout", "0"]));
+    let o = shmq(&["recv", &q, "--timeout", "0"]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("no subscription \"default\""), "{}", stderr(&o));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 use shmq::{Consumer, Error, Subscription};
 
@@ -44,7 +44,13 @@ pub fn run(
 ) -> Result<()> {
     let subscription = subscription.filter(|&s| s != Subscription::DEFAULT);
     let mut rx = match subscription {
-        None => Consumer::open(name).with_context(|| format!("open queue {name:?} to receive"))?,
+        None => Consumer::open(name).map_err(|e| match e {
+            // The queue is there but its default subscription was removed.
+            Error::NotFound(_) if shmq::Queue::inspect(name).is_ok() => {
+                super::subs::explain(name, Subscription::DEFAULT, "read", e)
+            }
+            e => anyhow::Error::new(e).context(format!("open queue {name:?} to receive")),
+        })?,
         Some(sub) => Consumer::subscribe(name, sub).map_err(|e| super::subs::explain(name, sub, "join", e))?,
     };
     let stdout = std::io::stdout();

@@ -70,6 +70,12 @@ impl Member {
     pub(super) fn finish_span(&mut self, seg: &Segment, ring: &consumer::Consumer) -> bool {
         let Some(j) = self.span_of else { return false };
         if ring.head() < ring.limit() {
+            // Part read: what is released no longer needs delivering again if we die, and
+            // producers may have its space.
+            // SYNC POINT: Release pairs with the producers' Acquire load of the claim state
+            // (which they read before `claim_pos`): our reads of the records below the new
+            // start are done.
+            seg.member(j).claim_pos.store(ring.head(), Ordering::Release);
             return false;
         }
         crate::failpoint::hit("member-span-read");
@@ -93,8 +99,9 @@ impl Member {
         }
         if let Some(j) = self.span_of.take() {
             // Relaxed: the unlock (or our death) orders it for the adopter, which takes the
-            // slot's lock first; raising the start frees only what we read.
-            seg.member(j).claim_pos.store(ring.head(), Ordering::Relaxed);
+            // slot's lock first. Nobody received the rest: the adopter's delivery makes the
+            // count what it is now.
+            seg.member(j).deliveries.store(self.deliveries.saturating_sub(1), Ordering::Relaxed);
             if j != self.slot {
                 seg.unlock_slot(j);
             }
@@ -196,8 +203,7 @@ pub(super) fn join(
     ring: &mut consumer::Consumer,
 ) -> Result<Member> {
     let m = seg.member(slot);
-    let mut member =
-        Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
+    let mut member = Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
     // A claim the previous holder (a member of this subscription that died) left.
     match take_over(seg, sub, slot) {
         Some((pos, end, deliveries)) => {
@@ -272,10 +278,12 @@ fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
         m.claim_state.store(CLAIM_NONE, Ordering::Release);
         return None;
     }
-    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
     // HELD: whatever it was, it is delivered now.
     m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
-    count_redelivered(seg, sub, pos, end);
+    if deliveries >= 2 {
+        count_redelivered(seg, sub, pos, end);
+    }
     Some((pos, end, deliveries))
 }

@@ -248,8 +248,10 @@ fn subscriber(q: &str, name: &str, a: &Args) -> Res<()> {
         None if lapped == 0 => return Err(format!("{name}: closed before the end marker").into()),
         _ => {}
     }
-    let (first, last) = ids.unwrap_or_default();
-    print!("subscriber {name:?}: {received} events, in order, ids {first}..={last}");
+    print!("subscriber {name:?}: {received} events, in order");
+    if let Some((first, last)) = ids {
+        print!(", ids {first}..={last}");
+    }
     if lapped > 0 {
         print!("; lapped {lapped} time(s), missed {missed_bytes} bytes");
     }

@@ -27,10 +27,11 @@
 //! cargo run --example subscriptions -- teardown --queue events
 //! ```
 //!
-//! `kill -9` one of the two members while they work: the messages it had claimed and not
-//! received go to the other one, which counts them as delivered again
-//! (`Message::delivery_count() >= 2`). `kill -STOP` one instead: it keeps its batch (a
-//! stopped process is alive), and the other member goes on with the rest.
+//! `kill -9` one of the two members while they work: the batch it held (up to 16 messages,
+//! those it had received included) goes to the other one, which counts them as delivered
+//! again (`Message::delivery_count() >= 2`). `kill -STOP` one instead: it keeps its batch (a
+//! stopped process is alive) and the other member goes on with the rest, until the producer
+//! comes round the ring to the stopped member's batch and waits for it (`kill -CONT`).
 //!
 //! | flag | roles | default | meaning |
 //! | --- | --- | --- | --- |

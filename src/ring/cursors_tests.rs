@@ -32,7 +32,7 @@ impl Words {
             joins: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             cursors: Default::default(),
-            windows: [CAP; 4],
+            windows: [cursors::NO_LIMIT; 4],
             members: [0; 4],
             claims: Default::default(),
             gate_mins: Default::default(),
@@ -73,7 +73,7 @@ impl Cursors for Words {
 }
 
 fn gate(w: &Words, producer: usize, tail: u64, need: u64) -> u64 {
-    cursors::gate(w, CAP, 4, &w.gate_mins[producer], tail, need).expect("honest words")
+    cursors::gate(w, CAP, 4, producer, &w.gate_mins[producer], tail, need).expect("honest words")
 }
 
 #[test]

@@ -137,6 +137,7 @@ fn outcome(r: Result<Message<'_>, Error>) -> String {
 ///   first that is not a message; then `ok`;
 /// * `next`: one `recv_timeout`; `try`: one `try_recv` (`none` when empty);
 /// * `block` / `timed`: says `waiting TID`, then one `recv()` / `recv_timeout(OP_TIMEOUT)`;
+/// * `within MS`: one `recv_timeout` of MS milliseconds;
 /// * `hold`: receives a message and keeps it: says `holding SEQ ID`; then on `check`
 ///   compares its bytes again (`intact`, or `torn ...`), on `release` drops it (`released`).
 fn member(queue: &str) {
@@ -183,6 +184,10 @@ fn member(queue: &str) {
             "timed" => {
                 common::say(&format!("waiting {}", common::tid()));
                 common::say(&outcome(rx.recv_timeout(OP_TIMEOUT)));
+            }
+            "within" => {
+                let ms: u64 = words.next().and_then(|w| w.parse().ok()).expect("within MS");
+                common::say(&outcome(rx.recv_timeout(Duration::from_millis(ms))));
             }
             "hold" => {
                 let m = match rx.recv_timeout(OP_TIMEOUT) {
@@ -809,9 +814,10 @@ fn a_borrowed_message_is_never_overwritten_under_its_reader() {
             Err(Error::Full) => keep.wait_for(seq),
             Err(e) => panic!("try_send of message {seq}: {e}"),
         }
-        assert!(seq < per_ring, "{seq} messages of {REC} bytes sent while one is held in a ring of {CAP}");
+        // `seq` messages are in the ring: the held one and those sent since.
+        assert!(seq <= per_ring, "{seq} messages of {REC} bytes sent while one is held in a ring of {CAP}");
     }
-    assert_eq!(seq, per_ring - 1, "the ring refused a send before it was full");
+    assert_eq!(seq, per_ring, "the ring refused a send before it was full");
     let timeout = Duration::from_millis(200);
     let (r, took) = common::timed(|| tx.send_timeout(&body(seq, LEN), timeout));
     assert!(matches!(r, Err(Error::Timeout)), "a send that needs the held message's space: {r:?}");
@@ -838,6 +844,88 @@ fn a_borrowed_message_is_never_overwritten_under_its_reader() {
     m.wait_ok();
     keep.wait_for(seq);
     keep.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 2b. One member's span, deterministically: killed, or stopped.
+
+/// Has a [`member`] receive `seqs`, each with delivery count `dc`.
+fn recv_seqs(c: &mut Child, seqs: std::ops::Range<u32>, dc: u32) {
+    c.tell(&format!("recv {}", seqs.len()));
+    for want in seqs {
+        let (seq, _, got_dc) = parse_got(&c.expect("got"));
+        assert_eq!((seq, got_dc), (want, dc), "(message, delivery count) received; expected ({want}, {dc})");
+    }
+    assert_eq!(c.expect("ok"), "");
+}
+
+/// Member A (a process) claims a span of 5 messages by receiving the first, and is killed
+/// with -9 holding it; member B (another process) then receives all 5, in order, each with
+/// delivery count 2, and what follows with count 1. The subscription counts 5 redelivered.
+#[test]
+fn a_killed_members_span_goes_to_another_member_with_delivery_count_2() {
+    let q = lag_queue("killed-span");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "w", SubscriptionOptions::new()).expect("create");
+    let mut a = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut b = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    send_n(&mut tx, &mut seq, 5);
+    a.tell("hold");
+    assert_eq!(a.expect("holding").split(' ').next(), Some("0"));
+    let claimed = info(&q.name, "w").members.iter().find(|m| m.pid == a.pid()).and_then(|m| m.claimed);
+    assert_eq!(claimed.map(|(s, e)| (e - s) / REC), Some(5), "A's claim: the 5 messages there: {claimed:?}");
+    a.kill9();
+    recv_seqs(&mut b, 0..5, 2);
+    send_n(&mut tx, &mut seq, 3);
+    recv_seqs(&mut b, 5..8, 1);
+    b.tell("try");
+    assert_eq!(b.expect(""), "none");
+    let s = info(&q.name, "w");
+    assert_eq!(s.redelivered, 5, "{s:?}");
+    b.hang_up();
+    b.wait_ok();
+}
+
+/// Member A claims a span of 5 messages (it holds the first) and is stopped (`SIGSTOP`):
+/// its span is never handed on. Member B receives what is sent after the span and nothing
+/// of it, even while it waits well past the hand-over time; once continued, A finds its
+/// message intact and receives the rest of its span itself. Nothing is delivered twice.
+#[test]
+fn a_stopped_member_keeps_its_span() {
+    let q = lag_queue("stopped-span");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "w", SubscriptionOptions::new()).expect("create");
+    let mut a = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut b = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    send_n(&mut tx, &mut seq, 5);
+    a.tell("hold");
+    assert_eq!(a.expect("holding").split(' ').next(), Some("0"));
+    a.signal(rustix::process::Signal::STOP);
+    a.wait_stopped();
+    send_n(&mut tx, &mut seq, 20);
+    recv_seqs(&mut b, 5..25, 1);
+    // Waiting (and so looking for dead members' spans) for 10 times the hand-over time.
+    b.tell("within 1000");
+    assert_eq!(b.expect(""), "err Timeout", "B while A is stopped holding its span");
+    a.signal(rustix::process::Signal::CONT);
+    a.tell("check");
+    assert_eq!(a.expect(""), "intact");
+    a.tell("release");
+    assert_eq!(a.expect(""), "released");
+    recv_seqs(&mut a, 1..5, 1);
+    for c in [&mut a, &mut b] {
+        c.tell("try");
+        assert_eq!(c.expect(""), "none");
+    }
+    assert_eq!(info(&q.name, "w").redelivered, 0);
+    for c in [&mut a, &mut b] {
+        c.hang_up();
+        c.wait_ok();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -962,9 +1050,11 @@ fn subscription_names_options_and_the_limit_of_64() {
     Subscription::create(&q.name, Subscription::DEFAULT, plain).expect("create default, same options");
     let r = Subscription::create(&q.name, Subscription::DEFAULT, limited);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "default with a lag limit: {r:?}");
-    // A lag limit beyond the capacity counts as the capacity.
+    // A lag limit beyond the capacity (it counts as the capacity: see
+    // `a_lag_limit_beyond_the_capacity_counts_as_the_capacity`).
     Subscription::create(&q.name, "huge", SubscriptionOptions::new().lag_limit(Some(u64::MAX))).expect("huge");
-    assert_eq!(info(&q.name, "huge").lag_limit, Some(1 << 16), "clamped to the capacity");
+    Subscription::create(&q.name, "huge", SubscriptionOptions::new().lag_limit(Some(u64::MAX))).expect("again");
+    assert!(info(&q.name, "huge").lag_limit.is_some());
 
     let longest = "x".repeat(48);
     Subscription::create(&q.name, &longest, plain).expect("a 48-byte name");
@@ -1091,28 +1181,65 @@ fn many_members(queue: &str) {
     while common::hear().is_some() {}
 }
 
-/// The queue's member table holds 64 members over all subscriptions: 32 in another process
-/// and 32 here fit, the 65th is `Busy`; once the other process is killed with -9 its
-/// entries serve new members.
+/// Members take participant slots, which they share with producers: slots 1..63 (slot 0
+/// is the default subscription's consumer). 32 members in another process and 31 here fill
+/// them: the next member is `Busy`, and so is a producer; once the other process is killed
+/// with -9 its slots serve new members.
 #[test]
-fn sixty_four_members_fit_and_the_entries_of_dead_ones_are_reused() {
+fn members_fill_the_participant_table_and_the_slots_of_dead_ones_are_reused() {
+    const SLOTS: usize = 63;
     let q = lag_queue("members");
     Subscription::create(&q.name, "x", SubscriptionOptions::new()).expect("create x");
     Subscription::create(&q.name, "y", SubscriptionOptions::new()).expect("create y");
     let mut other = Child::spawn("many_members", &q.name, &[("sub", "x".into()), ("n", "32".into())]);
     assert_eq!(other.expect(""), "joined");
-    let mut here: Vec<Consumer> =
-        (0..32).map(|i| Consumer::subscribe(&q.name, "y").unwrap_or_else(|e| panic!("member {i} here: {e}"))).collect();
+    let mut here: Vec<Consumer> = (0..SLOTS - 32)
+        .map(|i| Consumer::subscribe(&q.name, "y").unwrap_or_else(|e| panic!("member {i} here: {e}")))
+        .collect();
     let r = Consumer::subscribe(&q.name, "y");
-    assert!(matches!(r, Err(Error::Busy(_))), "a 65th member: {r:?}");
-    assert_eq!((info(&q.name, "x").members.len(), info(&q.name, "y").members.len()), (32, 32));
+    assert!(matches!(r, Err(Error::Busy(_))), "a member beyond the table: {r:?}");
+    let r = Producer::open(&q.name);
+    assert!(matches!(r, Err(Error::Busy(_))), "a producer with the table full of members: {r:?}");
+    assert_eq!((info(&q.name, "x").members.len(), info(&q.name, "y").members.len()), (32, SLOTS - 32));
     other.kill9();
     for i in 0..32 {
         here.push(Consumer::subscribe(&q.name, "y").unwrap_or_else(|e| panic!("member {i} after the kill: {e}")));
     }
     let r = Consumer::subscribe(&q.name, "x");
-    assert!(matches!(r, Err(Error::Busy(_))), "a 65th member: {r:?}");
+    assert!(matches!(r, Err(Error::Busy(_))), "a member beyond the table: {r:?}");
     assert!(info(&q.name, "x").members.is_empty(), "the dead members are gone from the list");
     drop(here);
     assert!(info(&q.name, "y").members.is_empty(), "members that dropped their handles");
+}
+
+/// A lag limit of the capacity or more counts as the capacity (no overflow): with its
+/// member idle in another process, producers never wait for the subscription; it is lapped
+/// and rejoins exactly as with a smaller limit.
+#[test]
+fn a_lag_limit_beyond_the_capacity_counts_as_the_capacity() {
+    for limit in [CAP, CAP + 1, u64::MAX / 2, u64::MAX] {
+        let q = lag_queue("huge-limit");
+        Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+        Subscription::create(&q.name, "huge", SubscriptionOptions::new().lag_limit(Some(limit))).expect("create");
+        let mut m = spawn_member(&q.name, "huge", "subscribe", Wait::Block);
+        let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+        let mut seq = 0;
+        send_n(&mut tx, &mut seq, 1);
+        let resume = recv_n(&mut m, 0, 1)[0] + REC;
+        let lap = (3 * CAP / REC) as u32;
+        for _ in 0..lap {
+            let r = tx.send_timeout(&body(seq, LEN), OP_TIMEOUT);
+            assert!(r.is_ok(), "lag limit {limit}: send of message {seq} with the member idle: {r:?}");
+            seq += 1;
+        }
+        let tail = Queue::inspect(&q.name).expect("inspect").tail;
+        m.tell("next");
+        let missed: u64 = m.expect("lapped").parse().expect("missed bytes");
+        assert_eq!(missed, tail - resume, "lag limit {limit}");
+        let first = seq;
+        send_n(&mut tx, &mut seq, 2);
+        assert_consecutive(&recv_n(&mut m, first, 2), tail);
+        m.hang_up();
+        m.wait_ok();
+    }
 }

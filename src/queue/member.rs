@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::gate::{self, FLAGS};
+use super::gate;
 use crate::error::{Error, Result};
 use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
 use crate::ring::consumer;
@@ -68,6 +68,7 @@ impl Member {
         if ring.head() < ring.limit() {
             return false;
         }
+        crate::failpoint::hit("member-span-read");
         cursors::release(seg.claim(j));
         if j != self.slot {
             // A dead member's slot, adopted: it leaves the subscription now, and its lock
@@ -145,7 +146,6 @@ impl Member {
     /// Takes over the claim of a member of our subscription that died (or left with a span
     /// not fully read). Returns whether a span is now set in `ring`.
     fn adopt(&mut self, seg: &Segment, ring: &mut consumer::Consumer) -> bool {
-        let cap = seg.config().capacity;
         // Acquire: pairs with the Release `fetch_or` of a member's bit.
         let mask = seg.sub(self.sub).cursor.members.load(Ordering::Acquire);
         for j in gate::bits(mask).filter(|&j| j != self.slot && j < layout::MEMBERS) {
@@ -158,32 +158,22 @@ impl Member {
             if !seg.try_lock_slot(j) {
                 continue;
             }
-            // Relaxed throughout: the lock orders us after the previous holder's stores.
-            let state = m.claim_state.load(Ordering::Relaxed);
-            let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+            // Relaxed: the lock orders us after the previous holder's stores.
             let ours = m.sub.load(Ordering::Relaxed) as usize == self.sub
                 && m.generation.load(Ordering::Relaxed) == self.generation;
-            let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos <= end && end - pos <= cap;
-            if state == CLAIM_NONE || !ours {
+            if !ours {
                 seg.unlock_slot(j);
                 continue;
             }
-            // Acquire: as in `claim`.
-            let w = seg.cursor(self.sub).load(Ordering::Acquire);
-            let never_taken = state == CLAIM_CLAIMING && w & !FLAGS == pos;
-            if !valid || never_taken || pos == end {
-                // Release: as in `finish_span`.
-                m.claim_state.store(CLAIM_NONE, Ordering::Release);
+            let Some((pos, end, deliveries)) = take_over(seg, self.sub, j) else {
                 seg.leave_subscription(j);
                 seg.unlock_slot(j);
                 continue;
-            }
-            let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
-            m.deliveries.store(deliveries, Ordering::Relaxed);
-            count_redelivered(seg, self.sub, pos, end);
+            };
             ring.set_span(pos, end);
             self.span_of = Some(j);
             self.deliveries = deliveries;
+            crate::failpoint::hit("member-adopted");
             return true;
         }
         false
@@ -203,25 +193,15 @@ pub(super) fn join(
     let m = seg.member(slot);
     let mut member =
         Member { sub, generation, slot, span_of: None, deliveries: 1, last_adopt: Instant::now() - ADOPT_EVERY };
-    // Relaxed: the slot's lock orders us after the previous holder.
-    if m.claim_state.load(Ordering::Relaxed) != CLAIM_NONE {
-        let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
-        let cap = seg.config().capacity;
-        if crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap {
-            let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
-            m.deliveries.store(deliveries, Ordering::Relaxed);
-            // HELD: whatever it was, we deliver it (an adopter's rule, see `adopt`).
-            m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
-            count_redelivered(seg, sub, pos, end);
+    // A claim the previous holder (a member of this subscription that died) left.
+    match take_over(seg, sub, slot) {
+        Some((pos, end, deliveries)) => {
             ring.set_span(pos, end);
             member.span_of = Some(slot);
             member.deliveries = deliveries;
-        } else {
-            // Release: as in `finish_span`.
-            m.claim_state.store(CLAIM_NONE, Ordering::Release);
+            crate::failpoint::hit("member-adopted");
         }
-    } else {
-        ring.set_span(0, 0);
+        None => ring.set_span(0, 0),
     }
     // Relaxed: published by the Release `fetch_or` of our bit below.
     m.sub.store(sub as u32, Ordering::Relaxed);
@@ -258,4 +238,39 @@ fn count_redelivered(seg: &Segment, sub: usize, pos: u64, end: u64) {
     }
     // Relaxed: a statistic.
     seg.sub(sub).meta.redelivered.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Resolves the claim left in member table entry `j` (whose slot's lock we hold: its holder
+/// died, or left with a span not fully read) by a member of entry `sub`: `Some((start, end,
+/// deliveries))` if the span is to be delivered again (the entry then says so), `None` if
+/// there is nothing to deliver (the entry's claim is cleared).
+///
+/// A claim marked claiming is ambiguous (the holder died around its compare-and-swap on
+/// the cursor): if the cursor still stands at its start (and is not flagged) the swap never
+/// happened and the span is not the dead member's; otherwise it is delivered again
+/// (at-least-once).
+fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
+    let m = seg.member(j);
+    let cap = seg.config().capacity;
+    // Relaxed throughout: the slot's lock orders us after the previous holder's stores.
+    let state = m.claim_state.load(Ordering::Relaxed);
+    let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+    if state == CLAIM_NONE {
+        return None;
+    }
+    let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
+    // Acquire: as in `cursors::claim`.
+    let w = seg.cursor(sub).load(Ordering::Acquire);
+    let never_taken = state == CLAIM_CLAIMING && w == pos;
+    if !valid || never_taken {
+        // Release: as in `cursors::release`.
+        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        return None;
+    }
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
+    m.deliveries.store(deliveries, Ordering::Relaxed);
+    // HELD: whatever it was, it is delivered now.
+    m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+    count_redelivered(seg, sub, pos, end);
+    Some((pos, end, deliveries))
 }

@@ -199,6 +199,7 @@ impl Subscription {
         // Relaxed throughout: published by the Release `fetch_or` of `active` below, and
         // the admin lock orders later admin-lock holders after us.
         e.meta.state.store(layout::SUB_CREATING, Ordering::Relaxed);
+        crate::failpoint::hit("sub-creating");
         e.meta.generation.fetch_add(1, Ordering::Relaxed);
         e.meta.lag_limit.store(limit, Ordering::Relaxed);
         write_name(&e.meta, name);
@@ -218,6 +219,7 @@ impl Subscription {
         // SYNC POINT: Release (in AcqRel) pairs with the producers' Acquire load of
         // `active`: the entry's words above are visible before they gate on it.
         seg.header().subs.active.fetch_or(1 << i, Ordering::AcqRel);
+        crate::failpoint::hit("sub-joining");
         // A member that subscribed meanwhile may have finished the join already.
         let _ = gate::finish_join(&seg, i, joining);
         Ok(())

@@ -236,6 +236,7 @@ pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u6
     if c.cursor(i).compare_exchange(w, joining, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return None;
     }
+    crate::failpoint::hit("rejoin-joining");
     finish_join(c, cap, i, joining)
 }
 
@@ -310,11 +311,13 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
         me.pos.store(start, Ordering::Relaxed);
         me.end.store(end, Ordering::Relaxed);
         me.state.store(CLAIM_CLAIMING, Ordering::Relaxed);
+        crate::failpoint::hit("member-claim-recorded");
         // SYNC POINT: Release pairs with the producers' (and other members') Acquire load of
         // the cursor: our claim record is visible before the cursor passes the span.
         // Acquire on failure: as the load above.
         match word.compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
+                crate::failpoint::hit("member-claimed");
                 // Relaxed: CLAIMING pins the span as well; this only settles the ambiguity
                 // for an adopter.
                 me.state.store(CLAIM_HELD, Ordering::Relaxed);

@@ -41,6 +41,8 @@ fn child_role() {
         "member" => member(queue),
         "many_members" => many_members(queue),
         "counting_producer" => counting_producer(queue),
+        "lagging_member" => lagging_member(queue),
+        "late_member" => late_member(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -139,7 +141,8 @@ fn outcome(r: Result<Message<'_>, Error>) -> String {
 /// * `block` / `timed`: says `waiting TID`, then one `recv()` / `recv_timeout(OP_TIMEOUT)`;
 /// * `within MS`: one `recv_timeout` of MS milliseconds;
 /// * `hold`: receives a message and keeps it: says `holding SEQ ID`; then on `check`
-///   compares its bytes again (`intact`, or `torn ...`), on `release` drops it (`released`).
+///   compares its bytes again (`intact`, or `torn ...`), on `release` drops it (`released`);
+/// * `leave`: drops the handle (the process lives on); says `left`.
 fn member(queue: &str) {
     let sub: String = common::arg("sub");
     let how: String = common::arg("how");
@@ -149,8 +152,8 @@ fn member(queue: &str) {
         "open" => Consumer::open_with(queue, wait),
         other => panic!("unknown way to join {other}"),
     };
-    let mut rx = match rx {
-        Ok(rx) => rx,
+    let mut joined = match rx {
+        Ok(rx) => Some(rx),
         Err(e) => {
             common::say(&format!("failed {e:?}"));
             return;
@@ -159,7 +162,14 @@ fn member(queue: &str) {
     common::say("ready");
     while let Some(line) = common::hear() {
         let mut words = line.split_whitespace();
-        match words.next().expect("a command") {
+        let cmd = words.next().expect("a command");
+        if cmd == "leave" {
+            joined = None;
+            common::say("left");
+            continue;
+        }
+        let rx = joined.as_mut().expect("a command after leave");
+        match cmd {
             "recv" => {
                 let k: u32 = words.next().and_then(|w| w.parse().ok()).expect("recv K");
                 for _ in 0..k {
@@ -323,7 +333,7 @@ impl KeepUp {
 fn fan_subscriber(queue: &str) {
     let sub: String = common::arg("sub");
     let count: u32 = common::arg("count");
-    let p = Payloads::new(SEED, 8, common::arg("max"));
+    let p = Payloads::new(SEED, min_len(), common::arg("max"));
     let mut rx = Consumer::subscribe_with(queue, &sub, Wait::Adaptive).expect("subscribe");
     common::say("ready");
     let mut next = [0u32; 2];
@@ -347,10 +357,15 @@ fn fan_subscriber(queue: &str) {
     common::say(&format!("done {hash} {}", last_id.expect("messages")));
 }
 
+/// The fan-out roles' shortest message: argument `min` if given, else 8.
+fn min_len() -> usize {
+    std::env::var("SHMQ_ARG_min").map_or(8, |v| v.parse().expect("min"))
+}
+
 fn fan_producer(queue: &str) {
     let stream: u32 = common::arg("stream");
     let count: u32 = common::arg("count");
-    let p = Payloads::new(SEED, 8, common::arg("max"));
+    let p = Payloads::new(SEED, min_len(), common::arg("max"));
     let mut tx = Producer::open_with(queue, Wait::Adaptive).expect("open producer");
     let mut buf = Vec::new();
     for seq in 0..count {
@@ -922,6 +937,299 @@ fn a_stopped_member_keeps_its_span() {
         assert_eq!(c.expect(""), "none");
     }
     assert_eq!(info(&q.name, "w").redelivered, 0);
+    for c in [&mut a, &mut b] {
+        c.hang_up();
+        c.wait_ok();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3b. Lag limit and joins under load.
+
+/// The only member of "slow" (lag limit a quarter of the ring), slower than the producers
+/// (a 2 ms nap every 16 messages), on a stream of 64-byte records from 2 producers (no
+/// padding: positions are exactly 64 apart). It checks each message's bytes and per-producer
+/// order, and that its id is exactly the previous message's end plus the `missed_bytes` of
+/// the `Lapped` errors in between (`start` before the first). Once its stdin closes and
+/// the producers are done, it drains, checks that it ends at the producers' position, and
+/// says `done RECEIVED MISSED LAPPED`.
+fn lagging_member(queue: &str) {
+    let start: u64 = common::arg("start");
+    let p = Payloads::new(SEED, 48, 48);
+    let mut rx = Consumer::subscribe_with(queue, "slow", Wait::Block).expect("subscribe");
+    common::say("ready");
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        while common::hear().is_some() {}
+        // Relaxed: only ends the loop below, which polls it.
+        s.store(true, Ordering::Relaxed);
+    });
+    let (mut expect, mut pending, mut received, mut missed, mut lapped) = (start, 0u64, 0u64, 0u64, 0u64);
+    let mut next = [0u32; 2];
+    let mut scratch = Vec::new();
+    let mut draining = false;
+    loop {
+        let r = if draining {
+            match rx.try_recv() {
+                Ok(None) => break,
+                Ok(Some(m)) => Ok(m),
+                Err(e) => Err(e),
+            }
+        } else {
+            rx.recv_timeout(Duration::from_millis(50))
+        };
+        match r {
+            Ok(m) => {
+                let (stream, seq) = Payloads::tag(&m);
+                assert!(stream < 2 && seq >= next[stream as usize], "producer {stream} message {seq}: out of order");
+                p.check(stream, seq, &m, &mut scratch).unwrap();
+                assert_eq!(
+                    m.id(),
+                    expect + pending,
+                    "producer {stream} message {seq}: its id is not the previous end ({expect}) plus the bytes \
+                     lapped since ({pending})"
+                );
+                next[stream as usize] = seq + 1;
+                expect = m.id() + REC;
+                pending = 0;
+                received += 1;
+                if received % 16 == 0 {
+                    drop(m);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Err(Error::Lapped { missed_bytes }) => {
+                assert!(missed_bytes > 0 && missed_bytes % REC == 0, "missed_bytes {missed_bytes}");
+                pending += missed_bytes;
+                missed += missed_bytes;
+                lapped += 1;
+            }
+            Err(Error::Timeout) => draining = stop.load(Ordering::Relaxed),
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    let tail = Queue::inspect(queue).expect("inspect").tail;
+    assert_eq!(expect + pending, tail, "after draining: its position is not the producers'");
+    common::say(&format!("done {received} {missed} {lapped}"));
+}
+
+/// 2 producer processes at full speed, paced only by the subscription "all" (a subscriber
+/// process that checks everything); "slow" has a lag limit and a member that cannot keep up:
+/// it is lapped again and again. Every `Lapped { missed_bytes }` is exact: the member's
+/// next message is exactly that far past where it stopped, the messages it received plus
+/// the bytes it missed make up the whole stream, and the subscription's counters agree.
+#[test]
+fn a_lagging_member_under_load_misses_exactly_the_bytes_lapped_reports() {
+    let count = knob("SHMQ_LAG_MESSAGES", 50_000) as u32;
+    let q = lag_queue("lag-load");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "all", SubscriptionOptions::new()).expect("create all");
+    Subscription::create(&q.name, "slow", SubscriptionOptions::new().lag_limit(Some(CAP / 4))).expect("create");
+    let start = Queue::inspect(&q.name).expect("inspect").tail;
+    let mut slow = Child::spawn("lagging_member", &q.name, &[("start", start.to_string())]);
+    assert_eq!(slow.expect(""), "ready");
+    let args = [("count", count.to_string()), ("min", "48".to_string()), ("max", "48".to_string())];
+    let mut all = {
+        let mut a = args.to_vec();
+        a.push(("sub", "all".into()));
+        Child::spawn("fan_subscriber", &q.name, &a)
+    };
+    let mut producers: Vec<Child> = (0..2)
+        .map(|s| {
+            let mut a = args.to_vec();
+            a.push(("stream", s.to_string()));
+            Child::spawn("fan_producer", &q.name, &a)
+        })
+        .collect();
+    for p in &mut producers {
+        p.wait_ok();
+    }
+    assert_eq!(all.expect(""), "ready");
+    all.expect("done");
+    all.wait_ok();
+    slow.hang_up();
+    let v: Vec<u64> = slow.expect("done").split(' ').map(|w| w.parse().expect("a number")).collect();
+    slow.wait_ok();
+    let (received, missed, lapped) = (v[0], v[1], v[2]);
+    let total = 2 * u64::from(count);
+    println!("lagging member: {received} of {total} messages received, {missed} bytes missed in {lapped} laps");
+    assert!(lapped > 0, "the slow member was never lapped: make it slower");
+    assert_eq!(received * REC + missed, total * REC, "received and missed make up the stream");
+    let s = info(&q.name, "slow");
+    assert_eq!((s.lapped, s.missed_bytes, s.detached), (lapped, missed, false), "{s:?}");
+}
+
+/// Joins subscriptions on command: `join NAME K LOW HIGH` subscribes to NAME, receives K
+/// messages (64-byte records of 2 producers) and checks their bytes, per-producer order,
+/// that ids are consecutive, and that the first is within `[LOW, HIGH]`; says `ok`, leaves.
+fn late_member(queue: &str) {
+    let p = Payloads::new(SEED, 48, 48);
+    let mut scratch = Vec::new();
+    common::say("ready");
+    while let Some(line) = common::hear() {
+        let w: Vec<&str> = line.split(' ').collect();
+        assert_eq!((w.len(), w[0]), (5, "join"), "command {line:?}");
+        let (name, k): (&str, u32) = (w[1], w[2].parse().expect("K"));
+        let (low, high): (u64, u64) = (w[3].parse().expect("LOW"), w[4].parse().expect("HIGH"));
+        let mut rx = Consumer::subscribe_with(queue, name, Wait::Adaptive).expect("subscribe");
+        let mut next = [0u32; 2];
+        let mut expect = None;
+        for n in 0..k {
+            let m = rx.recv_timeout(OP_TIMEOUT).unwrap_or_else(|e| panic!("{name}: message {n}: {e}"));
+            let (stream, seq) = Payloads::tag(&m);
+            assert!(stream < 2 && seq >= next[stream as usize], "{name}: producer {stream} message {seq}: order");
+            p.check(stream, seq, &m, &mut scratch).unwrap_or_else(|e| panic!("{name}, message {n}: {e}"));
+            match expect {
+                None => assert!(
+                    (low..=high).contains(&m.id()),
+                    "{name}: first message at {}, not between the producers' positions around the creation \
+                     ({low}..={high})",
+                    m.id()
+                ),
+                Some(e) => assert_eq!(m.id(), e, "{name}: message {n} (producer {stream} seq {seq}): a gap"),
+            }
+            expect = Some(m.id() + REC);
+            next[stream as usize] = seq + 1;
+        }
+        drop(rx);
+        common::say("ok");
+    }
+}
+
+/// While 2 producer processes send at full speed, subscriptions are created again and
+/// again and joined at once by another process: each sees a clean suffix of the stream,
+/// starting between the producers' positions just before and just after its creation, with
+/// no gap and no torn or stale record (the join's race with producers that computed their
+/// limit before the cursor existed).
+#[test]
+fn subscriptions_created_under_load_see_a_clean_suffix_of_the_stream() {
+    let rounds = knob("SHMQ_JOIN_ROUNDS", 40) as u32;
+    let count = 1_000_000u32; // more than the rounds need: the producers are stopped by removal
+    let q = lag_queue("join-load");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    // Paces the producers: a subscription without members nor lag limit... would stop
+    // them; a lag limit lets them run, lapping it.
+    Subscription::create(&q.name, "pace", SubscriptionOptions::new().lag_limit(Some(CAP / 2))).expect("create");
+    let args = [("count", count.to_string()), ("min", "48".to_string()), ("max", "48".to_string())];
+    let mut producers: Vec<Child> = (0..2)
+        .map(|s| {
+            let mut a = args.to_vec();
+            a.push(("stream", s.to_string()));
+            Child::spawn("fan_producer", &q.name, &a)
+        })
+        .collect();
+    let mut member = Child::spawn("late_member", &q.name, &[]);
+    assert_eq!(member.expect(""), "ready");
+    wait_until("the producers starting", || Queue::inspect(&q.name).expect("inspect").tail > 16 * CAP);
+    for i in 0..rounds {
+        let name = format!("late{i}");
+        let low = Queue::inspect(&q.name).expect("inspect").tail;
+        Subscription::create(&q.name, &name, SubscriptionOptions::new()).expect("create");
+        let high = Queue::inspect(&q.name).expect("inspect").tail;
+        member.tell(&format!("join {name} 500 {low} {high}"));
+        if member.try_line(OP_TIMEOUT).as_deref() != Some("ok") {
+            let snap = Queue::inspect(&q.name).expect("inspect");
+            panic!(
+                "round {i}: the member of {name} did not receive 500 messages (see its panic above, if any); \
+                 producers at {}; subscriptions: {:#?}",
+                snap.tail, snap.subscriptions
+            );
+        }
+        Subscription::remove(&q.name, &name).expect("remove");
+    }
+    member.hang_up();
+    member.wait_ok();
+    let tail = Queue::inspect(&q.name).expect("inspect").tail;
+    println!("{rounds} subscriptions joined under load; {} records sent meanwhile", tail / REC);
+    // The producers would go on for long: the test is over.
+    for p in &mut producers {
+        if let Some(status) = p.wait_until(Instant::now()) {
+            panic!("a producer exited before the end (see its panic above): {status:?}");
+        }
+        p.kill9();
+    }
+}
+
+/// Member A (a process) claims a span of 5 messages, receives the first and leaves (drops
+/// its handle; the process lives on). The other 4 are not lost: member B receives them, and
+/// then what follows; the producer is not held back by A's span: it sends two rings' worth
+/// while B reads.
+#[test]
+fn a_member_that_leaves_in_the_middle_of_its_span_hands_the_rest_on() {
+    let q = lag_queue("left-span");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "w", SubscriptionOptions::new()).expect("create");
+    let mut a = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut b = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    send_n(&mut tx, &mut seq, 5);
+    recv_n(&mut a, 0, 1);
+    a.tell("leave");
+    assert_eq!(a.expect(""), "left");
+    b.tell("recv 4");
+    for want in 1..5 {
+        let line = b.expect("");
+        let (got, _, _) =
+            parse_got(line.strip_prefix("got ").unwrap_or_else(|| {
+                panic!("B, for message {want} of the span A left: {line:?} (lost with A's handle?)")
+            }));
+        assert_eq!(got, want, "B's messages from A's span");
+    }
+    assert_eq!(b.expect("ok"), "");
+    let per_ring = (CAP / REC) as u32;
+    let first = seq;
+    b.tell(&format!("recv {}", 2 * per_ring));
+    send_n(&mut tx, &mut seq, 2 * per_ring);
+    for want in first..seq {
+        let (got, _, dc) = parse_got(&b.expect("got"));
+        assert_eq!((got, dc), (want, 1));
+    }
+    assert_eq!(b.expect("ok"), "");
+    for c in [&mut a, &mut b] {
+        c.hang_up();
+        c.wait_ok();
+    }
+}
+
+/// Member A of "w" receives 1 message of a span of 5 and leaves; "w" is removed and created
+/// again (the same table entry): nothing of the old "w" holds the producer back, and a new
+/// member receives what is sent to the new "w" (two rings' worth).
+#[test]
+fn a_subscription_created_again_inherits_nothing_from_the_removed_one() {
+    let q = lag_queue("recreated");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "w", SubscriptionOptions::new()).expect("create");
+    let mut a = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    send_n(&mut tx, &mut seq, 5);
+    recv_n(&mut a, 0, 1);
+    a.tell("leave");
+    assert_eq!(a.expect(""), "left");
+    Subscription::remove(&q.name, "w").expect("remove");
+    Subscription::create(&q.name, "w", SubscriptionOptions::new()).expect("create again");
+    let mut b = spawn_member(&q.name, "w", "subscribe", Wait::Block);
+    let per_ring = (CAP / REC) as u32;
+    let first = seq;
+    b.tell(&format!("recv {}", 2 * per_ring));
+    for _ in 0..2 * per_ring {
+        let r = tx.send_timeout(&body(seq, LEN), OP_TIMEOUT);
+        assert!(
+            r.is_ok(),
+            "send of message {seq} with the new \"w\"'s member reading: {r:?}; {:?}",
+            info(&q.name, "w")
+        );
+        seq += 1;
+    }
+    for want in first..seq {
+        let (got, _, dc) = parse_got(&b.expect("got"));
+        assert_eq!((got, dc), (want, 1));
+    }
+    assert_eq!(b.expect("ok"), "");
+    let members = info(&q.name, "w").members;
+    assert!(members.len() == 1 && members[0].pid == b.pid(), "the new \"w\"'s members: only B: {members:?}");
     for c in [&mut a, &mut b] {
         c.hang_up();
         c.wait_ok();

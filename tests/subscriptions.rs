@@ -1014,27 +1014,30 @@ fn lagging_member(queue: &str) {
     common::say(&format!("done {received} {missed} {lapped}"));
 }
 
-/// 2 producer processes at full speed, paced only by the subscription "all" (a subscriber
-/// process that checks everything); "slow" has a lag limit and a member that cannot keep up:
-/// it is lapped again and again. Every `Lapped { missed_bytes }` is exact: the member's
-/// next message is exactly that far past where it stopped, the messages it received plus
-/// the bytes it missed make up the whole stream, and the subscription's counters agree.
-#[test]
-fn a_lagging_member_under_load_misses_exactly_the_bytes_lapped_reports() {
+/// 2 producer processes at full speed; "slow" has a lag limit and a member that cannot keep
+/// up: it is lapped again and again. With `paced`, the subscription "all" (a subscriber
+/// process that checks everything) paces the producers; without, nothing does while "slow"
+/// is detached (the producers must still not overwrite each other's claims). Every
+/// `Lapped { missed_bytes }` is exact: the member's next message is exactly that far past
+/// where it stopped, the messages it received plus the bytes it missed make up the whole
+/// stream, and the subscription's counters agree.
+fn a_lagging_member_under_load(paced: bool) {
     let count = knob("SHMQ_LAG_MESSAGES", 50_000) as u32;
-    let q = lag_queue("lag-load");
+    let q = lag_queue(if paced { "lag-load" } else { "lag-free" });
     Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
-    Subscription::create(&q.name, "all", SubscriptionOptions::new()).expect("create all");
+    if paced {
+        Subscription::create(&q.name, "all", SubscriptionOptions::new()).expect("create all");
+    }
     Subscription::create(&q.name, "slow", SubscriptionOptions::new().lag_limit(Some(CAP / 4))).expect("create");
     let start = Queue::inspect(&q.name).expect("inspect").tail;
     let mut slow = Child::spawn("lagging_member", &q.name, &[("start", start.to_string())]);
     assert_eq!(slow.expect(""), "ready");
     let args = [("count", count.to_string()), ("min", "48".to_string()), ("max", "48".to_string())];
-    let mut all = {
+    let mut all = paced.then(|| {
         let mut a = args.to_vec();
         a.push(("sub", "all".into()));
         Child::spawn("fan_subscriber", &q.name, &a)
-    };
+    });
     let mut producers: Vec<Child> = (0..2)
         .map(|s| {
             let mut a = args.to_vec();
@@ -1045,19 +1048,58 @@ fn a_lagging_member_under_load_misses_exactly_the_bytes_lapped_reports() {
     for p in &mut producers {
         p.wait_ok();
     }
-    assert_eq!(all.expect(""), "ready");
-    all.expect("done");
-    all.wait_ok();
+    if let Some(all) = &mut all {
+        assert_eq!(all.expect(""), "ready");
+        all.expect("done");
+        all.wait_ok();
+    }
     slow.hang_up();
     let v: Vec<u64> = slow.expect("done").split(' ').map(|w| w.parse().expect("a number")).collect();
     slow.wait_ok();
     let (received, missed, lapped) = (v[0], v[1], v[2]);
     let total = 2 * u64::from(count);
-    println!("lagging member: {received} of {total} messages received, {missed} bytes missed in {lapped} laps");
+    println!(
+        "lagging member ({}): {received} of {total} messages received, {missed} bytes missed in {lapped} laps",
+        if paced { "paced" } else { "free" }
+    );
     assert!(lapped > 0, "the slow member was never lapped: make it slower");
     assert_eq!(received * REC + missed, total * REC, "received and missed make up the stream");
     let s = info(&q.name, "slow");
     assert_eq!((s.lapped, s.missed_bytes, s.detached), (lapped, missed, false), "{s:?}");
+}
+
+#[test]
+fn a_lagging_member_under_load_misses_exactly_the_bytes_lapped_reports() {
+    a_lagging_member_under_load(true);
+}
+
+#[test]
+fn a_lagging_member_with_nothing_else_pacing_the_producers_misses_exactly_what_lapped_reports() {
+    a_lagging_member_under_load(false);
+}
+
+/// No subscription at all (the default one removed): 2 producer processes send at full
+/// speed, nobody reads. Each must still never write over the other's claim before it is
+/// committed (a producer whose claim is overwritten fails with `Corrupt`).
+#[test]
+fn producers_with_no_subscription_never_overwrite_each_others_claims() {
+    let count = knob("SHMQ_LAG_MESSAGES", 50_000) as u32;
+    let q = lag_queue("no-readers");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    let start = Queue::inspect(&q.name).expect("inspect").tail;
+    let args = [("count", count.to_string()), ("min", "48".to_string()), ("max", "48".to_string())];
+    let mut producers: Vec<Child> = (0..2)
+        .map(|s| {
+            let mut a = args.to_vec();
+            a.push(("stream", s.to_string()));
+            Child::spawn("fan_producer", &q.name, &a)
+        })
+        .collect();
+    for p in &mut producers {
+        p.wait_ok();
+    }
+    let snap = Queue::inspect(&q.name).expect("inspect");
+    assert_eq!(snap.tail - start, 2 * u64::from(count) * REC, "every message claimed once: {snap:?}");
 }
 
 /// Joins subscriptions on command: `join NAME K LOW HIGH` subscribes to NAME, receives K
@@ -1234,6 +1276,35 @@ fn a_subscription_created_again_inherits_nothing_from_the_removed_one() {
         c.hang_up();
         c.wait_ok();
     }
+}
+
+/// "slow" has a lag limit; its only member (a process) claims a span of 5 messages, holds
+/// the first, and is killed with -9. Nobody is left to take the span over: the lag limit
+/// still applies, so the producer is not held back for good (it sends three rings' worth),
+/// and a new member's first receive is `Lapped`, then what was sent after.
+#[test]
+fn a_lag_limited_subscription_whose_member_died_mid_span_does_not_hold_producers() {
+    let q = lag_queue("orphan-span");
+    Subscription::remove(&q.name, Subscription::DEFAULT).expect("remove the default subscription");
+    Subscription::create(&q.name, "slow", SubscriptionOptions::new().lag_limit(Some(CAP / 4))).expect("create");
+    let mut a = spawn_member(&q.name, "slow", "subscribe", Wait::Block);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open producer");
+    let mut seq = 0;
+    send_n(&mut tx, &mut seq, 5);
+    a.tell("hold");
+    a.expect("holding");
+    a.kill9();
+    for _ in 0..3 * (CAP / REC) as u32 {
+        let r = tx.send_timeout(&body(seq, LEN), OP_TIMEOUT);
+        assert!(r.is_ok(), "send of message {seq}: {r:?}; {:?}", info(&q.name, "slow"));
+        seq += 1;
+    }
+    let mut b = spawn_member(&q.name, "slow", "subscribe", Wait::Block);
+    b.tell("next");
+    let line = b.expect("");
+    assert!(line.starts_with("lapped ") || line.starts_with("got 0 "), "B's first receive: {line}");
+    b.hang_up();
+    b.wait_ok();
 }
 
 // ---------------------------------------------------------------------------------------

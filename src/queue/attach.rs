@@ -145,7 +145,6 @@ impl Handle {
         unsafe { self.slot_ptr.as_ref() }
     }
 
-
     /// Whether the queue was removed (`closed` is set).
     #[inline]
     pub(super) fn is_closed(&self) -> bool {

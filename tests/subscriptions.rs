@@ -7,10 +7,16 @@
 //!   `SHMQ_FANOUT_MESSAGES` messages per producer (default 100,000; the release-scale
 //!   run is `SHMQ_FANOUT_MESSAGES=1000000 cargo test --release --test subscriptions fan_out`).
 //! * Shared work under kill -9: 3 members of one subscription, one killed with `SIGKILL` every
-//!   50 ms and replaced, `SHMQ_MEMBER_KILL_ROUNDS` rounds (default 200).
-//! * Lag limit, holding producers back, a borrowed message under a full ring.
-//! * Removal while members are asleep in `recv`, and while a producer waits for it.
-//! * Names, options, the limits of 64 subscriptions and 64 members, the default subscription.
+//!   50 ms and replaced, `SHMQ_MEMBER_KILL_ROUNDS` rounds (default 200); one member's span,
+//!   deterministically: killed (delivered again with count 2), stopped (kept), left (handed on).
+//! * Lag limit (exact `missed_bytes`), holding producers back, a borrowed message under a
+//!   full ring; a member lapped again and again by 2 producers at full speed
+//!   (`SHMQ_LAG_MESSAGES` per producer, default 50,000); subscriptions created and joined
+//!   while 2 producers run (`SHMQ_JOIN_ROUNDS`, default 40).
+//! * Removal while members are asleep in `recv`, and while a producer waits for it; a
+//!   subscription created again in the same entry.
+//! * Names, options, the limit of 64 subscriptions, members filling the participant table,
+//!   the default subscription.
 //!
 //! Children report to the parent on stdout (`@shmq` lines, see tests/common/mod.rs) and take
 //! commands on stdin. Every wait is bounded (`OP_TIMEOUT`, the watchdog); no test asserts an

@@ -36,7 +36,11 @@ impl Cursors for Segment {
         // Relaxed: fixed before the entry turned active (whose Acquire load of `active` the
         // caller made); a value scribbled on later only changes how early it is detached.
         let limit = self.sub(i).meta.lag_limit.load(Ordering::Relaxed);
-        if limit == 0 { cursors::NO_LIMIT } else { limit.max(self.config().geometry().max_record()) }
+        if limit == 0 {
+            cursors::NO_LIMIT
+        } else {
+            limit.clamp(self.config().geometry().max_record(), self.config().capacity)
+        }
     }
 
     fn members(&self, i: usize) -> u64 {
@@ -61,6 +65,8 @@ impl Cursors for Segment {
     fn lapped(&self, i: usize) {
         // Relaxed: a statistic.
         self.sub(i).meta.lapped.fetch_add(1, Ordering::Relaxed);
+        // Other producers may be asleep behind the subscription we just detached.
+        wake_space(self);
     }
 
     fn producer_claims(&self) -> impl Iterator<Item = (usize, &AtomicU64)> {

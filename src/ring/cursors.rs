@@ -122,9 +122,6 @@ fn scan<C: Cursors + ?Sized>(
     need: u64,
 ) -> Result<Scan, RingError> {
     let (mut head, mut min_pos) = (tail, tail);
-    // Whether a reader paces us: it cannot pass a record not yet committed, so the gate is
-    // below every claim in flight. Without one, the claims themselves bound the gate.
-    let mut paced = false;
     // SYNC POINT: Acquire pairs with the Release that activated an entry: its cursor and
     // options are visible.
     let active = c.active().load(Ordering::Acquire);
@@ -137,21 +134,18 @@ fn scan<C: Cursors + ?Sized>(
         // claim records members stored before their CAS are visible below.
         let mut w = word.load(Ordering::Acquire);
         loop {
-            if w & CURSOR_DETACHED != 0 {
+            // Detached: not waited for. Joining: not started yet; it will start at or above
+            // every producer's `gate_min` (the module docs' Dekker pair), so it needs
+            // nothing from us, and waiting for it would make a joiner that died or stopped
+            // everybody's hostage.
+            if w & FLAGS != 0 {
                 break;
             }
-            let pos = w & !FLAGS;
+            let pos = w;
             // A cursor above our view of the tail (on an MPSC queue our `tail` may be older
             // than what readers have seen) holds nothing we are about to overwrite.
             if !plausible(pos) || (pos <= tail && tail - pos > cap) {
                 return Err(RingError::Corrupt("subscription cursor outside the ring"));
-            }
-            paced = true;
-            if w & CURSOR_JOINING != 0 {
-                // Not started yet: wait for it where it is, whatever its limit.
-                head = head.min(pos);
-                min_pos = min_pos.min(pos);
-                break;
             }
             if limit != NO_LIMIT && (tail + need).saturating_sub(pos) > window {
                 // AcqRel: the detach is a decision its members read through the cursor;
@@ -194,25 +188,26 @@ fn scan<C: Cursors + ?Sized>(
             if limit != NO_LIMIT && tail + need - pos > cap && c.drop_dead_claim(i, j) {
                 continue;
             }
-            paced = true;
             head = head.min(pos);
             min_pos = min_pos.min(pos);
         }
     }
-    if !paced {
-        for (j, w) in c.producer_claims().filter(|&(j, _)| j != me) {
-            // Acquire: pairs with the producer's Release clear after its commit.
-            let pos = w.load(Ordering::Acquire);
-            if !plausible(pos) || pos >= tail || tail - pos > cap {
-                continue; // none, one at or past our view of the tail, or nonsense
-            }
-            // In the way: a dead producer's claim is nobody's business without a reader (the
-            // first reader to come starts past it); a live (or stopped) one's is waited for.
-            if tail + need - pos > cap && !c.producer_alive(j) {
-                continue;
-            }
-            head = head.min(pos);
+    // The claims of other producers in flight: a reader cannot pass a record not yet
+    // committed, but a cursor that started at the tail (a new subscription, a rejoin) is
+    // already past such claims, and with no reader at all nothing else keeps us from
+    // lapping them (their commit would then fail, or a reader get torn records).
+    for (j, w) in c.producer_claims().filter(|&(j, _)| j != me) {
+        // Acquire: pairs with the producer's Release clear after its commit.
+        let pos = w.load(Ordering::Acquire);
+        if !plausible(pos) || pos >= tail || tail - pos > cap {
+            continue; // none, one at or past our view of the tail, or nonsense
         }
+        // In the way: a dead producer's claim is waited for only by the readers stuck
+        // behind it (which turn it into padding); a live (or stopped) one's is waited for.
+        if tail + need - pos > cap && !c.producer_alive(j) {
+            continue;
+        }
+        head = head.min(pos);
     }
     Ok(Scan { head, min_pos })
 }
@@ -235,8 +230,13 @@ pub fn gate<C: Cursors + ?Sized>(
         // before, is visible to the scan.
         let joins = c.joins().load(Ordering::Acquire);
         let scan = scan(c, cap, entries, me, tail, need)?;
-        // Relaxed: ordered before the re-read of `joins` by the fence below.
-        gate_min.store(scan.min_pos, Ordering::Relaxed);
+        // Never lower: the caller keeps the highest head it was given (it never moves its
+        // cache backwards), and every head it was given is at or below the `gate_min` of its
+        // scan; a joiner must start above all of them. Relaxed (load and store): only we
+        // write it; ordered before the re-read of `joins` by the fence below.
+        let published = gate_min.load(Ordering::Relaxed);
+        let keep = if plausible(published) && published <= tail { published } else { 0 };
+        gate_min.store(scan.min_pos.max(keep), Ordering::Relaxed);
         // SYNC POINT: pairs with the joiner's fence between its bump of `joins` and its
         // reads of `gate_min` (the module docs' Dekker pair).
         fence(Ordering::SeqCst);
@@ -280,8 +280,9 @@ pub fn finish_join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Op
 }
 
 /// Makes entry `i`'s cursor count again from word `w` (detached): stores the producers'
-/// position flagged `JOINING`, then [`finish_join`]. Returns the start, or `None` if
-/// another process changed the word first.
+/// position flagged `JOINING`, then [`finish_join`]. Returns the start (where the cursor
+/// stands once joined, also when another member finished the join), or `None` if another
+/// process changed the word first.
 pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u64> {
     // Acquire: pairs with the producers' Release publication of `tail`.
     let t0 = c.tail().load(Ordering::Acquire);
@@ -293,7 +294,9 @@ pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u6
         return None;
     }
     crate::failpoint::hit("rejoin-joining");
-    finish_join(c, cap, i, joining)
+    // We made it join, so we report it: if another member finished the join first, its
+    // start is the cursor's position now (Acquire: as the claim's load).
+    Some(finish_join(c, cap, i, joining).unwrap_or_else(|| c.cursor(i).load(Ordering::Acquire) & !FLAGS))
 }
 
 /// What [`claim`] found.

@@ -358,7 +358,16 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
                 }
                 Ok(Found::Skip { size }) => end += size,
                 Ok(Found::Nothing) => break,
-                Err(e) if end == start => return Err(e),
+                // The first record unreadable: corrupt only if the cursor still stands
+                // here (then the record is ours to read); if it moved, another member took
+                // the span and a producer may have reused it meanwhile: try again.
+                Err(e) if end == start => {
+                    // Acquire: as the load above.
+                    if word.load(Ordering::Acquire) == w {
+                        return Err(e);
+                    }
+                    return Ok(Claim::Retry);
+                }
                 Err(_) => break,
             }
         }

@@ -784,7 +784,8 @@ c_test!(
     ["protocol"],
     [
         "ok every_subscription_receives_every_message",
-        "ok two_members_share_the_work",
+        "ok two_members_share_the_work:",
+        "ok two_members_share_the_work on a tiny ring:",
         "ok a_killed_members_messages_reach_the_survivor",
         "ok a_lagging_subscription_is_lapped",
         "ok a_removed_subscription_closes_its_members",

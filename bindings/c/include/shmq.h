@@ -561,10 +561,13 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * `shmq_release`, `shmq_consumer_interrupt`, ...). The members of a subscription share
  * its messages: each message goes to one member (members claim small batches of up to
  * 16 messages in turn), so messages reach one member in order but are spread over all of
- * them. A member killed (even by `kill -9`) in the middle of a batch has that batch
- * handed to another member within about 100 ms, which receives all of it with
- * `shmq_msg_info.delivery_count` >= 2: the messages the dead member had not received (or
- * was peeking at), and also those it had: delivery is at least once around a member's
+ * them. A member killed (even by `kill -9`) in the middle of a batch has the rest of it
+ * handed to another member (typically within 50 ms): the messages it had not received
+ * and one it was peeking at (`shmq_peek` without `shmq_release`), each with
+ * `shmq_msg_info.delivery_count` >= 2. A message `shmq_recv` or `shmq_recv_info` returned
+ * was released before the call returned and is not delivered again; a peeked one may be
+ * handled twice (and, in one rare case, a member killed in the instant it takes a batch
+ * has the whole batch delivered again): delivery is at least once around a member's
  * death, exactly once otherwise. A stopped member (`SIGSTOP`) keeps its batch.
  *
  * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
@@ -573,7 +576,8 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO` as for `shmq_consumer_open`.
  *
  * Ownership, threads, processes and blocking: as for `shmq_consumer_open`; free the
- * handle with `shmq_consumer_close`, which leaves the subscription.
+ * handle with `shmq_consumer_close`, which leaves the subscription (the messages of its
+ * batch it had not received go to another member, their `delivery_count` unchanged).
  *
  * # Safety
  * `queue` and `name` are NULL or NUL-terminated strings; `out` is NULL or valid for a

@@ -1,0 +1,814 @@
+//! loom models of the subscription algorithms of `ring::cursors`: the producers' gate over
+//! several cursors, a cursor joining (a new subscription, or one rejoining after it was
+//! lapped) against a producer's gate, the lag-limit detach, and members claiming and
+//! handing back spans.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --test loom_cursors --release`. Under
+//! `--cfg loom` the library's atomics are loom's, so the very code of `src/ring/cursors.rs`
+//! is explored; [`Subs`] supplies its words through the [`Cursors`] trait, as the queue's
+//! `Segment` does in shared memory.
+//!
+//! As in `tests/loom.rs`, each model lists the outcomes it may have and checks after the
+//! exploration that exactly those were seen, so that an interleaving the model is about
+//! that stopped being explored fails as loudly as a bug. The negative controls run a
+//! deliberately broken variant and check that the invariant's assertion would have caught
+//! it in some interleaving (the violation is recorded outside loom, not panicked on, so the
+//! exploration runs to the end and the control cannot pass by crashing for another reason).
+//!
+//! What loom cannot see (see `tests/loom.rs` for the details): it never lets a load read a
+//! value from the future (no load buffering), so an Acquire weakened to Relaxed on the
+//! producer's side of a "reads done, overwrite now" pair goes unnoticed; its exploration is
+//! bounded by the preemption bounds set per model; and it is not complete around a load
+//! followed by another thread's load and store of the same word (tokio-rs/loom#166), which
+//! the outcome sets guard against.
+
+#![cfg(loom)]
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU32, AtomicU64};
+use loom::thread;
+
+use shmq::layout::record;
+use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors};
+use shmq::ring::{Found, Gate, Geometry, Region, RingError, read_record, spsc};
+use shmq::sync::atomic::Ordering;
+
+/// Bookkeeping outside loom's view: counters and flags the models read after a run.
+const STD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+// ---------------------------------------------------------------------------------------
+// A data region made of loom atomics (as in tests/loom.rs)
+// ---------------------------------------------------------------------------------------
+
+/// A [`Region`] of loom `AtomicU64` words, copied from `tests/loom.rs` (see its docs there):
+/// payload copies are word-by-word Relaxed accesses, so a read the protocol fails to order
+/// before an overwrite shows up as a wrong value.
+struct LoomRegion {
+    words: Vec<AtomicU64>,
+}
+
+impl LoomRegion {
+    fn new(len: usize) -> LoomRegion {
+        LoomRegion { words: (0..len / 8).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// Calls `f(word, offset in word, byte count, offset in the slice)` for each word
+    /// touched by `len` bytes at `index`.
+    fn each_word(index: usize, len: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let mut done = 0;
+        while done < len {
+            let at = index + done;
+            let off = at % 8;
+            let n = (8 - off).min(len - done);
+            f(at / 8, off, n, done);
+            done += n;
+        }
+    }
+
+    fn merge(&self, w: usize, off: usize, src: &[u8]) {
+        let bytes = if off == 0 && src.len() == 8 {
+            let mut b = [0; 8];
+            b.copy_from_slice(src);
+            b
+        } else {
+            let mut b = self.words[w].load(Ordering::Relaxed).to_le_bytes();
+            b[off..off + src.len()].copy_from_slice(src);
+            b
+        };
+        self.words[w].store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+}
+
+impl Region for LoomRegion {
+    fn word(&self, index: usize) -> &AtomicU64 {
+        assert!(index % 8 == 0, "unaligned header index");
+        &self.words[index / 8]
+    }
+
+    fn write(&self, index: usize, src: &[u8]) {
+        LoomRegion::each_word(index, src.len(), |w, off, n, at| self.merge(w, off, &src[at..at + n]));
+    }
+
+    fn read(&self, index: usize, dst: &mut [u8]) {
+        LoomRegion::each_word(index, dst.len(), |w, off, n, at| {
+            let b = self.words[w].load(Ordering::Relaxed).to_le_bytes();
+            dst[at..at + n].copy_from_slice(&b[off..off + n]);
+        });
+    }
+}
+
+/// The models' salt (as in `tests/loom.rs`): payload bytes made by [`msg`] never read as a
+/// stamp at the small positions used here.
+const SALT: u64 = 0x5a5a_5a5a_5a5a_5a58;
+
+/// The payload of message `seq` of producer `who`: distinct in every byte, top bit set.
+fn msg(who: u8, seq: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| 0x80 | (who << 4) | ((seq & 3) << 2) | (i as u8 & 3)).collect()
+}
+
+/// A ring's bytes: the region and its geometry (capacity below the library's minimum, which
+/// exists for segments, not for the algorithms).
+struct Ring {
+    geo: Geometry,
+    region: LoomRegion,
+}
+
+impl Ring {
+    fn new(capacity: u64, max_message: u32) -> Ring {
+        Ring { geo: Geometry { capacity, max_message, salt: SALT }, region: LoomRegion::new(capacity as usize) }
+    }
+
+    /// Writes and commits `msgs` from position `pos` with an SPSC producer before the
+    /// model's threads start (nothing reads them yet). Returns the tail after them.
+    fn prewrite(&self, pos: u64, msgs: &[Vec<u8>]) -> u64 {
+        let (tail, head) = (AtomicU64::new(pos), AtomicU64::new(pos));
+        let mut p = spsc::Producer::new(self.geo, pos, pos).unwrap();
+        for m in msgs {
+            let res = p.try_reserve(&tail, &head, &self.region, m.len() as u32).unwrap();
+            self.region.write(res.payload(), m);
+            p.commit(&self.region, res, m.len() as u32).unwrap();
+        }
+        p.tail()
+    }
+
+    /// The messages of span `[start, end)`, read as a member reads its span: every record
+    /// header and payload word, from the region as it is now. `None` if a record is not
+    /// there any more (its stamp was overwritten).
+    fn read_span(&self, start: u64, end: u64) -> Option<Vec<Vec<u8>>> {
+        let (mut at, mut got) = (start, Vec::new());
+        while at < end {
+            match read_record(&self.geo, &self.region, at).expect("honest ring") {
+                Found::Message { len, size } => {
+                    let mut v = vec![0; len as usize];
+                    self.region.read(self.geo.index(at) + record::HEADER, &mut v);
+                    got.push(v);
+                    at += size;
+                }
+                Found::Skip { size } => at += size,
+                Found::Nothing => return None,
+            }
+        }
+        Some(got)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The readers' words
+// ---------------------------------------------------------------------------------------
+
+/// Subscription entries in the models: 0 stands for the default subscription (window = the
+/// capacity, no members), 1 for a named one.
+const ENTRIES: usize = 2;
+/// Member table entries.
+const MEMBERS: usize = 2;
+/// Producers' `gate_min` words: 0 is the running producer's, 1 a dead producer's (an old,
+/// low value, which a joiner must not be misled by).
+const GATE_MINS: usize = 2;
+
+/// A member's claim words.
+struct MemberWords {
+    pos: AtomicU64,
+    end: AtomicU64,
+    state: AtomicU32,
+}
+
+/// The words of a queue's readers, in loom memory: what `Segment` keeps in its header,
+/// subscription table, member table and participant slots.
+struct Subs {
+    cap: u64,
+    active: AtomicU64,
+    joins: AtomicU64,
+    tail: AtomicU64,
+    cursors: [AtomicU64; ENTRIES],
+    windows: [u64; ENTRIES],
+    members: [AtomicU64; ENTRIES],
+    claims: [MemberWords; MEMBERS],
+    gate_mins: [AtomicU64; GATE_MINS],
+    /// `lapped` statistics, outside loom (the segment's are Relaxed counters: no ordering).
+    lapped: [StdAtomicU32; ENTRIES],
+    /// Bookkeeping: how many scans producers made (one `active()` load per scan).
+    scans: StdAtomicUsize,
+}
+
+/// One entry's initial state: cursor word, window, member mask.
+#[derive(Clone, Copy)]
+struct Entry {
+    word: u64,
+    window: u64,
+    members: u64,
+}
+
+impl Subs {
+    /// Readers' words with the producers' published `tail`, the `active` mask, and each
+    /// entry's initial state. Claims are `NONE`, `gate_min` words 0.
+    fn new(cap: u64, tail: u64, active: u64, entries: [Entry; ENTRIES]) -> Subs {
+        Subs {
+            cap,
+            active: AtomicU64::new(active),
+            joins: AtomicU64::new(0),
+            tail: AtomicU64::new(tail),
+            cursors: entries.map(|e| AtomicU64::new(e.word)),
+            windows: entries.map(|e| e.window),
+            members: entries.map(|e| AtomicU64::new(e.members)),
+            claims: std::array::from_fn(|_| MemberWords {
+                pos: AtomicU64::new(0),
+                end: AtomicU64::new(0),
+                state: AtomicU32::new(CLAIM_NONE),
+            }),
+            gate_mins: std::array::from_fn(|_| AtomicU64::new(0)),
+            lapped: Default::default(),
+            scans: StdAtomicUsize::new(0),
+        }
+    }
+
+    /// The gate of producer 0 (`gate_min` word 0), as `QueueGate` computes it.
+    fn gate(&self, tail: u64, need: u64) -> u64 {
+        cursors::gate(self, self.cap, ENTRIES, &self.gate_mins[0], tail, need).expect("honest words")
+    }
+
+    fn lapped(&self, i: usize) -> u32 {
+        self.lapped[i].load(STD)
+    }
+
+    fn scans(&self) -> usize {
+        self.scans.load(STD)
+    }
+}
+
+impl Cursors for Subs {
+    fn active(&self) -> &AtomicU64 {
+        self.scans.fetch_add(1, STD);
+        &self.active
+    }
+
+    fn joins(&self) -> &AtomicU64 {
+        &self.joins
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        &self.tail
+    }
+
+    fn cursor(&self, i: usize) -> &AtomicU64 {
+        &self.cursors[i]
+    }
+
+    fn window(&self, i: usize) -> u64 {
+        self.windows[i]
+    }
+
+    fn members(&self, i: usize) -> u64 {
+        // Acquire: as the segment's load of the entry's member mask.
+        self.members[i].load(Ordering::Acquire)
+    }
+
+    fn claim(&self, j: usize) -> ClaimWords<'_> {
+        let m = &self.claims[j];
+        ClaimWords { pos: &m.pos, end: &m.end, state: &m.state }
+    }
+
+    fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
+        self.gate_mins.iter()
+    }
+
+    fn lapped(&self, i: usize) {
+        self.lapped[i].fetch_add(1, STD);
+    }
+}
+
+/// Negative control: the words of [`Subs`], except that a joiner finds no producer's
+/// `gate_min` (the join then relies on the published `tail` alone).
+struct Blind<'a>(&'a Subs);
+
+impl Cursors for Blind<'_> {
+    fn active(&self) -> &AtomicU64 {
+        self.0.active()
+    }
+
+    fn joins(&self) -> &AtomicU64 {
+        self.0.joins()
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        self.0.tail()
+    }
+
+    fn cursor(&self, i: usize) -> &AtomicU64 {
+        self.0.cursor(i)
+    }
+
+    fn window(&self, i: usize) -> u64 {
+        self.0.window(i)
+    }
+
+    fn members(&self, i: usize) -> u64 {
+        Cursors::members(self.0, i)
+    }
+
+    fn claim(&self, j: usize) -> ClaimWords<'_> {
+        self.0.claim(j)
+    }
+
+    fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
+        std::iter::empty()
+    }
+
+    fn lapped(&self, i: usize) {
+        Cursors::lapped(self.0, i)
+    }
+}
+
+/// An SPSC producer's [`Gate`] over [`Subs`] (producer 0), as `QueueGate`.
+struct SubsGate<'a>(&'a Subs);
+
+impl Gate for SubsGate<'_> {
+    fn head(&self, tail: u64, need: u64) -> Result<u64, RingError> {
+        cursors::gate(self.0, self.0.cap, ENTRIES, &self.0.gate_mins[0], tail, need)
+    }
+}
+
+/// A ring and the readers' words.
+struct World {
+    ring: Ring,
+    subs: Subs,
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcome sets (as in tests/loom.rs)
+// ---------------------------------------------------------------------------------------
+
+/// A loom builder with the given preemption bound. The models use bounds past which loom
+/// finds no further execution (raising them changes nothing: within loom's model they are
+/// explored exhaustively); the negative controls use small ones, enough to find the
+/// violation.
+fn builder(preemptions: usize) -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(preemptions);
+    b.max_branches = 100_000;
+    b
+}
+
+/// Collects the outcomes of a model's executions (and counts the executions);
+/// [`Outcomes::assert`] compares the set with the acceptable ones after the exploration.
+struct Outcomes<T>(std::sync::Arc<(StdMutex<BTreeSet<T>>, StdAtomicUsize)>);
+
+impl<T: Ord + Debug + Clone> Outcomes<T> {
+    fn new() -> Outcomes<T> {
+        Outcomes(std::sync::Arc::new((StdMutex::new(BTreeSet::new()), StdAtomicUsize::new(0))))
+    }
+
+    fn recorder(&self) -> impl Fn(T) + Send + Sync + 'static
+    where
+        T: Send + 'static,
+    {
+        let seen = self.0.clone();
+        move |t| {
+            seen.0.lock().unwrap().insert(t);
+            seen.1.fetch_add(1, STD);
+        }
+    }
+
+    fn assert(&self, acceptable: &[T]) {
+        let seen = self.0.0.lock().unwrap().clone();
+        eprintln!("{} executions, {} outcomes", self.0.1.load(STD), seen.len());
+        let want: BTreeSet<T> = acceptable.iter().cloned().collect();
+        assert_eq!(seen, want, "the outcomes explored differ from the acceptable ones");
+    }
+}
+
+/// A flag set from inside a model, read after the exploration (negative controls).
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<StdAtomicBool>);
+
+impl Seen {
+    fn set(&self) {
+        self.0.store(true, STD);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(STD)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (1) A cursor joining against a producer's gate
+// ---------------------------------------------------------------------------------------
+
+/// Model 1's ring: 64 bytes.
+const CAP1: u64 = 64;
+/// The producers' published `tail`.
+const PUBLISHED: u64 = 64;
+/// The default subscription's cursor: its consumer read records the SPSC producer has
+/// committed but not yet published (readers poll stamps, not `tail`).
+const AHEAD: u64 = 80;
+/// The SPSC producer's private tail, the one it gates with.
+const PRIVATE: u64 = 96;
+/// The joining entry's window when it has a lag limit: the rejoined cursor is never far
+/// enough behind `PRIVATE + 8` to be detached again.
+const WINDOW1: u64 = 48;
+
+/// What one execution of [`join_against_a_gate`] gave: the producer's scans, its head, and
+/// the joiner's start.
+type JoinOutcome = (usize, u64, u64);
+
+/// A producer computes its gate (`tail` = [`PRIVATE`], 8 bytes needed) while entry 1 joins:
+/// rejoins from `DETACHED` (`join`, a lag-limited entry), or, if `new_entry`, is created
+/// (cursor stored `JOINING` at the published tail, activated, `finish_join`, as
+/// `Subscription::create` does). Entry 0 is tethered at [`AHEAD`], above the published
+/// tail [`PUBLISHED`]: a joiner that started at the published tail without seeing the
+/// producer's `gate_min` would start below the head the producer computed without it.
+/// `blind`: the joiner reads the words through [`Blind`] (no `gate_min`). Returns the
+/// outcome and whether the invariant held: the joiner starts at or above the producer's
+/// head (the producer either saw the joiner, or the joiner saw its `gate_min`).
+fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
+    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+    let joining = if new_entry {
+        // FREE: not active, its word whatever a removed entry left.
+        Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 }
+    } else {
+        Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 }
+    };
+    let active = if new_entry { 0b01 } else { 0b11 };
+    let subs = Arc::new(Subs::new(CAP1, PUBLISHED, active, [tethered, joining]));
+    let producer = {
+        let subs = subs.clone();
+        thread::spawn(move || subs.gate(PRIVATE, 8))
+    };
+    let start = {
+        let blinded = Blind(&subs);
+        let c: &dyn Fn(u64) -> Option<u64> = if blind {
+            &|w| {
+                if new_entry { cursors::finish_join(&blinded, CAP1, 1, w) } else { cursors::join(&blinded, CAP1, 1, w) }
+            }
+        } else {
+            &|w| if new_entry { cursors::finish_join(&*subs, CAP1, 1, w) } else { cursors::join(&*subs, CAP1, 1, w) }
+        };
+        if new_entry {
+            // As `Subscription::create`. Acquire: pairs with the producers' Release of `tail`.
+            let t0 = subs.tail.load(Ordering::Acquire);
+            let joining = t0 | CURSOR_JOINING;
+            // Relaxed: published by the Release of `active` below.
+            subs.cursors[1].store(joining, Ordering::Relaxed);
+            // Release (in AcqRel): producers that see the bit see the cursor.
+            subs.active.fetch_or(0b10, Ordering::AcqRel);
+            c(joining)
+        } else {
+            c(CURSOR_DETACHED)
+        }
+    };
+    let head = producer.join().unwrap();
+    let start = start.expect("nobody else changes the joining word");
+    assert_eq!(subs.lapped(1), 0, "the joined cursor is never far enough behind to be detached again");
+    ((subs.scans(), head, start), head <= start)
+}
+
+/// A lapped subscription rejoins while a producer computes its gate: whichever runs first,
+/// and however the Dekker pair on `joins` and `gate_min` interleaves, the joiner starts at
+/// or above the head the producer returns.
+#[test]
+fn a_rejoining_cursor_never_starts_below_a_producers_head() {
+    let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(8).check(move || {
+        let (outcome, held) = join_against_a_gate(false, false);
+        assert!(held, "the joiner starts below the producer's head: {outcome:?}");
+        record(outcome);
+    });
+    // (scans, head, start). A tethered cursor with a lag limit holds the head at
+    // `pos + 48 - 64`; one still JOINING at `pos`.
+    outcomes.assert(&[
+        (1, 80, 80), // the producer scanned first (entry 1 detached); the joiner saw its gate_min
+        (1, 64, 64), // the producer's one scan saw the entry JOINING at the published tail
+        (1, 48, 64), // ... or already joined at 64
+        (2, 64, 80), // the producer saw the bump and scanned again (JOINING; or joined at 80)
+        (2, 64, 64), // the same, and the joiner did not see gate_min 80: it was seen JOINING
+        (2, 48, 64), // ... or joined at 64
+    ]);
+}
+
+/// The same for a new subscription (activated by its creator, then joined).
+#[test]
+fn a_new_cursor_never_starts_below_a_producers_head() {
+    let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(8).check(move || {
+        let (outcome, held) = join_against_a_gate(true, false);
+        assert!(held, "the joiner starts below the producer's head: {outcome:?}");
+        record(outcome);
+    });
+    // (scans, head, start); without a lag limit a tethered cursor holds the head at `pos`.
+    outcomes.assert(&[
+        (1, 80, 80), // the producer scanned before the entry was active; the joiner saw its gate_min
+        (1, 64, 64), // the producer's one scan saw the entry (JOINING, or joined at 64)
+        (2, 64, 64), // the producer saw the bump and scanned again, and saw the entry at 64
+        (2, 64, 80), // ... JOINING at 64, while the joiner, having seen gate_min 80, starts there
+        (2, 80, 80), // ... joined at 80
+    ]);
+}
+
+/// Negative control for the two models above: a joiner that cannot see the producers'
+/// `gate_min` words (it starts at the published tail) is caught starting below the head of
+/// a producer that scanned before it joined.
+#[test]
+fn a_join_blind_to_the_producers_gate_min_is_caught() {
+    for new_entry in [false, true] {
+        let violated = Seen::default();
+        let seen = violated.clone();
+        builder(8).check(move || {
+            let (_, held) = join_against_a_gate(new_entry, true);
+            if !held {
+                seen.set();
+            }
+        });
+        assert!(violated.get(), "the model missed the blind join (new entry: {new_entry})");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (2) A producer detaching a lag-limited entry while a member claims from it
+// ---------------------------------------------------------------------------------------
+
+/// What one execution of [`detach_against_a_claim`] gave: the member's claim, the
+/// producer's head and scans, and the entry's cursor word at the end.
+type DetachOutcome = (Got, u64, usize, u64);
+
+/// A member's [`Claim`], ordered (for outcome sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Got {
+    /// `Claim::Span(start, end)`.
+    Span(u64, u64),
+    /// `Claim::Lapped { pos, start }`.
+    Lapped(u64, u64),
+}
+
+/// A 64-byte ring holds two committed 16-byte messages at [64, 96) and [96, 128) (`tail`
+/// 128). Entry 1 has a lag limit of 32 bytes and its cursor at 64, and one member. The
+/// producer gates for 32 bytes past 128: the entry is 96 bytes behind the end of that write,
+/// so the producer detaches it. Meanwhile the member claims one message. Invariants: a span
+/// the member got is never below the producer's head; a member that finds the entry
+/// detached learns it was detached at 64 and rejoins at or above both that and the
+/// producer's head; whoever wins, the entry is detached exactly once.
+#[test]
+fn a_detach_never_takes_a_claimed_span_and_a_lapped_member_rejoins_above_the_head() {
+    let outcomes: Outcomes<DetachOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(12).check(move || {
+        let ring = Ring::new(64, 16);
+        assert_eq!(ring.prewrite(64, &[msg(1, 0, 16), msg(1, 1, 16)]), 128);
+        let limited = Entry { word: 64, window: 32, members: 0b01 };
+        let unused = Entry { word: CURSOR_DETACHED, window: 64, members: 0 };
+        let w = Arc::new(World { ring, subs: Subs::new(64, 128, 0b10, [unused, limited]) });
+        let producer = {
+            let w = w.clone();
+            thread::spawn(move || w.subs.gate(128, 32))
+        };
+        let me = w.subs.claim(0);
+        let got = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).expect("honest ring");
+        let head = producer.join().unwrap();
+        let word = w.subs.cursors[1].load(Ordering::Relaxed);
+        let state = me.state.load(Ordering::Relaxed);
+        match got {
+            Claim::Span(start, end) => {
+                assert_eq!((start, end), (64, 96));
+                assert!(head <= start, "the producer may overwrite the claimed span: head {head}");
+                assert_eq!(state, CLAIM_HELD);
+                assert_eq!(w.ring.read_span(start, end), Some(vec![msg(1, 0, 16)]));
+            }
+            Claim::Lapped { pos, start } => {
+                assert_eq!(pos, 64, "detached where it was");
+                assert!(start >= pos && head <= start, "rejoined at {start}, below the head {head}");
+                assert_eq!(word, start, "rejoined, tethered");
+                assert_eq!(state, CLAIM_NONE, "the lost claim is cleared");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.subs.lapped(1), 1, "detached exactly once");
+        let got = match got {
+            Claim::Span(start, end) => Got::Span(start, end),
+            Claim::Lapped { pos, start } => Got::Lapped(pos, start),
+            _ => unreachable!(),
+        };
+        record((got, head, w.subs.scans(), word));
+    });
+    // (claim, head, scans, cursor word at the end).
+    outcomes.assert(&[
+        // The member's CAS came first: the producer detached the entry at 96, and the
+        // claim record (read after the cursor) held the head at the span's start.
+        (Got::Span(64, 96), 64, 1, 96 | CURSOR_DETACHED),
+        // The producer detached at 64 first; the member's CAS failed, it found the entry
+        // detached and rejoined at the tail. The producer's head: the member's claim record
+        // still CLAIMING (conservative); or not, with one scan, or a second one (the bump
+        // seen) that found the cursor JOINING at 128, or joined at 128 (128 + 32 - 64).
+        (Got::Lapped(64, 128), 64, 1, 128),
+        (Got::Lapped(64, 128), 128, 1, 128),
+        (Got::Lapped(64, 128), 128, 2, 128),
+        (Got::Lapped(64, 128), 96, 2, 128),
+    ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// (3) Two members claiming concurrently
+// ---------------------------------------------------------------------------------------
+
+/// What one member did in [`two_members_claim_disjoint_spans_covering_every_record`]: the
+/// spans it got, and whether its last claim lost a compare-and-swap before it found nothing.
+type MemberOutcome = (Vec<(u64, u64)>, bool);
+
+/// A member claims spans of at most 2 messages until there is nothing, reading and handing
+/// back each one (after a yield if `yield_first`). Returns its spans, their messages, and whether its final `Nothing` came
+/// after a lost compare-and-swap (its claim words then hold that attempt).
+fn member_loop(w: &World, j: usize, yield_first: bool) -> (Vec<(u64, u64)>, Vec<Vec<u8>>, bool) {
+    let me = w.subs.claim(j);
+    let (mut spans, mut msgs) = (Vec::new(), Vec::new());
+    if yield_first {
+        // Lets the other member go first without a preemption: otherwise loom never
+        // schedules its load and CAS of the cursor before our first load of it (see the
+        // module docs; the outcome set showed the executions missing).
+        thread::yield_now();
+    }
+    loop {
+        match cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 2).expect("honest ring") {
+            Claim::Span(start, end) => {
+                // Relaxed: our own stores.
+                assert_eq!(me.state.load(Ordering::Relaxed), CLAIM_HELD);
+                assert_eq!((me.pos.load(Ordering::Relaxed), me.end.load(Ordering::Relaxed)), (start, end));
+                msgs.extend(w.ring.read_span(start, end).expect("nobody overwrites the ring here"));
+                spans.push((start, end));
+                cursors::release(me);
+            }
+            Claim::Nothing => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    // Relaxed: our own stores.
+    assert_eq!(me.state.load(Ordering::Relaxed), CLAIM_NONE, "a member that found nothing holds no claim");
+    let last_end = spans.last().map_or(0, |s| s.1);
+    let lost = me.end.load(Ordering::Relaxed) != last_end;
+    (spans, msgs, lost)
+}
+
+/// Three committed 8-byte messages at [0, 72) of a 128-byte ring, one entry, two members
+/// claiming (batches of at most 2) until there is nothing. Whatever the interleaving: the
+/// spans are disjoint and contiguous from 0 to 72, every message is in exactly one span
+/// (read intact, in order), and a member whose claim lost the race holds no claim.
+///
+/// Explored twice, the main thread's member yielding first or not: loom never schedules one
+/// member's load and CAS of the cursor before the other's first load of it (see the module
+/// docs), so each exploration alone misses the executions where the member that looks
+/// first gets nothing without having lost a race; the outcome set is over both.
+#[test]
+fn two_members_claim_disjoint_spans_covering_every_record() {
+    let outcomes: Outcomes<(MemberOutcome, MemberOutcome)> = Outcomes::new();
+    for main_yields in [false, true] {
+        let record = outcomes.recorder();
+        builder(8).check(move || {
+            let sent: Vec<_> = (0..3).map(|seq| msg(1, seq, 8)).collect();
+            let ring = Ring::new(128, 16);
+            assert_eq!(ring.prewrite(0, &sent), 72);
+            let entry = Entry { word: 0, window: 128, members: 0b11 };
+            let unused = Entry { word: CURSOR_DETACHED, window: 128, members: 0 };
+            let w = Arc::new(World { ring, subs: Subs::new(128, 72, 0b10, [unused, entry]) });
+            let other = {
+                let w = w.clone();
+                thread::spawn(move || member_loop(&w, 1, false))
+            };
+            let (spans0, msgs0, lost0) = member_loop(&w, 0, main_yields);
+            let (spans1, msgs1, lost1) = other.join().unwrap();
+            let mut all: Vec<_> = spans0.iter().map(|&s| (s, 0)).chain(spans1.iter().map(|&s| (s, 1))).collect();
+            all.sort();
+            let (mut at, mut got) = (0, Vec::new());
+            let (mut m0, mut m1) = (msgs0.into_iter(), msgs1.into_iter());
+            for ((start, end), who) in all {
+                assert_eq!(start, at, "spans contiguous and disjoint");
+                assert!(end > start, "no empty span");
+                let n = w.ring.read_span(start, end).unwrap().len();
+                got.extend((if who == 0 { &mut m0 } else { &mut m1 }).take(n));
+                at = end;
+            }
+            assert_eq!(at, 72, "every record claimed");
+            assert_eq!(got, sent, "each message exactly once, intact, in order");
+            assert_eq!(w.subs.cursors[1].load(Ordering::Relaxed), 72);
+            record(((spans0, lost0), (spans1, lost1)));
+        });
+    }
+    // Per member: its spans, and whether its last claim lost the CAS (then found nothing).
+    // A batch from 0 is always [0, 48) (two messages), the next [48, 72).
+    let (both, first, second) = (vec![(0, 48), (48, 72)], vec![(0, 48)], vec![(48, 72)]);
+    outcomes.assert(&[
+        // One member took both; the other looked after it, or lost a race for each span.
+        ((both.clone(), false), (vec![], false)),
+        ((both.clone(), false), (vec![], true)),
+        ((vec![], false), (both.clone(), false)),
+        ((vec![], true), (both, false)),
+        // One span each; the one with the first span lost the race for the second, or
+        // looked after the other had taken it.
+        ((first.clone(), false), (second.clone(), false)),
+        ((first.clone(), true), (second.clone(), false)),
+        ((second.clone(), false), (first.clone(), false)),
+        ((second, false), (first, true)),
+    ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// (4) A member handing back a span while a producer gates on it
+// ---------------------------------------------------------------------------------------
+
+/// Two committed 16-byte messages at [0, 32) and [32, 64) of a full 64-byte ring, one entry
+/// with one member, which has claimed the first (before the threads start). The member
+/// reads its span (every header and payload word) and hands it back, then claims, reads and
+/// hands back the second; if `release_first`, it hands each span back before reading it
+/// (the negative control). A producer sends two 16-byte messages, each over one of the
+/// spans, writing only once its gate (over the cursor and the member's claim) lets it, and
+/// waiting (yielding) on `Full`. Returns, per message, whether the producer found the ring
+/// full, and whether every span the member read was intact.
+fn release_against_a_gate(release_first: bool) -> ((bool, bool), bool) {
+    let ring = Ring::new(64, 16);
+    assert_eq!(ring.prewrite(0, &[msg(1, 0, 16), msg(1, 1, 16)]), 64);
+    let entry = Entry { word: 0, window: 64, members: 0b01 };
+    let unused = Entry { word: CURSOR_DETACHED, window: 64, members: 0 };
+    let w = Arc::new(World { ring, subs: Subs::new(64, 64, 0b10, [unused, entry]) });
+    let me = w.subs.claim(0);
+    let first = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).unwrap();
+    assert_eq!(first, Claim::Span(0, 32));
+    let producer = {
+        let w = w.clone();
+        thread::spawn(move || {
+            let mut p = spsc::Producer::new(w.ring.geo, 64, 0).unwrap();
+            let mut waited = [false; 2];
+            for (k, waited) in waited.iter_mut().enumerate() {
+                let m = msg(2, k as u8, 16);
+                let res = loop {
+                    match p.try_reserve(&w.subs.tail, &SubsGate(&w.subs), &w.ring.region, 16) {
+                        Ok(res) => break res,
+                        Err(RingError::Full) => {
+                            *waited = true;
+                            thread::yield_now();
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                };
+                w.ring.region.write(res.payload(), &m);
+                p.commit(&w.ring.region, res, 16).unwrap();
+                p.publish(&w.subs.tail);
+            }
+            (waited[0], waited[1])
+        })
+    };
+    let mut intact = true;
+    let mut span = first;
+    for k in 0..2u8 {
+        let Claim::Span(start, end) = span else { panic!("{span:?}") };
+        assert_eq!((start, end), (32 * u64::from(k), 32 * u64::from(k) + 32));
+        if release_first {
+            cursors::release(me);
+        }
+        intact &= w.ring.read_span(start, end) == Some(vec![msg(1, k, 16)]);
+        if !release_first {
+            cursors::release(me);
+        }
+        if k == 0 {
+            span = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).unwrap();
+        }
+    }
+    let waited = producer.join().unwrap();
+    (waited, intact)
+}
+
+/// The member's reads of a span are done before a producer overwrites it: the producer's
+/// gate (Acquire on the claim state) sees the span handed back (Release) only after them.
+/// Every span the member reads is intact.
+#[test]
+fn a_producer_never_overwrites_a_span_before_its_member_hands_it_back() {
+    let outcomes: Outcomes<(bool, bool)> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(12).check(move || {
+        let (waited, intact) = release_against_a_gate(false);
+        assert!(intact, "the member read a span the producer had overwritten");
+        record(waited);
+    });
+    // Whether the producer found the ring full before its first and second message: the
+    // first waits exactly when its gate ran before the member handed the first span back
+    // (the cursor is past it from the start: the claim alone holds the producer); the
+    // second when its gate ran before the second span was claimed and handed back.
+    outcomes.assert(&[(false, false), (false, true), (true, false), (true, true)]);
+}
+
+/// Negative control for the model above: a member that hands a span back before reading it
+/// is caught reading overwritten bytes.
+#[test]
+fn a_member_handing_a_span_back_before_reading_it_is_caught() {
+    let violated = Seen::default();
+    let seen = violated.clone();
+    builder(2).check(move || {
+        if !release_against_a_gate(true).1 {
+            seen.set();
+        }
+    });
+    assert!(violated.get(), "the model missed the early release");
+}

@@ -812,3 +812,102 @@ fn a_member_handing_a_span_back_before_reading_it_is_caught() {
     });
     assert!(violated.get(), "the model missed the early release");
 }
+
+// ---------------------------------------------------------------------------------------
+// (5) Findings: a joiner against an SPSC producer in the middle of a batch
+// ---------------------------------------------------------------------------------------
+//
+// These models fail against the library as it is (hence `#[ignore]`; run them with
+// `-- --ignored`). An SPSC producer publishes `tail` after a batch of pushes (and at a
+// wrap that needs padding), not after each record, while readers take records by their
+// stamps: within a batch, cursors run ahead of the published tail, and with records that
+// tile the region exactly (no padding) the private tail can run more than a capacity ahead
+// of it. The join takes the published tail as its floor, which is then too low.
+
+/// [`join_against_a_gate`], with the producer relying on a head it computed earlier: before
+/// the threads start it computed its gate once (entry 1 not counting: head [`AHEAD`],
+/// published as its `gate_min`), and, as `spsc::Producer::ensure_free` does, it never
+/// lowers its cached head: in the model it computes the gate again and relies on the larger
+/// of the two. Returns (scans in the model, the head it relies on, the joiner's start) and
+/// whether the joiner starts at or above that head.
+fn join_against_a_cached_gate(new_entry: bool) -> (JoinOutcome, bool) {
+    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+    let window = if new_entry { CAP1 } else { WINDOW1 };
+    let joining = Entry { word: CURSOR_DETACHED, window, members: 0 };
+    let active = if new_entry { 0b01 } else { 0b11 };
+    let subs = Arc::new(Subs::new(CAP1, PUBLISHED, active, [tethered, joining]));
+    let cached = subs.gate(PRIVATE, 8);
+    assert_eq!(cached, AHEAD);
+    let producer = {
+        let subs = subs.clone();
+        thread::spawn(move || cached.max(subs.gate(PRIVATE, 8)))
+    };
+    let start = if new_entry {
+        // As `Subscription::create`. Acquire: pairs with the producers' Release of `tail`.
+        let t0 = subs.tail.load(Ordering::Acquire);
+        let joining = t0 | CURSOR_JOINING;
+        // Relaxed: published by the Release of `active` below.
+        subs.cursors[1].store(joining, Ordering::Relaxed);
+        // Release (in AcqRel): producers that see the bit see the cursor.
+        subs.active.fetch_or(0b10, Ordering::AcqRel);
+        cursors::finish_join(&*subs, CAP1, 1, joining)
+    } else {
+        cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED)
+    };
+    let head = producer.join().unwrap();
+    let start = start.expect("nobody else changes the joining word");
+    ((subs.scans() - 1, head, start), head <= start)
+}
+
+/// Finding 1. The producer relies on its cached head (80) but its second scan, seeing the
+/// joiner `JOINING` at the published tail (64), publishes `gate_min` 64; the joiner reads
+/// that and starts at 64, below 80: the producer may overwrite [64, 80) under the new
+/// cursor. Interleaving: joiner CASes the cursor to `64|JOINING`; producer loads `joins`,
+/// scans (head 64), stores `gate_min` 64, fence, re-reads `joins` unchanged, keeps 80;
+/// joiner bumps `joins`, fence, reads `gate_min` 64 and `tail` 64, starts at 64.
+#[test]
+#[ignore = "finding 1: a join can start below an SPSC producer's cached head (see the docs)"]
+fn a_rejoining_cursor_never_starts_below_a_producers_cached_head() {
+    builder(8).check(|| {
+        let (outcome, held) = join_against_a_cached_gate(false);
+        assert!(held, "(scans, head relied on, start) = {outcome:?}: the start is below the head");
+    });
+}
+
+/// Finding 1 for a new subscription (`Subscription::create`'s sequence).
+#[test]
+#[ignore = "finding 1: a join can start below an SPSC producer's cached head (see the docs)"]
+fn a_new_cursor_never_starts_below_a_producers_cached_head() {
+    builder(8).check(|| {
+        let (outcome, held) = join_against_a_cached_gate(true);
+        assert!(held, "(scans, head relied on, start) = {outcome:?}: the start is below the head");
+    });
+}
+
+/// Finding 2. The producer has published 0 and committed up to 96 of a 64-byte ring (it
+/// overwrote positions below 32); the default consumer has read up to 80. Entry 1 rejoins
+/// meanwhile. Either the producer's gate finds the cursor `JOINING` at the published tail
+/// (0), more than a capacity behind its tail, and calls the honest queue `Corrupt`; or it
+/// scans first and publishes `gate_min` 80, which `finish_join` takes for a scribbler's
+/// (more than a capacity above the published tail) and replaces by the tail: the cursor
+/// starts at 0, where the record was overwritten, and the producer's next gate calls the
+/// queue `Corrupt` again. Invariants: every gate succeeds, and the joiner starts at or above
+/// the head the producer relies on (so above everything it has overwritten).
+#[test]
+#[ignore = "finding 2: a join behind an unpublished SPSC batch breaks the gate (see the docs)"]
+fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_starts_in_overwritten_space() {
+    builder(8).check(|| {
+        let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+        let joining = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
+        let subs = Arc::new(Subs::new(CAP1, 0, 0b11, [tethered, joining]));
+        let producer = {
+            let subs = subs.clone();
+            thread::spawn(move || cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], PRIVATE, 8))
+        };
+        let start = cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED).unwrap();
+        let head = producer.join().unwrap();
+        let again = cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], PRIVATE, 8);
+        assert!(head.is_ok() && again.is_ok(), "an honest queue called corrupt: {head:?}, then {again:?}");
+        assert!(start >= head.unwrap(), "started at {start}, below the head {head:?}");
+    });
+}

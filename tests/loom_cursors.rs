@@ -15,6 +15,15 @@
 //! it in some interleaving (the violation is recorded outside loom, not panicked on, so the
 //! exploration runs to the end and the control cannot pass by crashing for another reason).
 //!
+//! The models: (1) a cursor joining (rejoining, or created) while a producer computes its
+//! gate, with another cursor ahead of the published tail; (2) a producer detaching a
+//! lag-limited entry while a member claims from it; (3) two members claiming concurrently;
+//! (4) a member handing a span back while a producer gates on it and writes over it;
+//! (5) two findings, models that fail against the library as it is (ignored, with the
+//! interleavings in their docs), and a candidate fix for them modelled with the library's
+//! gate and join. Models (1) to (5) explore exhaustively within loom's model: their
+//! preemption bounds are past the point where raising them finds more executions.
+//!
 //! What loom cannot see (see `tests/loom.rs` for the details): it never lets a load read a
 //! value from the future (no load buffering), so an Acquire weakened to Relaxed on the
 //! producer's side of a "reads done, overwrite now" pair goes unnoticed; its exploration is
@@ -910,4 +919,88 @@ fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_sta
         assert!(head.is_ok() && again.is_ok(), "an honest queue called corrupt: {head:?}, then {again:?}");
         assert!(start >= head.unwrap(), "started at {start}, below the head {head:?}");
     });
+}
+
+/// A candidate fix for findings 1 and 2, modelled with the library's gate and join as
+/// they are: the SPSC producer publishes its tail before it computes a gate (a Release
+/// store on the slow path only). Then every head it relies on is at most a tail it had
+/// published before the scan, and its private tail is at most a capacity past its
+/// published one. The producer published 96 and computed its gate (head 80) before the
+/// threads start, then pushed on to 128 unpublished, the default consumer reading up to
+/// 112; in the model it publishes 128 and computes its gate again while entry 1 joins
+/// (rejoins, or is created if `new_entry`). The joiner starts at or above the head the
+/// producer relies on, and no gate fails.
+fn join_against_a_gate_after_publishing(new_entry: bool) -> (JoinOutcome, bool) {
+    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+    let window = if new_entry { CAP1 } else { WINDOW1 };
+    let joining = Entry { word: CURSOR_DETACHED, window, members: 0 };
+    let active = if new_entry { 0b01 } else { 0b11 };
+    let subs = Arc::new(Subs::new(CAP1, PRIVATE, active, [tethered, joining]));
+    let cached = subs.gate(PRIVATE, 8);
+    assert_eq!(cached, AHEAD);
+    // Pushed on, unpublished (up to `cached + CAP1` allowed); the consumer followed.
+    let (private, read) = (128, 112);
+    subs.cursors[0].store(read, Ordering::Release);
+    let producer = {
+        let subs = subs.clone();
+        thread::spawn(move || {
+            // Release: as `spsc::Producer::publish`.
+            subs.tail.store(private, Ordering::Release);
+            cached.max(subs.gate(private, 8))
+        })
+    };
+    let start = if new_entry {
+        // As `Subscription::create`. Acquire: pairs with the producers' Release of `tail`.
+        let t0 = subs.tail.load(Ordering::Acquire);
+        let joining = t0 | CURSOR_JOINING;
+        // Relaxed: published by the Release of `active` below.
+        subs.cursors[1].store(joining, Ordering::Relaxed);
+        // Release (in AcqRel): producers that see the bit see the cursor.
+        subs.active.fetch_or(0b10, Ordering::AcqRel);
+        cursors::finish_join(&*subs, CAP1, 1, joining)
+    } else {
+        cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED)
+    };
+    let head = producer.join().unwrap();
+    let start = start.expect("nobody else changes the joining word");
+    ((subs.scans() - 1, head, start), head <= start)
+}
+
+#[test]
+fn with_the_tail_published_before_each_gate_a_join_never_starts_below_a_cached_head() {
+    // (scans, head relied on, start): the producer's head is the cached 80 unless its scan
+    // found more (the consumer at 112; the joiner JOINING at 96, the tail it read before
+    // the publication of 128, or joined at 96 or 112, with a lag limit counting as 80 or
+    // 96); the joiner starts at 96 or 128 (the tails it may read) or at the gate_min 112.
+    let rejoin: &[JoinOutcome] = &[
+        (1, 80, 96),
+        (1, 96, 96),
+        (1, 96, 128),
+        (1, 112, 128),
+        (2, 80, 96),
+        (2, 96, 96),
+        (2, 96, 112),
+        (2, 96, 128),
+        (2, 112, 128),
+    ];
+    let create: &[JoinOutcome] = &[
+        (1, 96, 96),
+        (1, 96, 128),
+        (1, 112, 128),
+        (2, 96, 96),
+        (2, 96, 112),
+        (2, 96, 128),
+        (2, 112, 112),
+        (2, 112, 128),
+    ];
+    for (new_entry, acceptable) in [(false, rejoin), (true, create)] {
+        let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
+        let record = outcomes.recorder();
+        builder(14).check(move || {
+            let (outcome, held) = join_against_a_gate_after_publishing(new_entry);
+            assert!(held, "(scans, head relied on, start) = {outcome:?}: the start is below the head");
+            record(outcome);
+        });
+        outcomes.assert(acceptable);
+    }
 }

@@ -19,9 +19,9 @@
 //! gate, with another cursor ahead of the published tail; (2) a producer detaching a
 //! lag-limited entry while a member claims from it; (3) two members claiming concurrently;
 //! (4) a member handing a span back while a producer gates on it and writes over it;
-//! (5) two findings, models that fail against the library as it is (ignored, with the
-//! interleavings in their docs), and a candidate fix for them modelled with the library's
-//! gate and join. Models (1) to (5) explore exhaustively within loom's model: their
+//! (5) three findings, models that fail against the library as it is (ignored, with the
+//! interleavings in their docs), and a candidate fix for the first two modelled with the
+//! library's gate and join. Models (1) to (5) explore exhaustively within loom's model: their
 //! preemption bounds are past the point where raising them finds more executions.
 //!
 //! What loom cannot see (see `tests/loom.rs` for the details): it never lets a load read a
@@ -831,7 +831,9 @@ fn a_member_handing_a_span_back_before_reading_it_is_caught() {
 // wrap that needs padding), not after each record, while readers take records by their
 // stamps: within a batch, cursors run ahead of the published tail, and with records that
 // tile the region exactly (no padding) the private tail can run more than a capacity ahead
-// of it. The join takes the published tail as its floor, which is then too low.
+// of it. The join takes the published tail as its floor, which is then too low (findings
+// 1 and 2). And the position a joiner stores `JOINING` is the tail it loaded before its
+// compare-and-swap, which a stall can make more than a capacity old (finding 3).
 
 /// [`join_against_a_gate`], with the producer relying on a head it computed earlier: before
 /// the threads start it computed its gate once (entry 1 not counting: head [`AHEAD`],
@@ -918,6 +920,45 @@ fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_sta
         let again = cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], PRIVATE, 8);
         assert!(head.is_ok() && again.is_ok(), "an honest queue called corrupt: {head:?}, then {again:?}");
         assert!(start >= head.unwrap(), "started at {start}, below the head {head:?}");
+    });
+}
+
+/// Finding 3 (remains with the candidate fix below). A joiner stalled between its load of
+/// `tail` and its compare-and-swap to `JOINING` publishes a stale position. Entry 0 is
+/// removed and entry 1 (lag-limited) detached, so nothing holds the producer back; it
+/// publishes its tail (64, then 128) before each gate, and writes a lap's worth of records
+/// after a gate only if that gate lets it. Interleaving: the joiner loads
+/// `tail` 0; the producer publishes 64 and 128; the joiner CASes the cursor to `0|JOINING`;
+/// the producer's gate at 128 finds a cursor more than a capacity behind it and calls the
+/// honest queue `Corrupt` (until `finish_join` replaces the word). The same with
+/// `Subscription::create` stalled between its load of `tail` and its `fetch_or` of `active`.
+#[test]
+#[ignore = "finding 3: a stale JOINING position makes the gate call the queue corrupt (see the docs)"]
+fn a_joiner_stalled_before_its_cas_never_makes_the_gate_fail() {
+    builder(8).check(|| {
+        let removed = Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 };
+        let detached = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
+        let subs = Arc::new(Subs::new(CAP1, 0, 0b10, [removed, detached]));
+        let producer = {
+            let subs = subs.clone();
+            thread::spawn(move || {
+                let mut heads = Vec::new();
+                for t in [64, 128] {
+                    // Release: as `spsc::Producer::publish`.
+                    subs.tail.store(t, Ordering::Release);
+                    // A lap's worth of records next: it goes on only if nothing is below `t`.
+                    let head = cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], t, CAP1);
+                    heads.push(head);
+                    if head != Ok(t) {
+                        break;
+                    }
+                }
+                heads
+            })
+        };
+        let start = cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED).unwrap();
+        let heads = producer.join().unwrap();
+        assert!(heads.iter().all(|h| h.is_ok()), "an honest queue called corrupt: {heads:?} (start {start})");
     });
 }
 

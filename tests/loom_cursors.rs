@@ -16,20 +16,23 @@
 //! exploration runs to the end and the control cannot pass by crashing for another reason).
 //!
 //! The models: (1) a cursor joining (rejoining, or created) while a producer computes its
-//! gate, with another cursor ahead of the published tail; (2) a producer detaching a
-//! lag-limited entry while a member claims from it; (3) two members claiming concurrently;
-//! (4) a member handing a span back while a producer gates on it and writes over it;
-//! (5) three findings, models that fail against the library as it is (ignored, with the
-//! interleavings in their docs), and a candidate fix for the first two modelled with the
-//! library's gate and join. Models (1) to (5) explore exhaustively within loom's model: their
-//! preemption bounds are past the point where raising them finds more executions.
+//! gate, with another cursor ahead of the published tail, and a join finished by two
+//! processes at once; (2) a producer detaching a lag-limited entry while a member claims
+//! from it; (3) two members claiming concurrently; (4) a member handing a span back while a
+//! producer gates on it and writes over it; (5) three findings, models that fail against
+//! the library as it is (ignored, with the interleavings in their docs), and a candidate
+//! fix for the first two modelled with the library's gate and join. The models explore
+//! exhaustively within loom's model (their preemption bounds are past the point where
+//! raising them finds more executions), except the three-thread one (two finishers of a
+//! join), bounded at 4 preemptions (3 already finds every outcome it lists).
 //!
 //! What loom cannot see (see `tests/loom.rs` for the details): it never lets a load read a
-//! value from the future (no load buffering), so an Acquire weakened to Relaxed on the
-//! producer's side of a "reads done, overwrite now" pair goes unnoticed; its exploration is
-//! bounded by the preemption bounds set per model; and it is not complete around a load
-//! followed by another thread's load and store of the same word (tokio-rs/loom#166), which
-//! the outcome sets guard against.
+//! value from the future (no load buffering), so a Release/Acquire pair that orders a
+//! reader's loads before a later overwrite could be weakened to Relaxed unnoticed (model
+//! (4) checks that the producer's gate waits for the hand-back, not the orderings that
+//! make the reads done); and it is not complete around a load followed by another thread's
+//! load and store of the same word (tokio-rs/loom#166), which the outcome sets guard
+//! against (model (3) shows the workaround).
 
 #![cfg(loom)]
 
@@ -539,6 +542,71 @@ fn a_join_blind_to_the_producers_gate_min_is_caught() {
     }
 }
 
+/// A new entry's join finished by two processes at once, as `Subscription::create` and a
+/// member's `claim` (which finishes a join it finds and retries) do, while a producer
+/// computes its gate (model 1's positions). The creator stores the cursor `JOINING`,
+/// activates the entry and finishes the join; the member, if it finds the entry active,
+/// loads the cursor and finishes the join if it finds it `JOINING`. (A member that loads
+/// the cursor without having seen the entry's bit in `active` can start it below the
+/// producer's head: its bump of `joins` does not carry the creator's activation, so the
+/// producer's rescan may still miss the entry. The queue's members find the entry through
+/// `active` first; the model does the same.) At most one finisher's compare-and-swap wins (exactly one
+/// if the member found it `JOINING`), the cursor holds its start, and that start is at or
+/// above the producer's head.
+#[test]
+fn two_finishers_of_a_join_agree_on_one_start_at_or_above_a_producers_head() {
+    let outcomes: Outcomes<(JoinOutcome, u8)> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(4).check(move || {
+        let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+        let free = Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 };
+        let subs = Arc::new(Subs::new(CAP1, PUBLISHED, 0b01, [tethered, free]));
+        let producer = {
+            let subs = subs.clone();
+            thread::spawn(move || subs.gate(PRIVATE, 8))
+        };
+        let member = {
+            let subs = subs.clone();
+            thread::spawn(move || {
+                // A member finds the entry by its bit in `active` (Acquire: as
+                // `subscription::find`), then claims: it loads the cursor (Acquire, as
+                // `claim`) and finishes a join it finds.
+                if subs.active.load(Ordering::Acquire) & 0b10 == 0 {
+                    return None;
+                }
+                let w = subs.cursors[1].load(Ordering::Acquire);
+                (w & CURSOR_JOINING != 0).then(|| cursors::finish_join(&*subs, CAP1, 1, w))
+            })
+        };
+        // As `Subscription::create`. Acquire: pairs with the producers' Release of `tail`.
+        let joining = subs.tail.load(Ordering::Acquire) | CURSOR_JOINING;
+        // Relaxed: published by the Release of `active` below.
+        subs.cursors[1].store(joining, Ordering::Relaxed);
+        // Release (in AcqRel): producers that see the bit see the cursor.
+        subs.active.fetch_or(0b10, Ordering::AcqRel);
+        let creator = cursors::finish_join(&*subs, CAP1, 1, joining);
+        let member = member.join().unwrap();
+        let head = producer.join().unwrap();
+        // Who finished the join: 0 the creator (the member did not find it JOINING, or lost),
+        // 1 the member.
+        let (start, winner) = match (creator, member) {
+            (Some(s), None | Some(None)) => (s, 0),
+            (None, Some(Some(s))) => (s, 1),
+            other => panic!("exactly one finisher wins: {other:?}"),
+        };
+        assert_eq!(subs.cursors[1].load(Ordering::Relaxed), start, "the cursor holds the winner's start");
+        assert!(head <= start, "the joiner starts at {start}, below the producer's head {head}");
+        record(((subs.scans(), head, start), winner));
+    });
+    // ((scans, head, start), winner): up to three scans (each finisher bumps `joins`); the
+    // head is 80 where the producer's last scan missed the entry, 64 where it saw it
+    // JOINING (or joined at 64); either finisher may win with either start.
+    let starts: [JoinOutcome; 8] =
+        [(1, 64, 64), (1, 80, 80), (2, 64, 64), (2, 64, 80), (2, 80, 80), (3, 64, 64), (3, 64, 80), (3, 80, 80)];
+    let acceptable: Vec<_> = starts.iter().flat_map(|&o| [(o, 0), (o, 1)]).collect();
+    outcomes.assert(&acceptable);
+}
+
 // ---------------------------------------------------------------------------------------
 // (2) A producer detaching a lag-limited entry while a member claims from it
 // ---------------------------------------------------------------------------------------
@@ -629,9 +697,10 @@ fn a_detach_never_takes_a_claimed_span_and_a_lapped_member_rejoins_above_the_hea
 /// spans it got, and whether its last claim lost a compare-and-swap before it found nothing.
 type MemberOutcome = (Vec<(u64, u64)>, bool);
 
-/// A member claims spans of at most 2 messages until there is nothing, reading and handing
-/// back each one (after a yield if `yield_first`). Returns its spans, their messages, and whether its final `Nothing` came
-/// after a lost compare-and-swap (its claim words then hold that attempt).
+/// A member claims spans of at most 2 messages until there is nothing (after a yield if
+/// `yield_first`), reading and handing back each one. Returns its spans, their messages,
+/// and whether its final `Nothing` came after a lost compare-and-swap (its claim words then
+/// hold that attempt).
 fn member_loop(w: &World, j: usize, yield_first: bool) -> (Vec<(u64, u64)>, Vec<Vec<u8>>, bool) {
     let me = w.subs.claim(j);
     let (mut spans, mut msgs) = (Vec::new(), Vec::new());

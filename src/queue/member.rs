@@ -9,9 +9,9 @@
 //! still stands at its start, the member never took it; otherwise it is delivered again
 //! (at-least-once).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::gate::{self, FLAGS};
+use super::gate;
 use crate::error::{Error, Result};
 use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
 use crate::ring::consumer;
@@ -21,9 +21,16 @@ use crate::sync::atomic::Ordering;
 
 /// Most messages a member claims at once.
 pub(super) const BATCH: usize = 16;
-/// How often a member looks for dead members' claims (while it has work, between spans;
-/// while waiting, in slices of this length).
+/// How often a waiting member looks for dead members' claims (it waits in slices of this
+/// length).
 pub(super) const ADOPT_EVERY: Duration = Duration::from_millis(50);
+/// A member with work looks for dead members' claims every this many claims (a dead
+/// member's span holds producers back, so the ring fills and members come to wait within a
+/// lap at the latest; this only makes it sooner, without a clock read per claim).
+const ADOPT_EVERY_CLAIMS: u32 = 256;
+/// A member's claim that keeps having to start again (a hostile writer flipping the cursor's
+/// flags) gives up.
+const MAX_RETRIES: u32 = 1 << 16;
 
 /// A member's private state.
 #[derive(Debug)]
@@ -39,8 +46,8 @@ pub(super) struct Member {
     pub(super) span_of: Option<usize>,
     /// Deliveries of the span being read.
     pub(super) deliveries: u32,
-    /// When it last looked for dead members' claims.
-    pub(super) last_adopt: Instant,
+    /// Claims since it last looked for dead members' claims.
+    pub(super) since_adopt: u32,
 }
 
 /// What a claim attempt found.
@@ -66,8 +73,14 @@ impl Member {
     pub(super) fn finish_span(&mut self, seg: &Segment, ring: &consumer::Consumer) -> bool {
         let Some(j) = self.span_of else { return false };
         if ring.head() < ring.limit() {
+            // Part read: what is released no longer needs delivering again if we die, and
+            // producers may have its space (the caller wakes them).
+            // SYNC POINT: Release pairs with the producers' Acquire load of `claim_pos`: our
+            // reads of the records below the new start are done.
+            seg.member(j).claim_pos.store(ring.head(), Ordering::Release);
             return false;
         }
+        crate::failpoint::hit("member-span-read");
         cursors::release(seg.claim(j));
         if j != self.slot {
             // A dead member's slot, adopted: it leaves the subscription now, and its lock
@@ -88,31 +101,33 @@ impl Member {
         }
         if let Some(j) = self.span_of.take() {
             // Relaxed: the unlock (or our death) orders it for the adopter, which takes the
-            // slot's lock first; raising the start frees only what we read.
-            seg.member(j).claim_pos.store(ring.head(), Ordering::Relaxed);
+            // slot's lock first. Nobody received the rest: the adopter's delivery makes the
+            // count what it is now.
+            seg.member(j).deliveries.store(self.deliveries.saturating_sub(1), Ordering::Relaxed);
             if j != self.slot {
                 seg.unlock_slot(j);
             }
         }
     }
 
-    /// Claims the next span: adopts a dead member's first (at most every [`ADOPT_EVERY`],
-    /// or when `force`), then claims from the cursor. `Err(Lapped)` when the subscription
+    /// Claims the next span: adopts a dead member's first (every [`ADOPT_EVERY_CLAIMS`]
+    /// claims, or when `force`), then claims from the cursor. `Err(Lapped)` when the subscription
     /// was detached (it has rejoined), `Err(Closed)` when it was removed.
     pub(super) fn claim(&mut self, seg: &Segment, ring: &mut consumer::Consumer, force: bool) -> Result<Claimed> {
         debug_assert!(self.span_of.is_none());
         if !self.subscribed(seg) {
             return Err(Error::Closed);
         }
-        if force || self.last_adopt.elapsed() >= ADOPT_EVERY {
-            self.last_adopt = Instant::now();
+        self.since_adopt = self.since_adopt.saturating_add(1);
+        if force || self.since_adopt >= ADOPT_EVERY_CLAIMS {
+            self.since_adopt = 0;
             if self.adopt(seg, ring) {
                 return Ok(Claimed::Span);
             }
         }
         let geo = seg.config().geometry();
         let mine = seg.claim(self.slot);
-        loop {
+        for _ in 0..MAX_RETRIES {
             let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH)
                 .map_err(|e| super::attach::corrupt(seg, e))?;
             match got {
@@ -140,12 +155,20 @@ impl Member {
                 }
             }
         }
+        Err(Error::Corrupt(format!("{:?}: subscription cursor keeps changing", seg.config().name)))
+    }
+
+    /// Gives up the span being read, whose records are not all there any more (a hostile
+    /// writer): hands it back as if read.
+    pub(super) fn abandon(&mut self, seg: &Segment, ring: &mut consumer::Consumer) {
+        let end = ring.limit();
+        ring.set_span(end, end);
+        self.finish_span(seg, ring);
     }
 
     /// Takes over the claim of a member of our subscription that died (or left with a span
     /// not fully read). Returns whether a span is now set in `ring`.
     fn adopt(&mut self, seg: &Segment, ring: &mut consumer::Consumer) -> bool {
-        let cap = seg.config().capacity;
         // Acquire: pairs with the Release `fetch_or` of a member's bit.
         let mask = seg.sub(self.sub).cursor.members.load(Ordering::Acquire);
         for j in gate::bits(mask).filter(|&j| j != self.slot && j < layout::MEMBERS) {
@@ -158,32 +181,22 @@ impl Member {
             if !seg.try_lock_slot(j) {
                 continue;
             }
-            // Relaxed throughout: the lock orders us after the previous holder's stores.
-            let state = m.claim_state.load(Ordering::Relaxed);
-            let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+            // Relaxed: the lock orders us after the previous holder's stores.
             let ours = m.sub.load(Ordering::Relaxed) as usize == self.sub
                 && m.generation.load(Ordering::Relaxed) == self.generation;
-            let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos <= end && end - pos <= cap;
-            if state == CLAIM_NONE || !ours {
+            if !ours {
                 seg.unlock_slot(j);
                 continue;
             }
-            // Acquire: as in `claim`.
-            let w = seg.cursor(self.sub).load(Ordering::Acquire);
-            let never_taken = state == CLAIM_CLAIMING && w & !FLAGS == pos;
-            if !valid || never_taken || pos == end {
-                // Release: as in `finish_span`.
-                m.claim_state.store(CLAIM_NONE, Ordering::Release);
+            let Some((pos, end, deliveries)) = take_over(seg, self.sub, j) else {
                 seg.leave_subscription(j);
                 seg.unlock_slot(j);
                 continue;
-            }
-            let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
-            m.deliveries.store(deliveries, Ordering::Relaxed);
-            count_redelivered(seg, self.sub, pos, end);
+            };
             ring.set_span(pos, end);
             self.span_of = Some(j);
             self.deliveries = deliveries;
+            crate::failpoint::hit("member-adopted");
             return true;
         }
         false
@@ -201,27 +214,16 @@ pub(super) fn join(
     ring: &mut consumer::Consumer,
 ) -> Result<Member> {
     let m = seg.member(slot);
-    let mut member =
-        Member { sub, generation, slot, span_of: None, deliveries: 1, last_adopt: Instant::now() - ADOPT_EVERY };
-    // Relaxed: the slot's lock orders us after the previous holder.
-    if m.claim_state.load(Ordering::Relaxed) != CLAIM_NONE {
-        let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
-        let cap = seg.config().capacity;
-        if crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap {
-            let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
-            m.deliveries.store(deliveries, Ordering::Relaxed);
-            // HELD: whatever it was, we deliver it (an adopter's rule, see `adopt`).
-            m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
-            count_redelivered(seg, sub, pos, end);
+    let mut member = Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
+    // A claim the previous holder (a member of this subscription that died) left.
+    match take_over(seg, sub, slot) {
+        Some((pos, end, deliveries)) => {
             ring.set_span(pos, end);
             member.span_of = Some(slot);
             member.deliveries = deliveries;
-        } else {
-            // Release: as in `finish_span`.
-            m.claim_state.store(CLAIM_NONE, Ordering::Release);
+            crate::failpoint::hit("member-adopted");
         }
-    } else {
-        ring.set_span(0, 0);
+        None => ring.set_span(0, 0),
     }
     // Relaxed: published by the Release `fetch_or` of our bit below.
     m.sub.store(sub as u32, Ordering::Relaxed);
@@ -235,7 +237,11 @@ pub(super) fn join(
     // from now on, long before we first sleep (the Dekker pair is on the waiter set).
     seg.header().subs.sleepers.fetch_or(1 << sub, Ordering::Relaxed);
     if !member.subscribed(seg) {
-        member.leave(seg, ring);
+        // Removed meanwhile (the remover may have emptied the mask before our bit went in):
+        // nothing of ours may stay behind to hold producers back.
+        cursors::release(seg.claim(slot));
+        // Relaxed: as in `leave_subscription`.
+        e.cursor.members.fetch_and(!(1 << slot), Ordering::Relaxed);
         return Err(Error::NotFound("the subscription was removed while joining".into()));
     }
     Ok(member)
@@ -258,4 +264,58 @@ fn count_redelivered(seg: &Segment, sub: usize, pos: u64, end: u64) {
     }
     // Relaxed: a statistic.
     seg.sub(sub).meta.redelivered.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Resolves the claim left in member table entry `j` (whose slot's lock we hold: its holder
+/// died, or left with a span not fully read) by a member of entry `sub`: `Some((start, end,
+/// deliveries))` if the span is to be delivered again (the entry then says so), `None` if
+/// there is nothing to deliver (the entry's claim is cleared).
+///
+/// A claim marked claiming is ambiguous (the holder died around its compare-and-swap on
+/// the cursor): if the cursor still stands at its start (and is not flagged) the swap never
+/// happened and the span is not the dead member's; otherwise it is delivered again
+/// (at-least-once).
+fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
+    let m = seg.member(j);
+    let cap = seg.config().capacity;
+    // Relaxed throughout: the slot's lock orders us after the previous holder's stores.
+    let state = m.claim_state.load(Ordering::Relaxed);
+    let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+    if state == CLAIM_NONE {
+        return None;
+    }
+    let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
+    // Acquire: as in `cursors::claim`.
+    let w = seg.cursor(sub).load(Ordering::Acquire);
+    let never_taken = state == CLAIM_CLAIMING && w & !cursors::FLAGS == pos;
+    // The span must still hold its records, stamped for their positions, up to its end
+    // exactly (a claim recorded by a member that lost the race may name bytes producers
+    // have since reused).
+    if !valid || never_taken || !intact(seg, pos, end) {
+        // Release: as in `cursors::release`.
+        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        return None;
+    }
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(1);
+    m.deliveries.store(deliveries, Ordering::Relaxed);
+    // HELD: whatever it was, it is delivered now.
+    m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+    if deliveries >= 2 {
+        count_redelivered(seg, sub, pos, end);
+    }
+    Some((pos, end, deliveries))
+}
+
+/// Whether `[pos, end)` holds committed records (messages or padding) stamped for their
+/// positions, ending exactly at `end`.
+fn intact(seg: &Segment, pos: u64, end: u64) -> bool {
+    let (geo, region) = (seg.config().geometry(), seg.region());
+    let mut at = pos;
+    while at < end {
+        match crate::ring::read_record(&geo, &region, at) {
+            Ok(crate::ring::Found::Message { size, .. } | crate::ring::Found::Skip { size }) => at += size,
+            _ => return false,
+        }
+    }
+    at == end
 }

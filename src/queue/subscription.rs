@@ -199,6 +199,7 @@ impl Subscription {
         // Relaxed throughout: published by the Release `fetch_or` of `active` below, and
         // the admin lock orders later admin-lock holders after us.
         e.meta.state.store(layout::SUB_CREATING, Ordering::Relaxed);
+        crate::failpoint::hit("sub-creating");
         e.meta.generation.fetch_add(1, Ordering::Relaxed);
         e.meta.lag_limit.store(limit, Ordering::Relaxed);
         write_name(&e.meta, name);
@@ -218,6 +219,7 @@ impl Subscription {
         // SYNC POINT: Release (in AcqRel) pairs with the producers' Acquire load of
         // `active`: the entry's words above are visible before they gate on it.
         seg.header().subs.active.fetch_or(1 << i, Ordering::AcqRel);
+        crate::failpoint::hit("sub-joining");
         // A member that subscribed meanwhile may have finished the join already.
         let _ = gate::finish_join(&seg, i, joining);
         Ok(())
@@ -264,6 +266,20 @@ fn free_entry(seg: &Segment, i: usize) {
     // SYNC POINT: AcqRel: producers that no longer see the bit no longer wait for the entry.
     h.subs.active.fetch_and(!(1u64 << i), Ordering::AcqRel);
     if i != 0 {
+        // Its members' claims stop holding producers back (and a new subscription in this
+        // entry starts without them). Dead members' claims go: their slots are free for
+        // anyone again. Live members clear theirs when they see the subscription gone.
+        // AcqRel: producers that read the empty mask no longer read those claims.
+        let mask = seg.sub(i).cursor.members.swap(0, Ordering::AcqRel);
+        for j in gate::bits(mask).filter(|&j| j < layout::MEMBERS) {
+            if seg.try_lock_slot(j) {
+                let m = seg.member(j);
+                // Release: as `cursors::release`.
+                m.claim_state.store(layout::CLAIM_NONE, Ordering::Release);
+                seg.leave_subscription(j);
+                seg.unlock_slot(j);
+            }
+        }
         // Detached for good: members' claims (CAS from a tethered word) fail and they look
         // at the state. AcqRel: as any change of a cursor word.
         let _ = seg.sub(i).cursor.cursor.fetch_or(layout::CURSOR_DETACHED, Ordering::AcqRel);

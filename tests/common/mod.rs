@@ -87,8 +87,18 @@ pub const OFF_SLOT_CLAIM: u64 = 72;
 pub const SLOT_SIZE: u64 = 128;
 /// Number of participant slots.
 pub const SLOTS: u64 = 64;
+/// Line 6: the active-subscriptions mask (u64); `sleepers` at +8, `joins` at +16.
+pub const OFF_SUBS: u64 = 768;
+/// `Slot::gate_min` within a participant slot.
+pub const OFF_SLOT_GATE_MIN: u64 = 88;
+/// Subscription table: 64 entries of 384 bytes (cursor line, wait line, meta line).
+pub const OFF_SUB_TABLE: u64 = 12288;
+/// Size of a subscription entry.
+pub const SUB_ENTRY_SIZE: u64 = 384;
+/// Member table: 64 entries of 128 bytes (claim words at +16: pos, end, state).
+pub const OFF_MEMBERS: u64 = 36864;
 /// Start of the data region.
-pub const OFF_DATA: u64 = 12288;
+pub const OFF_DATA: u64 = 45056;
 
 // ---------------------------------------------------------------------------------------
 // Queue names.
@@ -615,4 +625,29 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     assert!(!sorted.is_empty());
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting for a child asleep on a futex whose waiter count is not at a fixed offset.
+
+impl Child {
+    /// Waits until thread `tid` of the child sleeps in `FUTEX_WAIT` on a shared (not
+    /// private) futex, as `/proc/PID/task/TID/syscall` shows it: for waits whose waiter
+    /// count is not at a fixed offset of the header (a subscription member's). Where `/proc`
+    /// does not show system calls, gives the few instructions before the sleep ample time.
+    pub fn wait_in_shared_futex(&self, tid: i32) {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let last = match proc_syscall(self.pid(), tid).filter(|_| SYS_FUTEX.is_some()) {
+                Some(s) if is_shared_futex_wait(&s) => return,
+                Some(s) => s,
+                None => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    return;
+                }
+            };
+            assert!(Instant::now() < deadline, "child {} never slept on a shared futex (syscall {last:?})", self.role);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }

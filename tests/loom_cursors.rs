@@ -19,9 +19,10 @@
 //! gate, with another cursor ahead of the published tail, and a join finished by two
 //! processes at once; (2) a producer detaching a lag-limited entry while a member claims
 //! from it; (3) two members claiming concurrently; (4) a member handing a span back while a
-//! producer gates on it and writes over it; (5) three findings, models that fail against
-//! the library as it is (ignored, with the interleavings in their docs), and a candidate
-//! fix for the first two modelled with the library's gate and join. The models explore
+//! producer gates on it and writes over it; (5) findings: models that failed against the
+//! library at 4d79c22 or fail against main at b74794e (those are ignored, with the
+//! interleavings in their docs), and a candidate fix for the first two modelled with the
+//! library's gate and join. The models explore
 //! exhaustively within loom's model (their preemption bounds are past the point where
 //! raising them finds more executions), except the three-thread one (two finishers of a
 //! join), bounded at 4 preemptions (3 already finds every outcome it lists).
@@ -47,7 +48,7 @@ use loom::thread;
 
 use shmq::layout::record;
 use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
-use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors};
+use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors, NO_LIMIT};
 use shmq::ring::{Found, Gate, Geometry, Region, RingError, read_record, spsc};
 use shmq::sync::atomic::Ordering;
 
@@ -241,7 +242,7 @@ impl Subs {
 
     /// The gate of producer 0 (`gate_min` word 0), as `QueueGate` computes it.
     fn gate(&self, tail: u64, need: u64) -> u64 {
-        cursors::gate(self, self.cap, ENTRIES, &self.gate_mins[0], tail, need).expect("honest words")
+        cursors::gate(self, self.cap, ENTRIES, 0, &self.gate_mins[0], tail, need).expect("honest words")
     }
 
     fn lapped(&self, i: usize) -> u32 {
@@ -341,7 +342,7 @@ struct SubsGate<'a>(&'a Subs);
 
 impl Gate for SubsGate<'_> {
     fn head(&self, tail: u64, need: u64) -> Result<u64, RingError> {
-        cursors::gate(self.0, self.0.cap, ENTRIES, &self.0.gate_mins[0], tail, need)
+        cursors::gate(self.0, self.0.cap, ENTRIES, 0, &self.0.gate_mins[0], tail, need)
     }
 }
 
@@ -425,6 +426,21 @@ const PRIVATE: u64 = 96;
 /// enough behind `PRIVATE + 8` to be detached again.
 const WINDOW1: u64 = 48;
 
+// Finding 4 (main at b74794e: producers skip `JOINING` cursors instead of waiting for them
+// at their position). The Dekker pair then no longer covers the case where the producer
+// sees the joiner's bump but the joiner does not see the producer's `gate_min`: the
+// producer's rescan finds the cursor still `JOINING`, skips it again, and returns the same
+// head, while the joiner starts at the published tail, below it. Interleaving (model 1,
+// rejoin; the same for a new entry and for two finishers): joiner loads `tail` 64, CASes
+// the cursor to `64|JOINING`, bumps `joins`, fence, loads the producer's `gate_min` 0 (its
+// fence precedes the producer's) and `tail` 64; producer loads `joins` (0), scans (entry 0
+// at 80, entry 1 skipped: head 80), stores `gate_min` 80, fence, re-reads `joins` 1,
+// rescans (entry 1 still `JOINING`: skipped, head 80), stores `gate_min` 80, fence,
+// re-reads `joins` 1, returns 80; joiner CASes the cursor to 64 and starts below 80. The
+// models below that check this invariant are ignored until it is fixed; their outcome sets
+// are those of 4d79c22 (which waited for a `JOINING` cursor at its position) and need
+// revisiting with the fix.
+
 /// What one execution of [`join_against_a_gate`] gave: the producer's scans, its head, and
 /// the joiner's start.
 type JoinOutcome = (usize, u64, u64);
@@ -439,10 +455,10 @@ type JoinOutcome = (usize, u64, u64);
 /// outcome and whether the invariant held: the joiner starts at or above the producer's
 /// head (the producer either saw the joiner, or the joiner saw its `gate_min`).
 fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
-    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+    let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
     let joining = if new_entry {
         // FREE: not active, its word whatever a removed entry left.
-        Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 }
+        Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 }
     } else {
         Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 }
     };
@@ -484,6 +500,7 @@ fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
 /// and however the Dekker pair on `joins` and `gate_min` interleaves, the joiner starts at
 /// or above the head the producer returns.
 #[test]
+#[ignore = "finding 4: a rescan skips a JOINING cursor, the joiner may start below the head"]
 fn a_rejoining_cursor_never_starts_below_a_producers_head() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
@@ -506,6 +523,7 @@ fn a_rejoining_cursor_never_starts_below_a_producers_head() {
 
 /// The same for a new subscription (activated by its creator, then joined).
 #[test]
+#[ignore = "finding 4: a rescan skips a JOINING cursor, the joiner may start below the head"]
 fn a_new_cursor_never_starts_below_a_producers_head() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
@@ -554,12 +572,13 @@ fn a_join_blind_to_the_producers_gate_min_is_caught() {
 /// if the member found it `JOINING`), the cursor holds its start, and that start is at or
 /// above the producer's head.
 #[test]
+#[ignore = "finding 4: a rescan skips a JOINING cursor, the joiner may start below the head"]
 fn two_finishers_of_a_join_agree_on_one_start_at_or_above_a_producers_head() {
     let outcomes: Outcomes<(JoinOutcome, u8)> = Outcomes::new();
     let record = outcomes.recorder();
     builder(4).check(move || {
-        let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
-        let free = Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 };
+        let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
+        let free = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, PUBLISHED, 0b01, [tethered, free]));
         let producer = {
             let subs = subs.clone();
@@ -639,7 +658,7 @@ fn a_detach_never_takes_a_claimed_span_and_a_lapped_member_rejoins_above_the_hea
         let ring = Ring::new(64, 16);
         assert_eq!(ring.prewrite(64, &[msg(1, 0, 16), msg(1, 1, 16)]), 128);
         let limited = Entry { word: 64, window: 32, members: 0b01 };
-        let unused = Entry { word: CURSOR_DETACHED, window: 64, members: 0 };
+        let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
         let w = Arc::new(World { ring, subs: Subs::new(64, 128, 0b10, [unused, limited]) });
         let producer = {
             let w = w.clone();
@@ -749,8 +768,8 @@ fn two_members_claim_disjoint_spans_covering_every_record() {
             let sent: Vec<_> = (0..3).map(|seq| msg(1, seq, 8)).collect();
             let ring = Ring::new(128, 16);
             assert_eq!(ring.prewrite(0, &sent), 72);
-            let entry = Entry { word: 0, window: 128, members: 0b11 };
-            let unused = Entry { word: CURSOR_DETACHED, window: 128, members: 0 };
+            let entry = Entry { word: 0, window: NO_LIMIT, members: 0b11 };
+            let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
             let w = Arc::new(World { ring, subs: Subs::new(128, 72, 0b10, [unused, entry]) });
             let other = {
                 let w = w.clone();
@@ -808,8 +827,8 @@ fn two_members_claim_disjoint_spans_covering_every_record() {
 fn release_against_a_gate(release_first: bool) -> ((bool, bool), bool) {
     let ring = Ring::new(64, 16);
     assert_eq!(ring.prewrite(0, &[msg(1, 0, 16), msg(1, 1, 16)]), 64);
-    let entry = Entry { word: 0, window: 64, members: 0b01 };
-    let unused = Entry { word: CURSOR_DETACHED, window: 64, members: 0 };
+    let entry = Entry { word: 0, window: NO_LIMIT, members: 0b01 };
+    let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
     let w = Arc::new(World { ring, subs: Subs::new(64, 64, 0b10, [unused, entry]) });
     let me = w.subs.claim(0);
     let first = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).unwrap();
@@ -911,8 +930,8 @@ fn a_member_handing_a_span_back_before_reading_it_is_caught() {
 /// of the two. Returns (scans in the model, the head it relies on, the joiner's start) and
 /// whether the joiner starts at or above that head.
 fn join_against_a_cached_gate(new_entry: bool) -> (JoinOutcome, bool) {
-    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
-    let window = if new_entry { CAP1 } else { WINDOW1 };
+    let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
+    let window = if new_entry { NO_LIMIT } else { WINDOW1 };
     let joining = Entry { word: CURSOR_DETACHED, window, members: 0 };
     let active = if new_entry { 0b01 } else { 0b11 };
     let subs = Arc::new(Subs::new(CAP1, PUBLISHED, active, [tethered, joining]));
@@ -939,29 +958,40 @@ fn join_against_a_cached_gate(new_entry: bool) -> (JoinOutcome, bool) {
     ((subs.scans() - 1, head, start), head <= start)
 }
 
-/// Finding 1. The producer relies on its cached head (80) but its second scan, seeing the
-/// joiner `JOINING` at the published tail (64), publishes `gate_min` 64; the joiner reads
-/// that and starts at 64, below 80: the producer may overwrite [64, 80) under the new
+/// Finding 1 (found at 4d79c22, fixed on main by b74794e: `gate_min` is never lowered).
+/// The producer relies on its cached head (80) but its second scan, seeing the joiner
+/// `JOINING` at the published tail (64), published `gate_min` 64; the joiner read that
+/// and started at 64, below 80: the producer could overwrite [64, 80) under the new
 /// cursor. Interleaving: joiner CASes the cursor to `64|JOINING`; producer loads `joins`,
 /// scans (head 64), stores `gate_min` 64, fence, re-reads `joins` unchanged, keeps 80;
 /// joiner bumps `joins`, fence, reads `gate_min` 64 and `tail` 64, starts at 64.
 #[test]
-#[ignore = "finding 1: a join can start below an SPSC producer's cached head (see the docs)"]
 fn a_rejoining_cursor_never_starts_below_a_producers_cached_head() {
-    builder(8).check(|| {
+    let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(8).check(move || {
         let (outcome, held) = join_against_a_cached_gate(false);
         assert!(held, "(scans, head relied on, start) = {outcome:?}: the start is below the head");
+        record(outcome);
     });
+    // The gate_min published before the threads (80) is never lowered: the joiner starts
+    // at 80 whether the producer scanned once or (having seen the bump) twice.
+    outcomes.assert(&[(1, 80, 80), (2, 80, 80)]);
 }
 
 /// Finding 1 for a new subscription (`Subscription::create`'s sequence).
 #[test]
-#[ignore = "finding 1: a join can start below an SPSC producer's cached head (see the docs)"]
 fn a_new_cursor_never_starts_below_a_producers_cached_head() {
-    builder(8).check(|| {
+    let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(8).check(move || {
         let (outcome, held) = join_against_a_cached_gate(true);
         assert!(held, "(scans, head relied on, start) = {outcome:?}: the start is below the head");
+        record(outcome);
     });
+    // The gate_min published before the threads (80) is never lowered: the joiner starts
+    // at 80 whether the producer scanned once or (having seen the bump) twice.
+    outcomes.assert(&[(1, 80, 80), (2, 80, 80)]);
 }
 
 /// Finding 1 end to end, with the library's SPSC producer (its cached head never goes
@@ -979,11 +1009,10 @@ fn a_new_cursor_never_starts_below_a_producers_cached_head() {
 /// members wait at 64 for a record that never comes, and a later gate finds the cursor
 /// more than a capacity behind and calls the queue `Corrupt`).
 #[test]
-#[ignore = "finding 1: a join can start below an SPSC producer's cached head (see the docs)"]
 fn a_rejoined_cursors_first_record_is_never_overwritten_by_an_spsc_batch() {
     builder(6).check(|| {
         let ring = Ring::new(128, 32);
-        let tethered = Entry { word: 0, window: 128, members: 0 };
+        let tethered = Entry { word: 0, window: NO_LIMIT, members: 0 };
         let detached = Entry { word: CURSOR_DETACHED, window: 96, members: 0 };
         let w = Arc::new(World { ring, subs: Subs::new(128, 0, 0b11, [tethered, detached]) });
         let (geo, region, subs) = (w.ring.geo, &w.ring.region, &w.subs);
@@ -1020,35 +1049,39 @@ fn a_rejoined_cursors_first_record_is_never_overwritten_by_an_spsc_batch() {
     });
 }
 
-/// Finding 2. The producer has published 0 and committed up to 96 of a 64-byte ring (it
-/// overwrote positions below 32); the default consumer has read up to 80. Entry 1 rejoins
-/// meanwhile. Either the producer's gate finds the cursor `JOINING` at the published tail
-/// (0), more than a capacity behind its tail, and calls the honest queue `Corrupt`; or it
+/// Finding 2 (still on main at b74794e in its second form). The producer has published 0
+/// and committed up to 96 of a 64-byte ring (it overwrote positions below 32); the default
+/// consumer has read up to 80. Entry 1 rejoins meanwhile. Either the producer's gate finds
+/// the cursor `JOINING` at the published tail (0), more than a capacity behind its tail,
+/// and calls the honest queue `Corrupt` (4d79c22 only: main skips `JOINING` cursors); or it
 /// scans first and publishes `gate_min` 80, which `finish_join` takes for a scribbler's
 /// (more than a capacity above the published tail) and replaces by the tail: the cursor
 /// starts at 0, where the record was overwritten, and the producer's next gate calls the
-/// queue `Corrupt` again. Invariants: every gate succeeds, and the joiner starts at or above
-/// the head the producer relies on (so above everything it has overwritten).
+/// queue `Corrupt` (main too). Invariants: every gate succeeds, and the joiner starts at
+/// or above the head the producer relies on (so above everything it has overwritten).
 #[test]
 #[ignore = "finding 2: a join behind an unpublished SPSC batch breaks the gate (see the docs)"]
 fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_starts_in_overwritten_space() {
     builder(8).check(|| {
-        let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
+        let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
         let joining = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, 0, 0b11, [tethered, joining]));
         let producer = {
             let subs = subs.clone();
-            thread::spawn(move || cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], PRIVATE, 8))
+            thread::spawn(move || cursors::gate(&*subs, CAP1, ENTRIES, 0, &subs.gate_mins[0], PRIVATE, 8))
         };
         let start = cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED).unwrap();
         let head = producer.join().unwrap();
-        let again = cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], PRIVATE, 8);
+        let again = cursors::gate(&*subs, CAP1, ENTRIES, 0, &subs.gate_mins[0], PRIVATE, 8);
         assert!(head.is_ok() && again.is_ok(), "an honest queue called corrupt: {head:?}, then {again:?}");
         assert!(start >= head.unwrap(), "started at {start}, below the head {head:?}");
     });
 }
 
-/// Finding 3 (remains with the candidate fix below). A joiner stalled between its load of
+/// Finding 3 (at 4d79c22; main's b74794e skips `JOINING` cursors before its range check,
+/// which removes this failure, but the model then fails through finding 4: the producer's
+/// rescan skips the `JOINING` cursor, the joiner starts at 0 and the producer overwrites
+/// it, and its next gate finds the tethered cursor outside the ring). A joiner stalled between its load of
 /// `tail` and its compare-and-swap to `JOINING` publishes a stale position. Entry 0 is
 /// removed and entry 1 (lag-limited) detached, so nothing holds the producer back; it
 /// publishes its tail (64, then 128) before each gate, and writes a lap's worth of records
@@ -1058,10 +1091,10 @@ fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_sta
 /// honest queue `Corrupt` (until `finish_join` replaces the word). The same with
 /// `Subscription::create` stalled between its load of `tail` and its `fetch_or` of `active`.
 #[test]
-#[ignore = "finding 3: a stale JOINING position makes the gate call the queue corrupt (see the docs)"]
+#[ignore = "finding 3 (fixed on main) now fails through finding 4 (see the docs)"]
 fn a_joiner_stalled_before_its_cas_never_makes_the_gate_fail() {
     builder(8).check(|| {
-        let removed = Entry { word: CURSOR_DETACHED, window: CAP1, members: 0 };
+        let removed = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
         let detached = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, 0, 0b10, [removed, detached]));
         let producer = {
@@ -1072,7 +1105,7 @@ fn a_joiner_stalled_before_its_cas_never_makes_the_gate_fail() {
                     // Release: as `spsc::Producer::publish`.
                     subs.tail.store(t, Ordering::Release);
                     // A lap's worth of records next: it goes on only if nothing is below `t`.
-                    let head = cursors::gate(&*subs, CAP1, ENTRIES, &subs.gate_mins[0], t, CAP1);
+                    let head = cursors::gate(&*subs, CAP1, ENTRIES, 0, &subs.gate_mins[0], t, CAP1);
                     heads.push(head);
                     if head != Ok(t) {
                         break;
@@ -1097,8 +1130,8 @@ fn a_joiner_stalled_before_its_cas_never_makes_the_gate_fail() {
 /// (rejoins, or is created if `new_entry`). The joiner starts at or above the head the
 /// producer relies on, and no gate fails.
 fn join_against_a_gate_after_publishing(new_entry: bool) -> (JoinOutcome, bool) {
-    let tethered = Entry { word: AHEAD, window: CAP1, members: 0 };
-    let window = if new_entry { CAP1 } else { WINDOW1 };
+    let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
+    let window = if new_entry { NO_LIMIT } else { WINDOW1 };
     let joining = Entry { word: CURSOR_DETACHED, window, members: 0 };
     let active = if new_entry { 0b01 } else { 0b11 };
     let subs = Arc::new(Subs::new(CAP1, PRIVATE, active, [tethered, joining]));
@@ -1133,6 +1166,7 @@ fn join_against_a_gate_after_publishing(new_entry: bool) -> (JoinOutcome, bool) 
 }
 
 #[test]
+#[ignore = "finding 4: a rescan skips a JOINING cursor, the joiner may start below the head"]
 fn with_the_tail_published_before_each_gate_a_join_never_starts_below_a_cached_head() {
     // (scans, head relied on, start): the producer's head is the cached 80 unless its scan
     // found more (the consumer at 112; the joiner JOINING at 96, the tail it read before

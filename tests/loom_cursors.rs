@@ -431,12 +431,13 @@ const WINDOW1: u64 = 48;
 // sees the joiner's bump but the joiner does not see the producer's `gate_min`: the
 // producer's rescan finds the cursor still `JOINING`, skips it again, and returns the same
 // head, while the joiner starts at the published tail, below it. Interleaving (model 1,
-// rejoin; the same for a new entry and for two finishers): joiner loads `tail` 64, CASes
-// the cursor to `64|JOINING`, bumps `joins`, fence, loads the producer's `gate_min` 0 (its
-// fence precedes the producer's) and `tail` 64; producer loads `joins` (0), scans (entry 0
-// at 80, entry 1 skipped: head 80), stores `gate_min` 80, fence, re-reads `joins` 1,
-// rescans (entry 1 still `JOINING`: skipped, head 80), stores `gate_min` 80, fence,
-// re-reads `joins` 1, returns 80; joiner CASes the cursor to 64 and starts below 80. The
+// rejoin; the same for a new entry and for two finishers), one step at a time: producer
+// loads `joins` 0; joiner loads `tail` 64, CASes the cursor to `64|JOINING`, bumps `joins`
+// to 1, fence, loads the producer's `gate_min` 0 (not stored yet) and `tail` 64;
+// producer scans (entry 0 at 80, entry 1 `JOINING`: skipped; head 80), stores `gate_min`
+// 80, fence, re-reads `joins` 1, rescans (entry 1 still `JOINING`: skipped, head 80),
+// stores `gate_min` 80, fence, re-reads `joins` 1, returns 80; joiner CASes the cursor to
+// 64 and starts below 80. (At 4d79c22 the rescan waited for the cursor at 64.) The
 // models below that check this invariant are ignored until it is fixed; their outcome sets
 // are those of 4d79c22 (which waited for a `JOINING` cursor at its position) and need
 // revisiting with the fix.
@@ -494,6 +495,37 @@ fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
     let start = start.expect("nobody else changes the joining word");
     assert_eq!(subs.lapped(1), 0, "the joined cursor is never far enough behind to be detached again");
     ((subs.scans(), head, start), head <= start)
+}
+
+/// Finding 4 on any queue (no unpublished records): entry 0's consumer has read everything
+/// (cursor at the published tail, 64) and entry 1 rejoins. Meanwhile the producers publish
+/// 96, the consumer reads up to 96, and a producer computes its gate at 96 (these steps in
+/// one thread: one interleaving of those processes). Interleaving that breaks it on main:
+/// the joiner loads `tail` 64, CASes `64|JOINING`, bumps `joins`, fence, loads `gate_min` 0
+/// and `tail` 64 (start 64), then stalls; the producer's gate loads `joins` (already
+/// bumped), skips the `JOINING` cursor, returns 96; the joiner CASes the cursor to 64, a
+/// start the producer may now overwrite. At 4d79c22 the producer waited for the `JOINING`
+/// cursor at 64.
+#[test]
+#[ignore = "finding 4: a rescan skips a JOINING cursor, the joiner may start below the head"]
+fn a_joiner_stalled_before_its_final_cas_never_starts_below_a_producers_head() {
+    builder(8).check(|| {
+        let caught_up = Entry { word: PUBLISHED, window: NO_LIMIT, members: 0 };
+        let detached = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
+        let subs = Arc::new(Subs::new(CAP1, PUBLISHED, 0b11, [caught_up, detached]));
+        let others = {
+            let subs = subs.clone();
+            thread::spawn(move || {
+                // Release: the producers' publication, then the consumer's.
+                subs.tail.store(96, Ordering::Release);
+                subs.cursors[0].store(96, Ordering::Release);
+                subs.gate(96, 8)
+            })
+        };
+        let start = cursors::join(&*subs, CAP1, 1, CURSOR_DETACHED).unwrap();
+        let head = others.join().unwrap();
+        assert!(head <= start, "the joiner starts at {start}, below the producer's head {head}");
+    });
 }
 
 /// A lapped subscription rejoins while a producer computes its gate: whichever runs first,

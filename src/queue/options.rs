@@ -41,7 +41,7 @@ impl Options {
         Options::default()
     }
     /// Bytes in the data region: a power of two from 1 KiB to 1 TiB (not rounded: anything
-    /// else is `InvalidArgument`). Each message takes 8 header bytes plus its length rounded
+    /// else is `InvalidArgument`). Each message takes 16 header bytes plus its length rounded
     /// up to 8.
     pub fn capacity(mut self, bytes: u64) -> Options {
         self.capacity = bytes;

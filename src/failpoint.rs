@@ -13,6 +13,18 @@
 //!   padding is not published.
 //! * `mpsc-batch-committed-one`: the first record of a batch claim is committed, the rest
 //!   not.
+//! * `sub-creating`: a subscription entry is marked being created (admin lock held).
+//! * `sub-joining`: a new subscription is active with its cursor flagged joining; the
+//!   join is not finished.
+//! * `rejoin-joining`: a member swapped a detached cursor to joining; the join is not
+//!   finished.
+//! * `member-claim-recorded`: a member recorded a span (claiming), the CAS on the cursor
+//!   not made.
+//! * `member-claimed`: the CAS succeeded; the claim is still marked claiming.
+//! * `member-span-read`: a member received every message of its span; it is not handed
+//!   back.
+//! * `member-adopted`: a member took over a dead member's span (it holds that slot's
+//!   lock); it has delivered none of it.
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
 #[cfg(all(feature = "failpoints", not(loom)))]

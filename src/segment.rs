@@ -576,7 +576,15 @@ impl Segment {
             id.permissions.store(permissions, Ordering::Relaxed);
             id.created_unix_ns.store(config.created_unix_ns, Ordering::Relaxed);
             id.salt.store(config.salt, Ordering::Relaxed);
-            crate::queue::init_default_subscription(h);
+            // SAFETY: entry 0 of the subscription table lies within the mapping (HEADER_SIZE
+            // covers the table), 128-byte aligned; SubMeta is made of atomics.
+            let meta0 = unsafe {
+                &*base
+                    .as_ptr()
+                    .add(layout::SUBS_OFFSET + std::mem::offset_of!(layout::SubEntry, meta))
+                    .cast::<layout::SubMeta>()
+            };
+            crate::queue::init_default_subscription(h, meta0);
             // SYNC POINT: Release pairs with the opener's Acquire load of `state`.
             id.state.store(layout::STATE_READY, Ordering::Release);
         }
@@ -762,6 +770,13 @@ impl Segment {
             let futex = crate::sync::futex::OsFutex;
             crate::sync::wait::wake_unconditionally(seg.data_words(), &futex);
             crate::sync::wait::wake_unconditionally(seg.space_words(), &futex);
+            for i in 1..layout::SUBSCRIPTIONS {
+                let w = &seg.sub(i).wait;
+                crate::sync::wait::wake_unconditionally(
+                    crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch },
+                    &futex,
+                );
+            }
         }
         Ok(())
     }
@@ -855,6 +870,71 @@ impl Segment {
         unsafe { &*self.base.as_ptr().add(layout::TABLE_OFFSET + i * layout::LINE).cast::<Slot>() }
     }
 
+    /// Subscription entry `i < SUBSCRIPTIONS`.
+    pub fn sub(&self, i: usize) -> &layout::SubEntry {
+        assert!(i < layout::SUBSCRIPTIONS);
+        // SAFETY: the subscription table lies within the header (HEADER_SIZE covers it),
+        // each entry 128-byte aligned; SubEntry is made of atomics.
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(layout::SUBS_OFFSET + i * std::mem::size_of::<layout::SubEntry>())
+                .cast::<layout::SubEntry>()
+        }
+    }
+
+    /// Member table entry `j < MEMBERS` (that of participant slot `j`).
+    pub fn member(&self, j: usize) -> &layout::MemberSlot {
+        assert!(j < layout::MEMBERS);
+        // SAFETY: the member table lies within the header, each entry 128-byte aligned;
+        // MemberSlot is made of atomics.
+        unsafe { &*self.base.as_ptr().add(layout::MEMBERS_OFFSET + j * layout::LINE).cast::<layout::MemberSlot>() }
+    }
+
+    /// The cursor word of subscription entry `i`: the default subscription's is the
+    /// consumer position.
+    #[inline]
+    pub fn cursor(&self, i: usize) -> &crate::sync::atomic::AtomicU64 {
+        if i == 0 { &self.header().consumer.head } else { &self.sub(i).cursor.cursor }
+    }
+
+    /// Takes the admin lock (which serializes creating and removing subscriptions), waiting
+    /// at most `timeout` for a live holder; `Busy` after that.
+    pub fn lock_admin(&self, timeout: std::time::Duration) -> Result<AdminLock<'_>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let got = ofd_setlk(&self.fd, layout::ADMIN_LOCK_BYTE, libc::F_WRLCK as libc::c_short).map_err(|e| {
+                Error::Io {
+                    context: format!("lock the subscriptions of queue {}", shown(&self.config.name)),
+                    source: e,
+                }
+            })?;
+            if got {
+                return Ok(AdminLock { seg: self });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Busy(format!(
+                    "another process has been creating or removing a subscription of queue {} for {timeout:?}",
+                    shown(&self.config.name)
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Takes participant slot `j`'s lock if nobody holds it (its holder died, or it is
+    /// free): `true` if taken. Used to take over a dead member's claim; give it back with
+    /// [`unlock_slot`](Self::unlock_slot).
+    pub fn try_lock_slot(&self, j: usize) -> bool {
+        matches!(ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + j as u64, libc::F_WRLCK as libc::c_short), Ok(true))
+    }
+
+    /// Drops a lock taken with [`try_lock_slot`](Self::try_lock_slot).
+    pub fn unlock_slot(&self, j: usize) {
+        let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + j as u64, libc::F_UNLCK as libc::c_short);
+    }
+
     /// The data region.
     pub fn region(&self) -> PtrRegion {
         // SAFETY: `len = HEADER_SIZE + capacity` bytes are mapped for the life of `self`;
@@ -886,6 +966,18 @@ impl Segment {
     /// slot's OFD lock. A slot whose holder died is taken over (its counters are folded into
     /// the retired totals first).
     pub fn register(&self, range: std::ops::Range<usize>, role: u32) -> Result<usize> {
+        self.register_if(range, role, |_| false)
+    }
+
+    /// [`register`](Self::register), where a slot whose member table entry records a claim
+    /// (a member that died holding messages) is taken only if `adopt` says so (a member of
+    /// the same subscription, which then delivers them); others skip it.
+    pub fn register_if(
+        &self,
+        range: std::ops::Range<usize>,
+        role: u32,
+        adopt: impl Fn(&layout::MemberSlot) -> bool,
+    ) -> Result<usize> {
         for i in range.clone() {
             let got = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_WRLCK as libc::c_short).map_err(
                 |e| Error::Io { context: format!("lock a slot of queue {}", shown(&self.config.name)), source: e },
@@ -894,6 +986,12 @@ impl Segment {
                 continue;
             }
             let slot = self.slot(i);
+            let m = self.member(i);
+            // Relaxed: the lock orders us after the previous holder's stores.
+            if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE && !adopt(m) {
+                let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
+                continue;
+            }
             if role == layout::ROLE_PRODUCER && self.unresolved_claim(i) {
                 // A predecessor died holding a claim readers have not passed yet: they need
                 // its record to pass it, so this slot waits until they have.
@@ -906,6 +1004,7 @@ impl Segment {
             if slot.state.load(Ordering::Relaxed) != layout::SLOT_FREE {
                 self.retire(i);
             }
+            self.leave_subscription(i);
             self.clear_dead_sleepers(i);
             slot.role.store(role, Ordering::Relaxed);
             slot.pid.store(std::process::id(), Ordering::Relaxed);
@@ -924,6 +1023,29 @@ impl Segment {
             format!("participant table of queue {} is full ({} producers)", shown(&self.config.name), range.len())
         };
         Err(Error::Busy(what))
+    }
+
+    /// Takes slot `i` (whose lock we hold) out of the subscription its member table entry
+    /// names, if any: a member that died, or one leaving. An entry that still records a
+    /// claim stays as it is: the claim keeps its bytes from producers until a member of the
+    /// subscription adopts it (a registrant taking the slot, or a member finding it).
+    pub fn leave_subscription(&self, i: usize) {
+        let m = self.member(i);
+        // Relaxed: the slot's lock orders us after its previous holder.
+        if m.state.load(Ordering::Relaxed) != layout::SLOT_ACTIVE
+            || m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE
+        {
+            return;
+        }
+        let sub = m.sub.load(Ordering::Relaxed) as usize;
+        if (1..layout::SUBSCRIPTIONS).contains(&sub) {
+            // Relaxed: producers read the mask after an Acquire load of the cursor; a bit
+            // cleared late only makes them read one more claim (ours, none).
+            self.sub(sub).cursor.members.fetch_and(!(1u64 << i), Ordering::Relaxed);
+            // Relaxed: this slot sleeps no more on that line.
+            self.sub(sub).wait.waiters.fetch_and(!(1u64 << i), Ordering::Relaxed);
+        }
+        m.state.store(layout::SLOT_FREE, Ordering::Relaxed);
     }
 
     /// Whether slot `i` (whose lock we hold) records a claim that readers have not passed:
@@ -1001,6 +1123,24 @@ impl Segment {
         let retired = &self.header().retired;
         // By index, not by the slot's `role` word: slot 0 is the consumer's.
         let to = if i == 0 { &retired.consumers } else { &retired.producers };
+        // Relaxed: the slot's lock orders us after its holder.
+        if i != 0 && slot.role.load(Ordering::Relaxed) == layout::ROLE_MEMBER {
+            // A member's counters go to its subscription's totals (if it still has one).
+            let m = self.member(i);
+            let sub = m.sub.load(Ordering::Relaxed) as usize;
+            let c = &slot.counters;
+            // Relaxed: statistics; `swap` so that a value is never counted twice.
+            let (msgs, bytes) = (c.messages.swap(0, Ordering::Relaxed), c.bytes.swap(0, Ordering::Relaxed));
+            for w in [&c.full_events, &c.wake_calls, &c.wait_calls] {
+                w.store(0, Ordering::Relaxed);
+            }
+            if (1..layout::SUBSCRIPTIONS).contains(&sub) {
+                let meta = &self.sub(sub).meta;
+                meta.retired_messages.fetch_add(msgs, Ordering::Relaxed);
+                meta.retired_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            return;
+        }
         fold(&slot.counters, to);
     }
 
@@ -1011,6 +1151,7 @@ impl Segment {
             return;
         }
         self.retire(i);
+        self.leave_subscription(i);
         let slot = self.slot(i);
         // Relaxed: information for `inspect`; the unlock orders it for a successor. A
         // producer leaving normally has no claim left open (its grants are finished).
@@ -1018,6 +1159,17 @@ impl Segment {
         slot.pid.store(0, Ordering::Relaxed);
         slot.state.store(layout::SLOT_FREE, Ordering::Release);
         let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
+    }
+}
+
+/// The admin lock of a segment, from [`Segment::lock_admin`]: dropped, it is given back.
+pub(crate) struct AdminLock<'a> {
+    seg: &'a Segment,
+}
+
+impl Drop for AdminLock<'_> {
+    fn drop(&mut self) {
+        let _ = ofd_setlk(&self.seg.fd, layout::ADMIN_LOCK_BYTE, libc::F_UNLCK as libc::c_short);
     }
 }
 

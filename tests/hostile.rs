@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Child, OFF_DATA, OFF_DATA_WAITERS, OFF_HEAD, OFF_SALT, OFF_SLOT_CLAIM, OFF_SPACE_WAITERS, OFF_TABLE, OFF_TAIL,
-    RawSegment, Rng, SLOT_SIZE, SLOTS, TestQueue,
+    Child, OFF_DATA, OFF_DATA_WAITERS, OFF_HEAD, OFF_MEMBERS, OFF_SALT, OFF_SLOT_CLAIM, OFF_SLOT_GATE_MIN,
+    OFF_SPACE_WAITERS, OFF_SUB_TABLE, OFF_SUBS, OFF_TABLE, OFF_TAIL, RawSegment, Rng, SLOT_SIZE, SLOTS, SUB_ENTRY_SIZE,
+    TestQueue,
 };
-use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Wait};
+use shmq::{Consumer, Error, Mode, Options, Producer, Queue, Subscription, SubscriptionOptions, Wait};
 
 const CAPACITY: u64 = 1 << 14;
 const MAX_MESSAGE: u32 = 1024;
@@ -86,7 +87,8 @@ impl Tally {
 /// Calls the read-only snapshots, which read the same hostile words.
 fn look(queue: &str, len: usize) -> usize {
     let n = Queue::inspect(queue).map(|s| s.participants.len().wrapping_add(s.messages as usize)).unwrap_or(0);
-    n.wrapping_add(len)
+    let subs = Subscription::list(queue).map(|l| l.len()).unwrap_or(0);
+    n.wrapping_add(len).wrapping_add(subs)
 }
 
 fn sender(queue: &str) {
@@ -136,10 +138,14 @@ fn sender(queue: &str) {
 
 fn receiver(queue: &str) {
     let wait = common::arg::<Wait>("wait");
+    let sub = common::arg::<String>("sub");
     let stop = stop_flag();
     let mut tally = Tally::default();
     let mut opens = Tally::default();
-    let mut rx = Some(Consumer::open_with(queue, wait).expect("open consumer"));
+    let mut rx = Some(match sub.as_str() {
+        "" => Consumer::open_with(queue, wait).expect("open consumer"),
+        s => Consumer::subscribe_with(queue, s, wait).expect("join the subscription"),
+    });
     common::say("ready");
     let mut flowing = false;
     let mut sum = 0u64;
@@ -147,7 +153,10 @@ fn receiver(queue: &str) {
     while !stop.load(Ordering::Relaxed) {
         i += 1;
         let Some(c) = rx.as_mut() else {
-            let (r, took) = common::timed(|| Consumer::open_with(queue, wait));
+            let (r, took) = common::timed(|| match sub.as_str() {
+                "" => Consumer::open_with(queue, wait),
+                s => Consumer::subscribe_with(queue, s, wait),
+            });
             opens.add(&r, took);
             rx = r.ok();
             if rx.is_none() {
@@ -174,7 +183,7 @@ fn receiver(queue: &str) {
             flowing = true;
             common::say("flowing");
         }
-        if matches!(r, Err(Error::Corrupt(_))) {
+        if matches!(r, Err(Error::Corrupt(_) | Error::Closed)) {
             rx = None;
         }
     }
@@ -247,7 +256,25 @@ fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
     let mut writes = 0u64;
     while Instant::now() < until {
         for _ in 0..32 {
-            match rng.below(10) {
+            match rng.below(12) {
+                // The subscriptions: the line-6 words, an entry's cursor, members mask,
+                // wait words, options and name, a member's claim, a producer's `gate_min`.
+                10 | 11 => {
+                    let entry = OFF_SUB_TABLE + rng.below(3) * SUB_ENTRY_SIZE;
+                    let off = match rng.below(7) {
+                        0 => OFF_SUBS + 8 * rng.below(3),
+                        1 | 2 => entry,
+                        3 => entry + 8,
+                        4 => entry + 128 + 8 * rng.below(2),
+                        5 => entry + 256 + 8 * rng.below(15),
+                        _ => match rng.below(2) {
+                            0 => OFF_MEMBERS + rng.below(SLOTS) * 128 + 8 * rng.below(5),
+                            _ => OFF_TABLE + rng.below(SLOTS) * SLOT_SIZE + OFF_SLOT_GATE_MIN,
+                        },
+                    };
+                    let cur = raw.read_u64(off);
+                    raw.write_u64(off, hostile_value(&mut rng, cur));
+                }
                 // The positions.
                 0..=2 => {
                     // `tail`, `head`, or a producer slot's claim record (start or end).
@@ -300,15 +327,24 @@ fn scribbler(queue: &str, seed: u64, scribble_for: Duration) {
 }
 
 fn hostile_writer_cannot_crash_or_hang_sender_and_receiver(mode: Mode, wait: &str, seed: u64) {
+    hostile_run(mode, wait, seed, "");
+}
+
+/// As above; the receiver is a member of subscription `sub` (if not empty), which has a
+/// lag limit, beside the default subscription.
+fn hostile_run(mode: Mode, wait: &str, seed: u64, sub: &str) {
     let q = TestQueue::create(
         &format!("hostile-{mode}-{wait}"),
         Options::new().mode(mode).capacity(CAPACITY).max_message(MAX_MESSAGE),
     );
+    if !sub.is_empty() {
+        Subscription::create(&q.name, sub, SubscriptionOptions::new().lag_limit(Some(CAPACITY / 2))).unwrap();
+    }
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let secs = env("SHMQ_HOSTILE_SECS").unwrap_or(SCRIBBLE_SECS);
     let seed = seed ^ env("SHMQ_HOSTILE_SEED").unwrap_or(0);
     let deadline = Instant::now() + LIMIT + Duration::from_secs(secs);
-    let args = [("wait", wait.to_owned())];
+    let args = [("wait", wait.to_owned()), ("sub", sub.to_owned())];
     let mut receiver = Child::spawn("receiver", &q.name, &args);
     receiver.expect("ready");
     let mut sender = Child::spawn("sender", &q.name, &args);
@@ -338,4 +374,9 @@ fn a_hostile_writer_cannot_crash_or_hang_an_spsc_sender_and_receiver() {
 #[test]
 fn a_hostile_writer_cannot_crash_or_hang_an_mpsc_sender_and_receiver() {
     hostile_writer_cannot_crash_or_hang_sender_and_receiver(Mode::Mpsc, "adaptive", 0x4051_1e02);
+}
+
+#[test]
+fn a_hostile_writer_cannot_crash_or_hang_a_member_of_a_subscription() {
+    hostile_run(Mode::Mpsc, "block", 0x4051_1e03, "hostile-sub");
 }

@@ -23,8 +23,8 @@ pub const TABLE_OFFSET: usize = 4096;
 pub const SUBSCRIPTIONS: usize = 64;
 /// Offset of the subscription table (after the participant table).
 pub const SUBS_OFFSET: usize = TABLE_OFFSET + SLOTS * LINE;
-/// Number of member slots (processes that joined a named subscription).
-pub const MEMBERS: usize = 64;
+/// Number of member table entries: one per participant slot.
+pub const MEMBERS: usize = SLOTS;
 /// Offset of the member table (after the subscription table).
 pub const MEMBERS_OFFSET: usize = SUBS_OFFSET + SUBSCRIPTIONS * 3 * LINE;
 /// Size of the whole header; the data region starts here (page aligned).
@@ -61,8 +61,6 @@ pub const ROLE_PRODUCER: u32 = 2;
 pub const CREATOR_LOCK_BYTE: u64 = 0;
 /// Byte locked by the holder of participant slot `i` is `SLOT_LOCK_BASE + i`.
 pub const SLOT_LOCK_BASE: u64 = 1;
-/// Byte locked by the holder of member slot `j` is `MEMBER_LOCK_BASE + j`.
-pub const MEMBER_LOCK_BASE: u64 = 128;
 /// Byte locked (briefly) by whoever creates or removes a subscription: it serializes those.
 pub const ADMIN_LOCK_BYTE: u64 = 256;
 
@@ -73,9 +71,15 @@ pub const SUB_FREE: u32 = 0;
 pub const SUB_CREATING: u32 = 1;
 /// `SubMeta::state`: a live subscription; its bit is set in `SubsLine::active`.
 pub const SUB_ACTIVE: u32 = 2;
-/// The low bit of a cursor word: the subscription was detached for falling behind its lag
+/// A bit of a cursor word: the subscription was detached for falling behind its lag
 /// limit; producers no longer wait for it.
 pub const CURSOR_DETACHED: u64 = 1;
+/// A bit of a cursor word: the cursor is being made to count again (created, or rejoining
+/// after being lapped) and may not be claimed from yet; producers wait for it at the
+/// position it holds. Whoever finds it so may finish the join.
+pub const CURSOR_JOINING: u64 = 2;
+/// `Slot::role` of a member of a named subscription.
+pub const ROLE_MEMBER: u32 = 3;
 
 /// `MemberSlot::claim_state`: no claim.
 pub const CLAIM_NONE: u32 = 0;
@@ -219,7 +223,7 @@ pub struct SubsLine {
 pub struct SubEntry {
     /// Line 0: the hot words.
     pub cursor: SubCursor,
-    /// Line 1: the members' futex pair (waiter bit `j` for member slot `j`).
+    /// Line 1: the members' futex pair (waiter bit `j` for participant slot `j`).
     pub wait: WaitLine,
     /// Line 2: name, options and statistics.
     pub meta: SubMeta,
@@ -232,8 +236,8 @@ pub struct SubCursor {
     /// compare-and-swap on it. Entry 0 (the default subscription) uses
     /// `ConsumerLine::head` instead.
     pub cursor: AtomicU64,
-    /// Bit `j`: member slot `j` belongs to this subscription (producers read those slots'
-    /// claims).
+    /// Bit `j`: participant slot `j` is a member of this subscription (producers read its
+    /// member table entry's claim).
     pub members: AtomicU64,
     _reserved: [u64; 14],
 }
@@ -268,34 +272,28 @@ pub struct SubMeta {
     _reserved: u64,
 }
 
-/// One member slot of the table at [`MEMBERS_OFFSET`]: a process that joined a named
-/// subscription. Liveness is its OFD lock on byte `MEMBER_LOCK_BASE + j`.
+/// One entry of the member table at [`MEMBERS_OFFSET`]: entry `j` belongs to participant
+/// slot `j` while its holder is a member of a named subscription (its liveness is that
+/// slot's OFD lock). It holds what the member claimed.
 #[repr(C, align(128))]
 pub struct MemberSlot {
-    /// [`SLOT_FREE`] or [`SLOT_ACTIVE`].
+    /// [`SLOT_FREE`] or [`SLOT_ACTIVE`] (a member of subscription `sub`).
     pub state: AtomicU32,
     /// The subscription entry it joined.
     pub sub: AtomicU32,
-    /// Pid of the holder (information only).
-    pub pid: AtomicU32,
     /// The entry's `generation` when it joined.
     pub generation: AtomicU32,
-    /// Start time of the holder (information only).
-    pub start_time: AtomicU64,
-    /// Last sign of life (information only).
-    pub heartbeat_unix_ns: AtomicU64,
-    /// The holder's counters.
-    pub counters: Counters,
+    /// How often the claimed span's messages have been handed out (1, or more after the
+    /// members holding it died).
+    pub deliveries: AtomicU32,
     /// Start of the span claimed (valid unless `claim_state` is [`CLAIM_NONE`]).
     pub claim_pos: AtomicU64,
     /// End of that span.
     pub claim_end: AtomicU64,
     /// [`CLAIM_NONE`], [`CLAIM_CLAIMING`] or [`CLAIM_HELD`].
     pub claim_state: AtomicU32,
-    /// How often the claimed span's messages have been handed out (1, or more after the
-    /// members holding it died).
-    pub deliveries: AtomicU32,
-    _reserved: [u64; 4],
+    _pad: AtomicU32,
+    _reserved: [u64; 11],
 }
 
 /// One participant slot of the table at [`TABLE_OFFSET`]. Written only by its holder
@@ -334,7 +332,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 40] = [
+    let parts: [u64; 41] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -367,7 +365,6 @@ pub const fn layout_hash() -> u64 {
         SUBS_OFFSET as u64,
         MEMBERS as u64,
         MEMBERS_OFFSET as u64,
-        MEMBER_LOCK_BASE,
         ADMIN_LOCK_BYTE,
         std::mem::offset_of!(Header, subs) as u64,
         std::mem::offset_of!(Slot, gate_min) as u64,
@@ -375,6 +372,8 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(MemberSlot, claim_state) as u64,
         std::mem::size_of::<SubEntry>() as u64,
         CURSOR_DETACHED,
+        CURSOR_JOINING,
+        ROLE_MEMBER as u64,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -463,15 +462,11 @@ const _: () = {
     assert!(size_of::<MemberSlot>() == LINE);
     assert!(offset_of!(MemberSlot, state) == 0);
     assert!(offset_of!(MemberSlot, sub) == 4);
-    assert!(offset_of!(MemberSlot, pid) == 8);
-    assert!(offset_of!(MemberSlot, generation) == 12);
-    assert!(offset_of!(MemberSlot, start_time) == 16);
-    assert!(offset_of!(MemberSlot, heartbeat_unix_ns) == 24);
-    assert!(offset_of!(MemberSlot, counters) == 32);
-    assert!(offset_of!(MemberSlot, claim_pos) == 72);
-    assert!(offset_of!(MemberSlot, claim_end) == 80);
-    assert!(offset_of!(MemberSlot, claim_state) == 88);
-    assert!(offset_of!(MemberSlot, deliveries) == 92);
+    assert!(offset_of!(MemberSlot, generation) == 8);
+    assert!(offset_of!(MemberSlot, deliveries) == 12);
+    assert!(offset_of!(MemberSlot, claim_pos) == 16);
+    assert!(offset_of!(MemberSlot, claim_end) == 24);
+    assert!(offset_of!(MemberSlot, claim_state) == 32);
     assert!(SUBS_OFFSET == 12288);
     assert!(MEMBERS_OFFSET == 36864);
     assert!(HEADER_SIZE == 45056);
@@ -494,8 +489,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V2_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V3_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V2_HASH: u64 = 16540885066294067494;
+    const LAYOUT_V3_HASH: u64 = 13188198663307060370;
 }

@@ -110,19 +110,23 @@ impl Handle {
         };
         let slot = seg.register(range, word)?;
         match attach(&seg, slot) {
-            Ok(r) => {
-                let region = seg.region();
-                let header = NonNull::from(seg.header());
-                let slot_ptr = NonNull::from(seg.slot(slot));
-                let shared = Shared::new(seg);
-                let local = Local::default();
-                Ok((Handle { shared, region, header, slot_ptr, slot, role, wait, local, _not_sync: PhantomData }, r))
-            }
+            Ok(r) => Ok((Handle::new(seg, slot, role, wait, None), r)),
             Err(e) => {
                 seg.deregister(slot);
                 Err(e)
             }
         }
+    }
+
+    /// A handle on `seg`, registered in `slot` (a member of subscription entry `sub`, if
+    /// given: it sleeps on that entry's wait line).
+    pub(super) fn new(seg: Segment, slot: usize, role: Role, wait: Wait, sub: Option<usize>) -> Handle {
+        let region = seg.region();
+        let header = NonNull::from(seg.header());
+        let slot_ptr = NonNull::from(seg.slot(slot));
+        let shared = Shared::new(seg, sub);
+        let local = Local::default();
+        Handle { shared, region, header, slot_ptr, slot, role, wait, local, _not_sync: PhantomData }
     }
 
     /// The segment's header.
@@ -139,6 +143,12 @@ impl Handle {
     pub(super) fn my_slot(&self) -> &Slot {
         // SAFETY: as in `header`: a slot of the table inside the same mapping.
         unsafe { self.slot_ptr.as_ref() }
+    }
+
+    /// The gate this handle (a producer) waits for.
+    #[inline]
+    pub(super) fn gate(&self) -> super::gate::QueueGate<'_> {
+        super::gate::QueueGate { seg: &self.shared.seg, slot: self.my_slot() }
     }
 
     /// Whether the queue was removed (`closed` is set).
@@ -194,7 +204,7 @@ impl Handle {
         let slot = unsafe { self.slot_ptr.as_ref() };
         let (seg, local) = (&shared.seg, &mut self.local);
         heartbeat(slot);
-        let (words, me) = (words(seg, self.role), 1u64 << self.slot);
+        let (words, me) = (words(seg, self.role, shared.sub), 1u64 << self.slot);
         let poll = || match poll(seg) {
             Some(r) => Some(r),
             None if shared.take_interruption() => Some(Err(Error::Interrupted)),

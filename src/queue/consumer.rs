@@ -3,11 +3,14 @@
 use std::time::{Duration, Instant};
 
 use super::attach::{Handle, Until, corrupt, until};
+use super::member::{self, Member};
 use super::stats::{Role, Snapshot};
+use super::subscription::{Subscription, find};
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::ring::consumer::{self, Look};
 use crate::ring::reclaim::{Outcome, reclaim};
-use crate::segment::{Config, Mode, Segment};
+use crate::segment::{Access, Config, Mode, Segment, shown};
 use crate::sync::atomic::Ordering;
 use crate::sync::futex::OsFutex;
 use crate::sync::wait::{self, Wait};
@@ -35,6 +38,8 @@ pub struct Consumer {
     ring: consumer::Consumer,
     /// MPSC: where and since when the consumer has found a claim it cannot pass.
     stuck: Option<(u64, Instant)>,
+    /// A member of a named subscription (`None`: the default subscription's consumer).
+    member: Option<Member>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -61,7 +66,7 @@ impl Consumer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
-        Ok(Consumer { h, ring, stuck: None })
+        Ok(Consumer { h, ring, stuck: None, member: None })
     }
 
     /// Joins subscription `subscription` of queue `name` as one of its members, with the
@@ -76,14 +81,58 @@ impl Consumer {
 
     /// Joins with the given wait policy.
     pub fn subscribe_with(name: &str, subscription: &str, wait: Wait) -> Result<Consumer> {
-        let _ = (name, subscription, wait);
-        Err(Error::InvalidArgument("subscriptions: not yet".into()))
+        super::subscription::validate_name(subscription)?;
+        if subscription == Subscription::DEFAULT {
+            return Err(Error::InvalidArgument(
+                "the default subscription has one consumer: open it with Consumer::open".into(),
+            ));
+        }
+        let seg = Segment::open(name, Access::ReadWrite)?;
+        crate::sync::membarrier::register();
+        let not_found = || Error::NotFound(format!("subscription {} of queue {}", shown(subscription), shown(name)));
+        let sub = find(&seg, subscription).ok_or_else(not_found)?;
+        // Relaxed: ordered after `find`'s Acquire load of `active`.
+        let generation = seg.sub(sub).meta.generation.load(Ordering::Relaxed);
+        let first = match seg.config().mode {
+            Mode::Spsc => 2, // slot 1 is the SPSC producer's
+            Mode::Mpsc => 1,
+        };
+        let slot = seg.register_if(first..layout::SLOTS, layout::ROLE_MEMBER, |m| {
+            // Relaxed: the slot's lock orders us after its previous holder.
+            m.sub.load(Ordering::Relaxed) as usize == sub && m.generation.load(Ordering::Relaxed) == generation
+        })?;
+        let geo = seg.config().geometry();
+        let mut ring = consumer::Consumer::new(geo, 0).map_err(|e| corrupt(&seg, e))?;
+        let member = match member::join(&seg, slot, sub, generation, &mut ring) {
+            Ok(m) => m,
+            Err(e) => {
+                seg.deregister(slot);
+                return Err(e);
+            }
+        };
+        let h = Handle::new(seg, slot, Role::Consumer, wait, Some(sub));
+        Ok(Consumer { h, ring, stuck: None, member: Some(member) })
+    }
+
+    /// The name of the subscription this consumer reads ([`Subscription::DEFAULT`] for
+    /// [`Consumer::open`]).
+    pub fn subscription(&self) -> String {
+        match &self.member {
+            None => Subscription::DEFAULT.to_owned(),
+            Some(m) => super::subscription::entry_name(&self.h.shared.seg, m.sub).unwrap_or_default(),
+        }
     }
 
     /// Resumes at the published `head`: messages a predecessor took but had not published
     /// yet are delivered again (nothing in the ring needs repair: consumers write nothing
     /// into it).
     fn attach(seg: &Segment) -> Result<consumer::Consumer> {
+        if !default_subscribed(seg) {
+            return Err(Error::NotFound(format!(
+                "the default subscription of queue {} (it was removed)",
+                shown(&seg.config().name)
+            )));
+        }
         // Relaxed: we are the only writer of `head`; its last writer handed us the slot.
         let head = seg.header().consumer.head.load(Ordering::Relaxed);
         consumer::Consumer::new(seg.config().geometry(), head).map_err(|e| corrupt(seg, e))
@@ -236,8 +285,12 @@ impl Consumer {
     /// [`unstick`](Self::unstick) on an MPSC queue.
     #[inline(never)]
     fn unstick_mpsc(&mut self) -> Result<bool> {
+        self.unstick_at(self.ring.head())
+    }
+
+    /// [`unstick_mpsc`](Self::unstick_mpsc) for a reader stuck at `head`.
+    fn unstick_at(&mut self, head: u64) -> Result<bool> {
         let seg = &self.h.shared.seg;
-        let head = self.ring.head();
         // SYNC POINT: Acquire pairs with the Release of the claim's CAS on `tail`: the claim
         // records stored before it are visible to `seg.claims()` below.
         let tail = seg.header().producer.tail.load(Ordering::Acquire);
@@ -301,6 +354,9 @@ impl Consumer {
     /// passes a dead claim (MPSC), then waits by `until`.
     #[inline(never)]
     fn next_slow(&mut self, until: Until, nothing: bool) -> Result<Option<consumer::Record>> {
+        if self.member.is_some() {
+            return self.member_next(until);
+        }
         let found = if nothing { self.nothing_at_head()? } else { self.peek_or_unstick()? };
         if let Some(rec) = found {
             return Ok(Some(rec));
@@ -329,6 +385,7 @@ impl Consumer {
             let r = self.h.wait_for(until, |seg| match Self::peek_ring_in(ring, seg) {
                 Ok(Some(r)) => Some(Ok(Some(r))),
                 Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
+                Ok(None) if !default_subscribed(seg) => Some(Err(Error::Closed)),
                 Ok(None) => {
                     if ring.has_unpublished() {
                         // Padding passed while waiting: hand it back at once, or a producer
@@ -366,6 +423,9 @@ impl Consumer {
     /// Stores `head`, which moved, and wakes producers waiting for space.
     #[inline]
     fn publish_moved(&mut self) {
+        if self.member.is_some() {
+            return self.member_publish();
+        }
         self.ring.publish(&self.h.header().consumer.head);
         if wait::wake(self.h.space_words(), &OsFutex) {
             self.woke();
@@ -455,7 +515,18 @@ impl Consumer {
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty(&self.h.region)
+        if !self.ring.is_empty(&self.h.region) {
+            return false;
+        }
+        let Some(m) = &self.member else { return true };
+        // A member: nothing left in its span; is anything at the subscription's cursor?
+        let seg = &self.h.shared.seg;
+        // Acquire: as in `Member::claim`.
+        let w = seg.cursor(m.sub).load(Ordering::Acquire);
+        match consumer::Consumer::new(seg.config().geometry(), w & !super::gate::FLAGS) {
+            Ok(mut probe) => w & super::gate::FLAGS != 0 || probe.peek(&self.h.region).map_or(true, |r| r.is_none()),
+            Err(_) => true,
+        }
     }
 }
 
@@ -477,8 +548,99 @@ impl Drop for Batch<'_> {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        match &mut self.member {
+            // A span not fully read stays claimed, for another member to take over.
+            Some(m) => m.leave(&self.h.shared.seg, &self.ring),
+            None => self.publish(),
+        }
         // Then the handle deregisters (and stores the counters).
-        self.publish();
+    }
+}
+
+/// Whether the default subscription exists (it can be removed).
+fn default_subscribed(seg: &Segment) -> bool {
+    // Acquire: pairs with the Release store in `Subscription::remove`.
+    seg.sub(0).meta.state.load(Ordering::Acquire) == layout::SUB_ACTIVE
+}
+
+impl Consumer {
+    /// A member's [`next_slow`](Self::next_slow): reads its span, hands it back when done,
+    /// claims the next (or a dead member's), waits by `until`.
+    fn member_next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
+        let mut deadline: Option<Option<Instant>> = None;
+        loop {
+            if let Some(rec) = self.peek_ring()? {
+                return Ok(Some(rec));
+            }
+            self.member_publish();
+            let seg = &self.h.shared.seg;
+            let m = self.member.as_mut().expect("a member");
+            if let member::Claimed::Span = m.claim(seg, &mut self.ring, false)? {
+                continue;
+            }
+            if self.unstick_member()? {
+                continue;
+            }
+            if self.h.is_closed() {
+                return Err(Error::Closed);
+            }
+            let d = match deadline {
+                Some(d) => d,
+                None => match until.deadline() {
+                    None => return Ok(None),
+                    Some(d) => {
+                        deadline = Some(d);
+                        d
+                    }
+                },
+            };
+            // Wait in slices: a dead member's span, or a dead producer's claim, wakes nobody.
+            let slice = Instant::now() + member::ADOPT_EVERY;
+            let until = Some(d.map_or(slice, |d| d.min(slice)));
+            let (ring, m) = (&mut self.ring, self.member.as_mut().expect("a member"));
+            let r = self.h.wait_for(until, |seg| match m.claim(seg, ring, false) {
+                Ok(member::Claimed::Span) => Some(Ok(())),
+                Ok(member::Claimed::Nothing) if seg.is_closed() => Some(Err(Error::Closed)),
+                Ok(member::Claimed::Nothing) => None,
+                Err(e) => Some(Err(e)),
+            });
+            match r {
+                Ok(()) => continue,
+                Err(Error::Timeout) if d.is_none_or(|d| Instant::now() < d) => {
+                    let seg = &self.h.shared.seg;
+                    let m = self.member.as_mut().expect("a member");
+                    if let member::Claimed::Span = m.claim(seg, &mut self.ring, true)? {
+                        continue;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A member hands its span back if it has read all of it, and wakes producers.
+    fn member_publish(&mut self) {
+        let seg = &self.h.shared.seg;
+        let Some(m) = self.member.as_mut() else { return };
+        if m.finish_span(seg, &self.ring) && super::gate::wake_space(seg) {
+            self.woke();
+        }
+    }
+
+    /// A member stuck at its subscription's cursor behind a dead producer's claim (MPSC):
+    /// as [`unstick`](Self::unstick).
+    fn unstick_member(&mut self) -> Result<bool> {
+        let seg = &self.h.shared.seg;
+        if seg.config().mode != Mode::Mpsc {
+            return Ok(false);
+        }
+        let m = self.member.as_ref().expect("a member");
+        // Acquire: as in `Member::claim`.
+        let w = seg.cursor(m.sub).load(Ordering::Acquire);
+        if w & super::gate::FLAGS != 0 {
+            return Ok(false);
+        }
+        self.unstick_at(w)
     }
 }
 
@@ -530,7 +692,7 @@ impl Message<'_> {
     /// shmq cannot know).
     #[inline]
     pub fn delivery_count(&self) -> u32 {
-        1
+        self.consumer.member.as_ref().map_or(1, |m| m.deliveries)
     }
 }
 

@@ -15,11 +15,13 @@ pub(super) struct Shared {
     /// Set by [`Interrupter::interrupt`], cleared by the wait that reports it. Only this
     /// process reads it: it is private memory, not part of the queue.
     pub(super) interrupted: AtomicBool,
+    /// A member's subscription entry: it sleeps on that entry's wait line.
+    pub(super) sub: Option<usize>,
 }
 
 impl Shared {
-    pub(super) fn new(seg: Segment) -> Arc<Shared> {
-        Arc::new(Shared { seg, interrupted: AtomicBool::new(false) })
+    pub(super) fn new(seg: Segment, sub: Option<usize>) -> Arc<Shared> {
+        Arc::new(Shared { seg, interrupted: AtomicBool::new(false), sub })
     }
 
     /// Whether an interruption is pending; if so, uses it up. Called by the waiting thread
@@ -35,10 +37,11 @@ impl Shared {
 
 /// The futex pair a handle of `role` sleeps on: space for a producer, data for the consumer.
 #[inline]
-pub(super) fn words(seg: &Segment, role: Role) -> WaitWords<'_> {
-    match role {
-        Role::Producer => seg.space_words(),
-        Role::Consumer => seg.data_words(),
+pub(super) fn words(seg: &Segment, role: Role, sub: Option<usize>) -> WaitWords<'_> {
+    match (role, sub) {
+        (Role::Producer, _) => seg.space_words(),
+        (Role::Consumer, None) => seg.data_words(),
+        (Role::Consumer, Some(i)) => super::gate::sub_words(seg, i),
     }
 }
 
@@ -102,7 +105,7 @@ impl Interrupter {
         // sleeps on the old value, which this increment makes stale: FUTEX_WAIT returns at
         // once, or this wake reaches it. Unconditional: no waiter-set check, so no fence
         // pairing is needed.
-        wait::wake_unconditionally(words(&self.shared.seg, self.role), &OsFutex);
+        wait::wake_unconditionally(words(&self.shared.seg, self.role, self.shared.sub), &OsFutex);
     }
 }
 

@@ -17,7 +17,9 @@
 mod admin;
 mod attach;
 mod consumer;
+mod gate;
 mod interrupt;
+mod member;
 mod options;
 mod producer;
 mod stats;
@@ -30,5 +32,5 @@ pub use interrupt::Interrupter;
 pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Options};
 pub use producer::{Grant, Producer, RawGrant};
 pub use stats::{CounterValues, Participant, Role, Snapshot};
-pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};
 pub(crate) use subscription::init_default_subscription;
+pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};

@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::attach::{Handle, Until, corrupt, until};
+use super::gate::{QueueGate, wake_readers, wake_subscriptions};
 use super::stats::{Role, Snapshot};
 use crate::error::{Error, Result};
 use crate::ring::mpsc::ClaimWords;
-use crate::ring::{Region, Reservation, RingError, mpsc, spsc};
+use crate::ring::{Gate, Region, Reservation, RingError, mpsc, spsc};
 use crate::segment::{Config, Mode, Segment};
 use crate::sync::atomic::Ordering;
 use crate::sync::futex::OsFutex;
@@ -75,20 +76,17 @@ impl Producer {
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
         let h = seg.header();
         let geo = seg.config().geometry();
-        // SYNC POINT: Acquire pairs with the consumer's Release store of `head`.
-        let head = h.consumer.head.load(Ordering::Acquire);
+        // Acquire: pairs with a predecessor's Release store of `tail`.
+        let tail = h.producer.tail.load(Ordering::Acquire);
+        // The gate as this producer will rely on it (published in its slot first).
+        let head = QueueGate { seg, slot: seg.slot(slot) }.head(tail, 0).map_err(|e| corrupt(seg, e))?;
         Ok(match seg.config().mode {
             Mode::Spsc => {
-                // Acquire: pairs with a predecessor's Release store of `tail`.
-                let tail = h.producer.tail.load(Ordering::Acquire);
                 let p = spsc::Producer::attach(geo, tail, head, &seg.region()).map_err(|e| corrupt(seg, e))?;
                 p.publish(&h.producer.tail);
                 ProducerRing::Spsc(p)
             }
-            Mode::Mpsc => {
-                let _ = slot;
-                ProducerRing::Mpsc(mpsc::Producer::new(geo, head).map_err(|e| corrupt(seg, e))?)
-            }
+            Mode::Mpsc => ProducerRing::Mpsc(mpsc::Producer::new(geo, head).map_err(|e| corrupt(seg, e))?),
         })
     }
 
@@ -151,10 +149,10 @@ impl Producer {
         let len = self.check_send(msg.len())?;
         let h = self.h.header();
         let r = match &mut self.ring {
-            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &h.consumer.head, &self.h.region, msg),
+            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &self.h.gate(), &self.h.region, msg),
             ProducerRing::Mpsc(p) => {
                 let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
-                match p.try_reserve(&h.producer.tail, &h.consumer.head, mine, &self.h.region, len) {
+                match p.try_reserve(&h.producer.tail, &self.h.gate(), mine, &self.h.region, len) {
                     Ok(res) => {
                         self.h.region.write(res.payload(), msg);
                         p.commit(&self.h.region, res, len)
@@ -263,16 +261,15 @@ impl Producer {
         len: u32,
     ) -> std::result::Result<Reservation, RingError> {
         let h = seg.header();
+        let gate = QueueGate { seg, slot: seg.slot(slot) };
         let r = match ring {
-            ProducerRing::Spsc(p) => p.try_reserve(&h.producer.tail, &h.consumer.head, &seg.region(), len),
-            ProducerRing::Mpsc(p) => {
-                p.try_reserve(&h.producer.tail, &h.consumer.head, seg.claim_words(slot), &seg.region(), len)
-            }
+            ProducerRing::Spsc(p) => p.try_reserve(&h.producer.tail, &gate, &seg.region(), len),
+            ProducerRing::Mpsc(p) => p.try_reserve(&h.producer.tail, &gate, seg.claim_words(slot), &seg.region(), len),
         };
         if r == Err(RingError::Full) {
-            // Padding to the end of the region may have been published on the way: the
-            // consumer must pass it (and hand the space back) before the record can fit.
-            wait::wake(seg.data_words(), &OsFutex);
+            // Padding to the end of the region may have been published on the way: readers
+            // must pass it (and hand the space back) before the record can fit.
+            wake_readers(seg);
         }
         r
     }
@@ -336,6 +333,22 @@ impl Producer {
     fn wake_consumer(&mut self) {
         if wait::wake(self.h.data_words(), &OsFutex) {
             self.woke();
+        }
+        // Relaxed: read after the fence in `wake` above, which orders our publication
+        // before it; each subscription's own wake below fences again before its waiter set.
+        let subs = self.h.header().subs.sleepers.load(Ordering::Relaxed);
+        if subs != 0 {
+            self.wake_subscribers(subs);
+        }
+    }
+
+    /// Wakes the members of the subscriptions in `subs` that sleep.
+    #[inline(never)]
+    fn wake_subscribers(&mut self, subs: u64) {
+        let n = wake_subscriptions(&self.h.shared.seg, subs);
+        if n > 0 {
+            self.h.local.wake_calls += n;
+            self.h.store_rare();
         }
     }
 
@@ -455,7 +468,7 @@ impl Producer {
                 let mut outcome = Ok(());
                 for m in msgs {
                     let m = m.as_ref();
-                    if let Err(e) = p.push(&h.producer.tail, &h.consumer.head, region, m) {
+                    if let Err(e) = p.push(&h.producer.tail, &self.h.gate(), region, m) {
                         outcome = Err(e);
                         break;
                     }
@@ -468,7 +481,7 @@ impl Producer {
             ProducerRing::Mpsc(p) => {
                 let lens = msgs.iter().map(|m| m.as_ref().len() as u32);
                 let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
-                match p.try_reserve_many(&h.producer.tail, &h.consumer.head, mine, region, lens) {
+                match p.try_reserve_many(&h.producer.tail, &self.h.gate(), mine, region, lens) {
                     Ok((mut pos, n)) => {
                         let mut outcome = Ok(());
                         for m in &msgs[..n] {

@@ -27,7 +27,7 @@ pub struct CounterValues {
 }
 
 impl CounterValues {
-    fn read(c: &Counters) -> CounterValues {
+    pub(super) fn read(c: &Counters) -> CounterValues {
         // Relaxed: statistics, a snapshot.
         CounterValues {
             messages: c.messages.load(Ordering::Relaxed),
@@ -39,7 +39,7 @@ impl CounterValues {
     }
 
     /// Saturating: the values come from shared memory, which anyone may have scribbled on.
-    fn add(&mut self, o: CounterValues) {
+    pub(super) fn add(&mut self, o: CounterValues) {
         self.messages = self.messages.saturating_add(o.messages);
         self.bytes = self.bytes.saturating_add(o.bytes);
         self.full_events = self.full_events.saturating_add(o.full_events);
@@ -118,10 +118,14 @@ impl Snapshot {
                 continue;
             }
             let counters = CounterValues::read(&s.counters);
-            let role = if i == 0 { Role::Consumer } else { Role::Producer };
-            match role {
-                Role::Consumer => received.add(counters),
-                Role::Producer => sent.add(counters),
+            // Relaxed: ordered after the Acquire load of `state`.
+            let member = i != 0 && s.role.load(Ordering::Relaxed) == layout::ROLE_MEMBER;
+            let role = if i == 0 || member { Role::Consumer } else { Role::Producer };
+            match (role, member) {
+                // A member's messages are its subscription's (see `subscriptions`).
+                (_, true) => {}
+                (Role::Consumer, _) => received.add(counters),
+                (Role::Producer, _) => sent.add(counters),
             }
             participants.push(Participant {
                 slot: i,
@@ -149,7 +153,7 @@ impl Snapshot {
             // Relaxed: a snapshot.
             reclaimed_claims: h.retired.reclaimed.load(Ordering::Relaxed),
             participants,
-            subscriptions: Vec::new(),
+            subscriptions: super::subscription::infos(seg),
         }
     }
 }

@@ -8,8 +8,16 @@
 //! exists from the queue's creation and is read by [`Consumer::open`](super::Consumer::open),
 //! one consumer at a time.
 
+use std::time::Duration;
+
+use super::gate;
 use super::stats::CounterValues;
 use crate::error::{Error, Result};
+use crate::layout;
+use crate::segment::{Access, Segment, shown};
+use crate::sync::atomic::Ordering;
+use crate::sync::futex::OsFutex;
+use crate::sync::wait;
 
 /// Where a new subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -128,27 +136,292 @@ impl Subscription {
     /// Longest subscription name, in bytes.
     pub const MAX_NAME_LEN: usize = 48;
     /// Most subscriptions a queue can have at once, the default one included.
-    pub const MAX: usize = crate::layout::SUBSCRIPTIONS;
+    pub const MAX: usize = layout::SUBSCRIPTIONS;
 
     /// Creates subscription `name` on queue `queue`, starting with the next message sent.
     /// Creating one that exists with the same options does nothing; with other options it is
     /// `InvalidArgument`. `Busy` when the queue has [`MAX`](Self::MAX) subscriptions.
+    ///
+    /// ```
+    /// use shmq::{Consumer, Options, Producer, Queue, Subscription, SubscriptionOptions};
+    /// # let q = format!("doc-sub-create-{}", std::process::id());
+    /// Queue::create(&q, Options::new())?;
+    /// Subscription::create(&q, "billing", SubscriptionOptions::new())?;
+    /// Subscription::create(&q, "billing", SubscriptionOptions::new())?; // the same: nothing to do
+    /// let mut billing = Consumer::subscribe(&q, "billing")?;
+    /// let mut tx = Producer::open(&q)?;
+    /// tx.send(b"order 42")?;
+    /// assert_eq!(&*billing.recv()?, b"order 42");
+    /// # drop((tx, billing));
+    /// Queue::remove(&q)?;
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
     pub fn create(queue: &str, name: &str, options: SubscriptionOptions) -> Result<()> {
-        let _ = (queue, name, options);
-        Err(Error::InvalidArgument("subscriptions: not yet".into()))
+        validate_name(name)?;
+        if options.lag_limit == Some(0) {
+            return Err(Error::InvalidArgument("a lag limit of 0 bytes: use None for no limit".into()));
+        }
+        let seg = Segment::open(queue, Access::ReadWrite)?;
+        let _admin = seg.lock_admin(ADMIN_TIMEOUT)?;
+        tidy(&seg);
+        let limit = options.lag_limit.unwrap_or(0);
+        if let Some(i) = find(&seg, name) {
+            // Relaxed: fixed at creation, which the admin lock orders before us.
+            let have = if i == 0 { 0 } else { seg.sub(i).meta.lag_limit.load(Ordering::Relaxed) };
+            if have != limit {
+                return Err(Error::InvalidArgument(format!(
+                    "subscription {} of queue {} exists with lag limit {}, not {}",
+                    shown(name),
+                    shown(queue),
+                    show_limit(have),
+                    show_limit(limit)
+                )));
+            }
+            return Ok(());
+        }
+        if name == Subscription::DEFAULT {
+            return Err(Error::InvalidArgument(format!(
+                "the default subscription of queue {} was removed; it cannot be made again (create the queue anew)",
+                shown(queue)
+            )));
+        }
+        let Some(i) = (1..layout::SUBSCRIPTIONS).find(|&i| {
+            // Relaxed: only admin-lock holders change `state`.
+            seg.sub(i).meta.state.load(Ordering::Relaxed) == layout::SUB_FREE
+        }) else {
+            return Err(Error::Busy(format!(
+                "queue {} has {} subscriptions, the most it can have",
+                shown(queue),
+                layout::SUBSCRIPTIONS
+            )));
+        };
+        let e = seg.sub(i);
+        // Relaxed throughout: published by the Release `fetch_or` of `active` below, and
+        // the admin lock orders later admin-lock holders after us.
+        e.meta.state.store(layout::SUB_CREATING, Ordering::Relaxed);
+        crate::failpoint::hit("sub-creating");
+        e.meta.generation.fetch_add(1, Ordering::Relaxed);
+        e.meta.lag_limit.store(limit, Ordering::Relaxed);
+        write_name(&e.meta, name);
+        e.meta.created_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
+        for c in
+            [&e.meta.lapped, &e.meta.missed_bytes, &e.meta.redelivered, &e.meta.retired_messages, &e.meta.retired_bytes]
+        {
+            c.store(0, Ordering::Relaxed);
+        }
+        // The producers' position, flagged JOINING: nobody claims from it until the join
+        // below has found a start no producer is about to overwrite.
+        // Acquire: pairs with the producers' Release publication of `tail`.
+        let t0 = seg.header().producer.tail.load(Ordering::Acquire);
+        let joining = (t0 & !gate::FLAGS) | layout::CURSOR_JOINING;
+        e.cursor.cursor.store(joining, Ordering::Relaxed);
+        e.meta.state.store(layout::SUB_ACTIVE, Ordering::Relaxed);
+        // SYNC POINT: Release (in AcqRel) pairs with the producers' Acquire load of
+        // `active`: the entry's words above are visible before they gate on it.
+        seg.header().subs.active.fetch_or(1 << i, Ordering::AcqRel);
+        crate::failpoint::hit("sub-joining");
+        // A member that subscribed meanwhile may have finished the join already.
+        let _ = gate::finish_join(&seg, i, joining);
+        Ok(())
     }
 
     /// The queue's subscriptions, the default one first if it exists.
     pub fn list(queue: &str) -> Result<Vec<SubscriptionInfo>> {
-        let _ = queue;
-        Err(Error::InvalidArgument("subscriptions: not yet".into()))
+        let seg = Segment::open(queue, Access::ReadOnly)?;
+        Ok(infos(&seg))
     }
 
     /// Removes subscription `name` (the default one too): producers stop waiting for it,
     /// and its members' calls return `Closed`. `NotFound` if there is none of that name.
+    ///
+    /// Messages its members hold borrowed at that moment are no longer protected: producers
+    /// may overwrite them. Remove a subscription once its readers have stopped.
     pub fn remove(queue: &str, name: &str) -> Result<()> {
-        let _ = (queue, name);
-        Err(Error::InvalidArgument("subscriptions: not yet".into()))
+        validate_name(name)?;
+        let seg = Segment::open(queue, Access::ReadWrite)?;
+        let _admin = seg.lock_admin(ADMIN_TIMEOUT)?;
+        tidy(&seg);
+        let Some(i) = find(&seg, name) else {
+            return Err(Error::NotFound(format!("subscription {} of queue {}", shown(name), shown(queue))));
+        };
+        free_entry(&seg, i);
+        Ok(())
+    }
+}
+
+/// How long `create` and `remove` wait for another process's create or remove.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn show_limit(limit: u64) -> String {
+    if limit == 0 { "none".into() } else { format!("{limit} bytes") }
+}
+
+/// Frees entry `i` (the admin lock held): producers stop gating on it, its members find it
+/// gone (their next call returns `Closed`) and are woken.
+fn free_entry(seg: &Segment, i: usize) {
+    let h = seg.header();
+    let meta = if i == 0 { &seg.sub(0).meta } else { &seg.sub(i).meta };
+    // Release: a member that reads FREE (Acquire) and then our cursor below sees both.
+    meta.state.store(layout::SUB_FREE, Ordering::Release);
+    // SYNC POINT: AcqRel: producers that no longer see the bit no longer wait for the entry.
+    h.subs.active.fetch_and(!(1u64 << i), Ordering::AcqRel);
+    if i != 0 {
+        // Detached for good: members' claims (CAS from a tethered word) fail and they look
+        // at the state. AcqRel: as any change of a cursor word.
+        let _ = seg.sub(i).cursor.cursor.fetch_or(layout::CURSOR_DETACHED, Ordering::AcqRel);
+        // Relaxed: sleepers are woken below, and a new entry starts without the bit.
+        h.subs.sleepers.fetch_and(!(1u64 << i), Ordering::Relaxed);
+        wait::wake_unconditionally(gate::sub_words(seg, i), &OsFutex);
+    } else {
+        wait::wake_unconditionally(seg.data_words(), &OsFutex);
+    }
+    // Producers waiting for space it held may go on.
+    wait::wake_unconditionally(seg.space_words(), &OsFutex);
+}
+
+/// Under the admin lock: frees entries left `CREATING` by a creator that died.
+fn tidy(seg: &Segment) {
+    for i in 1..layout::SUBSCRIPTIONS {
+        // Relaxed: only admin-lock holders write `state`; we hold the lock.
+        if seg.sub(i).meta.state.load(Ordering::Relaxed) == layout::SUB_CREATING {
+            free_entry(seg, i);
+        }
+    }
+}
+
+/// The active entry named `name`, if any.
+pub(super) fn find(seg: &Segment, name: &str) -> Option<usize> {
+    // Acquire: pairs with the Release `fetch_or` of an entry's creation.
+    let active = seg.header().subs.active.load(Ordering::Acquire);
+    (0..layout::SUBSCRIPTIONS).find(|&i| {
+        active & (1 << i) != 0
+            // Relaxed: ordered after the Acquire load of `active`.
+            && seg.sub(i).meta.state.load(Ordering::Relaxed) == layout::SUB_ACTIVE
+            && entry_name(seg, i).as_deref() == Some(name)
+    })
+}
+
+/// Entry `i`'s name, if it is a valid one.
+pub(super) fn entry_name(seg: &Segment, i: usize) -> Option<String> {
+    let meta = &seg.sub(i).meta;
+    // Relaxed: fixed at creation; validated here, as anything read from shared memory.
+    let len = meta.name_len.load(Ordering::Relaxed) as usize;
+    if len == 0 || len > Subscription::MAX_NAME_LEN {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(48);
+    for w in &meta.name {
+        // Relaxed: as above.
+        bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    bytes.truncate(len);
+    let name = String::from_utf8(bytes).ok()?;
+    validate_name(&name).ok()?;
+    Some(name)
+}
+
+fn write_name(meta: &layout::SubMeta, name: &str) {
+    let mut bytes = [0u8; 48];
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    for (k, w) in meta.name.iter().enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[k * 8..k * 8 + 8]);
+        // Relaxed: published with the entry (see `create`).
+        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+    // Relaxed: as above.
+    meta.name_len.store(name.len() as u32, Ordering::Relaxed);
+}
+
+/// What `list` and `inspect` report.
+pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
+    let h = seg.header();
+    // Relaxed: a snapshot.
+    let tail = h.producer.tail.load(Ordering::Relaxed);
+    let active = h.subs.active.load(Ordering::Relaxed);
+    let avg = average_record(seg);
+    let mut out = Vec::new();
+    for i in gate::bits(active).filter(|&i| i < layout::SUBSCRIPTIONS) {
+        let Some(name) = (if i == 0 { Some(Subscription::DEFAULT.to_owned()) } else { entry_name(seg, i) }) else {
+            continue;
+        };
+        let meta = &seg.sub(i).meta;
+        // Relaxed: a snapshot.
+        let w = seg.cursor(i).load(Ordering::Relaxed);
+        let position = w & !gate::FLAGS;
+        let detached = i != 0 && w & layout::CURSOR_DETACHED != 0;
+        let mut oldest = if detached { tail } else { position };
+        let mut members = Vec::new();
+        let mut received = CounterValues::default();
+        if i == 0 {
+            let s = seg.slot(0);
+            // Acquire: pairs with the Release store of `state` at registration.
+            if s.state.load(Ordering::Acquire) == layout::SLOT_ACTIVE {
+                members.push(member_info(seg, 0, None));
+            }
+            received = CounterValues::read(&h.retired.consumers);
+        } else {
+            let mask = seg.sub(i).cursor.members.load(Ordering::Relaxed);
+            for j in gate::bits(mask).filter(|&j| j < layout::MEMBERS) {
+                let m = seg.member(j);
+                let claimed = (m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE)
+                    .then(|| (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed)));
+                if let Some((p, _)) = claimed {
+                    oldest = oldest.min(p);
+                }
+                members.push(member_info(seg, j, claimed));
+            }
+            received.messages = meta.retired_messages.load(Ordering::Relaxed);
+            received.bytes = meta.retired_bytes.load(Ordering::Relaxed);
+        }
+        for m in &members {
+            received.add(m.counters);
+        }
+        let lag_bytes = tail.saturating_sub(oldest).min(seg.config().capacity);
+        out.push(SubscriptionInfo {
+            name,
+            lag_limit: (i != 0).then(|| meta.lag_limit.load(Ordering::Relaxed)).filter(|&l| l != 0),
+            position,
+            lag_bytes,
+            lag_messages: lag_bytes.checked_div(avg).unwrap_or(0),
+            detached,
+            lapped: if i == 0 { 0 } else { meta.lapped.load(Ordering::Relaxed) },
+            missed_bytes: if i == 0 { 0 } else { meta.missed_bytes.load(Ordering::Relaxed) },
+            redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed) },
+            received,
+            members,
+        });
+    }
+    out
+}
+
+/// The average size of a record so far (payload, header and alignment), for estimates.
+fn average_record(seg: &Segment) -> u64 {
+    let mut sent = CounterValues::read(&seg.header().retired.producers);
+    for i in 1..layout::SLOTS {
+        let s = seg.slot(i);
+        // Relaxed: a snapshot.
+        if s.state.load(Ordering::Relaxed) == layout::SLOT_ACTIVE
+            && s.role.load(Ordering::Relaxed) == layout::ROLE_PRODUCER
+        {
+            sent.add(CounterValues::read(&s.counters));
+        }
+    }
+    if sent.messages == 0 {
+        return 0;
+    }
+    (sent.bytes / sent.messages + layout::record::HEADER as u64).next_multiple_of(layout::record::ALIGN as u64)
+}
+
+fn member_info(seg: &Segment, j: usize, claimed: Option<(u64, u64)>) -> MemberInfo {
+    let s = seg.slot(j);
+    // Relaxed: information only.
+    MemberInfo {
+        pid: s.pid.load(Ordering::Relaxed),
+        alive: seg.slot_alive(j),
+        claimed,
+        counters: CounterValues::read(&s.counters),
+        heartbeat_unix_ns: s.heartbeat_unix_ns.load(Ordering::Relaxed),
     }
 }
 
@@ -159,7 +432,7 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     if name.len() > Subscription::MAX_NAME_LEN {
         return Err(Error::InvalidName(format!(
             "subscription name {} is longer than {} bytes",
-            crate::segment::shown(name),
+            shown(name),
             Subscription::MAX_NAME_LEN
         )));
     }
@@ -167,11 +440,13 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Writes the default subscription into a new header (entry 0: active, named
-/// [`Subscription::DEFAULT`], no lag limit). Called by the creator before the header is
-/// marked ready.
-pub(crate) fn init_default_subscription(h: &crate::layout::Header) {
-    use crate::layout;
-    use crate::sync::atomic::Ordering;
-    let _ = h;
-    let _ = (layout::SUB_ACTIVE, Ordering::Relaxed);
+/// [`Subscription::DEFAULT`], no lag limit; its cursor is the consumer position). Called by
+/// the creator before the header is marked ready (which publishes it).
+pub(crate) fn init_default_subscription(h: &layout::Header, meta0: &layout::SubMeta) {
+    // Relaxed throughout: published by the Release store of the header's `state`.
+    meta0.generation.store(1, Ordering::Relaxed);
+    write_name(meta0, Subscription::DEFAULT);
+    meta0.created_unix_ns.store(crate::segment::now_unix_ns(), Ordering::Relaxed);
+    meta0.state.store(layout::SUB_ACTIVE, Ordering::Relaxed);
+    h.subs.active.store(1, Ordering::Relaxed);
 }

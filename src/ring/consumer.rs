@@ -44,6 +44,9 @@ pub struct Consumer {
     head: u64,
     /// The value last stored into the shared `head`.
     published: u64,
+    /// Records at or above it are not this reader's: the end of a subscription member's
+    /// claimed span (`u64::MAX` for a queue's one consumer).
+    limit: u64,
 }
 
 impl Consumer {
@@ -52,7 +55,20 @@ impl Consumer {
         if !super::plausible(head) {
             return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
-        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head })
+        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head, limit: u64::MAX })
+    }
+
+    /// Makes `[start, end)` (a span a member of a subscription claimed: records from
+    /// `start` up to `end`) what this reader reads; it reads nothing once at `end`.
+    pub fn set_span(&mut self, start: u64, end: u64) {
+        self.head = start;
+        self.published = start;
+        self.limit = end;
+    }
+
+    /// The end of the span (see [`set_span`](Self::set_span)).
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// The private consumer position.
@@ -88,6 +104,9 @@ impl Consumer {
     /// move), or anything else, for [`peek`](Self::peek) to decide.
     #[inline]
     pub fn look<R: Region + ?Sized>(&self, region: &R) -> Look {
+        if self.head >= self.limit {
+            return Look::Nothing;
+        }
         let index = self.geo.index(self.head);
         let room = self.geo.capacity - index as u64;
         if room < record::HEADER as u64 {
@@ -122,6 +141,9 @@ impl Consumer {
         // that means a writer keeps planting padding ahead of us.
         let mut skips_left = self.geo.capacity / record::ALIGN as u64 + 1;
         loop {
+            if self.head >= self.limit {
+                return Ok(None);
+            }
             match super::read_record(&self.geo, region, self.head)? {
                 Found::Nothing => return Ok(None),
                 Found::Message { len, size } => {
@@ -151,6 +173,9 @@ impl Consumer {
     pub fn is_empty<R: Region + ?Sized>(&self, region: &R) -> bool {
         let mut head = self.head;
         for _ in 0..=self.geo.capacity / record::ALIGN as u64 {
+            if head >= self.limit {
+                return true;
+            }
             match super::read_record(&self.geo, region, head) {
                 Ok(Found::Skip { size }) => head += size,
                 Ok(Found::Message { .. }) => return false,

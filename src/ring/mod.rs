@@ -10,6 +10,7 @@
 //! * [`mpsc::Producer`]: one of many; claims space with a CAS on the shared `tail`.
 //! * [`consumer::Consumer`]: a reader; takes the record at its position when the record's
 //!   stamp is exactly the one for that position.
+//! * [`cursors`]: several readers: the gate producers wait for, joins, members' claims.
 //! * [`reclaim`]: turns the claim of an MPSC producer that died before committing into
 //!   padding, so that readers behind it move on.
 //!
@@ -20,12 +21,13 @@
 //! repair (layout v2; `docs/LAYOUT.md`).
 
 pub mod consumer;
+pub mod cursors;
 pub mod mpsc;
 pub mod reclaim;
 pub mod spsc;
 
 use crate::layout::record;
-use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::{AtomicU64, Ordering};
 
 /// Positions at or above this are corrupt, and keeping positions below it means no arithmetic
 /// on them (a position plus a record plus a capacity) can overflow. An honest queue reaches it
@@ -181,6 +183,26 @@ pub fn read_record<R: Region + ?Sized>(geo: &Geometry, region: &R, pos: u64) -> 
     match kind {
         record::KIND_PAD_END => Ok(Found::Skip { size: room }),
         _ => Ok(Found::Nothing), // RECLAIMING (or an unknown kind): not readable
+    }
+}
+
+/// What a producer may not overtake: the lowest position some reader still needs. The ring
+/// reads it only when its cached value says the ring is full. A plain `AtomicU64` is the
+/// position of a single reader (the loom models and the unit tests use one); a queue with
+/// subscriptions computes the minimum over their cursors (`queue::gate`).
+pub trait Gate {
+    /// The position below which every byte is free, as far as this producer may rely on it,
+    /// for a producer whose view of the tail is `tail` and which wants `need` bytes past it.
+    /// It may be lower than the true value, never higher; a value above `tail` is corrupt.
+    fn head(&self, tail: u64, need: u64) -> Result<u64, RingError>;
+}
+
+impl Gate for AtomicU64 {
+    #[inline]
+    fn head(&self, _tail: u64, _need: u64) -> Result<u64, RingError> {
+        // SYNC POINT: Acquire pairs with the reader's Release store of its position: its
+        // reads of the bytes it consumed are done before we overwrite them.
+        Ok(self.load(Ordering::Acquire))
     }
 }
 

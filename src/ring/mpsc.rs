@@ -8,7 +8,7 @@
 //! ([`reclaim`](super::reclaim)) replaces the same stale value instead, so exactly one of
 //! the two wins: a late commit can never overwrite padding, nor padding a message.
 
-use super::{Geometry, Region, Reservation, RingError};
+use super::{Gate, Geometry, Region, Reservation, RingError};
 use crate::layout::record;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,19 +58,21 @@ impl Producer {
     /// Re-reads `head` after the cached value showed too little room (`used` bytes in use
     /// by the cached value). `Full` if it has not moved.
     #[inline]
-    fn refresh_head(&mut self, head: &AtomicU64, used: u64) -> Result<(), RingError> {
-        // SYNC POINT: Acquire pairs with the consumer's Release store of `head`: its reads
-        // of the bytes it consumed are done before we claim and overwrite them.
-        let h = head.load(Ordering::Acquire);
-        if h == self.head_cache {
+    fn refresh_head<G: Gate + ?Sized>(&mut self, head: &G, tail: u64, used: u64, need: u64) -> Result<(), RingError> {
+        // The gate's Acquire pairs with the readers' Release stores of their positions: their
+        // reads of the bytes they consumed are done before we claim and overwrite them.
+        let h = head.head(tail, need)?;
+        if !super::plausible(h) {
+            return Err(RingError::Corrupt("consumer position not aligned or out of range"));
+        }
+        // Never backwards: a lower value (a subscription that joined since, with a lag
+        // limit) leaves the cache, which was true when read.
+        if h <= self.head_cache {
             return if used > self.geo.capacity {
                 Err(RingError::Corrupt("producer position outside the ring"))
             } else {
                 Err(RingError::Full)
             };
-        }
-        if !super::plausible(h) || h < self.head_cache {
-            return Err(RingError::Corrupt("consumer position moved backwards"));
         }
         self.head_cache = h;
         Ok(())
@@ -80,10 +82,11 @@ impl Producer {
     /// index given `free` bytes before the end of the region or the consumer, `None` if
     /// nothing fits. Returns `(position, index, claimed)`.
     #[inline]
-    fn claim(
+    fn claim<G: Gate + ?Sized>(
         &mut self,
         tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
+        need: u64,
         mine: ClaimWords<'_>,
         mut want: impl FnMut(u64, u64) -> Option<u64>,
     ) -> Result<(u64, usize, u64), RingError> {
@@ -105,7 +108,7 @@ impl Producer {
             let to_end = cap - index as u64;
             let claim = if used > cap { None } else { want(to_end, (cap - used).min(to_end)) };
             let Some(claim) = claim else {
-                self.refresh_head(head, used)?;
+                self.refresh_head(head, t, used, need)?;
                 continue; // re-read tail: it may have moved past our stale copy
             };
             mine.record(t, t + claim);
@@ -151,10 +154,10 @@ impl Producer {
     /// the region is claimed and published as padding first; that padding stays published
     /// even if the ring then turns out full, so the caller must wake the consumer on `Full`.
     #[inline]
-    pub fn try_reserve<R: Region + ?Sized>(
+    pub fn try_reserve<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         mine: ClaimWords<'_>,
         region: &R,
         len: u32,
@@ -162,7 +165,7 @@ impl Producer {
         debug_assert!(len <= self.geo.max_message);
         let size = record::size(u64::from(len));
         loop {
-            let (pos, index, claimed) = self.claim(tail, head, mine, |to_end, free| {
+            let (pos, index, claimed) = self.claim(tail, head, size, mine, |to_end, free| {
                 let want = if size > to_end { to_end } else { size };
                 (want <= free).then_some(want)
             })?;
@@ -179,17 +182,17 @@ impl Producer {
     /// `Full`), in one claim that does not cross the end of the region. Returns the
     /// position of the first record and the count; make each record's reservation with
     /// [`reservation_at`](Self::reservation_at), in order, and commit it.
-    pub fn try_reserve_many<R: Region + ?Sized>(
+    pub fn try_reserve_many<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         mine: ClaimWords<'_>,
         region: &R,
         lens: impl Iterator<Item = u32> + Clone,
     ) -> Result<(u64, usize), RingError> {
         let first = lens.clone().next().ok_or(RingError::Full)?;
         let mut count = 0usize;
-        let claimed = self.claim(tail, head, mine, |_, free| {
+        let claimed = self.claim(tail, head, record::size(u64::from(first)), mine, |_, free| {
             let (mut total, mut n) = (0u64, 0usize);
             for len in lens.clone() {
                 let size = record::size(u64::from(len));

@@ -6,7 +6,7 @@
 //! stamp; nothing after it needs clearing (layout v2: stale bytes never carry the stamp of a
 //! position they were not written for).
 
-use super::{Found, Geometry, Region, Reservation, RingError};
+use super::{Found, Gate, Geometry, Region, Reservation, RingError};
 use crate::layout::record;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
@@ -88,14 +88,16 @@ impl Producer {
 
     /// Makes sure `need` bytes starting at `tail` are free.
     #[inline]
-    fn ensure_free(&mut self, head: &AtomicU64, need: u64) -> Result<(), RingError> {
+    fn ensure_free<G: Gate + ?Sized>(&mut self, head: &G, need: u64) -> Result<(), RingError> {
         if self.tail + need - self.head_cache <= self.geo.capacity {
             return Ok(());
         }
-        // SYNC POINT: Acquire pairs with the consumer's Release store of `head`: its reads
-        // of the bytes it consumed are done before we overwrite them.
-        let h = checked_head(&self.geo, head.load(Ordering::Acquire), self.tail)?;
-        self.head_cache = h;
+        // The gate's Acquire pairs with the readers' Release stores of their positions.
+        let h = checked_head(&self.geo, head.head(self.tail, need)?, self.tail)?;
+        // Never backwards: a value below the cached one (a subscription that joined since,
+        // with a lag limit) leaves the cache as it is; the cache was true when read.
+        self.head_cache = self.head_cache.max(h);
+        let h = self.head_cache;
         if self.tail + need - h <= self.geo.capacity { Ok(()) } else { Err(RingError::Full) }
     }
 
@@ -105,10 +107,10 @@ impl Producer {
     /// starts at index 0; that padding stays published even if the reservation then finds
     /// the ring full, so the caller must wake the consumer on `Full` too.
     #[inline]
-    pub fn try_reserve<R: Region + ?Sized>(
+    pub fn try_reserve<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         region: &R,
         len: u32,
     ) -> Result<Reservation, RingError> {
@@ -163,10 +165,10 @@ impl Producer {
     /// way. Does not publish `tail` (a wrap's padding excepted): call
     /// [`publish`](Self::publish) after one or many.
     #[inline]
-    pub fn push<R: Region + ?Sized>(
+    pub fn push<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         region: &R,
         msg: &[u8],
     ) -> Result<(), RingError> {
@@ -185,10 +187,10 @@ impl Producer {
 
     /// [`push`](Self::push), then [`publish`](Self::publish): one message.
     #[inline]
-    pub fn try_push<R: Region + ?Sized>(
+    pub fn try_push<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         region: &R,
         msg: &[u8],
     ) -> Result<(), RingError> {
@@ -202,10 +204,10 @@ impl Producer {
     /// index, and refreshes `limit`.
     #[cold]
     #[inline(never)]
-    fn reserve_slow<R: Region + ?Sized>(
+    fn reserve_slow<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
-        head: &AtomicU64,
+        head: &G,
         region: &R,
         len: u32,
     ) -> Result<usize, RingError> {

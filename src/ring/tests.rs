@@ -1249,12 +1249,15 @@ fn mpsc_producer_reports_a_hostile_tail() {
 #[test]
 fn mpsc_producer_reports_a_hostile_head() {
     let geo = Geometry::new(1024, 64, SALT).unwrap();
-    // Moved backwards after the producer saw a larger value.
+    // Moved backwards after the producer saw a larger value: the producer keeps what it
+    // saw (a gate may legitimately read lower later: a subscription with a lag limit that
+    // joined since) and finds the ring full, overwriting nothing.
     let ring = Ring::with(geo).at(2048);
     let mut p = ring.mpsc();
     ring.head.store(0, Ordering::Relaxed);
     ring.tail.store(2048 + 1024, Ordering::Relaxed); // looks full: head is re-read
-    assert!(corrupt(ring.send_mpsc(&mut p, &payload(1, 0, 8))));
+    assert!(matches!(ring.send_mpsc(&mut p, &payload(1, 0, 8)), Err(RingError::Full)));
+    assert_eq!(ring.tail.load(Ordering::Relaxed), 2048 + 1024);
     // Ahead of the tail: believed once, then the ring looks overfull.
     for hostile in [3072 + 8, 2048 + 4096, u64::MAX / 4] {
         let ring = Ring::with(geo).at(2048);

@@ -87,8 +87,18 @@ pub const OFF_SLOT_CLAIM: u64 = 72;
 pub const SLOT_SIZE: u64 = 128;
 /// Number of participant slots.
 pub const SLOTS: u64 = 64;
+/// Line 6: the active-subscriptions mask (u64); `sleepers` at +8, `joins` at +16.
+pub const OFF_SUBS: u64 = 768;
+/// `Slot::gate_min` within a participant slot.
+pub const OFF_SLOT_GATE_MIN: u64 = 88;
+/// Subscription table: 64 entries of 384 bytes (cursor line, wait line, meta line).
+pub const OFF_SUB_TABLE: u64 = 12288;
+/// Size of a subscription entry.
+pub const SUB_ENTRY_SIZE: u64 = 384;
+/// Member table: 64 entries of 128 bytes (claim words at +16: pos, end, state).
+pub const OFF_MEMBERS: u64 = 36864;
 /// Start of the data region.
-pub const OFF_DATA: u64 = 12288;
+pub const OFF_DATA: u64 = 45056;
 
 // ---------------------------------------------------------------------------------------
 // Queue names.

@@ -1,0 +1,116 @@
+//! The queue's side of [`ring::cursors`](crate::ring::cursors): where a segment keeps its
+//! readers' words ([`Cursors`] for [`Segment`]), the producers' [`QueueGate`], and waking
+//! the readers of every subscription.
+
+use crate::layout::{self, Slot};
+use crate::ring::cursors::{self, ClaimWords, Cursors};
+use crate::ring::{Gate, RingError};
+use crate::segment::Segment;
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::futex::OsFutex;
+use crate::sync::wait::{self, WaitWords};
+
+pub(super) use crate::ring::cursors::{FLAGS, bits};
+
+impl Cursors for Segment {
+    fn active(&self) -> &AtomicU64 {
+        &self.header().subs.active
+    }
+
+    fn joins(&self) -> &AtomicU64 {
+        &self.header().subs.joins
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        &self.header().producer.tail
+    }
+
+    fn cursor(&self, i: usize) -> &AtomicU64 {
+        Segment::cursor(self, i)
+    }
+
+    fn window(&self, i: usize) -> u64 {
+        let cap = self.config().capacity;
+        if i == 0 {
+            return cap;
+        }
+        // Relaxed: fixed before the entry turned active (whose Acquire load of `active` the
+        // caller made); a value scribbled on later only changes how early it is detached.
+        let limit = self.sub(i).meta.lag_limit.load(Ordering::Relaxed);
+        if limit == 0 || limit >= cap { cap } else { limit.max(self.config().geometry().max_record()) }
+    }
+
+    fn members(&self, i: usize) -> u64 {
+        if i == 0 {
+            return 0;
+        }
+        // Acquire: pairs with the Release `fetch_or` of a member's bit (before its first
+        // claim); ordered after the caller's Acquire load of the cursor.
+        let mask = self.sub(i).cursor.members.load(Ordering::Acquire);
+        if layout::MEMBERS >= 64 { mask } else { mask & ((1 << layout::MEMBERS) - 1) }
+    }
+
+    fn claim(&self, j: usize) -> ClaimWords<'_> {
+        let m = self.member(j);
+        ClaimWords { pos: &m.claim_pos, end: &m.claim_end, state: &m.claim_state }
+    }
+
+    fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
+        (1..layout::SLOTS).map(|j| &self.slot(j).gate_min)
+    }
+
+    fn lapped(&self, i: usize) {
+        // Relaxed: a statistic.
+        self.sub(i).meta.lapped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A producer's view of the gate.
+pub(super) struct QueueGate<'a> {
+    pub(super) seg: &'a Segment,
+    /// The producer's participant slot (for `gate_min`).
+    pub(super) slot: &'a Slot,
+}
+
+impl Gate for QueueGate<'_> {
+    fn head(&self, tail: u64, need: u64) -> Result<u64, RingError> {
+        let cap = self.seg.config().capacity;
+        cursors::gate(self.seg, cap, layout::SUBSCRIPTIONS, &self.slot.gate_min, tail, need)
+    }
+}
+
+/// [`cursors::finish_join`] on a segment.
+pub(super) fn finish_join(seg: &Segment, i: usize, w: u64) -> Option<u64> {
+    cursors::finish_join(seg, seg.config().capacity, i, w)
+}
+
+/// Wakes the sleeping members of the subscriptions in `subs` (bits of `SubsLine::sleepers`);
+/// call after publishing. Returns how many wake calls were made.
+pub(super) fn wake_subscriptions(seg: &Segment, subs: u64) -> u64 {
+    let mut n = 0;
+    for i in bits(subs).filter(|&i| (1..layout::SUBSCRIPTIONS).contains(&i)) {
+        n += u64::from(wait::wake(sub_words(seg, i), &OsFutex));
+    }
+    n
+}
+
+/// Wakes every sleeping reader: the default consumer and the members of every
+/// subscription. Returns how many wake calls were made.
+pub(super) fn wake_readers(seg: &Segment) -> u64 {
+    let n = u64::from(wait::wake(seg.data_words(), &OsFutex));
+    // Relaxed: read after the fence in `wake`, which orders our publication before it.
+    let subs = seg.header().subs.sleepers.load(Ordering::Relaxed);
+    n + if subs != 0 { wake_subscriptions(seg, subs) } else { 0 }
+}
+
+/// The futex pair the members of subscription entry `i >= 1` sleep on.
+pub(super) fn sub_words(seg: &Segment, i: usize) -> WaitWords<'_> {
+    let w = &seg.sub(i).wait;
+    WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+}
+
+/// Wakes producers waiting for space; call after handing space back. Returns whether a
+/// wake call was made.
+pub(super) fn wake_space(seg: &Segment) -> bool {
+    wait::wake(seg.space_words(), &OsFutex)
+}

@@ -1,0 +1,276 @@
+//! A member of a named subscription: how it joins, claims spans of messages (the algorithm
+//! is `ring::cursors::claim`), hands back what it has read, takes over what a dead member
+//! left, and learns it was lapped.
+//!
+//! A member that dies leaves its entry's claim: another
+//! member takes the dead slot's lock (the kernel grants it only once the holder is dead, and
+//! to one taker), delivers the span again (one more delivery) and clears it. A claim still
+//! `CLAIMING` is ambiguous (the member died around its compare-and-swap): if the cursor
+//! still stands at its start, the member never took it; otherwise it is delivered again
+//! (at-least-once).
+
+use std::time::{Duration, Instant};
+
+use super::gate;
+use crate::error::{Error, Result};
+use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
+use crate::ring::consumer;
+use crate::ring::cursors::{self, Claim, Cursors};
+use crate::segment::Segment;
+use crate::sync::atomic::Ordering;
+
+/// Most messages a member claims at once.
+pub(super) const BATCH: usize = 16;
+/// How often a member looks for dead members' claims (while it has work, between spans;
+/// while waiting, in slices of this length).
+pub(super) const ADOPT_EVERY: Duration = Duration::from_millis(50);
+
+/// A member's private state.
+#[derive(Debug)]
+pub(super) struct Member {
+    /// Its subscription entry.
+    pub(super) sub: usize,
+    /// The entry's generation when it joined.
+    pub(super) generation: u32,
+    /// Its participant slot (and member table entry).
+    pub(super) slot: usize,
+    /// The member table entry whose claim it is reading: its own, or a dead member's whose
+    /// lock it holds. `None`: no span.
+    pub(super) span_of: Option<usize>,
+    /// Deliveries of the span being read.
+    pub(super) deliveries: u32,
+    /// When it last looked for dead members' claims.
+    pub(super) last_adopt: Instant,
+}
+
+/// What a claim attempt found.
+pub(super) enum Claimed {
+    /// A span is set in the ring reader.
+    Span,
+    /// Nothing to claim now.
+    Nothing,
+}
+
+impl Member {
+    /// Whether the subscription it joined still exists.
+    pub(super) fn subscribed(&self, seg: &Segment) -> bool {
+        let meta = &seg.sub(self.sub).meta;
+        // Acquire: pairs with the Release store of FREE in `free_entry`.
+        meta.state.load(Ordering::Acquire) == layout::SUB_ACTIVE
+            // Relaxed: ordered after the Acquire load above.
+            && meta.generation.load(Ordering::Relaxed) == self.generation
+    }
+
+    /// Called when the ring reader reached the end of its span (or has none): hands the
+    /// span back. Returns whether one was handed back (the caller then wakes producers).
+    pub(super) fn finish_span(&mut self, seg: &Segment, ring: &consumer::Consumer) -> bool {
+        let Some(j) = self.span_of else { return false };
+        if ring.head() < ring.limit() {
+            return false;
+        }
+        crate::failpoint::hit("member-span-read");
+        cursors::release(seg.claim(j));
+        if j != self.slot {
+            // A dead member's slot, adopted: it leaves the subscription now, and its lock
+            // goes back for the next process to take the slot.
+            seg.leave_subscription(j);
+            seg.unlock_slot(j);
+        }
+        self.span_of = None;
+        self.deliveries = 1;
+        true
+    }
+
+    /// On leaving: a span not fully read stays claimed from the first unread record, in
+    /// our entry (or the adopted one), for another member to take over.
+    pub(super) fn leave(&mut self, seg: &Segment, ring: &consumer::Consumer) {
+        if self.finish_span(seg, ring) {
+            return;
+        }
+        if let Some(j) = self.span_of.take() {
+            // Relaxed: the unlock (or our death) orders it for the adopter, which takes the
+            // slot's lock first; raising the start frees only what we read.
+            seg.member(j).claim_pos.store(ring.head(), Ordering::Relaxed);
+            if j != self.slot {
+                seg.unlock_slot(j);
+            }
+        }
+    }
+
+    /// Claims the next span: adopts a dead member's first (at most every [`ADOPT_EVERY`],
+    /// or when `force`), then claims from the cursor. `Err(Lapped)` when the subscription
+    /// was detached (it has rejoined), `Err(Closed)` when it was removed.
+    pub(super) fn claim(&mut self, seg: &Segment, ring: &mut consumer::Consumer, force: bool) -> Result<Claimed> {
+        debug_assert!(self.span_of.is_none());
+        if !self.subscribed(seg) {
+            return Err(Error::Closed);
+        }
+        if force || self.last_adopt.elapsed() >= ADOPT_EVERY {
+            self.last_adopt = Instant::now();
+            if self.adopt(seg, ring) {
+                return Ok(Claimed::Span);
+            }
+        }
+        let geo = seg.config().geometry();
+        let mine = seg.claim(self.slot);
+        loop {
+            let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH)
+                .map_err(|e| super::attach::corrupt(seg, e))?;
+            match got {
+                Claim::Span(start, end) => {
+                    // Relaxed: read by an adopter only, under our slot's lock.
+                    seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
+                    ring.set_span(start, end);
+                    self.span_of = Some(self.slot);
+                    self.deliveries = 1;
+                    return Ok(Claimed::Span);
+                }
+                Claim::Nothing => return Ok(Claimed::Nothing),
+                Claim::Retry => continue,
+                Claim::Lapped { pos, start } => {
+                    if !self.subscribed(seg) {
+                        // Removed meanwhile: leave it detached, as the remover did.
+                        // AcqRel: as any change of a cursor word.
+                        let _ = seg.cursor(self.sub).fetch_or(CURSOR_DETACHED, Ordering::AcqRel);
+                        return Err(Error::Closed);
+                    }
+                    let missed = start.saturating_sub(pos);
+                    // Relaxed: a statistic.
+                    seg.sub(self.sub).meta.missed_bytes.fetch_add(missed, Ordering::Relaxed);
+                    return Err(Error::Lapped { missed_bytes: missed });
+                }
+            }
+        }
+    }
+
+    /// Takes over the claim of a member of our subscription that died (or left with a span
+    /// not fully read). Returns whether a span is now set in `ring`.
+    fn adopt(&mut self, seg: &Segment, ring: &mut consumer::Consumer) -> bool {
+        // Acquire: pairs with the Release `fetch_or` of a member's bit.
+        let mask = seg.sub(self.sub).cursor.members.load(Ordering::Acquire);
+        for j in gate::bits(mask).filter(|&j| j != self.slot && j < layout::MEMBERS) {
+            let m = seg.member(j);
+            // Acquire: pairs with a member's stores of its claim (Release when it clears it).
+            if m.claim_state.load(Ordering::Acquire) == CLAIM_NONE {
+                continue;
+            }
+            // The kernel grants the lock only when nobody holds it: its holder died (or left).
+            if !seg.try_lock_slot(j) {
+                continue;
+            }
+            // Relaxed: the lock orders us after the previous holder's stores.
+            let ours = m.sub.load(Ordering::Relaxed) as usize == self.sub
+                && m.generation.load(Ordering::Relaxed) == self.generation;
+            if !ours {
+                seg.unlock_slot(j);
+                continue;
+            }
+            let Some((pos, end, deliveries)) = take_over(seg, self.sub, j) else {
+                seg.leave_subscription(j);
+                seg.unlock_slot(j);
+                continue;
+            };
+            ring.set_span(pos, end);
+            self.span_of = Some(j);
+            self.deliveries = deliveries;
+            crate::failpoint::hit("member-adopted");
+            return true;
+        }
+        false
+    }
+}
+
+/// Joins subscription entry `sub` (generation `generation`) as the holder of participant
+/// slot `slot` (registered, its lock held). A claim left in the slot's member table entry
+/// by a dead member of the same subscription (the registration allowed it) is taken over.
+pub(super) fn join(
+    seg: &Segment,
+    slot: usize,
+    sub: usize,
+    generation: u32,
+    ring: &mut consumer::Consumer,
+) -> Result<Member> {
+    let m = seg.member(slot);
+    let mut member =
+        Member { sub, generation, slot, span_of: None, deliveries: 1, last_adopt: Instant::now() - ADOPT_EVERY };
+    // A claim the previous holder (a member of this subscription that died) left.
+    match take_over(seg, sub, slot) {
+        Some((pos, end, deliveries)) => {
+            ring.set_span(pos, end);
+            member.span_of = Some(slot);
+            member.deliveries = deliveries;
+            crate::failpoint::hit("member-adopted");
+        }
+        None => ring.set_span(0, 0),
+    }
+    // Relaxed: published by the Release `fetch_or` of our bit below.
+    m.sub.store(sub as u32, Ordering::Relaxed);
+    m.generation.store(generation, Ordering::Relaxed);
+    m.state.store(layout::SLOT_ACTIVE, Ordering::Relaxed);
+    let e = seg.sub(sub);
+    // SYNC POINT: Release (in AcqRel) pairs with the producers' Acquire load of the mask:
+    // our entry is visible before they read its claims.
+    e.cursor.members.fetch_or(1 << slot, Ordering::AcqRel);
+    // Relaxed: sticky; producers look at the entry's waiter set after every publication
+    // from now on, long before we first sleep (the Dekker pair is on the waiter set).
+    seg.header().subs.sleepers.fetch_or(1 << sub, Ordering::Relaxed);
+    if !member.subscribed(seg) {
+        member.leave(seg, ring);
+        return Err(Error::NotFound("the subscription was removed while joining".into()));
+    }
+    Ok(member)
+}
+
+/// Counts the messages of an adopted span `[pos, end)` as redelivered (a statistic; the
+/// records are validated as they are walked, and the walk stops at anything odd).
+fn count_redelivered(seg: &Segment, sub: usize, pos: u64, end: u64) {
+    let (geo, region) = (seg.config().geometry(), seg.region());
+    let (mut at, mut n) = (pos, 0u64);
+    while at < end {
+        match crate::ring::read_record(&geo, &region, at) {
+            Ok(crate::ring::Found::Message { size, .. }) => {
+                n += 1;
+                at += size;
+            }
+            Ok(crate::ring::Found::Skip { size }) => at += size,
+            _ => break,
+        }
+    }
+    // Relaxed: a statistic.
+    seg.sub(sub).meta.redelivered.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Resolves the claim left in member table entry `j` (whose slot's lock we hold: its holder
+/// died, or left with a span not fully read) by a member of entry `sub`: `Some((start, end,
+/// deliveries))` if the span is to be delivered again (the entry then says so), `None` if
+/// there is nothing to deliver (the entry's claim is cleared).
+///
+/// A claim marked claiming is ambiguous (the holder died around its compare-and-swap on
+/// the cursor): if the cursor still stands at its start (and is not flagged) the swap never
+/// happened and the span is not the dead member's; otherwise it is delivered again
+/// (at-least-once).
+fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
+    let m = seg.member(j);
+    let cap = seg.config().capacity;
+    // Relaxed throughout: the slot's lock orders us after the previous holder's stores.
+    let state = m.claim_state.load(Ordering::Relaxed);
+    let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+    if state == CLAIM_NONE {
+        return None;
+    }
+    let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
+    // Acquire: as in `cursors::claim`.
+    let w = seg.cursor(sub).load(Ordering::Acquire);
+    let never_taken = state == CLAIM_CLAIMING && w == pos;
+    if !valid || never_taken {
+        // Release: as in `cursors::release`.
+        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        return None;
+    }
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
+    m.deliveries.store(deliveries, Ordering::Relaxed);
+    // HELD: whatever it was, it is delivered now.
+    m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+    count_redelivered(seg, sub, pos, end);
+    Some((pos, end, deliveries))
+}

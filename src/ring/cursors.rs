@@ -1,0 +1,338 @@
+//! Several readers on one ring: the cursors producers wait for, how a cursor starts to
+//! count, and how the members of a subscription share its messages. Free of system calls
+//! (loom checks it: `tests/loom.rs`); the queue layer supplies the words through
+//! [`Cursors`].
+//!
+//! **The gate.** Every active subscription holds a cursor word, `position | flags`; a
+//! subscription's members also record the spans they claimed. A producer may overwrite only
+//! bytes below the lowest of them. It computes that ([`gate`]) only when its cached value
+//! says the ring is full; on the way it detaches any subscription with a lag limit (a
+//! window smaller than the capacity) that the write would leave further behind than the
+//! window: producers stop waiting for it, and its members learn it from the cursor.
+//!
+//! **The join.** A cursor that starts to count (a new subscription, or one rejoining after
+//! it was lapped) must start at a position no producer is about to overwrite, though a
+//! producer may have computed its gate before the cursor existed. Each producer publishes
+//! the lowest cursor it saw (`gate_min`) before relying on it; a joiner publishes its cursor
+//! flagged `JOINING` (nobody claims from it yet; producers wait for it where it is), bumps
+//! `joins`, and only then reads every producer's `gate_min`, starting at or above the
+//! highest. A producer re-reads `joins` after storing `gate_min`: with a full barrier on
+//! each side this is a Dekker pair, so either the producer sees the bump (and scans again,
+//! now seeing the cursor) or the joiner sees the producer's `gate_min` (and starts above
+//! it). Anyone who finds a cursor `JOINING` may finish the join ([`finish_join`]), so a
+//! joiner that dies or stops holds nobody hostage.
+//!
+//! **Members** claim spans ([`claim`]): from the cursor they walk over up to a batch of
+//! committed records, record the span in their claim words (`CLAIMING`), then move the
+//! cursor past it with a compare-and-swap; the winner marks it `HELD`. Producers read a
+//! subscription's claims after its cursor (Acquire), so a span is never overwritten while
+//! claimed. A member done with a span stores `NONE` (Release).
+
+use super::{Found, Geometry, Region, RingError, plausible, read_record};
+use crate::layout::{CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+/// The flag bits of a cursor word.
+pub const FLAGS: u64 = CURSOR_DETACHED | CURSOR_JOINING;
+
+/// A producer gives up on a gate that keeps changing under it (a hostile writer bumping
+/// `joins`) after this many scans.
+const MAX_SCANS: u32 = 1 << 16;
+/// A member's claim that keeps losing (a hostile writer moving the cursor) gives up.
+const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
+
+/// A member's claim words (its member table entry).
+#[derive(Clone, Copy)]
+pub struct ClaimWords<'a> {
+    /// Start of the span.
+    pub pos: &'a AtomicU64,
+    /// End of the span.
+    pub end: &'a AtomicU64,
+    /// `CLAIM_NONE`, `CLAIM_CLAIMING` or `CLAIM_HELD`.
+    pub state: &'a AtomicU32,
+}
+
+/// Where the words of a queue's readers are.
+pub trait Cursors {
+    /// Bit `i`: entry `i` is active.
+    fn active(&self) -> &AtomicU64;
+    /// Bumped by every join.
+    fn joins(&self) -> &AtomicU64;
+    /// The producers' published position.
+    fn tail(&self) -> &AtomicU64;
+    /// Entry `i`'s cursor word.
+    fn cursor(&self, i: usize) -> &AtomicU64;
+    /// Entry `i`'s window: its lag limit, or the capacity if it has none.
+    fn window(&self, i: usize) -> u64;
+    /// Bit `j`: member `j` belongs to entry `i` (0 for an entry without members).
+    fn members(&self, i: usize) -> u64;
+    /// Member `j`'s claim words.
+    fn claim(&self, j: usize) -> ClaimWords<'_>;
+    /// Every producer's `gate_min` word.
+    fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64>;
+    /// Called when entry `i` was detached (a statistic).
+    fn lapped(&self, i: usize);
+}
+
+/// What a scan found.
+struct Scan {
+    /// The position below which the producer may overwrite.
+    head: u64,
+    /// The lowest tethered cursor or claim itself: what it publishes as `gate_min`.
+    min_pos: u64,
+}
+
+/// Iterates over the set bits of `mask`, lowest first.
+pub fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}
+
+fn scan<C: Cursors + ?Sized>(c: &C, cap: u64, entries: usize, tail: u64, need: u64) -> Result<Scan, RingError> {
+    let (mut head, mut min_pos) = (tail, tail);
+    // SYNC POINT: Acquire pairs with the Release that activated an entry: its cursor and
+    // options are visible.
+    let active = c.active().load(Ordering::Acquire);
+    for i in bits(active).filter(|&i| i < entries) {
+        let word = c.cursor(i);
+        let window = c.window(i).min(cap);
+        // SYNC POINT: Acquire pairs with the Release stores (a sole consumer) and CASes
+        // (members, joiners) of the cursor: the readers' reads below it are done, and the
+        // claim records members stored before their CAS are visible below.
+        let mut w = word.load(Ordering::Acquire);
+        loop {
+            if w & CURSOR_DETACHED != 0 {
+                break;
+            }
+            let pos = w & !FLAGS;
+            // A cursor above our view of the tail (on an MPSC queue our `tail` may be older
+            // than what readers have seen) holds nothing we are about to overwrite.
+            if !plausible(pos) || (pos <= tail && tail - pos > cap) {
+                return Err(RingError::Corrupt("subscription cursor outside the ring"));
+            }
+            if w & CURSOR_JOINING != 0 {
+                // Not started yet: wait for it where it is, whatever its window.
+                head = head.min(pos);
+                min_pos = min_pos.min(pos);
+                break;
+            }
+            if window < cap && (tail + need).saturating_sub(pos) > window {
+                // AcqRel: the detach is a decision its members read through the cursor;
+                // on failure Acquire, as the load above.
+                match word.compare_exchange(w, w | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        c.lapped(i);
+                        break;
+                    }
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            head = head.min((pos + window).saturating_sub(cap));
+            min_pos = min_pos.min(pos);
+            break;
+        }
+        // Ordered after the cursor's Acquire load above (a member sets its bit, Release,
+        // before its first claim's CAS).
+        for j in bits(c.members(i)) {
+            let m = c.claim(j);
+            // SYNC POINT: Acquire pairs with the member's Release store of `CLAIM_NONE` when
+            // it is done with a span: its reads of the span are done before we overwrite it.
+            if m.state.load(Ordering::Acquire) == CLAIM_NONE {
+                continue;
+            }
+            // Relaxed: stored before the claim's CAS on the cursor, which our Acquire load
+            // of the cursor ordered; a stale (older, lower) value only holds us back more.
+            let pos = m.pos.load(Ordering::Relaxed);
+            // A claim recorded after its span was freed (a member that lost the race for it)
+            // is below every cursor: ignoring it is right. One outside the ring is nonsense.
+            if plausible(pos) && pos <= tail && tail - pos <= cap {
+                head = head.min(pos);
+                min_pos = min_pos.min(pos);
+            }
+        }
+    }
+    Ok(Scan { head, min_pos })
+}
+
+/// The gate for a producer whose view of the tail is `tail` and which needs `need` bytes
+/// past it: the position below which it may overwrite (see the module docs). `gate_min`
+/// is the producer's own published word; `entries` bounds the entry indexes.
+pub fn gate<C: Cursors + ?Sized>(
+    c: &C,
+    cap: u64,
+    entries: usize,
+    gate_min: &AtomicU64,
+    tail: u64,
+    need: u64,
+) -> Result<u64, RingError> {
+    for _ in 0..MAX_SCANS {
+        // SYNC POINT: Acquire pairs with a joiner's Release bump: its cursor, stored
+        // before, is visible to the scan.
+        let joins = c.joins().load(Ordering::Acquire);
+        let scan = scan(c, cap, entries, tail, need)?;
+        // Relaxed: ordered before the re-read of `joins` by the fence below.
+        gate_min.store(scan.min_pos, Ordering::Relaxed);
+        // SYNC POINT: pairs with the joiner's fence between its bump of `joins` and its
+        // reads of `gate_min` (the module docs' Dekker pair).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above; a changed value sends us round again.
+        if c.joins().load(Ordering::Relaxed) == joins {
+            return Ok(scan.head);
+        }
+    }
+    Err(RingError::Corrupt("subscriptions keep joining"))
+}
+
+/// Finishes the join of entry `i`, whose cursor word was seen as `w` (flagged `JOINING`):
+/// finds the position to start at and stores it. Returns the start (`None` if another
+/// process changed the word first: it finished the join, or the entry was removed).
+pub fn finish_join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u64> {
+    // Release (in AcqRel): a producer that reads the new count sees the cursor stored
+    // before it (ours, or the one whose JOINING word we read with Acquire).
+    c.joins().fetch_add(1, Ordering::AcqRel);
+    // SYNC POINT: pairs with the fence in `gate`.
+    fence(Ordering::SeqCst);
+    let base = w & !FLAGS;
+    let mut v = base;
+    for g in c.gate_mins() {
+        // Relaxed: ordered by the fence above; a dead or free slot's value is old and low.
+        let g = g.load(Ordering::Relaxed);
+        if plausible(g) && g > v {
+            v = g;
+        }
+    }
+    // Acquire: pairs with the producers' Release publication of `tail`: the newest position.
+    let t = c.tail().load(Ordering::Acquire);
+    if plausible(t) {
+        // A `gate_min` far above the tail is nonsense (a scribbler): start at the tail then.
+        if v > t && v - t > cap {
+            v = t.max(base);
+        }
+        v = v.max(t);
+    }
+    // AcqRel: publishes the start; members then claim from it.
+    c.cursor(i).compare_exchange(w, v, Ordering::AcqRel, Ordering::Acquire).ok().map(|_| v)
+}
+
+/// Makes entry `i`'s cursor count again from word `w` (detached): stores the producers'
+/// position flagged `JOINING`, then [`finish_join`]. Returns the start, or `None` if
+/// another process changed the word first.
+pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u64> {
+    // Acquire: pairs with the producers' Release publication of `tail`.
+    let t0 = c.tail().load(Ordering::Acquire);
+    let t0 = if plausible(t0) { t0 } else { w & !FLAGS };
+    let joining = t0 | CURSOR_JOINING;
+    // AcqRel: the JOINING word is what producers must see before we read their `gate_min`
+    // (the bump in `finish_join` orders it); Acquire on failure.
+    if c.cursor(i).compare_exchange(w, joining, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return None;
+    }
+    crate::failpoint::hit("rejoin-joining");
+    finish_join(c, cap, i, joining)
+}
+
+/// What [`claim`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The span `[start, end)` is this member's.
+    Span(u64, u64),
+    /// Nothing committed at the cursor.
+    Nothing,
+    /// The subscription was detached at `pos` and this member rejoined it at `start`.
+    Lapped {
+        /// Where it was detached.
+        pos: u64,
+        /// Where it starts again.
+        start: u64,
+    },
+    /// The cursor was detached and rejoined by someone else meanwhile, or is joining:
+    /// try again.
+    Retry,
+}
+
+/// Claims for member `me` of entry `i` the next span of at most `batch` messages (padding
+/// on the way included). A detached cursor is rejoined (`Lapped`); a joining one is
+/// finished.
+pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
+    c: &C,
+    geo: &Geometry,
+    region: &R,
+    i: usize,
+    me: ClaimWords<'_>,
+    batch: usize,
+) -> Result<Claim, RingError> {
+    let word = c.cursor(i);
+    for _ in 0..MAX_CLAIM_ATTEMPTS {
+        // SYNC POINT: Acquire pairs with the Release of the CAS (or join) that stored it:
+        // the records below it that others claimed are theirs, and a join's start is safe to
+        // read from.
+        let w = word.load(Ordering::Acquire);
+        if w & CURSOR_JOINING != 0 {
+            let _ = finish_join(c, geo.capacity, i, w);
+            return Ok(Claim::Retry);
+        }
+        if w & CURSOR_DETACHED != 0 {
+            return Ok(match join(c, geo.capacity, i, w) {
+                Some(start) => Claim::Lapped { pos: w & !FLAGS, start },
+                None => Claim::Retry,
+            });
+        }
+        let start = w;
+        if !plausible(start) {
+            return Err(RingError::Corrupt("subscription cursor not aligned or out of range"));
+        }
+        let (mut end, mut messages) = (start, 0usize);
+        while messages < batch && end - start < geo.capacity {
+            match read_record(geo, region, end) {
+                Ok(Found::Message { size, .. }) => {
+                    end += size;
+                    messages += 1;
+                }
+                Ok(Found::Skip { size }) => end += size,
+                Ok(Found::Nothing) => break,
+                Err(e) if end == start => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if end == start {
+            return Ok(Claim::Nothing);
+        }
+        // Relaxed: made visible by the Release of the CAS below to producers that read the
+        // moved cursor (Acquire) before our claim.
+        me.pos.store(start, Ordering::Relaxed);
+        me.end.store(end, Ordering::Relaxed);
+        me.state.store(CLAIM_CLAIMING, Ordering::Relaxed);
+        crate::failpoint::hit("member-claim-recorded");
+        // SYNC POINT: Release pairs with the producers' (and other members') Acquire load of
+        // the cursor: our claim record is visible before the cursor passes the span.
+        // Acquire on failure: as the load above.
+        match word.compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                crate::failpoint::hit("member-claimed");
+                // Relaxed: CLAIMING pins the span as well; this only settles the ambiguity
+                // for an adopter.
+                me.state.store(CLAIM_HELD, Ordering::Relaxed);
+                return Ok(Claim::Span(start, end));
+            }
+            // Release: as in `release` (we read nothing, but it is the same rule).
+            Err(_) => me.state.store(CLAIM_NONE, Ordering::Release),
+        }
+    }
+    Err(RingError::Corrupt("subscription cursor keeps changing"))
+}
+
+/// Hands a span back: the member's reads of it are done.
+pub fn release(me: ClaimWords<'_>) {
+    // SYNC POINT: Release pairs with the producers' Acquire load of the claim state: our
+    // reads of the span are done before they overwrite it.
+    me.state.store(CLAIM_NONE, Ordering::Release);
+}

@@ -38,7 +38,7 @@ use shmq::{Consumer, Producer, Queue, Subscription, SubscriptionOptions};
 
 use super::peer::Control;
 use super::report::{self, Machine};
-use super::transports::{QueueGuard, queue_options};
+use super::transports::{QueueGuard, queue_capacity, queue_options};
 use super::{Config, Kind, Peer, RunSpec, STUCK, WaitKind, allowed_cpus, check, count_for, pattern, size_label, stamp};
 
 /// What a member joins: sent to a peer in [`RunSpec::member`].
@@ -420,7 +420,8 @@ pub struct Plan {
     pub budget: Duration,
     /// Messages per run instead of the time budget.
     pub fixed: Option<u64>,
-    /// Unrecorded messages per case and size before the first round.
+    /// Unrecorded messages per case and size before the first round (at least two rings'
+    /// worth).
     pub warmup: u64,
     /// `--quick`.
     pub quick: bool,
@@ -468,14 +469,17 @@ pub fn measure(plan: &Plan) -> Result<FanoutMeasurements> {
                 None => e,
             })
     };
-    // Warm-up: unrecorded; it also tells how long a message takes in each case.
+    // Warm-up: unrecorded; it also tells how long a message takes in each case. At least
+    // two rings' worth, so that the producer has had to wait for the members (a stream
+    // that fits in the ring measures mostly the wakeups at its end).
     let mut per_msg = vec![vec![Duration::ZERO; Case::ALL.len()]; plan.sizes.len()];
-    say(&format!("warm-up: {} messages per case and size", plan.warmup));
+    say(&format!("warm-up: at least {} messages (two rings) per case and size", plan.warmup));
     for (si, &size) in plan.sizes.iter().enumerate() {
+        let n = plan.warmup.max(2 * queue_capacity(size) / (size as u64 + 8));
         for (ci, &case) in Case::ALL.iter().enumerate() {
             bar.set_message(format!("warm-up: {} {}", case.name(), size_label(size)));
-            let t = one(&mut peers, case, size, plan.warmup)?;
-            per_msg[si][ci] = t.delivered / plan.warmup.max(1) as u32;
+            let t = one(&mut peers, case, size, n)?;
+            per_msg[si][ci] = t.delivered / n as u32;
             bar.inc(1);
         }
     }
@@ -560,7 +564,8 @@ pub struct FanoutReport {
     pub budget_ms: u64,
     /// `--messages`, if given.
     pub messages: Option<u64>,
-    /// Unrecorded messages per case and size before the rounds.
+    /// Unrecorded messages per case and size before the rounds (at least, and at least two
+    /// rings' worth).
     pub warmup_messages: u64,
     /// Rounds.
     pub rounds: usize,

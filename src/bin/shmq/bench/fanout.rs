@@ -437,11 +437,20 @@ pub struct FanoutMeasurements {
     pub cpus: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// The 1-minute load average before and after (other work on the machine skews
+    /// blocking processes more than pinned spinning ones).
+    pub load: (Option<f64>, Option<f64>),
+}
+
+/// The 1-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Runs the rounds: starts the member processes, measures, stops them.
 pub fn measure(plan: &Plan) -> Result<FanoutMeasurements> {
     let start = Instant::now();
+    let load_before = load_average();
     let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let say = |what: &str| {
         if lines {
@@ -506,7 +515,13 @@ pub fn measure(plan: &Plan) -> Result<FanoutMeasurements> {
     for p in peers {
         p.finish()?;
     }
-    Ok(FanoutMeasurements { sizes: plan.sizes.clone(), runs, cpus: allowed_cpus().len(), elapsed: start.elapsed() })
+    Ok(FanoutMeasurements {
+        sizes: plan.sizes.clone(),
+        runs,
+        cpus: allowed_cpus().len(),
+        elapsed: start.elapsed(),
+        load: (load_before, load_average()),
+    })
 }
 
 /// One case at one size in the JSON: medians over rounds.
@@ -569,6 +584,8 @@ pub struct FanoutReport {
     pub warmup_messages: u64,
     /// Rounds.
     pub rounds: usize,
+    /// The 1-minute load average before and after the run (null if unknown).
+    pub load_average: [Option<f64>; 2],
     /// One per (case, size).
     pub results: Vec<CaseResult>,
     /// The ratios, per size.
@@ -646,6 +663,7 @@ pub fn build(m: &FanoutMeasurements, plan: &Plan) -> FanoutReport {
         messages: plan.fixed,
         warmup_messages: plan.warmup,
         rounds: m.runs.len(),
+        load_average: [m.load.0, m.load.1],
         results,
         ratios,
     }
@@ -673,6 +691,8 @@ pub fn table(m: &FanoutMeasurements, machine: &Machine, rep: &FanoutReport) -> S
         },
         m.elapsed.as_secs_f64()
     );
+    let load = |l: Option<f64>| l.map_or_else(|| "?".to_owned(), |v| format!("{v:.2}"));
+    let _ = writeln!(s, "load average {} before, {} after", load(m.load.0), load(m.load.1));
     let _ = writeln!(s, "every subscription checked to receive each message exactly once; medians over rounds");
     for case in Case::ALL {
         let _ = writeln!(s, "  {:<9} {}", case.name(), case.describe());

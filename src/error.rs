@@ -26,8 +26,9 @@ pub enum Error {
         /// The queue's `max_message`.
         max: usize,
     },
-    /// No queue of that name exists.
-    #[error("no queue named {0:?}")]
+    /// No queue (or subscription) of that name exists. The text names what was looked for,
+    /// e.g. `queue "orders"` or `subscription "billing" of queue "orders"`.
+    #[error("not found: {0}")]
     NotFound(String),
     /// `create` of a name that already exists.
     #[error("a queue named {0:?} already exists")]
@@ -159,7 +160,7 @@ impl Error {
     pub(crate) fn os(err: rustix::io::Errno, what: &str, name: &str) -> Error {
         use rustix::io::Errno;
         match err {
-            Errno::NOENT => Error::NotFound(name.to_owned()),
+            Errno::NOENT => Error::NotFound(format!("queue {}", crate::segment::shown(name))),
             Errno::EXIST => Error::Exists(name.to_owned()),
             Errno::ACCESS | Errno::PERM => Error::Permission(format!("{what} {name:?}")),
             _ => Error::Io {

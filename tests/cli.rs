@@ -241,6 +241,8 @@ fn ls_flags_a_queue_whose_participants_all_died() {
 #[test]
 fn bad_sizes_durations_names_and_permissions_exit_2_with_a_message() {
     let q = Name::new("usage");
+    // One byte over the subscription-name limit.
+    let long_sub = "s".repeat(shmq::Subscription::MAX_NAME_LEN + 1);
     let cases: &[&[&str]] = &[
         &["create", &q, "--capacity", "4KB"],
         &["create", &q, "--capacity", "lots"],
@@ -260,12 +262,25 @@ fn bad_sizes_durations_names_and_permissions_exit_2_with_a_message() {
         &["bench", "--size", "64KB"],
         &["rm"],
         &["frobnicate"],
+        &["subs", "create", &q, "bad/name"],
+        &["subs", "create", &q, ".hidden"],
+        &["subs", "create", &q, &long_sub],
+        &["subs", "create", &q, "s", "--lag-limit", "0"],
+        &["subs", "create", &q, "s", "--lag-limit", "4KB"],
+        &["subs", "create", &q, "s", "--from", "yesterday"],
+        &["subs", "ls", "bad/queue"],
+        &["subs", "rm", &q],
+        &["recv", &q, "--subscription", "a/b"],
     ];
     for args in cases {
         let o = shmq(args);
         assert_eq!(o.status.code(), Some(2), "{args:?} should be a usage error; stderr: {}", stderr(&o));
         assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
     }
+    // `subs` alone shows its subcommands, as `shmq` alone does, and is a usage error.
+    let o = shmq(&["subs"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Usage: shmq subs <COMMAND>"), "{}", stderr(&o));
     // Nothing was created by the rejected commands.
     fails_with(1, &shmq(&["stat", &q]));
 }
@@ -539,4 +554,256 @@ fn check_hgrm(f: &Path) {
         assert!(w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2, "{}: not monotonic", f.display());
     }
     assert_eq!(rows.last().unwrap().1, 1.0, "{}: does not end at 100%", f.display());
+}
+
+/// Starts `shmq ARGS` in the background, its output piped.
+fn spawn_shmq(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmq")
+}
+
+/// The subscription `sub` in a `subs ls --json` document.
+fn sub_of<'a>(ls: &'a Value, sub: &str) -> Option<&'a Value> {
+    ls["subscriptions"].as_array().unwrap().iter().find(|s| s["name"] == sub)
+}
+
+/// Polls `shmq subs ls QUEUE --json` until `ready` holds (at most 30 s); returns that listing.
+#[track_caller]
+fn wait_for_subs(q: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = json(&ok(shmq(&["subs", "ls", q, "--json"])));
+        if ready(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "never: {what}; last listing: {v:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `sub` has a live member whose pid is `pid`.
+fn has_member(ls: &Value, sub: &str, pid: u32) -> bool {
+    sub_of(ls, sub)
+        .is_some_and(|s| s["members"].as_array().unwrap().iter().any(|m| m["pid"] == pid && m["alive"] == true))
+}
+
+#[test]
+fn subs_create_ls_rm_round_trip() {
+    let q = Name::new("subs");
+    ok(shmq(&["create", &q, "--capacity", "64KiB"]));
+    let o = stdout(&ok(shmq(&["subs", "create", &q, "audit"])));
+    assert!(o.contains("\"audit\"") && o.contains("created") && o.contains("lag limit none"), "{o}");
+    let o = stdout(&ok(shmq(&["subs", "create", &q, "live", "--lag-limit", "4KiB", "--from", "now"])));
+    assert!(o.contains("lag limit 4 KiB"), "{o}");
+
+    // Three messages of the same size: the lag estimate in messages is exact.
+    ok(shmq(&["send", &q, "one", "two", "six"]));
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["queue"], &*q);
+    let names: Vec<&str> = v["subscriptions"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "audit", "live"]);
+    for name in names {
+        let s = sub_of(&v, name).unwrap();
+        // Each record: a 16-byte header and 3 bytes rounded up to 8.
+        assert_eq!(s["lag_bytes"], 3 * 24, "{name}: {s}");
+        assert_eq!(s["lag_messages"], 3, "{name}: {s}");
+        assert_eq!(s["position"], 0, "{name}: {s}");
+        assert_eq!(s["detached"], false, "{name}: {s}");
+        assert_eq!(s["lapped"], 0, "{name}: {s}");
+        assert_eq!(s["missed_bytes"], 0, "{name}: {s}");
+        assert_eq!(s["redelivered"], 0, "{name}: {s}");
+        assert_eq!(s["received"]["messages"], 0, "{name}: {s}");
+        assert_eq!(s["members"], serde_json::json!([]), "{name}: {s}");
+    }
+    assert!(sub_of(&v, "default").unwrap()["lag_limit"].is_null());
+    assert!(sub_of(&v, "audit").unwrap()["lag_limit"].is_null());
+    assert_eq!(sub_of(&v, "live").unwrap()["lag_limit"], 4096);
+
+    let text = stdout(&ok(shmq(&["subs", "ls", &q])));
+    assert!(text.contains("3 subscription(s)") && text.contains("audit") && text.contains("4 KiB"), "{text}");
+    // `stat` lists them too, in both forms.
+    let stat = json(&ok(shmq(&["stat", &q, "--json"])));
+    assert_eq!(stat["subscriptions"].as_array().unwrap().len(), 3, "{stat:#}");
+    assert_eq!(stat["subscriptions"][2]["name"], "live");
+    assert_eq!(stat["subscriptions"][2]["lag_limit"], 4096);
+    let text = stdout(&ok(shmq(&["stat", &q])));
+    assert!(text.contains("subscriptions") && text.contains("audit") && text.contains("live"), "{text}");
+
+    ok(shmq(&["subs", "rm", &q, "audit", "live"]));
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["subscriptions"][0]["name"], "default");
+
+    // Removing one that is gone fails, names it, and still removes the others listed.
+    ok(shmq(&["subs", "create", &q, "other"]));
+    let o = shmq(&["subs", "rm", &q, "audit", "other"]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("no subscription \"audit\""), "{}", stderr(&o));
+    assert!(sub_of(&json(&ok(shmq(&["subs", "ls", &q, "--json"]))), "other").is_none());
+
+    // The default subscription can go too; then plain `recv` finds nothing to read.
+    ok(shmq(&["subs", "rm", &q, "default"]));
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    assert_eq!(v["subscriptions"], serde_json::json!([]), "{v:#}");
+    assert!(stdout(&ok(shmq(&["subs", "ls", &q]))).contains("none"));
+    let o = shmq(&["recv", &q, "--timeout", "0"]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("no subscription \"default\""), "{}", stderr(&o));
+}
+
+#[test]
+fn subs_create_is_idempotent_and_refuses_other_options() {
+    let q = Name::new("subs-idem");
+    ok(shmq(&["create", &q]));
+    ok(shmq(&["subs", "create", &q, "s", "--lag-limit", "8KiB"]));
+    let o = stdout(&ok(shmq(&["subs", "create", &q, "s", "--lag-limit", "8192"])));
+    assert!(o.contains("exists already"), "{o}");
+    for other in [&["--lag-limit", "16KiB"][..], &[]] {
+        let args: Vec<&str> = ["subs", "create", &*q, "s"].iter().chain(other).copied().collect();
+        let o = shmq(&args);
+        fails_with(1, &o);
+        let err = stderr(&o);
+        assert!(err.contains("\"s\"") && err.contains(&*q) && err.contains("lag limit"), "{other:?}: {err}");
+    }
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 2, "one \"s\" besides the default: {v:#}");
+    assert_eq!(sub_of(&v, "s").unwrap()["lag_limit"], 8192);
+
+    // A missing queue is a runtime error that names it, for each subcommand.
+    let gone = Name::new("subs-missing");
+    for args in [
+        vec!["subs", "create", &*gone, "s"],
+        vec!["subs", "ls", &*gone],
+        vec!["subs", "rm", &*gone, "s"],
+        vec!["recv", &*gone, "--subscription", "s", "--timeout", "0"],
+    ] {
+        let o = shmq(&args);
+        fails_with(1, &o);
+        assert!(stderr(&o).contains(&*gone), "{args:?}: {}", stderr(&o));
+    }
+    let o = shmq(&["recv", &q, "--subscription", "nope", "--timeout", "0"]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("no subscription \"nope\""), "{}", stderr(&o));
+}
+
+#[test]
+fn recv_subscription_gets_what_send_sent_and_so_does_every_other_subscription() {
+    let q = Name::new("subs-fan");
+    ok(shmq(&["create", &q, "--capacity", "64KiB"]));
+    ok(shmq(&["subs", "create", &q, "a"]));
+    ok(shmq(&["subs", "create", &q, "b", "--lag-limit", "32KiB"]));
+    let ra = spawn_shmq(&["recv", &q, "--subscription", "a", "-n", "3", "--timeout", "60s"]);
+    let rb = spawn_shmq(&["recv", &q, "-s", "b", "-n", "3", "--timeout", "60s", "--json"]);
+    let (pa, pb) = (ra.id(), rb.id());
+    // Both have joined (and wait) before anything is sent.
+    let v = wait_for_subs(&q, "both receivers joined", |v| has_member(v, "a", pa) && has_member(v, "b", pb));
+    assert_eq!(sub_of(&v, "a").unwrap()["members"].as_array().unwrap().len(), 1, "{v:#}");
+    let text = stdout(&ok(shmq(&["subs", "ls", &q])));
+    assert!(text.contains(&format!("member pid {pa} alive")), "{text}");
+
+    ok(shmq(&["send", &q, "one", "two", "three"]));
+    let a = ok(wait_with_deadline(ra));
+    assert_eq!(stdout(&a), "one\ntwo\nthree\n");
+    let b = ok(wait_with_deadline(rb));
+    let got: Vec<String> = stdout(&b)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ["one", "two", "three"]);
+    // The default subscription still has them all, for plain `recv`.
+    assert_eq!(stdout(&ok(shmq(&["recv", &q, "-n", "3", "--timeout", "5s"]))), "one\ntwo\nthree\n");
+
+    let v = json(&ok(shmq(&["stat", &q, "--json"])));
+    for s in v["subscriptions"].as_array().unwrap() {
+        assert_eq!(s["received"]["messages"], 3, "{s}");
+        assert_eq!(s["lag_bytes"], 0, "{s}");
+        // Receivers that ended normally left their subscriptions.
+        assert_eq!(s["members"], serde_json::json!([]), "{s}");
+    }
+}
+
+#[test]
+fn two_recv_members_of_one_subscription_share_its_messages() {
+    let q = Name::new("subs-share");
+    ok(shmq(&["create", &q, "--capacity", "64KiB"]));
+    ok(shmq(&["subs", "create", &q, "work"]));
+    ok(shmq(&["subs", "rm", &q, "default"]));
+    let members: Vec<Child> =
+        (0..2).map(|_| spawn_shmq(&["recv", &q, "-s", "work", "--follow", "--timeout", "2s"])).collect();
+    let pids: Vec<u32> = members.iter().map(Child::id).collect();
+    wait_for_subs(&q, "both members joined", |v| pids.iter().all(|&p| has_member(v, "work", p)));
+    let lines: Vec<String> = (0..200).map(|i| format!("job {i}")).collect();
+    ok(shmq_with_input(&["send", &q, "--timeout", "10s"], (lines.join("\n") + "\n").as_bytes()));
+    let mut all = Vec::new();
+    for m in members {
+        let o = wait_with_deadline(m);
+        // A member may have got nothing (the other claimed every batch first): then it says
+        // so and exits 1.
+        if stdout(&o).is_empty() {
+            fails_with(1, &o);
+        } else {
+            ok(o.clone());
+        }
+        let got: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+        // Each member's share keeps the sending order.
+        let idx: Vec<u32> = got.iter().map(|l| l.strip_prefix("job ").unwrap().parse().unwrap()).collect();
+        assert!(idx.windows(2).all(|w| w[0] < w[1]), "out of order: {idx:?}");
+        all.extend(got);
+    }
+    all.sort_by_key(|l| l.strip_prefix("job ").unwrap().parse::<u32>().unwrap());
+    assert_eq!(all, lines, "every message exactly once over both members");
+}
+
+#[test]
+fn recv_subscription_reports_a_lap_on_stderr_and_goes_on() {
+    let q = Name::new("subs-lap");
+    ok(shmq(&["create", &q, "--capacity", "1KiB", "--max-message", "256"]));
+    ok(shmq(&["subs", "create", &q, "slow", "--lag-limit", "256"]));
+    // Without the default subscription nobody holds the producers back: the flood laps "slow".
+    ok(shmq(&["subs", "rm", &q, "default"]));
+    let flood = format!("{}\n", "x".repeat(40)).repeat(100);
+    ok(shmq_with_input(&["send", &q, "--timeout", "10s"], flood.as_bytes()));
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    let s = sub_of(&v, "slow").unwrap();
+    assert_eq!(s["detached"], true, "{s}");
+    assert_eq!(s["lapped"], 1, "{s}");
+    assert!(stdout(&ok(shmq(&["subs", "ls", &q]))).contains("detached"));
+
+    let child = spawn_shmq(&["recv", &q, "--subscription", "slow", "--timeout", "60s"]);
+    let pid = child.id();
+    // Its first receive reports the lap and rejoins at the newest message; then it waits.
+    wait_for_subs(&q, "the receiver rejoined", |v| {
+        has_member(v, "slow", pid) && sub_of(v, "slow").unwrap()["detached"] == false
+    });
+    ok(shmq(&["send", &q, "after the lap"]));
+    let o = ok(wait_with_deadline(child));
+    assert_eq!(stdout(&o), "after the lap\n");
+    let v = json(&ok(shmq(&["subs", "ls", &q, "--json"])));
+    let missed = sub_of(&v, "slow").unwrap()["missed_bytes"].as_u64().unwrap();
+    // 100 records of 56 bytes, less the 256 bytes at most a lag limit of 256 leaves unread.
+    assert!(missed >= 100 * 56 - 1024, "missed {missed}: {v:#}");
+    let err = stderr(&o);
+    assert!(err.contains(&format!("missed {missed} bytes")) && err.contains("\"slow\""), "{err}");
+}
+
+#[test]
+fn a_waiting_member_exits_1_when_its_subscription_is_removed() {
+    let q = Name::new("subs-removed");
+    ok(shmq(&["create", &q]));
+    ok(shmq(&["subs", "create", &q, "s"]));
+    let child = spawn_shmq(&["recv", &q, "-s", "s", "--timeout", "60s"]);
+    let pid = child.id();
+    wait_for_subs(&q, "the member joined", |v| has_member(v, "s", pid));
+    ok(shmq(&["subs", "rm", &q, "s"]));
+    let o = wait_with_deadline(child);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("subscription \"s\"") && stderr(&o).contains("removed"), "{}", stderr(&o));
+    // The queue itself is still there.
+    ok(shmq(&["stat", &q]));
 }

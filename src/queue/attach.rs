@@ -145,12 +145,6 @@ impl Handle {
         unsafe { self.slot_ptr.as_ref() }
     }
 
-    /// The gate this handle (a producer) waits for.
-    #[inline]
-    pub(super) fn gate(&self) -> super::gate::QueueGate<'_> {
-        super::gate::QueueGate { seg: &self.shared.seg, slot: self.my_slot() }
-    }
-
     /// Whether the queue was removed (`closed` is set).
     #[inline]
     pub(super) fn is_closed(&self) -> bool {
@@ -213,6 +207,15 @@ impl Handle {
         let r = wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, || local.wait_calls += 1);
         local.store_rare(slot);
         r.unwrap_or(Err(Error::Timeout))
+    }
+}
+
+/// A producer's gate: built on the handle itself, so that the per-message paths, which pass
+/// it and rarely call it, pay nothing for it.
+impl crate::ring::Gate for Handle {
+    #[inline(never)]
+    fn head(&self, tail: u64, need: u64) -> std::result::Result<u64, RingError> {
+        super::gate::QueueGate { seg: &self.shared.seg, slot: self.my_slot() }.head(tail, need)
     }
 }
 

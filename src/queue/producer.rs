@@ -149,10 +149,10 @@ impl Producer {
         let len = self.check_send(msg.len())?;
         let h = self.h.header();
         let r = match &mut self.ring {
-            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &self.h.gate(), &self.h.region, msg),
+            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &self.h, &self.h.region, msg),
             ProducerRing::Mpsc(p) => {
                 let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
-                match p.try_reserve(&h.producer.tail, &self.h.gate(), mine, &self.h.region, len) {
+                match p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len) {
                     Ok(res) => {
                         self.h.region.write(res.payload(), msg);
                         p.commit(&self.h.region, res, len)
@@ -468,7 +468,7 @@ impl Producer {
                 let mut outcome = Ok(());
                 for m in msgs {
                     let m = m.as_ref();
-                    if let Err(e) = p.push(&h.producer.tail, &self.h.gate(), region, m) {
+                    if let Err(e) = p.push(&h.producer.tail, &self.h, region, m) {
                         outcome = Err(e);
                         break;
                     }
@@ -481,7 +481,7 @@ impl Producer {
             ProducerRing::Mpsc(p) => {
                 let lens = msgs.iter().map(|m| m.as_ref().len() as u32);
                 let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
-                match p.try_reserve_many(&h.producer.tail, &self.h.gate(), mine, region, lens) {
+                match p.try_reserve_many(&h.producer.tail, &self.h, mine, region, lens) {
                     Ok((mut pos, n)) => {
                         let mut outcome = Ok(());
                         for m in &msgs[..n] {

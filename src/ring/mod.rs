@@ -399,3 +399,6 @@ pub use ptr_region::{HeapRegion, PtrRegion};
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, not(loom)))]
+mod cursors_tests;

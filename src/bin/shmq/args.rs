@@ -110,6 +110,37 @@ pub fn parse_name(s: &str) -> Result<String, String> {
     shmq::validate_name(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
 }
 
+/// A subscription name: 1-48 bytes ([`shmq::Subscription::MAX_NAME_LEN`]) of
+/// `[A-Za-z0-9._-]`, not starting with `.` (the queue-name rule, shorter). The library checks
+/// it again; this check only makes a bad name a usage error.
+pub fn parse_subscription_name(s: &str) -> Result<String, String> {
+    let max = shmq::Subscription::MAX_NAME_LEN;
+    let broken = if s.is_empty() {
+        "is empty".to_owned()
+    } else if s.len() > max {
+        format!("is {} bytes long", s.len())
+    } else if s.starts_with('.') {
+        "starts with '.'".to_owned()
+    } else if let Some((i, c)) =
+        s.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!("has {c:?} at byte {i}")
+    } else {
+        return Ok(s.to_owned());
+    };
+    Err(format!("subscription name {broken}: use 1-{max} bytes of [A-Za-z0-9._-], not starting with '.'"))
+}
+
+/// A lag limit: a size of at least 1 byte (no option at all means no limit). Values above the
+/// queue's capacity count as the capacity.
+pub fn parse_lag_limit(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n == 0 {
+        return Err("must be at least 1 byte (leave --lag-limit out for no limit)".into());
+    }
+    Ok(n)
+}
+
 /// Permission bits in octal (`600`, `0660`, `0o660`); must include owner read and write.
 pub fn parse_permissions(s: &str) -> Result<u32, String> {
     let t = s.trim();
@@ -193,6 +224,24 @@ mod tests {
         assert!(parse_name(".hidden").is_err());
         assert!(parse_name("a/b").is_err());
         assert!(parse_name(&"x".repeat(shmq::MAX_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn subscription_names_follow_the_queue_rule_and_are_at_most_48_bytes() {
+        assert_eq!(parse_subscription_name("billing-2.a_b"), Ok("billing-2.a_b".to_owned()));
+        assert!(parse_subscription_name(&"s".repeat(48)).is_ok());
+        assert!(parse_subscription_name(&"s".repeat(49)).unwrap_err().contains("1-48 bytes"));
+        assert!(parse_subscription_name("a/b").unwrap_err().contains("subscription name"));
+        assert!(parse_subscription_name(".x").is_err());
+        assert!(parse_subscription_name("").is_err());
+    }
+
+    #[test]
+    fn lag_limits_are_sizes_of_at_least_one_byte() {
+        assert_eq!(parse_lag_limit("4KiB"), Ok(4096));
+        assert_eq!(parse_lag_limit("1"), Ok(1));
+        assert!(parse_lag_limit("0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_lag_limit("4KB").is_err());
     }
 
     #[test]

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use args::{TypedSize, parse_capacity, parse_duration, parse_max_message, parse_name, parse_permissions};
+use args::{
+    TypedSize, parse_capacity, parse_duration, parse_lag_limit, parse_max_message, parse_name, parse_permissions,
+    parse_subscription_name,
+};
 
 /// Message queues in POSIX shared memory between processes on one Linux host.
 #[derive(Parser, Debug)]
@@ -49,6 +52,63 @@ impl From<ModeArg> for shmq::Mode {
             ModeArg::Mpsc => shmq::Mode::Mpsc,
         }
     }
+}
+
+/// Where a new subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FromArg {
+    /// With the next message sent.
+    Now,
+}
+
+impl From<FromArg> for shmq::From {
+    fn from(f: FromArg) -> shmq::From {
+        match f {
+            FromArg::Now => shmq::From::Now,
+        }
+    }
+}
+
+/// `shmq subs ...`.
+#[derive(Subcommand, Debug)]
+enum SubsCommand {
+    /// Create a subscription: it sees every message sent from now on. Creating one that exists
+    /// with the same options does nothing; with other options it fails.
+    Create {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Subscription name: 1-48 bytes of [A-Za-z0-9._-], not starting with '.'.
+        #[arg(value_parser = parse_subscription_name)]
+        name: String,
+        /// Never hold producers back by more than this (e.g. 64KiB; at most the capacity
+        /// counts). A subscription further behind when a producer needs its space is lapped:
+        /// it misses those messages and goes on with the newest. Default: no limit, producers
+        /// wait for it.
+        #[arg(long, value_parser = parse_lag_limit, value_name = "SIZE")]
+        lag_limit: Option<u64>,
+        /// Where it starts: now, with the next message sent.
+        #[arg(long, value_enum, default_value_t = FromArg::Now)]
+        from: FromArg,
+    },
+    /// List a queue's subscriptions: position, lag, laps, counters and members.
+    Ls {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Print JSON (stable, with schema_version).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove subscriptions: producers stop waiting for them, their members get "closed".
+    Rm {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Subscription names ("default" is the one plain `recv` reads).
+        #[arg(required = true, value_parser = parse_subscription_name)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,7 +163,8 @@ enum Command {
         /// How long to wait for each message (default: forever; 0: only what is there).
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         timeout: Option<Duration>,
-        /// Keep receiving until the queue is removed (or --timeout passes without a message).
+        /// Keep receiving until the queue (or the subscription) is removed, or --timeout passes
+        /// without a message.
         #[arg(long, short = 'f')]
         follow: bool,
         /// Print each message as lowercase hex.
@@ -112,8 +173,13 @@ enum Command {
         /// Print each message as a JSON object on its own line.
         #[arg(long)]
         json: bool,
+        /// Join this subscription as one of its members (they share its messages) instead of
+        /// reading the default one. A lapped subscription's missed bytes are reported on
+        /// stderr and receiving goes on.
+        #[arg(long, short = 's', value_parser = parse_subscription_name, value_name = "SUB")]
+        subscription: Option<String>,
     },
-    /// Show a queue's configuration, depth, counters and participants.
+    /// Show a queue's configuration, depth, counters, participants and subscriptions.
     Stat {
         /// Queue name.
         #[arg(value_parser = parse_name)]
@@ -136,6 +202,12 @@ enum Command {
         /// Queue names.
         #[arg(required = true, value_parser = parse_name)]
         names: Vec<String>,
+    },
+    /// Create, list and remove a queue's subscriptions (each sees every message sent after
+    /// its creation; the members that join one share its messages).
+    Subs {
+        #[command(subcommand)]
+        command: SubsCommand,
     },
     /// Measure shmq against bare floors, pipes and Unix sockets (two pinned processes).
     #[command(long_about = bench::LONG_HELP)]
@@ -200,7 +272,7 @@ fn main() -> ExitCode {
             commands::admin::create(&name, capacity, max_message, mode, permissions)
         }
         Command::Send { name, messages, file, timeout } => commands::send::run(&name, messages, file, timeout),
-        Command::Recv { name, count, timeout, follow, hex, json } => {
+        Command::Recv { name, count, timeout, follow, hex, json, subscription } => {
             let format = if hex {
                 commands::recv::Format::Hex
             } else if json {
@@ -208,11 +280,19 @@ fn main() -> ExitCode {
             } else {
                 commands::recv::Format::Text
             };
-            commands::recv::run(&name, if follow { None } else { Some(count) }, timeout, format)
+            let count = if follow { None } else { Some(count) };
+            commands::recv::run(&name, subscription.as_deref(), count, timeout, format)
         }
         Command::Stat { name, json, interval } => commands::stat::stat(&name, json, interval),
         Command::Ls { json } => commands::stat::ls(json),
         Command::Rm { names } => commands::admin::rm(&names),
+        Command::Subs { command } => match command {
+            SubsCommand::Create { queue, name, lag_limit, from } => {
+                commands::subs::create(&queue, &name, lag_limit, from.into())
+            }
+            SubsCommand::Ls { queue, json } => commands::subs::ls(&queue, json),
+            SubsCommand::Rm { queue, names } => commands::subs::rm(&queue, &names),
+        },
         Command::Bench(a) => bench::run(a),
         Command::BenchPeer { cpu } => bench::peer::run(cpu),
     };

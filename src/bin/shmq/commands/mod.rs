@@ -1,10 +1,12 @@
-//! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, and `stat` and `ls`
-//! ([`stat`]). Each returns `anyhow::Result`; errors name the queue and exit with status 1.
+//! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
+//! ([`stat`]), and `subs` ([`subs`]). Each returns `anyhow::Result`; errors name the queue and
+//! exit with status 1.
 
 pub mod admin;
 pub mod recv;
 pub mod send;
 pub mod stat;
+pub mod subs;
 
 /// The schema version of every `--json` output of the queue commands. Bump it only when a
 /// field changes meaning or disappears; adding fields keeps it.

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
-use shmq::{Consumer, Error};
+use shmq::{Consumer, Error, Subscription};
 
 /// How a message is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,9 +33,26 @@ struct JsonMessage<'a> {
 }
 
 /// Receives up to `count` messages (`None`: until the queue is removed), waiting at most
-/// `timeout` for each (`None`: forever). Exit 1 if nothing arrived.
-pub fn run(name: &str, count: Option<u64>, timeout: Option<Duration>, format: Format) -> Result<()> {
-    let mut rx = Consumer::open(name).with_context(|| format!("open queue {name:?} to receive"))?;
+/// `timeout` for each (`None`: forever), as a member of `subscription` (`None` or
+/// `"default"`: as the default subscription's consumer). Exit 1 if nothing arrived.
+pub fn run(
+    name: &str,
+    subscription: Option<&str>,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    format: Format,
+) -> Result<()> {
+    let subscription = subscription.filter(|&s| s != Subscription::DEFAULT);
+    let mut rx = match subscription {
+        None => Consumer::open(name).map_err(|e| match e {
+            // The queue is there but its default subscription was removed.
+            Error::NotFound(_) if shmq::Queue::inspect(name).is_ok() => {
+                super::subs::explain(name, Subscription::DEFAULT, "read", e)
+            }
+            e => anyhow::Error::new(e).context(format!("open queue {name:?} to receive")),
+        })?,
+        Some(sub) => Consumer::subscribe(name, sub).map_err(|e| super::subs::explain(name, sub, "join", e))?,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut got = 0u64;
@@ -51,8 +68,18 @@ pub fn run(name: &str, count: Option<u64>, timeout: Option<Duration>, format: Fo
         let msg = match msg {
             Ok(Some(m)) => m,
             Ok(None) => break,
+            Err(Error::Lapped { missed_bytes }) => {
+                // Our output so far first, then the notice, for a reader of both streams.
+                out.flush()?;
+                let sub = subscription.unwrap_or(Subscription::DEFAULT);
+                eprintln!(
+                    "shmq: subscription {sub:?} of queue {name:?} fell behind its lag limit and missed \
+                     {missed_bytes} bytes of messages; going on with the newest"
+                );
+                continue;
+            }
             Err(Error::Closed) if count.is_none() || got > 0 => break,
-            Err(Error::Closed) => bail!("queue {name:?} was removed"),
+            Err(Error::Closed) => bail!("{}", closed(name, subscription)),
             Err(e) => return Err(anyhow::Error::new(e).context(format!("receive from queue {name:?}"))),
         };
         print_message(&mut out, name, got, &msg, format)?;
@@ -71,6 +98,17 @@ pub fn run(name: &str, count: Option<u64>, timeout: Option<Duration>, format: Fo
         }
     }
     Ok(())
+}
+
+/// Why a receive returned `Closed`: the queue was removed, or (for a member) its
+/// subscription was.
+fn closed(name: &str, subscription: Option<&str>) -> String {
+    match subscription {
+        Some(sub) if Subscription::list(name).is_ok_and(|l| l.iter().all(|s| s.name != sub)) => {
+            format!("subscription {sub:?} of queue {name:?} was removed")
+        }
+        _ => format!("queue {name:?} was removed"),
+    }
 }
 
 fn print_message(out: &mut impl Write, queue: &str, index: u64, msg: &[u8], format: Format) -> Result<()> {

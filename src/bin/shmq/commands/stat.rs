@@ -1,4 +1,5 @@
-//! `shmq stat` and `shmq ls`: what is in a queue, who is attached, what the counters say.
+//! `shmq stat` and `shmq ls`: what is in a queue, who is attached, what the counters say;
+//! `stat` also lists the subscriptions.
 //!
 //! Both print JSON with `--json` (schema version [`super::SCHEMA_VERSION`]); the structs
 //! below are that schema.
@@ -80,6 +81,8 @@ pub struct StatJson {
     /// MPSC: claims of producers that died before committing, passed by the consumer.
     reclaimed_claims: u64,
     participants: Vec<ParticipantJson>,
+    /// The default subscription first (if it was not removed).
+    subscriptions: Vec<super::subs::SubscriptionJson>,
     /// Present with `--interval`.
     rates: Option<Rates>,
 }
@@ -155,6 +158,7 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
                     counters: p.counters.into(),
                 })
                 .collect(),
+            subscriptions: s.subscriptions.iter().map(Into::into).collect(),
             rates,
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -220,6 +224,8 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
             );
         }
     }
+    println!("subscriptions");
+    super::subs::print_table(&s.subscriptions, "  ");
     Ok(())
 }
 

@@ -526,6 +526,9 @@ fn bench_fanout_checks_every_subscription_and_reports_the_ratios() {
             assert!(d > 0.0 && r["sent_msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
             assert!((r["delivered_mb_per_s"].as_f64().unwrap() - d * size as f64 / 1e6).abs() <= d * 1e-9);
             assert_eq!(r["delivered_per_round"].as_array().unwrap().len(), 2, "{r}");
+            for k in ["producer_waits_per_1k", "producer_wakes_per_1k", "member_waits_per_1k"] {
+                assert!(r[k].as_f64().is_some_and(|x| x >= 0.0), "{k}: {r}");
+            }
         }
     }
     let ratios = subs["ratios"].as_array().unwrap();

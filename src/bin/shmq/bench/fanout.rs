@@ -20,6 +20,8 @@
 //! * Rates: *delivered* msgs/s = `M` / time from the first send until every member has
 //!   reported (every subscription has every message); *sent* msgs/s = `M` / time until the
 //!   producer's last send returned (the producer's own view: it is ahead by at most a ring).
+//! * The queue's statistics counters, read after each stream, give the futex calls per
+//!   1000 messages: the producer's waits and wakes, the members' waits (over all members).
 //! * Ratios within each round, median over rounds: `fanout4 / baseline` (target >= 0.6 at
 //!   64 B) and `members2 / members1` (target >= 0.8).
 //!
@@ -242,6 +244,30 @@ pub struct Timing {
     pub sent: Duration,
     /// Until every member had reported all it received.
     pub delivered: Duration,
+    /// The queue's futex calls during the run, from its counters.
+    pub futex: Futex,
+}
+
+/// Futex calls of a run (the queue's statistics counters, read after the stream).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Futex {
+    /// The producer's `FUTEX_WAIT` calls (it found the ring full).
+    pub producer_waits: u64,
+    /// The producer's `FUTEX_WAKE` calls.
+    pub producer_wakes: u64,
+    /// The members' `FUTEX_WAIT` calls, over all members.
+    pub member_waits: u64,
+}
+
+impl Futex {
+    /// The counters of queue `q`: its producers', and its readers' (the default consumer's
+    /// and every subscription's members').
+    fn read(q: &str) -> Result<Futex> {
+        let snap = Queue::inspect(q).with_context(|| format!("inspect {q:?}"))?;
+        let member_waits =
+            snap.received.wait_calls + snap.subscriptions.iter().map(|s| s.received.wait_calls).sum::<u64>();
+        Ok(Futex { producer_waits: snap.sent.wait_calls, producer_wakes: snap.sent.wake_calls, member_waits })
+    }
 }
 
 impl Timing {
@@ -313,7 +339,8 @@ fn run_case(peers: &mut [Peer], case: Case, size: usize, count: u64, id: u64) ->
             });
         }
         drop(to_leader);
-        let result = stream(&mut tx, &heard, case, size, count);
+        let result =
+            stream(&mut tx, &heard, case, size, count).and_then(|t| Ok(Timing { futex: Futex::read(&q)?, ..t }));
         drop(tx);
         // Removing the queue ends every member's receive with `Closed` (after what is left).
         drop(guard);
@@ -391,7 +418,7 @@ fn stream(tx: &mut Producer, heard: &mpsc::Receiver<Heard>, case: Case, size: us
             );
         }
     }
-    Ok(Timing { messages: count, sent, delivered })
+    Ok(Timing { messages: count, sent, delivered, futex: Futex::default() })
 }
 
 /// Waits for every member's `closed` (it may report `extra` markers first).
@@ -545,6 +572,12 @@ pub struct CaseResult {
     pub sent_msgs_per_s: f64,
     /// Each round's delivered msgs/s.
     pub delivered_per_round: Vec<f64>,
+    /// The producer's `FUTEX_WAIT` calls per 1000 messages (over all rounds).
+    pub producer_waits_per_1k: f64,
+    /// The producer's `FUTEX_WAKE` calls per 1000 messages.
+    pub producer_wakes_per_1k: f64,
+    /// The members' `FUTEX_WAIT` calls per 1000 messages, over all members.
+    pub member_waits_per_1k: f64,
 }
 
 /// A ratio of two cases at one size.
@@ -618,16 +651,23 @@ pub fn build(m: &FanoutMeasurements, plan: &Plan) -> FanoutReport {
             let delivered: Vec<f64> = runs.iter().map(Timing::delivered_rate).collect();
             let sent: Vec<f64> = runs.iter().map(Timing::sent_rate).collect();
             let d = median(&delivered);
+            let messages: u64 = runs.iter().map(|t| t.messages).sum();
+            let per_1k = |f: fn(&Futex) -> u64| {
+                runs.iter().map(|t| f(&t.futex)).sum::<u64>() as f64 * 1000.0 / messages.max(1) as f64
+            };
             results.push(CaseResult {
                 case: case.name(),
                 subscriptions: case.subscriptions(),
                 members: case.members(),
                 size,
-                messages: runs.iter().map(|t| t.messages).sum(),
+                messages,
                 delivered_msgs_per_s: d,
                 delivered_mb_per_s: d * size as f64 / 1e6,
                 sent_msgs_per_s: median(&sent),
                 delivered_per_round: delivered,
+                producer_waits_per_1k: per_1k(|f| f.producer_waits),
+                producer_wakes_per_1k: per_1k(|f| f.producer_wakes),
+                member_waits_per_1k: per_1k(|f| f.member_waits),
             });
         }
     }
@@ -700,9 +740,10 @@ pub fn table(m: &FanoutMeasurements, machine: &Machine, rep: &FanoutReport) -> S
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<8} {:<9} {:>13} {:>10} {:>13} {:>12}",
-        "size", "case", "delivered/s", "MB/s", "sent/s", "messages"
+        "{:<8} {:<9} {:>13} {:>10} {:>13} {:>12} {:>8} {:>8} {:>8}",
+        "size", "case", "delivered/s", "MB/s", "sent/s", "messages", "P wait", "P wake", "M wait"
     );
+    let _ = writeln!(s, "{:<70} {:-^26}", "", " futex calls per 1k msgs ");
     let mut last = usize::MAX;
     for r in &rep.results {
         if r.size != last && last != usize::MAX {
@@ -711,13 +752,16 @@ pub fn table(m: &FanoutMeasurements, machine: &Machine, rep: &FanoutReport) -> S
         last = r.size;
         let _ = writeln!(
             s,
-            "{:<8} {:<9} {:>13} {:>10.1} {:>13} {:>12}",
+            "{:<8} {:<9} {:>13} {:>10.1} {:>13} {:>12} {:>8.1} {:>8.1} {:>8.1}",
             size_label(r.size),
             r.case,
             report::rate(r.delivered_msgs_per_s),
             r.delivered_mb_per_s,
             report::rate(r.sent_msgs_per_s),
-            r.messages
+            r.messages,
+            r.producer_waits_per_1k,
+            r.producer_wakes_per_1k,
+            r.member_waits_per_1k
         );
     }
     let _ = writeln!(s, "\nratios of delivered msgs/s, median over rounds [min-max] (sent msgs/s in parentheses):");

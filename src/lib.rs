@@ -23,6 +23,16 @@
 //! * [`Producer`] and [`Consumer`]: send and receive, copying or zero-copy ([`Grant`],
 //!   [`Message`]), one message or a batch, waiting by a [`Wait`] policy; an [`Interrupter`]
 //!   wakes a blocked call.
+//! * [`Subscription`]: several readers per queue. Each subscription gets every message sent
+//!   after its creation (fan-out); the processes that join one with
+//!   [`Consumer::subscribe`] share its messages, each message going to one of them.
+//!   [`Consumer::open`] reads the [default](Subscription::DEFAULT) subscription, one process
+//!   at a time. [`SubscriptionOptions`] set a lag limit, past which a subscription is left
+//!   behind (its next receive returns [`Error::Lapped`]) rather than holding producers back;
+//!   [`Message::id`] is the same for a message in every subscription, and
+//!   [`Message::delivery_count`] tells a message handed out again after its member died.
+//!   [`Subscription::list`] reports them ([`SubscriptionInfo`], [`MemberInfo`]);
+//!   `docs/SUBSCRIPTIONS.md` explains them.
 //! * [`Error`]: every failure, each with its C code.
 //!
 //! Inside, from the bottom: `layout` (the on-memory contract, offsets in `docs/LAYOUT.md`),
@@ -73,3 +83,8 @@ pub use sync::wait::{ADAPTIVE_SPIN, Wait};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of `docs/SUBSCRIPTIONS.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/SUBSCRIPTIONS.md")]
+pub struct SubscriptionsDoctests;

@@ -988,6 +988,12 @@ impl Segment {
             let slot = self.slot(i);
             let m = self.member(i);
             // Relaxed: the lock orders us after the previous holder's stores.
+            if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE && self.stale_claim(m) {
+                // Its subscription is gone (removed, maybe made anew in the same entry):
+                // nobody will take the claim over, and producers no longer wait for it.
+                // Release: as `cursors::release`.
+                m.claim_state.store(layout::CLAIM_NONE, Ordering::Release);
+            }
             if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE && !adopt(m) {
                 let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
                 continue;
@@ -1023,6 +1029,20 @@ impl Segment {
             format!("participant table of queue {} is full ({} producers)", shown(&self.config.name), range.len())
         };
         Err(Error::Busy(what))
+    }
+
+    /// Whether member entry `m` (whose slot's lock we hold) belongs to a subscription that no
+    /// longer exists.
+    fn stale_claim(&self, m: &layout::MemberSlot) -> bool {
+        // Relaxed: the slot's lock orders us after its holder; the entry's state is changed
+        // under the admin lock, and a stale read only keeps a claim one registration longer.
+        let sub = m.sub.load(Ordering::Relaxed) as usize;
+        if !(1..layout::SUBSCRIPTIONS).contains(&sub) {
+            return true;
+        }
+        let meta = &self.sub(sub).meta;
+        meta.state.load(Ordering::Relaxed) != layout::SUB_ACTIVE
+            || meta.generation.load(Ordering::Relaxed) != m.generation.load(Ordering::Relaxed)
     }
 
     /// Takes slot `i` (whose lock we hold) out of the subscription its member table entry

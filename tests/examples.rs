@@ -1,6 +1,8 @@
 //! The README's quick-start pair, run for real: `examples/producer.rs` and
 //! `examples/consumer.rs` as two processes on one queue, each started first in turn, and the
-//! consumer's order check shown to fail on a wrong message.
+//! consumer's order check shown to fail on a wrong message; and `examples/subscriptions.rs`'s
+//! demo (a producer, two fan-out subscriptions, two members sharing a third), which starts
+//! its roles as processes itself.
 //!
 //! `cargo test` builds the examples next to the test binaries (`target/<profile>/examples/`);
 //! `cargo test --test examples` alone does not, so run `cargo build --examples` first then.
@@ -143,4 +145,55 @@ fn the_two_refuse_to_share_a_queue_with_other_options() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("exists as mpsc with capacity 4096"), "{err}");
+}
+
+/// Runs `examples/subscriptions.rs demo` with `args` on a queue of its own and returns its
+/// stdout, failing unless it exited with 0 and removed the queue.
+fn subscriptions_demo(queue: &Name, args: &[&str]) -> String {
+    let mut all = vec!["demo", "--queue", &queue.0];
+    all.extend_from_slice(args);
+    let out = succeeded("subscriptions demo", &finish("subscriptions demo", spawn("subscriptions", &all)));
+    assert!(
+        matches!(shmq::Queue::inspect(&queue.0), Err(shmq::Error::NotFound(_))),
+        "the demo should have removed the queue"
+    );
+    out
+}
+
+#[test]
+fn the_subscriptions_demo_fans_out_to_two_subscriptions_and_shares_one_between_two_members() {
+    // 3,000 messages through a 16 KiB ring: it wraps several times, so the producer waits
+    // for the slowest of the three subscriptions.
+    let q = Name::new("subs-demo");
+    let out = subscriptions_demo(&q, &["--count", "3000", "--capacity", "16384"]);
+    for name in ["audit", "metrics"] {
+        assert!(out.contains(&format!("subscriber {name:?}: 3000 events, in order, ids 0..=")), "{out}");
+    }
+    assert_eq!(out.matches(r#"of "work": "#).count(), 2, "two members should report\n{out}");
+    assert!(out.contains("received the 3000 events between them, each exactly once"), "{out}");
+    assert!(out.contains("audit and metrics: every event, under the same ids 0..="), "{out}");
+    assert!(!out.contains("lapped"), "{out}");
+}
+
+#[test]
+fn the_subscriptions_demo_shows_a_subscription_with_a_lag_limit_lapped() {
+    // `metrics` reads nothing until all 3,000 messages were sent: producers detach it
+    // instead of waiting, and its first receive reports the bytes it missed.
+    let q = Name::new("subs-lapped");
+    let out = subscriptions_demo(&q, &["--count", "3000", "--capacity", "16384", "--lag-limit", "4096"]);
+    assert!(out.contains(r#"subscriber "audit": 3000 events, in order"#), "{out}");
+    let line = out.lines().find(|l| l.starts_with(r#"subscriber "metrics""#)).unwrap_or_else(|| panic!("{out}"));
+    let missed: u64 = line
+        .split("missed ")
+        .nth(1)
+        .and_then(|s| s.strip_suffix(" bytes"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no missed bytes in {line:?}"));
+    // Every record it missed: `event 0`..`event 99` take 24 bytes (16 of header, the payload
+    // rounded up to 8), `event 100`..`event 2999` 32, `end 3000` 24; padding at the wraps
+    // adds less than a record per lap.
+    let records = 100 * 24 + 2900 * 32 + 24;
+    assert!(line.contains("lapped 1 time(s)"), "{line}");
+    assert!((records..records + 16 * 32).contains(&missed), "{line}: expected about {records} bytes");
+    assert!(out.contains("each exactly once"), "{out}");
 }

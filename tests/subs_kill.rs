@@ -268,3 +268,28 @@ fn a_member_killed_while_rejoining_after_being_lapped_leaves_the_join_to_the_nex
     let fresh: Vec<u32> = got.iter().map(|&(s, _)| s).filter(|&s| s >= 5000).collect();
     assert_eq!(fresh, (5000..5100).collect::<Vec<_>>(), "{got:?}");
 }
+
+#[test]
+fn a_creator_killed_before_finishing_the_join_holds_no_producer_back() {
+    let q = queue("joining-alone");
+    let mut c = Child::spawn_env(
+        "create",
+        &q.name,
+        &[("sub", SUB.into()), ("limit", "0".into())],
+        &[("SHMQ_FAILPOINT", "sub-joining".into())],
+    );
+    let (status, _) = c.wait_exit();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9));
+    // Nobody finishes the join: producers still go on (more than the capacity).
+    let mut tx = Producer::open(&q.name).unwrap();
+    send(&mut tx, 0..5000);
+    // The first member finishes it and gets what is sent from then on.
+    let mut m = member_child(&q);
+    m.expect("joined");
+    std::thread::sleep(Duration::from_millis(100)); // let it finish the join
+    send(&mut tx, 5000..5100);
+    let got = finished(m);
+    let fresh: Vec<u32> = got.iter().map(|&(s, _)| s).filter(|&s| s >= 5000).collect();
+    assert_eq!(fresh, (5000..5100).collect::<Vec<_>>(), "{got:?}");
+}

@@ -100,3 +100,60 @@ fn members_share() {
     drop((a, b, tx));
     Queue::remove(&name).unwrap();
 }
+
+/// A member that left in the middle of a batch, then its subscription removed and another
+/// made in the same entry: the old claim holds nobody back.
+#[test]
+fn a_claim_left_in_a_removed_subscription_holds_no_producer_back() {
+    let name = q("stale");
+    Queue::create(&name, Options::new().capacity(4096).max_message(256)).unwrap();
+    Subscription::remove(&name, "default").unwrap();
+    Subscription::create(&name, "w", SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    {
+        let mut m = Consumer::subscribe(&name, "w").unwrap();
+        for i in 0..10u32 {
+            tx.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(&*m.recv_timeout(Duration::from_secs(5)).unwrap(), &0u32.to_le_bytes());
+    } // dropped with 9 claimed messages unread
+    Subscription::remove(&name, "w").unwrap();
+    Subscription::create(&name, "v", SubscriptionOptions::new()).unwrap();
+    let mut v = Consumer::subscribe(&name, "v").unwrap();
+    for i in 0..2000u32 {
+        tx.send_timeout(&i.to_le_bytes(), Duration::from_secs(5)).unwrap();
+        assert_eq!(&*v.recv_timeout(Duration::from_secs(5)).unwrap(), &i.to_le_bytes());
+    }
+    let subs = Subscription::list(&name).unwrap();
+    assert!(subs[0].members.iter().all(|m| m.alive), "{subs:?}");
+    drop((v, tx));
+    Queue::remove(&name).unwrap();
+}
+
+/// A member that leaves in the middle of a batch hands the rest to the next member, which
+/// sees it as delivered once (nobody received it).
+#[test]
+fn a_member_leaving_mid_batch_hands_the_rest_on_as_first_deliveries() {
+    let name = q("leave");
+    Queue::create(&name, Options::new().capacity(1 << 14).max_message(256)).unwrap();
+    Subscription::remove(&name, "default").unwrap();
+    Subscription::create(&name, "w", SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    for i in 0..10u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    {
+        let mut a = Consumer::subscribe(&name, "w").unwrap();
+        let m = a.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((&*m, m.delivery_count()), (&0u32.to_le_bytes()[..], 1));
+    }
+    let mut b = Consumer::subscribe(&name, "w").unwrap();
+    for i in 1..10u32 {
+        let m = b.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((&*m, m.delivery_count()), (&i.to_le_bytes()[..], 1));
+    }
+    assert!(b.try_recv().unwrap().is_none());
+    assert_eq!(Subscription::list(&name).unwrap()[0].redelivered, 0);
+    drop((b, tx));
+    Queue::remove(&name).unwrap();
+}

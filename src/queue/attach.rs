@@ -215,7 +215,7 @@ impl Handle {
 impl crate::ring::Gate for Handle {
     #[inline(never)]
     fn head(&self, tail: u64, need: u64) -> std::result::Result<u64, RingError> {
-        super::gate::QueueGate { seg: &self.shared.seg, slot: self.my_slot() }.head(tail, need)
+        super::gate::QueueGate { seg: &self.shared.seg, slot: self.my_slot(), me: self.slot }.head(tail, need)
     }
 }
 

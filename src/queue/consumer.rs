@@ -572,6 +572,12 @@ impl Consumer {
             if let Some(rec) = self.peek_ring()? {
                 return Ok(Some(rec));
             }
+            if self.ring.head() < self.ring.limit() {
+                // Nothing where our own span promised records: a hostile writer was here.
+                let (seg, m) = (&self.h.shared.seg, self.member.as_mut().expect("a member"));
+                m.abandon(seg, &mut self.ring);
+                return Err(Error::Corrupt(format!("{:?}: a claimed span lost its records", seg.config().name)));
+            }
             self.member_publish();
             let seg = &self.h.shared.seg;
             let m = self.member.as_mut().expect("a member");
@@ -622,7 +628,9 @@ impl Consumer {
     fn member_publish(&mut self) {
         let seg = &self.h.shared.seg;
         let Some(m) = self.member.as_mut() else { return };
-        if m.finish_span(seg, &self.ring) && super::gate::wake_space(seg) {
+        // A span finished, or a part of it released: producers may have that space.
+        m.finish_span(seg, &self.ring);
+        if super::gate::wake_space(seg) {
             self.woke();
         }
     }

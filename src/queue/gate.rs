@@ -30,14 +30,17 @@ impl Cursors for Segment {
     }
 
     fn window(&self, i: usize) -> u64 {
-        let cap = self.config().capacity;
         if i == 0 {
-            return cap;
+            return cursors::NO_LIMIT;
         }
         // Relaxed: fixed before the entry turned active (whose Acquire load of `active` the
         // caller made); a value scribbled on later only changes how early it is detached.
         let limit = self.sub(i).meta.lag_limit.load(Ordering::Relaxed);
-        if limit == 0 || limit >= cap { cap } else { limit.max(self.config().geometry().max_record()) }
+        if limit == 0 {
+            cursors::NO_LIMIT
+        } else {
+            limit.clamp(self.config().geometry().max_record(), self.config().capacity)
+        }
     }
 
     fn members(&self, i: usize) -> u64 {
@@ -62,6 +65,41 @@ impl Cursors for Segment {
     fn lapped(&self, i: usize) {
         // Relaxed: a statistic.
         self.sub(i).meta.lapped.fetch_add(1, Ordering::Relaxed);
+        // Other producers may be asleep behind the subscription we just detached.
+        wake_space(self);
+    }
+
+    fn producer_claims(&self) -> impl Iterator<Item = (usize, &AtomicU64)> {
+        let first = match self.config().mode {
+            crate::segment::Mode::Spsc => layout::SLOTS, // one producer: nobody else's claims
+            crate::segment::Mode::Mpsc => 1,
+        };
+        (first..layout::SLOTS).map(|j| (j, &self.slot(j).claim_pos))
+    }
+
+    fn producer_alive(&self, j: usize) -> bool {
+        self.slot_alive(j)
+    }
+
+    fn drop_dead_claim(&self, i: usize, j: usize) -> bool {
+        if !self.try_lock_slot(j) {
+            return false; // alive (or another process is at it)
+        }
+        let m = self.member(j);
+        // Relaxed: the slot's lock orders us after its dead holder's stores.
+        let ours = m.sub.load(Ordering::Relaxed) as usize == i
+            && m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE
+            && m.generation.load(Ordering::Relaxed) == self.sub(i).meta.generation.load(Ordering::Relaxed);
+        if ours {
+            let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
+            // Relaxed: statistics.
+            self.sub(i).meta.missed_bytes.fetch_add(end.saturating_sub(pos), Ordering::Relaxed);
+            self.sub(i).meta.lapped.fetch_add(1, Ordering::Relaxed);
+            cursors::release(self.claim(j));
+            self.leave_subscription(j);
+        }
+        self.unlock_slot(j);
+        ours
     }
 }
 
@@ -70,12 +108,14 @@ pub(super) struct QueueGate<'a> {
     pub(super) seg: &'a Segment,
     /// The producer's participant slot (for `gate_min`).
     pub(super) slot: &'a Slot,
+    /// Its index.
+    pub(super) me: usize,
 }
 
 impl Gate for QueueGate<'_> {
     fn head(&self, tail: u64, need: u64) -> Result<u64, RingError> {
         let cap = self.seg.config().capacity;
-        cursors::gate(self.seg, cap, layout::SUBSCRIPTIONS, &self.slot.gate_min, tail, need)
+        cursors::gate(self.seg, cap, layout::SUBSCRIPTIONS, self.me, &self.slot.gate_min, tail, need)
     }
 }
 

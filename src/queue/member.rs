@@ -28,6 +28,9 @@ pub(super) const ADOPT_EVERY: Duration = Duration::from_millis(50);
 /// member's span holds producers back, so the ring fills and members come to wait within a
 /// lap at the latest; this only makes it sooner, without a clock read per claim).
 const ADOPT_EVERY_CLAIMS: u32 = 256;
+/// A member's claim that keeps having to start again (a hostile writer flipping the cursor's
+/// flags) gives up.
+const MAX_RETRIES: u32 = 1 << 16;
 
 /// A member's private state.
 #[derive(Debug)]
@@ -70,6 +73,11 @@ impl Member {
     pub(super) fn finish_span(&mut self, seg: &Segment, ring: &consumer::Consumer) -> bool {
         let Some(j) = self.span_of else { return false };
         if ring.head() < ring.limit() {
+            // Part read: what is released no longer needs delivering again if we die, and
+            // producers may have its space (the caller wakes them).
+            // SYNC POINT: Release pairs with the producers' Acquire load of `claim_pos`: our
+            // reads of the records below the new start are done.
+            seg.member(j).claim_pos.store(ring.head(), Ordering::Release);
             return false;
         }
         crate::failpoint::hit("member-span-read");
@@ -93,8 +101,9 @@ impl Member {
         }
         if let Some(j) = self.span_of.take() {
             // Relaxed: the unlock (or our death) orders it for the adopter, which takes the
-            // slot's lock first; raising the start frees only what we read.
-            seg.member(j).claim_pos.store(ring.head(), Ordering::Relaxed);
+            // slot's lock first. Nobody received the rest: the adopter's delivery makes the
+            // count what it is now.
+            seg.member(j).deliveries.store(self.deliveries.saturating_sub(1), Ordering::Relaxed);
             if j != self.slot {
                 seg.unlock_slot(j);
             }
@@ -118,7 +127,7 @@ impl Member {
         }
         let geo = seg.config().geometry();
         let mine = seg.claim(self.slot);
-        loop {
+        for _ in 0..MAX_RETRIES {
             let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH)
                 .map_err(|e| super::attach::corrupt(seg, e))?;
             match got {
@@ -146,6 +155,15 @@ impl Member {
                 }
             }
         }
+        Err(Error::Corrupt(format!("{:?}: subscription cursor keeps changing", seg.config().name)))
+    }
+
+    /// Gives up the span being read, whose records are not all there any more (a hostile
+    /// writer): hands it back as if read.
+    pub(super) fn abandon(&mut self, seg: &Segment, ring: &mut consumer::Consumer) {
+        let end = ring.limit();
+        ring.set_span(end, end);
+        self.finish_span(seg, ring);
     }
 
     /// Takes over the claim of a member of our subscription that died (or left with a span
@@ -196,8 +214,7 @@ pub(super) fn join(
     ring: &mut consumer::Consumer,
 ) -> Result<Member> {
     let m = seg.member(slot);
-    let mut member =
-        Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
+    let mut member = Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
     // A claim the previous holder (a member of this subscription that died) left.
     match take_over(seg, sub, slot) {
         Some((pos, end, deliveries)) => {
@@ -220,7 +237,11 @@ pub(super) fn join(
     // from now on, long before we first sleep (the Dekker pair is on the waiter set).
     seg.header().subs.sleepers.fetch_or(1 << sub, Ordering::Relaxed);
     if !member.subscribed(seg) {
-        member.leave(seg, ring);
+        // Removed meanwhile (the remover may have emptied the mask before our bit went in):
+        // nothing of ours may stay behind to hold producers back.
+        cursors::release(seg.claim(slot));
+        // Relaxed: as in `leave_subscription`.
+        e.cursor.members.fetch_and(!(1 << slot), Ordering::Relaxed);
         return Err(Error::NotFound("the subscription was removed while joining".into()));
     }
     Ok(member)
@@ -266,16 +287,35 @@ fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
     let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
     // Acquire: as in `cursors::claim`.
     let w = seg.cursor(sub).load(Ordering::Acquire);
-    let never_taken = state == CLAIM_CLAIMING && w == pos;
-    if !valid || never_taken {
+    let never_taken = state == CLAIM_CLAIMING && w & !cursors::FLAGS == pos;
+    // The span must still hold its records, stamped for their positions, up to its end
+    // exactly (a claim recorded by a member that lost the race may name bytes producers
+    // have since reused).
+    if !valid || never_taken || !intact(seg, pos, end) {
         // Release: as in `cursors::release`.
         m.claim_state.store(CLAIM_NONE, Ordering::Release);
         return None;
     }
-    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(2);
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
     // HELD: whatever it was, it is delivered now.
     m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
-    count_redelivered(seg, sub, pos, end);
+    if deliveries >= 2 {
+        count_redelivered(seg, sub, pos, end);
+    }
     Some((pos, end, deliveries))
+}
+
+/// Whether `[pos, end)` holds committed records (messages or padding) stamped for their
+/// positions, ending exactly at `end`.
+fn intact(seg: &Segment, pos: u64, end: u64) -> bool {
+    let (geo, region) = (seg.config().geometry(), seg.region());
+    let mut at = pos;
+    while at < end {
+        match crate::ring::read_record(&geo, &region, at) {
+            Ok(crate::ring::Found::Message { size, .. } | crate::ring::Found::Skip { size }) => at += size,
+            _ => return false,
+        }
+    }
+    at == end
 }

@@ -79,7 +79,7 @@ impl Producer {
         // Acquire: pairs with a predecessor's Release store of `tail`.
         let tail = h.producer.tail.load(Ordering::Acquire);
         // The gate as this producer will rely on it (published in its slot first).
-        let head = QueueGate { seg, slot: seg.slot(slot) }.head(tail, 0).map_err(|e| corrupt(seg, e))?;
+        let head = QueueGate { seg, slot: seg.slot(slot), me: slot }.head(tail, 0).map_err(|e| corrupt(seg, e))?;
         Ok(match seg.config().mode {
             Mode::Spsc => {
                 let p = spsc::Producer::attach(geo, tail, head, &seg.region()).map_err(|e| corrupt(seg, e))?;
@@ -155,7 +155,9 @@ impl Producer {
                 match p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len) {
                     Ok(res) => {
                         self.h.region.write(res.payload(), msg);
-                        p.commit(&self.h.region, res, len)
+                        let r = p.commit(&self.h.region, res, len);
+                        mine.clear();
+                        r
                     }
                     Err(e) => Err(e),
                 }
@@ -261,7 +263,7 @@ impl Producer {
         len: u32,
     ) -> std::result::Result<Reservation, RingError> {
         let h = seg.header();
-        let gate = QueueGate { seg, slot: seg.slot(slot) };
+        let gate = QueueGate { seg, slot: seg.slot(slot), me: slot };
         let r = match ring {
             ProducerRing::Spsc(p) => p.try_reserve(&h.producer.tail, &gate, &seg.region(), len),
             ProducerRing::Mpsc(p) => p.try_reserve(&h.producer.tail, &gate, seg.claim_words(slot), &seg.region(), len),
@@ -320,7 +322,11 @@ impl Producer {
         let region = &self.h.region;
         let r = match &mut self.ring {
             ProducerRing::Spsc(p) => p.commit(region, res, len).map(|()| p.publish(&self.h.header().producer.tail)),
-            ProducerRing::Mpsc(p) => p.commit(region, res, len),
+            ProducerRing::Mpsc(p) => {
+                let r = p.commit(region, res, len);
+                self.h.shared.seg.claim_words(self.h.slot).clear();
+                r
+            }
         };
         r.map_err(|e| corrupt(&self.h.shared.seg, e))?;
         self.h.count(1, len as usize);
@@ -364,6 +370,7 @@ impl Producer {
             // The claimed space becomes padding; the consumer may be waiting behind it.
             // `Reclaimed` needs nothing more: a reader made it padding already.
             let _ = p.abort(&self.h.region, res);
+            self.h.shared.seg.claim_words(self.h.slot).clear();
             self.wake_consumer();
         }
         // SPSC: nothing was published; the space is simply reused.
@@ -505,6 +512,7 @@ impl Producer {
                             count += 1;
                             crate::failpoint::hit("mpsc-batch-committed-one");
                         }
+                        mine.clear();
                         outcome
                     }
                     Err(e) => Err(e),

@@ -266,6 +266,20 @@ fn free_entry(seg: &Segment, i: usize) {
     // SYNC POINT: AcqRel: producers that no longer see the bit no longer wait for the entry.
     h.subs.active.fetch_and(!(1u64 << i), Ordering::AcqRel);
     if i != 0 {
+        // Its members' claims stop holding producers back (and a new subscription in this
+        // entry starts without them). Dead members' claims go: their slots are free for
+        // anyone again. Live members clear theirs when they see the subscription gone.
+        // AcqRel: producers that read the empty mask no longer read those claims.
+        let mask = seg.sub(i).cursor.members.swap(0, Ordering::AcqRel);
+        for j in gate::bits(mask).filter(|&j| j < layout::MEMBERS) {
+            if seg.try_lock_slot(j) {
+                let m = seg.member(j);
+                // Release: as `cursors::release`.
+                m.claim_state.store(layout::CLAIM_NONE, Ordering::Release);
+                seg.leave_subscription(j);
+                seg.unlock_slot(j);
+            }
+        }
         // Detached for good: members' claims (CAS from a tethered word) fail and they look
         // at the state. AcqRel: as any change of a cursor word.
         let _ = seg.sub(i).cursor.cursor.fetch_or(layout::CURSOR_DETACHED, Ordering::AcqRel);

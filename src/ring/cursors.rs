@@ -62,7 +62,8 @@ pub trait Cursors {
     fn tail(&self) -> &AtomicU64;
     /// Entry `i`'s cursor word.
     fn cursor(&self, i: usize) -> &AtomicU64;
-    /// Entry `i`'s window: its lag limit, or the capacity if it has none.
+    /// Entry `i`'s lag limit in bytes ([`NO_LIMIT`]: none). A limit above the capacity
+    /// counts as the capacity: the entry is detached rather than overwritten unread.
     fn window(&self, i: usize) -> u64;
     /// Bit `j`: member `j` belongs to entry `i` (0 for an entry without members).
     fn members(&self, i: usize) -> u64;
@@ -72,7 +73,25 @@ pub trait Cursors {
     fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64>;
     /// Called when entry `i` was detached (a statistic).
     fn lapped(&self, i: usize);
+    /// Every producer's claim start word (`NO_CLAIM` when it holds no claim), with its slot.
+    /// With no reader to pace them, producers must not overwrite each other's claims.
+    fn producer_claims(&self) -> impl Iterator<Item = (usize, &AtomicU64)> {
+        std::iter::empty()
+    }
+    /// Whether producer `j` lives (a system call: asked only about a claim in the way).
+    fn producer_alive(&self, _j: usize) -> bool {
+        true
+    }
+    /// Drops member `j`'s claim on entry `i` if the member is dead (a system call: asked only
+    /// about a claim in the way of a lag-limited entry, which may miss messages but must not
+    /// hold producers back). Returns whether it did.
+    fn drop_dead_claim(&self, _i: usize, _j: usize) -> bool {
+        false
+    }
 }
+
+/// [`Cursors::window`] of an entry without a lag limit.
+pub const NO_LIMIT: u64 = u64::MAX;
 
 /// What a scan found.
 struct Scan {
@@ -94,35 +113,41 @@ pub fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-fn scan<C: Cursors + ?Sized>(c: &C, cap: u64, entries: usize, tail: u64, need: u64) -> Result<Scan, RingError> {
+fn scan<C: Cursors + ?Sized>(
+    c: &C,
+    cap: u64,
+    entries: usize,
+    me: usize,
+    tail: u64,
+    need: u64,
+) -> Result<Scan, RingError> {
     let (mut head, mut min_pos) = (tail, tail);
     // SYNC POINT: Acquire pairs with the Release that activated an entry: its cursor and
     // options are visible.
     let active = c.active().load(Ordering::Acquire);
     for i in bits(active).filter(|&i| i < entries) {
         let word = c.cursor(i);
-        let window = c.window(i).min(cap);
+        let limit = c.window(i);
+        let window = limit.min(cap);
         // SYNC POINT: Acquire pairs with the Release stores (a sole consumer) and CASes
         // (members, joiners) of the cursor: the readers' reads below it are done, and the
         // claim records members stored before their CAS are visible below.
         let mut w = word.load(Ordering::Acquire);
         loop {
-            if w & CURSOR_DETACHED != 0 {
+            // Detached: not waited for. Joining: not started yet; it will start at or above
+            // every producer's `gate_min` (the module docs' Dekker pair), so it needs
+            // nothing from us, and waiting for it would make a joiner that died or stopped
+            // everybody's hostage.
+            if w & FLAGS != 0 {
                 break;
             }
-            let pos = w & !FLAGS;
+            let pos = w;
             // A cursor above our view of the tail (on an MPSC queue our `tail` may be older
             // than what readers have seen) holds nothing we are about to overwrite.
             if !plausible(pos) || (pos <= tail && tail - pos > cap) {
                 return Err(RingError::Corrupt("subscription cursor outside the ring"));
             }
-            if w & CURSOR_JOINING != 0 {
-                // Not started yet: wait for it where it is, whatever its window.
-                head = head.min(pos);
-                min_pos = min_pos.min(pos);
-                break;
-            }
-            if window < cap && (tail + need).saturating_sub(pos) > window {
+            if limit != NO_LIMIT && (tail + need).saturating_sub(pos) > window {
                 // AcqRel: the detach is a decision its members read through the cursor;
                 // on failure Acquire, as the load above.
                 match word.compare_exchange(w, w | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
@@ -145,31 +170,57 @@ fn scan<C: Cursors + ?Sized>(c: &C, cap: u64, entries: usize, tail: u64, need: u
         for j in bits(c.members(i)) {
             let m = c.claim(j);
             // SYNC POINT: Acquire pairs with the member's Release store of `CLAIM_NONE` when
-            // it is done with a span: its reads of the span are done before we overwrite it.
+            // it is done with a span (or of a raised start): its reads are done before we
+            // overwrite them.
             if m.state.load(Ordering::Acquire) == CLAIM_NONE {
                 continue;
             }
-            // Relaxed: stored before the claim's CAS on the cursor, which our Acquire load
-            // of the cursor ordered; a stale (older, lower) value only holds us back more.
-            let pos = m.pos.load(Ordering::Relaxed);
+            // Acquire: as above, for a start raised as the member releases messages; a
+            // stale (lower) value only holds us back more.
+            let pos = m.pos.load(Ordering::Acquire);
             // A claim recorded after its span was freed (a member that lost the race for it)
             // is below every cursor: ignoring it is right. One outside the ring is nonsense.
-            if plausible(pos) && pos <= tail && tail - pos <= cap {
-                head = head.min(pos);
-                min_pos = min_pos.min(pos);
+            if !(plausible(pos) && pos <= tail && tail - pos <= cap) {
+                continue;
             }
+            // A dead member's claim in the way of a lag-limited entry is dropped (the entry
+            // misses those messages), never waited for.
+            if limit != NO_LIMIT && tail + need - pos > cap && c.drop_dead_claim(i, j) {
+                continue;
+            }
+            head = head.min(pos);
+            min_pos = min_pos.min(pos);
         }
+    }
+    // The claims of other producers in flight: a reader cannot pass a record not yet
+    // committed, but a cursor that started at the tail (a new subscription, a rejoin) is
+    // already past such claims, and with no reader at all nothing else keeps us from
+    // lapping them (their commit would then fail, or a reader get torn records).
+    for (j, w) in c.producer_claims().filter(|&(j, _)| j != me) {
+        // Acquire: pairs with the producer's Release clear after its commit.
+        let pos = w.load(Ordering::Acquire);
+        if !plausible(pos) || pos >= tail || tail - pos > cap {
+            continue; // none, one at or past our view of the tail, or nonsense
+        }
+        // In the way: a dead producer's claim is waited for only by the readers stuck
+        // behind it (which turn it into padding); a live (or stopped) one's is waited for.
+        if tail + need - pos > cap && !c.producer_alive(j) {
+            continue;
+        }
+        head = head.min(pos);
     }
     Ok(Scan { head, min_pos })
 }
 
 /// The gate for a producer whose view of the tail is `tail` and which needs `need` bytes
 /// past it: the position below which it may overwrite (see the module docs). `gate_min`
-/// is the producer's own published word; `entries` bounds the entry indexes.
+/// is the producer's own published word, `me` its slot (its own claim is not in its way);
+/// `entries` bounds the entry indexes.
 pub fn gate<C: Cursors + ?Sized>(
     c: &C,
     cap: u64,
     entries: usize,
+    me: usize,
     gate_min: &AtomicU64,
     tail: u64,
     need: u64,
@@ -178,9 +229,14 @@ pub fn gate<C: Cursors + ?Sized>(
         // SYNC POINT: Acquire pairs with a joiner's Release bump: its cursor, stored
         // before, is visible to the scan.
         let joins = c.joins().load(Ordering::Acquire);
-        let scan = scan(c, cap, entries, tail, need)?;
-        // Relaxed: ordered before the re-read of `joins` by the fence below.
-        gate_min.store(scan.min_pos, Ordering::Relaxed);
+        let scan = scan(c, cap, entries, me, tail, need)?;
+        // Never lower: the caller keeps the highest head it was given (it never moves its
+        // cache backwards), and every head it was given is at or below the `gate_min` of its
+        // scan; a joiner must start above all of them. Relaxed (load and store): only we
+        // write it; ordered before the re-read of `joins` by the fence below.
+        let published = gate_min.load(Ordering::Relaxed);
+        let keep = if plausible(published) && published <= tail { published } else { 0 };
+        gate_min.store(scan.min_pos.max(keep), Ordering::Relaxed);
         // SYNC POINT: pairs with the joiner's fence between its bump of `joins` and its
         // reads of `gate_min` (the module docs' Dekker pair).
         fence(Ordering::SeqCst);
@@ -224,8 +280,9 @@ pub fn finish_join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Op
 }
 
 /// Makes entry `i`'s cursor count again from word `w` (detached): stores the producers'
-/// position flagged `JOINING`, then [`finish_join`]. Returns the start, or `None` if
-/// another process changed the word first.
+/// position flagged `JOINING`, then [`finish_join`]. Returns the start (where the cursor
+/// stands once joined, also when another member finished the join), or `None` if another
+/// process changed the word first.
 pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u64> {
     // Acquire: pairs with the producers' Release publication of `tail`.
     let t0 = c.tail().load(Ordering::Acquire);
@@ -237,7 +294,9 @@ pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u6
         return None;
     }
     crate::failpoint::hit("rejoin-joining");
-    finish_join(c, cap, i, joining)
+    // We made it join, so we report it: if another member finished the join first, its
+    // start is the cursor's position now (Acquire: as the claim's load).
+    Some(finish_join(c, cap, i, joining).unwrap_or_else(|| c.cursor(i).load(Ordering::Acquire) & !FLAGS))
 }
 
 /// What [`claim`] found.

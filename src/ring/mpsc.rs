@@ -36,6 +36,16 @@ impl ClaimWords<'_> {
         self.end.store(end, Ordering::Relaxed);
         self.pos.store(pos, Ordering::Relaxed);
     }
+
+    /// Says this producer holds no claim any more: everything it claimed is committed (or
+    /// aborted into padding). Producers that find no reader to pace them wait for the
+    /// claims of others instead (`ring::cursors`), so a claim must not stay recorded once done.
+    #[inline]
+    pub fn clear(&self) {
+        // Release: a producer that reads the cleared word (Acquire) and then overwrites the
+        // space does so after our commit's writes.
+        self.pos.store(crate::layout::NO_CLAIM, Ordering::Release);
+    }
 }
 
 /// Producer state; see the module docs.
@@ -175,6 +185,7 @@ impl Producer {
             }
             crate::failpoint::hit("mpsc-pad-claimed");
             self.pad_to_end(region, pos, index)?;
+            mine.clear();
         }
     }
 

@@ -626,3 +626,28 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
 }
+
+// ---------------------------------------------------------------------------------------
+// Waiting for a child asleep on a futex whose waiter count is not at a fixed offset.
+
+impl Child {
+    /// Waits until thread `tid` of the child sleeps in `FUTEX_WAIT` on a shared (not
+    /// private) futex, as `/proc/PID/task/TID/syscall` shows it: for waits whose waiter
+    /// count is not at a fixed offset of the header (a subscription member's). Where `/proc`
+    /// does not show system calls, gives the few instructions before the sleep ample time.
+    pub fn wait_in_shared_futex(&self, tid: i32) {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let last = match proc_syscall(self.pid(), tid).filter(|_| SYS_FUTEX.is_some()) {
+                Some(s) if is_shared_futex_wait(&s) => return,
+                Some(s) => s,
+                None => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    return;
+                }
+            };
+            assert!(Instant::now() < deadline, "child {} never slept on a shared futex (syscall {last:?})", self.role);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}

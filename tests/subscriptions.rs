@@ -4,8 +4,8 @@
 //! holds producers back, and a removed subscription closes on its members.
 //!
 //! * Fan-out: 4 subscriptions, a subscriber process on each, 2 producer processes:
-//!   `SHMQ_FANOUT_MESSAGES` messages per producer (default 100,000; the release-scale
-//!   run is `SHMQ_FANOUT_MESSAGES=1000000 cargo test --release --test subscriptions fan_out`).
+//!   `SHMQ_FANOUT_MESSAGES` messages per producer (default 1,000,000: about 16 s in a debug
+//!   build on 2 cores; smaller values for quick runs).
 //! * Shared work under kill -9: 3 members of one subscription, one killed with `SIGKILL` every
 //!   50 ms and replaced, `SHMQ_MEMBER_KILL_ROUNDS` rounds (default 200); one member's span,
 //!   deterministically: killed (delivered again with count 2), stopped (kept), left (handed on).
@@ -388,7 +388,7 @@ fn fan_producer(queue: &str) {
 fn fan_out_every_subscription_receives_every_message_of_every_producer() {
     const SUBS: usize = 4;
     const MAX: usize = 512;
-    let count = knob("SHMQ_FANOUT_MESSAGES", 100_000) as u32;
+    let count = knob("SHMQ_FANOUT_MESSAGES", 1_000_000) as u32;
     let q = TestQueue::create("fan", Options::new().capacity(256 << 10).max_message(4096));
     // Nobody reads the default subscription here: without a lag limit it would hold the
     // producers back.

@@ -19,8 +19,9 @@
 //! highest. A producer re-reads `joins` after storing `gate_min`: with a full barrier on
 //! each side this is a Dekker pair, so either the producer sees the bump (and scans again,
 //! now seeing the cursor) or the joiner sees the producer's `gate_min` (and starts above
-//! it). Anyone who finds a cursor `JOINING` may finish the join ([`finish_join`]), so a
-//! joiner that dies or stops holds nobody hostage.
+//! it). Anyone who finds a cursor `JOINING` may finish the join ([`finish_join`]): members
+//! do when they claim, producers when they compute their gate (then gating on where it
+//! started), so a joiner that dies or stops holds nobody hostage.
 //!
 //! **Members** claim spans ([`claim`]): from the cursor they walk over up to a batch of
 //! committed records, record the span in their claim words (`CLAIMING`), then move the
@@ -38,6 +39,8 @@ pub const FLAGS: u64 = CURSOR_DETACHED | CURSOR_JOINING;
 /// A producer gives up on a gate that keeps changing under it (a hostile writer bumping
 /// `joins`) after this many scans.
 const MAX_SCANS: u32 = 1 << 16;
+/// A producer gives up on a cursor that keeps being made to join again (a hostile writer).
+const MAX_FINISHES: u32 = 64;
 /// A member's claim that keeps losing (a hostile writer moving the cursor) gives up.
 const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
 
@@ -133,12 +136,23 @@ fn scan<C: Cursors + ?Sized>(
         // (members, joiners) of the cursor: the readers' reads below it are done, and the
         // claim records members stored before their CAS are visible below.
         let mut w = word.load(Ordering::Acquire);
+        let mut finishes = 0u32;
         loop {
-            // Detached: not waited for. Joining: not started yet; it will start at or above
-            // every producer's `gate_min` (the module docs' Dekker pair), so it needs
-            // nothing from us, and waiting for it would make a joiner that died or stopped
-            // everybody's hostage.
-            if w & FLAGS != 0 {
+            if w & CURSOR_JOINING != 0 {
+                // Not started yet. We finish the join ourselves (atomics only), so that a
+                // joiner that died or stopped holds nobody up, and gate on where it starts:
+                // a producer that saw the joiner's bump must count its cursor (the Dekker
+                // pair in the module docs), and we cannot tell whether we did.
+                finishes += 1;
+                if finishes > MAX_FINISHES {
+                    return Err(RingError::Corrupt("subscription cursor keeps joining"));
+                }
+                let _ = finish_join(c, cap, i, w);
+                // Acquire: as the load above.
+                w = word.load(Ordering::Acquire);
+                continue;
+            }
+            if w & CURSOR_DETACHED != 0 {
                 break;
             }
             let pos = w;

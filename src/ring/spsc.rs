@@ -88,10 +88,14 @@ impl Producer {
 
     /// Makes sure `need` bytes starting at `tail` are free.
     #[inline]
-    fn ensure_free<G: Gate + ?Sized>(&mut self, head: &G, need: u64) -> Result<(), RingError> {
+    fn ensure_free<G: Gate + ?Sized>(&mut self, shared_tail: &AtomicU64, head: &G, need: u64) -> Result<(), RingError> {
         if self.tail + need - self.head_cache <= self.geo.capacity {
             return Ok(());
         }
+        // Publish `tail` first (the slow path only): a subscription starting meanwhile takes
+        // the published tail as its lowest start, and it must not be below what the gate
+        // lets us overwrite (in a batch, `tail` is otherwise published only at its end).
+        self.publish(shared_tail);
         // The gate's Acquire pairs with the readers' Release stores of their positions.
         let h = checked_head(&self.geo, head.head(self.tail, need)?, self.tail)?;
         // Never backwards: a value below the cached one (a subscription that joined since,
@@ -119,7 +123,7 @@ impl Producer {
         let index = self.geo.index(self.tail);
         let to_end = self.geo.capacity - index as u64;
         if size > to_end {
-            self.ensure_free(head, to_end)?;
+            self.ensure_free(shared_tail, head, to_end)?;
             // SYNC POINT: Release pairs with the reader's Acquire load of the stamp.
             region.word(index).store(self.geo.stamp(self.tail, record::KIND_PAD_END), Ordering::Release);
             self.tail += to_end;
@@ -127,7 +131,7 @@ impl Producer {
             shared_tail.store(self.tail, Ordering::Release);
             return self.try_reserve(shared_tail, head, region, len);
         }
-        self.ensure_free(head, size)?;
+        self.ensure_free(shared_tail, head, size)?;
         Ok(Reservation { pos: self.tail, index, len, size, old_stamp: 0 })
     }
 

@@ -482,6 +482,74 @@ fn bench_quick_reports_every_transport_with_sane_numbers() {
     }
 }
 
+#[test]
+fn bench_fanout_checks_every_subscription_and_reports_the_ratios() {
+    let dir = Scratch::new("fanout");
+    let json_path = dir.0.join("fanout.json");
+    // Fixed counts: every run streams exactly 3000 messages, each checked by every
+    // subscription (the bench fails if one is missing or duplicated).
+    let o = ok(shmq(&[
+        "bench",
+        "--fanout",
+        "--size",
+        "64,1KiB",
+        "--rounds",
+        "2",
+        "--messages",
+        "3000",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]));
+    let table = stdout(&o);
+    assert!(table.contains("fanout4/baseline") && table.contains("members2/members1"), "{table}");
+
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["results"].as_array().unwrap().len(), 0, "no transport comparison with --fanout");
+    let subs = &v["subscriptions"];
+    assert_eq!(subs["wait"], "block");
+    assert_eq!(subs["rounds"], 2);
+    let results = subs["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8, "one result per (case, size)");
+    for (case, subscriptions, members) in
+        [("baseline", 1, 1), ("fanout4", 4, 4), ("members1", 1, 1), ("members2", 1, 2)]
+    {
+        for size in [64u64, 1024] {
+            let r = results
+                .iter()
+                .find(|r| r["case"] == case && r["size"] == size)
+                .unwrap_or_else(|| panic!("no result for {case} at {size} B"));
+            assert_eq!(r["subscriptions"], subscriptions, "{r}");
+            assert_eq!(r["members"], members, "{r}");
+            assert_eq!(r["messages"], 6000, "{r}");
+            let d = r["delivered_msgs_per_s"].as_f64().unwrap();
+            assert!(d > 0.0 && r["sent_msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            assert!((r["delivered_mb_per_s"].as_f64().unwrap() - d * size as f64 / 1e6).abs() <= d * 1e-9);
+            assert_eq!(r["delivered_per_round"].as_array().unwrap().len(), 2, "{r}");
+            for k in ["producer_waits_per_1k", "producer_wakes_per_1k", "member_waits_per_1k"] {
+                assert!(r[k].as_f64().is_some_and(|x| x >= 0.0), "{k}: {r}");
+            }
+        }
+    }
+    let ratios = subs["ratios"].as_array().unwrap();
+    for (name, size, target) in
+        [("fanout4/baseline", 64u64, Some(0.6)), ("fanout4/baseline", 1024, None), ("members2/members1", 64, Some(0.8))]
+    {
+        let r = ratios
+            .iter()
+            .find(|r| r["ratio"] == name && r["size"] == size && r["metric"] == "delivered_msgs_per_s")
+            .unwrap_or_else(|| panic!("no {name} at {size} B"));
+        assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["target"].as_f64(), target, "{r}");
+        assert_eq!(r["per_round"].as_array().unwrap().len(), 2, "{r}");
+    }
+    assert!(ratios.iter().any(|r| r["metric"] == "sent_msgs_per_s"));
+
+    // Its messages carry their sequence number; it measures subscriptions only.
+    fails_with(2, &shmq(&["bench", "--fanout", "--size", "4"]));
+    fails_with(2, &shmq(&["bench", "--fanout", "--transport", "pipe"]));
+}
+
 fn check_hgrm(f: &Path) {
     let rows = parse_hgrm(&std::fs::read_to_string(f).unwrap());
     assert!(rows.len() > 5, "{}: too few rows", f.display());

@@ -52,6 +52,7 @@
 //! Kernel transports and the floors report `wait` as the mode they run in: `block` for
 //! pipe, uds and futex-floor, `spin` for spin-floor.
 
+pub mod fanout;
 pub mod floors;
 pub mod peer;
 pub mod plot;
@@ -109,13 +110,21 @@ Transports run interleaved in rounds (A B C A B C ...); ratios are taken within 
 and their median is reported, with a spin-floor probe before and after the run, because on
 VMs the distance between two CPUs can change within seconds. The table ends with shmq's
 ratios to each floor and to the fastest kernel transport: p50 latency, and streaming
-messages/s (the same ratio as MB/s: one size per row).";
+messages/s (the same ratio as MB/s: one size per row).
+
+--fanout measures subscriptions instead, between one producer (this process) and 1-4 member
+processes, all waiting with block, not pinned: baseline (the default consumer), fanout4 (4
+subscriptions, 1 member each), members1 and members2 (1 subscription shared by 1, then 2
+members). Every subscription is checked to receive each message exactly once. It reports
+delivered msgs/s (until every subscription has everything) and the ratios fanout4/baseline
+and members2/members1 (median over rounds). Sizes default to 64,1KiB,64KiB.";
 
 /// Options of `shmq bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Message sizes, comma-separated (1 B to 16 MiB).
-    #[arg(long, value_delimiter = ',', value_parser = parse_usize_size, default_value = "8,64,1KiB,64KiB")]
+    /// Message sizes, comma-separated (1 B to 16 MiB) [default: 8,64,1KiB,64KiB; with
+    /// --fanout: 64,1KiB,64KiB].
+    #[arg(long, value_delimiter = ',', value_parser = parse_usize_size)]
     pub size: Vec<usize>,
     /// Transports, comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
@@ -123,6 +132,10 @@ pub struct BenchArgs {
     /// shmq wait policies, comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub wait: Vec<WaitKind>,
+    /// Measure subscriptions instead: one producer feeding the default consumer, 4
+    /// subscriptions, and 1 then 2 members sharing one, all blocking, in separate processes.
+    #[arg(long, conflicts_with_all = ["transport", "wait", "hgrm", "plot"])]
+    pub fanout: bool,
     /// Round trips (and streamed messages) per transport, size and round (default: as many
     /// as fit in a time budget per run).
     #[arg(long, value_name = "N")]
@@ -243,6 +256,9 @@ pub struct RunSpec {
     pub warmup: u64,
     /// The transport's rendezvous: queue base name, shm object name, or directory.
     pub resource: String,
+    /// `shmq bench --fanout`: the peer joins a queue as a consumer or subscription member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<fanout::MemberSpec>,
 }
 
 /// Time budgets and counts of a run.
@@ -459,7 +475,10 @@ pub struct Measurements {
 }
 
 /// `shmq bench`.
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(mut args: BenchArgs) -> Result<()> {
+    if args.size.is_empty() {
+        args.size = if args.fanout { vec![64, 1 << 10, 64 << 10] } else { vec![8, 64, 1 << 10, 64 << 10] };
+    }
     for &s in &args.size {
         if s == 0 || s > MAX_SIZE {
             crate::usage_error(format!("invalid --size {s}: from 1 B to 16 MiB (pipes cannot carry empty messages)"));
@@ -467,6 +486,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.rounds == Some(0) || args.messages == Some(0) {
         crate::usage_error("--rounds and --messages must be at least 1");
+    }
+    if args.fanout {
+        return run_fanout(&args);
     }
     let cpus = allowed_cpus();
     let pinned = if cpus.len() >= 2 && !args.no_pin { Some((cpus[0], cpus[1])) } else { None };
@@ -531,6 +553,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         plot::draw(path, &m).with_context(|| format!("draw {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `shmq bench --fanout`.
+fn run_fanout(args: &BenchArgs) -> Result<()> {
+    if let Some(&s) = args.size.iter().find(|&&s| s < fanout::MIN_SIZE) {
+        crate::usage_error(format!(
+            "invalid --size {s} with --fanout: at least {} B (each message carries its sequence number)",
+            fanout::MIN_SIZE
+        ));
+    }
+    let plan = fanout::Plan {
+        sizes: args.size.clone(),
+        rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 5 }),
+        budget: Duration::from_millis(if args.quick { 40 } else { 250 }),
+        fixed: args.messages,
+        warmup: if args.quick { 500 } else { 2000 },
+        quick: args.quick,
+    };
+    fanout::run(&plan, args.json.as_deref())
 }
 
 fn dedup<T: Copy + Ord>(v: &[T]) -> Vec<T> {

@@ -13,6 +13,17 @@
 //! end                      ->    leaves the transport
 //! quit (or EOF)            ->    exits
 //! ```
+//! For `shmq bench --fanout` the spec names a queue to join as a consumer or subscription
+//! member (`RunSpec::member`) instead:
+//!
+//! ```text
+//! run {RunSpec as JSON}    ->    joins the queue or subscription
+//!                          <-    ready
+//! stream M                 ->    receives and checks messages 0..M (its share of them)
+//!                          <-    stopped COUNT SUM SUMSQ   (at its first end marker)
+//!                          <-    extra                     (at each later end marker)
+//!                          <-    closed                    (the leader removed the queue)
+//! ```
 //! Any failure is reported as `error <message>` and ends the process. The peer asks the
 //! kernel to kill it if the leader dies, so a spinning peer never outlives its leader.
 
@@ -44,7 +55,10 @@ pub fn run(cpu: Option<usize>) -> Result<()> {
         }
         let result = match line.strip_prefix("run ") {
             Some(json) => {
-                serde_json::from_str::<RunSpec>(json).map_err(anyhow::Error::from).and_then(|s| serve(&mut ctl, &s))
+                serde_json::from_str::<RunSpec>(json).map_err(anyhow::Error::from).and_then(|s| match &s.member {
+                    Some(m) => super::fanout::serve_member(&mut ctl, &s, m),
+                    None => serve(&mut ctl, &s),
+                })
             }
             None => Err(anyhow!("unknown command {line:?}")),
         };
@@ -57,20 +71,21 @@ pub fn run(cpu: Option<usize>) -> Result<()> {
 }
 
 /// The control pipe, peer side.
-struct Control<R: BufRead, W: Write> {
+pub struct Control<R: BufRead, W: Write> {
     input: R,
     output: W,
 }
 
 impl<R: BufRead, W: Write> Control<R, W> {
-    fn say(&mut self, line: &str) -> Result<()> {
+    /// Writes one line.
+    pub fn say(&mut self, line: &str) -> Result<()> {
         writeln!(self.output, "{line}")?;
         self.output.flush()?;
         Ok(())
     }
 
     /// The next line; empty at EOF.
-    fn hear(&mut self) -> Result<String> {
+    pub fn hear(&mut self) -> Result<String> {
         let mut line = String::new();
         self.input.read_line(&mut line)?;
         Ok(line.trim_end().to_owned())

@@ -26,6 +26,10 @@ pub struct Report {
     pub results: Vec<ResultJson>,
     /// shmq against each baseline, median over rounds.
     pub ratios: Vec<Ratio>,
+    /// `shmq bench --fanout` only (added to schema version 1; `results` and `ratios` are
+    /// then empty): what subscriptions cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<super::fanout::FanoutReport>,
 }
 
 /// The machine.
@@ -278,6 +282,11 @@ fn read_trim(path: &str) -> String {
 }
 
 fn machine(m: &Measurements) -> Machine {
+    machine_info(m.cpus, m.pinned)
+}
+
+/// The machine, with the CPUs the bench could use and where its two processes were pinned.
+pub fn machine_info(cpus: usize, pinned: Option<(usize, usize)>) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         cpuinfo
@@ -295,10 +304,10 @@ fn machine(m: &Measurements) -> Machine {
         arch: std::env::consts::ARCH,
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         cpu_model,
-        cpus: m.cpus,
+        cpus,
         virtualized,
         clocksource: read_trim("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
-        pinned_cpus: m.pinned.map(|(a, b)| [a, b]),
+        pinned_cpus: pinned.map(|(a, b)| [a, b]),
     }
 }
 
@@ -338,6 +347,37 @@ impl Report {
             },
             results,
             ratios: ratios(m),
+            subscriptions: None,
+        }
+    }
+
+    /// The JSON of `shmq bench --fanout`: the machine, the run, no transport results, and
+    /// the subscriptions' (no latency runs: `warmup_round_trips` and `latency_budget_ms`
+    /// are 0; `throughput_budget_ms` is a run's stream).
+    pub fn for_fanout(
+        machine: Machine,
+        m: &super::fanout::FanoutMeasurements,
+        plan: &super::fanout::Plan,
+        subscriptions: super::fanout::FanoutReport,
+    ) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            machine,
+            run: RunInfo {
+                shmq_version: env!("CARGO_PKG_VERSION"),
+                rounds: m.runs.len(),
+                quick: plan.quick,
+                sizes: m.sizes.clone(),
+                warmup_round_trips: 0,
+                messages: plan.fixed,
+                latency_budget_ms: 0,
+                throughput_budget_ms: plan.budget.as_millis() as u64,
+                floor_probe: None,
+                elapsed_s: m.elapsed.as_secs_f64(),
+            },
+            results: Vec::new(),
+            ratios: Vec::new(),
+            subscriptions: Some(subscriptions),
         }
     }
 }
@@ -346,7 +386,8 @@ fn size_label(n: usize) -> String {
     crate::args::format_size(n as u64)
 }
 
-fn rate(v: f64) -> String {
+/// A rate with an SI prefix: `20.06 M`.
+pub fn rate(v: f64) -> String {
     if v >= 1e9 {
         format!("{:.2} G", v / 1e9)
     } else if v >= 1e6 {

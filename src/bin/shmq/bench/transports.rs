@@ -161,10 +161,11 @@ impl Drop for Context {
 }
 
 /// Removes the bench's queues of a run, whatever happens.
-struct QueueGuard(Vec<String>);
+pub struct QueueGuard(Vec<String>);
 
 impl QueueGuard {
-    fn new(names: Vec<String>) -> QueueGuard {
+    /// Removes `names` when dropped (and when the peer dies).
+    pub fn new(names: Vec<String>) -> QueueGuard {
         CURRENT_QUEUES.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&names);
         QueueGuard(names)
     }
@@ -232,7 +233,7 @@ pub fn peer_uds(path: &str) -> Result<KernelEnd<UnixStream, UnixStream>> {
 pub fn run_one(peer: &mut Peer, ctx: &mut Context, config: Config, size: usize, budget: Budget) -> Result<Sample> {
     let id = ctx.id();
     let pid = std::process::id();
-    let mut spec = RunSpec { config, size, warmup: budget.warmup, resource: String::new() };
+    let mut spec = RunSpec { config, size, warmup: budget.warmup, resource: String::new(), member: None };
     let r = match config.kind {
         Kind::Shmq => {
             let base = format!("bench-{pid}-{id}");

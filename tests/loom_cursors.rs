@@ -546,7 +546,7 @@ fn join_against_a_gate(new_entry: bool, fault: Fault) -> (JoinOutcome, bool) {
 fn a_joiner_stalled_before_its_final_cas_never_starts_below_a_producers_head() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
-    builder(8).check(move || {
+    builder(11).check(move || {
         let caught_up = Entry { word: PUBLISHED, window: NO_LIMIT, members: 0 };
         let detached = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, PUBLISHED, 0b11, [caught_up, detached]));
@@ -1131,7 +1131,7 @@ fn a_new_cursor_never_starts_below_a_producers_cached_head() {
 fn a_rejoined_cursors_first_record_is_never_overwritten_by_an_spsc_batch() {
     let outcomes: Outcomes<(u64, u64, usize)> = Outcomes::new();
     let record = outcomes.recorder();
-    builder(6).check(move || {
+    builder(12).check(move || {
         let ring = Ring::new(128, 32);
         let tethered = Entry { word: 0, window: NO_LIMIT, members: 0 };
         let detached = Entry { word: CURSOR_DETACHED, window: 96, members: 0 };
@@ -1210,7 +1210,7 @@ fn a_rejoined_cursors_first_record_is_never_overwritten_by_an_spsc_batch() {
 fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_starts_in_overwritten_space() {
     let outcomes: Outcomes<JoinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
-    builder(8).check(move || {
+    builder(11).check(move || {
         let tethered = Entry { word: AHEAD, window: NO_LIMIT, members: 0 };
         let joining = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, 32, 0b11, [tethered, joining]));
@@ -1280,7 +1280,7 @@ fn a_joiner_behind_a_producers_unpublished_batch_neither_breaks_the_gate_nor_sta
 fn a_joiner_stalled_before_its_cas_never_makes_the_gate_fail() {
     let outcomes: Outcomes<(Vec<u64>, u64)> = Outcomes::new();
     let record = outcomes.recorder();
-    builder(8).check(move || {
+    builder(14).check(move || {
         let removed = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
         let detached = Entry { word: CURSOR_DETACHED, window: WINDOW1, members: 0 };
         let subs = Arc::new(Subs::new(CAP1, 0, 0b10, [removed, detached]));

@@ -247,25 +247,6 @@ pub(super) fn join(
     Ok(member)
 }
 
-/// Counts the messages of an adopted span `[pos, end)` as redelivered (a statistic; the
-/// records are validated as they are walked, and the walk stops at anything odd).
-fn count_redelivered(seg: &Segment, sub: usize, pos: u64, end: u64) {
-    let (geo, region) = (seg.config().geometry(), seg.region());
-    let (mut at, mut n) = (pos, 0u64);
-    while at < end {
-        match crate::ring::read_record(&geo, &region, at) {
-            Ok(crate::ring::Found::Message { size, .. }) => {
-                n += 1;
-                at += size;
-            }
-            Ok(crate::ring::Found::Skip { size }) => at += size,
-            _ => break,
-        }
-    }
-    // Relaxed: a statistic.
-    seg.sub(sub).meta.redelivered.fetch_add(n, Ordering::Relaxed);
-}
-
 /// Resolves the claim left in member table entry `j` (whose slot's lock we hold: its holder
 /// died, or left with a span not fully read) by a member of entry `sub`: `Some((start, end,
 /// deliveries))` if the span is to be delivered again (the entry then says so), `None` if
@@ -291,31 +272,37 @@ fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
     // The span must still hold its records, stamped for their positions, up to its end
     // exactly (a claim recorded by a member that lost the race may name bytes producers
     // have since reused).
-    if !valid || never_taken || !intact(seg, pos, end) {
+    let messages = if valid && !never_taken { intact(seg, pos, end) } else { None };
+    let Some(messages) = messages else {
         // Release: as in `cursors::release`.
         m.claim_state.store(CLAIM_NONE, Ordering::Release);
         return None;
-    }
-    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1).max(1);
+    };
+    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
     // HELD: whatever it was, it is delivered now.
     m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
     if deliveries >= 2 {
-        count_redelivered(seg, sub, pos, end);
+        // Relaxed: a statistic.
+        seg.sub(sub).meta.redelivered.fetch_add(messages, Ordering::Relaxed);
     }
     Some((pos, end, deliveries))
 }
 
-/// Whether `[pos, end)` holds committed records (messages or padding) stamped for their
-/// positions, ending exactly at `end`.
-fn intact(seg: &Segment, pos: u64, end: u64) -> bool {
+/// How many messages `[pos, end)` holds, if it holds committed records (messages or
+/// padding) stamped for their positions, ending exactly at `end`; `None` otherwise.
+fn intact(seg: &Segment, pos: u64, end: u64) -> Option<u64> {
     let (geo, region) = (seg.config().geometry(), seg.region());
-    let mut at = pos;
+    let (mut at, mut messages) = (pos, 0u64);
     while at < end {
         match crate::ring::read_record(&geo, &region, at) {
-            Ok(crate::ring::Found::Message { size, .. } | crate::ring::Found::Skip { size }) => at += size,
-            _ => return false,
+            Ok(crate::ring::Found::Message { size, .. }) => {
+                messages += 1;
+                at += size;
+            }
+            Ok(crate::ring::Found::Skip { size }) => at += size,
+            _ => return None,
         }
     }
-    at == end
+    (at == end).then_some(messages)
 }

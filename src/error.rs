@@ -72,6 +72,16 @@ pub enum Error {
         /// Bytes of the stream the subscription missed.
         missed_bytes: u64,
     },
+    /// A durable queue's log failed to write or sync (an I/O error, a failed `fdatasync`).
+    /// The text says what failed. After a failed sync nothing is retried: every later write
+    /// or sync of that log returns this same error, and the queue is read-only.
+    #[error("the log failed: {0}; the queue is read-only")]
+    Log(String),
+    /// The disk (or the user's quota, or the process's file-size limit) has no room for the
+    /// log of a durable queue. Nothing was written; the call may be retried once there is
+    /// room.
+    #[error("no space left for the log")]
+    NoSpace,
     /// Any other operating-system error. Its text is what shmq was doing; the OS error is
     /// its [`source`](std::error::Error::source) (print the chain, e.g. `{:#}` with
     /// `anyhow`, to see both).
@@ -127,6 +137,10 @@ pub mod code {
     pub const INTERRUPTED: i32 = -16;
     /// See [`Error::Lapped`](super::Error::Lapped).
     pub const LAPPED: i32 = -17;
+    /// See [`Error::Log`](super::Error::Log).
+    pub const LOG: i32 = -18;
+    /// See [`Error::NoSpace`](super::Error::NoSpace).
+    pub const NO_SPACE: i32 = -19;
 }
 
 impl Error {
@@ -150,6 +164,8 @@ impl Error {
             Error::Closed => code::CLOSED,
             Error::Interrupted => code::INTERRUPTED,
             Error::Lapped { .. } => code::LAPPED,
+            Error::Log(_) => code::LOG,
+            Error::NoSpace => code::NO_SPACE,
             Error::Io { .. } => code::IO,
         }
     }

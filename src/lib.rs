@@ -63,6 +63,11 @@ pub mod ring;
 #[doc(hidden)]
 pub mod sync;
 
+// The write-ahead log of durable queues (files only). Internal like `ring`: `pub` for its
+// integration tests (tests/log_files.rs) and the `shmq log` commands.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod log;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]

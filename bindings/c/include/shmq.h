@@ -145,6 +145,19 @@
 #define SHMQ_ERR_LAPPED (-17)
 
 /**
+ * The log of a durable queue failed to write or sync (an I/O error, a failed `fdatasync`).
+ * Nothing is retried: every later write or sync of that log fails the same way, and the
+ * queue is read-only. `shmq_last_error` says what failed.
+ */
+#define SHMQ_ERR_LOG (-18)
+
+/**
+ * No space left for the log of a durable queue (disk, quota or file-size limit). Nothing
+ * was written; the call may be retried once there is room.
+ */
+#define SHMQ_ERR_NO_SPACE (-19)
+
+/**
  * `shmq_options.mode`: one producer at a time (the fast path).
  */
 #define SHMQ_MODE_SPSC 1

@@ -88,6 +88,13 @@ pub const SHMQ_ERR_INTERRUPTED: c_int = -16;
 /// rejoined at the producers' position, so the next receive goes on from there. Nothing
 /// was received by this call.
 pub const SHMQ_ERR_LAPPED: c_int = -17;
+/// The log of a durable queue failed to write or sync (an I/O error, a failed `fdatasync`).
+/// Nothing is retried: every later write or sync of that log fails the same way, and the
+/// queue is read-only. `shmq_last_error` says what failed.
+pub const SHMQ_ERR_LOG: c_int = -18;
+/// No space left for the log of a durable queue (disk, quota or file-size limit). Nothing
+/// was written; the call may be retried once there is room.
+pub const SHMQ_ERR_NO_SPACE: c_int = -19;
 
 // The codes are defined once, in the Rust crate; the literals above exist for cbindgen.
 const _: () = {
@@ -109,6 +116,8 @@ const _: () = {
     assert!(SHMQ_ERR_INTERNAL == code::INTERNAL);
     assert!(SHMQ_ERR_INTERRUPTED == code::INTERRUPTED);
     assert!(SHMQ_ERR_LAPPED == code::LAPPED);
+    assert!(SHMQ_ERR_LOG == code::LOG);
+    assert!(SHMQ_ERR_NO_SPACE == code::NO_SPACE);
 };
 
 /// `shmq_options.mode`: one producer at a time (the fast path).
@@ -2034,6 +2043,8 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         SHMQ_ERR_INTERNAL => c"internal error in libshmq",
         SHMQ_ERR_INTERRUPTED => c"interrupted",
         SHMQ_ERR_LAPPED => c"lapped: the subscription fell behind its lag limit and missed messages",
+        SHMQ_ERR_LOG => c"the log failed; the queue is read-only",
+        SHMQ_ERR_NO_SPACE => c"no space left for the log",
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
@@ -2224,13 +2235,13 @@ mod tests {
 
     #[test]
     fn strerror_answers_every_int() {
-        for e in [i32::MIN, -18, -17, -16, -1, 0, 1, i32::MAX] {
+        for e in [i32::MIN, -20, -19, -18, -17, -16, -1, 0, 1, i32::MAX] {
             // SAFETY: shmq_strerror returns a static C string.
             let s = unsafe { CStr::from_ptr(shmq_strerror(e)) };
             assert!(!s.is_empty());
         }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-18)) };
+        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-20)) };
         assert_eq!(unknown, c"unknown shmq error code");
     }
 }

@@ -74,7 +74,7 @@ fn parse() -> Result<Args, String> {
 fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Both programs call this: the first creates the queue, the other checks that it has
     // the same mode, capacity and max_message.
-    Queue::open_or_create(&a.queue, a.options)?;
+    Queue::open_or_create(&a.queue, a.options.clone())?;
     let mut rx = Consumer::open_with(&a.queue, a.wait)?;
     for i in 0..a.count {
         let msg = match a.timeout {

@@ -81,10 +81,10 @@ fn run() -> Result<(), String> {
                 for _ in 0..messages {
                     // The plain path first; only a full queue waits, and boundedly, so that a
                     // consumer that died does not leave the producer spinning.
-                    match tx.try_send(&msg) {
+                    let _id = match tx.try_send(&msg) {
                         Err(shmq::Error::Full) => tx.send_timeout(&msg, Duration::from_secs(5)).map_err(e)?,
                         r => r.map_err(e)?,
-                    }
+                    };
                 }
                 rates.push(messages as f64 / t.elapsed().as_secs_f64());
             }

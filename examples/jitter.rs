@@ -260,7 +260,7 @@ fn run_scenario(a: &Args, cpus: (usize, usize), n: usize, spin_reg: bool, nb: Op
         names.extend([format!("{nb_q}-a"), format!("{nb_q}-b")]);
     }
     for q in &names {
-        Queue::create(q, opts).map_err(|e| format!("create {q}: {e}"))?;
+        Queue::create(q, opts.clone()).map_err(|e| format!("create {q}: {e}"))?;
     }
     let mut children: Vec<Child> = Vec::new();
     let result = (|| {

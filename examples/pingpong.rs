@@ -116,7 +116,7 @@ fn run(args: &Args) -> shmq::Result<()> {
     let prefix = format!("pingpong-{}", std::process::id());
     let (ping, pong) = (format!("{prefix}.ping"), format!("{prefix}.pong"));
     let opts = Options::new().mode(Mode::Spsc).capacity(1 << 20).max_message(args.size.max(64) as u32);
-    Queue::create(&ping, opts)?;
+    Queue::create(&ping, opts.clone())?;
     let _cleanup = Cleanup(vec![ping.clone(), pong.clone()]);
     Queue::create(&pong, opts)?;
     let mut tx = Producer::open_with(&ping, args.wait)?;

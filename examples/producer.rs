@@ -62,7 +62,7 @@ fn parse() -> Result<Args, String> {
 fn run(a: &Args) -> Result<(), shmq::Error> {
     // Both programs call this: the first creates the queue, the other checks that it has
     // the same mode, capacity and max_message.
-    Queue::open_or_create(&a.queue, a.options)?;
+    Queue::open_or_create(&a.queue, a.options.clone())?;
     let mut tx = Producer::open_with(&a.queue, a.wait)?;
     for i in 0..a.count {
         tx.send(format!("order {i}").as_bytes())?; // waits while the queue is full

@@ -25,6 +25,14 @@
 //!   back.
 //! * `member-adopted`: a member took over a dead member's span (it holds that slot's
 //!   lock); it has delivered none of it.
+//! * `journal-copied`: a journaler copied records from the ring; nothing written.
+//! * `journal-written`: the copy is written to the log files; `written` not raised.
+//! * `journal-syncing`: about to sync the log; `durable` not raised.
+//! * `journal-synced`: the sync returned; `durable` not raised.
+//! * `ceiling-raising`: about to write a raised id ceiling to the log's meta record.
+//!
+//! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
+//! `kill -STOP` would) instead of dying.
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
 #[cfg(all(feature = "failpoints", not(loom)))]
@@ -41,7 +49,9 @@ pub fn hit(point: &str) {
     if let Some((name, skip)) = armed {
         // Relaxed: a counter of this process's own hits.
         if name == point && HITS.fetch_add(1, Ordering::Relaxed) >= *skip {
-            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+            let stop = std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop");
+            let sig = if stop { rustix::process::Signal::STOP } else { rustix::process::Signal::KILL };
+            let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
         }
     }
 }

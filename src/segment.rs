@@ -123,12 +123,156 @@ pub struct Config {
     pub created_unix_ns: u64,
     /// Mixed into every record stamp (validated: low 3 bits zero).
     pub(crate) salt: u64,
+    /// The log of a durable queue; `None` for a volatile one.
+    pub durable: Option<DurableConfig>,
 }
+
+/// The log of a durable queue, as its segment records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableConfig {
+    /// The log directory.
+    pub dir: std::path::PathBuf,
+    /// When the log is synced.
+    pub fsync: crate::queue::Fsync,
+    /// The most bytes the log holds.
+    pub max_log_bytes: u64,
+    /// What is kept once released.
+    pub retain: crate::queue::Retain,
+    /// Bytes of stream per log segment file.
+    pub seg_size: u64,
+    /// The log's identity.
+    pub(crate) identity: [u8; 16],
+}
+
+/// Bytes a durable queue's records carry before the message: the producer's timestamp and
+/// a word the journal fills with the checksum in the log (`docs/LOG_FORMAT.md`).
+pub const DURABLE_PREFIX: u32 = 16;
 
 impl Config {
     pub(crate) fn geometry(&self) -> Geometry {
-        Geometry { capacity: self.capacity, max_message: self.max_message, salt: self.salt }
+        Geometry { capacity: self.capacity, max_message: self.max_message + self.prefix(), salt: self.salt }
     }
+
+    /// Bytes each record carries before the message: 0, or [`DURABLE_PREFIX`] on a durable queue.
+    #[inline]
+    pub(crate) fn prefix(&self) -> u32 {
+        if self.durable.is_some() { DURABLE_PREFIX } else { 0 }
+    }
+}
+
+/// What a durable queue's creator writes into its segment.
+#[derive(Clone, Debug)]
+pub(crate) struct DurableInit {
+    pub(crate) config: DurableConfig,
+    /// Where the stream starts: 0 for a new log, the end of the recovered log on a restart.
+    pub(crate) start: u64,
+    /// The id ceiling the log's meta record holds.
+    pub(crate) ceiling: u64,
+    /// Where the default consumer resumes (at most `start`; below it, it reads the log).
+    pub(crate) head: u64,
+}
+
+/// The options of [`Segment::create`].
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub(crate) mode: Mode,
+    pub(crate) capacity: u64,
+    pub(crate) max_message: u32,
+    pub(crate) permissions: u32,
+    pub(crate) durable: Option<DurableInit>,
+}
+
+/// Writes a durable queue's options and starting positions (before `state` turns ready).
+fn init_durable(h: &Header, d: &DurableInit) {
+    use crate::queue::{Fsync, Retain};
+    let l = &h.durable;
+    let c = &d.config;
+    let (fsync, interval) = match c.fsync {
+        Fsync::Never => (layout::FSYNC_NEVER, 0),
+        Fsync::Interval(i) => (layout::FSYNC_INTERVAL, u64::try_from(i.as_nanos()).unwrap_or(u64::MAX).max(1)),
+        Fsync::Always => (layout::FSYNC_ALWAYS, 0),
+    };
+    // Relaxed, all: published by the creator's Release store of `state`.
+    l.flags.store(layout::DURABLE_FLAG, Ordering::Relaxed);
+    l.fsync.store(fsync, Ordering::Relaxed);
+    l.interval_ns.store(interval, Ordering::Relaxed);
+    l.max_log_bytes.store(c.max_log_bytes, Ordering::Relaxed);
+    l.retain_bytes.store(
+        match c.retain {
+            Retain::Acked => 0,
+            Retain::Bytes(n) => n.max(1),
+        },
+        Ordering::Relaxed,
+    );
+    l.seg_size.store(c.seg_size, Ordering::Relaxed);
+    l.identity[0].store(u64::from_le_bytes(c.identity[..8].try_into().unwrap()), Ordering::Relaxed);
+    l.identity[1].store(u64::from_le_bytes(c.identity[8..].try_into().unwrap()), Ordering::Relaxed);
+    for w in [&l.written, &l.durable, &l.journal, &l.base] {
+        w.store(d.start, Ordering::Relaxed);
+    }
+    l.ceiling.store(d.ceiling, Ordering::Relaxed);
+    h.producer.tail.store(d.start, Ordering::Relaxed);
+    h.consumer.head.store(d.head.min(d.start), Ordering::Relaxed);
+    let path = c.dir.as_os_str().as_encoded_bytes();
+    h.log_dir.len.store(path.len() as u32, Ordering::Relaxed);
+    for (i, chunk) in path.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h.log_dir.bytes[i].store(u64::from_le_bytes(w), Ordering::Relaxed);
+    }
+}
+
+/// Reads a durable queue's options from its header, once, validating them.
+fn read_durable(h: &Header) -> std::result::Result<Option<DurableConfig>, String> {
+    use crate::queue::{Fsync, Retain};
+    let l = &h.durable;
+    // Relaxed, all: the caller's Acquire load of `state` ordered the creator's stores.
+    match l.flags.load(Ordering::Relaxed) {
+        0 => return Ok(None),
+        layout::DURABLE_FLAG => {}
+        f => return Err(format!("unknown durable flags {f:#x}")),
+    }
+    let fsync = match (l.fsync.load(Ordering::Relaxed), l.interval_ns.load(Ordering::Relaxed)) {
+        (layout::FSYNC_NEVER, _) => Fsync::Never,
+        (layout::FSYNC_ALWAYS, _) => Fsync::Always,
+        (layout::FSYNC_INTERVAL, ns) if ns > 0 => Fsync::Interval(std::time::Duration::from_nanos(ns)),
+        (f, ns) => return Err(format!("unknown fsync policy {f} (interval {ns} ns)")),
+    };
+    let retain = match l.retain_bytes.load(Ordering::Relaxed) {
+        0 => Retain::Acked,
+        n => Retain::Bytes(n),
+    };
+    let seg_size = l.seg_size.load(Ordering::Relaxed);
+    let capacity = h.identity.capacity.load(Ordering::Relaxed);
+    if capacity == 0 || seg_size == 0 || seg_size % capacity != 0 || seg_size > 1 << 50 {
+        return Err(format!("log segment size {seg_size} is not a multiple of the capacity {capacity}"));
+    }
+    let len = h.log_dir.len.load(Ordering::Relaxed) as usize;
+    if len == 0 || len > layout::LOG_DIR_MAX {
+        return Err(format!("log directory path of {len} bytes"));
+    }
+    let mut path = Vec::with_capacity(len);
+    for w in &h.log_dir.bytes {
+        path.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        if path.len() >= len {
+            break;
+        }
+    }
+    path.truncate(len);
+    let dir = std::path::PathBuf::from(std::ffi::OsString::from(
+        String::from_utf8(path).map_err(|_| "log directory path is not UTF-8".to_string())?,
+    ));
+    let mut identity = [0u8; 16];
+    identity[..8].copy_from_slice(&l.identity[0].load(Ordering::Relaxed).to_le_bytes());
+    identity[8..].copy_from_slice(&l.identity[1].load(Ordering::Relaxed).to_le_bytes());
+    Ok(Some(DurableConfig {
+        dir,
+        fsync,
+        max_log_bytes: l.max_log_bytes.load(Ordering::Relaxed),
+        retain,
+        seg_size,
+        identity,
+    }))
 }
 
 /// A random salt for a new queue's record stamps: 61 random bits, low 3 bits zero. The
@@ -424,22 +568,22 @@ impl Segment {
     /// is unavailable, a hidden temporary name (`/dev/shm/.shmq-new.*`) stands in for the
     /// nameless object: the publication is still one atomic `link`.
     pub fn create(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+        Self::create_spec(name, &Spec { mode, capacity, max_message, permissions, durable: None })
+    }
+
+    /// [`Segment::create`] with every option.
+    pub(crate) fn create_spec(name: &str, spec: &Spec) -> Result<Config> {
         validate_name(name)?;
-        check_options(capacity, max_message, permissions)?;
-        match Self::create_nameless(name, mode, capacity, max_message, permissions) {
+        let prefix = if spec.durable.is_some() { DURABLE_PREFIX } else { 0 };
+        check_options(spec.capacity, spec.max_message.saturating_add(prefix), spec.permissions)?;
+        match Self::create_nameless(name, spec) {
             Some(result) => result,
-            None => Self::create_named(name, mode, capacity, max_message, permissions),
+            None => Self::create_named(name, spec),
         }
     }
 
     /// [`Segment::create`] through `O_TMPFILE`; `None` where that is unavailable.
-    fn create_nameless(
-        name: &str,
-        mode: Mode,
-        capacity: u64,
-        max_message: u32,
-        permissions: u32,
-    ) -> Option<Result<Config>> {
+    fn create_nameless(name: &str, spec: &Spec) -> Option<Result<Config>> {
         let io = |what: &str, e: Errno| Error::os(e, what, name);
         let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
         let fd = match rustix::fs::open(SHM_DIR, flags, FileMode::from_raw_mode(0o600)) {
@@ -448,7 +592,7 @@ impl Segment {
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => return None,
             Err(e) => return Some(Err(io("create", e))),
         };
-        let config = match Self::initialize(&fd, name, mode, capacity, max_message, permissions) {
+        let config = match Self::initialize(&fd, name, spec) {
             Ok(config) => config,
             Err(e) => return Some(Err(e)),
         };
@@ -461,7 +605,7 @@ impl Segment {
     }
 
     /// [`Segment::create`] through a hidden temporary name, published by an atomic `link`.
-    fn create_named(name: &str, mode: Mode, capacity: u64, max_message: u32, permissions: u32) -> Result<Config> {
+    fn create_named(name: &str, spec: &Spec) -> Result<Config> {
         let io = |what: &str, e: Errno| Error::os(e, what, name);
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         // Relaxed: a counter that only has to differ between calls of this process.
@@ -469,7 +613,7 @@ impl Segment {
         let tmp = format!("{SHM_DIR}/.shmq-new.{}.{n}.{}", std::process::id(), now_unix_ns());
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let fd = rustix::fs::open(&tmp, flags, FileMode::from_raw_mode(0o600)).map_err(|e| io("create", e))?;
-        let result = Self::initialize(&fd, name, mode, capacity, max_message, permissions)
+        let result = Self::initialize(&fd, name, spec)
             .and_then(|config| rustix::fs::link(&tmp, object_path(name)).map(|()| config).map_err(|e| io("create", e)));
         let _ = rustix::fs::unlink(&tmp);
         result
@@ -518,14 +662,8 @@ impl Segment {
         }
     }
 
-    fn initialize(
-        fd: &OwnedFd,
-        name: &str,
-        mode: Mode,
-        capacity: u64,
-        max_message: u32,
-        permissions: u32,
-    ) -> Result<Config> {
+    fn initialize(fd: &OwnedFd, name: &str, spec: &Spec) -> Result<Config> {
+        let Spec { mode, capacity, max_message, permissions, .. } = *spec;
         let io = |what: &str, e: Errno| Error::os(e, what, name);
         // The umask masked shm_open's mode; fchmod sets exactly what was asked.
         rustix::fs::fchmod(fd, FileMode::from_raw_mode(permissions)).map_err(|e| io("chmod", e))?;
@@ -557,6 +695,7 @@ impl Segment {
             creator_pid: std::process::id(),
             created_unix_ns: now_unix_ns(),
             salt: new_salt(),
+            durable: spec.durable.as_ref().map(|d| d.config.clone()),
         };
         {
             // SAFETY: the mapping is `len >= HEADER_SIZE` bytes, page aligned, and Header is
@@ -585,6 +724,9 @@ impl Segment {
                     .cast::<layout::SubMeta>()
             };
             crate::queue::init_default_subscription(h, meta0);
+            if let Some(d) = &spec.durable {
+                init_durable(h, d);
+            }
             // SYNC POINT: Release pairs with the opener's Acquire load of `state`.
             id.state.store(layout::STATE_READY, Ordering::Release);
         }
@@ -691,7 +833,10 @@ impl Segment {
             creator_pid: id.creator_pid.load(Ordering::Relaxed),
             created_unix_ns: id.created_unix_ns.load(Ordering::Relaxed),
             salt,
+            durable: None,
         };
+        // Relaxed: ordered after the Acquire above; validated below, once the version is known.
+        let durable = read_durable(h);
         // SAFETY: the header mapping made above; `h` is not used after this.
         let _ = unsafe { rustix::mm::munmap(hbase.as_ptr().cast(), layout::HEADER_SIZE) };
 
@@ -722,7 +867,9 @@ impl Segment {
             return Err(Error::Incompatible(format!("queue {} was made by a build with another layout", shown(name))));
         }
         let mode = Mode::from_raw(mode).ok_or_else(|| corrupt(format!("unknown mode {mode}")))?;
-        if Geometry::new(capacity, max_message, salt).is_none() {
+        let durable = durable.map_err(corrupt)?;
+        let prefix = if durable.is_some() { DURABLE_PREFIX } else { 0 };
+        if Geometry::new(capacity, max_message.saturating_add(prefix), salt).is_none() {
             return Err(corrupt(format!(
                 "capacity {capacity} / max_message {max_message} / salt {salt:#x} out of bounds"
             )));
@@ -744,7 +891,7 @@ impl Segment {
             fd,
             base,
             len,
-            config: Config { mode, ..config },
+            config: Config { mode, durable, ..config },
             fork_entry: usize::MAX,
             generation: 0,
             opener_pid: 0,
@@ -933,6 +1080,23 @@ impl Segment {
     /// Drops a lock taken with [`try_lock_slot`](Self::try_lock_slot).
     pub fn unlock_slot(&self, j: usize) {
         let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + j as u64, libc::F_UNLCK as libc::c_short);
+    }
+
+    /// Tries to take the journal role (never waits): `true` if taken. It only elects one
+    /// writer for efficiency; give it back with [`unlock_journal`](Self::unlock_journal).
+    pub fn try_lock_journal(&self) -> bool {
+        matches!(ofd_setlk(&self.fd, layout::JOURNAL_LOCK_BYTE, libc::F_WRLCK as libc::c_short), Ok(true))
+    }
+
+    /// Drops the journal role taken with [`try_lock_journal`](Self::try_lock_journal).
+    pub fn unlock_journal(&self) {
+        let _ = ofd_setlk(&self.fd, layout::JOURNAL_LOCK_BYTE, libc::F_UNLCK as libc::c_short);
+    }
+
+    /// The futex pair producers waiting for their messages' sync sleep on.
+    pub fn durable_words(&self) -> crate::sync::wait::WaitWords<'_> {
+        let w = &self.header().durable_wait;
+        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
     }
 
     /// The data region.
@@ -1394,8 +1558,9 @@ mod tests {
                 .filter(|n| n.starts_with(&format!(".shmq-new.{}.", std::process::id())))
                 .count()
         };
-        let c = Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600).unwrap();
-        assert!(matches!(Segment::create_named(&name, Mode::Spsc, 4096, 64, 0o600), Err(Error::Exists(_))));
+        let spec = Spec { mode: Mode::Spsc, capacity: 4096, max_message: 64, permissions: 0o600, durable: None };
+        let c = Segment::create_named(&name, &spec).unwrap();
+        assert!(matches!(Segment::create_named(&name, &spec), Err(Error::Exists(_))));
         let seg = Segment::open(&name, Access::ReadOnly).map_err(Error::from).unwrap();
         assert_eq!(seg.config(), &c);
         assert_eq!(temporaries(), 0);

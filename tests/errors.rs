@@ -152,7 +152,7 @@ fn creating_an_existing_name_is_exists() {
     // open_or_create: the same options open it, others are refused.
     assert_eq!(Queue::open_or_create(&q.name, small(Mode::Spsc)).unwrap().capacity, 4096);
     for other in [small(Mode::Mpsc), small(Mode::Spsc).capacity(8192), small(Mode::Spsc).max_message(512)] {
-        let r = Queue::open_or_create(&q.name, other);
+        let r = Queue::open_or_create(&q.name, other.clone());
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{other:?}: {r:?}");
     }
 }
@@ -189,10 +189,10 @@ fn bad_options_are_invalid_arguments_and_leave_nothing_behind() {
     ];
     for o in cases {
         let q = TestQueue::name("bad-options");
-        let r = Queue::create(&q.name, o);
+        let r = Queue::create(&q.name, o.clone());
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{o:?}: {r:?}");
         assert!(std::fs::metadata(q.path()).is_err(), "{o:?} left an object behind");
-        let r = Queue::open_or_create(&q.name, o);
+        let r = Queue::open_or_create(&q.name, o.clone());
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "open_or_create {o:?}: {r:?}");
     }
     let q = TestQueue::name("max-message-0");
@@ -215,9 +215,9 @@ fn a_message_above_max_message_is_too_large_on_every_send_path() {
     let too_large = |r: Result<(), Error>, what: &str| {
         assert!(matches!(r, Err(Error::TooLarge { len: 1025, max: 1024 })), "{what}: {r:?}");
     };
-    too_large(tx.send(&big), "send");
-    too_large(tx.try_send(&big), "try_send");
-    too_large(tx.send_timeout(&big, MS20), "send_timeout");
+    too_large(tx.send(&big).map(drop), "send");
+    too_large(tx.try_send(&big).map(drop), "try_send");
+    too_large(tx.send_timeout(&big, MS20).map(drop), "send_timeout");
     too_large(tx.reserve(1025).map(drop), "reserve");
     too_large(tx.try_reserve(1025).map(drop), "try_reserve");
     too_large(tx.reserve_timeout(1025, MS20).map(drop), "reserve_timeout");
@@ -240,7 +240,7 @@ fn fill(tx: &mut Producer) -> usize {
     let mut n = 0;
     loop {
         match tx.try_send(&[5; 100]) {
-            Ok(()) => n += 1,
+            Ok(_) => n += 1,
             Err(Error::Full) => return n,
             Err(e) => panic!("try_send: {e}"),
         }
@@ -292,7 +292,7 @@ fn waits_of_20ms_time_out_after_at_least_20ms() {
             timeout(timed(|| rx.peek(Some(MS20)).map(drop)), "peek");
             timeout(timed(|| rx.recv_batch_timeout(8, MS20, |_| ()).map(drop)), "recv_batch_timeout");
             fill(&mut tx);
-            timeout(timed(|| tx.send_timeout(&[5; 100], MS20)), "send_timeout");
+            timeout(timed(|| tx.send_timeout(&[5; 100], MS20).map(drop)), "send_timeout");
             timeout(timed(|| tx.reserve_timeout(100, MS20).map(drop)), "reserve_timeout");
             // Each of those was a wait on the futex.
             drop((rx, tx));

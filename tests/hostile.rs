@@ -114,13 +114,13 @@ fn sender(queue: &str) {
         };
         let len = rng.below(u64::from(MAX_MESSAGE) + 1) as usize;
         let (r, took) = common::timed(|| match i % 4 {
-            0 => p.try_send(&buf[..len]),
+            0 => p.try_send(&buf[..len]).map(drop),
             1 => p.reserve_timeout(len, OP).map(|mut g| {
                 g.copy_from_slice(&buf[..len]);
                 let _ = g.commit(); // a hostile writer may have made it fail
             }),
             2 => p.try_send_batch(&[&buf[..len / 2], &buf[..len / 3]]).map(drop),
-            _ => p.send_timeout(&buf[..len], OP),
+            _ => p.send_timeout(&buf[..len], OP).map(drop),
         });
         tally.add(&r, took);
         if i % 64 == 0 {

@@ -773,7 +773,7 @@ fn a_detach_never_takes_a_claimed_span_and_a_lapped_member_rejoins_above_the_hea
             thread::spawn(move || w.subs.gate(128, 32))
         };
         let me = w.subs.claim(0);
-        let got = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).expect("honest ring");
+        let got = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1, u64::MAX).expect("honest ring");
         let head = producer.join().unwrap();
         let word = w.subs.cursors[1].load(Ordering::Relaxed);
         let state = me.state.load(Ordering::Relaxed);
@@ -841,7 +841,7 @@ fn member_loop(w: &World, j: usize, yield_first: bool) -> (Vec<(u64, u64)>, Vec<
         thread::yield_now();
     }
     loop {
-        match cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 2).expect("honest ring") {
+        match cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 2, u64::MAX).expect("honest ring") {
             Claim::Span(start, end) => {
                 // Relaxed: our own stores.
                 assert_eq!(me.state.load(Ordering::Relaxed), CLAIM_HELD);
@@ -942,7 +942,7 @@ fn release_against_a_gate(release_first: bool) -> ((bool, bool), bool) {
     let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
     let w = Arc::new(World { ring, subs: Subs::new(64, 64, 0b10, [unused, entry]) });
     let me = w.subs.claim(0);
-    let first = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).unwrap();
+    let first = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1, u64::MAX).unwrap();
     assert_eq!(first, Claim::Span(0, 32));
     let producer = {
         let w = w.clone();
@@ -981,7 +981,7 @@ fn release_against_a_gate(release_first: bool) -> ((bool, bool), bool) {
             cursors::release(me);
         }
         if k == 0 {
-            span = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1).unwrap();
+            span = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1, u64::MAX).unwrap();
         }
     }
     let waited = producer.join().unwrap();

@@ -145,8 +145,12 @@ fn dying_producer(queue: &str) {
             }
             return;
         }
-        "send" => tx.send_timeout(&body(stream, pre, child_len(stream, pre)), OP_TIMEOUT).expect("send"),
-        "send_len" => tx.send_timeout(&body(stream, pre, common::arg("len")), OP_TIMEOUT).expect("send"),
+        "send" => {
+            tx.send_timeout(&body(stream, pre, child_len(stream, pre)), OP_TIMEOUT).expect("send");
+        }
+        "send_len" => {
+            tx.send_timeout(&body(stream, pre, common::arg("len")), OP_TIMEOUT).expect("send");
+        }
         "batch" => {
             let n: u32 = common::arg("batch");
             let deadline = Instant::now() + OP_TIMEOUT;

@@ -772,7 +772,7 @@ fn a_subscription_without_a_lag_limit_holds_producers_back_and_loses_nothing() {
     let mut seq = 0u32;
     loop {
         match tx.try_send(&body(seq, LEN)) {
-            Ok(()) => seq += 1,
+            Ok(_) => seq += 1,
             // Full for "slow", not for a default consumer that has not caught up yet.
             Err(Error::Full) if keep.count() == u64::from(seq) => break,
             Err(Error::Full) => keep.wait_for(seq),
@@ -830,7 +830,7 @@ fn a_borrowed_message_is_never_overwritten_under_its_reader() {
     let per_ring = (CAP / REC) as u32;
     loop {
         match tx.try_send(&body(seq, LEN)) {
-            Ok(()) => seq += 1,
+            Ok(_) => seq += 1,
             Err(Error::Full) if keep.count() == u64::from(seq) => break,
             Err(Error::Full) => keep.wait_for(seq),
             Err(e) => panic!("try_send of message {seq}: {e}"),

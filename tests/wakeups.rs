@@ -31,7 +31,7 @@ fn child_role() {
             loop {
                 p.fill(0, n, &mut buf);
                 match tx.try_send(&buf) {
-                    Ok(()) => n += 1,
+                    Ok(_) => n += 1,
                     Err(Error::Full) => break,
                     Err(e) => panic!("try_send: {e}"),
                 }

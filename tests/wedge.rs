@@ -125,7 +125,7 @@ fn a_max_size_message_after_one_that_leaves_it_no_room_is_delivered(mode: Mode) 
         let seq = seq as u32;
         recv_asleep(&mut child, &q, seq);
         match tx.send_timeout(&body(seq, len), Duration::from_secs(2)) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) => panic!("message {seq} of {len} bytes (sizes {sizes:?}): {e}: the queue is wedged"),
         }
         assert_eq!(child.expect("got"), format!("{seq} {len}"));

@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -203,8 +203,81 @@ pub struct Header {
     pub retired: RetiredLine,
     /// Line 6.
     pub subs: SubsLine,
-    _reserved: [u8; TABLE_OFFSET - 7 * LINE],
+    /// Line 7: a durable queue's log positions and options (all zero on a volatile queue).
+    pub durable: DurableLine,
+    /// Line 8: producers waiting for their messages to be durable sleep here.
+    pub durable_wait: WaitLine,
+    /// Lines 9 to 16: the log directory of a durable queue.
+    pub log_dir: LogDirLines,
+    _reserved: [u8; TABLE_OFFSET - 17 * LINE],
 }
+
+/// `DurableLine::flags`: the queue keeps a log on disk.
+pub const DURABLE_FLAG: u32 = 1;
+/// `DurableLine::fsync`: never synced by shmq (the kernel writes back when it likes).
+pub const FSYNC_NEVER: u32 = 0;
+/// `DurableLine::fsync`: synced every `interval_ns` by a timer.
+pub const FSYNC_INTERVAL: u32 = 1;
+/// `DurableLine::fsync`: every send returns once its message is synced.
+pub const FSYNC_ALWAYS: u32 = 2;
+/// Byte of the segment's file locked (OFD write lock, never waited for) by the process
+/// journaling now: it only elects one writer for efficiency; writes are idempotent, and a
+/// process stalled waiting past a bound journals alongside.
+pub const JOURNAL_LOCK_BYTE: u64 = 257;
+
+/// Line 7: what a durable queue's participants share about its log. Options are written
+/// once by the creator; positions only rise (compare-and-swap to a maximum).
+#[repr(C, align(128))]
+pub struct DurableLine {
+    /// [`DURABLE_FLAG`] or 0.
+    pub flags: AtomicU32,
+    /// [`FSYNC_NEVER`], [`FSYNC_INTERVAL`] or [`FSYNC_ALWAYS`].
+    pub fsync: AtomicU32,
+    /// `FSYNC_INTERVAL`: the longest a written message waits for its sync, in nanoseconds.
+    pub interval_ns: AtomicU64,
+    /// The most bytes the log may hold; producers wait (or get `Full`) there.
+    pub max_log_bytes: AtomicU64,
+    /// Bytes of released messages kept for replay; 0 keeps only what a subscription has not
+    /// released.
+    pub retain_bytes: AtomicU64,
+    /// Bytes of stream per log segment file (a multiple of the capacity).
+    pub seg_size: AtomicU64,
+    /// The log's identity (its segment files carry it).
+    pub identity: [AtomicU64; 2],
+    /// Everything below is written to the log files (`pwrite` returned).
+    pub written: AtomicU64,
+    /// Everything below is synced (`fdatasync` returned).
+    pub durable: AtomicU64,
+    /// The journal's cursor: producers overwrite nothing at or above it. `durable` under
+    /// `FSYNC_ALWAYS` (readers read only below it), `written` otherwise.
+    pub journal: AtomicU64,
+    /// No message id at or above it is handed out before it is raised; it is raised only
+    /// after the log's meta record says so on disk, so ids are never reused after a crash.
+    pub ceiling: AtomicU64,
+    /// Where the ring started (after a restart, the end of the recovered log): messages
+    /// below it are in the log files only.
+    pub base: AtomicU64,
+    /// Non-zero once a sync failed: the queue is read-only from then on.
+    pub failed: AtomicU32,
+    _pad: AtomicU32,
+    /// `fdatasync` calls made on the log (a statistic).
+    pub syncs: AtomicU64,
+    /// Journal passes that wrote to the log (a statistic).
+    pub writes: AtomicU64,
+}
+
+/// Lines 9 to 16: the log directory, an absolute path of at most [`LOG_DIR_MAX`] bytes.
+#[repr(C, align(128))]
+pub struct LogDirLines {
+    /// Length of the path.
+    pub len: AtomicU32,
+    _pad: AtomicU32,
+    /// The path's bytes.
+    pub bytes: [AtomicU64; 127],
+}
+
+/// The longest log directory path a queue records.
+pub const LOG_DIR_MAX: usize = 127 * 8;
 
 /// Line 6: what producers read to find the subscriptions they must wait for and wake.
 #[repr(C, align(128))]
@@ -337,7 +410,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 42] = [
+    let parts: [u64; 48] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -380,6 +453,12 @@ pub const fn layout_hash() -> u64 {
         CURSOR_JOINING,
         ROLE_MEMBER as u64,
         std::mem::offset_of!(WaitLine, asleep) as u64,
+        std::mem::offset_of!(Header, durable) as u64,
+        std::mem::offset_of!(Header, durable_wait) as u64,
+        std::mem::offset_of!(Header, log_dir) as u64,
+        std::mem::offset_of!(DurableLine, journal) as u64,
+        std::mem::offset_of!(DurableLine, writes) as u64,
+        JOURNAL_LOCK_BYTE,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -448,6 +527,26 @@ const _: () = {
     assert!(offset_of!(SubsLine, sleepers) == 8);
     assert!(offset_of!(SubsLine, joins) == 16);
     assert!(size_of::<SubsLine>() == LINE);
+    assert!(offset_of!(Header, durable) == 896);
+    assert!(size_of::<DurableLine>() == LINE);
+    assert!(offset_of!(DurableLine, flags) == 0);
+    assert!(offset_of!(DurableLine, fsync) == 4);
+    assert!(offset_of!(DurableLine, interval_ns) == 8);
+    assert!(offset_of!(DurableLine, max_log_bytes) == 16);
+    assert!(offset_of!(DurableLine, retain_bytes) == 24);
+    assert!(offset_of!(DurableLine, seg_size) == 32);
+    assert!(offset_of!(DurableLine, identity) == 40);
+    assert!(offset_of!(DurableLine, written) == 56);
+    assert!(offset_of!(DurableLine, durable) == 64);
+    assert!(offset_of!(DurableLine, journal) == 72);
+    assert!(offset_of!(DurableLine, ceiling) == 80);
+    assert!(offset_of!(DurableLine, base) == 88);
+    assert!(offset_of!(DurableLine, failed) == 96);
+    assert!(offset_of!(DurableLine, syncs) == 104);
+    assert!(offset_of!(DurableLine, writes) == 112);
+    assert!(offset_of!(Header, durable_wait) == 1024);
+    assert!(offset_of!(Header, log_dir) == 1152);
+    assert!(size_of::<LogDirLines>() == 8 * LINE);
     assert!(size_of::<SubEntry>() == 3 * LINE);
     assert!(offset_of!(SubEntry, cursor) == 0);
     assert!(offset_of!(SubEntry, wait) == 128);
@@ -496,8 +595,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V3_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V4_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V3_HASH: u64 = 3281493332483311810;
+    const LAYOUT_V4_HASH: u64 = 8170666881994334622;
 }

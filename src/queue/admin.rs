@@ -25,14 +25,28 @@ impl Queue {
     /// Queue::remove(&name)?;
     /// # Ok::<(), shmq::Error>(())
     /// ```
+    ///
+    /// With [`Options::durable`] the queue also keeps a log in that directory: a new one,
+    /// or, if the directory holds the log of a queue that no longer exists in memory (after
+    /// a host restart), the queue is restored from it (see `docs/DURABLE.md`).
     pub fn create(name: &str, options: Options) -> Result<Config> {
+        if let Some(d) = &options.durable {
+            return super::restore::create(name, &options, d);
+        }
         Segment::create(name, options.mode, options.capacity, options.max_message, options.permissions)
     }
 
     /// Opens the queue if it exists, creates it otherwise. An existing queue must have the
     /// same mode, capacity and `max_message` (else `InvalidArgument`). An object left
     /// unfinished by a creator that died is replaced.
+    ///
+    /// A durable queue ([`Options::durable`]) that does not exist in memory is restored from
+    /// its log if the directory holds one: message ids continue above every id handed out
+    /// before, and the default consumer resumes after what it released.
     pub fn open_or_create(name: &str, options: Options) -> Result<Config> {
+        if let Some(d) = &options.durable {
+            return super::restore::open_or_create(name, &options, d);
+        }
         Segment::open_or_create(name, options.mode, options.capacity, options.max_message, options.permissions)
     }
 

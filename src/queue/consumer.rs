@@ -40,6 +40,12 @@ pub struct Consumer {
     stuck: Option<(u64, Instant)>,
     /// A member of a named subscription (`None`: the default subscription's consumer).
     member: Option<Member>,
+    /// The default consumer of a durable queue synced on every send: it reads only what is
+    /// synced, and moves its limit when it runs into it.
+    durable_limit: bool,
+    /// The default consumer of a restored durable queue, while its position is below the
+    /// ring's start: it reads from the log files.
+    backlog: Option<Box<super::backlog::Backlog>>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -66,7 +72,43 @@ impl Consumer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
-        Ok(Consumer { h, ring, stuck: None, member: None })
+        let durable_limit = super::journal::visible(&h.shared.seg) != u64::MAX;
+        let backlog = Self::backlog(&h.shared.seg, ring.head())?;
+        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog })
+    }
+
+    /// The log reader of a durable queue's default consumer whose position `head` is below
+    /// the ring's start (a queue restored after a restart).
+    fn backlog(seg: &Segment, head: u64) -> Result<Option<Box<super::backlog::Backlog>>> {
+        let Some(d) = &seg.config().durable else { return Ok(None) };
+        // Relaxed: fixed at creation.
+        let base = seg.header().durable.base.load(Ordering::Relaxed);
+        if head >= base {
+            return Ok(None);
+        }
+        let j = super::journal::Journal::attach(seg)?.expect("a durable queue");
+        Ok(Some(Box::new(super::backlog::Backlog::new(j.log().clone(), base, seg.config().capacity, d.seg_size))))
+    }
+
+    /// The next message from the log below the ring's start, if the consumer is there; when
+    /// the log has no more, the consumer moves on to the ring.
+    #[cold]
+    fn backlog_next(&mut self) -> Result<Option<consumer::Record>> {
+        let Some(b) = self.backlog.as_mut() else { return Ok(None) };
+        match b.next(self.ring.head())? {
+            // The log's reader strips the prefix (timestamp, checksum) itself.
+            Some(f) => {
+                self.ring.skip_to(f.pos);
+                Ok(Some(consumer::Record { pos: f.pos, payload: f.offset, len: f.len, size: f.next - f.pos }))
+            }
+            None => {
+                let base = b.base;
+                self.backlog = None;
+                self.ring.skip_to(base);
+                self.publish();
+                Ok(None)
+            }
+        }
     }
 
     /// Joins subscription `subscription` of queue `name` as one of its members, with the
@@ -103,6 +145,7 @@ impl Consumer {
         })?;
         let geo = seg.config().geometry();
         let mut ring = consumer::Consumer::new(geo, 0).map_err(|e| corrupt(&seg, e))?;
+        ring.set_prefix(seg.config().prefix());
         let member = match member::join(&seg, slot, sub, generation, &mut ring) {
             Ok(m) => m,
             Err(e) => {
@@ -111,7 +154,7 @@ impl Consumer {
             }
         };
         let h = Handle::new(seg, slot, Role::Consumer, wait, Some(sub));
-        Ok(Consumer { h, ring, stuck: None, member: Some(member) })
+        Ok(Consumer { h, ring, stuck: None, member: Some(member), durable_limit: false, backlog: None })
     }
 
     /// The name of the subscription this consumer reads ([`Subscription::DEFAULT`] for
@@ -135,7 +178,10 @@ impl Consumer {
         }
         // Relaxed: we are the only writer of `head`; its last writer handed us the slot.
         let head = seg.header().consumer.head.load(Ordering::Relaxed);
-        consumer::Consumer::new(seg.config().geometry(), head).map_err(|e| corrupt(seg, e))
+        let mut ring = consumer::Consumer::new(seg.config().geometry(), head).map_err(|e| corrupt(seg, e))?;
+        ring.set_prefix(seg.config().prefix());
+        ring.set_limit(super::journal::visible(seg));
+        Ok(ring)
     }
 
     /// The queue's configuration.
@@ -226,6 +272,13 @@ impl Consumer {
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
         self.h.shared.seg.check_same_process()?;
+        if self.backlog.is_some() {
+            if let Some(rec) = self.backlog_next()? {
+                self.release(rec);
+                self.publish();
+                return Ok(true);
+            }
+        }
         match self.peek_ring()? {
             Some(rec) => {
                 self.release(rec);
@@ -242,6 +295,19 @@ impl Consumer {
             Ok(r) => Ok(r),
             Err(e) => Err(corrupt(&self.h.shared.seg, e)),
         }
+    }
+
+    /// [`peek_ring_in`](Self::peek_ring_in), first moving the limit to what is synced now
+    /// when `limited` (a durable queue synced on every send).
+    fn peek_ring_in_limited(
+        ring: &mut consumer::Consumer,
+        seg: &Segment,
+        limited: bool,
+    ) -> Result<Option<consumer::Record>> {
+        if limited {
+            ring.set_limit(super::journal::visible(seg));
+        }
+        Self::peek_ring_in(ring, seg)
     }
 
     /// [`peek_ring`](Self::peek_ring) for the wait loops, which lend the segment only.
@@ -357,6 +423,14 @@ impl Consumer {
         if self.member.is_some() {
             return self.member_next(until);
         }
+        if self.backlog.is_some() {
+            if let Some(rec) = self.backlog_next()? {
+                return Ok(Some(rec));
+            }
+        }
+        if self.durable_limit {
+            self.ring.set_limit(super::journal::visible(&self.h.shared.seg));
+        }
         let found = if nothing { self.nothing_at_head()? } else { self.peek_or_unstick()? };
         if let Some(rec) = found {
             return Ok(Some(rec));
@@ -381,8 +455,8 @@ impl Consumer {
                 (Some(d), Some(s)) => Some(d.min(s)),
                 (d, s) => d.or(s),
             };
-            let (ring, mut woke) = (&mut self.ring, 0u64);
-            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in(ring, seg) {
+            let (ring, mut woke, limited) = (&mut self.ring, 0u64, self.durable_limit);
+            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in_limited(ring, seg, limited) {
                 Ok(Some(r)) => Some(Ok(Some(r))),
                 Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
                 Ok(None) if !default_subscribed(seg) => Some(Err(Error::Closed)),
@@ -502,10 +576,26 @@ impl Consumer {
     #[inline]
     fn payload(&self, rec: consumer::Record) -> &[u8] {
         let len = rec.len as usize;
+        if self.is_log_record(rec) {
+            return self.log_payload(rec);
+        }
         let p = self.h.region.ptr(rec.payload, len);
         // SAFETY: in bounds (checked by `ptr`); a committed record belongs to the consumer
         // until it releases it, and the mapping lives as long as `self`.
         unsafe { std::slice::from_raw_parts(p, len) }
+    }
+
+    /// Whether `rec` was read from the log (below the ring's start).
+    #[inline]
+    fn is_log_record(&self, rec: consumer::Record) -> bool {
+        matches!(&self.backlog, Some(b) if rec.pos < b.base)
+    }
+
+    /// The payload of a record read from the log.
+    #[cold]
+    fn log_payload(&self, rec: consumer::Record) -> &[u8] {
+        let b = self.backlog.as_ref().expect("a record from the log").bytes();
+        &b[rec.payload..rec.payload + rec.len as usize]
     }
 
     /// Messages waiting (a snapshot from the counters: may change at once).
@@ -515,7 +605,7 @@ impl Consumer {
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        if !self.ring.is_empty(&self.h.region) {
+        if self.backlog.is_some() || !self.ring.is_empty(&self.h.region) {
             return false;
         }
         let Some(m) = &self.member else { return true };
@@ -669,7 +759,11 @@ unsafe impl Send for Message<'_> {}
 impl<'a> Message<'a> {
     #[inline]
     fn new(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
-        let payload = consumer.h.region.ptr(rec.payload, rec.len as usize);
+        let payload = if consumer.is_log_record(rec) {
+            consumer.log_payload(rec).as_ptr()
+        } else {
+            consumer.h.region.ptr(rec.payload, rec.len as usize)
+        };
         Message { consumer, rec, payload }
     }
 }

@@ -77,6 +77,15 @@ impl Cursors for Segment {
         (first..layout::SLOTS).map(|j| (j, &self.slot(j).claim_pos))
     }
 
+    fn floor(&self) -> u64 {
+        super::journal::floor(self)
+    }
+
+    fn base(&self) -> u64 {
+        // Relaxed: fixed at creation (validated with the header's Acquire).
+        self.header().durable.base.load(Ordering::Relaxed)
+    }
+
     fn producer_alive(&self, j: usize) -> bool {
         self.slot_alive(j)
     }

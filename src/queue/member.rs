@@ -128,7 +128,7 @@ impl Member {
         let geo = seg.config().geometry();
         let mine = seg.claim(self.slot);
         for _ in 0..MAX_RETRIES {
-            let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH)
+            let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH, super::journal::visible(seg))
                 .map_err(|e| super::attach::corrupt(seg, e))?;
             match got {
                 Claim::Span(start, end) => {

@@ -16,21 +16,26 @@
 
 mod admin;
 mod attach;
+mod backlog;
 mod consumer;
 mod gate;
 mod interrupt;
+mod journal;
 mod member;
 mod options;
 mod producer;
+mod restore;
 mod stats;
 mod subscription;
 
-pub use crate::segment::{Config, Mode};
+pub use crate::segment::{Config, DurableConfig, Mode};
 pub use admin::Queue;
 pub use consumer::{Consumer, Message};
 pub use interrupt::Interrupter;
-pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Options};
+pub use options::{
+    DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Fsync, Options, Retain,
+};
 pub use producer::{Grant, Producer, RawGrant};
-pub use stats::{CounterValues, Participant, Role, Snapshot};
+pub use stats::{CounterValues, DurableStats, Participant, Role, Snapshot};
 pub(crate) use subscription::init_default_subscription;
 pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};

@@ -47,6 +47,11 @@ pub struct Producer {
     /// The queue's `max_message` (the validated private copy), kept at hand for the
     /// per-message check.
     max_message: u32,
+    /// Bytes each record carries before the message (a durable queue's timestamp and
+    /// checksum word; 0 on a volatile queue).
+    prefix: u32,
+    /// A durable queue's log, and whether sends wait for their sync.
+    journal: Option<super::journal::Journal>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -70,7 +75,9 @@ impl Producer {
     pub fn open_with(name: &str, wait: Wait) -> Result<Producer> {
         let (h, ring) = Handle::open(name, Role::Producer, wait, Self::attach)?;
         let max_message = h.shared.seg.config().max_message;
-        Ok(Producer { h, ring, raw: None, max_message })
+        let prefix = h.shared.seg.config().prefix();
+        let journal = super::journal::Journal::attach(&h.shared.seg)?;
+        Ok(Producer { h, ring, raw: None, max_message, prefix, journal })
     }
 
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
@@ -126,26 +133,87 @@ impl Producer {
     /// # drop((tx, rx)); Queue::remove(&name)?;
     /// # Ok::<(), shmq::Error>(())
     /// ```
+    ///
+    /// Returns the message's id: its position in the queue's stream (ids increase, are
+    /// sparse, and are never handed out twice). On a durable queue with
+    /// [`Fsync::Always`](crate::Fsync::Always) it returns once the message is on disk.
     #[inline]
-    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
         self.send_until(msg, Until::Deadline(None))
     }
 
-    /// Sends `msg` if there is room now; `Err(Full)` otherwise.
+    /// Sends `msg` if there is room now; `Err(Full)` otherwise. Returns its id.
     #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<u64> {
         self.send_until(msg, Until::Now)
     }
 
-    /// Sends `msg`, waiting at most `timeout` for room; `Err(Timeout)` when it expires.
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+    /// Sends `msg`, waiting at most `timeout` for room (and, under
+    /// [`Fsync::Always`](crate::Fsync::Always), for its sync); `Err(Timeout)` when it
+    /// expires. Returns its id.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64> {
         self.send_until(msg, until(timeout))
+    }
+
+    /// Sends `msg` (waiting while full) and returns its id without waiting for the sync:
+    /// on a durable queue with [`Fsync::Always`](crate::Fsync::Always), readers see it once
+    /// it is synced; [`wait_durable`](Self::wait_durable) waits for that. Lets one producer
+    /// keep many messages in flight. Elsewhere the same as [`send`](Self::send).
+    pub fn send_nowait(&mut self, msg: &[u8]) -> Result<u64> {
+        if self.prefix == 0 {
+            return self.send(msg);
+        }
+        self.send_durable(msg, Until::Deadline(None), false)
+    }
+
+    /// Waits until the message `id` (from [`send_nowait`](Self::send_nowait), or any id
+    /// of this queue) and everything sent before it is on disk, leading the sync itself
+    /// when no other process is doing it (a group commit: one sync for every message
+    /// waiting). At most `timeout` (`None`: no limit), then `Err(Timeout)`. On a volatile
+    /// queue, or one never synced ([`Fsync::Never`](crate::Fsync::Never)), it waits only
+    /// until the message is in the log files (for `Never`) or returns at once (volatile).
+    /// `Err(Log)` if a sync failed: the queue is read-only from then on.
+    pub fn wait_durable(&mut self, id: u64, timeout: Option<Duration>) -> Result<()> {
+        let Some(j) = &self.journal else { return Ok(()) };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline)
+    }
+
+    /// A durable queue's send: the record carries the prefix, and under `Fsync::Always`
+    /// (and `wait`) the call returns once the record is synced.
+    #[cold]
+    #[inline(never)]
+    fn send_durable(&mut self, msg: &[u8], until: Until, wait: bool) -> Result<u64> {
+        let res = self.reserve_until(msg.len(), until)?;
+        self.h.region.write(res.payload() + self.prefix as usize, msg);
+        let id = self.commit_reserved(res, msg.len() as u32)?;
+        if wait {
+            self.after_commit(id, until)?;
+        }
+        Ok(id)
+    }
+
+    /// Under `Fsync::Always`: waits until record `id` is synced.
+    fn after_commit(&mut self, id: u64, until: Until) -> Result<()> {
+        match &self.journal {
+            Some(j) if j.always() => {
+                // A `try_send` (no deadline): the message is sent; its sync is waited for
+                // without limit, as a send that found room would. A timed send's deadline
+                // bounds the sync too: `Timeout` then means sent but not yet durable.
+                let deadline = until.deadline().unwrap_or_default();
+                j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The common case inline: the checks every send makes, then the message appended
     /// where it fits at once; the rest ([`send_slow`](Self::send_slow)) out of line.
     #[inline]
-    fn send_until(&mut self, msg: &[u8], until: Until) -> Result<()> {
+    fn send_until(&mut self, msg: &[u8], until: Until) -> Result<u64> {
+        if self.prefix != 0 {
+            return self.send_durable(msg, until, true);
+        }
         let len = self.check_send(msg.len())?;
         let h = self.h.header();
         let r = match &mut self.ring {
@@ -155,7 +223,7 @@ impl Producer {
                 match p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len) {
                     Ok(res) => {
                         self.h.region.write(res.payload(), msg);
-                        let r = p.commit(&self.h.region, res, len);
+                        let r = p.commit(&self.h.region, res, len).map(|()| res.pos);
                         mine.clear();
                         r
                     }
@@ -164,10 +232,10 @@ impl Producer {
             }
         };
         match r {
-            Ok(()) => {
+            Ok(id) => {
                 self.h.count(1, msg.len());
                 self.wake_consumer();
-                Ok(())
+                Ok(id)
             }
             Err(e) => self.send_slow(msg, until, e),
         }
@@ -177,7 +245,7 @@ impl Producer {
     /// sends; anything else is reported.
     #[cold]
     #[inline(never)]
-    fn send_slow(&mut self, msg: &[u8], until: Until, e: RingError) -> Result<()> {
+    fn send_slow(&mut self, msg: &[u8], until: Until, e: RingError) -> Result<u64> {
         if e != RingError::Full {
             return Err(corrupt(&self.h.shared.seg, e));
         }
@@ -276,9 +344,10 @@ impl Producer {
         r
     }
 
+    /// Reserves a record for a message of `len` bytes (plus the queue's prefix).
     #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<Reservation> {
-        let len = self.check_send(len)?;
+        let len = self.check_send(len)? + self.prefix;
         match Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, self.h.slot, len) {
             Ok(r) => Ok(r),
             Err(RingError::Full) => self.reserve_full(len, until),
@@ -292,11 +361,31 @@ impl Producer {
     fn reserve_full(&mut self, len: u32, until: Until) -> Result<Reservation> {
         self.h.local.full_events += 1;
         self.h.store_rare();
+        let slot = self.h.slot;
+        if let Some(j) = &self.journal {
+            // Whoever needs progress makes it: the journal may be what holds the ring, or
+            // the id ceiling may need raising.
+            if j.progress(&self.h.shared.seg)? {
+                if let Ok(r) = Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, slot, len) {
+                    return Ok(r);
+                }
+            }
+        }
         let Some(deadline) = until.deadline() else {
             return Err(Error::Full);
         };
-        let slot = self.h.slot;
-        self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, slot, len))
+        let journal = self.journal.clone();
+        self.wait_for_space(deadline, |ring, seg| match Self::try_reserve_ring(ring, seg, slot, len) {
+            Err(RingError::Full) => match &journal {
+                Some(j) => match j.progress(seg) {
+                    Ok(true) => Self::try_reserve_ring(ring, seg, slot, len),
+                    Ok(false) => Err(RingError::Full),
+                    Err(_) => Err(RingError::Corrupt("the log failed")),
+                },
+                None => Err(RingError::Full),
+            },
+            r => r,
+        })
     }
 
     /// Waits (by the handle's policy) until `attempt` stops reporting `Full`.
@@ -318,8 +407,16 @@ impl Producer {
     /// that is not at the producer position is refused, never applied: committing it would
     /// move the position backwards over messages already sent.
     #[inline]
-    fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<()> {
+    fn commit_reserved(&mut self, res: Reservation, len: u32) -> Result<u64> {
         let region = &self.h.region;
+        let user_len = len;
+        let len = len + self.prefix;
+        if self.prefix != 0 {
+            // The producer's timestamp, then a word the journal fills in the log.
+            let mut prefix = [0u8; crate::segment::DURABLE_PREFIX as usize];
+            prefix[..8].copy_from_slice(&crate::segment::now_unix_ns().to_le_bytes());
+            region.write(res.payload(), &prefix);
+        }
         let r = match &mut self.ring {
             ProducerRing::Spsc(p) => p.commit(region, res, len).map(|()| p.publish(&self.h.header().producer.tail)),
             ProducerRing::Mpsc(p) => {
@@ -329,9 +426,9 @@ impl Producer {
             }
         };
         r.map_err(|e| corrupt(&self.h.shared.seg, e))?;
-        self.h.count(1, len as usize);
+        self.h.count(1, user_len as usize);
         self.wake_consumer();
-        Ok(())
+        Ok(res.pos)
     }
 
     /// Wakes the consumer if it sleeps (or is about to): after every publication.
@@ -381,7 +478,7 @@ impl Producer {
     /// with `InvalidArgument` and this producer's own grant, if any, stays outstanding; a
     /// `len` above the reserved length aborts the grant and returns `InvalidArgument`, so no
     /// grant is ever left outstanding by a failed commit.
-    pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<()> {
+    pub fn commit_raw(&mut self, grant: RawGrant, len: usize) -> Result<u64> {
         self.h.shared.seg.check_same_process()?;
         self.check_raw(&grant)?;
         self.raw = None;
@@ -392,7 +489,9 @@ impl Producer {
                 grant.len
             )));
         }
-        self.commit_reserved(grant.res, len as u32)
+        let id = self.commit_reserved(grant.res, len as u32)?;
+        self.after_commit(id, Until::Deadline(None))?;
+        Ok(id)
     }
 
     /// Aborts a [`RawGrant`] made on this producer: nothing reaches the consumer. A grant
@@ -411,7 +510,7 @@ impl Producer {
     fn check_raw(&self, grant: &RawGrant) -> Result<()> {
         let ours = self.raw == Some(grant.res)
             && grant.slot == self.h.slot
-            && grant.ptr == self.h.region.ptr(grant.res.payload(), grant.len);
+            && grant.ptr == self.h.region.ptr(grant.res.payload() + self.prefix as usize, grant.len);
         if ours { Ok(()) } else { Err(Error::InvalidArgument("not the outstanding grant of this producer".into())) }
     }
 
@@ -436,6 +535,17 @@ impl Producer {
         self.check_no_raw()?;
         for m in msgs {
             self.check_len(m.as_ref().len())?;
+        }
+        if self.prefix != 0 {
+            // One sync for the whole batch.
+            let mut last = None;
+            for m in msgs {
+                last = Some(self.send_durable(m.as_ref(), Until::Deadline(None), false)?);
+            }
+            if let Some(id) = last {
+                self.after_commit(id, Until::Deadline(None))?;
+            }
+            return Ok(());
         }
         let mut sent = 0;
         while sent < msgs.len() {
@@ -465,6 +575,9 @@ impl Producer {
         }
         if self.h.is_closed() {
             return Err(Error::Closed);
+        }
+        if self.prefix != 0 {
+            return self.try_send_batch_durable(msgs);
         }
         let region = &self.h.region;
         let h = self.h.header();
@@ -541,6 +654,25 @@ impl Producer {
         }
     }
 
+    /// [`try_send_batch`](Self::try_send_batch) on a durable queue: message by message, one
+    /// sync at the end.
+    fn try_send_batch_durable<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
+        let mut last = None;
+        let mut n = 0;
+        for m in msgs {
+            match self.send_durable(m.as_ref(), Until::Now, false) {
+                Ok(id) => last = Some(id),
+                Err(Error::Full) if n > 0 => break,
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+        if let Some(id) = last {
+            self.after_commit(id, Until::Deadline(None))?;
+        }
+        Ok(n)
+    }
+
     /// Messages waiting in the queue (a snapshot from the counters: may change at once).
     pub fn len(&self) -> usize {
         Snapshot::read(&self.h.shared.seg).messages as usize
@@ -565,6 +697,11 @@ impl Drop for Producer {
         if let Some(res) = self.raw.take() {
             self.abort_reserved(res);
         }
+        // A durable queue: what this producer sent goes to the log (and is synced, unless
+        // the policy is `Never`) before it leaves.
+        if let Some(j) = &self.journal {
+            let _ = j.flush(&self.h.shared.seg);
+        }
     }
 }
 
@@ -585,10 +722,14 @@ impl Grant<'_> {
     /// Publishes the message (the first [`len`](<[u8]>::len) bytes). On an MPSC queue this
     /// fails (`Corrupt`, the message not sent) only if a reader took this producer for dead
     /// and turned its claim into padding, which a live process's lock prevents.
-    pub fn commit(mut self) -> Result<()> {
+    ///
+    /// Returns the message's id (as [`Producer::send`] does, also in when it returns).
+    pub fn commit(mut self) -> Result<u64> {
         self.done = true;
         let (res, len) = (self.res, self.len as u32);
-        self.producer.commit_reserved(res, len)
+        let id = self.producer.commit_reserved(res, len)?;
+        self.producer.after_commit(id, Until::Deadline(None))?;
+        Ok(id)
     }
 
     /// Shortens the message to `len` bytes (no-op if not shorter). Committing fewer bytes
@@ -606,7 +747,7 @@ impl Grant<'_> {
     pub fn into_raw(mut self) -> RawGrant {
         self.done = true;
         self.producer.raw = Some(self.res);
-        let ptr = self.producer.h.region.ptr(self.res.payload(), self.len);
+        let ptr = self.producer.h.region.ptr(self.res.payload() + self.producer.prefix as usize, self.len);
         RawGrant { res: self.res, ptr, len: self.len, slot: self.producer.h.slot }
     }
 }
@@ -639,7 +780,7 @@ impl RawGrant {
 impl std::ops::Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let p = self.producer.h.region.ptr(self.res.payload(), self.len);
+        let p = self.producer.h.region.ptr(self.res.payload() + self.producer.prefix as usize, self.len);
         // SAFETY: in bounds (checked by `ptr`); the reserved bytes belong to this producer
         // until it commits (the ring protocol), and the mapping lives as long as the
         // producer we borrow.
@@ -649,7 +790,7 @@ impl std::ops::Deref for Grant<'_> {
 
 impl std::ops::DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let p = self.producer.h.region.ptr(self.res.payload(), self.len);
+        let p = self.producer.h.region.ptr(self.res.payload() + self.producer.prefix as usize, self.len);
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(p, self.len) }
     }

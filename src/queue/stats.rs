@@ -103,6 +103,44 @@ pub struct Snapshot {
     pub participants: Vec<Participant>,
     /// The subscriptions, the default one first if it exists.
     pub subscriptions: Vec<crate::SubscriptionInfo>,
+    /// A durable queue's log positions; `None` for a volatile queue.
+    pub durable: Option<DurableStats>,
+}
+
+/// Where a durable queue's log stands (positions are message ids: byte positions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableStats {
+    /// Everything below is written to the log files.
+    pub written: u64,
+    /// Everything below is synced to disk.
+    pub durable: u64,
+    /// No id at or above it has been handed out.
+    pub ceiling: u64,
+    /// Where the ring started (a restored queue's messages below it are in the log only).
+    pub base: u64,
+    /// `fdatasync` calls made on the log.
+    pub syncs: u64,
+    /// Journal writes to the log.
+    pub writes: u64,
+    /// A sync failed: the queue is read-only.
+    pub failed: bool,
+}
+
+impl DurableStats {
+    fn read(seg: &Segment) -> Option<DurableStats> {
+        seg.config().durable.as_ref()?;
+        let d = &seg.header().durable;
+        // Relaxed, all: a snapshot.
+        Some(DurableStats {
+            written: d.written.load(Ordering::Relaxed),
+            durable: d.durable.load(Ordering::Relaxed),
+            ceiling: d.ceiling.load(Ordering::Relaxed),
+            base: d.base.load(Ordering::Relaxed),
+            syncs: d.syncs.load(Ordering::Relaxed),
+            writes: d.writes.load(Ordering::Relaxed),
+            failed: d.failed.load(Ordering::Relaxed) != 0,
+        })
+    }
 }
 
 impl Snapshot {
@@ -154,6 +192,7 @@ impl Snapshot {
             reclaimed_claims: h.retired.reclaimed.load(Ordering::Relaxed),
             participants,
             subscriptions: super::subscription::infos(seg),
+            durable: DurableStats::read(seg),
         }
     }
 }

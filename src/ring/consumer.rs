@@ -45,8 +45,11 @@ pub struct Consumer {
     /// The value last stored into the shared `head`.
     published: u64,
     /// Records at or above it are not this reader's: the end of a subscription member's
-    /// claimed span (`u64::MAX` for a queue's one consumer).
+    /// claimed span (`u64::MAX` for a queue's one consumer), or where a durable queue's
+    /// synced records end.
     limit: u64,
+    /// Bytes each record carries before the message (a durable queue's prefix), skipped.
+    prefix: u32,
 }
 
 impl Consumer {
@@ -55,7 +58,19 @@ impl Consumer {
         if !super::plausible(head) {
             return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
-        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head, limit: u64::MAX })
+        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head, limit: u64::MAX, prefix: 0 })
+    }
+
+    /// Records carry `prefix` bytes before the message (a durable queue's): messages start
+    /// after them, and a record shorter than that is corrupt.
+    pub fn set_prefix(&mut self, prefix: u32) {
+        self.prefix = prefix;
+    }
+
+    /// Reads nothing at or above `limit` (the queue's one consumer of a durable queue
+    /// synced on every send: records not yet synced).
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
     }
 
     /// Makes `[start, end)` (a span a member of a subscription claimed: records from
@@ -64,6 +79,12 @@ impl Consumer {
         self.head = start;
         self.published = start;
         self.limit = end;
+    }
+
+    /// Moves `head` forward to `pos` (records between were read elsewhere: a durable
+    /// queue's log). Does not publish.
+    pub fn skip_to(&mut self, pos: u64) {
+        self.head = self.head.max(pos);
     }
 
     /// The end of the span (see [`set_span`](Self::set_span)).
@@ -125,10 +146,13 @@ impl Consumer {
         // Relaxed: ordered after the stamp's Acquire load; read once, validated here as in
         // `read_record`.
         let (len, size) = record::decode_info(info.load(Ordering::Relaxed));
-        let valid =
-            len <= self.geo.max_message && record::size(u64::from(len)) <= size && size <= room.min(self.max_record);
+        let valid = len <= self.geo.max_message
+            && record::size(u64::from(len)) <= size
+            && size <= room.min(self.max_record)
+            && len >= self.prefix;
         if valid {
-            Look::Message(Record { pos: self.head, payload: index + record::HEADER, len, size })
+            let payload = index + record::HEADER + self.prefix as usize;
+            Look::Message(Record { pos: self.head, payload, len: len - self.prefix, size })
         } else {
             Look::Other
         }
@@ -147,8 +171,11 @@ impl Consumer {
             match super::read_record(&self.geo, region, self.head)? {
                 Found::Nothing => return Ok(None),
                 Found::Message { len, size } => {
-                    let payload = self.geo.index(self.head) + record::HEADER;
-                    return Ok(Some(Record { pos: self.head, payload, len, size }));
+                    if len < self.prefix {
+                        return Err(RingError::Corrupt("record shorter than the queue's prefix"));
+                    }
+                    let payload = self.geo.index(self.head) + record::HEADER + self.prefix as usize;
+                    return Ok(Some(Record { pos: self.head, payload, len: len - self.prefix, size }));
                 }
                 Found::Skip { size } => {
                     if skips_left == 0 {

@@ -81,6 +81,16 @@ pub trait Cursors {
     fn producer_claims(&self) -> impl Iterator<Item = (usize, &AtomicU64)> {
         std::iter::empty()
     }
+    /// A position producers may not overwrite from, whatever the cursors say (a durable
+    /// queue's journal, its id ceiling less a capacity); `u64::MAX` when there is none.
+    fn floor(&self) -> u64 {
+        u64::MAX
+    }
+    /// Where the ring starts: a cursor below it reads older messages from elsewhere (a
+    /// durable queue's log files after a restart) and holds the ring there. 0 normally.
+    fn base(&self) -> u64 {
+        0
+    }
     /// Whether producer `j` lives (a system call: asked only about a claim in the way).
     fn producer_alive(&self, _j: usize) -> bool {
         true
@@ -125,6 +135,8 @@ fn scan<C: Cursors + ?Sized>(
     need: u64,
 ) -> Result<Scan, RingError> {
     let (mut head, mut min_pos) = (tail, tail);
+    head = head.min(c.floor());
+    let base = c.base();
     // SYNC POINT: Acquire pairs with the Release that activated an entry: its cursor and
     // options are visible.
     let active = c.active().load(Ordering::Acquire);
@@ -155,7 +167,7 @@ fn scan<C: Cursors + ?Sized>(
             if w & CURSOR_DETACHED != 0 {
                 break;
             }
-            let pos = w;
+            let pos = w.max(base);
             // A cursor above our view of the tail (on an MPSC queue our `tail` may be older
             // than what readers have seen) holds nothing we are about to overwrite.
             if !plausible(pos) || (pos <= tail && tail - pos > cap) {
@@ -342,6 +354,7 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
     i: usize,
     me: ClaimWords<'_>,
     batch: usize,
+    visible: u64,
 ) -> Result<Claim, RingError> {
     let word = c.cursor(i);
     for _ in 0..MAX_CLAIM_ATTEMPTS {
@@ -364,7 +377,7 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
             return Err(RingError::Corrupt("subscription cursor not aligned or out of range"));
         }
         let (mut end, mut messages) = (start, 0usize);
-        while messages < batch && end - start < geo.capacity {
+        while messages < batch && end - start < geo.capacity && end < visible {
             match read_record(geo, region, end) {
                 Ok(Found::Message { size, .. }) => {
                     end += size;

@@ -159,14 +159,14 @@ fn members_claim_consecutive_spans_of_at_most_a_batch() {
     let w = Words::new();
     w.active.store(0b10, Ordering::Relaxed);
     let rec = crate::layout::record::size(24);
-    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16).unwrap();
+    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(0, 16 * rec));
     assert_eq!(w.claims[0].2.load(Ordering::Relaxed), crate::layout::CLAIM_HELD);
-    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(1), 16).unwrap();
+    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(1), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(16 * rec, 32 * rec));
-    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(2), 16).unwrap();
+    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(2), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(32 * rec, 40 * rec), "what is there");
-    assert_eq!(cursors::claim(&w, &geo, &*region, 1, w.claim(3), 16).unwrap(), Claim::Nothing);
+    assert_eq!(cursors::claim(&w, &geo, &*region, 1, w.claim(3), 16, u64::MAX).unwrap(), Claim::Nothing);
     assert_eq!(w.claims[3].2.load(Ordering::Relaxed), CLAIM_NONE, "nothing recorded");
 }
 
@@ -177,7 +177,7 @@ fn a_member_finding_its_subscription_detached_rejoins_at_the_producers_position(
     w.active.store(0b10, Ordering::Relaxed);
     w.tail.store(4 * crate::layout::record::size(24), Ordering::Relaxed);
     w.cursors[1].store(CURSOR_DETACHED, Ordering::Relaxed);
-    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16).unwrap();
+    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Lapped { pos: 0, start: 4 * crate::layout::record::size(24) });
     assert_eq!(w.cursors[1].load(Ordering::Relaxed) & FLAGS, 0, "tethered again");
 }
@@ -194,7 +194,7 @@ fn two_threads_of_members_take_every_message_exactly_once() {
             s.spawn(move || {
                 let mut mine = Vec::new();
                 loop {
-                    match cursors::claim(w, &geo, &**region, 1, w.claim(j), 3).unwrap() {
+                    match cursors::claim(w, &geo, &**region, 1, w.claim(j), 3, u64::MAX).unwrap() {
                         Claim::Span(a, b) => {
                             mine.push((a, b));
                             cursors::release(w.claim(j));

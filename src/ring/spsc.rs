@@ -162,7 +162,8 @@ impl Producer {
         self.tail += size;
     }
 
-    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller):
+    /// Appends a message holding `msg` (`msg.len() <= max_message`, checked by the caller)
+    /// and returns its position (its id):
     /// [`try_reserve`](Self::try_reserve), a copy and [`commit`](Self::commit) in one, with the common case (the record ends within
     /// `limit`: before the end of the region, and within a capacity of the cached `head`)
     /// one comparison. `Full` as `try_reserve`, which may have published padding on the
@@ -175,7 +176,7 @@ impl Producer {
         head: &G,
         region: &R,
         msg: &[u8],
-    ) -> Result<(), RingError> {
+    ) -> Result<u64, RingError> {
         let len = msg.len() as u32;
         debug_assert!(len <= self.geo.max_message && msg.len() <= u32::MAX as usize);
         let size = record::size(u64::from(len));
@@ -185,11 +186,12 @@ impl Producer {
             self.reserve_slow(shared_tail, head, region, len)?
         };
         region.write(index + record::HEADER, msg);
+        let pos = self.tail;
         self.publish_record(region, index, len, size);
-        Ok(())
+        Ok(pos)
     }
 
-    /// [`push`](Self::push), then [`publish`](Self::publish): one message.
+    /// [`push`](Self::push), then [`publish`](Self::publish): one message. Returns its position.
     #[inline]
     pub fn try_push<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
@@ -197,10 +199,10 @@ impl Producer {
         head: &G,
         region: &R,
         msg: &[u8],
-    ) -> Result<(), RingError> {
-        self.push(shared_tail, head, region, msg)?;
+    ) -> Result<u64, RingError> {
+        let pos = self.push(shared_tail, head, region, msg)?;
         self.publish(shared_tail);
-        Ok(())
+        Ok(pos)
     }
 
     /// [`try_reserve`](Self::try_reserve) out of line, for [`push`](Self::push)'s

@@ -1619,11 +1619,11 @@ unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_n
             // `len` is at most `max_message`, far below `isize::MAX`.
             unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
         };
-        match timeout(timeout_ns) {
+        let _id = match timeout(timeout_ns) {
             Timeout::Try => p.inner.try_send(msg)?,
             Timeout::Forever => p.inner.send(msg)?,
             Timeout::For(d) => p.inner.send_timeout(msg, d)?,
-        }
+        };
         Ok(())
     }
 }

@@ -65,7 +65,8 @@ impl ShmqEnd {
 impl Endpoint for ShmqEnd {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        Ok(self.tx.send(msg)?)
+        self.tx.send(msg)?;
+        Ok(())
     }
 
     #[inline]

@@ -1,0 +1,471 @@
+//! The journal of a durable queue: whoever needs progress copies committed records from the
+//! ring into the log files, syncs them, and raises the id ceiling. No daemon.
+//!
+//! **A cursor like any reader.** The journal's position (`DurableLine::journal`) is one
+//! more word producers gate on: they overwrite nothing the journal has not taken. Under
+//! `Fsync::Always` it stands at `durable` (readers read only below it too, so nothing a
+//! reader saw can vanish in a power cut); otherwise at `written`.
+//!
+//! **A pass** copies the committed records from `written` (they stay put: the journal's
+//! cursor is at or below `written`, so no producer overwrites them), re-reads `written`
+//! (unchanged: the copy is valid; changed: another journaler wrote that range, and the
+//! copy may be stale, so it is dropped), writes the copy at its positions (segment k holds
+//! positions `[k·S, (k+1)·S)`, so two journalers of one range write identical bytes at
+//! identical offsets: harmless when repeated), then raises `written` to its end by a
+//! compare-and-swap to the maximum. **A sync** `fdatasync`s `[durable, written)` and raises
+//! `durable`. Every step can be the last: a journaler killed anywhere leaves `written` and
+//! `durable` at or below what is on disk, and the next journaler redoes the rest.
+//!
+//! **Who journals.** An OFD lock on a byte of the segment elects one journaler at a time,
+//! for efficiency only: a producer that must wait (for its sync under `Always`, or for room
+//! held by the journal) takes it if it is free and journals inline (group commit: one sync
+//! covers every record committed meanwhile, by any process); a waiter that finds it taken
+//! sleeps, and one that has waited [`ALONGSIDE_AFTER`] journals without it, so a stopped
+//! holder holds nobody's durability hostage. Under `Fsync::Interval(d)`, a timer thread in
+//! each process holding such a handle syncs every `d`.
+//!
+//! **The id ceiling.** Ids are positions; after a crash, positions handed out but never
+//! logged must not be handed out again. Producers never write at or past `ceiling` (the gate
+//! counts it), and it is raised, a log segment at a time, only after the log's meta record
+//! holds the new value on disk. A restart resumes at the ceiling.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::layout::{self, record};
+use crate::log::Log;
+use crate::ring::{Found, Region, plausible, read_record};
+use crate::segment::Segment;
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::futex::OsFutex;
+use crate::sync::wait::{self, Wait};
+
+use super::Fsync;
+use super::gate::{wake_readers, wake_space};
+
+/// A waiter whose sync has not come for this long journals alongside the role's holder
+/// (which may be stopped).
+pub(crate) const ALONGSIDE_AFTER: Duration = Duration::from_millis(50);
+/// The most bytes one pass copies before writing them.
+const MAX_PASS: usize = 4 << 20;
+
+/// A handle's view of its queue's log.
+#[derive(Clone)]
+pub(crate) struct Journal {
+    log: Arc<Log>,
+    fsync: Fsync,
+    capacity: u64,
+    seg_size: u64,
+    /// `Fsync::Interval`: keeps this process's timer thread running.
+    _timer: Option<Arc<Timer>>,
+}
+
+impl Journal {
+    /// The journal of `seg`'s queue, if it is durable: attaches its log (one per process
+    /// and directory, shared by the handles), starting the interval timer if needed.
+    pub(crate) fn attach(seg: &Segment) -> Result<Option<Journal>> {
+        let Some(d) = seg.config().durable.clone() else { return Ok(None) };
+        let log = shared_log(&d.dir, d.identity)?;
+        let timer = match d.fsync {
+            Fsync::Interval(every) => Some(Timer::start(&seg.config().name, every)),
+            _ => None,
+        };
+        Ok(Some(Journal { log, fsync: d.fsync, capacity: seg.config().capacity, seg_size: d.seg_size, _timer: timer }))
+    }
+
+    /// Whether sends wait for their sync.
+    pub(crate) fn always(&self) -> bool {
+        self.fsync == Fsync::Always
+    }
+
+    /// The log.
+    pub(crate) fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Makes progress if it is needed and the role is free (or `force`): raises the ceiling
+    /// if producers are near it, journals what is committed, and syncs unless the policy is
+    /// `Never`. Returns whether anything moved. `Err(Log)` once a sync failed.
+    pub(crate) fn progress_with(&self, seg: &Segment, force: bool) -> Result<bool> {
+        check_failed(seg)?;
+        let h = seg.header();
+        let d = &h.durable;
+        // Acquire: pairs with the producers' Release publication of `tail`.
+        let tail = h.producer.tail.load(Ordering::Acquire);
+        // Relaxed: hints only; the pass re-reads them with the orderings it needs.
+        let behind = d.journal.load(Ordering::Relaxed) < tail;
+        let low = d.ceiling.load(Ordering::Relaxed) < tail.saturating_add(2 * self.capacity);
+        if !behind && !low {
+            return Ok(false);
+        }
+        let locked = seg.try_lock_journal();
+        if !locked && !force {
+            return Ok(false);
+        }
+        let r = self.run(seg, self.fsync != Fsync::Never);
+        if locked {
+            seg.unlock_journal();
+        }
+        r
+    }
+
+    /// [`progress_with`](Self::progress_with), not forced.
+    pub(crate) fn progress(&self, seg: &Segment) -> Result<bool> {
+        self.progress_with(seg, false)
+    }
+
+    /// One round of journaling by the caller (holding the role or not): the ceiling, every
+    /// committed record, and a sync if `sync`.
+    fn run(&self, seg: &Segment, sync: bool) -> Result<bool> {
+        let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
+        let mut buf = Vec::new();
+        while pass(seg, &self.log, &mut buf)? {
+            moved = true;
+        }
+        if sync {
+            moved |= sync_log(seg, &self.log)?;
+        }
+        if moved {
+            maybe_checkpoint(seg, false);
+        }
+        Ok(moved)
+    }
+
+    /// Journals and syncs everything committed now (a handle closing, the timer).
+    pub(crate) fn flush(&self, seg: &Segment) -> Result<()> {
+        let locked = seg.try_lock_journal();
+        let r = self.run(seg, self.fsync != Fsync::Never);
+        if locked {
+            seg.unlock_journal();
+        }
+        maybe_checkpoint(seg, true);
+        r.map(|_| ())
+    }
+
+    /// Waits until everything below `end` is durable (under `Never`: written to the log
+    /// files), journaling itself when the role is free, or alongside its holder after
+    /// [`ALONGSIDE_AFTER`]. `slot` is the caller's participant slot (its waiter bit).
+    pub(crate) fn wait_durable(&self, seg: &Segment, slot: usize, end: u64, deadline: Option<Instant>) -> Result<()> {
+        let d = &seg.header().durable;
+        let target = if self.fsync == Fsync::Never { &d.written } else { &d.durable };
+        let sync = self.fsync != Fsync::Never;
+        let mut since = Instant::now();
+        // SYNC POINT: Acquire pairs with the journaler's Release raise: what it wrote and
+        // synced is done.
+        let mut seen = target.load(Ordering::Acquire);
+        loop {
+            if seen >= end {
+                return Ok(());
+            }
+            check_failed(seg)?;
+            let locked = seg.try_lock_journal();
+            if locked || since.elapsed() >= ALONGSIDE_AFTER {
+                let r = self.run(seg, sync);
+                if locked {
+                    seg.unlock_journal();
+                }
+                r?;
+                since = Instant::now();
+                // Acquire: as above.
+                let now = target.load(Ordering::Acquire);
+                if now >= end {
+                    return Ok(());
+                }
+                if now == seen && !locked {
+                    // Nothing moved: the records below `end` are not all committed yet (an
+                    // MPSC claim in flight). Sleep a little below.
+                } else {
+                    seen = now;
+                    if locked {
+                        continue;
+                    }
+                }
+            }
+            if deadline.is_some_and(|t| Instant::now() >= t) {
+                return Err(Error::Timeout);
+            }
+            let slice = Instant::now() + ALONGSIDE_AFTER;
+            let until = deadline.map_or(slice, |t| t.min(slice));
+            let me = 1u64 << (slot % 64);
+            let poll = || {
+                // Acquire: as above.
+                let v = target.load(Ordering::Acquire);
+                // Relaxed: the flag is re-checked with Acquire at the top of the loop.
+                (v >= end || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
+            };
+            if let Some(v) = wait::wait_for(Wait::Block, seg.durable_words(), me, &OsFutex, Some(until), poll, || {}) {
+                seen = v;
+            }
+        }
+    }
+}
+
+/// Writes the consumers' positions to the log directory if the last checkpoint of this
+/// process is older than `CHECKPOINT_EVERY` (or `now`). Failures are ignored: a missing
+/// checkpoint only means more redelivery after a restart.
+pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
+    use super::backlog::checkpoint;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let Some(d) = &seg.config().durable else { return };
+    {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if !now && last.is_some_and(|t| t.elapsed() < checkpoint::CHECKPOINT_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let _ = checkpoint::write(seg, &d.dir, crate::segment::now_unix_ns());
+}
+
+/// `Err(Log)` once a sync of this queue's log failed.
+fn check_failed(seg: &Segment) -> Result<()> {
+    // Acquire: pairs with the Release store of the flag after the failure.
+    if seg.header().durable.failed.load(Ordering::Acquire) != 0 {
+        return Err(Error::Log(format!(
+            "queue {}: a sync of its log failed earlier; the queue is read-only",
+            seg.config().name
+        )));
+    }
+    Ok(())
+}
+
+/// Raises `word` to `v` unless it is already there or above. Returns whether it did.
+fn raise(word: &AtomicU64, v: u64) -> bool {
+    // Relaxed: the compare-and-swap below orders.
+    let mut cur = word.load(Ordering::Relaxed);
+    while cur < v {
+        // SYNC POINT: Release publishes what was done below `v` (written, synced) to the
+        // Acquire loads of waiters, readers and the next journaler.
+        match word.compare_exchange_weak(cur, v, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
+    false
+}
+
+/// Copies the committed records at `written` into the log (see the module docs). Returns
+/// whether `written` moved.
+fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
+    let h = seg.header();
+    let d = &h.durable;
+    let geo = seg.config().geometry();
+    let region = seg.region();
+    let corrupt = |what: &str| Error::Corrupt(format!("queue {}: {what}", seg.config().name));
+    // SYNC POINT: Acquire pairs with the Release raise of `written` by another journaler.
+    let start = d.written.load(Ordering::Acquire);
+    // Acquire: pairs with the producers' Release publication of `tail`.
+    let tail = h.producer.tail.load(Ordering::Acquire);
+    if !plausible(start) || !plausible(tail) {
+        return Err(corrupt("log position out of range"));
+    }
+    if start >= tail {
+        return Ok(false);
+    }
+    if tail - start > geo.capacity {
+        return Err(corrupt("log position more than a ring behind the producers"));
+    }
+    buf.clear();
+    let mut pos = start;
+    while pos < tail && buf.len() < MAX_PASS {
+        let index = geo.index(pos);
+        match read_record(&geo, &region, pos).map_err(|e| corrupt(&format!("{e:?}")))? {
+            Found::Nothing => break, // not committed yet (or a dead claimant: readers reclaim it)
+            Found::Message { size, .. } => {
+                let at = buf.len();
+                buf.resize(at + size as usize, 0);
+                region.read(index, &mut buf[at..]);
+                crate::log::format::seal(&mut buf[at..], pos);
+                pos += size;
+            }
+            Found::Skip { size } => {
+                // Padding, or the wrap's padding to the end of the region (which the log
+                // marks by its first word only: its reader skips to the next multiple of
+                // the capacity).
+                let at = buf.len();
+                let end = pos + size;
+                if end % geo.capacity == 0 {
+                    buf.extend_from_slice(&crate::log::format::encode_pad_end(pos));
+                } else {
+                    buf.extend_from_slice(&crate::log::format::encode_padding(pos, size));
+                }
+                buf.resize(at + size as usize, 0);
+                pos = end;
+            }
+        }
+    }
+    if pos == start {
+        return Ok(false);
+    }
+    // The copy is valid only if nobody moved `written` while we copied: the journal's
+    // cursor, at or below `written`, is what kept producers off those bytes.
+    // Acquire: as above.
+    if d.written.load(Ordering::Acquire) != start {
+        return Ok(true); // another journaler wrote this range; look again
+    }
+    crate::failpoint::hit("journal-copied");
+    log.write(start, buf).map_err(|e| fail(seg, e))?;
+    crate::failpoint::hit("journal-written");
+    // Relaxed: a statistic.
+    d.writes.fetch_add(1, Ordering::Relaxed);
+    raise(&d.written, pos);
+    // Relaxed: fixed at creation.
+    if d.fsync.load(Ordering::Relaxed) != layout::FSYNC_ALWAYS && raise(&d.journal, pos) {
+        wake_space(seg);
+    }
+    Ok(true)
+}
+
+/// Syncs `[durable, written)`; returns whether `durable` moved.
+fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
+    let d = &seg.header().durable;
+    // Acquire: pairs with the Release raises: the writes below them are done.
+    let durable = d.durable.load(Ordering::Acquire);
+    let written = d.written.load(Ordering::Acquire);
+    if written <= durable {
+        return Ok(false);
+    }
+    crate::failpoint::hit("journal-syncing");
+    log.sync(durable, written, durable).map_err(|e| fail(seg, e))?;
+    crate::failpoint::hit("journal-synced");
+    // Relaxed: a statistic.
+    d.syncs.fetch_add(1, Ordering::Relaxed);
+    let moved = raise(&d.durable, written);
+    // Relaxed: fixed at creation.
+    if d.fsync.load(Ordering::Relaxed) == layout::FSYNC_ALWAYS && raise(&d.journal, written) {
+        // Readers may read up to it now, and producers overwrite below it.
+        wake_readers(seg);
+        wake_space(seg);
+    }
+    wait::wake(seg.durable_words(), &OsFutex);
+    Ok(moved)
+}
+
+/// Records a log failure: a failed sync makes the queue read-only for good (the kernel may
+/// have dropped the dirty pages: retrying could report success for data that is gone).
+fn fail(seg: &Segment, e: Error) -> Error {
+    if matches!(e, Error::Log(_)) {
+        // Release: pairs with `check_failed`'s Acquire.
+        seg.header().durable.failed.store(1, Ordering::Release);
+        wait::wake_unconditionally(seg.durable_words(), &OsFutex);
+        wait::wake_unconditionally(seg.space_words(), &OsFutex);
+    }
+    e
+}
+
+/// Raises the id ceiling a log segment ahead when the producers come within two rings of it.
+fn raise_ceiling(seg: &Segment, log: &Log, capacity: u64, seg_size: u64) -> Result<bool> {
+    let h = seg.header();
+    let d = &h.durable;
+    // Acquire: pairs with the Release raise of the ceiling (after its meta record synced).
+    let ceiling = d.ceiling.load(Ordering::Acquire);
+    // Relaxed: a hint; the ceiling only matters at the gate, which reads it again.
+    let tail = h.producer.tail.load(Ordering::Relaxed);
+    if ceiling >= tail.saturating_add(2 * capacity) {
+        return Ok(false);
+    }
+    let next = (tail / seg_size + 2) * seg_size;
+    if !plausible(next) {
+        return Err(Error::Corrupt(format!("queue {}: positions exhausted", seg.config().name)));
+    }
+    crate::failpoint::hit("ceiling-raising");
+    log.set_ceiling(next).map_err(|e| fail(seg, e))?;
+    if raise(&d.ceiling, next) {
+        wake_space(seg);
+    }
+    Ok(true)
+}
+
+/// The floor the journal puts under producers: they write nothing at or above the
+/// journal's cursor plus a capacity, nor at or past the ceiling. `u64::MAX` for a volatile
+/// queue.
+pub(crate) fn floor(seg: &Segment) -> u64 {
+    let d = &seg.header().durable;
+    // Relaxed: fixed at creation (the header was validated with Acquire).
+    if d.flags.load(Ordering::Relaxed) == 0 {
+        return u64::MAX;
+    }
+    // SYNC POINT: Acquire pairs with the journal's Release raise: its reads of the bytes
+    // below are done before we overwrite them.
+    let journal = d.journal.load(Ordering::Acquire);
+    // Acquire: pairs with the Release raise after the meta record synced.
+    let ceiling = d.ceiling.load(Ordering::Acquire);
+    journal.min(ceiling.saturating_sub(seg.config().capacity))
+}
+
+/// One [`Log`] per process and directory.
+fn shared_log(dir: &std::path::Path, identity: [u8; 16]) -> Result<Arc<Log>> {
+    static LOGS: Mutex<Vec<(PathBuf, Weak<Log>)>> = Mutex::new(Vec::new());
+    let mut logs = LOGS.lock().unwrap_or_else(|p| p.into_inner());
+    logs.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(log) = logs.iter().find(|(p, _)| p == dir).and_then(|(_, w)| w.upgrade()) {
+        return Ok(log);
+    }
+    let log = Arc::new(Log::attach(Arc::new(crate::log::fs::RealFs), dir, identity)?);
+    logs.push((dir.to_path_buf(), Arc::downgrade(&log)));
+    Ok(log)
+}
+
+/// The `Fsync::Interval` timer of one queue in this process: a thread that journals and
+/// syncs every interval while a handle of the queue lives here, and once more at the end.
+pub(crate) struct Timer {
+    _private: (),
+}
+
+impl Timer {
+    fn start(name: &str, every: Duration) -> Arc<Timer> {
+        static TIMERS: Mutex<Vec<(String, Weak<Timer>)>> = Mutex::new(Vec::new());
+        let mut timers = TIMERS.lock().unwrap_or_else(|p| p.into_inner());
+        timers.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(t) = timers.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) {
+            return t;
+        }
+        let timer = Arc::new(Timer { _private: () });
+        let weak = Arc::downgrade(&timer);
+        let queue = name.to_owned();
+        let spawned = std::thread::Builder::new().name(format!("shmq-sync-{name}")).spawn(move || {
+            let Ok(seg) = Segment::open(&queue, crate::segment::Access::ReadWrite) else { return };
+            let Ok(Some(j)) = Journal::attach_untimed(&seg) else { return };
+            loop {
+                std::thread::sleep(every);
+                let alive = weak.strong_count() > 0;
+                let _ = j.flush(&seg);
+                if !alive || seg.is_closed() {
+                    return;
+                }
+            }
+        });
+        if spawned.is_ok() {
+            timers.push((name.to_owned(), Arc::downgrade(&timer)));
+        }
+        timer
+    }
+}
+
+impl Journal {
+    /// [`attach`](Self::attach) without the timer (for the timer itself).
+    fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
+        let Some(d) = seg.config().durable.clone() else { return Ok(None) };
+        let log = shared_log(&d.dir, d.identity)?;
+        Ok(Some(Journal { log, fsync: d.fsync, capacity: seg.config().capacity, seg_size: d.seg_size, _timer: None }))
+    }
+}
+
+/// Keeps `record` in use (its sizes define the frames the journal copies).
+const _: () = assert!(record::HEADER == 16);
+
+/// Where readers must stop: a durable queue synced on every send shows only synced
+/// records; any other queue everything committed (`u64::MAX`).
+#[inline]
+pub(crate) fn visible(seg: &Segment) -> u64 {
+    let d = &seg.header().durable;
+    // Relaxed: fixed at creation.
+    if d.fsync.load(Ordering::Relaxed) != layout::FSYNC_ALWAYS || d.flags.load(Ordering::Relaxed) == 0 {
+        return u64::MAX;
+    }
+    // SYNC POINT: Acquire pairs with the journal's Release raise of `durable` (after the
+    // sync); the records below were committed before it copied them.
+    d.durable.load(Ordering::Acquire)
+}

@@ -1,0 +1,362 @@
+//! Durable queues with real processes and real files on the real disk (under the build's
+//! temporary directory): ids, `Fsync::Always` sends that survive kills and a simulated host
+//! restart (the shared-memory object removed, the log directory kept), group commit, and a
+//! stopped journaler that holds nobody's sync hostage.
+//!
+//! Kill points of the journal (see `src/failpoint.rs`): records copied but not written
+//! (`journal-copied`), written but `written` not raised (`journal-written`), about to sync
+//! (`journal-syncing`), synced but `durable` not raised (`journal-synced`), about to raise the
+//! id ceiling (`ceiling-raising`). A kill never tears a write (completed writes survive in
+//! the page cache), so each leaves the log and the positions for the next journaler to
+//! finish; a power cut is the log layer's own test (the fault-injecting file layer).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Child, TestQueue};
+use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Wait};
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "producer" => producer(queue),
+        "nowait" => nowait_producer(queue),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Sends `count` messages `[stream u32][seq u32][filler]` with `send` (under `Always`: each
+/// returns once durable), reporting `acked SEQ ID` after each.
+fn producer(queue: &str) {
+    let stream: u32 = common::arg("stream");
+    let count: u32 = common::arg("count");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    for seq in 0..count {
+        let id = tx.send_timeout(&msg(stream, seq), common::OP_TIMEOUT).expect("send");
+        common::say(&format!("acked {seq} {id}"));
+    }
+    common::say("done");
+}
+
+/// Sends `count` messages with `send_nowait`, waiting for durability every `window`
+/// messages; reports `acked SEQ ID` for each message once `wait_durable` covered it.
+fn nowait_producer(queue: &str) {
+    let stream: u32 = common::arg("stream");
+    let count: u32 = common::arg("count");
+    let window: u32 = common::arg("window");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    let mut pending = Vec::new();
+    for seq in 0..count {
+        let id = tx.send_nowait(&msg(stream, seq)).expect("send_nowait");
+        pending.push((seq, id));
+        if pending.len() as u32 == window || seq + 1 == count {
+            tx.wait_durable(id, Some(common::OP_TIMEOUT)).expect("wait_durable");
+            for (s, i) in pending.drain(..) {
+                common::say(&format!("acked {s} {i}"));
+            }
+        }
+    }
+    common::say("done");
+}
+
+fn msg(stream: u32, seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(40);
+    m.extend_from_slice(&stream.to_le_bytes());
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.resize(8 + (seq as usize * 7) % 56, (seq as u8) ^ (stream as u8));
+    m
+}
+
+fn check(m: &[u8]) -> (u32, u32) {
+    let stream = u32::from_le_bytes(m[..4].try_into().unwrap());
+    let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
+    assert_eq!(m, msg(stream, seq), "message bytes");
+    (stream, seq)
+}
+
+/// A log directory on the real disk, removed on drop.
+struct LogDir(PathBuf);
+
+impl LogDir {
+    fn new(test: &str) -> LogDir {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        LogDir(p)
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn options(dir: &LogDir, fsync: Fsync) -> Options {
+    Options::new().mode(Mode::Mpsc).capacity(1 << 16).max_message(1024).durable(&dir.0).fsync(fsync)
+}
+
+/// `acked SEQ ID` lines of a child.
+fn acks(lines: &[String]) -> Vec<(u32, u64)> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("acked "))
+        .map(|l| {
+            let (s, i) = l.split_once(' ').unwrap();
+            (s.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Reads everything in the queue now (until it is idle for a while).
+fn drain(name: &str) -> Vec<(u32, u32, u64)> {
+    let mut rx = Consumer::open_with(name, Wait::Block).unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            // The tests' own probes ("probe", "after") are shorter than any `msg`.
+            Ok(m) if m.len() < 8 => {}
+            Ok(m) => {
+                let (stream, seq) = check(&m);
+                got.push((stream, seq, m.id()));
+            }
+            Err(shmq::Error::Timeout) => return got,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// The shared-memory object goes, as at a host restart; the log directory stays.
+fn simulate_restart(name: &str) {
+    Queue::remove(name).unwrap();
+}
+
+#[test]
+fn send_returns_increasing_ids_and_a_consumer_in_another_process_receives_them_with_those_ids() {
+    let dir = LogDir::new("ids");
+    let q = TestQueue::create("durable-ids", options(&dir, Fsync::Always));
+    let mut p = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "500".into())]);
+    p.expect("ready");
+    p.wait_ok();
+    let acked = acks(&p.remaining_lines());
+    assert_eq!(acked.len(), 500);
+    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "ids increase");
+    let got = drain(&q.name);
+    assert_eq!(got.len(), 500);
+    for ((stream, seq, id), (aseq, aid)) in got.iter().zip(&acked) {
+        assert_eq!((*stream, *seq, *id), (1, *aseq, *aid), "the consumer sees the ids send returned");
+    }
+    let s = Queue::inspect(&q.name).unwrap();
+    let d = s.durable.expect("durable stats");
+    assert!(d.durable >= acked.last().unwrap().1, "everything acknowledged is synced: {d:?}");
+    assert!(d.syncs > 0 && d.syncs <= 500, "{d:?}");
+}
+
+/// Producers under `Always` are killed at random moments, round after round; then the
+/// host "restarts". Every send that returned is in the log exactly once, in its producer's
+/// order, and no id was handed out twice.
+#[test]
+fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
+    let rounds: u32 = std::env::var("SHMQ_DURABLE_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let dir = LogDir::new("kill");
+    let q = TestQueue::create("durable-kill", options(&dir, Fsync::Always));
+    let mut rng = common::Rng(0x5eed ^ u64::from(std::process::id()));
+    let mut acked: BTreeMap<u32, Vec<(u32, u64)>> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for round in 0..rounds {
+        let mut kids: Vec<(u32, Child)> = (0..2)
+            .map(|k| {
+                let stream = round * 2 + k;
+                (
+                    stream,
+                    Child::spawn("producer", &q.name, &[("stream", stream.to_string()), ("count", "100000".into())]),
+                )
+            })
+            .collect();
+        for (_, c) in &mut kids {
+            c.expect("ready");
+        }
+        std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
+        for (stream, mut c) in kids {
+            c.kill9();
+            let _ = c.wait_exit();
+            let a = acks(&c.remaining_lines());
+            for &(_, id) in &a {
+                assert!(ids.insert(id), "id {id} handed out twice");
+            }
+            acked.insert(stream, a);
+        }
+        // A consumer reads a little now and then (it must never see a message twice
+        // beyond what it did not release).
+        if round % 8 == 7 {
+            let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+            for _ in 0..rng.below(200) {
+                match rx.try_recv().unwrap() {
+                    Some(m) => {
+                        let (stream, seq) = check(&m);
+                        let list = acked.get_mut(&stream).unwrap();
+                        // Received messages leave the expectations (the first in order).
+                        if let Some(k) = list.iter().position(|&(s, _)| s == seq) {
+                            assert_eq!(k, 0, "stream {stream}: seq {seq} before earlier acknowledged ones");
+                            list.remove(0);
+                        }
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, options(&dir, Fsync::Always)).unwrap();
+    let got = drain(&q.name);
+    let mut next: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut last_seq: BTreeMap<u32, u32> = BTreeMap::new();
+    for &(stream, seq, _) in &got {
+        if let Some(&prev) = last_seq.get(&stream) {
+            assert!(seq > prev, "stream {stream}: {seq} after {prev}: out of order or twice");
+        }
+        last_seq.insert(stream, seq);
+        let list = &acked[&stream];
+        let k = next.entry(stream).or_insert(0);
+        while *k < list.len() && list[*k].0 < seq {
+            panic!("stream {stream}: acknowledged seq {} lost (next received {seq})", list[*k].0);
+        }
+        if *k < list.len() && list[*k].0 == seq {
+            *k += 1;
+        }
+    }
+    for (stream, list) in &acked {
+        let k = next.get(stream).copied().unwrap_or(0);
+        assert_eq!(k, list.len(), "stream {stream}: acknowledged {:?} lost", list.get(k));
+    }
+    let total: usize = acked.values().map(Vec::len).sum();
+    eprintln!("{rounds} rounds: {total} acknowledged sends outstanding, {} messages after the restart", got.len());
+    // Ids after the restart continue above every id handed out before.
+    let max_before = ids.iter().next_back().copied().unwrap_or(0);
+    let mut tx = Producer::open(&q.name).unwrap();
+    let id = tx.send(b"after").unwrap();
+    assert!(id > max_before, "id {id} after the restart is not above {max_before}");
+}
+
+/// Four producer processes under `Always`: their sends share syncs (group commit).
+#[test]
+fn four_producer_processes_under_always_share_their_syncs() {
+    let n: u32 = std::env::var("SHMQ_GROUP_COMMIT_MESSAGES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let dir = LogDir::new("group");
+    let q = TestQueue::create("durable-group", options(&dir, Fsync::Always).capacity(1 << 20));
+    let mut kids: Vec<Child> = (0..4)
+        .map(|k| {
+            Child::spawn(
+                "nowait",
+                &q.name,
+                &[("stream", k.to_string()), ("count", n.to_string()), ("window", "64".into())],
+            )
+        })
+        .collect();
+    for c in &mut kids {
+        c.expect("ready");
+    }
+    let mut total = 0;
+    for c in &mut kids {
+        c.wait_ok();
+        total += acks(&c.remaining_lines()).len();
+    }
+    assert_eq!(total, 4 * n as usize);
+    let d = Queue::inspect(&q.name).unwrap().durable.unwrap();
+    eprintln!(
+        "group commit: {total} messages, {} fdatasyncs, {:.1} messages per sync",
+        d.syncs,
+        total as f64 / d.syncs.max(1) as f64
+    );
+    assert!(d.syncs * 4 <= total as u64, "{} syncs for {total} messages: no group commit", d.syncs);
+    assert_eq!(drain(&q.name).len(), total);
+}
+
+/// The process holding the journal role is stopped (SIGSTOP) just before its sync: other
+/// producers' `Always` sends still complete (they journal alongside after a bound).
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_stopped_journal_holder_does_not_hold_other_producers_syncs_hostage() {
+    let dir = LogDir::new("stopped");
+    let q = TestQueue::create("durable-stopped", options(&dir, Fsync::Always));
+    let mut stopped = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", "10".into())],
+        &[("SHMQ_FAILPOINT", "journal-syncing".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
+    );
+    stopped.expect("ready");
+    stopped.wait_stopped();
+    let t = Instant::now();
+    let mut other = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "50".into())]);
+    other.expect("ready");
+    other.wait_ok();
+    assert_eq!(acks(&other.remaining_lines()).len(), 50);
+    eprintln!("50 Always sends beside a stopped journal holder: {:?}", t.elapsed());
+    stopped.kill9();
+}
+
+/// A producer is killed at each journal kill point; the next producer finishes the job and
+/// nothing acknowledged is lost.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_journaler_killed_at_any_step_leaves_the_log_for_the_next_one() {
+    for point in ["journal-copied", "journal-written", "journal-syncing", "journal-synced", "ceiling-raising"] {
+        let dir = LogDir::new(point);
+        let q = TestQueue::create(&format!("durable-{point}"), options(&dir, Fsync::Always));
+        let mut dying = Child::spawn_env(
+            "producer",
+            &q.name,
+            &[("stream", "0".into()), ("count", "20".into())],
+            &[("SHMQ_FAILPOINT", point.into()), ("SHMQ_FAILPOINT_SKIP", "3".into())],
+        );
+        let _ = dying.wait_exit();
+        let before = acks(&dying.remaining_lines());
+        let mut next = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "20".into())]);
+        next.expect("ready");
+        next.wait_ok();
+        let after = acks(&next.remaining_lines());
+        assert_eq!(after.len(), 20, "{point}");
+        simulate_restart(&q.name);
+        Queue::open_or_create(&q.name, options(&dir, Fsync::Always)).unwrap();
+        let got = drain(&q.name);
+        for (stream, list) in [(0u32, &before), (1, &after)] {
+            let seqs: Vec<u32> = got.iter().filter(|g| g.0 == stream).map(|g| g.1).collect();
+            for (seq, _) in list.iter() {
+                assert!(seqs.contains(seq), "{point}: stream {stream} acknowledged seq {seq} lost");
+            }
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{point}: stream {stream} out of order or twice");
+        }
+    }
+}
+
+/// Under `Never`, ids are not reused across kills and restarts either, even with messages
+/// in flight.
+#[test]
+fn ids_are_never_reused_across_kills_and_restarts_under_never() {
+    let dir = LogDir::new("never");
+    let q = TestQueue::create("durable-never", options(&dir, Fsync::Never));
+    let mut ids = BTreeSet::new();
+    for round in 0..6 {
+        let mut c = Child::spawn("producer", &q.name, &[("stream", round.to_string()), ("count", "100000".into())]);
+        c.expect("ready");
+        std::thread::sleep(Duration::from_millis(30));
+        c.kill9();
+        let _ = c.wait_exit();
+        for (_, id) in acks(&c.remaining_lines()) {
+            assert!(ids.insert(id), "round {round}: id {id} handed out twice");
+        }
+        simulate_restart(&q.name);
+        Queue::open_or_create(&q.name, options(&dir, Fsync::Never)).unwrap();
+        // The restored queue's producers start above everything handed out.
+        let mut tx = Producer::open(&q.name).unwrap();
+        let id = tx.send(b"probe").unwrap();
+        assert!(ids.insert(id), "round {round}: probe id {id} handed out twice");
+        drop(tx);
+        drain(&q.name);
+    }
+}

@@ -360,3 +360,87 @@ fn ids_are_never_reused_across_kills_and_restarts_under_never() {
         drain(&q.name);
     }
 }
+
+/// A consumer that received part of the queue, then a restart: it resumes after what it
+/// released (the checkpoint), reading the rest from the log, then goes on in the ring.
+#[test]
+fn after_a_restart_the_default_consumer_resumes_after_what_it_released_reading_the_log_then_the_ring() {
+    let dir = LogDir::new("resume");
+    let q = TestQueue::create("durable-resume", options(&dir, Fsync::Always));
+    let mut p = Child::spawn("producer", &q.name, &[("stream", "7".into()), ("count", "300".into())]);
+    p.expect("ready");
+    p.wait_ok();
+    {
+        let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+        for seq in 0..100 {
+            let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
+            assert_eq!(check(&m), (7, seq));
+        }
+        // Dropping the consumer publishes its position and writes a checkpoint.
+    }
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, options(&dir, Fsync::Always)).unwrap();
+    let mut p = Child::spawn("producer", &q.name, &[("stream", "8".into()), ("count", "50".into())]);
+    p.expect("ready");
+    p.wait_ok();
+    let got = drain(&q.name);
+    let old: Vec<u32> = got.iter().filter(|g| g.0 == 7).map(|g| g.1).collect();
+    let new: Vec<u32> = got.iter().filter(|g| g.0 == 8).map(|g| g.1).collect();
+    assert_eq!(old, (100..300).collect::<Vec<_>>(), "the rest of the old messages, from the log, in order");
+    assert_eq!(new, (0..50).collect::<Vec<_>>(), "then the new ones, from the ring");
+    assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "ids increase across the restart");
+}
+
+/// A `Reader` replays the log from any id while producers go on, and sees what a
+/// consumer already took too.
+#[test]
+fn a_reader_replays_the_log_from_an_id_without_taking_anything() {
+    let dir = LogDir::new("reader");
+    let q = TestQueue::create("durable-reader", options(&dir, Fsync::Always));
+    let mut p = Child::spawn("producer", &q.name, &[("stream", "3".into()), ("count", "200".into())]);
+    p.expect("ready");
+    p.wait_ok();
+    let acked = acks(&p.remaining_lines());
+    assert_eq!(drain(&q.name).len(), 200, "a consumer took everything");
+    let (seq0, id) = acked[50];
+    let mut r = shmq::Reader::open(&q.name, shmq::From::Id(id)).unwrap();
+    for (k, &(seq, id)) in acked[50..].iter().enumerate() {
+        let m = r.recv_timeout(common::OP_TIMEOUT).unwrap();
+        assert_eq!((check(&m), m.id()), ((3, seq), id), "message {k} after seq {seq0}");
+    }
+    assert!(r.try_recv().unwrap().is_none());
+    let mut all = shmq::Reader::open(&q.name, shmq::From::Start).unwrap();
+    let mut n = 0;
+    while all.try_recv().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 200);
+    assert!(matches!(
+        shmq::Reader::open(&TestQueue::create("volatile-reader", Options::new()).name, shmq::From::Start),
+        Err(shmq::Error::InvalidArgument(_))
+    ));
+}
+
+/// Under `Interval(d)`, a producer that sends and then only waits finds its messages synced
+/// by the timer thread within a few intervals, without syncing itself.
+#[test]
+fn under_interval_the_timer_syncs_what_was_written() {
+    let dir = LogDir::new("interval");
+    let q = TestQueue::create("durable-interval", options(&dir, Fsync::Interval(Duration::from_millis(20))));
+    let mut tx = Producer::open(&q.name).unwrap();
+    let mut last = 0;
+    for seq in 0..50 {
+        last = tx.send(&msg(9, seq)).unwrap();
+    }
+    let deadline = Instant::now() + common::OP_TIMEOUT;
+    loop {
+        let d = Queue::inspect(&q.name).unwrap().durable.unwrap();
+        if d.durable > last {
+            assert!(d.syncs >= 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the timer never synced: {d:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(drain(&q.name).len(), 50);
+}

@@ -643,6 +643,10 @@ impl Drop for Consumer {
             Some(m) => m.leave(&self.h.shared.seg, &self.ring),
             None => self.publish(),
         }
+        // A durable queue: where this consumer stands, for a restart to resume from.
+        if self.h.shared.seg.config().durable.is_some() {
+            super::journal::maybe_checkpoint(&self.h.shared.seg, true);
+        }
         // Then the handle deregisters (and stores the counters).
     }
 }

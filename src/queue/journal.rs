@@ -60,6 +60,11 @@ pub(crate) struct Journal {
     seg_size: u64,
     /// `Fsync::Interval`: keeps this process's timer thread running.
     _timer: Option<Arc<Timer>>,
+    /// The synced position this process left when it last journaled alongside a role
+    /// holder that had not made progress (`u64::MAX`: never). While it still stands there,
+    /// the holder is still stuck: later waits journal alongside at once, not after
+    /// [`ALONGSIDE_AFTER`] each.
+    alongside: Arc<AtomicU64>,
 }
 
 impl Journal {
@@ -72,7 +77,14 @@ impl Journal {
             Fsync::Interval(every) => Some(Timer::start(&seg.config().name, every)),
             _ => None,
         };
-        Ok(Some(Journal { log, fsync: d.fsync, capacity: seg.config().capacity, seg_size: d.seg_size, _timer: timer }))
+        Ok(Some(Journal {
+            log,
+            fsync: d.fsync,
+            capacity: seg.config().capacity,
+            seg_size: d.seg_size,
+            _timer: timer,
+            alongside: Arc::new(AtomicU64::new(u64::MAX)),
+        }))
     }
 
     /// Whether sends wait for their sync.
@@ -129,6 +141,7 @@ impl Journal {
         }
         if moved {
             maybe_checkpoint(seg, false);
+            maybe_retire(seg, &self.log, self.seg_size);
         }
         Ok(moved)
     }
@@ -161,7 +174,9 @@ impl Journal {
             }
             check_failed(seg)?;
             let locked = seg.try_lock_journal();
-            if locked || since.elapsed() >= ALONGSIDE_AFTER {
+            // Relaxed: this process's own hint.
+            let stuck = self.alongside.load(Ordering::Relaxed) == seen;
+            if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
                 let r = self.run(seg, sync);
                 if locked {
                     seg.unlock_journal();
@@ -170,6 +185,8 @@ impl Journal {
                 since = Instant::now();
                 // Acquire: as above.
                 let now = target.load(Ordering::Acquire);
+                // Relaxed: as above.
+                self.alongside.store(if locked { u64::MAX } else { now }, Ordering::Relaxed);
                 if now >= end {
                     return Ok(());
                 }
@@ -217,6 +234,56 @@ pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
         *last = Some(Instant::now());
     }
     let _ = checkpoint::write(seg, &d.dir, crate::segment::now_unix_ns());
+}
+
+/// Deletes the log segments every reader has released and `retain` does not keep, at most
+/// once a second per process. Failures are left for the next time.
+fn maybe_retire(seg: &Segment, log: &Log, seg_size: u64) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let Some(d) = &seg.config().durable else { return };
+    // Acquire: pairs with the Release raise; only what is written may go.
+    let written = seg.header().durable.written.load(Ordering::Acquire);
+    let mut keep = readers_floor(seg).min(written);
+    if let super::Retain::Bytes(n) = d.retain {
+        keep = keep.min(written.saturating_sub(n));
+    }
+    if keep >= seg_size {
+        let _ = log.delete_before(keep / seg_size * seg_size);
+    }
+}
+
+/// The lowest position any reader still needs: the default consumer's, every
+/// subscription's cursor, and every span a member holds.
+pub(crate) fn readers_floor(seg: &Segment) -> u64 {
+    let h = seg.header();
+    let mut floor = u64::MAX;
+    // Acquire: as in the producers' gate.
+    let active = h.subs.active.load(Ordering::Acquire);
+    for i in crate::ring::cursors::bits(active).filter(|&i| i < layout::SUBSCRIPTIONS) {
+        // Acquire: as in the producers' gate.
+        let w = seg.cursor(i).load(Ordering::Acquire);
+        floor = floor.min(w & !crate::ring::cursors::FLAGS);
+        if i == 0 {
+            continue;
+        }
+        // Acquire: pairs with the Release that set a member's bit.
+        let members = seg.sub(i).cursor.members.load(Ordering::Acquire);
+        for j in crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS) {
+            let m = seg.member(j);
+            // Acquire: as in the producers' gate.
+            if m.claim_state.load(Ordering::Acquire) != layout::CLAIM_NONE {
+                floor = floor.min(m.claim_pos.load(Ordering::Acquire));
+            }
+        }
+    }
+    floor
 }
 
 /// `Err(Log)` once a sync of this queue's log failed.
@@ -396,7 +463,7 @@ pub(crate) fn floor(seg: &Segment) -> u64 {
 }
 
 /// One [`Log`] per process and directory.
-fn shared_log(dir: &std::path::Path, identity: [u8; 16]) -> Result<Arc<Log>> {
+pub(crate) fn shared_log(dir: &std::path::Path, identity: [u8; 16]) -> Result<Arc<Log>> {
     static LOGS: Mutex<Vec<(PathBuf, Weak<Log>)>> = Mutex::new(Vec::new());
     let mut logs = LOGS.lock().unwrap_or_else(|p| p.into_inner());
     logs.retain(|(_, w)| w.strong_count() > 0);
@@ -449,7 +516,14 @@ impl Journal {
     fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
         let Some(d) = seg.config().durable.clone() else { return Ok(None) };
         let log = shared_log(&d.dir, d.identity)?;
-        Ok(Some(Journal { log, fsync: d.fsync, capacity: seg.config().capacity, seg_size: d.seg_size, _timer: None }))
+        Ok(Some(Journal {
+            log,
+            fsync: d.fsync,
+            capacity: seg.config().capacity,
+            seg_size: d.seg_size,
+            _timer: None,
+            alongside: Arc::new(AtomicU64::new(u64::MAX)),
+        }))
     }
 }
 

@@ -24,6 +24,7 @@ mod journal;
 mod member;
 mod options;
 mod producer;
+mod reader;
 mod restore;
 mod stats;
 mod subscription;
@@ -36,6 +37,7 @@ pub use options::{
     DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Fsync, Options, Retain,
 };
 pub use producer::{Grant, Producer, RawGrant};
+pub use reader::{Reader, Replayed};
 pub use stats::{CounterValues, DurableStats, Participant, Role, Snapshot};
 pub(crate) use subscription::init_default_subscription;
 pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};

@@ -26,6 +26,11 @@ pub enum From {
     /// With the next message sent: a subscription sees what is sent after its creation.
     #[default]
     Now,
+    /// A durable queue's oldest message still in its log ([`Reader::open`](crate::Reader::open)).
+    Start,
+    /// A durable queue's message with this id, or the first after it
+    /// ([`Reader::open`](crate::Reader::open)).
+    Id(u64),
 }
 
 /// The options of a subscription, fixed when it is created: every member of a subscription
@@ -48,7 +53,8 @@ impl SubscriptionOptions {
         SubscriptionOptions::default()
     }
 
-    /// Where the subscription starts (only [`From::Now`] on a volatile queue).
+    /// Where the subscription starts: only [`From::Now`] for now (a durable queue's log is
+    /// read from an earlier id with [`Reader::open`](crate::Reader::open)).
     pub fn start(mut self, start: From) -> Self {
         self.start = start;
         self
@@ -158,6 +164,11 @@ impl Subscription {
     /// ```
     pub fn create(queue: &str, name: &str, options: SubscriptionOptions) -> Result<()> {
         validate_name(name)?;
+        if options.start != From::Now {
+            return Err(Error::InvalidArgument(
+                "a subscription starts now; read a durable queue's log from an earlier id with Reader::open".into(),
+            ));
+        }
         if options.lag_limit == Some(0) {
             return Err(Error::InvalidArgument("a lag limit of 0 bytes: use None for no limit".into()));
         }

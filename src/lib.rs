@@ -90,6 +90,11 @@ pub use sync::wait::{ADAPTIVE_SPIN, Wait};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The examples of `docs/DURABLE.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/DURABLE.md")]
+pub struct DurableDoctests;
+
 /// The examples of `docs/SUBSCRIPTIONS.md`, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/SUBSCRIPTIONS.md")]

@@ -444,3 +444,27 @@ fn under_interval_the_timer_syncs_what_was_written() {
     }
     assert_eq!(drain(&q.name).len(), 50);
 }
+
+/// An MPSC producer killed between its claim and its commit, on an `Always` queue nobody
+/// reads: the journal passes the dead claim (as a reader would), so the next producer's
+/// sends still become durable and return.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_inside_its_claim_does_not_stop_the_journal() {
+    let dir = LogDir::new("dead-claim");
+    let q = TestQueue::create("durable-dead-claim", options(&dir, Fsync::Always));
+    let mut dying = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", "20".into())],
+        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_SKIP", "5".into())],
+    );
+    let _ = dying.wait_exit();
+    assert_eq!(acks(&dying.remaining_lines()).len(), 5);
+    let mut next = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "20".into())]);
+    next.expect("ready");
+    next.wait_ok();
+    assert_eq!(acks(&next.remaining_lines()).len(), 20);
+    let got = drain(&q.name);
+    assert_eq!(got.len(), 25, "{got:?}");
+}

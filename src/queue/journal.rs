@@ -339,7 +339,10 @@ fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
     while pos < tail && buf.len() < MAX_PASS {
         let index = geo.index(pos);
         match read_record(&geo, &region, pos).map_err(|e| corrupt(&format!("{e:?}")))? {
-            Found::Nothing => break, // not committed yet (or a dead claimant: readers reclaim it)
+            // Not committed yet; or, if nothing at all moves, perhaps the claim of an MPSC
+            // producer that died before committing: passed below as a reader would.
+            Found::Nothing if pos == start && pass_dead_claim(seg, pos, tail)? => continue,
+            Found::Nothing => break,
             Found::Message { size, .. } => {
                 let at = buf.len();
                 buf.resize(at + size as usize, 0);
@@ -383,6 +386,31 @@ fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
         wake_space(seg);
     }
     Ok(true)
+}
+
+/// MPSC: turns the claim at `pos` of a producer proven dead into padding, as a reader
+/// stuck behind it does (`ring::reclaim`); with no reader there (or one further behind),
+/// the journal must not wait for a commit that never comes. Returns whether it did.
+fn pass_dead_claim(seg: &Segment, pos: u64, tail: u64) -> Result<bool> {
+    use crate::ring::reclaim::{Outcome, reclaim};
+    if seg.config().mode != crate::segment::Mode::Mpsc || pos >= tail {
+        return Ok(false);
+    }
+    let claims = seg.claims();
+    let corrupt = |e| Error::Corrupt(format!("queue {}: {e:?}", seg.config().name));
+    match reclaim(&seg.config().geometry(), &seg.region(), pos, tail, &claims, |slot| seg.slot_alive(slot))
+        .map_err(corrupt)?
+    {
+        Outcome::Reclaimed { dead, .. } => {
+            for c in claims.iter().filter(|c| dead & (1 << c.slot) != 0) {
+                seg.clear_claim(c.slot, c.pos);
+            }
+            // Relaxed: a statistic.
+            seg.header().retired.reclaimed.fetch_add(1, Ordering::Relaxed);
+            Ok(true)
+        }
+        Outcome::NotStuck | Outcome::Wait(_) => Ok(false),
+    }
 }
 
 /// Syncs `[durable, written)`; returns whether `durable` moved.

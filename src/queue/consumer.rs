@@ -214,7 +214,7 @@ impl Consumer {
         self.h.shared.seg.check_same_process()?;
         // The common case first, its record kept in registers: a message is there.
         let nothing = match self.ring.look(&self.h.region) {
-            Look::Message(rec) => return Ok(Message::new(self, rec)),
+            Look::Message(rec) => return Ok(Message::from_ring(self, rec)),
             Look::Nothing => true,
             Look::Other => false,
         };
@@ -238,7 +238,7 @@ impl Consumer {
         self.h.shared.seg.check_same_process()?;
         // As in `recv`.
         let nothing = match self.ring.look(&self.h.region) {
-            Look::Message(rec) => return Ok(Some(Message::new(self, rec))),
+            Look::Message(rec) => return Ok(Some(Message::from_ring(self, rec))),
             Look::Nothing => true,
             Look::Other => false,
         };
@@ -547,8 +547,10 @@ impl Consumer {
         };
         // Counts and publishes once, when the batch ends, however it ends (`f` may panic).
         let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
+        // Only the first record can come from a durable queue's log; the rest are peeked in
+        // the ring.
+        f(batch.consumer.payload(rec));
         loop {
-            f(batch.consumer.payload(rec));
             batch.consumer.ring.release(rec);
             batch.messages += 1;
             batch.bytes += rec.len as usize;
@@ -556,29 +558,35 @@ impl Consumer {
                 break;
             }
             let c = &mut *batch.consumer;
-            if let Some(r) = c.ring.peek_message(&c.h.region) {
-                rec = r;
-                continue;
-            }
-            match c.ring.peek(&c.h.region) {
-                Ok(Some(r)) => rec = r,
-                Ok(None) => break,
-                Err(e) => {
-                    let e = corrupt(&batch.consumer.h.shared.seg, e);
-                    drop(batch);
-                    return Err(e);
-                }
-            }
+            rec = match c.ring.peek_message(&c.h.region) {
+                Some(r) => r,
+                None => match c.ring.peek(&c.h.region) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let e = corrupt(&batch.consumer.h.shared.seg, e);
+                        drop(batch);
+                        return Err(e);
+                    }
+                },
+            };
+            f(batch.consumer.ring_payload(rec));
         }
         Ok(batch.messages as usize)
     }
 
     #[inline]
     fn payload(&self, rec: consumer::Record) -> &[u8] {
-        let len = rec.len as usize;
         if self.is_log_record(rec) {
             return self.log_payload(rec);
         }
+        self.ring_payload(rec)
+    }
+
+    /// [`payload`](Self::payload) of a record known to be in the ring.
+    #[inline]
+    fn ring_payload(&self, rec: consumer::Record) -> &[u8] {
+        let len = rec.len as usize;
         let p = self.h.region.ptr(rec.payload, len);
         // SAFETY: in bounds (checked by `ptr`); a committed record belongs to the consumer
         // until it releases it, and the mapping lives as long as `self`.
@@ -761,6 +769,14 @@ pub struct Message<'a> {
 unsafe impl Send for Message<'_> {}
 
 impl<'a> Message<'a> {
+    /// A message of a record read in the ring (what `look` finds).
+    #[inline]
+    fn from_ring(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
+        let payload = consumer.h.region.ptr(rec.payload, rec.len as usize);
+        Message { consumer, rec, payload }
+    }
+
+    /// A message of a record from anywhere: the ring, or a durable queue's log.
     #[inline]
     fn new(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
         let payload = if consumer.is_log_record(rec) {

@@ -350,6 +350,28 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
         if pos % wrap == 0 {
             return Err(Invalid::Bad(format!("pad-end at a multiple of wrap ({pos})")));
         }
+        // A pad-end has no checksum, and one flipped bit turns a message's kind (1) into
+        // it (3). If the bytes read as a message at `pos` carry a valid crc, that is what
+        // they are, damaged: refuse rather than skip to the wrap.
+        if b.len() >= 16 {
+            let info = u64_at(b, 8);
+            let (len, size) = (info as u32 as u64, (info >> 32) * 8);
+            if len >= LEN_OVERHEAD && size >= align8(16 + len) && pos + size <= limit {
+                let need = 16 + len;
+                if (b.len() as u64) < need {
+                    return Err(Invalid::Short(need));
+                }
+                let mut head = [0u8; 24];
+                head.copy_from_slice(&b[0..24]);
+                head[0..8].copy_from_slice(&(pos | KIND_MESSAGE).to_le_bytes());
+                let c = crc32c::crc32c_append(crc32c::crc32c(&head), &b[FRAME_HEADER as usize..(16 + len) as usize]);
+                if c == u32_at(b, 24) {
+                    return Err(Invalid::Bad(format!(
+                        "a message frame at {pos} with a damaged kind (reads as pad-end)"
+                    )));
+                }
+            }
+        }
         return Ok(Decoded::PadEnd { next: ((pos / wrap) + 1) * wrap });
     }
     if b.len() < 16 {

@@ -817,7 +817,7 @@ impl Log {
         let mut b = vec![0u8; (MARK_SLOTS[1] as usize) + format::MARK_LEN];
         f.pread(0, &mut b).map_err(|e| self.fail(format!("read {}: {e}", path.display())))?;
         let best = Mark::best(&b);
-        if best.is_some_and(|m| m.synced_through >= mark) {
+        if mark <= best.map_or(0, |m| m.synced_through) {
             return Ok(());
         }
         let seq = best.map_or(1, |m| m.seq + 1);

@@ -179,7 +179,7 @@ fn a_writer_killed_mid_stream_loses_nothing_it_had_synced() {
     let (log, rec) = Log::recover(Arc::new(RealFs), &t.log()).unwrap();
     assert!(rec.end >= synced, "end {} below what the writer had synced ({synced})", rec.end);
     assert!(rec.synced_through <= rec.end);
-    let n = log.frames(0, rec.end).map(|f| f.unwrap()).count();
+    let n = log.frames(0, rec.end).inspect(|f| assert!(f.is_ok(), "{f:?}")).count();
     assert!(n >= 800, "{n} messages back");
 }
 

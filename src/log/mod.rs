@@ -256,15 +256,24 @@ impl<'a> Cursor<'a> {
             return Ok(true);
         }
         let Some(f) = log.segment(pos / log.seg_size, false)? else { return Ok(false) };
+        // Keep the bytes from `pos` already read and read on from where the last read
+        // ended: sequential, non-overlapping reads keep the kernel's readahead going.
+        let keep = if pos >= self.buf_pos && pos < self.buf_pos + self.buf_len as u64 {
+            let from = (pos - self.buf_pos) as usize;
+            self.buf.copy_within(from..self.buf_len, 0);
+            self.buf_len - from
+        } else {
+            0
+        };
         let n = (want.max(READ_CHUNK as u64)).min(seg_end - pos) as usize;
         if self.buf.len() < n {
             self.buf.resize(n, 0);
         }
         let got = f
-            .pread(log.file_off(pos), &mut self.buf[..n])
+            .pread(log.file_off(pos + keep as u64), &mut self.buf[keep..n])
             .map_err(|e| os_err(e, format!("read {}", log.seg_path(pos / log.seg_size).display())))?;
         self.buf_pos = pos;
-        self.buf_len = got;
+        self.buf_len = keep + got;
         Ok(true)
     }
 
@@ -296,8 +305,6 @@ impl<'a> Cursor<'a> {
                         return Ok(Step::Invalid { pos, what: "the file ends inside the frame".into() });
                     }
                     want = n;
-                    // Force a fresh read from `pos`.
-                    self.buf_len = 0;
                 }
                 Err(Invalid::Bad(what)) => return Ok(Step::Invalid { pos, what }),
             }

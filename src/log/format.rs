@@ -36,6 +36,9 @@ pub const KIND_MESSAGE: u64 = 1;
 pub const KIND_PADDING: u64 = 2;
 /// Skip to the next multiple of `wrap`.
 pub const KIND_PAD_END: u64 = 3;
+/// The longest user payload a frame may claim: the queue's largest `max_message` (2^30).
+/// A longer claim is damage, refused before anything that long is read.
+pub const MAX_PAYLOAD: u64 = 1 << 30;
 /// Bytes of a message frame before the user payload.
 pub const FRAME_HEADER: u64 = 32;
 /// `len` counts these bytes of the ring payload before the user payload (ts, crc, reserved).
@@ -356,7 +359,11 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
         if b.len() >= 16 {
             let info = u64_at(b, 8);
             let (len, size) = (info as u32 as u64, (info >> 32) * 8);
-            if len >= LEN_OVERHEAD && size >= align8(16 + len) && pos + size <= limit {
+            if len >= LEN_OVERHEAD
+                && len - LEN_OVERHEAD <= MAX_PAYLOAD
+                && size >= align8(16 + len)
+                && pos + size <= limit
+            {
                 let need = 16 + len;
                 if (b.len() as u64) < need {
                     return Err(Invalid::Short(need));
@@ -386,7 +393,7 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
     if kind == KIND_PADDING {
         return Ok(Decoded::Padding { size });
     }
-    if len < LEN_OVERHEAD || align8(16 + len) > size {
+    if len < LEN_OVERHEAD || len - LEN_OVERHEAD > MAX_PAYLOAD || align8(16 + len) > size {
         return Err(Invalid::Bad(format!("message length {len} does not fit its size {size}")));
     }
     let need = (16 + len) as usize;

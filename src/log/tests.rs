@@ -665,3 +665,42 @@ fn threads_share_one_log() {
     log.sync(0, s.pos, 0).unwrap();
     assert_eq!(all_frames(&log, 0, s.pos), s.msgs);
 }
+
+#[test]
+fn losing_the_race_to_create_a_segment_opens_the_winners_file() {
+    let fs = FaultFs::new();
+    let a = Log::create(Arc::new(fs.clone()), &dir(), params(1024, 1024)).unwrap();
+    let b = Log::attach(Arc::new(fs.clone()), &dir(), ID).unwrap();
+    let frame = encode_message(0, 5, b"winner!!", 40);
+    a.write(0, &frame).unwrap();
+    fs.clear_ops();
+    // B creates segment 0 as if it had not seen A's: its rename finds the name taken.
+    let theirs = b.create_segment(0).unwrap();
+    let mut got = vec![0u8; 40];
+    theirs.pread(4096, &mut got).unwrap();
+    assert_eq!(got, frame, "B must use A's file, not its own");
+    let ops = ops_shown(&fs);
+    assert!(ops.contains(&"Unlink(TMP)".to_owned()), "{ops:?}");
+    assert_eq!(ops.last().map(String::as_str), Some("FsyncDir(/log)"), "{ops:?}");
+    assert!(fs.list_dir(&dir()).unwrap().iter().all(|n| !n.contains(".tmp.")));
+}
+
+#[test]
+fn a_frame_claiming_more_than_any_message_is_refused_before_it_is_read() {
+    let mut f = encode_message(0, 1, b"12345678", 40);
+    let len = 16 + (1u64 << 31);
+    let size = format::align8(16 + len);
+    f[8..16].copy_from_slice(&(len | ((size / 8) << 32)).to_le_bytes());
+    let r = format::decode(&f, 0, 1 << 40, 1 << 41);
+    assert!(matches!(r, Err(format::Invalid::Bad(_))), "{r:?}");
+}
+
+#[test]
+fn leftover_temporary_files_are_removed_by_recovery() {
+    let (fs, msgs, _) = fixture(3, 0);
+    let tmp = dir().join(".0000000000000001.seg.tmp.99.0");
+    fs.create(&tmp, 0o600).unwrap().pwrite(0, &[1; 100]).unwrap();
+    let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+    assert!(fs.read_file(&tmp).is_none());
+    assert_eq!(all_frames(&log, 0, rec.end), msgs);
+}

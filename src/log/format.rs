@@ -36,6 +36,9 @@ pub const KIND_MESSAGE: u64 = 1;
 pub const KIND_PADDING: u64 = 2;
 /// Skip to the next multiple of `wrap`.
 pub const KIND_PAD_END: u64 = 3;
+/// The longest user payload a frame may claim: the queue's largest `max_message` (2^30).
+/// A longer claim is damage, refused before anything that long is read.
+pub const MAX_PAYLOAD: u64 = 1 << 30;
 /// Bytes of a message frame before the user payload.
 pub const FRAME_HEADER: u64 = 32;
 /// `len` counts these bytes of the ring payload before the user payload (ts, crc, reserved).
@@ -350,6 +353,32 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
         if pos % wrap == 0 {
             return Err(Invalid::Bad(format!("pad-end at a multiple of wrap ({pos})")));
         }
+        // A pad-end has no checksum, and one flipped bit turns a message's kind (1) into
+        // it (3). If the bytes read as a message at `pos` carry a valid crc, that is what
+        // they are, damaged: refuse rather than skip to the wrap.
+        if b.len() >= 16 {
+            let info = u64_at(b, 8);
+            let (len, size) = (info as u32 as u64, (info >> 32) * 8);
+            if len >= LEN_OVERHEAD
+                && len - LEN_OVERHEAD <= MAX_PAYLOAD
+                && size >= align8(16 + len)
+                && pos + size <= limit
+            {
+                let need = 16 + len;
+                if (b.len() as u64) < need {
+                    return Err(Invalid::Short(need));
+                }
+                let mut head = [0u8; 24];
+                head.copy_from_slice(&b[0..24]);
+                head[0..8].copy_from_slice(&(pos | KIND_MESSAGE).to_le_bytes());
+                let c = crc32c::crc32c_append(crc32c::crc32c(&head), &b[FRAME_HEADER as usize..(16 + len) as usize]);
+                if c == u32_at(b, 24) {
+                    return Err(Invalid::Bad(format!(
+                        "a message frame at {pos} with a damaged kind (reads as pad-end)"
+                    )));
+                }
+            }
+        }
         return Ok(Decoded::PadEnd { next: ((pos / wrap) + 1) * wrap });
     }
     if b.len() < 16 {
@@ -364,7 +393,7 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
     if kind == KIND_PADDING {
         return Ok(Decoded::Padding { size });
     }
-    if len < LEN_OVERHEAD || align8(16 + len) > size {
+    if len < LEN_OVERHEAD || len - LEN_OVERHEAD > MAX_PAYLOAD || align8(16 + len) > size {
         return Err(Invalid::Bad(format!("message length {len} does not fit its size {size}")));
     }
     let need = (16 + len) as usize;

@@ -319,7 +319,13 @@ struct FaultFile {
     st: Arc<Mutex<State>>,
     ino: usize,
     handle: u64,
-    path: PathBuf,
+}
+
+impl State {
+    /// The current name of an inode (for the op log: a renamed file shows its new name).
+    fn name_of(&self, ino: usize) -> PathBuf {
+        self.names.iter().find(|(_, i)| **i == ino).map_or_else(|| PathBuf::from("<unlinked>"), |(p, _)| p.clone())
+    }
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -553,7 +559,8 @@ impl FsFile for FaultFile {
     fn pwrite(&self, off: u64, data: &[u8]) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         st.grow(self.ino, off + data.len() as u64)?;
-        st.ops.push(Op::Write { path: self.path.clone(), off, len: data.len() as u64 });
+        let path = st.name_of(self.ino);
+        st.ops.push(Op::Write { path, off, len: data.len() as u64 });
         let op = DataOp::Write(off, data.to_vec());
         let ino = &mut st.inodes[self.ino];
         apply(&mut ino.current, &op);
@@ -573,7 +580,8 @@ impl FsFile for FaultFile {
     fn fdatasync(&self) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         st.syncs += 1;
-        st.ops.push(Op::Fdatasync(self.path.clone()));
+        let path = st.name_of(self.ino);
+        st.ops.push(Op::Fdatasync(path));
         if st.fail_sync_at == Some(st.syncs) {
             return Err(errno(libc::EIO));
         }
@@ -585,7 +593,8 @@ impl FsFile for FaultFile {
     fn fallocate(&self, len: u64) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         st.grow(self.ino, len)?;
-        st.ops.push(Op::Fallocate(self.path.clone(), len));
+        let path = st.name_of(self.ino);
+        st.ops.push(Op::Fallocate(path, len));
         let ino = &mut st.inodes[self.ino];
         if (ino.current.len() as u64) < len {
             let op = DataOp::SetLen(len);
@@ -601,7 +610,8 @@ impl FsFile for FaultFile {
     fn truncate(&self, len: u64) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         st.grow(self.ino, len)?;
-        st.ops.push(Op::Truncate(self.path.clone(), len));
+        let path = st.name_of(self.ino);
+        st.ops.push(Op::Truncate(path, len));
         let ino = &mut st.inodes[self.ino];
         let op = DataOp::SetLen(len);
         apply(&mut ino.current, &op);
@@ -656,7 +666,7 @@ impl Fs for FaultFs {
         }
         st.next_handle += 1;
         let handle = st.next_handle;
-        Ok(Arc::new(FaultFile { st: self.st.clone(), ino, handle, path: path.to_path_buf() }))
+        Ok(Arc::new(FaultFile { st: self.st.clone(), ino, handle }))
     }
     fn create(&self, path: &Path, mode: u32) -> io::Result<Arc<dyn FsFile>> {
         let mut st = self.lock();
@@ -672,7 +682,7 @@ impl Fs for FaultFs {
         st.ops.push(Op::Create(path.to_path_buf()));
         st.next_handle += 1;
         let handle = st.next_handle;
-        Ok(Arc::new(FaultFile { st: self.st.clone(), ino, handle, path: path.to_path_buf() }))
+        Ok(Arc::new(FaultFile { st: self.st.clone(), ino, handle }))
     }
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
         let mut st = self.lock();

@@ -113,6 +113,8 @@ pub struct Recovered {
     /// Whether every byte after `end` was zero (nothing to cut). Always true after
     /// [`Log::recover`] returns; [`Log::inspect`] reports what it found.
     pub tail_clean: bool,
+    /// Message frames in `[start, end)`.
+    pub messages: u64,
 }
 
 /// A message read back from the log.
@@ -124,6 +126,8 @@ pub struct Frame {
     pub ts: u64,
     /// The user payload.
     pub payload: Vec<u8>,
+    /// Bytes the frame occupies in the stream.
+    pub size: u64,
 }
 
 /// Sizes of a log on disk.
@@ -210,6 +214,7 @@ enum Step {
     Message {
         pos: u64,
         ts: u64,
+        size: u64,
         payload: Option<Vec<u8>>,
     },
     Skip,
@@ -251,15 +256,24 @@ impl<'a> Cursor<'a> {
             return Ok(true);
         }
         let Some(f) = log.segment(pos / log.seg_size, false)? else { return Ok(false) };
+        // Keep the bytes from `pos` already read and read on from where the last read
+        // ended: sequential, non-overlapping reads keep the kernel's readahead going.
+        let keep = if pos >= self.buf_pos && pos < self.buf_pos + self.buf_len as u64 {
+            let from = (pos - self.buf_pos) as usize;
+            self.buf.copy_within(from..self.buf_len, 0);
+            self.buf_len - from
+        } else {
+            0
+        };
         let n = (want.max(READ_CHUNK as u64)).min(seg_end - pos) as usize;
         if self.buf.len() < n {
             self.buf.resize(n, 0);
         }
         let got = f
-            .pread(log.file_off(pos), &mut self.buf[..n])
+            .pread(log.file_off(pos + keep as u64), &mut self.buf[keep..n])
             .map_err(|e| os_err(e, format!("read {}", log.seg_path(pos / log.seg_size).display())))?;
         self.buf_pos = pos;
-        self.buf_len = got;
+        self.buf_len = keep + got;
         Ok(true)
     }
 
@@ -279,8 +293,8 @@ impl<'a> Cursor<'a> {
                     let next = d.next(pos);
                     self.pos = next;
                     return Ok(match d {
-                        Decoded::Message { ts, payload, .. } => {
-                            Step::Message { pos, ts, payload: want_payload.then(|| payload.to_vec()) }
+                        Decoded::Message { ts, payload, size } => {
+                            Step::Message { pos, ts, size, payload: want_payload.then(|| payload.to_vec()) }
                         }
                         _ => Step::Skip,
                     });
@@ -291,8 +305,6 @@ impl<'a> Cursor<'a> {
                         return Ok(Step::Invalid { pos, what: "the file ends inside the frame".into() });
                     }
                     want = n;
-                    // Force a fresh read from `pos`.
-                    self.buf_len = 0;
                 }
                 Err(Invalid::Bad(what)) => return Ok(Step::Invalid { pos, what }),
             }
@@ -313,8 +325,8 @@ impl Iterator for Frames<'_> {
     fn next(&mut self) -> Option<Result<Frame>> {
         while !self.done && self.cur.pos < self.to {
             match self.cur.step(true) {
-                Ok(Step::Message { pos, ts, payload }) => {
-                    return Some(Ok(Frame { id: pos, ts, payload: payload.unwrap_or_default() }));
+                Ok(Step::Message { pos, ts, size, payload }) => {
+                    return Some(Ok(Frame { id: pos, ts, payload: payload.unwrap_or_default(), size }));
                 }
                 Ok(Step::Skip) => {}
                 Ok(Step::Missing { pos }) => {
@@ -341,6 +353,7 @@ impl Iterator for Frames<'_> {
 
 /// What [`Log::scan`] found.
 struct Scan {
+    messages: u64,
     start: u64,
     end: u64,
     mark: u64,
@@ -427,7 +440,7 @@ impl Log {
     pub fn recover(fs: Arc<dyn Fs>, dir: &Path) -> Result<(Log, Recovered)> {
         let log = Log::open_locked(fs, dir, LockKind::Exclusive)?;
         log.remove_temporaries()?;
-        let scan = log.scan()?;
+        let scan = log.scan(&mut |_, _| {})?;
         if !scan.tail_clean {
             log.cut(&scan)?;
         }
@@ -442,10 +455,26 @@ impl Log {
     /// (`tail_clean == false`: it would cut). Damage below the mark is [`Error::Corrupt`].
     /// On a live log the tail may be in flight.
     pub fn inspect(fs: Arc<dyn Fs>, dir: &Path) -> Result<(Log, Recovered)> {
+        Log::inspect_with_progress(fs, dir, &mut |_, _| {})
+    }
+
+    /// [`Log::inspect`], calling `progress(done, total)` (stream bytes walked, bytes in the
+    /// segments) now and then.
+    pub fn inspect_with_progress(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Log, Recovered)> {
         let log = Log::open_locked(fs, dir, LockKind::Shared)?;
-        let scan = log.scan()?;
+        let scan = log.scan(progress)?;
         let rec = log.recovered(&scan, false);
         Ok((log, rec))
+    }
+
+    /// Opens a log to read it, whatever queue it belongs to: checks ownership, permissions
+    /// and META, takes the lock shared. Scans nothing (for `shmq log dump`).
+    pub fn open_read(fs: Arc<dyn Fs>, dir: &Path) -> Result<Log> {
+        Log::open_locked(fs, dir, LockKind::Shared)
     }
 
     fn recovered(&self, s: &Scan, after_cut: bool) -> Recovered {
@@ -459,6 +488,7 @@ impl Log {
             dropped: s.dropped,
             ceiling: self.ceiling(),
             tail_clean: after_cut || s.tail_clean,
+            messages: s.messages,
         }
     }
 
@@ -517,7 +547,9 @@ impl Log {
         let lock_file = match fs.open(&lock_path) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                fs.create(&lock_path, 0o600).map_err(|e| os_err(e, format!("create {}", lock_path.display())))?
+                // As META's mode (checked above: at most group-writable).
+                fs.create(&lock_path, 0o600 | (mst.mode & 0o060))
+                    .map_err(|e| os_err(e, format!("create {}", lock_path.display())))?
             }
             Err(e) => return Err(os_err(e, format!("open {}", lock_path.display()))),
         };
@@ -817,7 +849,7 @@ impl Log {
         let mut b = vec![0u8; (MARK_SLOTS[1] as usize) + format::MARK_LEN];
         f.pread(0, &mut b).map_err(|e| self.fail(format!("read {}: {e}", path.display())))?;
         let best = Mark::best(&b);
-        if best.is_some_and(|m| m.synced_through >= mark) {
+        if mark <= best.map_or(0, |m| m.synced_through) {
             return Ok(());
         }
         let seq = best.map_or(1, |m| m.seq + 1);
@@ -938,7 +970,7 @@ impl Log {
 
     /// Checks the headers, finds the mark, walks the frames to the end and looks at what
     /// lies beyond. Changes nothing.
-    fn scan(&self) -> Result<Scan> {
+    fn scan(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Scan> {
         let segs = self.list_segments()?;
         let mut mark = 0;
         for &k in &segs {
@@ -951,13 +983,21 @@ impl Log {
             }
         }
         let Some(&first) = segs.first() else {
-            return Ok(Scan { start: 0, end: 0, mark, dropped: 0, tail_clean: true, segs });
+            return Ok(Scan { messages: 0, start: 0, end: 0, mark, dropped: 0, tail_clean: true, segs });
         };
         let start = first * self.seg_size;
+        let total = (segs[segs.len() - 1] + 1) * self.seg_size - start;
         let mut cur = Cursor::new(self, start);
+        let mut messages = 0;
+        let mut reported = start;
         let end = loop {
+            if cur.pos - reported >= 1 << 24 {
+                reported = cur.pos;
+                progress(cur.pos - start, total);
+            }
             match cur.step(false)? {
-                Step::Message { .. } | Step::Skip => {}
+                Step::Message { .. } => messages += 1,
+                Step::Skip => {}
                 Step::Missing { pos } => {
                     if pos < mark {
                         return Err(Error::Corrupt(format!(
@@ -977,7 +1017,8 @@ impl Log {
         };
         let tail_clean = self.tail_is_zero(&segs, end)?;
         let dropped = if tail_clean { 0 } else { self.count_beyond(&segs, end)? };
-        Ok(Scan { start, end, mark, dropped, tail_clean, segs })
+        progress(total, total);
+        Ok(Scan { messages, start, end, mark, dropped, tail_clean, segs })
     }
 
     /// Whether every byte of the existing segments from `end` on is zero.

@@ -111,6 +111,32 @@ enum SubsCommand {
     },
 }
 
+/// `shmq log ...`.
+#[derive(Subcommand, Debug)]
+enum LogCommand {
+    /// Print the messages of a log: id, time, frame size, length, crc and a payload preview
+    /// (the whole payload in base64 with --json). Validated frames only; a damaged log prints
+    /// up to the damage, then fails.
+    Dump {
+        /// The log directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Start at this message id (default: the oldest retained).
+        #[arg(long, value_name = "ID")]
+        from: Option<u64>,
+        /// One JSON object per line (stable, with schema_version).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a log: exit 0 only if every header, META and frame is valid and nothing follows
+    /// the end (what a recovery would cut). Changes nothing.
+    Verify {
+        /// The log directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a queue.
@@ -209,6 +235,11 @@ enum Command {
         #[command(subcommand)]
         command: SubsCommand,
     },
+    /// Read a durable queue's log directory: dump its messages, verify it.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Measure shmq against bare floors, pipes and Unix sockets (two pinned processes).
     #[command(long_about = bench::LONG_HELP)]
     Bench(bench::BenchArgs),
@@ -292,6 +323,10 @@ fn main() -> ExitCode {
             }
             SubsCommand::Ls { queue, json } => commands::subs::ls(&queue, json),
             SubsCommand::Rm { queue, names } => commands::subs::rm(&queue, &names),
+        },
+        Command::Log { command } => match command {
+            LogCommand::Dump { dir, from, json } => commands::log::dump(&dir, from, json),
+            LogCommand::Verify { dir } => commands::log::verify(&dir),
         },
         Command::Bench(a) => bench::run(a),
         Command::BenchPeer { cpu } => bench::peer::run(cpu),

@@ -222,7 +222,7 @@ fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
         last_seq.insert(stream, seq);
         let list = &acked[&stream];
         let k = next.entry(stream).or_insert(0);
-        while *k < list.len() && list[*k].0 < seq {
+        if *k < list.len() && list[*k].0 < seq {
             panic!("stream {stream}: acknowledged seq {} lost (next received {seq})", list[*k].0);
         }
         if *k < list.len() && list[*k].0 == seq {

@@ -32,7 +32,8 @@
 //! * `ceiling-raising`: about to write a raised id ceiling to the log's meta record.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
-//! `kill -STOP` would) instead of dying.
+//! `kill -STOP` would) instead of dying. Points checked with [`fails`] instead make the
+//! operation fail as the OS could (`journal-sync-fails`: the log's `fdatasync` reports EIO).
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
 #[cfg(all(feature = "failpoints", not(loom)))]
@@ -54,6 +55,25 @@ pub fn hit(point: &str) {
             let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
         }
     }
+}
+
+/// Whether the operation at `point` should fail now: `SHMQ_FAILPOINT` names it (after
+/// `SHMQ_FAILPOINT_SKIP` earlier checks). Feature `failpoints` only; otherwise `false`.
+#[cfg(all(feature = "failpoints", not(loom)))]
+pub fn fails(point: &str) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CHECKS: AtomicU64 = AtomicU64::new(0);
+    let Ok(name) = std::env::var("SHMQ_FAILPOINT") else { return false };
+    let skip: u64 = std::env::var("SHMQ_FAILPOINT_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // Relaxed: a counter of this process's own checks.
+    name == point && CHECKS.fetch_add(1, Ordering::Relaxed) >= skip
+}
+
+/// Whether the operation at `point` should fail now (feature `failpoints` only).
+#[cfg(not(all(feature = "failpoints", not(loom))))]
+#[inline(always)]
+pub fn fails(_point: &str) -> bool {
+    false
 }
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).

@@ -24,6 +24,7 @@ fn child_role() {
     common::run_child(|role, queue| match role {
         "producer" => producer(queue),
         "nowait" => nowait_producer(queue),
+        "limited" => limited_producer(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -467,4 +468,68 @@ fn a_producer_killed_inside_its_claim_does_not_stop_the_journal() {
     assert_eq!(acks(&next.remaining_lines()).len(), 20);
     let got = drain(&q.name);
     assert_eq!(got.len(), 25, "{got:?}");
+}
+
+/// A sync that fails (EIO, injected) makes the queue read-only for good: the sender gets
+/// `Error::Log`, later sends from any process too, and what was synced before stays
+/// readable.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_failed_sync_makes_the_queue_read_only_and_keeps_what_was_synced_readable() {
+    let dir = LogDir::new("sync-fails");
+    let q = TestQueue::create("durable-sync-fails", options(&dir, Fsync::Always));
+    let mut first = Child::spawn("producer", &q.name, &[("stream", "0".into()), ("count", "10".into())]);
+    first.expect("ready");
+    first.wait_ok();
+    let mut failing = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "1".into()), ("count", "10".into())],
+        &[("SHMQ_FAILPOINT", "journal-sync-fails".into())],
+    );
+    let (status, _) = failing.wait_exit();
+    assert!(!status.success(), "the send under a failing sync must fail");
+    let lines = failing.remaining_lines();
+    assert!(acks(&lines).is_empty(), "nothing was acknowledged: {lines:?}");
+    let d = Queue::inspect(&q.name).unwrap().durable.unwrap();
+    assert!(d.failed, "{d:?}");
+    let mut tx = Producer::open(&q.name).unwrap();
+    assert!(matches!(tx.send(b"late"), Err(shmq::Error::Log(_))), "read-only from then on");
+    let got = drain(&q.name);
+    let synced: Vec<u32> = got.iter().filter(|g| g.0 == 0).map(|g| g.1).collect();
+    assert_eq!(synced, (0..10).collect::<Vec<_>>(), "what was synced stays readable");
+    assert!(got.iter().all(|g| g.0 == 0), "nothing unsynced is shown: {got:?}");
+}
+
+/// A producer whose process may not grow files (`RLIMIT_FSIZE`) cannot create the next log
+/// segment: its send fails with `NoSpace` (no `SIGXFSZ`), and another producer then writes
+/// the log and loses nothing acknowledged.
+#[test]
+fn a_full_disk_is_no_space_for_the_sender_and_the_queue_goes_on() {
+    let dir = LogDir::new("nospace");
+    let q = TestQueue::create("durable-nospace", options(&dir, Fsync::Always));
+    let mut limited = Child::spawn("limited", &q.name, &[]);
+    limited.expect("nospace");
+    limited.wait_ok();
+    let mut next = Child::spawn("producer", &q.name, &[("stream", "2".into()), ("count", "20".into())]);
+    next.expect("ready");
+    next.wait_ok();
+    assert_eq!(acks(&next.remaining_lines()).len(), 20);
+    let got = drain(&q.name);
+    assert_eq!(got.iter().filter(|g| g.0 == 2).count(), 20);
+}
+
+/// The `limited` role: sends under a 4 KiB file-size limit until `NoSpace`. `SIGXFSZ` is
+/// ignored, as a process that sets such a limit does: writes past it then fail with EFBIG.
+fn limited_producer(queue: &str) {
+    // SAFETY: setting a signal's disposition to ignore, before any other thread exists
+    // that could depend on it.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let lim = rustix::process::Rlimit { current: Some(4096), maximum: None };
+    rustix::process::setrlimit(rustix::process::Resource::Fsize, lim).expect("setrlimit");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    match tx.send_timeout(&msg(5, 0), common::OP_TIMEOUT) {
+        Err(shmq::Error::NoSpace) => common::say("nospace"),
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
 }

@@ -287,7 +287,7 @@ pub(crate) fn readers_floor(seg: &Segment) -> u64 {
 }
 
 /// `Err(Log)` once a sync of this queue's log failed.
-fn check_failed(seg: &Segment) -> Result<()> {
+pub(crate) fn check_failed(seg: &Segment) -> Result<()> {
     // Acquire: pairs with the Release store of the flag after the failure.
     if seg.header().durable.failed.load(Ordering::Acquire) != 0 {
         return Err(Error::Log(format!(
@@ -423,6 +423,9 @@ fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
         return Ok(false);
     }
     crate::failpoint::hit("journal-syncing");
+    if crate::failpoint::fails("journal-sync-fails") {
+        return Err(fail(seg, Error::Log("fdatasync of the log: Input/output error (os error 5, injected)".into())));
+    }
     log.sync(durable, written, durable).map_err(|e| fail(seg, e))?;
     crate::failpoint::hit("journal-synced");
     // Relaxed: a statistic.

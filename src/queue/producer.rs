@@ -184,6 +184,8 @@ impl Producer {
     #[cold]
     #[inline(never)]
     fn send_durable(&mut self, msg: &[u8], until: Until, wait: bool) -> Result<u64> {
+        // A queue whose log failed is read-only.
+        super::journal::check_failed(&self.h.shared.seg)?;
         let res = self.reserve_until(msg.len(), until)?;
         self.h.region.write(res.payload() + self.prefix as usize, msg);
         let id = self.commit_reserved(res, msg.len() as u32)?;

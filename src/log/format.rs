@@ -289,6 +289,18 @@ pub fn seal(frame: &mut [u8], pos: u64) {
     frame[24..28].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Makes a ring record of any kind, copied into `rec`, the frame at `pos`: a message is
+/// [`seal`]ed; padding and pad-end get `w0 = pos | kind` only (they carry no crc).
+/// `kind` is [`KIND_MESSAGE`], [`KIND_PADDING`] or [`KIND_PAD_END`].
+pub fn seal_kind(rec: &mut [u8], pos: u64, kind: u64) {
+    assert!((KIND_MESSAGE..=KIND_PAD_END).contains(&kind), "kind {kind}");
+    if kind == KIND_MESSAGE {
+        seal(rec, pos);
+    } else {
+        rec[0..8].copy_from_slice(&(pos | kind).to_le_bytes());
+    }
+}
+
 /// One frame, validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
@@ -437,6 +449,20 @@ mod tests {
         got[24..32].fill(0x55);
         seal(&mut got, 128);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn seal_kind_restamps_padding_and_pad_end_without_a_crc() {
+        let mut pad = encode_padding(0, 24);
+        pad[0..8].fill(0x77);
+        seal_kind(&mut pad, 512, KIND_PADDING);
+        assert_eq!(decode(&pad, 512, 1024, 4096), Ok(Decoded::Padding { size: 24 }));
+        let mut end = [0x77u8; 8];
+        seal_kind(&mut end, 1016, KIND_PAD_END);
+        assert_eq!(decode(&end, 1016, 1024, 4096), Ok(Decoded::PadEnd { next: 1024 }));
+        let mut msg = encode_message(0, 3, b"abc", 40);
+        seal_kind(&mut msg, 64, KIND_MESSAGE);
+        assert_eq!(decode(&msg, 64, 1024, 4096), Ok(Decoded::Message { ts: 3, payload: b"abc", size: 40 }));
     }
 
     #[test]

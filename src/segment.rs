@@ -575,7 +575,15 @@ impl Segment {
     pub(crate) fn create_spec(name: &str, spec: &Spec) -> Result<Config> {
         validate_name(name)?;
         let prefix = if spec.durable.is_some() { DURABLE_PREFIX } else { 0 };
-        check_options(spec.capacity, spec.max_message.saturating_add(prefix), spec.permissions)?;
+        check_options(spec.capacity, spec.max_message.saturating_add(prefix), spec.permissions).map_err(
+            |e| match e {
+                Error::InvalidArgument(m) if prefix > 0 => Error::InvalidArgument(format!(
+                    "{m}: a durable queue's records carry {prefix} bytes more than the message, so its \
+                     max_message may be at most capacity/2 - {prefix}"
+                )),
+                e => e,
+            },
+        )?;
         match Self::create_nameless(name, spec) {
             Some(result) => result,
             None => Self::create_named(name, spec),

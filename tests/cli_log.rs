@@ -172,3 +172,36 @@ fn a_missing_directory_is_exit_1_and_a_missing_dir_option_exit_2() {
     let o = shmq(&["log", "verify"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `shmq log dump NAME` and `shmq log verify NAME` find a durable queue's log through its
+/// segment; the ids match what `send` returned; a volatile queue has no log to show.
+#[test]
+fn log_dump_and_verify_by_queue_name() {
+    use shmq::{Fsync, Options, Producer, Queue};
+    let t = Temp::new("by-name");
+    let name = format!("cli-log-by-name-{}", std::process::id());
+    let _ = Queue::remove(&name);
+    Queue::create(&name, Options::new().capacity(1 << 16).max_message(1024).durable(t.log()).fsync(Fsync::Always))
+        .unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let ids: Vec<u64> = (0..5).map(|i| tx.send(format!("order {i}").as_bytes()).unwrap()).collect();
+    drop(tx);
+    let out = shmq(&["log", "dump", &name, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, ids);
+    let out = shmq(&["log", "verify", &name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Queue::remove(&name).unwrap();
+    let volatile = format!("cli-log-volatile-{}", std::process::id());
+    let _ = Queue::remove(&volatile);
+    Queue::create(&volatile, Options::new()).unwrap();
+    let out = shmq(&["log", "dump", &volatile]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not durable"));
+    Queue::remove(&volatile).unwrap();
+}

@@ -118,9 +118,12 @@ enum LogCommand {
     /// (the whole payload in base64 with --json). Validated frames only; a damaged log prints
     /// up to the damage, then fails.
     Dump {
-        /// The log directory.
+        /// The queue whose log to read (it must exist in memory; otherwise give --dir).
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        name: Option<String>,
+        /// The log directory (for a queue not in memory, e.g. before a restore).
         #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
         /// Start at this message id (default: the oldest retained).
         #[arg(long, value_name = "ID")]
         from: Option<u64>,
@@ -131,9 +134,12 @@ enum LogCommand {
     /// Check a log: exit 0 only if every header, META and frame is valid and nothing follows
     /// the end (what a recovery would cut). Changes nothing.
     Verify {
+        /// The queue whose log to check (it must exist in memory; otherwise give --dir).
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        name: Option<String>,
         /// The log directory.
         #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
     },
 }
 
@@ -325,8 +331,12 @@ fn main() -> ExitCode {
             SubsCommand::Rm { queue, names } => commands::subs::rm(&queue, &names),
         },
         Command::Log { command } => match command {
-            LogCommand::Dump { dir, from, json } => commands::log::dump(&dir, from, json),
-            LogCommand::Verify { dir } => commands::log::verify(&dir),
+            LogCommand::Dump { name, dir, from, json } => {
+                commands::log::dir_of(name.as_deref(), dir).and_then(|d| commands::log::dump(&d, from, json))
+            }
+            LogCommand::Verify { name, dir } => {
+                commands::log::dir_of(name.as_deref(), dir).and_then(|d| commands::log::verify(&d))
+            }
         },
         Command::Bench(a) => bench::run(a),
         Command::BenchPeer { cpu } => bench::peer::run(cpu),

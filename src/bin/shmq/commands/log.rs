@@ -78,6 +78,19 @@ fn print(out: &mut impl Write, f: &Frame, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The log directory: `dir`, or that of queue `name` as its segment records it.
+pub fn dir_of(name: Option<&str>, dir: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    if let Some(dir) = dir {
+        return Ok(dir);
+    }
+    let name = name.expect("clap requires a name or --dir");
+    let snap = shmq::Queue::inspect(name).with_context(|| format!("queue {name:?}"))?;
+    match snap.config.durable {
+        Some(d) => Ok(d.dir),
+        None => bail!("queue {name:?} is not durable: it has no log"),
+    }
+}
+
 /// Prints every message of the log in `dir` from `from` (default: the oldest), one per line.
 /// A log damaged below its mark prints the messages before the damage, then fails.
 pub fn dump(dir: &Path, from: Option<u64>, json: bool) -> Result<()> {

@@ -162,12 +162,13 @@ fn send_returns_increasing_ids_and_a_consumer_in_another_process_receives_them_w
 /// order, and no id was handed out twice.
 #[test]
 fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
-    let rounds: u32 = std::env::var("SHMQ_DURABLE_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let rounds: u32 = std::env::var("SHMQ_DURABLE_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let dir = LogDir::new("kill");
     let q = TestQueue::create("durable-kill", options(&dir, Fsync::Always));
     let mut rng = common::Rng(0x5eed ^ u64::from(std::process::id()));
     let mut acked: BTreeMap<u32, Vec<(u32, u64)>> = BTreeMap::new();
     let mut ids = BTreeSet::new();
+    let mut consumed = 0usize;
     for round in 0..rounds {
         let mut kids: Vec<(u32, Child)> = (0..2)
             .map(|k| {
@@ -205,6 +206,7 @@ fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
                             assert_eq!(k, 0, "stream {stream}: seq {seq} before earlier acknowledged ones");
                             list.remove(0);
                         }
+                        consumed += 1;
                     }
                     None => break,
                 }
@@ -235,7 +237,12 @@ fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
         assert_eq!(k, list.len(), "stream {stream}: acknowledged {:?} lost", list.get(k));
     }
     let total: usize = acked.values().map(Vec::len).sum();
-    eprintln!("{rounds} rounds: {total} acknowledged sends outstanding, {} messages after the restart", got.len());
+    eprintln!(
+        "{rounds} rounds: {} acknowledged sends; {consumed} messages read before the restart, {} after it; \
+         {total} acknowledged ones checked after it",
+        ids.len(),
+        got.len()
+    );
     // Ids after the restart continue above every id handed out before.
     let max_before = ids.iter().next_back().copied().unwrap_or(0);
     let mut tx = Producer::open(&q.name).unwrap();

@@ -77,8 +77,9 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{
     Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS,
-    DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, MemberInfo, Message, Mode, Options, Participant,
-    Producer, Queue, RawGrant, Retain, Role, Snapshot, Subscription, SubscriptionInfo, SubscriptionOptions,
+    DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, Journaler, MemberInfo, Message, Mode, Options,
+    Participant, Producer, Queue, RawGrant, Retain, Role, Snapshot, Subscription, SubscriptionInfo,
+    SubscriptionOptions,
 };
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, validate_name};

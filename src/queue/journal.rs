@@ -445,8 +445,8 @@ impl Timer {
 }
 
 impl Journal {
-    /// [`attach`](Self::attach) without the timer (for the timer itself).
-    fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
+    /// [`attach`](Self::attach) without the timer (for the timer itself, and [`Journaler`](super::Journaler)).
+    pub(crate) fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
         let Some(d) = seg.config().durable.clone() else { return Ok(None) };
         let log = shared_log(&d.dir, d.identity)?;
         Ok(Some(Journal { log, fsync: d.fsync, capacity: seg.config().capacity, seg_size: d.seg_size, _timer: None }))

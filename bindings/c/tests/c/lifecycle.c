@@ -15,7 +15,7 @@ static void options_init_sets_the_defaults(void) {
     memset(&o, 0xAB, sizeof o);
     shmq_options_init(&o);
     CHECK(o.size == sizeof(shmq_options));
-    CHECK(o.size == 32);
+    CHECK(o.size == 72);
     CHECK(o.capacity == 1 << 20);
     CHECK(o.capacity == SHMQ_DEFAULT_CAPACITY);
     CHECK(o.max_message == 64 << 10);
@@ -236,9 +236,11 @@ static void strerror_answers_every_code(void) {
                    SHMQ_ERR_IO,
                    SHMQ_ERR_INTERNAL,
                    SHMQ_ERR_INTERRUPTED,
-                   SHMQ_ERR_LAPPED};
+                   SHMQ_ERR_LAPPED,
+                   SHMQ_ERR_LOG,
+                   SHMQ_ERR_NO_SPACE};
     size_t n = sizeof codes / sizeof codes[0];
-    const char *unknown = shmq_strerror(-18);
+    const char *unknown = shmq_strerror(-20);
     CHECK(unknown != NULL && strlen(unknown) > 0);
     for (size_t i = 0; i < n; i++) {
         CHECK(codes[i] == -(int)i); /* the stable numbering */
@@ -247,7 +249,7 @@ static void strerror_answers_every_code(void) {
         CHECK(strcmp(s, unknown) != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, shmq_strerror(codes[j])) != 0);
     }
-    int odd[] = {1, 42, -18, -1000, INT32_MAX, INT32_MIN};
+    int odd[] = {1, 42, -20, -1000, INT32_MAX, INT32_MIN};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) CHECK(strcmp(shmq_strerror(odd[i]), unknown) == 0);
     puts("ok strerror_answers_every_code");
 }

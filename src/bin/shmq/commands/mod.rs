@@ -1,8 +1,11 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
-//! ([`stat`]), and `subs` ([`subs`]). Each returns `anyhow::Result`; errors name the queue and
+//! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]) and `journal`
+//! ([`journal`]). Each returns `anyhow::Result`; errors name the queue and
 //! exit with status 1.
 
 pub mod admin;
+pub mod durable;
+pub mod journal;
 pub mod recv;
 pub mod send;
 pub mod stat;

@@ -77,8 +77,8 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{
     Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS,
-    DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, MemberInfo, Message, Mode, Options, Participant,
-    Producer, Queue, RawGrant, Reader, Replayed, Retain, Role, Snapshot, Subscription, SubscriptionInfo,
+    DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, Journaler, MemberInfo, Message, Mode, Options,
+    Participant, Producer, Queue, RawGrant, Reader, Replayed, Retain, Role, Snapshot, Subscription, SubscriptionInfo,
     SubscriptionOptions,
 };
 #[cfg(not(loom))]

@@ -428,6 +428,10 @@ impl Consumer {
                 return Ok(Some(rec));
             }
         }
+        // A durable queue synced on every send: the fast path looked up to the limit it
+        // had; with the limit moved to what is synced now, look again (`nothing` was only
+        // about the old limit).
+        let nothing = nothing && !self.durable_limit;
         if self.durable_limit {
             self.ring.set_limit(super::journal::visible(&self.h.shared.seg));
         }

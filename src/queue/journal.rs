@@ -543,8 +543,8 @@ impl Timer {
 }
 
 impl Journal {
-    /// [`attach`](Self::attach) without the timer (for the timer itself).
-    fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
+    /// [`attach`](Self::attach) without the timer (for the timer itself, and [`Journaler`](super::Journaler)).
+    pub(crate) fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {
         let Some(d) = seg.config().durable.clone() else { return Ok(None) };
         let log = shared_log(&d.dir, d.identity)?;
         Ok(Some(Journal {

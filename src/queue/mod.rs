@@ -21,6 +21,7 @@ mod consumer;
 mod gate;
 mod interrupt;
 mod journal;
+mod journaler;
 mod member;
 mod options;
 mod producer;
@@ -33,6 +34,7 @@ pub use crate::segment::{Config, DurableConfig, Mode};
 pub use admin::Queue;
 pub use consumer::{Consumer, Message};
 pub use interrupt::Interrupter;
+pub use journaler::Journaler;
 pub use options::{
     DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, Fsync, Options, Retain,
 };

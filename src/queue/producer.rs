@@ -166,6 +166,23 @@ impl Producer {
         self.send_durable(msg, Until::Deadline(None), false)
     }
 
+    /// [`send_nowait`](Self::send_nowait) if there is room now; `Err(Full)` otherwise.
+    pub fn try_send_nowait(&mut self, msg: &[u8]) -> Result<u64> {
+        if self.prefix == 0 {
+            return self.try_send(msg);
+        }
+        self.send_durable(msg, Until::Now, false)
+    }
+
+    /// [`send_nowait`](Self::send_nowait), waiting at most `timeout` for room;
+    /// `Err(Timeout)` when it expires (nothing was sent).
+    pub fn send_nowait_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64> {
+        if self.prefix == 0 {
+            return self.send_timeout(msg, timeout);
+        }
+        self.send_durable(msg, until(timeout), false)
+    }
+
     /// Waits until the message `id` (from [`send_nowait`](Self::send_nowait), or any id
     /// of this queue) and everything sent before it is on disk, leading the sync itself
     /// when no other process is doing it (a group commit: one sync for every message

@@ -198,6 +198,33 @@
 #define SHMQ_DEFAULT_PERMISSIONS 0600
 
 /**
+ * `shmq_options.fsync`: the log is never synced by shmq (the kernel writes it back when it
+ * likes). Messages survive any process crash; a power cut or kernel crash loses what was
+ * not yet written back. The default.
+ */
+#define SHMQ_FSYNC_NEVER 0
+
+/**
+ * `shmq_options.fsync`: the log is synced every `fsync_interval_ns`, by a thread in each
+ * process that holds a producer of the queue (and by `shmq journal`): a power cut loses
+ * at most about that much.
+ */
+#define SHMQ_FSYNC_INTERVAL 1
+
+/**
+ * `shmq_options.fsync`: every send returns only once its message is synced to disk, and
+ * consumers see only synced messages: nothing a consumer saw or a sender was told is lost
+ * to a power cut. Concurrent senders (in any process) share their syncs.
+ */
+#define SHMQ_FSYNC_ALWAYS 2
+
+/**
+ * What `shmq_options.max_log_bytes` = 0 stands for: 8 GiB (written out: `8 << 30` would
+ * overflow an `int` in C).
+ */
+#define SHMQ_DEFAULT_MAX_LOG_BYTES 8589934592
+
+/**
  * `shmq_subscription_options.start`: the subscription sees every message sent after
  * `shmq_subscription_create` returns (the only start a volatile queue has).
  */
@@ -211,8 +238,8 @@
 
 /**
  * `shmq_subscription_options.ack`: a message is done with only once the member that
- * received it acknowledges it. For durable queues, which this version does not have:
- * refused with `SHMQ_ERR_INVALID` for now.
+ * received it acknowledges it. For durable queues; this version does not have explicit
+ * acknowledgements yet: refused with `SHMQ_ERR_INVALID` for now.
  */
 #define SHMQ_ACK_EXPLICIT 1
 
@@ -251,13 +278,23 @@ typedef struct shmq_producer shmq_producer;
  * int rc = shmq_create("orders", &o);
  * ```
  *
- * The struct only grows: later versions append fields after `reserved`, and `size` tells
- * the library which fields the caller knows.
+ * A durable queue (its messages also kept in a log on disk) sets `log_dir`:
+ *
+ * ```c
+ * o.log_dir = "/var/lib/myapp/orders";
+ * o.fsync = SHMQ_FSYNC_ALWAYS;
+ * ```
+ *
+ * The struct only grows: later versions append fields after `retain_bytes`, and `size`
+ * tells the library which fields the caller knows. Programs compiled against the first
+ * header (a 32-byte struct that ends at `reserved`) keep working: their queues are
+ * volatile.
  */
 typedef struct shmq_options {
     /**
-     * `sizeof(shmq_options)` as the caller compiled it; set by `shmq_options_init`. A size
-     * below this version's struct (32 bytes) is `SHMQ_ERR_INVALID`.
+     * `sizeof(shmq_options)` as the caller compiled it; set by `shmq_options_init`: 72
+     * for this header, 32 for the first one (without the durable fields). Any other size
+     * below 72 is `SHMQ_ERR_INVALID`.
      */
     size_t size;
     /**
@@ -282,6 +319,39 @@ typedef struct shmq_options {
      * Must be 0 (`shmq_options_init` sets it).
      */
     uint32_t reserved;
+    /**
+     * Makes the queue durable: every message is also written to a log in this directory
+     * (created owner-only if missing), from which `shmq_create` or `shmq_open_or_create`
+     * restores the queue once its shared-memory object is gone (a host restart). An
+     * absolute or relative path; the library keeps its own copy. NULL (the default): a
+     * volatile queue, in memory only, and every field below must keep its default.
+     */
+    const char *log_dir;
+    /**
+     * When a durable queue's log is synced: `SHMQ_FSYNC_NEVER` (the default),
+     * `SHMQ_FSYNC_INTERVAL` or `SHMQ_FSYNC_ALWAYS`.
+     */
+    int fsync;
+    /**
+     * Must be 0 (`shmq_options_init` sets it).
+     */
+    uint32_t reserved2;
+    /**
+     * `SHMQ_FSYNC_INTERVAL` only, and then required: how often the log is synced, in
+     * nanoseconds (more than 0). Must be 0 under the other policies.
+     */
+    uint64_t fsync_interval_ns;
+    /**
+     * The most bytes a durable queue's log holds: producers wait there (`SHMQ_ERR_FULL`
+     * with a timeout of 0). 0 (the default): `SHMQ_DEFAULT_MAX_LOG_BYTES`.
+     */
+    uint64_t max_log_bytes;
+    /**
+     * How much of a durable queue's log is kept once every subscription released it: 0
+     * (the default) keeps nothing (segments go once released); `n > 0` keeps at least the
+     * last `n` bytes of the stream, for replay and audit.
+     */
+    uint64_t retain_bytes;
 } shmq_options;
 
 /**
@@ -297,8 +367,9 @@ typedef struct shmq_options {
  *
  * Every field's default is 0. The struct only grows: later versions append fields after
  * `max_deliveries`, and `size` tells the library which fields the caller knows. The last
- * four fields (`ack` to `max_deliveries`) are for durable queues, which this version does
- * not have: any value but 0 is refused with `SHMQ_ERR_INVALID` for now.
+ * four fields (`ack` to `max_deliveries`) are for the explicit acknowledgements of durable
+ * queues, which this version does not have yet: any value but 0 is refused with
+ * `SHMQ_ERR_INVALID` for now.
  */
 typedef struct shmq_subscription_options {
     /**
@@ -378,9 +449,10 @@ extern "C" {
 #endif  /* __cplusplus */
 
 /**
- * Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
- * permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
- * nothing if `o` is NULL. Thread-safe; does not block.
+ * Sets the first 32 bytes of `*o` (the fields of the first `shmq_options`, up to
+ * `reserved`) to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
+ * permissions `0600`) and `o->size` to 32. Does nothing if `o` is NULL. Thread-safe;
+ * does not block.
  *
  * The header defines a macro of the same name, `shmq_options_init(o)`, which calls
  * `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
@@ -394,7 +466,8 @@ void shmq_options_init(struct shmq_options *o);
 
 /**
  * Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
- * their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+ * their defaults (those `shmq_options_init` sets, and the durable fields: `log_dir`
+ * NULL, `SHMQ_FSYNC_NEVER`, everything else 0), `o->size` becomes `size`, and any bytes
  * beyond the fields this library knows (a newer header's fields) become 0. Call it
  * through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
  * always comes from the struct the program was compiled with, so a field appended by a
@@ -402,8 +475,8 @@ void shmq_options_init(struct shmq_options *o);
  * `SHMQ_ERR_INVALID`).
  *
  * Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
- * `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
- * does not block.
+ * `shmq_options` (32, the first version's struct, or 72 to 4096 bytes; `*o` is then left
+ * alone). Thread-safe; does not block.
  *
  * # Safety
  * `o` is NULL or points to `size` writable bytes.
@@ -440,9 +513,18 @@ int shmq_abi_version(void);
  * the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
  * reserved now: a full `/dev/shm` fails here, not later.
  *
+ * With `o->log_dir` set the queue is durable: its log is created in that directory, or,
+ * if the directory holds the log of a queue that no longer exists in memory (after a host
+ * restart, or `shmq_remove`), the queue is restored from it: ids continue above every id
+ * handed out before, and the default consumer resumes after what it had received.
+ *
  * Returns `SHMQ_OK`; `SHMQ_ERR_EXISTS` if the name is taken; `SHMQ_ERR_INVALID` for a
- * NULL `name` or `o`, a bad name, or bad options; `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
- * Thread-safe; does not block.
+ * NULL `name` or `o`, a bad name, or bad options (a log of another capacity);
+ * `SHMQ_ERR_PERMISSION` (also for a log directory owned by another user or writable by
+ * others), `SHMQ_ERR_IO`; durable queues also `SHMQ_ERR_CORRUPT` (a damaged log),
+ * `SHMQ_ERR_INCOMPATIBLE` (a newer log format), `SHMQ_ERR_BUSY` (another process is
+ * restoring it), `SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`. Thread-safe; does not block (a
+ * durable queue's creation writes and syncs its log files).
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `o` is NULL or points to `o->size` readable
@@ -451,8 +533,9 @@ int shmq_abi_version(void);
 int shmq_create(const char *name, const struct shmq_options *o);
 
 /**
- * Opens the queue `name` if it exists, creates it with the options `o` otherwise. An
- * existing queue must have the same mode, capacity and `max_message`
+ * Opens the queue `name` if it exists, creates it with the options `o` otherwise (a
+ * durable one restored from its log, as `shmq_create` says). An existing queue must have
+ * the same mode, capacity and `max_message`, and the same `log_dir` if one is given
  * (`SHMQ_ERR_INVALID` otherwise). A queue left unfinished by a creator that died is
  * replaced. Errors as `shmq_create`, but never `SHMQ_ERR_EXISTS`. Thread-safe; may wait
  * up to 2 seconds for a queue another process is creating at that moment.
@@ -678,13 +761,86 @@ void shmq_consumer_close(struct shmq_consumer *c);
  * `len` exceeds the queue's `max_message`; `SHMQ_ERR_CLOSED` once the queue was
  * removed; `SHMQ_ERR_INVALID` for a NULL handle, NULL `data` with a non-zero `len`, or
  * a reservation outstanding (`shmq_reserve` without `shmq_commit`/`shmq_abort`);
- * `SHMQ_ERR_CORRUPT`.
+ * `SHMQ_ERR_CORRUPT`. On a durable queue with `SHMQ_FSYNC_ALWAYS` it returns once the
+ * message is synced to disk, and may also return `SHMQ_ERR_LOG` and `SHMQ_ERR_NO_SPACE`:
+ * see `shmq_send_id`, which also says the message's id.
  *
  * # Safety
  * `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
  * points to `len` readable bytes.
  */
 int shmq_send(struct shmq_producer *p, const void *data, size_t len, int64_t timeout_ns);
+
+/**
+ * `shmq_send`, and the message's id in `*id` (if `id` is not NULL; left alone on
+ * failure).
+ *
+ * The id is the message's position in the queue's stream of bytes (the `id` of
+ * `shmq_msg_info` on the receiving side): ids increase in the order messages were sent,
+ * are sparse, and are never handed out twice, not even by a durable queue across a crash
+ * or a restart.
+ *
+ * On a durable queue with `SHMQ_FSYNC_ALWAYS` the call returns once the message is
+ * synced to disk (it leads the sync itself, for every message waiting, when no other
+ * process does). A positive `timeout_ns` then bounds that wait too: `SHMQ_ERR_TIMEOUT`
+ * may mean the message was sent but is not yet synced (`shmq_send_nowait` and
+ * `shmq_wait_durable` tell the two apart). With `timeout_ns` 0 only the room is not
+ * waited for; the sync is. Errors as `shmq_send`, and `SHMQ_ERR_LOG` (a write or sync of
+ * the log failed: the queue is read-only), `SHMQ_ERR_NO_SPACE`.
+ *
+ * # Safety
+ * As `shmq_send`; `id` is NULL or valid for a write of a `uint64_t`.
+ */
+int shmq_send_id(struct shmq_producer *p,
+                 const void *data,
+                 size_t len,
+                 int64_t timeout_ns,
+                 uint64_t *id);
+
+/**
+ * Sends like `shmq_send_id` but never waits for the sync: the message is in the queue
+ * when it returns, and its id in `*id` (if `id` is not NULL). On a durable queue with
+ * `SHMQ_FSYNC_ALWAYS` consumers see it once it is synced: `shmq_wait_durable` waits for
+ * that (and leads the sync). One producer can so keep many messages in flight and wait
+ * once for the last. Elsewhere (other policies, volatile queues) the same as
+ * `shmq_send_id`.
+ *
+ * `timeout_ns` bounds only the wait for room: `SHMQ_ERR_FULL` (0) or `SHMQ_ERR_TIMEOUT`
+ * mean nothing was sent. Errors as `shmq_send_id`.
+ *
+ * ```c
+ * uint64_t id;
+ * for (i = 0; i < n; i++) shmq_send_nowait(p, msg[i], len[i], -1, &id);
+ * rc = shmq_wait_durable(p, id, -1);  // all n are on disk now
+ * ```
+ *
+ * # Safety
+ * As `shmq_send_id`.
+ */
+int shmq_send_nowait(struct shmq_producer *p,
+                     const void *data,
+                     size_t len,
+                     int64_t timeout_ns,
+                     uint64_t *id);
+
+/**
+ * Waits until the message `id` (from `shmq_send_nowait`, `shmq_send_id` or
+ * `shmq_commit_id`) and every message sent before it are durable: synced to disk, or,
+ * under `SHMQ_FSYNC_NEVER`, written to the log files (they then survive any process crash,
+ * not a power cut). The caller leads the sync itself when no other process is doing it (a
+ * group commit: one sync for every message waiting, from any process). On a volatile
+ * queue it returns `SHMQ_OK` at once.
+ *
+ * `timeout_ns`: `0` checks (and may journal) once, a negative value waits forever, a
+ * positive one at most that long; `SHMQ_ERR_TIMEOUT` when the message is not durable by
+ * then (with 0 too: there is no "empty" here). Returns `SHMQ_OK`; `SHMQ_ERR_TIMEOUT`;
+ * `SHMQ_ERR_LOG` if a write or sync of the log failed (the queue is read-only from then
+ * on); `SHMQ_ERR_INVALID` for a NULL handle; `SHMQ_ERR_NO_SPACE`, `SHMQ_ERR_CORRUPT`.
+ *
+ * # Safety
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`).
+ */
+int shmq_wait_durable(struct shmq_producer *p, uint64_t id, int64_t timeout_ns);
 
 /**
  * Reserves `len` bytes in the ring for zero-copy writing and stores their address in
@@ -706,7 +862,9 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeou
 /**
  * Publishes the reservation made by `shmq_reserve`, all of its bytes, and wakes the
  * consumer if it sleeps. `SHMQ_ERR_INVALID` for a NULL handle or no reservation
- * outstanding. Does not block.
+ * outstanding. Does not block, except on a durable queue with `SHMQ_FSYNC_ALWAYS`, where
+ * it returns once the message is synced (`SHMQ_ERR_LOG` if the sync failed: the message
+ * was published, the queue is read-only).
  *
  * # Safety
  * `p` is NULL or an open producer handle (see `shmq_producer_open`).
@@ -714,15 +872,34 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf, int64_t timeou
 int shmq_commit(struct shmq_producer *p);
 
 /**
+ * `shmq_commit`, and the message's id in `*id` (if `id` is not NULL; left alone on
+ * failure). Ids as `shmq_send_id` describes.
+ *
+ * # Safety
+ * `p` is NULL or an open producer handle (see `shmq_producer_open`); `id` is NULL or
+ * valid for a write of a `uint64_t`.
+ */
+int shmq_commit_id(struct shmq_producer *p, uint64_t *id);
+
+/**
  * Publishes the first `len` bytes of the reservation made by `shmq_reserve`
  * (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
  * handle, no reservation outstanding, or a `len` above the reserved length (the
- * reservation then stays outstanding). Does not block.
+ * reservation then stays outstanding). Blocks as `shmq_commit` does.
  *
  * # Safety
  * `p` is NULL or an open producer handle (see `shmq_producer_open`).
  */
 int shmq_commit_len(struct shmq_producer *p, size_t len);
+
+/**
+ * `shmq_commit_len`, and the message's id in `*id` (if `id` is not NULL; left alone on
+ * failure).
+ *
+ * # Safety
+ * As `shmq_commit_id`.
+ */
+int shmq_commit_len_id(struct shmq_producer *p, size_t len, uint64_t *id);
 
 /**
  * Drops the reservation made by `shmq_reserve`: nothing of it reaches the consumer.

@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use shmq_core::error::code;
 use shmq_core::{
-    Consumer, Error, Interrupter, Mode, Options, Producer, Queue, RawGrant, Subscription, SubscriptionOptions, Wait,
+    Consumer, Error, Fsync, Interrupter, Mode, Options, Producer, Queue, RawGrant, Retain, Subscription,
+    SubscriptionOptions, Wait,
 };
 
 /// The version of this C interface. It is the major number of the shared library's SONAME
@@ -156,13 +157,23 @@ const _: () = {
 /// int rc = shmq_create("orders", &o);
 /// ```
 ///
-/// The struct only grows: later versions append fields after `reserved`, and `size` tells
-/// the library which fields the caller knows.
+/// A durable queue (its messages also kept in a log on disk) sets `log_dir`:
+///
+/// ```c
+/// o.log_dir = "/var/lib/myapp/orders";
+/// o.fsync = SHMQ_FSYNC_ALWAYS;
+/// ```
+///
+/// The struct only grows: later versions append fields after `retain_bytes`, and `size`
+/// tells the library which fields the caller knows. Programs compiled against the first
+/// header (a 32-byte struct that ends at `reserved`) keep working: their queues are
+/// volatile.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmq_options {
-    /// `sizeof(shmq_options)` as the caller compiled it; set by `shmq_options_init`. A size
-    /// below this version's struct (32 bytes) is `SHMQ_ERR_INVALID`.
+    /// `sizeof(shmq_options)` as the caller compiled it; set by `shmq_options_init`: 72
+    /// for this header, 32 for the first one (without the durable fields). Any other size
+    /// below 72 is `SHMQ_ERR_INVALID`.
     pub size: usize,
     /// Bytes in the data region: a power of two from 1 KiB to 1 TiB, not rounded.
     /// Each message takes 16 header bytes plus its length rounded up to 8.
@@ -176,24 +187,80 @@ pub struct shmq_options {
     pub permissions: u32,
     /// Must be 0 (`shmq_options_init` sets it).
     pub reserved: u32,
+    /// Makes the queue durable: every message is also written to a log in this directory
+    /// (created owner-only if missing), from which `shmq_create` or `shmq_open_or_create`
+    /// restores the queue once its shared-memory object is gone (a host restart). An
+    /// absolute or relative path; the library keeps its own copy. NULL (the default): a
+    /// volatile queue, in memory only, and every field below must keep its default.
+    pub log_dir: *const c_char,
+    /// When a durable queue's log is synced: `SHMQ_FSYNC_NEVER` (the default),
+    /// `SHMQ_FSYNC_INTERVAL` or `SHMQ_FSYNC_ALWAYS`.
+    pub fsync: c_int,
+    /// Must be 0 (`shmq_options_init` sets it).
+    pub reserved2: u32,
+    /// `SHMQ_FSYNC_INTERVAL` only, and then required: how often the log is synced, in
+    /// nanoseconds (more than 0). Must be 0 under the other policies.
+    pub fsync_interval_ns: u64,
+    /// The most bytes a durable queue's log holds: producers wait there (`SHMQ_ERR_FULL`
+    /// with a timeout of 0). 0 (the default): `SHMQ_DEFAULT_MAX_LOG_BYTES`.
+    pub max_log_bytes: u64,
+    /// How much of a durable queue's log is kept once every subscription released it: 0
+    /// (the default) keeps nothing (segments go once released); `n > 0` keeps at least the
+    /// last `n` bytes of the stream, for replay and audit.
+    pub retain_bytes: u64,
 }
 
-/// This version's defaults.
+/// `shmq_options.fsync`: the log is never synced by shmq (the kernel writes it back when it
+/// likes). Messages survive any process crash; a power cut or kernel crash loses what was
+/// not yet written back. The default.
+pub const SHMQ_FSYNC_NEVER: c_int = 0;
+/// `shmq_options.fsync`: the log is synced every `fsync_interval_ns`, by a thread in each
+/// process that holds a producer of the queue (and by `shmq journal`): a power cut loses
+/// at most about that much.
+pub const SHMQ_FSYNC_INTERVAL: c_int = 1;
+/// `shmq_options.fsync`: every send returns only once its message is synced to disk, and
+/// consumers see only synced messages: nothing a consumer saw or a sender was told is lost
+/// to a power cut. Concurrent senders (in any process) share their syncs.
+pub const SHMQ_FSYNC_ALWAYS: c_int = 2;
+
+/// What `shmq_options.max_log_bytes` = 0 stands for: 8 GiB (written out: `8 << 30` would
+/// overflow an `int` in C).
+pub const SHMQ_DEFAULT_MAX_LOG_BYTES: u64 = 8_589_934_592;
+
+const _: () = assert!(SHMQ_DEFAULT_MAX_LOG_BYTES == shmq_core::DEFAULT_MAX_LOG_BYTES);
+
+/// This version's defaults (`size`: this version's struct).
 const DEFAULT_OPTIONS: shmq_options = shmq_options {
-    size: OPTIONS_V1_SIZE,
+    size: OPTIONS_V2_SIZE,
     capacity: SHMQ_DEFAULT_CAPACITY,
     max_message: SHMQ_DEFAULT_MAX_MESSAGE,
     mode: SHMQ_MODE_MPSC,
     permissions: SHMQ_DEFAULT_PERMISSIONS,
     reserved: 0,
+    log_dir: std::ptr::null(),
+    fsync: SHMQ_FSYNC_NEVER,
+    reserved2: 0,
+    fsync_interval_ns: 0,
+    max_log_bytes: 0,
+    retain_bytes: 0,
 };
 
-/// The size of the first version of `shmq_options`.
-const OPTIONS_V1_SIZE: usize = std::mem::size_of::<shmq_options>();
+/// The size of the first version of `shmq_options` (up to `reserved`): what programs
+/// compiled against the first header pass.
+const OPTIONS_V1_SIZE: usize = std::mem::offset_of!(shmq_options, log_dir);
+/// The size of this version's `shmq_options` (up to `retain_bytes`, the durable fields).
+const OPTIONS_V2_SIZE: usize = std::mem::size_of::<shmq_options>();
 /// Larger sizes are surely garbage (an uninitialised struct): refuse them rather than read
 /// that far.
 const OPTIONS_MAX_SIZE: usize = 4096;
-const _: () = assert!(OPTIONS_V1_SIZE == 32);
+const _: () = assert!(OPTIONS_V1_SIZE == 32 && OPTIONS_V2_SIZE == 72);
+
+/// Whether `size` is the size of some version of `shmq_options`: the first (32 bytes),
+/// this one (72), or a later one (more, up to [`OPTIONS_MAX_SIZE`]). Sizes in between
+/// would cut a field in two.
+fn options_size_ok(size: usize) -> bool {
+    size == OPTIONS_V1_SIZE || (OPTIONS_V2_SIZE..=OPTIONS_MAX_SIZE).contains(&size)
+}
 
 /// `shmq_subscription_options.start`: the subscription sees every message sent after
 /// `shmq_subscription_create` returns (the only start a volatile queue has).
@@ -203,8 +270,8 @@ pub const SHMQ_START_NOW: c_int = 0;
 /// (the only mode of volatile queues, and the default).
 pub const SHMQ_ACK_AUTO: c_int = 0;
 /// `shmq_subscription_options.ack`: a message is done with only once the member that
-/// received it acknowledges it. For durable queues, which this version does not have:
-/// refused with `SHMQ_ERR_INVALID` for now.
+/// received it acknowledges it. For durable queues; this version does not have explicit
+/// acknowledgements yet: refused with `SHMQ_ERR_INVALID` for now.
 pub const SHMQ_ACK_EXPLICIT: c_int = 1;
 
 /// Most subscriptions a queue can have at once, the default one included.
@@ -229,8 +296,9 @@ const _: () = {
 ///
 /// Every field's default is 0. The struct only grows: later versions append fields after
 /// `max_deliveries`, and `size` tells the library which fields the caller knows. The last
-/// four fields (`ack` to `max_deliveries`) are for durable queues, which this version does
-/// not have: any value but 0 is refused with `SHMQ_ERR_INVALID` for now.
+/// four fields (`ack` to `max_deliveries`) are for the explicit acknowledgements of durable
+/// queues, which this version does not have yet: any value but 0 is refused with
+/// `SHMQ_ERR_INVALID` for now.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmq_subscription_options {
@@ -990,35 +1058,99 @@ unsafe fn options_arg(o: *const shmq_options) -> Res<Options> {
     }
     // SAFETY: `size` is the first field, and every caller's struct has it.
     let size = unsafe { std::ptr::addr_of!((*o).size).read_unaligned() };
-    if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+    if !options_size_ok(size) {
         return Err(invalid_owned(format!(
-            "invalid options: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE}); \
-             initialise the struct with shmq_options_init"
+            "invalid options: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE}, or {OPTIONS_V2_SIZE} to \
+             {OPTIONS_MAX_SIZE}); initialise the struct with shmq_options_init"
         )));
     }
-    // SAFETY: the caller's struct has at least the v1 fields (its size says so).
-    let v1 = unsafe { o.read_unaligned() };
+    // The fields the caller's size covers; the defaults for the rest (a first-version
+    // caller's struct ends at `reserved`).
+    let mut v = DEFAULT_OPTIONS;
+    // SAFETY: the caller vouches for `size` readable bytes, of which the first
+    // `min(size, OPTIONS_V2_SIZE)` are fields of this version's struct (whole fields:
+    // `options_size_ok`); `v` is a local struct of OPTIONS_V2_SIZE bytes.
+    unsafe { std::ptr::copy_nonoverlapping(o.cast::<u8>(), (&raw mut v).cast::<u8>(), size.min(OPTIONS_V2_SIZE)) };
     // A caller that knows fields this library does not: refuse unless they are zero
     // (their meaning would be ignored otherwise).
-    // SAFETY: the caller vouches for `size` readable bytes.
-    let all = unsafe { std::slice::from_raw_parts(o.cast::<u8>(), size) };
-    if let Some(at) = all[OPTIONS_V1_SIZE..].iter().position(|&b| b != 0) {
-        return Err(invalid_owned(format!(
-            "invalid options: byte {} of the caller's {size}-byte shmq_options is not zero, and this \
-             libshmq knows only the first {OPTIONS_V1_SIZE} bytes: the program was compiled against a newer \
-             shmq.h and uses an option this library does not have",
-            OPTIONS_V1_SIZE + at
-        )));
+    if size > OPTIONS_V2_SIZE {
+        // SAFETY: the caller vouches for `size` readable bytes.
+        let all = unsafe { std::slice::from_raw_parts(o.cast::<u8>(), size) };
+        if let Some(at) = all[OPTIONS_V2_SIZE..].iter().position(|&b| b != 0) {
+            return Err(invalid_owned(format!(
+                "invalid options: byte {} of the caller's {size}-byte shmq_options is not zero, and this \
+                 libshmq knows only the first {OPTIONS_V2_SIZE} bytes: the program was compiled against a newer \
+                 shmq.h and uses an option this library does not have",
+                OPTIONS_V2_SIZE + at
+            )));
+        }
     }
-    if v1.reserved != 0 {
-        return Err(invalid(c"invalid options: `reserved` must be 0"));
+    if v.reserved != 0 || v.reserved2 != 0 {
+        return Err(invalid(c"invalid options: `reserved` and `reserved2` must be 0"));
     }
-    let mode = match v1.mode {
+    let mode = match v.mode {
         SHMQ_MODE_SPSC => Mode::Spsc,
         SHMQ_MODE_MPSC => Mode::Mpsc,
         m => return Err(invalid_owned(format!("invalid options: mode {m}: use SHMQ_MODE_SPSC or SHMQ_MODE_MPSC"))),
     };
-    Ok(Options::new().capacity(v1.capacity).max_message(v1.max_message).mode(mode).permissions(v1.permissions))
+    let options = Options::new().capacity(v.capacity).max_message(v.max_message).mode(mode).permissions(v.permissions);
+    // SAFETY: `log_dir` is NULL or a NUL-terminated string, by the caller's contract.
+    unsafe { durable_options(options, &v) }
+}
+
+/// Adds the durable fields of `v` to `options`: a log directory makes the queue durable;
+/// without one every durable field must keep its default.
+///
+/// # Safety
+/// `v.log_dir` is NULL or a NUL-terminated string.
+unsafe fn durable_options(options: Options, v: &shmq_options) -> Res<Options> {
+    use std::os::unix::ffi::OsStrExt;
+    if v.log_dir.is_null() {
+        let set = [
+            ("fsync", v.fsync != SHMQ_FSYNC_NEVER),
+            ("fsync_interval_ns", v.fsync_interval_ns != 0),
+            ("max_log_bytes", v.max_log_bytes != 0),
+            ("retain_bytes", v.retain_bytes != 0),
+        ];
+        return match set.iter().find(|(_, is_set)| *is_set) {
+            Some((field, _)) => Err(invalid_owned(format!(
+                "invalid options: {field} is set but log_dir is NULL: only a durable queue (log_dir set) has a log"
+            ))),
+            None => Ok(options),
+        };
+    }
+    // SAFETY: non-null, and NUL-terminated by the caller's contract.
+    let dir = unsafe { CStr::from_ptr(v.log_dir) };
+    if dir.is_empty() {
+        return Err(invalid(c"invalid options: log_dir is empty (NULL makes a volatile queue)"));
+    }
+    let fsync = match (v.fsync, v.fsync_interval_ns) {
+        (SHMQ_FSYNC_NEVER, 0) => Fsync::Never,
+        (SHMQ_FSYNC_ALWAYS, 0) => Fsync::Always,
+        (SHMQ_FSYNC_INTERVAL, 0) => {
+            return Err(invalid(
+                c"invalid options: SHMQ_FSYNC_INTERVAL needs fsync_interval_ns (more than 0 nanoseconds)",
+            ));
+        }
+        (SHMQ_FSYNC_INTERVAL, ns) => Fsync::Interval(Duration::from_nanos(ns)),
+        (SHMQ_FSYNC_NEVER | SHMQ_FSYNC_ALWAYS, ns) => {
+            return Err(invalid_owned(format!(
+                "invalid options: fsync_interval_ns {ns} applies only to SHMQ_FSYNC_INTERVAL (set it to 0)"
+            )));
+        }
+        (f, _) => {
+            return Err(invalid_owned(format!(
+                "invalid options: fsync {f}: use SHMQ_FSYNC_NEVER, SHMQ_FSYNC_INTERVAL or SHMQ_FSYNC_ALWAYS"
+            )));
+        }
+    };
+    let max_log_bytes = if v.max_log_bytes == 0 { SHMQ_DEFAULT_MAX_LOG_BYTES } else { v.max_log_bytes };
+    let retain = if v.retain_bytes == 0 { Retain::Acked } else { Retain::Bytes(v.retain_bytes) };
+    Ok(options
+        .durable(std::ffi::OsStr::from_bytes(dir.to_bytes()))
+        .fsync(fsync)
+        .max_log_bytes(max_log_bytes)
+        .retain(retain))
 }
 
 /// The subscription name behind a C string: NULL or not UTF-8 is `SHMQ_ERR_INVALID` (the
@@ -1071,7 +1203,7 @@ unsafe fn subscription_options_arg(o: *const shmq_subscription_options) -> Res<S
             v1.start
         )));
     }
-    const DURABLE: &str = "applies to durable queues, which this libshmq does not have";
+    const DURABLE: &str = "applies to durable queues' explicit acknowledgements, which this libshmq does not have yet";
     let durable = |field: &str, value: String, want: &str| {
         Err(invalid_owned(format!("invalid subscription options: {field} {value} {DURABLE}: use {want}")))
     };
@@ -1103,9 +1235,10 @@ unsafe fn put<T>(out: *mut T, value: T) {
     }
 }
 
-/// Sets `*o` to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
-/// permissions `0600`) and `o->size` to 32, the size of the first `shmq_options`. Does
-/// nothing if `o` is NULL. Thread-safe; does not block.
+/// Sets the first 32 bytes of `*o` (the fields of the first `shmq_options`, up to
+/// `reserved`) to the defaults (capacity 1 MiB, `max_message` 64 KiB, `SHMQ_MODE_MPSC`,
+/// permissions `0600`) and `o->size` to 32. Does nothing if `o` is NULL. Thread-safe;
+/// does not block.
 ///
 /// The header defines a macro of the same name, `shmq_options_init(o)`, which calls
 /// `shmq_options_init_sized(o, sizeof *(o))` instead: that is what programs compiled
@@ -1118,14 +1251,18 @@ unsafe fn put<T>(out: *mut T, value: T) {
 pub unsafe extern "C" fn shmq_options_init(o: *mut shmq_options) {
     guard_void(|| {
         if !o.is_null() {
-            // SAFETY: non-null and writable by the caller's contract; unaligned-safe.
-            unsafe { o.write_unaligned(DEFAULT_OPTIONS) };
+            let v1 = shmq_options { size: OPTIONS_V1_SIZE, ..DEFAULT_OPTIONS };
+            // SAFETY: the caller's struct has at least the first version's 32 bytes
+            // (writable by its contract); only those are written; byte copies have no
+            // alignment needs.
+            unsafe { std::ptr::copy_nonoverlapping((&raw const v1).cast::<u8>(), o.cast::<u8>(), OPTIONS_V1_SIZE) };
         }
     })
 }
 
 /// Sets up the caller's `shmq_options` of `size` bytes: the fields this library knows get
-/// their defaults (as `shmq_options_init` says), `o->size` becomes `size`, and any bytes
+/// their defaults (those `shmq_options_init` sets, and the durable fields: `log_dir`
+/// NULL, `SHMQ_FSYNC_NEVER`, everything else 0), `o->size` becomes `size`, and any bytes
 /// beyond the fields this library knows (a newer header's fields) become 0. Call it
 /// through the macro `shmq_options_init(o)`, which passes `sizeof *(o)`: the size then
 /// always comes from the struct the program was compiled with, so a field appended by a
@@ -1133,8 +1270,8 @@ pub unsafe extern "C" fn shmq_options_init(o: *mut shmq_options) {
 /// `SHMQ_ERR_INVALID`).
 ///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_INVALID` for a NULL `o` or a `size` that is no
-/// `shmq_options` (below 32 or above 4096 bytes; `*o` is then left alone). Thread-safe;
-/// does not block.
+/// `shmq_options` (32, the first version's struct, or 72 to 4096 bytes; `*o` is then left
+/// alone). Thread-safe; does not block.
 ///
 /// # Safety
 /// `o` is NULL or points to `size` writable bytes.
@@ -1144,16 +1281,20 @@ pub unsafe extern "C" fn shmq_options_init_sized(o: *mut shmq_options, size: usi
         if o.is_null() {
             return Err(invalid(c"invalid argument: NULL options"));
         }
-        if !(OPTIONS_V1_SIZE..=OPTIONS_MAX_SIZE).contains(&size) {
+        if !options_size_ok(size) {
             return Err(invalid_owned(format!(
-                "invalid argument: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE} to {OPTIONS_MAX_SIZE})"
+                "invalid argument: size {size} is not a shmq_options size ({OPTIONS_V1_SIZE}, or {OPTIONS_V2_SIZE} to \
+                 {OPTIONS_MAX_SIZE})"
             )));
         }
+        let known = size.min(OPTIONS_V2_SIZE);
+        let v = shmq_options { size, ..DEFAULT_OPTIONS };
         // SAFETY: `size` writable bytes at `o` by the caller's contract, of which the first
-        // OPTIONS_V1_SIZE are this version's struct; unaligned-safe writes.
+        // `known` are fields of this version's struct (whole fields: `options_size_ok`);
+        // byte copies have no alignment needs.
         unsafe {
-            o.write_unaligned(shmq_options { size, ..DEFAULT_OPTIONS });
-            std::ptr::write_bytes(o.cast::<u8>().add(OPTIONS_V1_SIZE), 0, size - OPTIONS_V1_SIZE);
+            std::ptr::copy_nonoverlapping((&raw const v).cast::<u8>(), o.cast::<u8>(), known);
+            std::ptr::write_bytes(o.cast::<u8>().add(known), 0, size - known);
         }
         Ok(())
     })
@@ -1211,9 +1352,18 @@ pub extern "C" fn shmq_abi_version() -> c_int {
 /// the POSIX shared-memory object `/shmq.<name>`, with the options `o`. Its memory is
 /// reserved now: a full `/dev/shm` fails here, not later.
 ///
+/// With `o->log_dir` set the queue is durable: its log is created in that directory, or,
+/// if the directory holds the log of a queue that no longer exists in memory (after a host
+/// restart, or `shmq_remove`), the queue is restored from it: ids continue above every id
+/// handed out before, and the default consumer resumes after what it had received.
+///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_EXISTS` if the name is taken; `SHMQ_ERR_INVALID` for a
-/// NULL `name` or `o`, a bad name, or bad options; `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
-/// Thread-safe; does not block.
+/// NULL `name` or `o`, a bad name, or bad options (a log of another capacity);
+/// `SHMQ_ERR_PERMISSION` (also for a log directory owned by another user or writable by
+/// others), `SHMQ_ERR_IO`; durable queues also `SHMQ_ERR_CORRUPT` (a damaged log),
+/// `SHMQ_ERR_INCOMPATIBLE` (a newer log format), `SHMQ_ERR_BUSY` (another process is
+/// restoring it), `SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`. Thread-safe; does not block (a
+/// durable queue's creation writes and syncs its log files).
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `o` is NULL or points to `o->size` readable
@@ -1228,8 +1378,9 @@ pub unsafe extern "C" fn shmq_create(name: *const c_char, o: *const shmq_options
     })
 }
 
-/// Opens the queue `name` if it exists, creates it with the options `o` otherwise. An
-/// existing queue must have the same mode, capacity and `max_message`
+/// Opens the queue `name` if it exists, creates it with the options `o` otherwise (a
+/// durable one restored from its log, as `shmq_create` says). An existing queue must have
+/// the same mode, capacity and `max_message`, and the same `log_dir` if one is given
 /// (`SHMQ_ERR_INVALID` otherwise). A queue left unfinished by a creator that died is
 /// replaced. Errors as `shmq_create`, but never `SHMQ_ERR_EXISTS`. Thread-safe; may wait
 /// up to 2 seconds for a queue another process is creating at that moment.
@@ -1585,7 +1736,9 @@ pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
 /// `len` exceeds the queue's `max_message`; `SHMQ_ERR_CLOSED` once the queue was
 /// removed; `SHMQ_ERR_INVALID` for a NULL handle, NULL `data` with a non-zero `len`, or
 /// a reservation outstanding (`shmq_reserve` without `shmq_commit`/`shmq_abort`);
-/// `SHMQ_ERR_CORRUPT`.
+/// `SHMQ_ERR_CORRUPT`. On a durable queue with `SHMQ_FSYNC_ALWAYS` it returns once the
+/// message is synced to disk, and may also return `SHMQ_ERR_LOG` and `SHMQ_ERR_NO_SPACE`:
+/// see `shmq_send_id`, which also says the message's id.
 ///
 /// # Safety
 /// `p` is NULL or an open producer handle (see `shmq_producer_open`); `data` is NULL or
@@ -1593,12 +1746,126 @@ pub unsafe extern "C" fn shmq_consumer_close(c: *mut shmq_consumer) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_send(p: *mut shmq_producer, data: *const c_void, len: usize, timeout_ns: i64) -> c_int {
     // SAFETY: the caller's contract.
-    guard(|| unsafe { with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns)) })
+    guard(|| unsafe {
+        with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns, AwaitSync::Yes).map(drop))
+    })
 }
 
+/// `shmq_send`, and the message's id in `*id` (if `id` is not NULL; left alone on
+/// failure).
+///
+/// The id is the message's position in the queue's stream of bytes (the `id` of
+/// `shmq_msg_info` on the receiving side): ids increase in the order messages were sent,
+/// are sparse, and are never handed out twice, not even by a durable queue across a crash
+/// or a restart.
+///
+/// On a durable queue with `SHMQ_FSYNC_ALWAYS` the call returns once the message is
+/// synced to disk (it leads the sync itself, for every message waiting, when no other
+/// process does). A positive `timeout_ns` then bounds that wait too: `SHMQ_ERR_TIMEOUT`
+/// may mean the message was sent but is not yet synced (`shmq_send_nowait` and
+/// `shmq_wait_durable` tell the two apart). With `timeout_ns` 0 only the room is not
+/// waited for; the sync is. Errors as `shmq_send`, and `SHMQ_ERR_LOG` (a write or sync of
+/// the log failed: the queue is read-only), `SHMQ_ERR_NO_SPACE`.
+///
+/// # Safety
+/// As `shmq_send`; `id` is NULL or valid for a write of a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_send_id(
+    p: *mut shmq_producer,
+    data: *const c_void,
+    len: usize,
+    timeout_ns: i64,
+    id: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let sent = unsafe { with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns, AwaitSync::Yes))? };
+        // SAFETY: the caller's contract.
+        unsafe { put(id, sent) };
+        Ok(())
+    })
+}
+
+/// Sends like `shmq_send_id` but never waits for the sync: the message is in the queue
+/// when it returns, and its id in `*id` (if `id` is not NULL). On a durable queue with
+/// `SHMQ_FSYNC_ALWAYS` consumers see it once it is synced: `shmq_wait_durable` waits for
+/// that (and leads the sync). One producer can so keep many messages in flight and wait
+/// once for the last. Elsewhere (other policies, volatile queues) the same as
+/// `shmq_send_id`.
+///
+/// `timeout_ns` bounds only the wait for room: `SHMQ_ERR_FULL` (0) or `SHMQ_ERR_TIMEOUT`
+/// mean nothing was sent. Errors as `shmq_send_id`.
+///
+/// ```c
+/// uint64_t id;
+/// for (i = 0; i < n; i++) shmq_send_nowait(p, msg[i], len[i], -1, &id);
+/// rc = shmq_wait_durable(p, id, -1);  // all n are on disk now
+/// ```
+///
+/// # Safety
+/// As `shmq_send_id`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_send_nowait(
+    p: *mut shmq_producer,
+    data: *const c_void,
+    len: usize,
+    timeout_ns: i64,
+    id: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let sent = unsafe { with(p.cast(), |p: &mut ProducerState| send(p, data, len, timeout_ns, AwaitSync::No))? };
+        // SAFETY: the caller's contract.
+        unsafe { put(id, sent) };
+        Ok(())
+    })
+}
+
+/// Waits until the message `id` (from `shmq_send_nowait`, `shmq_send_id` or
+/// `shmq_commit_id`) and every message sent before it are durable: synced to disk, or,
+/// under `SHMQ_FSYNC_NEVER`, written to the log files (they then survive any process crash,
+/// not a power cut). The caller leads the sync itself when no other process is doing it (a
+/// group commit: one sync for every message waiting, from any process). On a volatile
+/// queue it returns `SHMQ_OK` at once.
+///
+/// `timeout_ns`: `0` checks (and may journal) once, a negative value waits forever, a
+/// positive one at most that long; `SHMQ_ERR_TIMEOUT` when the message is not durable by
+/// then (with 0 too: there is no "empty" here). Returns `SHMQ_OK`; `SHMQ_ERR_TIMEOUT`;
+/// `SHMQ_ERR_LOG` if a write or sync of the log failed (the queue is read-only from then
+/// on); `SHMQ_ERR_INVALID` for a NULL handle; `SHMQ_ERR_NO_SPACE`, `SHMQ_ERR_CORRUPT`.
+///
+/// # Safety
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_wait_durable(p: *mut shmq_producer, id: u64, timeout_ns: i64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            with(p.cast(), |p: &mut ProducerState| {
+                let t = match timeout(timeout_ns) {
+                    Timeout::Try => Some(Duration::ZERO),
+                    Timeout::Forever => None,
+                    Timeout::For(d) => Some(d),
+                };
+                p.inner.wait_durable(id, t)?;
+                Ok(())
+            })
+        }
+    })
+}
+
+/// Whether a send waits for its message's sync (`SHMQ_FSYNC_ALWAYS`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AwaitSync {
+    Yes,
+    No,
+}
+
+/// Sends; returns the message's id.
+///
 /// # Safety
 /// `data` is NULL or points to `len` readable bytes.
-unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_ns: i64) -> Res {
+unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_ns: i64, sync: AwaitSync) -> Res<u64> {
     {
         if p.grant.is_some() {
             return Err(reservation_outstanding());
@@ -1619,12 +1886,15 @@ unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_n
             // `len` is at most `max_message`, far below `isize::MAX`.
             unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
         };
-        let _id = match timeout(timeout_ns) {
-            Timeout::Try => p.inner.try_send(msg)?,
-            Timeout::Forever => p.inner.send(msg)?,
-            Timeout::For(d) => p.inner.send_timeout(msg, d)?,
+        let id = match (timeout(timeout_ns), sync) {
+            (Timeout::Try, AwaitSync::Yes) => p.inner.try_send(msg)?,
+            (Timeout::Forever, AwaitSync::Yes) => p.inner.send(msg)?,
+            (Timeout::For(d), AwaitSync::Yes) => p.inner.send_timeout(msg, d)?,
+            (Timeout::Try, AwaitSync::No) => p.inner.try_send_nowait(msg)?,
+            (Timeout::Forever, AwaitSync::No) => p.inner.send_nowait(msg)?,
+            (Timeout::For(d), AwaitSync::No) => p.inner.send_nowait_timeout(msg, d)?,
         };
-        Ok(())
+        Ok(id)
     }
 }
 
@@ -1682,39 +1952,71 @@ pub unsafe extern "C" fn shmq_reserve(
 
 /// Publishes the reservation made by `shmq_reserve`, all of its bytes, and wakes the
 /// consumer if it sleeps. `SHMQ_ERR_INVALID` for a NULL handle or no reservation
-/// outstanding. Does not block.
+/// outstanding. Does not block, except on a durable queue with `SHMQ_FSYNC_ALWAYS`, where
+/// it returns once the message is synced (`SHMQ_ERR_LOG` if the sync failed: the message
+/// was published, the queue is read-only).
 ///
 /// # Safety
 /// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit(p: *mut shmq_producer) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { shmq_commit_id(p, std::ptr::null_mut()) }
+}
+
+/// `shmq_commit`, and the message's id in `*id` (if `id` is not NULL; left alone on
+/// failure). Ids as `shmq_send_id` describes.
+///
+/// # Safety
+/// `p` is NULL or an open producer handle (see `shmq_producer_open`); `id` is NULL or
+/// valid for a write of a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_commit_id(p: *mut shmq_producer, id: *mut u64) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        unsafe {
+        let committed = unsafe {
             with(p.cast(), |p: &mut ProducerState| {
                 let len = p.grant.as_ref().ok_or_else(no_reservation)?.len();
                 commit(p, len)
-            })
-        }
+            })?
+        };
+        // SAFETY: the caller's contract.
+        unsafe { put(id, committed) };
+        Ok(())
     })
 }
 
 /// Publishes the first `len` bytes of the reservation made by `shmq_reserve`
 /// (`len` <= the reserved length; the rest is skipped). `SHMQ_ERR_INVALID` for a NULL
 /// handle, no reservation outstanding, or a `len` above the reserved length (the
-/// reservation then stays outstanding). Does not block.
+/// reservation then stays outstanding). Blocks as `shmq_commit` does.
 ///
 /// # Safety
 /// `p` is NULL or an open producer handle (see `shmq_producer_open`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmq_commit_len(p: *mut shmq_producer, len: usize) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { shmq_commit_len_id(p, len, std::ptr::null_mut()) }
+}
+
+/// `shmq_commit_len`, and the message's id in `*id` (if `id` is not NULL; left alone on
+/// failure).
+///
+/// # Safety
+/// As `shmq_commit_id`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_commit_len_id(p: *mut shmq_producer, len: usize, id: *mut u64) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
-        unsafe { with(p.cast(), |p: &mut ProducerState| commit(p, len)) }
+        let committed = unsafe { with(p.cast(), |p: &mut ProducerState| commit(p, len))? };
+        // SAFETY: the caller's contract.
+        unsafe { put(id, committed) };
+        Ok(())
     })
 }
 
-fn commit(p: &mut ProducerState, len: usize) -> Res {
+/// Commits the first `len` bytes of the outstanding reservation; returns the message's id.
+fn commit(p: &mut ProducerState, len: usize) -> Res<u64> {
     match &p.grant {
         Some(g) if len <= g.len() => {}
         Some(g) => {
@@ -1726,8 +2028,7 @@ fn commit(p: &mut ProducerState, len: usize) -> Res {
         None => return Err(no_reservation()),
     }
     let g = p.grant.take().ok_or_else(no_reservation)?;
-    p.inner.commit_raw(g, len)?;
-    Ok(())
+    Ok(p.inner.commit_raw(g, len)?)
 }
 
 fn no_reservation() -> Code {

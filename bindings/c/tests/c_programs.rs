@@ -699,6 +699,8 @@ fn header_is_clean_c89_c99_c11_and_cxx() {
          \x20   memset(&info, 0, sizeof info);\n\
          \x20   if (shmq_recv_info(NULL, NULL, 0, NULL, &info, 0) != SHMQ_ERR_INVALID) return 6;\n\
          \x20   if (SHMQ_ERR_LAPPED != -17 || shmq_consumer_subscribe(\"ctest-strict-missing\", \"s\", NULL) != SHMQ_ERR_INVALID) return 7;\n\
+         \x20   if (o.log_dir != NULL || o.fsync != SHMQ_FSYNC_NEVER || o.retain_bytes != 0) return 8;\n\
+         \x20   if (SHMQ_DEFAULT_MAX_LOG_BYTES / 1024 != 8388608L || SHMQ_FSYNC_ALWAYS == SHMQ_FSYNC_INTERVAL) return 9;\n\
          \x20   printf(\"strict ok %d\\n\", shmq_abi_version());\n\
          \x20   return 0;\n\
          }\n",
@@ -792,3 +794,41 @@ c_test!(
         "ok a_closed_members_batch_goes_to_another_member"
     ]
 );
+
+/// Runs `tests/c/durable.c` with a scratch directory on the real disk (under cargo's
+/// temporary directory for integration tests) for its log directories.
+fn run_durable(build: Build) -> String {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "c-durable-{}-{}",
+        std::process::id(),
+        if build == Build::Sanitized { "asan" } else { "plain" }
+    ));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("create the log scratch directory");
+    let out =
+        std::panic::catch_unwind(|| run_c_test("tests/c/durable.c", &[base.to_str().expect("UTF-8 path")], build));
+    let _ = std::fs::remove_dir_all(&base);
+    out.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+const DURABLE_LINES: &[&str] = &[
+    "ok durable_options_are_checked",
+    "ok fsync_always_from_c: 100 synced sends, 50 in flight then waited for",
+    "ok a_restarted_queue_delivers_what_was_not_received: 6 of 10",
+];
+
+#[test]
+fn a_durable_queue_from_c_syncs_waits_and_restarts_from_its_log() {
+    let out = run_durable(Build::Plain);
+    for line in DURABLE_LINES {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn durable_under_sanitizers() {
+    let out = run_durable(Build::Sanitized);
+    for line in DURABLE_LINES {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}

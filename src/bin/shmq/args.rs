@@ -141,6 +141,55 @@ pub fn parse_lag_limit(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A sync policy for `--fsync`: `never`, `always` or `interval:DUR` (a duration above 0, as
+/// [`parse_duration`] reads it).
+pub fn parse_fsync(s: &str) -> Result<shmq::Fsync, String> {
+    let t = s.trim();
+    match t {
+        "never" => return Ok(shmq::Fsync::Never),
+        "always" => return Ok(shmq::Fsync::Always),
+        _ => {}
+    }
+    let Some(d) = t.strip_prefix("interval:") else {
+        return Err(format!("invalid sync policy {s:?}: use never, always or interval:DUR (e.g. interval:10ms)"));
+    };
+    let d = parse_duration(d)?;
+    if d.is_zero() {
+        return Err("the interval must be more than 0 (use always to sync on every send)".into());
+    }
+    Ok(shmq::Fsync::Interval(d))
+}
+
+/// A sync policy as `--fsync` takes it: `never`, `always`, `interval:5ms`.
+pub fn format_fsync(f: shmq::Fsync) -> String {
+    match f {
+        shmq::Fsync::Never => "never".into(),
+        shmq::Fsync::Always => "always".into(),
+        shmq::Fsync::Interval(d) => format!("interval:{d:?}"),
+    }
+}
+
+/// What a durable queue keeps for `--retain`: `acked` (nothing once released) or a size of
+/// at least 1 byte.
+pub fn parse_retain(s: &str) -> Result<shmq::Retain, String> {
+    if s.trim() == "acked" {
+        return Ok(shmq::Retain::Acked);
+    }
+    match parse_size(s) {
+        Ok(0) => Err("must be at least 1 byte (use acked to keep nothing once released)".into()),
+        Ok(n) => Ok(shmq::Retain::Bytes(n)),
+        Err(e) => Err(format!("{e}; or acked")),
+    }
+}
+
+/// A log size limit: a size of at least 1 byte.
+pub fn parse_max_log(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
 /// Permission bits in octal (`600`, `0660`, `0o660`); must include owner read and write.
 pub fn parse_permissions(s: &str) -> Result<u32, String> {
     let t = s.trim();
@@ -242,6 +291,28 @@ mod tests {
         assert_eq!(parse_lag_limit("1"), Ok(1));
         assert!(parse_lag_limit("0").unwrap_err().contains("at least 1 byte"));
         assert!(parse_lag_limit("4KB").is_err());
+    }
+
+    #[test]
+    fn sync_policies_retains_and_log_sizes_parse_as_create_takes_them() {
+        use shmq::{Fsync, Retain};
+        assert_eq!(parse_fsync("never"), Ok(Fsync::Never));
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert_eq!(parse_fsync("interval:10ms"), Ok(Fsync::Interval(Duration::from_millis(10))));
+        assert!(parse_fsync("interval:0").unwrap_err().contains("more than 0"));
+        assert!(parse_fsync("interval:5").is_err());
+        assert!(parse_fsync("sometimes").unwrap_err().contains("never, always or interval:DUR"));
+        assert_eq!(format_fsync(Fsync::Interval(Duration::from_millis(10))), "interval:10ms");
+        assert_eq!(
+            parse_fsync(&format_fsync(Fsync::Interval(Duration::from_micros(1500)))).ok(),
+            Some(Fsync::Interval(Duration::from_micros(1500)))
+        );
+        assert_eq!(parse_retain("acked"), Ok(Retain::Acked));
+        assert_eq!(parse_retain("1GiB"), Ok(Retain::Bytes(1 << 30)));
+        assert!(parse_retain("0").is_err());
+        assert!(parse_retain("all").is_err());
+        assert_eq!(parse_max_log("64MiB"), Ok(64 << 20));
+        assert!(parse_max_log("0").is_err());
     }
 
     #[test]

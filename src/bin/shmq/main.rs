@@ -22,8 +22,8 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use args::{
-    TypedSize, parse_capacity, parse_duration, parse_lag_limit, parse_max_message, parse_name, parse_permissions,
-    parse_subscription_name,
+    TypedSize, parse_capacity, parse_duration, parse_fsync, parse_lag_limit, parse_max_log, parse_max_message,
+    parse_name, parse_permissions, parse_retain, parse_subscription_name,
 };
 
 /// Message queues in POSIX shared memory between processes on one Linux host.
@@ -163,6 +163,22 @@ enum Command {
         /// Permission bits in octal; must include 600 (owner read and write).
         #[arg(long, value_parser = parse_permissions, default_value = "600")]
         permissions: u32,
+        /// Make the queue durable: every message is also written to a log in DIR (created
+        /// owner-only if missing). If DIR holds the log of a queue that no longer exists in
+        /// memory (after a host restart), the queue is restored from it.
+        #[arg(long, value_name = "DIR")]
+        durable: Option<PathBuf>,
+        /// When the log is synced: never (the kernel writes it back; survives process
+        /// crashes), always (every send returns once on disk) or interval:DUR [default: never].
+        #[arg(long, requires = "durable", value_parser = parse_fsync, value_name = "POLICY")]
+        fsync: Option<shmq::Fsync>,
+        /// The most bytes the log holds; producers wait there [default: 8GiB].
+        #[arg(long, requires = "durable", value_parser = parse_max_log, value_name = "SIZE")]
+        max_log: Option<u64>,
+        /// What the log keeps once every subscription released it: acked (nothing) or at
+        /// least SIZE of the latest stream [default: acked].
+        #[arg(long, requires = "durable", value_parser = parse_retain, value_name = "acked|SIZE")]
+        retain: Option<shmq::Retain>,
     },
     /// Send messages: each MESSAGE argument is one; with none, each line of stdin is one.
     Send {
@@ -178,6 +194,9 @@ enum Command {
         /// How long to wait for room in a full queue, per message (0: fail at once).
         #[arg(long, value_parser = parse_duration, default_value = "0", value_name = "DUR")]
         timeout: Duration,
+        /// Print each message's id (its position in the queue's stream) on its own line.
+        #[arg(long)]
+        ids: bool,
     },
     /// Receive messages and print each on its own line.
     ///
@@ -246,6 +265,17 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Journal a durable queue until SIGINT or SIGTERM: copy what producers sent into the
+    /// log and sync it (unless its policy is never) every interval. It takes no participant
+    /// slot. Prints a line per second on a terminal, and a summary when it stops.
+    Journal {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// How often [default: the queue's sync interval, or 100ms].
+        #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+        interval: Option<Duration>,
+    },
     /// Measure shmq against bare floors, pipes and Unix sockets (two pinned processes).
     #[command(long_about = bench::LONG_HELP)]
     Bench(bench::BenchArgs),
@@ -305,10 +335,13 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let result = match cli.command {
-        Command::Create { name, capacity, max_message, mode, permissions } => {
-            commands::admin::create(&name, capacity, max_message, mode, permissions)
+        Command::Create { name, capacity, max_message, mode, permissions, durable, fsync, max_log, retain } => {
+            let durable = durable.map(|dir| commands::admin::Durable { dir, fsync, max_log, retain });
+            commands::admin::create(&name, capacity, max_message, mode, permissions, durable)
         }
-        Command::Send { name, messages, file, timeout } => commands::send::run(&name, messages, file, timeout),
+        Command::Send { name, messages, file, timeout, ids } => {
+            commands::send::run(&name, messages, file, timeout, ids)
+        }
         Command::Recv { name, count, timeout, follow, hex, json, subscription } => {
             let format = if hex {
                 commands::recv::Format::Hex
@@ -338,6 +371,7 @@ fn main() -> ExitCode {
                 commands::log::dir_of(name.as_deref(), dir).and_then(|d| commands::log::verify(&d))
             }
         },
+        Command::Journal { name, interval } => commands::journal::run(&name, interval),
         Command::Bench(a) => bench::run(a),
         Command::BenchPeer { cpu } => bench::peer::run(cpu),
     };

@@ -1,6 +1,6 @@
 /* Why a call failed, from C: shmq_last_error() after several failing calls, per thread;
- * shmq_options sizes from old and newer (simulated) callers; sends refused while a
- * reservation is outstanding. */
+ * shmq_options sizes from old (the first header's 32 bytes) and newer (simulated)
+ * callers; sends refused while a reservation is outstanding. */
 #include "check.h"
 
 #include <pthread.h>
@@ -88,65 +88,95 @@ static void last_error_is_per_thread(void) {
     printf("ok last_error_is_per_thread\n");
 }
 
-/* The first shmq_options, and a newer one with fields this library does not know. */
+/* The first shmq_options (32 bytes, up to `reserved`), as programs compiled against the
+ * first header have it, and a newer one with fields this library does not know. */
 typedef struct {
-    shmq_options v1;
-    const char *log_dir; /* e.g. a durable queue's directory */
-    uint64_t log_bytes;
-} options_v2;
+    size_t size;
+    uint64_t capacity;
+    uint32_t max_message;
+    int mode;
+    uint32_t permissions;
+    uint32_t reserved;
+} options_v1;
+
+typedef struct {
+    shmq_options v2;
+    const char *later_dir; /* a later header's field */
+    uint64_t later_bytes;
+} options_v3;
 
 static void options_size_comes_from_the_caller(void) {
     const char *name = unique_name("opts");
+    CHECK(sizeof(options_v1) == 32);
 
-    /* The macro passes sizeof *(o): 32 for this header's struct. */
+    /* The macro passes sizeof *(o): 72 for this header's struct. */
     shmq_options o;
     memset(&o, 0xab, sizeof o);
     CHECK_OK(shmq_options_init(&o));
-    CHECK(o.size == sizeof(shmq_options) && o.size == 32);
+    CHECK(o.size == sizeof(shmq_options) && o.size == 72);
     CHECK(o.capacity == SHMQ_DEFAULT_CAPACITY && o.max_message == SHMQ_DEFAULT_MAX_MESSAGE);
     CHECK(o.mode == SHMQ_MODE_MPSC && o.permissions == 0600 && o.reserved == 0);
+    CHECK(o.log_dir == NULL && o.fsync == SHMQ_FSYNC_NEVER && o.reserved2 == 0);
+    CHECK(o.fsync_interval_ns == 0 && o.max_log_bytes == 0 && o.retain_bytes == 0);
 
-    /* A program built against the first header called the function: still works. */
-    memset(&o, 0xab, sizeof o);
-    (shmq_options_init)(&o);
-    CHECK(o.size == 32 && o.reserved == 0);
-    o.capacity = 4096;
-    o.max_message = 256;
-    CHECK_OK(shmq_create(name, &o));
+    /* A program built against the first header called the function with its 32-byte
+     * struct: exactly 32 bytes are written, and the queue is created (volatile). */
+    struct {
+        options_v1 v1;
+        unsigned char after[40];
+    } old;
+    memset(&old, 0xab, sizeof old);
+    (shmq_options_init)((shmq_options *)(void *)&old.v1);
+    CHECK(old.v1.size == 32 && old.v1.reserved == 0 && old.v1.mode == SHMQ_MODE_MPSC);
+    for (size_t i = 0; i < sizeof old.after; i++) CHECK_MSG(old.after[i] == 0xab, "byte %zu written", 32 + i);
+    old.v1.capacity = 4096;
+    old.v1.max_message = 256;
+    CHECK_OK(shmq_create(name, (const shmq_options *)(const void *)&old.v1));
     CHECK_OK(shmq_remove(name));
+    /* Its macro (the first header's) passed 32: the same. */
+    memset(&old, 0xab, sizeof old);
+    CHECK_OK(shmq_options_init_sized((shmq_options *)(void *)&old.v1, 32));
+    CHECK(old.v1.size == 32 && old.v1.capacity == SHMQ_DEFAULT_CAPACITY && old.after[0] == 0xab);
 
     /* A newer caller's larger struct: known fields set, the rest zeroed, size = its own. */
-    options_v2 v2;
-    memset(&v2, 0xab, sizeof v2);
+    options_v3 v3;
+    memset(&v3, 0xab, sizeof v3);
     /* What the macro of a header with these fields would pass. */
-    CHECK_OK(shmq_options_init_sized(&v2.v1, sizeof v2));
-    CHECK(v2.v1.size == sizeof v2);
-    CHECK(v2.v1.capacity == SHMQ_DEFAULT_CAPACITY && v2.v1.reserved == 0);
-    CHECK(v2.log_dir == NULL && v2.log_bytes == 0);
-    v2.v1.capacity = 4096;
-    v2.v1.max_message = 256;
+    CHECK_OK(shmq_options_init_sized(&v3.v2, sizeof v3));
+    CHECK(v3.v2.size == sizeof v3);
+    CHECK(v3.v2.capacity == SHMQ_DEFAULT_CAPACITY && v3.v2.reserved == 0 && v3.v2.log_dir == NULL);
+    CHECK(v3.later_dir == NULL && v3.later_bytes == 0);
+    v3.v2.capacity = 4096;
+    v3.v2.max_message = 256;
     /* Trailing fields left zero mean "not used": accepted. */
-    CHECK_OK(shmq_create(name, &v2.v1));
+    CHECK_OK(shmq_create(name, &v3.v2));
     CHECK_OK(shmq_remove(name));
     /* A trailing field this library does not know, set: refused, not silently ignored. */
-    v2.log_dir = "/var/lib/q";
-    CHECK_ERR(shmq_create(name, &v2.v1), SHMQ_ERR_INVALID, "knows only the first 32 bytes");
-    CHECK_ERR(shmq_open_or_create(name, &v2.v1), SHMQ_ERR_INVALID, "newer");
-    v2.log_dir = NULL;
-    v2.log_bytes = 1;
-    CHECK_ERR(shmq_create(name, &v2.v1), SHMQ_ERR_INVALID, "byte 40 of the caller's 48-byte");
+    v3.later_dir = "/var/lib/q";
+    CHECK_ERR(shmq_create(name, &v3.v2), SHMQ_ERR_INVALID, "knows only the first 72 bytes");
+    CHECK_ERR(shmq_open_or_create(name, &v3.v2), SHMQ_ERR_INVALID, "newer");
+    v3.later_dir = NULL;
+    v3.later_bytes = 1;
+    CHECK_ERR(shmq_create(name, &v3.v2), SHMQ_ERR_INVALID, "byte 80 of the caller's 88-byte");
     shmq_producer *p;
     CHECK_RC(shmq_producer_open(name, &p), SHMQ_ERR_NOT_FOUND);
 
-    /* Sizes that are no shmq_options. */
+    /* Sizes that are no shmq_options: too small, or between the first and this version
+     * (they would cut a field in two). */
     CHECK_ERR(shmq_options_init_sized(&o, 24), SHMQ_ERR_INVALID, "size 24");
+    CHECK_ERR(shmq_options_init_sized(&o, 40), SHMQ_ERR_INVALID, "size 40");
     CHECK_ERR(shmq_options_init_sized(NULL, 32), SHMQ_ERR_INVALID, "NULL");
     CHECK_OK(shmq_options_init(&o));
     o.size = 16;
     CHECK_ERR(shmq_create(name, &o), SHMQ_ERR_INVALID, "size 16");
-    o.size = 32;
+    o.size = 48;
+    CHECK_ERR(shmq_create(name, &o), SHMQ_ERR_INVALID, "size 48");
+    o.size = sizeof o;
     o.reserved = 1;
     CHECK_ERR(shmq_create(name, &o), SHMQ_ERR_INVALID, "reserved");
+    o.reserved = 0;
+    o.reserved2 = 1;
+    CHECK_ERR(shmq_create(name, &o), SHMQ_ERR_INVALID, "reserved2");
     printf("ok options_size_comes_from_the_caller\n");
 }
 

@@ -15,7 +15,7 @@ static void options_init_sets_the_defaults(void) {
     memset(&o, 0xAB, sizeof o);
     shmq_options_init(&o);
     CHECK(o.size == sizeof(shmq_options));
-    CHECK(o.size == 32);
+    CHECK(o.size == 72);
     CHECK(o.capacity == 1 << 20);
     CHECK(o.capacity == SHMQ_DEFAULT_CAPACITY);
     CHECK(o.max_message == 64 << 10);

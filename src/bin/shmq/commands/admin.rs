@@ -1,10 +1,25 @@
 //! `shmq create` and `shmq rm`.
 
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
-use shmq::{Error, Options, Queue};
+use shmq::{Error, Fsync, Options, Queue, Retain};
 
 use crate::ModeArg;
-use crate::args::{TypedSize, format_size};
+use crate::args::{TypedSize, format_fsync, format_size};
+
+/// `create --durable DIR` and its options (`None`: the library's defaults).
+#[derive(Debug)]
+pub struct Durable {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// `--fsync`.
+    pub fsync: Option<Fsync>,
+    /// `--max-log`.
+    pub max_log: Option<u64>,
+    /// `--retain`.
+    pub retain: Option<Retain>,
+}
 
 /// Creates queue `name`. `capacity` was checked by its parser; a `max_message` above half of
 /// it is a usage error (status 2). Without `max_message`, the default (64 KiB) or half the
@@ -15,6 +30,7 @@ pub fn create(
     max_message: Option<TypedSize>,
     mode: ModeArg,
     permissions: u32,
+    durable: Option<Durable>,
 ) -> Result<()> {
     let max_message = match max_message {
         Some(m) if m.bytes > capacity / 2 => crate::usage_error(format!(
@@ -28,7 +44,14 @@ pub fn create(
     };
     // Cannot fail: the parser keeps max_message below 2^32.
     let max_message = u32::try_from(max_message)?;
-    let opts = Options::new().capacity(capacity).max_message(max_message).mode(mode.into()).permissions(permissions);
+    let mut opts =
+        Options::new().capacity(capacity).max_message(max_message).mode(mode.into()).permissions(permissions);
+    if let Some(d) = &durable {
+        opts = opts.durable(&d.dir).fsync(d.fsync.unwrap_or_default()).retain(d.retain.unwrap_or_default());
+        if let Some(n) = d.max_log {
+            opts = opts.max_log_bytes(n);
+        }
+    }
     let cfg = Queue::create(name, opts).map_err(|e| match e {
         // These already say what was being done to which queue (`create "x": ...`), so
         // more context would only repeat it.
@@ -42,6 +65,19 @@ pub fn create(
         format_size(u64::from(cfg.max_message)),
         cfg.permissions
     );
+    if let Some(d) = &cfg.durable {
+        let retain = match d.retain {
+            Retain::Acked => "acked".to_owned(),
+            Retain::Bytes(n) => format_size(n),
+        };
+        println!(
+            "durable: log in {}, fsync {}, max log {}, retain {}",
+            d.dir.display(),
+            format_fsync(d.fsync),
+            format_size(d.max_log_bytes),
+            retain
+        );
+    }
     Ok(())
 }
 

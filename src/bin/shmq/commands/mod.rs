@@ -1,8 +1,11 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
-//! ([`stat`]), `subs` ([`subs`]) and `log` ([`log`]: a durable queue's log directory). Each returns `anyhow::Result`; errors name the queue and
-//! exit with status 1.
+//! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]), `journal`
+//! ([`journal`]) and `log` ([`log`]: a durable queue's log directory). Each returns
+//! `anyhow::Result`; errors name the queue and exit with status 1.
 
 pub mod admin;
+pub mod durable;
+pub mod journal;
 pub mod log;
 pub mod recv;
 pub mod send;

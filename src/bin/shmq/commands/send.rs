@@ -1,7 +1,7 @@
 //! `shmq send`: each argument is a message; with none, each line of stdin is one (without
-//! its `\n`); `--file` sends a whole file as one message.
+//! its `\n`); `--file` sends a whole file as one message. `--ids` prints each message's id.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,14 +10,19 @@ use shmq::{Error, Producer, Queue};
 
 use crate::args::format_size;
 
-/// Sends the messages to queue `name`, waiting at most `timeout` for room for each.
-pub fn run(name: &str, messages: Vec<String>, file: Option<PathBuf>, timeout: Duration) -> Result<()> {
+/// Sends the messages to queue `name`, waiting at most `timeout` for room for each; with
+/// `ids`, prints the id of each on its own line once it is sent (under `--fsync always`:
+/// once it is on disk).
+pub fn run(name: &str, messages: Vec<String>, file: Option<PathBuf>, timeout: Duration, ids: bool) -> Result<()> {
     let mut tx = Producer::open(name).with_context(|| format!("open queue {name:?} to send"))?;
     let mut sent = 0u64;
     let mut send = |tx: &mut Producer, msg: &[u8]| -> Result<()> {
         let r = if timeout.is_zero() { tx.try_send(msg) } else { tx.send_timeout(msg, timeout) };
-        r.map_err(|e| explain(name, e, timeout, sent))?;
+        let id = r.map_err(|e| explain(name, e, timeout, sent))?;
         sent += 1;
+        if ids {
+            writeln!(std::io::stdout(), "{id}").context("write stdout")?;
+        }
         Ok(())
     };
     if let Some(path) = file {

@@ -85,6 +85,8 @@ pub struct StatJson {
     subscriptions: Vec<super::subs::SubscriptionJson>,
     /// Present with `--interval`.
     rates: Option<Rates>,
+    /// A durable queue's log; null for a volatile queue.
+    durable: Option<super::durable::DurableJson>,
 }
 
 fn role(r: Role) -> &'static str {
@@ -160,6 +162,7 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
                 .collect(),
             subscriptions: s.subscriptions.iter().map(Into::into).collect(),
             rates,
+            durable: super::durable::json(s),
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
@@ -193,6 +196,7 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
     if s.reclaimed_claims > 0 {
         println!("reclaimed    {} claims of producers that died before committing", s.reclaimed_claims);
     }
+    super::durable::print(s);
     if let Some(r) = &rates {
         println!(
             "rates        sent {:.0} msg/s ({:.3} MB/s), received {:.0} msg/s ({:.3} MB/s) over {:.2}s",

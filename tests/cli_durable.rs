@@ -1,0 +1,261 @@
+//! The `shmq` binary on durable queues, run for real: `create --durable` and its options,
+//! `send --ids`, `stat` with the log's part, and `shmq journal` as a process that journals
+//! a queue another process produces to, stopped by SIGTERM.
+//!
+//! Log directories are on the real disk, under cargo's temporary directory for integration
+//! tests; queue names carry the test's pid; every child runs under a deadline.
+
+#![cfg(feature = "cli")]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmq");
+/// Longest any child may run (or a condition take) before the test fails.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A queue name unique to this test process, removed on drop.
+struct Name(String);
+
+impl Name {
+    fn new(tag: &str) -> Name {
+        Name(format!("clid-{}-{tag}", std::process::id()))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shmq::Queue::remove(&self.0);
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A log directory on the real disk, removed on drop.
+struct LogDir(PathBuf);
+
+impl LogDir {
+    fn new(tag: &str) -> LogDir {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-durable-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        LogDir(p)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wait_with_deadline(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_shmq(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmq")
+}
+
+fn shmq(args: &[&str]) -> Output {
+    wait_with_deadline(spawn_shmq(args))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> Output {
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    o
+}
+
+#[track_caller]
+fn fails_with(code: i32, o: &Output) {
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(!stderr(o).trim().is_empty(), "no message on stderr");
+}
+
+fn stat_json(q: &str) -> Value {
+    let o = ok(shmq(&["stat", q, "--json"]));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+}
+
+fn u(v: &Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or_else(|| panic!("{field} is not a number in {v}"))
+}
+
+#[test]
+fn create_durable_then_send_ids_recv_and_stat_show_the_log() {
+    let q = Name::new("round");
+    let dir = LogDir::new("round");
+    let o = ok(shmq(&[
+        "create",
+        &q,
+        "--durable",
+        dir.path(),
+        "--fsync",
+        "always",
+        "--max-log",
+        "64MiB",
+        "--retain",
+        "acked",
+    ]));
+    assert!(
+        stdout(&o).contains(&format!("durable: log in {}, fsync always, max log 64 MiB", dir.path())),
+        "{}",
+        stdout(&o)
+    );
+    assert!(dir.0.join("META").exists(), "the log is on disk");
+
+    // --ids: one id per message, increasing; without it nothing is printed.
+    let o = ok(shmq(&["send", &q, "--ids", "alpha", "beta", "gamma"]));
+    let ids: Vec<u64> = stdout(&o).lines().map(|l| l.parse().expect("an id per line")).collect();
+    assert_eq!(ids.len(), 3, "{}", stdout(&o));
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let o = ok(shmq(&["send", &q, "delta"]));
+    assert_eq!(stdout(&o), "");
+
+    let s = stat_json(&q);
+    let d = &s["durable"];
+    assert_eq!(d["log_dir"], dir.path(), "{d}");
+    assert_eq!(d["fsync"], "always", "{d}");
+    assert!(d["fsync_interval_ns"].is_null(), "{d}");
+    assert_eq!(u(d, "max_log_bytes"), 64 << 20);
+    assert_eq!(d["retain"], "acked", "{d}");
+    // Under always every send returned once synced: the log holds all four.
+    let written = u(d, "written");
+    assert!(written > ids[2], "{d}");
+    assert_eq!(u(d, "durable"), written, "{d}");
+    assert!(u(d, "ceiling") > written, "{d}");
+    assert_eq!(u(d, "base"), 0, "{d}");
+    assert!(u(d, "syncs") >= 1 && u(d, "writes") >= 1, "{d}");
+    assert_eq!(d["failed"], false, "{d}");
+    let text = stdout(&ok(shmq(&["stat", &q])));
+    assert!(text.contains(&format!("durable      log in {}, fsync always", dir.path())), "{text}");
+    assert!(text.contains(&format!("log          written {written}, durable {written}")), "{text}");
+
+    let o = ok(shmq(&["recv", &q, "-n", "4", "--timeout", "10s"]));
+    assert_eq!(stdout(&o), "alpha\nbeta\ngamma\ndelta\n");
+
+    // A volatile queue has no durable part.
+    let v = Name::new("volatile");
+    ok(shmq(&["create", &v]));
+    assert!(stat_json(&v)["durable"].is_null());
+    assert!(!stdout(&ok(shmq(&["stat", &v]))).contains("durable"));
+}
+
+#[test]
+fn durable_options_without_durable_or_with_bad_values_exit_2() {
+    let q = Name::new("bad");
+    let dir = LogDir::new("bad");
+    let bad: [&[&str]; 6] = [
+        &["--fsync", "always"],
+        &["--max-log", "1MiB"],
+        &["--durable", dir.path(), "--fsync", "sometimes"],
+        &["--durable", dir.path(), "--fsync", "interval:0"],
+        &["--durable", dir.path(), "--retain", "0"],
+        &["--durable", dir.path(), "--max-log", "0"],
+    ];
+    for extra in bad {
+        let mut args = vec!["create", &*q];
+        args.extend_from_slice(extra);
+        fails_with(2, &shmq(&args));
+        assert!(!dir.0.exists(), "{extra:?} touched the log directory");
+    }
+    assert!(shmq::Queue::inspect(&q).is_err(), "nothing was created");
+    // An interval policy is shown as it was given.
+    let o = ok(shmq(&["create", &q, "--durable", dir.path(), "--fsync", "interval:250ms", "--retain", "1MiB"]));
+    assert!(stdout(&o).contains("fsync interval:250ms, max log 8 GiB, retain 1 MiB"), "{}", stdout(&o));
+    let d = &stat_json(&q)["durable"];
+    assert_eq!((d["fsync"].as_str(), u(d, "fsync_interval_ns")), (Some("interval"), 250_000_000), "{d}");
+    assert_eq!((d["retain"].as_str(), u(d, "retain_bytes")), (Some("bytes"), 1 << 20), "{d}");
+}
+
+/// Polls `cond` on the queue's durable stats until it holds (bounded by [`DEADLINE`]).
+fn wait_for_log(q: &str, what: &str, cond: impl Fn(&shmq::DurableStats) -> bool) -> shmq::DurableStats {
+    let start = Instant::now();
+    loop {
+        let d = shmq::Queue::inspect(q).unwrap().durable.expect("durable");
+        if cond(&d) {
+            return d;
+        }
+        assert!(start.elapsed() < DEADLINE, "{what}: still {d:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn journal_syncs_what_another_process_sent_and_stops_on_sigterm() {
+    let q = Name::new("journal");
+    let dir = LogDir::new("journal");
+    // An interval of an hour: the only timer that could sync within the test is `journal`.
+    ok(shmq(&["create", &q, "--durable", dir.path(), "--fsync", "interval:1h", "--mode", "spsc"]));
+    let mut tx = shmq::Producer::open(&q).unwrap();
+    let last = (0..5).map(|i| tx.send(format!("m{i}").as_bytes()).unwrap()).last().unwrap();
+    let before = shmq::Queue::inspect(&q).unwrap().durable.unwrap();
+    assert!(before.durable <= last, "nothing synced these yet: {before:?}");
+
+    let journal = spawn_shmq(&["journal", &q, "--interval", "10ms"]);
+    let pid = journal.id();
+    let after = wait_for_log(&q, "the journal syncs what was sent", |d| d.durable > last && d.written > last);
+    assert!(after.syncs > before.syncs, "{after:?}");
+    // It holds no participant slot: the SPSC queue's one producer is still ours alone.
+    let s = shmq::Queue::inspect(&q).unwrap();
+    assert_eq!(s.participants.len(), 1, "{:?}", s.participants);
+    assert_eq!(s.participants[0].pid, std::process::id());
+
+    // More sent while it runs is synced too.
+    let more = tx.send(b"later").unwrap();
+    wait_for_log(&q, "the journal keeps going", |d| d.durable > more);
+
+    // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    let o = ok(wait_with_deadline(journal));
+    assert!(stdout(&o).contains(&format!("journal {:?} stopped (SIGTERM) after", &*q)), "{}", stdout(&o));
+    drop(tx);
+}
+
+#[test]
+fn journal_of_a_volatile_or_missing_queue_exits_1() {
+    let q = Name::new("jvol");
+    ok(shmq(&["create", &q]));
+    let o = shmq(&["journal", &q]);
+    fails_with(1, &o);
+    assert!(stderr(&o).contains("not durable"), "{}", stderr(&o));
+    fails_with(1, &shmq(&["journal", &format!("{}-missing", &*q)]));
+    fails_with(2, &shmq(&["journal", &q, "--interval", "0"]));
+}

@@ -1078,7 +1078,7 @@ pub fn table(
             us(l.p999),
             sync,
             if r.latency_kind == "round-trip/2" {
-                r.stream_latency_ns.map_or(String::new(), |x| format!("(ping-pong; in stream p50 {:.0})", us(x.p50)))
+                r.stream_latency_ns.map_or(String::new(), |x| format!("(ping-pong; in stream p50 {:.1})", us(x.p50)))
             } else {
                 String::new()
             }
@@ -1114,7 +1114,7 @@ pub fn table(
             if r.throughput_msgs_per_s >= 200_000.0 { "met" } else { "NOT met" }
         );
     }
-    s
+    s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
 
 /// `shmq bench --durable`: measures, prints the table, writes the JSON.

@@ -693,7 +693,8 @@ pub struct DurableMeasurements {
 /// Refuses memory file systems (unless allowed): they would measure no disk at all.
 pub fn check_dir(dir: &Path, allow_tmpfs: bool) -> Result<String> {
     let st = rustix::fs::statfs(dir).with_context(|| format!("statfs {}", dir.display()))?;
-    let magic = st.f_type as u64;
+    // The magic numbers are 32-bit; `f_type` is signed and 32 or 64 bits wide by architecture.
+    let magic = (st.f_type as u64) & 0xffff_ffff;
     let name = match magic {
         TMPFS_MAGIC => "tmpfs".to_owned(),
         RAMFS_MAGIC => "ramfs".to_owned(),

@@ -550,6 +550,110 @@ fn bench_fanout_checks_every_subscription_and_reports_the_ratios() {
     fails_with(2, &shmq(&["bench", "--fanout", "--transport", "pipe"]));
 }
 
+#[test]
+fn bench_durable_measures_the_queues_against_the_disk_floor_with_real_files() {
+    // Real files on the disk the tests build on (not /tmp, which may be tmpfs).
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("durable.json");
+    let files = dir.join("files");
+    // Tiny counts: 384 messages (12 floor batches) per stream (each checked in order by its receiver), 100
+    // round trips, 20 blocking sends (each waits for an fdatasync), W = 8.
+    let o = shmq(&[
+        "bench",
+        "--durable",
+        "--size",
+        "64",
+        "--rounds",
+        "1",
+        "--messages",
+        "384",
+        "--batch",
+        "8",
+        "--dir",
+        files.to_str().unwrap(),
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
+    if o.status.code() != Some(0) && stderr(&o).contains("tmpfs") {
+        eprintln!("skipped: the target directory is on tmpfs");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let table = stdout(&ok(o));
+    assert!(table.contains("disk-floor-always") && table.contains("write") && table.contains("fdatasync"), "{table}");
+    // Every file of the runs is gone: the floors' files and FIFOs, the queues' logs.
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 0, "files left in {}", files.display());
+
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["run"]["rounds"], 1);
+    assert_eq!(v["durable"]["producers"], 4);
+    assert_eq!(v["durable"]["wait_durable_every"], 8);
+    assert_eq!(v["durable"]["floor_batch"], 32);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6, "one result per case");
+    for (transport, mode, producers, messages) in [
+        ("disk-floor-never", "batched", 1, 384),
+        ("disk-floor-always", "batched", 1, 384),
+        ("shmq", "stream", 1, 384),
+        ("shmq-durable-never", "stream", 1, 384),
+        ("shmq-durable-always", "pipelined", 4, 384),
+        ("shmq-durable-always", "blocking", 1, 20),
+    ] {
+        let r = results
+            .iter()
+            .find(|r| r["transport"] == transport && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no result for {transport} {mode}"));
+        assert_eq!(r["size"], 64, "{r}");
+        assert_eq!(r["producers"], producers, "{r}");
+        assert_eq!(r["messages"], messages, "{r}");
+        let rate = r["throughput_msgs_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0, "{r}");
+        assert!((r["throughput_mb_per_s"].as_f64().unwrap() - rate * 64.0 / 1e6).abs() <= rate * 1e-9, "{r}");
+        let l = &r["latency_ns"];
+        let p: Vec<u64> = ["p50", "p90", "p99", "p999", "max"].iter().map(|k| l[k].as_u64().unwrap()).collect();
+        assert!(p[0] > 0 && p.windows(2).all(|w| w[0] <= w[1]), "{r}");
+        let synced = transport.ends_with("always");
+        assert_eq!(r["msgs_per_sync"].is_number(), synced, "{r}");
+        if synced {
+            assert!(r["syncs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert_eq!(r["sync_latency_ns"].is_object(), transport == "shmq-durable-always", "{r}");
+    }
+    // The floor syncs once per batch of B = 4 x W records.
+    let floor = results.iter().find(|r| r["transport"] == "disk-floor-always").unwrap();
+    assert!((floor["msgs_per_sync"].as_f64().unwrap() - 32.0).abs() < 1e-9, "{floor}");
+    // Blocking sends each wait for their own sync.
+    let blocking = results.iter().find(|r| r["mode"] == "blocking").unwrap();
+    assert!(blocking["msgs_per_sync"].as_f64().unwrap() <= 1.0 + 1e-9, "{blocking}");
+    let ratios = v["ratios"].as_array().unwrap();
+    for (name, metric, target) in [
+        ("shmq-durable-never/shmq", "latency_p50", Some(1.5)),
+        ("shmq-durable-never/shmq", "throughput_msgs_per_s", None),
+        ("shmq-durable-always-pipelined/disk-floor-always", "throughput_msgs_per_s", Some(0.8)),
+    ] {
+        let r = ratios
+            .iter()
+            .find(|r| r["ratio"] == name && r["metric"] == metric)
+            .unwrap_or_else(|| panic!("no {name} {metric}"));
+        assert!(r["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["target"].as_f64(), target, "{r}");
+        assert_eq!(r["met"].is_boolean(), target.is_some(), "{r}");
+    }
+
+    // Memory is no disk: tmpfs is refused unless allowed; tags and times need 16 bytes.
+    if std::fs::metadata("/dev/shm").is_ok() {
+        let o = shmq(&["bench", "--durable", "--dir", "/dev/shm", "--messages", "8", "--rounds", "1"]);
+        fails_with(1, &o);
+        assert!(stderr(&o).contains("tmpfs") && stderr(&o).contains("--allow-tmpfs"), "{}", stderr(&o));
+    }
+    fails_with(2, &shmq(&["bench", "--durable", "--size", "8"]));
+    fails_with(2, &shmq(&["bench", "--dir", "x"]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn check_hgrm(f: &Path) {
     let rows = parse_hgrm(&std::fs::read_to_string(f).unwrap());
     assert!(rows.len() > 5, "{}: too few rows", f.display());

@@ -314,6 +314,7 @@ fn run_case(peers: &mut [Peer], case: Case, size: usize, count: u64, id: u64) ->
             warmup: 0,
             resource: q.clone(),
             member: Some(MemberSpec { queue: q.clone(), subscription: subs[i / per].clone() }),
+            durable: None,
         };
         p.say(&format!("run {}", serde_json::to_string(&spec)?))?;
         p.expect("ready")?;

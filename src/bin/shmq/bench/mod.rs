@@ -52,6 +52,7 @@
 //! Kernel transports and the floors report `wait` as the mode they run in: `block` for
 //! pipe, uds and futex-floor, `spin` for spin-floor.
 
+pub mod durable;
 pub mod fanout;
 pub mod floors;
 pub mod peer;
@@ -117,7 +118,17 @@ processes, all waiting with block, not pinned: baseline (the default consumer), 
 subscriptions, 1 member each), members1 and members2 (1 subscription shared by 1, then 2
 members). Every subscription is checked to receive each message exactly once. It reports
 delivered msgs/s (until every subscription has everything) and the ratios fanout4/baseline
-and members2/members1 (median over rounds). Sizes default to 64,1KiB,64KiB.";
+and members2/members1 (median over rounds). Sizes default to 64,1KiB,64KiB.
+
+--durable measures durable queues against the volatile queue and a disk floor, with real
+processes and real files in --dir (default: a new directory under the current one; tmpfs
+refused unless --allow-tmpfs). The disk floor is the strongest simple log: a writer process
+appends the same frames with one pwrite per batch of B records to a preallocated file, then
+(always) one fdatasync, and publishes the readable length on a FIFO; a reader process reads
+only published bytes. Cases: disk-floor-never/-always, shmq (volatile) and
+shmq-durable-never (ping-pong latency, then a stream), shmq-durable-always with 4 producer
+processes pipelining send_nowait + wait_durable every W (--batch, default 64; B = 4 x W)
+and with 1 producer calling blocking send. Sizes default to 64,1KiB.";
 
 /// Options of `shmq bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -136,6 +147,20 @@ pub struct BenchArgs {
     /// subscriptions, and 1 then 2 members sharing one, all blocking, in separate processes.
     #[arg(long, conflicts_with_all = ["transport", "wait", "hgrm", "plot"])]
     pub fanout: bool,
+    /// Measure durable queues instead: Fsync::Never and Always against the volatile queue
+    /// and a disk floor (write + fdatasync per batch), with real files in --dir.
+    #[arg(long, conflicts_with_all = ["transport", "wait", "hgrm", "plot", "fanout"])]
+    pub durable: bool,
+    /// With --durable: where files and logs go (default: a new directory under the current one).
+    #[arg(long, value_name = "DIR", requires = "durable")]
+    pub dir: Option<PathBuf>,
+    /// With --durable: allow --dir on tmpfs (which measures no disk).
+    #[arg(long, requires = "durable")]
+    pub allow_tmpfs: bool,
+    /// With --durable: W, messages between a pipelining producer's wait_durable calls
+    /// (default 64); the disk floor syncs every 4 x W records.
+    #[arg(long, value_name = "W", requires = "durable")]
+    pub batch: Option<u64>,
     /// Round trips (and streamed messages) per transport, size and round (default: as many
     /// as fit in a time budget per run).
     #[arg(long, value_name = "N")]
@@ -259,6 +284,9 @@ pub struct RunSpec {
     /// `shmq bench --fanout`: the peer joins a queue as a consumer or subscription member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<fanout::MemberSpec>,
+    /// `shmq bench --durable`: the peer plays this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable: Option<durable::Role>,
 }
 
 /// Time budgets and counts of a run.
@@ -477,7 +505,13 @@ pub struct Measurements {
 /// `shmq bench`.
 pub fn run(mut args: BenchArgs) -> Result<()> {
     if args.size.is_empty() {
-        args.size = if args.fanout { vec![64, 1 << 10, 64 << 10] } else { vec![8, 64, 1 << 10, 64 << 10] };
+        args.size = if args.durable {
+            vec![64, 1 << 10]
+        } else if args.fanout {
+            vec![64, 1 << 10, 64 << 10]
+        } else {
+            vec![8, 64, 1 << 10, 64 << 10]
+        };
     }
     for &s in &args.size {
         if s == 0 || s > MAX_SIZE {
@@ -489,6 +523,9 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     }
     if args.fanout {
         return run_fanout(&args);
+    }
+    if args.durable {
+        return run_durable(&args);
     }
     let cpus = allowed_cpus();
     let pinned = if cpus.len() >= 2 && !args.no_pin { Some((cpus[0], cpus[1])) } else { None };
@@ -572,6 +609,54 @@ fn run_fanout(args: &BenchArgs) -> Result<()> {
         quick: args.quick,
     };
     fanout::run(&plan, args.json.as_deref())
+}
+
+/// `shmq bench --durable`.
+fn run_durable(args: &BenchArgs) -> Result<()> {
+    if let Some(&s) = args.size.iter().find(|&&s| s < durable::MIN_SIZE) {
+        crate::usage_error(format!(
+            "invalid --size {s} with --durable: at least {} B (each message carries a tag and a send time)",
+            durable::MIN_SIZE
+        ));
+    }
+    if args.batch == Some(0) {
+        crate::usage_error("--batch must be at least 1");
+    }
+    let messages = args.messages.unwrap_or(if args.quick { 20_000 } else { 200_000 });
+    if messages < u64::from(durable::PRODUCERS) {
+        crate::usage_error(format!("--messages must be at least {} with --durable", durable::PRODUCERS));
+    }
+    let every = args.batch.unwrap_or(64);
+    let (dir, made) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d = std::env::current_dir()
+                .context("find the current directory")?
+                .join(format!("shmq-bench-durable-{}", std::process::id()));
+            std::fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
+            (d, true)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
+    let result = durable::check_dir(&dir, args.allow_tmpfs).and_then(|fs| {
+        let plan = durable::Plan {
+            sizes: args.size.clone(),
+            rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 5 }),
+            messages,
+            round_trips: (messages / 10).max(100),
+            blocking: (messages / 200).max(20),
+            every,
+            batch: every * u64::from(durable::PRODUCERS),
+            dir: dir.clone(),
+            quick: args.quick,
+        };
+        durable::run(&plan, fs, args.json.as_deref())
+    });
+    if made {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
 }
 
 fn dedup<T: Copy + Ord>(v: &[T]) -> Vec<T> {

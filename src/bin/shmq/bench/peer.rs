@@ -24,6 +24,15 @@
 //!                          <-    extra                     (at each later end marker)
 //!                          <-    closed                    (the leader removed the queue)
 //! ```
+//! For `shmq bench --durable` the spec names a role (`RunSpec::durable`): write or read a
+//! disk-floor file, ping or pong, produce or consume:
+//!
+//! ```text
+//! run {RunSpec as JSON}    ->    opens its files or queues
+//!                          <-    ready
+//! go                       ->    plays its role
+//!                          <-    result {RoleResult as JSON}
+//! ```
 //! Any failure is reported as `error <message>` and ends the process. The peer asks the
 //! kernel to kill it if the leader dies, so a spinning peer never outlives its leader.
 
@@ -54,12 +63,13 @@ pub fn run(cpu: Option<usize>) -> Result<()> {
             return Ok(());
         }
         let result = match line.strip_prefix("run ") {
-            Some(json) => {
-                serde_json::from_str::<RunSpec>(json).map_err(anyhow::Error::from).and_then(|s| match &s.member {
-                    Some(m) => super::fanout::serve_member(&mut ctl, &s, m),
-                    None => serve(&mut ctl, &s),
-                })
-            }
+            Some(json) => serde_json::from_str::<RunSpec>(json).map_err(anyhow::Error::from).and_then(|s| {
+                match (&s.member, &s.durable) {
+                    (Some(m), _) => super::fanout::serve_member(&mut ctl, &s, m),
+                    (None, Some(d)) => super::durable::serve(&mut ctl, &s, d),
+                    (None, None) => serve(&mut ctl, &s),
+                }
+            }),
             None => Err(anyhow!("unknown command {line:?}")),
         };
         if let Err(e) = result {

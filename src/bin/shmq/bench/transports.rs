@@ -234,7 +234,8 @@ pub fn peer_uds(path: &str) -> Result<KernelEnd<UnixStream, UnixStream>> {
 pub fn run_one(peer: &mut Peer, ctx: &mut Context, config: Config, size: usize, budget: Budget) -> Result<Sample> {
     let id = ctx.id();
     let pid = std::process::id();
-    let mut spec = RunSpec { config, size, warmup: budget.warmup, resource: String::new(), member: None };
+    let mut spec =
+        RunSpec { config, size, warmup: budget.warmup, resource: String::new(), member: None, durable: None };
     let r = match config.kind {
         Kind::Shmq => {
             let base = format!("bench-{pid}-{id}");

@@ -146,6 +146,39 @@ impl Journal {
         Ok(moved)
     }
 
+    /// Journals (and syncs, if `sync`) as the caller; holding the role (`locked`), it goes on
+    /// while other producers wait for syncs and records are committed that no sync covers
+    /// yet (the leader of a group commit keeps leading while there is demand, so a waiter
+    /// whose record missed one sync does not wait for another leader). `me`: the caller's
+    /// waiter bit.
+    fn lead(&self, seg: &Segment, sync: bool, locked: bool, me: u64) -> Result<bool> {
+        let mut moved = self.run(seg, sync)?;
+        if !locked {
+            return Ok(moved);
+        }
+        let h = seg.header();
+        for _ in 0..64 {
+            // Relaxed: a hint of demand; a waiter that registers after this load finds the
+            // role free once we release it (and the wake after that).
+            let others = h.durable_wait.waiters.load(Ordering::Relaxed) & !me;
+            // Acquire: as in `pass`.
+            let tail = h.producer.tail.load(Ordering::Acquire);
+            let covered = if sync {
+                h.durable.durable.load(Ordering::Acquire)
+            } else {
+                h.durable.written.load(Ordering::Acquire)
+            };
+            if others == 0 || covered >= tail {
+                break;
+            }
+            if !self.run(seg, sync)? {
+                break;
+            }
+            moved = true;
+        }
+        Ok(moved)
+    }
+
     /// Journals and syncs everything committed now (a handle closing, the timer).
     pub(crate) fn flush(&self, seg: &Segment) -> Result<()> {
         let locked = seg.try_lock_journal();
@@ -177,9 +210,13 @@ impl Journal {
             // Relaxed: this process's own hint.
             let stuck = self.alongside.load(Ordering::Relaxed) == seen;
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
-                let r = self.run(seg, sync);
+                let me = 1u64 << (slot % 64);
+                let r = self.lead(seg, sync, locked, me);
                 if locked {
                     seg.unlock_journal();
+                    // Waiters woken by the syncs above while we held the role may have found
+                    // it taken and slept again: the role is free now.
+                    wait::wake(seg.durable_words(), &OsFutex);
                 }
                 r?;
                 since = Instant::now();
@@ -209,8 +246,10 @@ impl Journal {
             let poll = || {
                 // Acquire: as above.
                 let v = target.load(Ordering::Acquire);
-                // Relaxed: the flag is re-checked with Acquire at the top of the loop.
-                (v >= end || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
+                // Any progress wakes us: a sync that did not cover `end` leaves the next one
+                // to lead, and the role is then free. Relaxed: the flag is re-checked with
+                // Acquire at the top of the loop.
+                (v >= end || v != seen || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
             };
             if let Some(v) = wait::wait_for(Wait::Block, seg.durable_words(), me, &OsFutex, Some(until), poll, || {}) {
                 seen = v;

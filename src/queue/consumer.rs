@@ -46,6 +46,8 @@ pub struct Consumer {
     /// The default consumer of a restored durable queue, while its position is below the
     /// ring's start: it reads from the log files.
     backlog: Option<Box<super::backlog::Backlog>>,
+    /// The default consumer of a durable queue: it journals when it would otherwise wait.
+    journal: Option<super::journal::Journal>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -74,7 +76,8 @@ impl Consumer {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
         let durable_limit = super::journal::visible(&h.shared.seg) != u64::MAX;
         let backlog = Self::backlog(&h.shared.seg, ring.head())?;
-        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog })
+        let journal = super::journal::Journal::attach(&h.shared.seg)?;
+        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog, journal })
     }
 
     /// The log reader of a durable queue's default consumer whose position `head` is below
@@ -154,7 +157,7 @@ impl Consumer {
             }
         };
         let h = Handle::new(seg, slot, Role::Consumer, wait, Some(sub));
-        Ok(Consumer { h, ring, stuck: None, member: Some(member), durable_limit: false, backlog: None })
+        Ok(Consumer { h, ring, stuck: None, member: Some(member), durable_limit: false, backlog: None, journal: None })
     }
 
     /// The name of the subscription this consumer reads ([`Subscription::DEFAULT`] for
@@ -451,6 +454,14 @@ impl Consumer {
             None => return Ok(None),
             Some(d) => d,
         };
+        if let Some(j) = &self.journal {
+            // About to wait: a durable queue's consumer with nothing to read journals what
+            // producers sent (if the role is free), so producers rarely have to.
+            let _ = j.progress(&self.h.shared.seg);
+            if let Some(rec) = self.peek_or_unstick()? {
+                return Ok(Some(rec));
+            }
+        }
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
         loop {
             // MPSC: wait in slices, to look whether a dead claim blocks the head.

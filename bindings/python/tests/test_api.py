@@ -436,3 +436,9 @@ def test_the_exception_codes_are_the_c_header_codes():
         assert exc.code == codes[c], cls
     assert issubclass(shmq.Io, OSError) and issubclass(shmq.Permission, PermissionError)
     assert shmq.Io("reading", 5).errno == 5
+
+
+def test_the_package_docstring_example_runs():
+    import doctest
+
+    assert doctest.testmod(shmq).failed == 0

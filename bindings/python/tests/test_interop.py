@@ -65,7 +65,8 @@ def test_python_rust_and_c_producers_share_one_queue(qname, rust_examples, c_exa
     with shmq.Consumer(qname) as rx:
         procs = [
             subprocess.Popen([rust_examples / "producer", "--queue", qname, "--count", str(n),
-                              "--capacity", str(1 << 16), "--max-message", str(1 << 15)], stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+                              "--capacity", str(1 << 16), "--max-message", str(1 << 15)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE),
             subprocess.Popen([c_examples / "producer", qname, str(n)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE),
         ]

@@ -212,9 +212,6 @@ fn subscription_dict<'py>(py: Python<'py>, s: &shmq::SubscriptionInfo) -> PyResu
     Ok(d)
 }
 
-/// create(name, capacity=1048576, max_message=None, mode="mpsc", permissions=0o600, exist_ok=False)
-/// --
-///
 /// Creates queue `name` in shared memory and returns its configuration as a dict.
 ///
 /// `capacity` is the ring's size in bytes (a power of two from 1 KiB), `max_message` the
@@ -224,7 +221,10 @@ fn subscription_dict<'py>(py: Python<'py>, s: &shmq::SubscriptionInfo) -> PyResu
 /// include 0o600). With `exist_ok=True` an existing queue of the same options is opened
 /// instead; otherwise an existing name raises `shmq.Exists`.
 #[pyfunction]
-#[pyo3(signature = (name, capacity=shmq::DEFAULT_CAPACITY, max_message=None, mode="mpsc", permissions=shmq::DEFAULT_PERMISSIONS, exist_ok=false))]
+#[pyo3(
+    signature = (name, capacity=shmq::DEFAULT_CAPACITY, max_message=None, mode="mpsc", permissions=shmq::DEFAULT_PERMISSIONS, exist_ok=false),
+    text_signature = "(name, capacity=1048576, max_message=None, mode='mpsc', permissions=0o600, exist_ok=False)"
+)]
 fn create<'py>(
     py: Python<'py>,
     name: &str,
@@ -245,9 +245,6 @@ fn create<'py>(
     config_dict(py, &config.map_err(to_py)?)
 }
 
-/// remove(name)
-/// --
-///
 /// Removes queue `name`: unlinks its name and wakes every waiter. Handles that are open
 /// keep working on the old queue; a consumer receives what is left, then gets
 /// `shmq.Closed`. Raises `shmq.NotFound` if there is no such queue.
@@ -256,18 +253,12 @@ fn remove(name: &str) -> PyResult<()> {
     shmq::Queue::remove(name).map_err(to_py)
 }
 
-/// list_queues()
-/// --
-///
 /// The names of the shmq queues on this host, sorted.
 #[pyfunction]
 fn list_queues() -> PyResult<Vec<String>> {
     shmq::Queue::list().map_err(to_py)
 }
 
-/// inspect(name)
-/// --
-///
 /// A snapshot of queue `name` as a dict: its configuration (the keys of `create`'s result),
 /// `tail`, `head`, `used_bytes`, `messages` (waiting), `closed`, the `sent` and `received`
 /// counters (dicts of `messages`, `bytes`, `full_events`, `wake_calls`, `wait_calls`),
@@ -326,9 +317,6 @@ fn closed_handle(what: &str) -> PyErr {
     PyValueError::new_err(format!("I/O operation on a closed {what}"))
 }
 
-/// Producer(name, wait="adaptive")
-/// --
-///
 /// Attaches to queue `name` as a producer. `wait` says how a call waits while the queue is
 /// full: "spin" (busy-poll: lowest latency, a core at 100%), "block" (sleep in the kernel at
 /// once) or "adaptive" (spin ~50 µs, then sleep). Raises `shmq.NotFound` if the queue does
@@ -363,9 +351,6 @@ impl Producer {
         Ok(Producer { inner: Mutex::new(Some(tx)), interrupter, name: name.to_owned() })
     }
 
-    /// send(data, timeout=None)
-    /// --
-    ///
     /// Sends `data` (bytes or any bytes-like object) as one message. While the queue is
     /// full it waits: forever for `timeout=None`, at most `timeout` seconds otherwise
     /// (`shmq.Timeout`); `timeout=0` does not wait (`shmq.Full`). Raises `shmq.TooLarge`
@@ -389,9 +374,6 @@ impl Producer {
         })
     }
 
-    /// try_send(data)
-    /// --
-    ///
     /// Sends `data` if there is room now: `True` if it was sent, `False` if the queue is full.
     fn try_send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let payload = Payload::get(py, data)?;
@@ -402,9 +384,6 @@ impl Producer {
         })
     }
 
-    /// send_batch(messages, timeout=None)
-    /// --
-    ///
     /// Sends every message of the iterable `messages` (bytes or bytearray), in order, with
     /// one publication (and at most one wakeup) per run of messages that fits. Waits for
     /// room like `send`, `timeout` bounding the whole call. If a message is too large
@@ -441,18 +420,12 @@ impl Producer {
         })
     }
 
-    /// interrupt()
-    /// --
-    ///
     /// Makes a `send` of this producer that is waiting for room (now, in another thread, or
     /// the next one to wait) raise `shmq.Interrupted`. Safe to call from any thread.
     fn interrupt(&self) {
         self.interrupter.interrupt();
     }
 
-    /// close()
-    /// --
-    ///
     /// Detaches from the queue (frees this producer's slot). Idempotent; later calls raise
     /// `ValueError`.
     fn close(&self) -> PyResult<()> {
@@ -539,9 +512,6 @@ impl MessageBuffer {
     }
 }
 
-/// Consumer(name, wait="adaptive", subscription=None)
-/// --
-///
 /// Attaches to queue `name` as its consumer. Without `subscription` (or with "default") it
 /// reads the queue's default subscription, one consumer at a time (`shmq.Busy` if another
 /// live process reads it). With `subscription="billing"` it joins that subscription (made
@@ -630,9 +600,6 @@ impl Consumer {
         })
     }
 
-    /// recv(timeout=None)
-    /// --
-    ///
     /// Receives the next message as bytes. While the queue is empty it waits: forever for
     /// `timeout=None`, at most `timeout` seconds otherwise; `timeout=0` does not wait.
     /// Raises `shmq.Timeout` when the time is up, `shmq.Closed` once the queue was removed
@@ -643,17 +610,11 @@ impl Consumer {
         self.recv_impl(py, timeout)
     }
 
-    /// try_recv()
-    /// --
-    ///
     /// The next message if there is one now, else `None`.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         self.with(py, |rx, _| Ok(rx.try_recv().map_err(to_py)?.map(|m| PyBytes::new(py, &m))))
     }
 
-    /// recv_view(timeout=None)
-    /// --
-    ///
     /// Receives the next message without copying it: a read-only `memoryview` of the
     /// message in shared memory. It is valid until the next call on this consumer (any
     /// call, or `close()`), which releases it (using it then raises `ValueError`) and hands
@@ -677,9 +638,6 @@ impl Consumer {
         })
     }
 
-    /// recv_batch(max=64, timeout=None)
-    /// --
-    ///
     /// Receives up to `max` messages that are in the queue, as a list of bytes, publishing
     /// the consumer's position once. Waits (as `recv`) for the first one only: the list has
     /// at least one message unless `timeout=0` found the queue empty (then it is empty).
@@ -709,18 +667,12 @@ impl Consumer {
         })
     }
 
-    /// interrupt()
-    /// --
-    ///
     /// Makes a receive of this consumer that is waiting for a message (now, in another
     /// thread, or the next one to wait) raise `shmq.Interrupted`. Safe from any thread.
     fn interrupt(&self) {
         self.interrupter.interrupt();
     }
 
-    /// close()
-    /// --
-    ///
     /// Releases a pending `recv_view` and detaches from the queue. Idempotent; later calls
     /// raise `ValueError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -819,9 +771,6 @@ impl Subscription {
     #[classattr]
     const DEFAULT: &'static str = shmq::Subscription::DEFAULT;
 
-    /// create(queue, name, lag_limit=None)
-    /// --
-    ///
     /// Creates subscription `name` on `queue`, starting with the next message sent.
     /// `lag_limit=None`: producers wait for it, it misses nothing; `lag_limit=bytes`: it
     /// never holds producers back by more than that, and a member's receive raises
@@ -833,9 +782,6 @@ impl Subscription {
         shmq::Subscription::create(queue, name, shmq::SubscriptionOptions::new().lag_limit(lag_limit)).map_err(to_py)
     }
 
-    /// list(queue)
-    /// --
-    ///
     /// The subscriptions of `queue` as dicts (`name`, `lag_limit`, `position`, `lag_bytes`,
     /// `lag_messages`, `detached`, `lapped`, `missed_bytes`, `redelivered`, `received`,
     /// `members`), the default one first if it exists.
@@ -849,9 +795,6 @@ impl Subscription {
         Ok(l)
     }
 
-    /// remove(queue, name)
-    /// --
-    ///
     /// Removes subscription `name` of `queue`: producers stop waiting for it, its members'
     /// receives raise `shmq.Closed`.
     #[staticmethod]

@@ -5,10 +5,15 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer, Self, final
 
-WaitMode = Literal["spin", "block", "adaptive"]
-QueueMode = Literal["spsc", "mpsc"]
+__all__ = [
+    "create", "remove", "inspect", "list_queues", "Producer", "Consumer", "Subscription", "MessageBuffer",
+    "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE", "DEFAULT_PERMISSIONS", "MAX_NAME_LEN",
+]
+
+_WaitMode = Literal["spin", "block", "adaptive"]
+_QueueMode = Literal["spsc", "mpsc"]
 
 DEFAULT_CAPACITY: int
 DEFAULT_MAX_MESSAGE: int
@@ -17,9 +22,9 @@ MAX_NAME_LEN: int
 
 def create(
     name: str,
-    capacity: int = ...,
+    capacity: int = 1048576,
     max_message: Optional[int] = None,
-    mode: QueueMode = "mpsc",
+    mode: _QueueMode = "mpsc",
     permissions: int = 0o600,
     exist_ok: bool = False,
 ) -> dict[str, Any]:
@@ -36,10 +41,11 @@ def inspect(name: str) -> dict[str, Any]:
     """A snapshot of queue `name`: configuration, positions, counters, participants,
     subscriptions."""
 
+@final
 class Producer:
     """A producer of queue `name`; a context manager."""
 
-    def __init__(self, name: str, wait: WaitMode = "adaptive") -> None: ...
+    def __new__(cls, name: str, wait: _WaitMode = "adaptive") -> Self: ...
     def send(self, data: Buffer, timeout: Optional[float] = None) -> None:
         """Sends one message; waits while full (None: forever, 0: raise Full, t: Timeout)."""
     def try_send(self, data: Buffer) -> bool:
@@ -55,9 +61,9 @@ class Producer:
     @property
     def name(self) -> str: ...
     @property
-    def wait(self) -> WaitMode: ...
+    def wait(self) -> _WaitMode: ...
     @wait.setter
-    def wait(self, wait: WaitMode) -> None: ...
+    def wait(self, wait: _WaitMode) -> None: ...
     @property
     def config(self) -> dict[str, Any]: ...
     def __len__(self) -> int: ...
@@ -69,11 +75,12 @@ class Producer:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Consumer:
     """The consumer of queue `name` (or a member of `subscription`); a context manager and
     an iterator of messages (ending when the queue is removed and drained)."""
 
-    def __init__(self, name: str, wait: WaitMode = "adaptive", subscription: Optional[str] = None) -> None: ...
+    def __new__(cls, name: str, wait: _WaitMode = "adaptive", subscription: Optional[str] = None) -> Self: ...
     def recv(self, timeout: Optional[float] = None) -> bytes:
         """The next message; waits while empty (None: forever, t: at most t s, 0: no wait)."""
     def try_recv(self) -> Optional[bytes]:
@@ -93,9 +100,9 @@ class Consumer:
     @property
     def subscription(self) -> str: ...
     @property
-    def wait(self) -> WaitMode: ...
+    def wait(self) -> _WaitMode: ...
     @wait.setter
-    def wait(self, wait: WaitMode) -> None: ...
+    def wait(self, wait: _WaitMode) -> None: ...
     @property
     def config(self) -> dict[str, Any]: ...
     def __len__(self) -> int: ...
@@ -109,6 +116,7 @@ class Consumer:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class Subscription:
     """Named subscriptions of a queue (fan-out; members of one share its messages)."""
 
@@ -120,5 +128,6 @@ class Subscription:
     @staticmethod
     def remove(queue: str, name: str) -> None: ...
 
+@final
 class MessageBuffer:
     """The exporter behind the memoryview of `Consumer.recv_view` (read-only)."""

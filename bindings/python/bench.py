@@ -185,12 +185,19 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs of each measurement")
     ap.add_argument("--wait", default="adaptive", choices=["spin", "block", "adaptive"], help="shmq's wait")
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages (a smoke test)")
+    ap.add_argument("--transports", default="shmq,shmq batch,mp.Queue,mp.Pipe,unix socket",
+                    help="comma-separated subset (mp.Queue is the baseline and always runs)")
     a = ap.parse_args()
     scale = 10 if a.quick else 1
     ctx = mp.get_context("spawn")
     # Messages per throughput run: about a second each.
     counts = {"shmq": 1_000_000, "shmq batch": 3_000_000, "mp.Queue": 200_000, "mp.Pipe": 500_000,
               "unix socket": 500_000}
+    chosen = set(a.transports.split(",")) | {"mp.Queue"}
+    unknown = chosen - set(counts)
+    if unknown:
+        ap.error(f"unknown transports: {', '.join(sorted(unknown))}")
+    counts = {k: v for k, v in counts.items() if k in chosen}
     lat_n = 20_000 // scale + WARMUP
     rows = {}
     for kind in counts:

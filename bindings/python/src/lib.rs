@@ -21,7 +21,7 @@ use pyo3::{ffi, import_exception};
 use shmq::{Consumer as RxHandle, Producer as TxHandle, Wait};
 
 /// The longest a blocking call waits without looking at signals.
-const SLICE: Duration = Duration::from_millis(50);
+const SLICE: Duration = Duration::from_millis(20);
 
 /// The exception classes, defined in Python (`shmq/_errors.py`) so that they can also derive
 /// from the built-in classes that fit (`TimeoutError`, `ValueError`, ...).

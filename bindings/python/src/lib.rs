@@ -534,6 +534,17 @@ struct RxState {
     view: Option<Py<PyMemoryView>>,
 }
 
+impl Drop for RxState {
+    /// A consumer dropped without `close()` (garbage-collected) takes the message of a
+    /// pending `recv_view` too, as `close()` does: it was received. (The memoryview is not
+    /// released here, which needs the GIL; it keeps the mapping alive.)
+    fn drop(&mut self) {
+        if let (Some(rx), Some(_)) = (self.rx.as_mut(), self.view.take()) {
+            let _ = rx.advance();
+        }
+    }
+}
+
 impl Consumer {
     /// Runs `f` on the consumer after finishing a pending `recv_view` (its memoryview is
     /// released and its message taken).

@@ -442,3 +442,23 @@ def test_the_package_docstring_example_runs():
     import doctest
 
     assert doctest.testmod(shmq).failed == 0
+
+
+def test_a_member_receives_views_and_a_dropped_consumer_takes_its_viewed_message(queue):
+    shmq.Subscription.create(queue, "views")
+    with shmq.Producer(queue) as tx:
+        m = shmq.Consumer(queue, subscription="views")
+        tx.send_batch([b"v1", b"v2", b"v3"])
+        assert bytes(m.recv_view(timeout=5)) == b"v1"
+        assert m.recv(timeout=5) == b"v2"
+        assert bytes(m.recv_view(timeout=5)) == b"v3"
+        del m  # garbage-collected with a view pending: v3 counts as received
+        gc.collect()
+        with shmq.Consumer(queue, subscription="views") as again:
+            assert again.try_recv() is None
+        rx = shmq.Consumer(queue)
+        assert bytes(rx.recv_view(timeout=5)) == b"v1"
+        del rx
+        gc.collect()
+        with shmq.Consumer(queue) as rx:
+            assert rx.recv(timeout=5) == b"v2"

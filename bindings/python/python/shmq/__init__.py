@@ -1,0 +1,57 @@
+"""shmq: lock-free message queues in shared memory between processes on one Linux host.
+
+A queue is a named ring of variable-length messages in POSIX shared memory
+(``/dev/shm/shmq.NAME``), FIFO: producers append, a consumer takes. Python, Rust and C
+processes share the same queues.
+
+>>> import shmq
+>>> _ = shmq.create("doc-orders", capacity=1 << 16)
+>>> with shmq.Producer("doc-orders") as tx:
+...     tx.send(b"order 42")
+>>> with shmq.Consumer("doc-orders") as rx:
+...     rx.recv(timeout=1.0)
+b'order 42'
+>>> shmq.remove("doc-orders")
+
+Blocking calls release the GIL and wake up for Ctrl-C (``KeyboardInterrupt``).
+"""
+
+from ._errors import (
+    Busy,
+    Closed,
+    Corrupt,
+    Error,
+    Exists,
+    Full,
+    Incompatible,
+    InvalidArgument,
+    InvalidName,
+    Interrupted,
+    Io,
+    Lapped,
+    NotFound,
+    Permission,
+    Timeout,
+    TooLarge,
+)
+from ._shmq import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_PERMISSIONS,
+    MAX_NAME_LEN,
+    Consumer,
+    MessageBuffer,
+    Producer,
+    Subscription,
+    create,
+    inspect,
+    list_queues,
+    remove,
+)
+
+__all__ = [
+    "create", "remove", "inspect", "list_queues", "Producer", "Consumer", "Subscription",
+    "MessageBuffer", "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE", "DEFAULT_PERMISSIONS", "MAX_NAME_LEN",
+    "Error", "Full", "Timeout", "TooLarge", "NotFound", "Exists", "InvalidArgument", "InvalidName",
+    "Busy", "Permission", "Corrupt", "Incompatible", "Closed", "Interrupted", "Lapped", "Io",
+]

@@ -1154,7 +1154,7 @@ fn a_rejoined_cursors_first_record_is_never_overwritten_by_an_spsc_batch() {
                 let (region, gate) = (&w.ring.region, SubsGate(&w.subs));
                 p.push(&w.subs.tail, &gate, region, &msg(2, 0, 16)).unwrap();
                 let second = match p.push(&w.subs.tail, &gate, region, &msg(2, 1, 32)) {
-                    Ok(()) => 32,
+                    Ok(_) => 32,
                     Err(RingError::Full) => {
                         p.push(&w.subs.tail, &gate, region, &msg(2, 1, 16)).unwrap();
                         16

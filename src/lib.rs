@@ -72,8 +72,8 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{
     Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS, From, Grant,
-    Interrupter, MemberInfo, Message, Mode, Options, Participant, Producer, Queue, RawGrant, Role, Snapshot,
-    Subscription, SubscriptionInfo, SubscriptionOptions,
+    Interrupter, MemberInfo, Message, Mode, Options, Participant, Producer, Progress, Queue, RawGrant, Role, Snapshot,
+    Subscription, SubscriptionInfo, SubscriptionOptions, Watch,
 };
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, validate_name};

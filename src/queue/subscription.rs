@@ -89,6 +89,8 @@ pub struct Subscription {
 /// consumer), as [`Subscription::list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
+    /// Its participant slot (0: the default subscription's consumer).
+    pub slot: usize,
     /// Pid at joining (information: pids are reused).
     pub pid: u32,
     /// Whether the kernel says it lives (a stopped process is alive).
@@ -99,6 +101,9 @@ pub struct MemberInfo {
     pub counters: CounterValues,
     /// Last heartbeat, nanoseconds since the Unix epoch.
     pub heartbeat_unix_ns: u64,
+    /// Whether it takes the messages it holds: always [`Progress::Unknown`](super::Progress)
+    /// from one look; a [`Watch`](super::Watch) fills it in by looking over time.
+    pub progress: super::Progress,
 }
 
 /// A snapshot of one subscription. Values may change at once.
@@ -431,11 +436,13 @@ fn member_info(seg: &Segment, j: usize, claimed: Option<(u64, u64)>) -> MemberIn
     let s = seg.slot(j);
     // Relaxed: information only.
     MemberInfo {
+        slot: j,
         pid: s.pid.load(Ordering::Relaxed),
         alive: seg.slot_alive(j),
         claimed,
         counters: CounterValues::read(&s.counters),
         heartbeat_unix_ns: s.heartbeat_unix_ns.load(Ordering::Relaxed),
+        progress: super::Progress::Unknown,
     }
 }
 

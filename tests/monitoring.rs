@@ -769,3 +769,62 @@ fn top_prints_plain_lines_when_stdout_is_not_a_terminal() {
     let dead_seen = dead_seen.expect("top never showed the killed consumer dead");
     eprintln!("top (plain, refresh 100ms) showed a kill -9'd consumer dead {dead_seen:?} after the kill");
 }
+
+// ---------------------------------------------------------------------------------------
+// The Grafana dashboard.
+
+#[test]
+fn the_grafana_dashboard_queries_parse_and_use_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json");
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().replace("$__rate_interval", "1m").replace("$queue", ".*"));
+        }
+    }
+    assert!(exprs.len() >= 10);
+    // Every metric the dashboard names is one the exporter serves (with a queue in it: a
+    // producer, a stuck-judged consumer and a subscription).
+    let q = TestQueue::create("grafana", Options::new());
+    Subscription::create(&q.name, "audit", SubscriptionOptions::new().lag_limit(Some(4096))).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    tx.send(b"x").unwrap();
+    let ex = Exporter::start(&[&q.name]);
+    let mut c = Child::spawn("consumer", &q.name, &[]);
+    c.expect("ready");
+    c.expect("got 1");
+    // The consumer is judged from the exporter's second look at it on.
+    let body = until("the exporter judges the consumer", || {
+        let (_, _, body) = ex.get("/metrics");
+        body.contains("shmq_participant_stuck{").then_some(body)
+    });
+    let names: std::collections::HashSet<String> = parse_exposition(&body).into_iter().map(|s| s.name).collect();
+    for e in &exprs {
+        for word in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("shmq_")) {
+            assert!(names.contains(word), "the dashboard queries {word}, which the exporter does not serve");
+        }
+    }
+    // promtool parses every expression (as recording rules).
+    let Some(tool) = promtool() else { return };
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:expr{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("shmq-dashboard-rules-{}.yml", std::process::id()));
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new(tool).args(["check", "rules"]).arg(&file).output().expect("run promtool");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(tx);
+    Queue::remove(&q.name).unwrap();
+    c.wait_ok();
+}

@@ -684,10 +684,13 @@ impl Drop for Tmux {
 
 /// The IN/s column of queue `name` on the screen, if its row shows a number there.
 fn in_rate(screen: &str, name: &str) -> Option<f64> {
-    // "│NAME MODE DEPTH FULL IN/s ...": the border, then the columns.
-    let row = screen.lines().map(|l| l.trim_start_matches('│')).find(|l| l.split_whitespace().next() == Some(name))?;
+    // "│QUEUE MODE DEPTH FULL IN/s ...": the border, then the columns (as many as fit).
+    let mut lines = screen.lines().map(|l| l.trim_start_matches('│'));
+    let header = lines.clone().find(|l| l.starts_with("QUEUE") && l.contains("IN/s"))?;
+    let col = header.split_whitespace().position(|h| h == "IN/s")?;
+    let row = lines.find(|l| l.split_whitespace().next() == Some(name))?;
     let f: Vec<&str> = row.split_whitespace().collect();
-    let v = f.get(4)?;
+    let v = f.get(col)?;
     let (num, scale) = match v.strip_suffix('k') {
         Some(n) => (n, 1e3),
         None => (v.strip_suffix('M').map_or(*v, |n| n), if v.ends_with('M') { 1e6 } else { 1.0 }),

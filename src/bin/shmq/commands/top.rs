@@ -474,11 +474,12 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
     let subs: usize = rows.iter().map(|r| r.snap.subscriptions.len()).sum();
     let problems: Vec<(String, String)> =
         rows.iter().flat_map(|r| problems(&r.snap).into_iter().map(|p| (r.snap.config.name.clone(), p))).collect();
+    // Each table as tall as its rows (when the terminal has room), the last one taking the rest.
     let [head, queues, subs_area, probs_area] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Min(3),
-        Constraint::Length((subs as u16).saturating_add(3).min(12)),
-        Constraint::Length((problems.len() as u16 + s.errors.len() as u16).saturating_add(2).min(10)),
+        Constraint::Length((rows.len() as u16).saturating_add(3)),
+        Constraint::Length((subs as u16).saturating_add(3)),
+        Constraint::Min((problems.len() as u16 + s.errors.len() as u16).saturating_add(2).max(3)),
     ])
     .areas(f.area());
     f.render_widget(
@@ -493,14 +494,43 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         ))),
         head,
     );
-    let header = TRow::new(
-        [
-            "QUEUE", "MODE", "DEPTH", "FULL", "IN/s", "IN B/s", "OUT/s", "OUT B/s", "PROD", "CONS", "LAG", "FULL/s",
-            "SLEEP/s", "WAKE/s",
-        ]
-        .map(Cell::from),
-    )
-    .style(bold);
+    // The columns that fit the terminal's width, dropped least useful first: (header, width,
+    // priority; 0 is always kept).
+    const COLUMNS: [(&str, u16, u8); 14] = [
+        ("QUEUE", 12, 0),
+        ("MODE", 4, 3),
+        ("DEPTH", 7, 0),
+        ("FULL", 6, 1),
+        ("IN/s", 7, 0),
+        ("IN B/s", 9, 2),
+        ("OUT/s", 7, 0),
+        ("OUT B/s", 9, 2),
+        ("PROD", 5, 1),
+        ("CONS", 8, 0),
+        ("LAG", 9, 1),
+        ("FULL/s", 6, 2),
+        ("SLEEP/s", 7, 3),
+        ("WAKE/s", 6, 3),
+    ];
+    let room = queues.width.saturating_sub(2);
+    let mut shown = [false; COLUMNS.len()];
+    for prio in 0..=3 {
+        for i in (0..COLUMNS.len()).filter(|&i| COLUMNS[i].2 == prio) {
+            shown[i] = true;
+            let used: u16 = COLUMNS.iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| c.1 + 1).sum();
+            if prio > 0 && used > room + 1 {
+                shown[i] = false;
+            }
+        }
+    }
+    // Bytes per second in and out go together.
+    if shown[5] != shown[7] {
+        (shown[5], shown[7]) = (false, false);
+    }
+    let pick = |cells: Vec<Cell<'static>>| -> Vec<Cell<'static>> {
+        cells.into_iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| c).collect()
+    };
+    let header = TRow::new(pick(COLUMNS.iter().map(|c| Cell::from(c.0)).collect())).style(bold);
     let body = rows.iter().map(|r| {
         let sn = &r.snap;
         let p = monitor::census(sn, Role::Producer);
@@ -509,7 +539,7 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         let known = r.rates.is_some();
         let show = |v: f64| if known { rate(v) } else { "-".to_owned() };
         let show_b = |v: f64| if known { format_size(v.round() as u64) } else { "-".to_owned() };
-        let row = TRow::new(vec![
+        let row = TRow::new(pick(vec![
             Cell::from(sn.config.name.clone()),
             Cell::from(sn.config.mode.to_string()),
             Cell::from(sn.messages.to_string()),
@@ -524,25 +554,15 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
             Cell::from(show(x.full_events_per_s)),
             Cell::from(show(x.wait_calls_per_s)),
             Cell::from(show(x.wake_calls_per_s)),
-        ]);
+        ]));
         if c.stuck + c.dead + p.dead > 0 { row.style(Style::default().add_modifier(Modifier::REVERSED)) } else { row }
     });
-    let widths = [
-        Constraint::Min(12),
-        Constraint::Length(4),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(10),
-        Constraint::Length(7),
-        Constraint::Length(10),
-        Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(6),
-    ];
+    let widths: Vec<Constraint> = COLUMNS
+        .iter()
+        .zip(shown)
+        .filter(|(_, s)| *s)
+        .map(|(c, _)| if c.0 == "QUEUE" { Constraint::Min(c.1) } else { Constraint::Length(c.1) })
+        .collect();
     f.render_widget(
         Table::new(body, widths).header(header).block(Block::bordered().title(" queues ")).column_spacing(1),
         queues,

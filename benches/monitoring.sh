@@ -49,7 +49,10 @@ for run in $(seq 1 "$RUNS"); do
       SCRAPER=$!
       PIDS+=("$SCRAPER")
     fi
-    "$BIN" bench --transport shmq --wait "$WAITS" --size "$SIZE" --rounds 3 --json "$TMP/b.json" >/dev/null 2>&1
+    until "$BIN" bench --transport shmq --wait "$WAITS" --size "$SIZE" --rounds 3 --json "$TMP/b.json" \
+      >"$TMP/bench.out" 2>&1; do
+      echo "  run $run ($mode): the bench failed, again: $(tail -1 "$TMP/bench.out")"
+    done
     jq -r '.results[] | select(.transport == "shmq") | "\(.wait) \(.throughput_msgs_per_s)"' "$TMP/b.json" |
       while read -r wait tput; do echo "$tput" >>"$TMP/$mode-$wait"; done
     if [ "$mode" = scraped ]; then
@@ -65,6 +68,10 @@ for w in "${waits[@]}"; do
   echo "  wait $w: msgs/s without: $(paste -sd' ' "$TMP/none-$w")"
   echo "  wait $w: msgs/s scraped: $(paste -sd' ' "$TMP/scraped-$w")"
   awk -v a="$a" -v b="$b" -v w="$w" 'BEGIN {printf "  wait %s: median without %.4g msgs/s, with %.4g msgs/s: ratio %.3f (%+.1f%%)\n", w, a, b, b/a, (b/a-1)*100}'
+  # Each run with the exporter against the run just before it without: drift in the
+  # machine's load between runs far apart cancels out.
+  pr=$(paste "$TMP/none-$w" "$TMP/scraped-$w" | awk '{print $2/$1}' | median)
+  echo "  wait $w: median of the $RUNS paired ratios (scraped / without, run by run): $pr"
 done
 
 echo "== 2. scraping $QUEUES queues (each: a live consumer, a subscription, 10 messages waiting)"

@@ -8,7 +8,7 @@
 #
 # Usage: cargo build --release --features cli && bash benches/monitoring.sh
 # Environment: SHMQ (binary, default target/release/shmq), RUNS (5), SIZE (64),
-# WAITS (spin,block), QUEUES (100), SCRAPES (20). Needs curl and jq.
+# WAITS (spin,block), QUEUES (100), SCRAPES (20). RUNS=0 skips part 1. Needs curl and jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SHMQ:-target/release/shmq}
@@ -33,13 +33,18 @@ start_exporter() {
   "$BIN" exporter --listen 127.0.0.1:0 "$@" >"$TMP/exporter.out" 2>"$TMP/exporter.err" &
   EXPORTER=$!
   PIDS+=("$EXPORTER")
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if [ -s "$TMP/exporter.out" ]; then break; fi
     sleep 0.05
   done
   URL=$(sed -n 's/^shmq exporter: serving //p' "$TMP/exporter.out")
+  if [ -z "$URL" ]; then
+    echo "the exporter did not start: stderr $(cat "$TMP/exporter.err"), stdout $(cat "$TMP/exporter.out"), $(grep State /proc/"$EXPORTER"/status 2>&1)" >&2
+    exit 1
+  fi
 }
 
+if [ "$RUNS" -gt 0 ]; then
 echo "== 1. bench throughput, size $SIZE, waits $WAITS: $RUNS runs without and $RUNS with an exporter scraped every second"
 for run in $(seq 1 "$RUNS"); do
   for mode in none scraped; do
@@ -56,7 +61,7 @@ for run in $(seq 1 "$RUNS"); do
     jq -r '.results[] | select(.transport == "shmq") | "\(.wait) \(.throughput_msgs_per_s)"' "$TMP/b.json" |
       while read -r wait tput; do echo "$tput" >>"$TMP/$mode-$wait"; done
     if [ "$mode" = scraped ]; then
-      scrapes=$(curl -s "$URL" | awk '/^shmq_exporter_scrapes_total/ {print $2}')
+      scrapes=$(curl -s "$URL" | awk '/^shmq_exporter_scrapes_total/ {print $2}' || true)
       kill "$SCRAPER" "$EXPORTER"; wait "$SCRAPER" "$EXPORTER" 2>/dev/null || true
       echo "  run $run: exporter served $scrapes scrapes during the bench"
     fi
@@ -73,6 +78,8 @@ for w in "${waits[@]}"; do
   pr=$(paste "$TMP/none-$w" "$TMP/scraped-$w" | awk '{print $2/$1}' | median)
   echo "  wait $w: median of the $RUNS paired ratios (scraped / without, run by run): $pr"
 done
+
+fi
 
 echo "== 2. scraping $QUEUES queues (each: a live consumer, a subscription, 10 messages waiting)"
 for i in $(seq 1 "$QUEUES"); do
@@ -95,7 +102,12 @@ for _ in $(seq 1 "$SCRAPES"); do
   sleep 0.2
 done
 n=$(awk '/^shmq_exporter_queues / {print $2}' "$TMP/m")
+# The exporter's CPU time (user + system, clock ticks) over its life: SCRAPES scrapes plus a
+# look every second between them.
+ticks=$(awk '{print $14 + $15}' /proc/"$EXPORTER"/stat)
+hz=$(getconf CLK_TCK)
 lines=$(wc -l <"$TMP/m")
 echo "  queues in a scrape: $n; exposition: $lines lines, $(wc -c <"$TMP/m") bytes"
 echo "  exporter's reading time (s): median $(median <"$TMP/server"), largest $(sort -g "$TMP/server" | tail -1)"
 echo "  HTTP request, client wall time (s): median $(median <"$TMP/client"), largest $(sort -g "$TMP/client" | tail -1)"
+awk -v t="$ticks" -v hz="$hz" -v n="$SCRAPES" 'BEGIN {printf "  exporter CPU time: %.3f s over %d scrapes (and its looks between them): %.1f ms a scrape\n", t/hz, n, t/hz/n*1000}'

@@ -132,6 +132,9 @@ pub struct SubscriptionInfo {
     pub received: CounterValues,
     /// Its members now.
     pub members: Vec<MemberInfo>,
+    /// When it was created, nanoseconds since the Unix epoch: a subscription removed and
+    /// created again under the same name is another one (its counters start from zero).
+    pub created_unix_ns: u64,
 }
 
 impl Subscription {
@@ -409,6 +412,8 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed) },
             received,
             members,
+            // Relaxed: fixed at creation; information only.
+            created_unix_ns: meta.created_unix_ns.load(Ordering::Relaxed),
         });
     }
     out

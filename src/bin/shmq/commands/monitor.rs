@@ -132,14 +132,17 @@ impl Collector {
         };
         counters("sent", &mut s.sent);
         counters("received", &mut s.received);
+        // A subscription made again under the same name is another one: keyed by its
+        // creation time too.
         for sub in &mut s.subscriptions {
-            counters(&format!("sub.{}.received", sub.name), &mut sub.received);
+            counters(&format!("sub.{}.{}.received", sub.name, sub.created_unix_ns), &mut sub.received);
         }
         keep("reclaimed".into(), &mut s.reclaimed_claims);
         for sub in &mut s.subscriptions {
-            keep(format!("sub.{}.lapped", sub.name), &mut sub.lapped);
-            keep(format!("sub.{}.missed", sub.name), &mut sub.missed_bytes);
-            keep(format!("sub.{}.redelivered", sub.name), &mut sub.redelivered);
+            let id = format!("sub.{}.{}", sub.name, sub.created_unix_ns);
+            keep(format!("{id}.lapped"), &mut sub.lapped);
+            keep(format!("{id}.missed"), &mut sub.missed_bytes);
+            keep(format!("{id}.redelivered"), &mut sub.redelivered);
         }
         // The depth follows the clamped totals (it is sent less received).
         s.messages = s.sent.messages.saturating_sub(s.received.messages);

@@ -2,6 +2,7 @@
 //! prometheus` and `shmq exporter`. The metric names are listed in the README's "Monitoring"
 //! section; each family has `# HELP` and `# TYPE` and its samples together.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use shmq::{Progress, Snapshot};
@@ -30,18 +31,18 @@ pub struct Family {
 #[derive(Default)]
 pub struct Exposition {
     families: Vec<Family>,
+    /// Where each family is in `families`.
+    index: HashMap<&'static str, usize>,
 }
 
 impl Exposition {
     /// Adds a sample to family `name` (declared on first use).
     pub fn add(&mut self, name: &'static str, kind: Kind, help: &'static str, labels: &[(&'static str, &str)], v: f64) {
-        let i = match self.families.iter().position(|f| f.name == name) {
-            Some(i) => i,
-            None => {
-                self.families.push(Family { name, help, kind, samples: Vec::new() });
-                self.families.len() - 1
-            }
-        };
+        let families = &mut self.families;
+        let i = *self.index.entry(name).or_insert_with(|| {
+            families.push(Family { name, help, kind, samples: Vec::new() });
+            families.len() - 1
+        });
         self.families[i].samples.push((labels.iter().map(|&(k, v)| (k, v.to_owned())).collect(), v));
     }
 
@@ -220,20 +221,9 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
             &l,
             secs(p.heartbeat_unix_ns),
         );
-        e.add(
-            "shmq_participant_messages_total",
-            Counter,
-            "Messages the participant sent or received since it registered.",
-            &l,
-            p.counters.messages as f64,
-        );
-        e.add(
-            "shmq_participant_bytes_total",
-            Counter,
-            "Payload bytes the participant sent or received since it registered.",
-            &l,
-            p.counters.bytes as f64,
-        );
+        // No per-participant counters: a process that leaves and registers again gets the
+        // same slot, pid and labels, and its count starts from zero (a counter going back
+        // within one series). The queue's and subscriptions' totals carry the rates.
     }
     for sub in &s.subscriptions {
         let l = [("queue", q), ("subscription", sub.name.as_str())];

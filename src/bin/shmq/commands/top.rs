@@ -221,6 +221,8 @@ struct QueueJson {
     subscriptions: Vec<SubJson>,
     /// Every participant with its state.
     participants: Vec<PartJson>,
+    // Durable queues: their log size and durable lag go here (added fields keep
+    // schema_version 1) once the library's Snapshot reports them.
 }
 
 #[derive(Serialize)]
@@ -495,7 +497,8 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         head,
     );
     // The columns that fit the terminal's width, dropped least useful first: (header, width,
-    // priority; 0 is always kept).
+    // priority; 0 is always kept). Durable queues' log size and durable lag go here (and in
+    // the cells below, and in `QueueJson`) once the library's Snapshot reports them.
     const COLUMNS: [(&str, u16, u8); 14] = [
         ("QUEUE", 12, 0),
         ("MODE", 4, 3),

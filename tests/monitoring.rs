@@ -43,6 +43,24 @@ fn child_role() {
                 }
             }
         }
+        // Takes a message every `delay_ms` milliseconds: slow, but never stuck.
+        "slow" => {
+            let delay = Duration::from_millis(common::arg("delay_ms"));
+            let mut rx = Consumer::open_with(queue, Wait::Block).expect("open the consumer");
+            common::say("ready");
+            while let Ok(m) = rx.recv_timeout(OP_TIMEOUT) {
+                drop(m);
+                std::thread::sleep(delay);
+            }
+        }
+        // Joins subscription `sub` and takes what comes until the subscription or the queue
+        // is removed (or nothing comes for OP_TIMEOUT).
+        "member" => {
+            let mut rx =
+                Consumer::subscribe_with(queue, &common::arg::<String>("sub"), Wait::Block).expect("subscribe");
+            common::say("joined");
+            while rx.recv_timeout(OP_TIMEOUT).is_ok() {}
+        }
         // Joins subscription `sub`, takes one message and keeps it (never asks for the next):
         // a member holding messages without progress, no signal needed.
         "holder" => {
@@ -368,6 +386,44 @@ fn a_member_holding_a_claim_without_progress_is_flagged_stuck() {
     assert_eq!(audit["members"][0]["state"], "stuck", "{audit}");
     c.hang_up();
     c.wait_ok();
+}
+
+#[test]
+fn a_slow_consumer_behind_a_backlog_and_a_slow_member_are_never_flagged_stuck() {
+    let q = TestQueue::create("not-stuck", Options::new().capacity(64 << 10).max_message(1024));
+    Subscription::create(&q.name, "work", SubscriptionOptions::new()).unwrap();
+    let mut slow = Child::spawn("slow", &q.name, &[("delay_ms", "150".into())]);
+    slow.expect("ready");
+    let mut member = Child::spawn("member", &q.name, &[("sub", "work".into()), ("delay_ms", "150".into())]);
+    member.expect("joined");
+    let mut tx = Producer::open(&q.name).unwrap();
+    // A backlog: each takes one message every 150 ms, far below the threshold, for seconds.
+    for _ in 0..60 {
+        tx.send(b"backlog").unwrap();
+    }
+    let threshold = Duration::from_millis(1500);
+    let mut watch = Watch::new(threshold);
+    let t0 = Instant::now();
+    let mut judged = 0;
+    let mut longest = Duration::ZERO;
+    // Three thresholds' worth of looks.
+    while t0.elapsed() < threshold * 3 {
+        let s = watch.inspect(&q.name).unwrap();
+        assert!(s.messages > 0, "the slow consumer caught up: no backlog left to judge it against");
+        for p in &s.participants {
+            assert!(p.alive, "{p:?}");
+            assert!(!p.progress.is_stuck(), "flagged stuck after {:?}: {p:?}", t0.elapsed());
+            judged += usize::from(p.progress != Progress::Unknown);
+            longest = longest.max(p.progress.stalled_for());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(judged > 0);
+    eprintln!("longest stall seen of a consumer and a member taking one message every 150 ms: {longest:?}");
+    drop(tx);
+    Queue::remove(&q.name).unwrap();
+    slow.wait_ok();
+    member.wait_ok();
 }
 
 #[test]

@@ -61,9 +61,10 @@ impl Progress {
 /// messages without taking any for at least `stuck_after` is [`Progress::Stuck`].
 ///
 /// A consumer of the default subscription holds messages when the subscription has some
-/// waiting (its lag is not zero). A member of a named subscription holds messages when it
-/// has claimed some, or when the subscription has messages waiting and none of its members
-/// took any since the previous look. It makes progress when its received count or its
+/// waiting. A member of a named subscription holds messages when it has claimed some, or
+/// when the subscription has messages waiting that no member has claimed and none of its
+/// members claimed or took any since the previous look (a member beside busy siblings holds
+/// nothing). It makes progress when its received count or its
 /// claim changes. Look at a queue at least a few times per `stuck_after`: each look is
 /// [`Queue::inspect`] (read-only; it never registers with the queue).
 ///
@@ -89,8 +90,8 @@ pub struct Watch {
 struct Track {
     /// The queue's creation time: a queue made anew under the same name starts afresh.
     created_unix_ns: u64,
-    /// Position of each subscription at the last look, by name.
-    positions: HashMap<String, u64>,
+    /// Position and received count of each subscription at the last look, by name.
+    positions: HashMap<String, (u64, u64)>,
     /// Each consumer and member at the last look.
     seen: HashMap<Key, Seen>,
 }
@@ -166,6 +167,7 @@ impl Watch {
             *track = Track { created_unix_ns: created, positions: HashMap::new(), seen: HashMap::new() };
         }
         let stuck_after = self.stuck_after;
+        let tail = s.tail;
         let mut seen = HashMap::new();
         // What each consumer-like participant is, by slot: (progress, key).
         let mut judged: HashMap<usize, Progress> = HashMap::new();
@@ -194,14 +196,22 @@ impl Watch {
             progress
         };
         for sub in &mut s.subscriptions {
-            let still = track.positions.get(&sub.name).map(|&p| p == sub.position);
-            // Messages wait and the subscription's position did not move since the last look.
-            let waiting = still.map(|still| still && sub.lag_bytes > 0 && !sub.detached);
+            // Whether the subscription moved since the last look: a member claimed messages
+            // (its position) or took some (its received count; members claim up to 16 at a
+            // time and take them one by one).
+            let now_at = (sub.position, sub.received.messages);
+            let still = track.positions.get(&sub.name).map(|&at| at == now_at);
+            // Messages wait unclaimed (between its position and the producers') and none of
+            // its readers claimed or took any since the last look. Messages a member has
+            // claimed are that member's: they do not make its idle siblings hold anything.
+            let unclaimed = sub.position < tail && !sub.detached;
+            let waiting = still.map(|still| still && unclaimed);
             for m in &mut sub.members {
                 m.progress = judge(m.slot, m.counters.messages, m.claimed, waiting);
             }
         }
-        track.positions = s.subscriptions.iter().map(|sub| (sub.name.clone(), sub.position)).collect();
+        track.positions =
+            s.subscriptions.iter().map(|sub| (sub.name.clone(), (sub.position, sub.received.messages))).collect();
         track.seen = seen;
         for p in &mut s.participants {
             p.progress = match p.role {

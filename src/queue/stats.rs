@@ -76,8 +76,9 @@ pub struct Participant {
     /// Its counters since registration.
     pub counters: CounterValues,
     /// Consumers and members: whether it takes the messages it holds. Always
-    /// [`Progress::Unknown`] from [`Queue::inspect`](super::Queue::inspect), which looks once;
-    /// a [`Watch`](super::Watch) fills it in by looking over time.
+    /// [`Progress::Unknown`](super::Progress::Unknown) from
+    /// [`Queue::inspect`](super::Queue::inspect), which looks once; a
+    /// [`Watch`](super::Watch) fills it in by looking over time.
     pub progress: super::Progress,
 }
 

@@ -136,8 +136,10 @@ pub fn stat(name: &str, format: Format, interval: Option<Duration>, stuck_after:
             (None, None) => inspect(name),
         }
     };
-    let t0 = Instant::now();
     let first = look(&mut c)?;
+    // After the first look (whose own clock reading is earlier): the last look is then at
+    // least `window` after it, so a participant stalled all along reaches the threshold.
+    let t0 = Instant::now();
     // Often enough to see a participant move, rarely enough to cost nothing.
     let step = (window / 20).clamp(Duration::from_millis(10), Duration::from_millis(250));
     loop {

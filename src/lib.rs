@@ -78,8 +78,8 @@ pub use error::{Error, Result};
 pub use queue::{
     Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS,
     DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, Journaler, MemberInfo, Message, Mode, Options,
-    Participant, Producer, Queue, RawGrant, Reader, Replayed, Retain, Role, Snapshot, Subscription, SubscriptionInfo,
-    SubscriptionOptions,
+    Participant, Producer, Progress, Queue, RawGrant, Reader, Replayed, Retain, Role, Snapshot, Subscription,
+    SubscriptionInfo, SubscriptionOptions, Watch,
 };
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, validate_name};

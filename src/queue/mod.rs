@@ -8,6 +8,7 @@
 //! * `consumer`: [`Consumer`], [`Message`], batches.
 //! * `attach`: what both handles share: open/register/attach/deregister, the wait loop.
 //! * `subscription`: [`Subscription`], its options and what `list` reports.
+//! * `watch`: [`Watch`], which flags stuck consumers by looking at a queue over time.
 //! * `interrupt`: [`Interrupter`], which wakes a blocked call from a thread or a signal.
 //!
 //! A handle is a segment (its own mapping and file description), a participant slot, a
@@ -29,6 +30,7 @@ mod reader;
 mod restore;
 mod stats;
 mod subscription;
+mod watch;
 
 pub use crate::segment::{Config, DurableConfig, Mode};
 pub use admin::Queue;
@@ -43,3 +45,4 @@ pub use reader::{Reader, Replayed};
 pub use stats::{CounterValues, DurableStats, Participant, Role, Snapshot};
 pub(crate) use subscription::init_default_subscription;
 pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};
+pub use watch::{Progress, Watch};

@@ -75,6 +75,19 @@ pub struct Participant {
     pub alive: bool,
     /// Its counters since registration.
     pub counters: CounterValues,
+    /// Consumers and members: whether it takes the messages it holds. Always
+    /// [`Progress::Unknown`](super::Progress::Unknown) from
+    /// [`Queue::inspect`](super::Queue::inspect), which looks once; a
+    /// [`Watch`](super::Watch) fills it in by looking over time.
+    pub progress: super::Progress,
+}
+
+impl Participant {
+    /// Whether the kernel says its process ended (its slot lock was dropped). A stopped
+    /// process is not dead.
+    pub fn is_dead(&self) -> bool {
+        !self.alive
+    }
 }
 
 /// A snapshot of a queue, from [`Queue::inspect`](super::Queue::inspect). Values may change at once.
@@ -103,6 +116,8 @@ pub struct Snapshot {
     pub participants: Vec<Participant>,
     /// The subscriptions, the default one first if it exists.
     pub subscriptions: Vec<crate::SubscriptionInfo>,
+    /// When this snapshot was read, nanoseconds since the Unix epoch.
+    pub taken_unix_ns: u64,
     /// A durable queue's log positions; `None` for a volatile queue.
     pub durable: Option<DurableStats>,
 }
@@ -174,6 +189,7 @@ impl Snapshot {
                 heartbeat_unix_ns: s.heartbeat_unix_ns.load(Ordering::Relaxed),
                 alive: seg.slot_alive(i),
                 counters,
+                progress: super::Progress::Unknown,
             });
         }
         // Relaxed: a snapshot.
@@ -193,6 +209,7 @@ impl Snapshot {
             participants,
             subscriptions: super::subscription::infos(seg),
             durable: DurableStats::read(seg),
+            taken_unix_ns: crate::segment::now_unix_ns(),
         }
     }
 }

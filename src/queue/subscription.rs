@@ -95,6 +95,8 @@ pub struct Subscription {
 /// consumer), as [`Subscription::list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
+    /// Its participant slot (0: the default subscription's consumer).
+    pub slot: usize,
     /// Pid at joining (information: pids are reused).
     pub pid: u32,
     /// Whether the kernel says it lives (a stopped process is alive).
@@ -105,6 +107,9 @@ pub struct MemberInfo {
     pub counters: CounterValues,
     /// Last heartbeat, nanoseconds since the Unix epoch.
     pub heartbeat_unix_ns: u64,
+    /// Whether it takes the messages it holds: always [`Progress::Unknown`](super::Progress)
+    /// from one look; a [`Watch`](super::Watch) fills it in by looking over time.
+    pub progress: super::Progress,
 }
 
 /// A snapshot of one subscription. Values may change at once.
@@ -133,6 +138,9 @@ pub struct SubscriptionInfo {
     pub received: CounterValues,
     /// Its members now.
     pub members: Vec<MemberInfo>,
+    /// When it was created, nanoseconds since the Unix epoch: a subscription removed and
+    /// created again under the same name is another one (its counters start from zero).
+    pub created_unix_ns: u64,
 }
 
 impl Subscription {
@@ -415,6 +423,8 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed) },
             received,
             members,
+            // Relaxed: fixed at creation; information only.
+            created_unix_ns: meta.created_unix_ns.load(Ordering::Relaxed),
         });
     }
     out
@@ -442,11 +452,13 @@ fn member_info(seg: &Segment, j: usize, claimed: Option<(u64, u64)>) -> MemberIn
     let s = seg.slot(j);
     // Relaxed: information only.
     MemberInfo {
+        slot: j,
         pid: s.pid.load(Ordering::Relaxed),
         alive: seg.slot_alive(j),
         claimed,
         counters: CounterValues::read(&s.counters),
         heartbeat_unix_ns: s.heartbeat_unix_ns.load(Ordering::Relaxed),
+        progress: super::Progress::Unknown,
     }
 }
 

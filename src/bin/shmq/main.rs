@@ -231,16 +231,69 @@ enum Command {
         subscription: Option<String>,
     },
     /// Show a queue's configuration, depth, counters, participants and subscriptions.
+    ///
+    /// A participant whose process ended is shown dead at once. Whether a consumer is stuck
+    /// (holding messages without taking any) takes watching: with --stuck-after, stat looks
+    /// at the queue over that long and flags those that made no progress the whole time.
     Stat {
         /// Queue name.
         #[arg(value_parser = parse_name)]
         name: String,
-        /// Print JSON (stable, with schema_version).
-        #[arg(long)]
+        /// Print JSON (stable, with schema_version); the same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output format: text, json, or prometheus (text exposition format 0.0.4).
+        #[arg(long, value_enum, default_value_t = commands::stat::Format::Text)]
+        format: commands::stat::Format,
         /// Measure send/receive rates over this interval (e.g. 1s).
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         interval: Option<Duration>,
+        /// Watch the queue this long (5s if no value is given) and flag consumers and
+        /// members that held messages without taking any for all of it as stuck.
+        #[arg(long, value_parser = parse_duration, value_name = "DUR", num_args = 0..=1, default_missing_value = "5s")]
+        stuck_after: Option<Duration>,
+    },
+    /// A live view of every queue (or those named): depth, rates, lag, stuck and dead
+    /// participants. Keys: q quit, s sort column, r reverse. Plain lines when stdout is not a
+    /// terminal.
+    Top {
+        /// Queue names (default: every queue on this host, new ones as they appear).
+        #[arg(value_parser = parse_name)]
+        names: Vec<String>,
+        /// Refresh interval.
+        #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DUR")]
+        interval: Duration,
+        /// Flag a consumer or member stuck after holding messages this long without taking any.
+        #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DUR")]
+        stuck_after: Duration,
+        /// Print one refresh (rates over --interval) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Print JSON (stable, with schema_version; with --once one document, else one a line).
+        #[arg(long)]
+        json: bool,
+        /// Sort queues by this column.
+        #[arg(long, value_enum, default_value_t = commands::top::SortKey::Name)]
+        sort: commands::top::SortKey,
+        /// Reverse the sort.
+        #[arg(long)]
+        reverse: bool,
+    },
+    /// Serve Prometheus metrics of every queue on this host (or those named) over HTTP at
+    /// /metrics. Reads the queues only: never a participant.
+    Exporter {
+        /// Address to listen on (port 0: any free port; the first line printed says which).
+        #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Queue names (default: every queue on this host, new ones as they appear).
+        #[arg(value_parser = parse_name)]
+        names: Vec<String>,
+        /// Flag a consumer or member stuck after holding messages this long without taking any.
+        #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DUR")]
+        stuck_after: Duration,
+        /// How often to look at the queues between scrapes, for the stuck judgement.
+        #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DUR")]
+        interval: Duration,
     },
     /// List every shmq queue on this host, flagging those whose participants are all dead.
     Ls {
@@ -353,7 +406,16 @@ fn main() -> ExitCode {
             let count = if follow { None } else { Some(count) };
             commands::recv::run(&name, subscription.as_deref(), count, timeout, format)
         }
-        Command::Stat { name, json, interval } => commands::stat::stat(&name, json, interval),
+        Command::Stat { name, json, format, interval, stuck_after } => {
+            let format = if json { commands::stat::Format::Json } else { format };
+            commands::stat::stat(&name, format, interval, stuck_after)
+        }
+        Command::Top { names, interval, stuck_after, once, json, sort, reverse } => {
+            commands::top::run(commands::top::TopArgs { names, interval, stuck_after, once, json, sort, reverse })
+        }
+        Command::Exporter { listen, names, stuck_after, interval } => {
+            commands::exporter::run(listen, names, stuck_after, interval)
+        }
         Command::Ls { json } => commands::stat::ls(json),
         Command::Rm { names } => commands::admin::rm(&names),
         Command::Subs { command } => match command {

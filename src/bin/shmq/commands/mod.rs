@@ -1,16 +1,22 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
 //! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]), `journal`
-//! ([`journal`]) and `log` ([`log`]: a durable queue's log directory). Each returns
-//! `anyhow::Result`; errors name the queue and exit with status 1.
+//! ([`journal`]), `log` ([`log`]: a durable queue's log directory), and the monitoring
+//! ones, `top` ([`top`]) and `exporter` ([`exporter`]), which share [`monitor`] and
+//! [`prometheus`]. Each returns `anyhow::Result`; errors name the queue and exit with
+//! status 1.
 
 pub mod admin;
 pub mod durable;
+pub mod exporter;
 pub mod journal;
 pub mod log;
+pub mod monitor;
+pub mod prometheus;
 pub mod recv;
 pub mod send;
 pub mod stat;
 pub mod subs;
+pub mod top;
 
 /// The schema version of every `--json` output of the queue commands. Bump it only when a
 /// field changes meaning or disappears; adding fields keeps it.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shmq::{CounterValues, Error, Queue, Role, Snapshot};
+use shmq::{CounterValues, Error, Queue, Snapshot};
 
 use crate::args::format_size;
 
@@ -46,6 +46,17 @@ pub struct ParticipantJson {
     start_time: u64,
     heartbeat_unix_ns: u64,
     counters: Counters,
+    /// `alive`, `stuck` (held messages without taking any for the threshold; only with
+    /// `--stuck-after`) or `dead` (its process ended; a stopped process is not dead).
+    state: &'static str,
+    /// Consumers and members watched with `--stuck-after`: how long they have held messages
+    /// without taking any; null when not judged (one look cannot tell, producers are not judged).
+    stalled_s: Option<f64>,
+}
+
+/// Seconds stalled, if the participant was judged.
+pub fn stalled_s(p: shmq::Progress) -> Option<f64> {
+    (p != shmq::Progress::Unknown).then(|| p.stalled_for().as_secs_f64())
 }
 
 /// Rates over `--interval`.
@@ -87,50 +98,84 @@ pub struct StatJson {
     rates: Option<Rates>,
     /// A durable queue's log; null for a volatile queue.
     durable: Option<super::durable::DurableJson>,
+    /// With `--stuck-after`: the threshold in seconds (null: stuck not judged).
+    stuck_after_s: Option<f64>,
 }
 
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::Producer => "producer",
-        Role::Consumer => "consumer",
-    }
+/// How `stat` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// JSON (stable, with schema_version).
+    Json,
+    /// Prometheus text exposition format 0.0.4.
+    Prometheus,
 }
 
-fn percent(used: u64, capacity: u64) -> f64 {
-    if capacity == 0 { 0.0 } else { (used as f64 * 10000.0 / capacity as f64).round() / 100.0 }
-}
+use super::monitor::{Collector, percent, role, state};
 
 fn inspect(name: &str) -> Result<Snapshot> {
     Queue::inspect(name).with_context(|| format!("inspect queue {name:?}"))
 }
 
-/// `shmq stat NAME`.
-pub fn stat(name: &str, json: bool, interval: Option<Duration>) -> Result<()> {
-    let s = inspect(name)?;
-    let rates = match interval {
-        Some(d) if !d.is_zero() => {
-            let t0 = Instant::now();
-            std::thread::sleep(d);
-            let s2 = inspect(name)?;
-            let secs = t0.elapsed().as_secs_f64();
-            let r = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
-            let rates = Rates {
-                interval_s: secs,
-                sent_msgs_per_s: r(s.sent.messages, s2.sent.messages),
-                sent_bytes_per_s: r(s.sent.bytes, s2.sent.bytes),
-                received_msgs_per_s: r(s.received.messages, s2.received.messages),
-                received_bytes_per_s: r(s.received.bytes, s2.received.bytes),
-            };
-            return print_stat(&s2, Some(rates), json);
+/// `shmq stat NAME`: one look; with `--interval` or `--stuck-after`, looks over that long
+/// (the longer of the two) and shows the last look, with rates (`--interval`) and stuck
+/// consumers (`--stuck-after`: those that held messages without taking any the whole time).
+pub fn stat(name: &str, format: Format, interval: Option<Duration>, stuck_after: Option<Duration>) -> Result<()> {
+    let interval = interval.filter(|d| !d.is_zero());
+    let window = interval.unwrap_or_default().max(stuck_after.unwrap_or_default());
+    if window.is_zero() {
+        return print_stat(&inspect(name)?, None, None, format);
+    }
+    let mut c = Collector::new(stuck_after.unwrap_or(Duration::MAX));
+    let names = [name.to_owned()];
+    let look = |c: &mut Collector| -> Result<Snapshot> {
+        let (mut snaps, mut errors) = c.look(&names);
+        match (snaps.pop(), errors.pop()) {
+            (Some(s), _) => Ok(s),
+            (None, Some((_, e))) => Err(anyhow::Error::new(e).context(format!("inspect queue {name:?}"))),
+            (None, None) => inspect(name),
         }
-        _ => None,
     };
-    print_stat(&s, rates, json)
+    let first = look(&mut c)?;
+    // After the first look (whose own clock reading is earlier): the last look is then at
+    // least `window` after it, so a participant stalled all along reaches the threshold.
+    let t0 = Instant::now();
+    // Often enough to see a participant move, rarely enough to cost nothing.
+    let step = (window / 20).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    loop {
+        let left = window.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(step.min(left));
+        if t0.elapsed() < window {
+            look(&mut c)?;
+        }
+    }
+    let last = look(&mut c)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rates = interval.map(|_| {
+        let r = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+        Rates {
+            interval_s: secs,
+            sent_msgs_per_s: r(first.sent.messages, last.sent.messages),
+            sent_bytes_per_s: r(first.sent.bytes, last.sent.bytes),
+            received_msgs_per_s: r(first.received.messages, last.received.messages),
+            received_bytes_per_s: r(first.received.bytes, last.received.bytes),
+        }
+    });
+    print_stat(&last, rates, stuck_after, format)
 }
 
-fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
+fn print_stat(s: &Snapshot, rates: Option<Rates>, stuck_after: Option<Duration>, format: Format) -> Result<()> {
     let c = &s.config;
-    if json {
+    if format == Format::Prometheus {
+        print!("{}", super::prometheus::render(std::slice::from_ref(s)));
+        return Ok(());
+    }
+    if format == Format::Json {
         let j = StatJson {
             schema_version: super::SCHEMA_VERSION,
             name: c.name.clone(),
@@ -158,11 +203,14 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
                     start_time: p.start_time,
                     heartbeat_unix_ns: p.heartbeat_unix_ns,
                     counters: p.counters.into(),
+                    state: state(p.alive, p.progress),
+                    stalled_s: stalled_s(p.progress),
                 })
                 .collect(),
             subscriptions: s.subscriptions.iter().map(Into::into).collect(),
             rates,
             durable: super::durable::json(s),
+            stuck_after_s: stuck_after.map(|d| d.as_secs_f64()),
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
@@ -210,18 +258,27 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, json: bool) -> Result<()> {
     if s.participants.is_empty() {
         println!("participants none");
     } else {
-        println!("participants");
+        match stuck_after {
+            Some(d) => {
+                println!("participants (stuck: held messages without taking any for {:?}; dead: process ended)", d)
+            }
+            None => println!("participants (dead: process ended; add --stuck-after 5s to watch for stuck ones)"),
+        }
         println!(
             "  {:<4} {:<9} {:>8} {:<6} {:>10} {:>12}  heartbeat",
             "slot", "role", "pid", "state", "messages", "bytes"
         );
         for p in &s.participants {
+            let stalled = match p.progress.stalled_for() {
+                d if d.is_zero() => String::new(),
+                d => format!(", holding messages without progress for {:.1}s", d.as_secs_f64()),
+            };
             println!(
-                "  {:<4} {:<9} {:>8} {:<6} {:>10} {:>12}  {}",
+                "  {:<4} {:<9} {:>8} {:<6} {:>10} {:>12}  {}{stalled}",
                 p.slot,
                 role(p.role),
                 p.pid,
-                if p.alive { "alive" } else { "dead" },
+                state(p.alive, p.progress),
                 p.counters.messages,
                 format_size(p.counters.bytes),
                 ago(p.heartbeat_unix_ns)

@@ -21,6 +21,12 @@ pub struct MemberJson {
     claimed: Option<Span>,
     heartbeat_unix_ns: u64,
     counters: Counters,
+    /// Its participant slot.
+    slot: usize,
+    /// `alive`, `stuck` (only when watched over time, as `stat --stuck-after`) or `dead`.
+    state: &'static str,
+    /// How long it has held messages without taking any; null when not judged.
+    stalled_s: Option<f64>,
 }
 
 /// A span of stream positions, `[start, end)`.
@@ -76,6 +82,9 @@ impl From<&SubscriptionInfo> for SubscriptionJson {
                     claimed: m.claimed.map(|(start, end)| Span { start, end }),
                     heartbeat_unix_ns: m.heartbeat_unix_ns,
                     counters: m.counters.into(),
+                    slot: m.slot,
+                    state: super::monitor::state(m.alive, m.progress),
+                    stalled_s: super::stat::stalled_s(m.progress),
                 })
                 .collect(),
         }
@@ -189,7 +198,7 @@ pub fn print_table(subs: &[SubscriptionInfo], indent: &str) {
             println!(
                 "{indent}  member pid {} {}, {claimed}, received {} messages",
                 m.pid,
-                if m.alive { "alive" } else { "dead" },
+                super::monitor::state(m.alive, m.progress),
                 m.counters.messages
             );
         }

@@ -1,8 +1,8 @@
 //! `shmq-bridge`: forwards messages between a shmq queue and NATS JetStream, at least once.
 //!
 //! * `--from-queue NAME --to-subject SUBJ`: the bridge is the queue's consumer
-//!   ([`shmq::Consumer::open`]); it releases each message only after JetStream acknowledged
-//!   storing it, under a `Nats-Msg-Id` made of the queue's identity and the message's id, so
+//!   ([`shmq::Consumer::open`]); it holds the messages it publishes and releases each only
+//!   after JetStream acknowledged storing it, under a `Nats-Msg-Id` made of the queue's identity and the message's id, so
 //!   that JetStream drops the copy it gets again after a crash ([`to_nats`]).
 //! * `--from-subject SUBJ --to-queue NAME`: a durable JetStream pull consumer; each message is
 //!   acknowledged to NATS only after the shmq send returned ([`from_nats`]).
@@ -64,6 +64,10 @@ pub struct Args {
     /// message it holds (a progress ack), so a full queue alone causes no redelivery of it.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub ack_wait: Duration,
+    /// --from-queue: the most messages published and not yet acked by JetStream (all of them
+    /// stay in the queue until acked).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub window: u32,
     /// --from-subject: messages pulled per request.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,

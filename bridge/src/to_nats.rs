@@ -1,24 +1,21 @@
 //! shmq → JetStream.
 //!
-//! The bridge is the queue's one consumer ([`Consumer::open`]). For each message it copies
-//! the payload, publishes it with `Nats-Msg-Id: <queue>.<queue creation time in ns>.<message
-//! id>`, waits for JetStream's publish ack, and only then drops the borrowed
-//! [`shmq::Message`], which releases it and publishes the consumer position.
+//! The bridge is the queue's one consumer ([`Consumer::open`]). It takes the messages that
+//! are in the queue now (up to `--window`, waiting for the first) and **holds** them
+//! ([`Consumer::recv_held_timeout`]): they stay in the queue, whose published consumer
+//! position stops at the first of them. It publishes them all to JetStream (pipelined, each
+//! with `Nats-Msg-Id: <queue>.<queue creation time in ns>.<message id>`), waits for every
+//! publish ack, publishes again (same id) the ones that failed or timed out until they are
+//! acked, and only then releases them ([`Consumer::release_held`]).
 //!
-//! Why nothing is lost: until the drop the queue's published position is at or before the
-//! message, so a bridge killed at any earlier point leaves it in the queue, and the next
-//! `Consumer::open` (the restarted bridge) receives it again. Why JetStream keeps no
-//! duplicate: the message comes again with the same id (its position in the queue's
-//! stream, which never changes), so the same `Nats-Msg-Id`, and JetStream drops a publish
-//! whose id it stored within the stream's duplicate window (2 minutes by default). The
-//! queue's creation time in the id keeps a queue removed and created again under the same
-//! name (whose ids start over) from colliding with the old one's ids.
-//!
-//! The cost: one message in flight, one JetStream round trip per message. A queue's
-//! consumer can hold one borrowed message at a time, and releasing it is what tells the
-//! queue it was delivered; pipelining would need the library to let a consumer take several
-//! messages before publishing its position (an explicit acknowledgement), which it does not
-//! have yet.
+//! Why nothing is lost: a message leaves the queue only when released, after its ack; a
+//! bridge killed at any earlier point leaves it there, and the next `Consumer::open` (the
+//! restarted bridge) receives it again. Why JetStream keeps no duplicate: the message comes
+//! again with the same id (its position in the queue's stream, which never changes), so the
+//! same `Nats-Msg-Id`, and JetStream drops a publish whose id it stored within the stream's
+//! duplicate window (2 minutes by default). The queue's creation time in the id keeps a
+//! queue removed and created again under the same name (whose ids start over) from
+//! colliding with the old one's ids.
 
 use std::time::{Duration, Instant};
 
@@ -38,12 +35,14 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats) -> 
     let mut rx = open(queue)?;
     let prefix = format!("{}.{}.", rx.config().name, rx.config().created_unix_ns);
     log::info(format_args!(
-        "forwarding queue {queue} to subject {subject} (stream {}); message ids {prefix}<id>",
-        args.stream
+        "forwarding queue {queue} to subject {subject} (stream {}), up to {} messages in flight; \
+         message ids {prefix}<id>",
+        args.stream, args.window
     ));
     stats.write(js.is_connected());
     let mut last_log = Instant::now();
     let mut last_forwarded = 0;
+    let mut batch: Vec<(u64, Bytes)> = Vec::with_capacity(args.window as usize);
     loop {
         if stats.maybe_write(js.is_connected()) && !args.quiet && last_log.elapsed() >= Duration::from_secs(10) {
             let f = stats.forwarded.get();
@@ -53,49 +52,78 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats) -> 
             }
             last_log = Instant::now();
         }
-        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => m,
+        batch.clear();
+        match rx.recv_held_timeout(args.window as usize, Duration::from_secs(1), |id, m| {
+            batch.push((id, Bytes::copy_from_slice(m)))
+        }) {
+            Ok(_) => {}
             Err(Error::Timeout) => continue,
             Err(Error::Closed) => {
                 stats.write(js.is_connected());
                 bail!("queue {queue} was removed ({}); stopping", stats.summary());
             }
             Err(e) => bail!("receiving from queue {queue}: {e}"),
-        };
-        let msg_id = format!("{prefix}{}", msg.id());
-        let payload = Bytes::copy_from_slice(&msg);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let publish = PublishMessage::build().payload(payload.clone()).message_id(&msg_id);
-            let r = rt.block_on(async {
-                let ack = js.ctx.send_publish(subject.to_owned(), publish).await?;
-                ack.await.map_err(anyhow::Error::from)
-            });
+        }
+        rt.block_on(publish_all(&js, subject, &prefix, &batch, stats));
+        // Stored in JetStream, every one: now, and only now, release them from the queue.
+        let last = batch.last().expect("a successful receive holds at least one message").0;
+        rx.release_held(last)?;
+        Stats::add(&stats.forwarded, batch.len() as u64);
+    }
+}
+
+/// Publishes every message of `batch` and returns once JetStream acknowledged each,
+/// publishing again (under the same `Nats-Msg-Id`) those whose publish failed or whose ack
+/// did not come in time.
+async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)], stats: &Stats) {
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        let mut acks = Vec::with_capacity(pending.len());
+        for &i in &pending {
+            let (id, payload) = &batch[i];
+            let publish = PublishMessage::build().payload(payload.clone()).message_id(format!("{prefix}{id}"));
+            acks.push((i, js.ctx.send_publish(subject.to_owned(), publish).await));
+        }
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (i, sent) in acks {
+            let r = match sent {
+                Ok(ack) => ack.await.map_err(anyhow::Error::from),
+                Err(e) => Err(e.into()),
+            };
             match r {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        Stats::add(&stats.duplicates, 1);
-                    }
-                    break;
-                }
+                Ok(ack) if ack.duplicate => Stats::add(&stats.duplicates, 1),
+                Ok(_) => {}
                 Err(e) => {
-                    Stats::add(&stats.errors, 1);
-                    if attempt == 1 || attempt.is_multiple_of(10) {
-                        log::warn(format_args!("publishing {msg_id} (attempt {attempt}): {e:#}; retrying"));
-                    }
-                    std::thread::sleep(Duration::from_millis((u64::from(attempt) * 50).min(1000)));
-                    stats.maybe_write(js.is_connected());
+                    failed.push(i);
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        if attempt > 1 {
-            Stats::add(&stats.redelivered, 1);
-            log::info(format_args!("published {msg_id} after {attempt} attempts"));
+        if failed.is_empty() {
+            if attempt > 1 {
+                log::info(format_args!("all {} messages of the batch published after {attempt} attempts", batch.len()));
+            }
+            return;
         }
-        // Stored in JetStream: now, and only now, release it from the queue.
-        drop(msg);
-        Stats::add(&stats.forwarded, 1);
+        Stats::add(&stats.errors, 1);
+        if attempt == 1 {
+            // Counted once per message: each is published again until it is acked.
+            Stats::add(&stats.redelivered, failed.len() as u64);
+        }
+        if attempt == 1 || attempt.is_multiple_of(10) {
+            let e = first_error.expect("a failure has an error");
+            log::warn(format_args!(
+                "{} of {} publishes failed (attempt {attempt}): {e:#}; publishing them again",
+                failed.len(),
+                batch.len()
+            ));
+        }
+        stats.maybe_write(js.is_connected());
+        tokio::time::sleep(Duration::from_millis((attempt * 50).min(1000))).await;
+        pending = failed;
     }
 }
 

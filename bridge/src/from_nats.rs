@@ -5,8 +5,11 @@
 //! the send returned, ack it to JetStream. A bridge killed before the ack leaves the message
 //! unacknowledged: JetStream delivers it again (after `--ack-wait`) to the restarted bridge,
 //! which resumes the same durable consumer. So nothing is lost, and a message can reach the
-//! queue twice (killed between the send and the ack, or an ack lost in a disconnection);
-//! such a redelivery is counted (`redelivered`).
+//! queue twice: when the bridge is killed between the send and the ack (or its acks were
+//! still unsent), the restarted bridge sends those again. A redelivery to the same bridge
+//! process of a message it already sent (an ack late or lost in a disconnection) is acked
+//! and not sent again (counted in `duplicates`); every redelivery is counted in
+//! `redelivered`.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats) -> 
     stats.write(js.is_connected());
     let mut last_log = Instant::now();
     let mut last_forwarded = 0;
+    let mut recent = Recent::new(RECENT);
     loop {
         let mut messages = retry(stats, "starting to pull messages", || {
             rt.block_on(
@@ -84,10 +88,24 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats) -> 
                     break;
                 }
             };
-            if m.info().map(|i| i.delivered > 1).unwrap_or(false) {
+            let (delivered, seq) = m.info().map(|i| (i.delivered, i.stream_sequence)).unwrap_or((1, 0));
+            if delivered > 1 {
                 Stats::add(&stats.redelivered, 1);
             }
+            // Looked up whatever the delivery count says: a server killed before it stored
+            // its consumer's state delivers acked messages again as if for the first time.
+            if recent.contains(seq) {
+                // This process sent it to the queue already (its ack was late, lost, or
+                // forgotten by the server): ack it again instead of sending a second copy.
+                Stats::add(&stats.duplicates, 1);
+                if let Err(e) = rt.block_on(m.ack()) {
+                    Stats::add(&stats.errors, 1);
+                    log::warn(format_args!("acking a message: {e} (JetStream will deliver it again)"));
+                }
+                continue;
+            }
             deliver(rt, &mut tx, &m, queue, stats)?;
+            recent.insert(seq);
             // In the queue: now, and only now, ack it. A lost ack means a redelivery, not a loss.
             if let Err(e) = rt.block_on(m.ack()) {
                 Stats::add(&stats.errors, 1);
@@ -140,6 +158,42 @@ fn deliver(
             }
             Err(Error::Closed) => bail!("queue {queue} was removed ({}); stopping", stats.summary()),
             Err(e) => return Err(e).with_context(|| format!("sending to queue {queue}")),
+        }
+    }
+}
+
+/// How many stream sequences [`Recent`] remembers: more than JetStream can have pending
+/// for the bridge (`max_ack_pending`, at most 4 × --batch) many times over.
+const RECENT: usize = 1 << 16;
+
+/// The stream sequences of the last messages this process sent to the queue: a message
+/// JetStream delivers again (its ack was late, or lost in a disconnection) that is among them
+/// is acked, not sent twice. A bridge started anew remembers nothing: what the previous one
+/// sent but had not acked is sent again (at least once).
+struct Recent {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+    cap: usize,
+}
+
+impl Recent {
+    fn new(cap: usize) -> Recent {
+        Recent { set: Default::default(), order: Default::default(), cap }
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        seq != 0 && self.set.contains(&seq)
+    }
+
+    fn insert(&mut self, seq: u64) {
+        if seq == 0 || !self.set.insert(seq) {
+            return;
+        }
+        self.order.push_back(seq);
+        if self.order.len() > self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
     }
 }

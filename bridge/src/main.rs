@@ -134,6 +134,8 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     // Two workers: one can be blocked in a shmq call while the other drives the connection.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // Timers and tasks made on this thread (outside `block_on`) belong to this runtime.
+    let _guard = rt.enter();
     let (queue, direction) = match (&args.from_queue, &args.to_queue) {
         (Some(q), _) => (q.clone(), "to-nats"),
         (_, Some(q)) => (q.clone(), "from-nats"),

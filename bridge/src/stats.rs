@@ -22,7 +22,9 @@ pub struct Stats {
     /// message the previous bridge process had published but not released). from-nats:
     /// messages JetStream delivered more than once.
     pub redelivered: Cell<u64>,
-    /// to-nats: publishes JetStream answered as duplicates of a stored message (dropped by it).
+    /// to-nats: publishes JetStream answered as duplicates of a stored message (dropped by
+    /// it). from-nats: redeliveries of messages this process had sent to the queue already
+    /// (acked, not sent again).
     pub duplicates: Cell<u64>,
     /// Failures retried: publish/ack/fetch errors and timeouts, reconnects.
     pub errors: Cell<u64>,

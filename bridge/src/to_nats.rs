@@ -86,13 +86,19 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
             let publish = PublishMessage::build().payload(payload.clone()).message_id(format!("{prefix}{id}"));
             acks.push((i, js.ctx.send_publish(subject.to_owned(), publish).await));
         }
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        for (i, sent) in acks {
+        // All the acks at once: each waits at most --timeout, together (awaited one by one,
+        // a lost connection would cost a timeout per message).
+        let results = futures_util::future::join_all(acks.into_iter().map(|(i, sent)| async move {
             let r = match sent {
                 Ok(ack) => ack.await.map_err(anyhow::Error::from),
                 Err(e) => Err(e.into()),
             };
+            (i, r)
+        }))
+        .await;
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (i, r) in results {
             match r {
                 Ok(ack) if ack.duplicate => Stats::add(&stats.duplicates, 1),
                 Ok(_) => {}

@@ -142,6 +142,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => unreachable!("clap requires one direction"),
     };
     shmq::validate_name(&queue).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Before connecting (which waits for a server forever): the queue must exist.
+    shmq::Queue::inspect(&queue).map_err(|e| anyhow::anyhow!("queue {queue}: {e} (create it with `shmq create`)"))?;
     let stats_path = args
         .stats_file
         .clone()

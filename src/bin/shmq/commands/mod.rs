@@ -1,8 +1,9 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
-//! ([`stat`]), and `subs` ([`subs`]). Each returns `anyhow::Result`; errors name the queue and
-//! exit with status 1.
+//! ([`stat`]), `subs` ([`subs`]), and `bridge` ([`bridge`], which runs `shmq-bridge`). Each
+//! returns `anyhow::Result`; errors name the queue and exit with status 1.
 
 pub mod admin;
+pub mod bridge;
 pub mod recv;
 pub mod send;
 pub mod stat;

@@ -160,7 +160,11 @@ fn main() {
         Queue::remove(&q).unwrap();
         rt.block_on(async { js.delete_stream(&name).await.unwrap() });
         from.push(rate);
-        println!("run {run}: {size} B, {count} messages: to-nats {:.0} msg/s, from-nats {:.0} msg/s", to[to.len() - 1], rate);
+        println!(
+            "run {run}: {size} B, {count} messages: to-nats {:.0} msg/s, from-nats {:.0} msg/s",
+            to[to.len() - 1],
+            rate
+        );
     }
     println!(
         "median of {runs} runs, {size} B: shmq -> JetStream {:.0} msg/s, JetStream -> shmq {:.0} msg/s",

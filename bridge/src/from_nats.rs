@@ -42,6 +42,17 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats) -> 
     let consumer: PullConsumer = retry(stats, "creating or finding the durable consumer", || {
         rt.block_on(stream.get_or_create_consumer(&durable, config.clone())).map_err(anyhow::Error::from)
     });
+    // An existing durable consumer keeps its own configuration: it must read our subject.
+    let existing = &consumer.cached_info().config;
+    if existing.filter_subject != subject || existing.ack_policy != AckPolicy::Explicit {
+        bail!(
+            "durable consumer {durable} of stream {} exists with filter subject {:?} and ack policy {:?}; \
+             this bridge needs {subject:?} and explicit acks (choose another --durable)",
+            args.stream,
+            existing.filter_subject,
+            existing.ack_policy
+        );
+    }
     log::info(format_args!(
         "forwarding subject {subject} (stream {}, durable consumer {durable}) to queue {queue}",
         args.stream

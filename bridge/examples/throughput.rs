@@ -14,7 +14,7 @@
 //!   bridge starts with a new durable consumer; the time runs from the first message arriving
 //!   in the queue to the last (a consumer drains the queue as fast as it can).
 //!
-//! Prints each run and the median of each direction, in messages per second.
+//! `--window N` sets the bridge's `--window` (default 1024). Prints each run and the median of each direction, in messages per second.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -55,6 +55,7 @@ fn main() {
     let size = arg("--size", 64) as usize;
     let count = arg("--count", 100_000);
     let runs = arg("--runs", 5);
+    let window = arg("--window", 1024).to_string(); // the bridge's --window (shmq -> JetStream)
     let dir = std::env::temp_dir().join(format!("shmq-bridge-throughput-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -85,7 +86,7 @@ fn main() {
             Command::new(bridge_bin())
                 .args(["--from-queue", &q, "--to-subject", &format!("tput.to{run}"), "--stream"])
                 .arg(format!("TO{run}"))
-                .args(["--nats-url", &url, "--quiet", "--stats-file"])
+                .args(["--nats-url", &url, "--quiet", "--window", &window, "--stats-file"])
                 .arg(&stats)
                 .stderr(Stdio::null())
                 .spawn()

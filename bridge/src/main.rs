@@ -66,7 +66,7 @@ pub struct Args {
     pub ack_wait: Duration,
     /// --from-queue: the most messages published and not yet acked by JetStream (all of them
     /// stay in the queue until acked).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub window: u32,
     /// --from-subject: messages pulled per request.
     #[arg(long, default_value_t = 256)]

@@ -1,5 +1,6 @@
 //! [`Consumer`]: receives, peeks and batches, and the borrowed [`Message`].
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::attach::{Handle, Until, corrupt, until};
@@ -48,6 +49,10 @@ pub struct Consumer {
     backlog: Option<Box<super::backlog::Backlog>>,
     /// The default consumer of a durable queue: it journals when it would otherwise wait.
     journal: Option<super::journal::Journal>,
+    /// Messages received with [`recv_held_timeout`](Self::recv_held_timeout) and not yet
+    /// released: the id (position) of each, in order. The ring publishes no position past
+    /// the first.
+    held: VecDeque<u64>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -77,7 +82,7 @@ impl Consumer {
         let durable_limit = super::journal::visible(&h.shared.seg) != u64::MAX;
         let backlog = Self::backlog(&h.shared.seg, ring.head())?;
         let journal = super::journal::Journal::attach(&h.shared.seg)?;
-        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog, journal })
+        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog, journal, held: VecDeque::new() })
     }
 
     /// The log reader of a durable queue's default consumer whose position `head` is below
@@ -157,7 +162,16 @@ impl Consumer {
             }
         };
         let h = Handle::new(seg, slot, Role::Consumer, wait, Some(sub));
-        Ok(Consumer { h, ring, stuck: None, member: Some(member), durable_limit: false, backlog: None, journal: None })
+        Ok(Consumer {
+            h,
+            ring,
+            stuck: None,
+            member: Some(member),
+            durable_limit: false,
+            backlog: None,
+            journal: None,
+            held: VecDeque::new(),
+        })
     }
 
     /// The name of the subscription this consumer reads ([`Subscription::DEFAULT`] for
@@ -640,6 +654,111 @@ impl Consumer {
             Ok(mut probe) => w & super::gate::FLAGS != 0 || probe.peek(&self.h.region).map_or(true, |r| r.is_none()),
             Err(_) => true,
         }
+    }
+}
+
+impl Consumer {
+    /// Receives up to `max` messages that are in the queue now, calling `f(id, payload)` on
+    /// each, and **holds** them: they stay in the queue until
+    /// [`release_held`](Self::release_held) releases them. Returns how many; `Ok(0)` when
+    /// empty. See [`recv_held_timeout`](Self::recv_held_timeout).
+    pub fn try_recv_held(&mut self, max: usize, f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.recv_held_until(max, Until::Now, f)
+    }
+
+    /// Receives up to `max` messages, waiting at most `timeout` for the first
+    /// (`Err(Timeout)`), calling `f(id, payload)` on each (`id` as [`Message::id`]), and
+    /// **holds** them: the queue's consumer position, which the next consumer resumes at and
+    /// which gives the space back to producers, stops at the first held message until
+    /// [`release_held`](Self::release_held) releases it. The next receive (held or not)
+    /// goes on after them.
+    ///
+    /// This is an acknowledgement for a consumer that hands messages on (to a network, a
+    /// file) and must not lose one if it dies meanwhile: a consumer killed while it holds
+    /// messages leaves them in the queue, and the next [`Consumer::open`] receives them
+    /// again (with the same ids), together with whatever it received after them. Dropping
+    /// the consumer does the same (what it holds stays in the queue). Producers cannot reuse
+    /// the space of held messages: holding much of the queue makes them wait.
+    ///
+    /// Only for the default subscription's consumer ([`Consumer::open`]): a member of a
+    /// subscription gets `InvalidArgument`.
+    ///
+    /// ```
+    /// # use shmq::{Consumer, Options, Producer, Queue};
+    /// # let name = format!("doc-held-{}", std::process::id());
+    /// # Queue::create(&name, Options::new())?;
+    /// # let mut tx = Producer::open(&name)?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// let mut rx = Consumer::open(&name)?;
+    /// let mut ids = Vec::new();
+    /// rx.try_recv_held(16, |id, _payload| ids.push(id))?; // hand them on somewhere...
+    /// rx.release_held(ids[0])?; // ...the first is safe there: release it
+    /// drop(rx); // as if it died: "two" is still in the queue
+    /// let mut rx = Consumer::open(&name)?;
+    /// assert_eq!(&*rx.recv()?, b"two");
+    /// # drop((tx, rx)); Queue::remove(&name)?;
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn recv_held_timeout(&mut self, max: usize, timeout: Duration, f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.recv_held_until(max, until(timeout), f)
+    }
+
+    fn recv_held_until(&mut self, max: usize, until: Until, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        if self.member.is_some() {
+            return Err(Error::InvalidArgument(
+                "holding messages is for the default subscription's consumer (Consumer::open) only".into(),
+            ));
+        }
+        self.h.shared.seg.check_same_process()?;
+        if max == 0 {
+            return Ok(0);
+        }
+        let Some(mut rec) = self.next(until)? else {
+            return Ok(0);
+        };
+        let (mut messages, mut bytes) = (0u64, 0usize);
+        let r = loop {
+            f(rec.pos, self.payload(rec));
+            if self.held.is_empty() {
+                self.ring.set_hold(rec.pos);
+            }
+            self.held.push_back(rec.pos);
+            self.ring.release(rec);
+            messages += 1;
+            bytes += rec.len as usize;
+            if messages == max as u64 {
+                break Ok(());
+            }
+            match self.peek_ring() {
+                Ok(Some(r)) => rec = r,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.h.count(messages, bytes);
+        // Padding passed before the first held message goes back to producers.
+        self.publish();
+        r.map(|()| messages as usize)
+    }
+
+    /// Releases every held message up to and including the one with id `id` (received with
+    /// [`recv_held_timeout`](Self::recv_held_timeout) or
+    /// [`try_recv_held`](Self::try_recv_held)), handing their space back to producers.
+    /// Returns how many it released. `InvalidArgument` if no held message has that id.
+    pub fn release_held(&mut self, id: u64) -> Result<usize> {
+        let Ok(i) = self.held.binary_search(&id) else {
+            return Err(Error::InvalidArgument(format!("no held message has id {id}")));
+        };
+        self.held.drain(..=i);
+        self.ring.set_hold(self.held.front().copied().unwrap_or(u64::MAX));
+        self.publish();
+        Ok(i + 1)
+    }
+
+    /// How many messages this consumer holds ([`recv_held_timeout`](Self::recv_held_timeout)).
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 }
 

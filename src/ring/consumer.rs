@@ -50,6 +50,9 @@ pub struct Consumer {
     limit: u64,
     /// Bytes each record carries before the message (a durable queue's prefix), skipped.
     prefix: u32,
+    /// [`publish`](Self::publish) stores no position past it: the first message the reader
+    /// took but holds for later release (`u64::MAX`: none held).
+    hold: u64,
 }
 
 impl Consumer {
@@ -58,7 +61,15 @@ impl Consumer {
         if !super::plausible(head) {
             return Err(RingError::Corrupt("consumer position not aligned or out of range"));
         }
-        Ok(Consumer { geo, max_record: geo.max_record(), head, published: head, limit: u64::MAX, prefix: 0 })
+        Ok(Consumer {
+            geo,
+            max_record: geo.max_record(),
+            head,
+            published: head,
+            limit: u64::MAX,
+            prefix: 0,
+            hold: u64::MAX,
+        })
     }
 
     /// Records carry `prefix` bytes before the message (a durable queue's): messages start
@@ -212,18 +223,32 @@ impl Consumer {
         true
     }
 
-    /// Whether `head` moved since the last [`publish`](Self::publish).
-    #[inline]
-    pub fn has_unpublished(&self) -> bool {
-        self.head != self.published
+    /// Makes [`publish`](Self::publish) store no position past `hold` (the first record
+    /// still held; `u64::MAX` for none), so that a successor resumes there.
+    pub fn set_hold(&mut self, hold: u64) {
+        self.hold = hold;
     }
 
-    /// Stores the private `head` into shared memory, handing the consumed space back.
+    /// The position [`publish`](Self::publish) would store: `head`, or the first held record.
+    #[inline]
+    fn publishable(&self) -> u64 {
+        self.head.min(self.hold)
+    }
+
+    /// Whether the position to publish moved since the last [`publish`](Self::publish).
+    #[inline]
+    pub fn has_unpublished(&self) -> bool {
+        self.publishable() != self.published
+    }
+
+    /// Stores the private `head` (or the first held record, if that is before it) into
+    /// shared memory, handing the consumed space back.
     #[inline]
     pub fn publish(&mut self, shared_head: &AtomicU64) {
+        let at = self.publishable();
         // SYNC POINT: Release pairs with the producers' Acquire load of `head`: our reads of
         // the consumed bytes happen before anyone overwrites them.
-        shared_head.store(self.head, Ordering::Release);
-        self.published = self.head;
+        shared_head.store(at, Ordering::Release);
+        self.published = at;
     }
 }

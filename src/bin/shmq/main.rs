@@ -329,6 +329,15 @@ enum Command {
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         interval: Option<Duration>,
     },
+    /// Forward a queue to NATS JetStream or JetStream to a queue, at least once: runs the
+    /// `shmq-bridge` program (next to this one, or on the PATH) with these arguments
+    /// (`shmq bridge --help` for its options).
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// Arguments for shmq-bridge, e.g. --from-queue orders --to-subject orders.in --stream ORDERS.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Measure shmq against bare floors, pipes and Unix sockets (two pinned processes).
     #[command(long_about = bench::LONG_HELP)]
     Bench(bench::BenchArgs),
@@ -434,6 +443,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Journal { name, interval } => commands::journal::run(&name, interval),
+        Command::Bridge { args } => commands::bridge::exec(&args),
         Command::Bench(a) => bench::run(a),
         Command::BenchPeer { cpu } => bench::peer::run(cpu),
     };

@@ -1,11 +1,12 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
 //! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]), `journal`
-//! ([`journal`]), `log` ([`log`]: a durable queue's log directory), and the monitoring
-//! ones, `top` ([`top`]) and `exporter` ([`exporter`]), which share [`monitor`] and
-//! [`prometheus`]. Each returns `anyhow::Result`; errors name the queue and exit with
-//! status 1.
+//! ([`journal`]), `log` ([`log`]: a durable queue's log directory), the monitoring ones,
+//! `top` ([`top`]) and `exporter` ([`exporter`]), which share [`monitor`] and
+//! [`prometheus`], and `bridge` ([`bridge`], which runs `shmq-bridge`). Each returns
+//! `anyhow::Result`; errors name the queue and exit with status 1.
 
 pub mod admin;
+pub mod bridge;
 pub mod durable;
 pub mod exporter;
 pub mod journal;

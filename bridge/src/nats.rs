@@ -1,0 +1,164 @@
+//! Connecting to NATS (credentials, reconnects, logging of connection events) and checking
+//! or creating the stream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use async_nats::jetstream::{self, context::GetStreamErrorKind, stream};
+
+use crate::{Args, log};
+
+/// A JetStream context and whether the client is connected now.
+pub struct Js {
+    pub ctx: jetstream::Context,
+    pub connected: Arc<AtomicBool>,
+}
+
+impl Js {
+    pub fn is_connected(&self) -> bool {
+        // Relaxed: a flag for the stats file only; nothing is ordered by it.
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects with the credentials given (or none), retrying the first connection as well as
+/// every later one forever: the bridge outlives nats-server restarts.
+pub async fn connect(args: &Args) -> anyhow::Result<Js> {
+    let mut opts = async_nats::ConnectOptions::new();
+    if let Some(path) = &args.creds {
+        opts = opts.credentials_file(path).await.with_context(|| format!("reading {}", path.display()))?;
+    }
+    if let (Some(u), Some(p)) = (&args.user, &args.password) {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(t) = &args.token {
+        opts = opts.token(t.clone());
+    }
+    if let Some(s) = &args.nkey_seed {
+        opts = opts.nkey(s.clone());
+    }
+    if let Some(ca) = &args.tls_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let connected = Arc::new(AtomicBool::new(false));
+    let flag = connected.clone();
+    opts = opts
+        .name(format!("shmq-bridge {}", std::process::id()))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(args.timeout)
+        .request_timeout(Some(args.timeout))
+        // At most 1 s between attempts, so a restarted server is found again quickly.
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+        .event_callback(move |event| {
+            let flag = flag.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        // Relaxed: see `is_connected`.
+                        flag.store(true, Ordering::Relaxed);
+                        log::info(format_args!("connected to NATS"));
+                    }
+                    async_nats::Event::Disconnected => {
+                        flag.store(false, Ordering::Relaxed);
+                        log::warn(format_args!("disconnected from NATS; reconnecting"));
+                    }
+                    other => log::warn(format_args!("NATS: {other}")),
+                }
+            }
+        });
+    log::info(format_args!("connecting to {}", args.nats_url));
+    let urls: Vec<async_nats::ServerAddr> = args
+        .nats_url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad --nats-url {:?}", args.nats_url))?;
+    let client = opts.connect(urls).await.context("connecting to NATS")?;
+    connected.store(true, Ordering::Relaxed);
+    let ctx = jetstream::ContextBuilder::new().timeout(args.timeout).build(client);
+    Ok(Js { ctx, connected })
+}
+
+/// Checks that stream `name` exists and captures `subject`, or creates it (file storage,
+/// `subject` as its subject). Retries while JetStream does not answer.
+pub async fn ensure_stream(js: &Js, args: &Args, subject: &str) -> anyhow::Result<stream::Stream> {
+    let name = &args.stream;
+    let mut attempt = 0u32;
+    loop {
+        match js.ctx.get_stream(name).await {
+            Ok(mut s) => {
+                let info = s.info().await.context("reading the stream's configuration")?;
+                let subjects = &info.config.subjects;
+                if !subjects.iter().any(|p| subject_matches(p, subject)) {
+                    bail!("stream {name} exists but does not capture subject {subject} (its subjects: {subjects:?})");
+                }
+                log::info(format_args!("stream {name} exists and captures {subject} (its subjects: {subjects:?})"));
+                return Ok(s);
+            }
+            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subject.to_owned()],
+                    storage: stream::StorageType::File,
+                    duplicate_window: args.duplicate_window,
+                    ..Default::default()
+                };
+                match js.ctx.create_stream(config).await {
+                    Ok(s) => {
+                        log::info(format_args!("created stream {name} (file storage) for subject {subject}"));
+                        return Ok(s);
+                    }
+                    Err(e) => {
+                        // Another bridge may have created it meanwhile: look again.
+                        log::warn(format_args!("creating stream {name}: {e}"));
+                    }
+                }
+            }
+            Err(e) => log::warn(format_args!("looking up stream {name}: {e}; retrying")),
+        }
+        attempt += 1;
+        if attempt > 600 {
+            bail!("JetStream did not answer about stream {name} for 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether NATS subject pattern `pattern` (with `*` for one token and a final `>` for one
+/// or more) matches the literal or pattern `subject`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn subject_patterns_match_as_nats_does() {
+        assert!(subject_matches("orders", "orders"));
+        assert!(subject_matches("orders.*", "orders.in"));
+        assert!(subject_matches("orders.>", "orders.in.eu"));
+        assert!(subject_matches(">", "a"));
+        assert!(subject_matches("orders.>", "orders.*"));
+        assert!(!subject_matches("orders.*", "orders.in.eu"));
+        assert!(!subject_matches("orders.*", "orders.>"));
+        assert!(!subject_matches("orders.>", "orders"));
+        assert!(!subject_matches("orders", "orders.in"));
+        assert!(!subject_matches("orders.in", "orders.out"));
+    }
+}

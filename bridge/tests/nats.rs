@@ -1,0 +1,463 @@
+//! The bridge against a real `nats-server -js` on loopback, with failures: each test starts
+//! its own server (a free port, its own store directory), the `shmq-bridge` binary as a
+//! process of its own, and moves `SHMQ_BRIDGE_TEST_MESSAGES` messages (100,000 unless set)
+//! while it kills the server (`kill -9`, then restarts it on the same store) twice and the
+//! bridge (`kill -9`, then restarts it) twice. Every message must arrive; duplicates are
+//! counted, and must be 0 from shmq to JetStream.
+//!
+//! `SHMQ_BRIDGE_TEST_KEEP=1` keeps the scratch directories (server and bridge logs, the
+//! bridge's stats file); they are kept anyway when a test fails.
+//!
+//! Needs `nats-server` on the PATH (Debian's package; `.ci/run` installs it), or its path in
+//! `NATS_SERVER`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use shmq::{Consumer, Error, Options, Producer, Queue};
+
+/// How long any one phase may take before the test fails instead of hanging.
+const PHASE: Duration = Duration::from_secs(180);
+
+/// One test at a time: each runs a server, a bridge and a 100,000-message stream on two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn messages() -> u64 {
+    std::env::var("SHMQ_BRIDGE_TEST_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+fn note(msg: std::fmt::Arguments<'_>) {
+    eprintln!("[test {:?}] {msg}", std::thread::current().name().unwrap_or("?"));
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("shmq-bridge-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create the scratch directory");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("SHMQ_BRIDGE_TEST_KEEP").is_some() {
+            eprintln!("keeping {} (logs)", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A queue removed on drop.
+struct TestQueue(String);
+
+impl TestQueue {
+    fn create(tag: &str, options: Options) -> TestQueue {
+        let name = format!("tb{}-{tag}", std::process::id());
+        let _ = Queue::remove(&name);
+        Queue::create(&name, options).expect("create the test queue");
+        TestQueue(name)
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let _ = Queue::remove(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("open a log file")
+}
+
+/// `nats-server -js` on 127.0.0.1:`port` with its store in `dir/store`.
+struct Server {
+    port: u16,
+    dir: PathBuf,
+    proc: Proc,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut s = Server { port: free_port(), dir: dir.to_owned(), proc: Proc(None) };
+        s.restart();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.join("store"))
+            .stdin(Stdio::null())
+            .stdout(log_file(&self.dir, "server.log"))
+            .stderr(log_file(&self.dir, "server.log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): install it (Debian: apt-get install nats-server) or set NATS_SERVER")
+            });
+        self.proc = Proc(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on port {} within 30 s", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+}
+
+/// The `shmq-bridge` binary, with the same arguments at every (re)start.
+struct Bridge {
+    args: Vec<String>,
+    dir: PathBuf,
+    proc: Proc,
+    starts: u32,
+}
+
+impl Bridge {
+    fn start(dir: &Path, args: Vec<String>) -> Bridge {
+        let mut b = Bridge { args, dir: dir.to_owned(), proc: Proc(None), starts: 0 };
+        b.restart();
+        b
+    }
+
+    fn restart(&mut self) {
+        self.starts += 1;
+        let child = Command::new(env!("CARGO_BIN_EXE_shmq-bridge"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(&self.dir, "bridge.log"))
+            .spawn()
+            .expect("start shmq-bridge");
+        self.proc = Proc(Some(child));
+    }
+
+    fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+}
+
+/// Waits until `cond` holds, failing the test after [`PHASE`].
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PHASE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The failures, at 1/5, 2/5, 3/5 and 4/5 of the way: server, bridge, server, bridge.
+fn chaos(n: u64, progress: impl Fn() -> u64, server: &mut Server, bridge: &mut Bridge) {
+    for step in 1..=4u64 {
+        let at = n * step / 5;
+        wait_for(&format!("{at} of {n} messages through"), || progress() >= at);
+        if step % 2 == 1 {
+            note(format_args!("{} through: kill -9 nats-server, restart it in 300 ms", progress()));
+            server.kill9();
+            std::thread::sleep(Duration::from_millis(300));
+            server.restart();
+        } else {
+            // The JetStream -> shmq reader pauses here: give the bridge time to fill the queue
+            // and block in its send, so that it dies holding a message it has not delivered.
+            std::thread::sleep(Duration::from_millis(500));
+            note(format_args!("{} through: kill -9 the bridge, restart it", progress()));
+            bridge.kill9();
+            std::thread::sleep(Duration::from_millis(100));
+            bridge.restart();
+        }
+    }
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    let mut p = vec![0xa5u8; len.max(8)];
+    p[..8].copy_from_slice(&seq.to_le_bytes());
+    p
+}
+
+fn seq_of(m: &[u8]) -> u64 {
+    u64::from_le_bytes(m[..8].try_into().expect("8 bytes"))
+}
+
+/// Counts of each sequence number seen.
+struct Tally {
+    seen: Vec<u8>,
+    unique: u64,
+    duplicates: u64,
+}
+
+impl Tally {
+    fn new(n: u64) -> Tally {
+        Tally { seen: vec![0; n as usize], unique: 0, duplicates: 0 }
+    }
+
+    fn add(&mut self, m: &[u8]) {
+        let seq = seq_of(m);
+        let slot =
+            self.seen.get_mut(seq as usize).unwrap_or_else(|| panic!("a message with sequence {seq} was never sent"));
+        if *slot == 0 {
+            self.unique += 1;
+        } else {
+            self.duplicates += 1;
+        }
+        *slot = slot.saturating_add(1);
+    }
+
+    fn missing(&self) -> Vec<u64> {
+        self.seen.iter().enumerate().filter(|(_, c)| **c == 0).map(|(i, _)| i as u64).take(10).collect()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn every_message_from_a_queue_reaches_jetstream_once_through_server_and_bridge_kills() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = messages();
+    let started = Instant::now();
+    let dir = TempDir::new("to");
+    let mut server = Server::start(&dir.0);
+    let q = TestQueue::create("to", Options::new().capacity(256 << 10).max_message(1024));
+    let (subject, stream_name) = (format!("shmqtest.{}.to", std::process::id()), format!("TO{}", std::process::id()));
+    let mut bridge = Bridge::start(
+        &dir.0,
+        vec![
+            "--from-queue".into(),
+            q.0.clone(),
+            "--to-subject".into(),
+            subject.clone(),
+            "--stream".into(),
+            stream_name.clone(),
+            "--nats-url".into(),
+            server.url(),
+            "--timeout".into(),
+            "1s".into(),
+            "--stats-file".into(),
+            dir.0.join("stats.json").display().to_string(),
+        ],
+    );
+
+    // The producer: a thread of this process (the bridge is another process).
+    let producer = {
+        let name = q.0.clone();
+        std::thread::spawn(move || {
+            let mut tx = Producer::open(&name).expect("open the producer");
+            for seq in 0..n {
+                tx.send(&payload(seq, 16)).expect("send");
+            }
+        })
+    };
+    // The queue holds about 8,000 messages: the producer goes at the bridge's pace. Progress
+    // is what the bridge released (after JetStream's acks): the queue's consumer position
+    // over the record size (16-byte header + 16-byte payload).
+    let released = || Queue::inspect(&q.0).map_or(0, |s| s.head / 32);
+    chaos(n, released, &mut server, &mut bridge);
+    producer.join().expect("the producer thread");
+    wait_for("the bridge to release every message (an empty queue)", || {
+        let s = Queue::inspect(&q.0).expect("inspect");
+        s.used_bytes == 0
+    });
+    note(format_args!("all {n} released by the bridge after {:.1?}", started.elapsed()));
+    let stats = std::fs::read_to_string(dir.0.join("stats.json")).unwrap_or_default();
+    bridge.kill9();
+
+    // Read the stream back.
+    let rt = runtime();
+    let tally = rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect to check");
+        let js = jetstream::new(client);
+        let mut st = js.get_stream(&stream_name).await.expect("the bridge created the stream");
+        let stored = st.info().await.expect("stream info").state.messages;
+        let c = st
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer to read the stream back");
+        let mut msgs = c.messages().await.expect("pull");
+        let mut tally = Tally::new(n);
+        let deadline = tokio::time::Instant::now() + PHASE;
+        for _ in 0..stored {
+            let m = tokio::time::timeout_at(deadline, msgs.next())
+                .await
+                .expect("reading the stream back timed out")
+                .expect("the pull ended")
+                .expect("a message");
+            tally.add(&m.payload);
+        }
+        tally
+    });
+    note(format_args!(
+        "{n} messages: {} in JetStream, {} duplicates, in {:.1?}; last bridge counters {}",
+        tally.unique,
+        tally.duplicates,
+        started.elapsed(),
+        stats.trim()
+    ));
+    assert_eq!(tally.unique, n, "messages missing from JetStream, the first: {:?}", tally.missing());
+    assert_eq!(tally.duplicates, 0, "duplicates in JetStream");
+    assert_eq!(bridge.starts, 3);
+}
+
+#[test]
+fn every_message_from_jetstream_reaches_a_queue_through_server_and_bridge_kills_and_a_full_queue() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = messages();
+    let started = Instant::now();
+    let dir = TempDir::new("from");
+    let mut server = Server::start(&dir.0);
+    let q = TestQueue::create("from", Options::new().capacity(64 << 10).max_message(1024));
+    let (subject, stream_name) =
+        (format!("shmqtest.{}.from", std::process::id()), format!("FROM{}", std::process::id()));
+
+    // The stream, filled before the bridge starts (with publish acks, so all n are stored).
+    let rt = runtime();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect to fill the stream");
+        let js = jetstream::new(client);
+        js.create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+        let mut acks = Vec::new();
+        for seq in 0..n {
+            acks.push(js.publish(subject.clone(), payload(seq, 16).into()).await.expect("publish"));
+            if acks.len() == 1000 || seq + 1 == n {
+                for a in acks.drain(..) {
+                    a.await.expect("publish ack");
+                }
+            }
+        }
+    });
+    note(format_args!("{n} messages in the stream after {:.1?}", started.elapsed()));
+
+    let mut bridge = Bridge::start(
+        &dir.0,
+        vec![
+            "--from-subject".into(),
+            subject.clone(),
+            "--to-queue".into(),
+            q.0.clone(),
+            "--stream".into(),
+            stream_name.clone(),
+            "--nats-url".into(),
+            server.url(),
+            "--timeout".into(),
+            "1s".into(),
+            "--ack-wait".into(),
+            "2s".into(),
+            "--stats-file".into(),
+            dir.0.join("stats.json").display().to_string(),
+        ],
+    );
+
+    // The consumer: a thread of this process. It pauses 3 s (longer than --ack-wait) once, at
+    // 2/5 of the way, where the bridge is killed: the bridge fills the queue and blocks in a
+    // send, then dies holding that message (which must come again: acked before the send, it
+    // would be lost), and its successor blocks too (it must wait, not drop, and keep the
+    // message it holds from being delivered again meanwhile).
+    let unique = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (name, unique, stop) = (q.0.clone(), unique.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rx = Consumer::open(&name).expect("open the consumer");
+            let mut tally = Tally::new(n);
+            let mut paused = false;
+            // Redeliveries come within --ack-wait (2 s) of a failure: a minute without a new
+            // message means one is lost.
+            let mut last_new = Instant::now();
+            while tally.unique < n {
+                assert!(
+                    last_new.elapsed() < Duration::from_secs(60),
+                    "only {} of {n} messages arrived (none new for 60 s), the first missing: {:?}",
+                    tally.unique,
+                    tally.missing()
+                );
+                // Relaxed: a flag; nothing else is ordered by it.
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if !paused && tally.unique >= n * 2 / 5 {
+                    paused = true;
+                    std::thread::sleep(Duration::from_secs(3));
+                    last_new = Instant::now();
+                }
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(m) => {
+                        let before = tally.unique;
+                        tally.add(&m);
+                        if tally.unique > before {
+                            last_new = Instant::now();
+                        }
+                    }
+                    Err(Error::Timeout) => continue,
+                    Err(e) => panic!("receive: {e}"),
+                }
+                // Relaxed: a progress count for the chaos schedule only.
+                unique.store(tally.unique, Ordering::Relaxed);
+            }
+            tally
+        })
+    };
+    chaos(n, || unique.load(Ordering::Relaxed), &mut server, &mut bridge);
+    let tally = reader.join().expect("the reader thread");
+    stop.store(true, Ordering::Relaxed);
+    let stats = std::fs::read_to_string(dir.0.join("stats.json")).unwrap_or_default();
+    note(format_args!(
+        "{n} messages: {} arrived in the queue, {} duplicates, in {:.1?}; last bridge counters {}",
+        tally.unique,
+        tally.duplicates,
+        started.elapsed(),
+        stats.trim()
+    ));
+    assert_eq!(tally.unique, n, "messages missing from the queue, the first: {:?}", tally.missing());
+    assert_eq!(bridge.starts, 3);
+}

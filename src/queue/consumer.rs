@@ -469,9 +469,9 @@ impl Consumer {
             Some(d) => d,
         };
         if let Some(j) = &self.journal {
-            // About to wait: a durable queue's consumer with nothing to read journals what
-            // producers sent (if the role is free), so producers rarely have to.
-            let _ = j.progress(&self.h.shared.seg);
+            // About to wait: a durable queue's consumer with nothing to read writes what
+            // producers sent to the log (if the role is free), so producers rarely stop to.
+            let _ = j.write_ahead(&self.h.shared.seg);
             if let Some(rec) = self.peek_or_unstick()? {
                 return Ok(Some(rec));
             }

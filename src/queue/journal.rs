@@ -123,6 +123,23 @@ impl Journal {
         r
     }
 
+    /// Copies what is committed into the log files, without syncing, if the role is free
+    /// and the journal is behind (a consumer with nothing to read: it takes that work off the
+    /// producers; syncing stays with the policy's owners, so their syncs keep their batches).
+    pub(crate) fn write_ahead(&self, seg: &Segment) -> Result<bool> {
+        check_failed(seg)?;
+        let h = seg.header();
+        // Acquire: pairs with the producers' Release publication of `tail`. Relaxed for
+        // `written`: a hint; the pass re-reads it.
+        let tail = h.producer.tail.load(Ordering::Acquire);
+        if h.durable.written.load(Ordering::Relaxed) >= tail || !seg.try_lock_journal() {
+            return Ok(false);
+        }
+        let r = self.run(seg, false);
+        seg.unlock_journal();
+        r
+    }
+
     /// [`progress_with`](Self::progress_with), not forced.
     pub(crate) fn progress(&self, seg: &Segment) -> Result<bool> {
         self.progress_with(seg, false)

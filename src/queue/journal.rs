@@ -128,11 +128,19 @@ impl Journal {
     /// producers; syncing stays with the policy's owners, so their syncs keep their batches).
     pub(crate) fn write_ahead(&self, seg: &Segment) -> Result<bool> {
         check_failed(seg)?;
+        // Under `Always` the producers waiting for their syncs journal: a consumer taking
+        // the role would only make them wait for it.
+        if self.fsync == Fsync::Always {
+            return Ok(false);
+        }
         let h = seg.header();
         // Acquire: pairs with the producers' Release publication of `tail`. Relaxed for
         // `written`: a hint; the pass re-reads it.
         let tail = h.producer.tail.load(Ordering::Acquire);
-        if h.durable.written.load(Ordering::Relaxed) >= tail || !seg.try_lock_journal() {
+        // Only a backlog worth a system call: a consumer keeping up with a producer message
+        // by message must not pay a write per message (its latency is the queue's).
+        if tail.saturating_sub(h.durable.written.load(Ordering::Relaxed)) < self.capacity / 4 || !seg.try_lock_journal()
+        {
             return Ok(false);
         }
         let r = self.run(seg, false);
@@ -159,39 +167,6 @@ impl Journal {
         if moved {
             maybe_checkpoint(seg, false);
             maybe_retire(seg, &self.log, self.seg_size);
-        }
-        Ok(moved)
-    }
-
-    /// Journals (and syncs, if `sync`) as the caller; holding the role (`locked`), it goes on
-    /// while other producers wait for syncs and records are committed that no sync covers
-    /// yet (the leader of a group commit keeps leading while there is demand, so a waiter
-    /// whose record missed one sync does not wait for another leader). `me`: the caller's
-    /// waiter bit.
-    fn lead(&self, seg: &Segment, sync: bool, locked: bool, me: u64) -> Result<bool> {
-        let mut moved = self.run(seg, sync)?;
-        if !locked {
-            return Ok(moved);
-        }
-        let h = seg.header();
-        for _ in 0..64 {
-            // Relaxed: a hint of demand; a waiter that registers after this load finds the
-            // role free once we release it (and the wake after that).
-            let others = h.durable_wait.waiters.load(Ordering::Relaxed) & !me;
-            // Acquire: as in `pass`.
-            let tail = h.producer.tail.load(Ordering::Acquire);
-            let covered = if sync {
-                h.durable.durable.load(Ordering::Acquire)
-            } else {
-                h.durable.written.load(Ordering::Acquire)
-            };
-            if others == 0 || covered >= tail {
-                break;
-            }
-            if !self.run(seg, sync)? {
-                break;
-            }
-            moved = true;
         }
         Ok(moved)
     }
@@ -227,8 +202,7 @@ impl Journal {
             // Relaxed: this process's own hint.
             let stuck = self.alongside.load(Ordering::Relaxed) == seen;
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
-                let me = 1u64 << (slot % 64);
-                let r = self.lead(seg, sync, locked, me);
+                let r = self.run(seg, sync);
                 if locked {
                     seg.unlock_journal();
                     // Waiters woken by the syncs above while we held the role may have found
@@ -260,15 +234,20 @@ impl Journal {
             let slice = Instant::now() + ALONGSIDE_AFTER;
             let until = deadline.map_or(slice, |t| t.min(slice));
             let me = 1u64 << (slot % 64);
+            let words = seg.durable_words();
+            // Acquire: as in `sync::wait::block`. Any wake after this (a sync, the role
+            // released) ends the sleep: the role may be free for us now.
+            let epoch = words.epoch.load(Ordering::Acquire);
             let poll = || {
                 // Acquire: as above.
                 let v = target.load(Ordering::Acquire);
                 // Any progress wakes us: a sync that did not cover `end` leaves the next one
                 // to lead, and the role is then free. Relaxed: the flag is re-checked with
                 // Acquire at the top of the loop.
-                (v >= end || v != seen || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
+                let woken = words.epoch.load(Ordering::Relaxed) != epoch;
+                (v >= end || v != seen || woken || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
             };
-            if let Some(v) = wait::wait_for(Wait::Block, seg.durable_words(), me, &OsFutex, Some(until), poll, || {}) {
+            if let Some(v) = wait::wait_for(Wait::Block, words, me, &OsFutex, Some(until), poll, || {}) {
                 seen = v;
             }
         }

@@ -523,6 +523,13 @@ fn the_exposition_passes_promtool_for_a_queue_in_every_state() {
     assert_eq!(value("shmq_log_durable_lag_bytes"), 0.0, "every send returned once synced");
     assert!(value("shmq_log_syncs_total") >= 1.0);
     assert!(value("shmq_log_durable_position_bytes") > 0.0);
+    assert!(value("shmq_log_bytes") > 0.0, "the segment files' size");
+    // top shows the same: the log's size and nothing unsynced.
+    let out = shmq_ok(&["top", &durable.name, "--once", "--json"]);
+    let j: Value = serde_json::from_str(&out).unwrap();
+    let qd = &j["queues"][0];
+    assert!(qd["log_bytes"].as_u64().unwrap() > 0, "{qd}");
+    assert_eq!(qd["durable_lag_bytes"].as_u64(), Some(0), "{qd}");
     drop((tx, durable));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -697,6 +704,7 @@ fn top_once_json_has_the_documented_shape() {
     assert_eq!(qs.len(), 2);
     let qa = &qs[0];
     assert_eq!(qa["name"], a.name.as_str());
+    assert!(qa["log_bytes"].is_null() && qa["durable_lag_bytes"].is_null(), "a volatile queue has no log");
     for k in ["mode", "capacity", "messages", "used_bytes", "percent_full", "closed"] {
         assert!(!qa[k].is_null(), "{k} missing: {qa}");
     }

@@ -193,6 +193,25 @@ pub struct Timed {
 }
 
 /// The largest lag of the queue's subscriptions, in bytes.
+/// A durable queue's log size on disk: the bytes of its segment files (`None` for a volatile
+/// queue, or a directory that cannot be read).
+pub fn log_bytes(s: &Snapshot) -> Option<u64> {
+    let d = s.config.durable.as_ref()?;
+    let dir = std::fs::read_dir(&d.dir).ok()?;
+    Some(
+        dir.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg")))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
+    )
+}
+
+/// A durable queue's bytes sent (claimed) and not yet synced (`None` for a volatile queue).
+pub fn durable_lag(s: &Snapshot) -> Option<u64> {
+    s.durable.map(|d| s.tail.saturating_sub(d.durable))
+}
+
 pub fn max_lag(s: &Snapshot) -> u64 {
     s.subscriptions.iter().map(|x| x.lag_bytes).max().unwrap_or(0)
 }

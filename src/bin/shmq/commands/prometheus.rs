@@ -166,6 +166,9 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
             &ql,
             s.tail.saturating_sub(d.durable) as f64,
         );
+        if let Some(bytes) = super::monitor::log_bytes(s) {
+            e.add("shmq_log_bytes", Gauge, "Durable queue: size of its log segment files on disk.", &ql, bytes as f64);
+        }
         e.add("shmq_log_syncs_total", Counter, "Durable queue: fdatasync calls made on the log.", &ql, d.syncs as f64);
         e.add(
             "shmq_log_writes_total",

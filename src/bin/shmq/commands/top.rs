@@ -221,8 +221,10 @@ struct QueueJson {
     subscriptions: Vec<SubJson>,
     /// Every participant with its state.
     participants: Vec<PartJson>,
-    // Durable queues: their log size and durable lag go here (added fields keep
-    // schema_version 1) once the library's Snapshot reports them.
+    /// A durable queue's log files' size on disk (null for a volatile queue).
+    log_bytes: Option<u64>,
+    /// A durable queue's bytes sent and not yet synced (null for a volatile queue).
+    durable_lag_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -276,6 +278,8 @@ fn to_json(rows: &[Row], s: &Sampler, a: &TopArgs, interval: Duration) -> TopJso
                 rates: r.rates,
                 producers: monitor::census(sn, Role::Producer),
                 consumers: monitor::census(sn, Role::Consumer),
+                log_bytes: monitor::log_bytes(sn),
+                durable_lag_bytes: monitor::durable_lag(sn),
                 subscriptions: sn
                     .subscriptions
                     .iter()
@@ -497,9 +501,9 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         head,
     );
     // The columns that fit the terminal's width, dropped least useful first: (header, width,
-    // priority; 0 is always kept). Durable queues' log size and durable lag go here (and in
-    // the cells below, and in `QueueJson`) once the library's Snapshot reports them.
-    const COLUMNS: [(&str, u16, u8); 14] = [
+    // priority; 0 is always kept). LOG and UNSYNCED: a durable queue's log size on disk and
+    // bytes not yet synced ("-" for a volatile queue).
+    const COLUMNS: [(&str, u16, u8); 16] = [
         ("QUEUE", 12, 0),
         ("MODE", 4, 3),
         ("DEPTH", 7, 0),
@@ -514,6 +518,8 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         ("FULL/s", 6, 2),
         ("SLEEP/s", 7, 3),
         ("WAKE/s", 6, 3),
+        ("LOG", 9, 2),
+        ("UNSYNCED", 9, 2),
     ];
     let room = queues.width.saturating_sub(2);
     let mut shown = [false; COLUMNS.len()];
@@ -557,6 +563,8 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
             Cell::from(show(x.full_events_per_s)),
             Cell::from(show(x.wait_calls_per_s)),
             Cell::from(show(x.wake_calls_per_s)),
+            Cell::from(monitor::log_bytes(sn).map_or("-".to_owned(), format_size)),
+            Cell::from(monitor::durable_lag(sn).map_or("-".to_owned(), format_size)),
         ]));
         if c.stuck + c.dead + p.dead > 0 { row.style(Style::default().add_modifier(Modifier::REVERSED)) } else { row }
     });

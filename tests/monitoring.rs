@@ -532,6 +532,28 @@ fn the_exposition_passes_promtool_for_a_queue_in_every_state() {
     assert_eq!(qd["durable_lag_bytes"].as_u64(), Some(0), "{qd}");
     drop((tx, durable));
     let _ = std::fs::remove_dir_all(&dir);
+
+    // A NATS bridge's counters (the file shmq-bridge writes once a second) show in the
+    // exposition and in `stat`.
+    let bridged = TestQueue::create("prom-bridged", Options::new());
+    let file = format!("/dev/shm/shmq-bridge.{}.to-nats.json", bridged.name);
+    std::fs::write(
+        &file,
+        r#"{"queue":"q","direction":"to-nats","pid":1,"updated_unix_ms":1700000000000,"forwarded":42,"redelivered":3,"duplicates":0,"errors":1,"connected":true}"#,
+    )
+    .unwrap();
+    let text = shmq_ok(&["stat", &bridged.name, "--format", "prometheus"]);
+    promtool_check(&text, "a queue with a bridge");
+    let s = parse_exposition(&text);
+    let l = [("queue", bridged.name.as_str()), ("direction", "to-nats")];
+    let value = |name: &str| find(&s, name, &l).first().unwrap_or_else(|| panic!("no {name}")).value;
+    assert_eq!(value("shmq_bridge_forwarded_messages_total"), 42.0);
+    assert_eq!(value("shmq_bridge_redelivered_messages_total"), 3.0);
+    assert_eq!(value("shmq_bridge_errors_total"), 1.0);
+    assert_eq!(value("shmq_bridge_connected"), 1.0);
+    let text = shmq_ok(&["stat", &bridged.name]);
+    assert!(text.contains("bridge to-nats: forwarded 42 redelivered 3 duplicates 0 errors 1 connected"), "{text}");
+    let _ = std::fs::remove_file(&file);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -144,6 +144,20 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
         &ql,
         f64::from(u8::from(s.closed)),
     );
+    for b in bridges(q) {
+        let l = [("queue", q), ("direction", b.direction.as_str())];
+        let help = "NATS bridge (shmq-bridge): messages forwarded (released after JetStream's ack, or acked to JetStream after the send).";
+        e.add("shmq_bridge_forwarded_messages_total", Counter, help, &l, b.forwarded as f64);
+        let help = "NATS bridge: messages delivered again by JetStream.";
+        e.add("shmq_bridge_redelivered_messages_total", Counter, help, &l, b.redelivered as f64);
+        let help = "NATS bridge: duplicates recognised and not forwarded again.";
+        e.add("shmq_bridge_duplicates_total", Counter, help, &l, b.duplicates as f64);
+        e.add("shmq_bridge_errors_total", Counter, "NATS bridge: errors (publish, ack, send).", &l, b.errors as f64);
+        let help = "NATS bridge: 1 while connected to the NATS server.";
+        e.add("shmq_bridge_connected", Gauge, help, &l, f64::from(u8::from(b.connected)));
+        let help = "NATS bridge: when its counters were last written, seconds since the Unix epoch.";
+        e.add("shmq_bridge_updated_timestamp_seconds", Gauge, help, &l, b.updated_unix_ms as f64 / 1000.0);
+    }
     if let Some(d) = &s.durable {
         e.add(
             "shmq_log_written_position_bytes",
@@ -385,4 +399,45 @@ mod tests {
              # HELP b B\\\\n\n# TYPE b gauge\nb{queue=\"x\"} 0.5\n"
         );
     }
+}
+
+/// The counters a NATS bridge (`shmq-bridge`) of a queue writes, one per direction.
+#[derive(Debug, Default)]
+pub struct Bridge {
+    /// `to-nats` or `from-nats`.
+    pub direction: String,
+    /// Messages forwarded.
+    pub forwarded: u64,
+    /// Messages delivered again by JetStream.
+    pub redelivered: u64,
+    /// Duplicates recognised.
+    pub duplicates: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Connected to the NATS server when last written.
+    pub connected: bool,
+    /// When last written, milliseconds since the Unix epoch.
+    pub updated_unix_ms: u64,
+}
+
+/// The bridges of queue `q` that left their counters in `/dev/shm/shmq-bridge.<q>.<direction>.json`
+/// (an unreadable or malformed file is skipped: the counters are a view).
+pub fn bridges(q: &str) -> Vec<Bridge> {
+    let mut out = Vec::new();
+    for direction in ["to-nats", "from-nats"] {
+        let path = format!("/dev/shm/shmq-bridge.{q}.{direction}.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        out.push(Bridge {
+            direction: direction.to_owned(),
+            forwarded: n("forwarded"),
+            redelivered: n("redelivered"),
+            duplicates: n("duplicates"),
+            errors: n("errors"),
+            connected: v["connected"].as_bool().unwrap_or(false),
+            updated_unix_ms: n("updated_unix_ms"),
+        });
+    }
+    out
 }

@@ -245,6 +245,17 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, stuck_after: Option<Duration>,
         println!("reclaimed    {} claims of producers that died before committing", s.reclaimed_claims);
     }
     super::durable::print(s);
+    for b in super::prometheus::bridges(&s.config.name) {
+        println!(
+            "bridge {}: forwarded {} redelivered {} duplicates {} errors {} {}",
+            b.direction,
+            b.forwarded,
+            b.redelivered,
+            b.duplicates,
+            b.errors,
+            if b.connected { "connected" } else { "disconnected" }
+        );
+    }
     if let Some(r) = &rates {
         println!(
             "rates        sent {:.0} msg/s ({:.3} MB/s), received {:.0} msg/s ({:.3} MB/s) over {:.2}s",

@@ -540,3 +540,17 @@ fn limited_producer(queue: &str) {
         other => panic!("expected NoSpace, got {other:?}"),
     }
 }
+
+/// Shared memory is untrusted: a ring start (`base`, line 7) scribbled above the producers'
+/// position is refused with `Corrupt` when a consumer attaches, not walked through the log.
+#[test]
+fn a_scribbled_ring_start_is_corrupt_not_a_walk_through_the_log() {
+    let dir = LogDir::new("hostile-base");
+    let q = TestQueue::create("durable-hostile-base", options(&dir, Fsync::Never));
+    let mut tx = Producer::open(&q.name).unwrap();
+    tx.send(&msg(1, 0)).unwrap();
+    drop(tx);
+    const OFF_DURABLE_BASE: u64 = 896 + 88; // docs/LAYOUT.md, line 7
+    q.raw().write_u64(OFF_DURABLE_BASE, 1 << 60);
+    assert!(matches!(Consumer::open(&q.name), Err(shmq::Error::Corrupt(_))));
+}

@@ -137,6 +137,7 @@ pub(crate) mod checkpoint {
         // a stale one only means more redelivery.
         let default = seg.header().consumer.head.load(Ordering::Relaxed);
         let mut subs = Vec::new();
+        // Acquire: pairs with the Release that activated an entry: its name is visible.
         let active = seg.header().subs.active.load(Ordering::Acquire);
         for i in crate::ring::cursors::bits(active).filter(|&i| (1..layout::SUBSCRIPTIONS).contains(&i)) {
             let Some(name) = crate::queue::subscription::entry_name(seg, i) else { continue };

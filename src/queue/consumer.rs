@@ -80,21 +80,34 @@ impl Consumer {
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
         let durable_limit = super::journal::visible(&h.shared.seg) != u64::MAX;
-        let backlog = Self::backlog(&h.shared.seg, ring.head())?;
         let journal = super::journal::Journal::attach(&h.shared.seg)?;
+        let backlog = Self::backlog(&h.shared.seg, ring.head(), journal.as_ref())?;
         Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog, journal, held: VecDeque::new() })
     }
 
     /// The log reader of a durable queue's default consumer whose position `head` is below
     /// the ring's start (a queue restored after a restart).
-    fn backlog(seg: &Segment, head: u64) -> Result<Option<Box<super::backlog::Backlog>>> {
-        let Some(d) = &seg.config().durable else { return Ok(None) };
-        // Relaxed: fixed at creation.
+    fn backlog(
+        seg: &Segment,
+        head: u64,
+        journal: Option<&super::journal::Journal>,
+    ) -> Result<Option<Box<super::backlog::Backlog>>> {
+        let (Some(d), Some(j)) = (&seg.config().durable, journal) else { return Ok(None) };
+        // Relaxed: fixed at creation. Read once and checked: a `base` above the producers'
+        // position is no restored queue's (it would send the reader through the log's
+        // whole id space).
         let base = seg.header().durable.base.load(Ordering::Relaxed);
+        // Acquire: pairs with the producers' Release publication of `tail`.
+        let tail = seg.header().producer.tail.load(Ordering::Acquire);
+        if !crate::ring::plausible(base) || base > tail {
+            return Err(Error::Corrupt(format!(
+                "{}: ring start {base} above the producers' {tail}",
+                shown(&seg.config().name)
+            )));
+        }
         if head >= base {
             return Ok(None);
         }
-        let j = super::journal::Journal::attach(seg)?.expect("a durable queue");
         Ok(Some(Box::new(super::backlog::Backlog::new(j.log().clone(), base, seg.config().capacity, d.seg_size))))
     }
 

@@ -88,7 +88,7 @@ pub(crate) fn prepare(name: &str, options: &Options, d: &Durability) -> Result<D
         let log = Log::create(fs, &dir, params)?;
         log.set_ceiling(config.seg_size)?;
         config.identity = identity;
-        return Ok(DurableInit { config, start: 0, ceiling: config_ceiling(&log), head: 0 });
+        return Ok(DurableInit { config, start: 0, ceiling: log.ceiling(), head: 0 });
     }
     let (log, rec) = Log::recover(fs, &dir)?;
     if rec.wrap != options.capacity {
@@ -106,10 +106,6 @@ pub(crate) fn prepare(name: &str, options: &Options, d: &Durability) -> Result<D
     config.identity = rec.identity;
     let head = checkpoint::read(&dir).map_or(rec.start, |c| c.default.clamp(rec.start, start));
     Ok(DurableInit { config, start, ceiling: start + seg, head })
-}
-
-fn config_ceiling(log: &Log) -> u64 {
-    log.ceiling()
 }
 
 /// [`Queue::create`](super::Queue::create) of a durable queue.

@@ -212,7 +212,9 @@ fn init_durable(h: &Header, d: &DurableInit) {
     }
     l.ceiling.store(d.ceiling, Ordering::Relaxed);
     h.producer.tail.store(d.start, Ordering::Relaxed);
-    h.consumer.head.store(d.head.min(d.start), Ordering::Relaxed);
+    // A consumer position below the ring's start reads the log: detached (spilled).
+    let head = if d.head < d.start { d.head | layout::CURSOR_DETACHED } else { d.start };
+    h.consumer.head.store(head, Ordering::Relaxed);
     let path = c.dir.as_os_str().as_encoded_bytes();
     h.log_dir.len.store(path.len() as u32, Ordering::Relaxed);
     for (i, chunk) in path.chunks(8).enumerate() {
@@ -1249,7 +1251,7 @@ impl Segment {
         // with Acquire so that a claim the consumer already passed is seen as passed.
         let pos = slot.claim_pos.load(Ordering::Relaxed);
         let end = slot.claim_end.load(Ordering::Relaxed);
-        let head = self.header().consumer.head.load(Ordering::Acquire);
+        let head = self.header().consumer.head.load(Ordering::Acquire) & !crate::ring::cursors::FLAGS;
         pos != layout::NO_CLAIM && end > head && pos <= end && end - pos <= self.config.capacity
     }
 

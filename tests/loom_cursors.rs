@@ -1,7 +1,7 @@
 //! loom models of the subscription algorithms of `ring::cursors`: the producers' gate over
 //! several cursors, a cursor joining (a new subscription, or one rejoining after it was
-//! lapped) against a producer's gate, the lag-limit detach, and members claiming and
-//! handing back spans.
+//! lapped) against a producer's gate, the lag-limit detach, members claiming and handing
+//! back spans, and a durable queue's spilled reader rejoining and pinning its cursor.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --test loom_cursors --release`. Under
 //! `--cfg loom` the library's atomics are loom's, so the very code of `src/ring/cursors.rs`
@@ -22,7 +22,9 @@
 //! producer gates on it and writes over it; (5) findings: models that failed against the
 //! library at 4d79c22 or b74794e (their docs give the interleavings), all passing against
 //! 8675238 (producers finish a joining cursor they find and gate on where it starts; an
-//! SPSC producer publishes its tail before computing its gate). A producer's scan may
+//! SPSC producer publishes its tail before computing its gate); (6) spill: a spilled reader
+//! rejoining at its log position (`rejoin_at`) and pinning its cursor while a producer
+//! writes, with a negative control, and a pin racing a producer's detach. A producer's scan may
 //! finish a join, so a joiner's own `finish_join` may lose its compare-and-swap: the models
 //! take the start from the cursor, whoever finished the join. The models explore
 //! exhaustively within loom's model (their preemption bounds are past the point where
@@ -49,7 +51,7 @@ use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::thread;
 
 use shmq::layout::record;
-use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
 use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors, NO_LIMIT};
 use shmq::ring::{Found, Gate, Geometry, Region, RingError, read_record, spsc};
 use shmq::sync::atomic::Ordering;
@@ -209,6 +211,12 @@ struct Subs {
     lapped: [StdAtomicU32; ENTRIES],
     /// Bookkeeping: how many scans producers made (one `active()` load per scan).
     scans: StdAtomicUsize,
+    /// [`Cursors::spills`] per entry (model (6): a durable queue's default consumer).
+    spills: [bool; ENTRIES],
+    /// [`Cursors::floor`]: the journal's position (`u64::MAX`: a volatile queue).
+    floor: AtomicU64,
+    /// [`Cursors::log_limit`] (`u64::MAX`: no bound).
+    log_limit: u64,
 }
 
 /// One entry's initial state: cursor word, window, member mask.
@@ -239,6 +247,9 @@ impl Subs {
             gate_mins: std::array::from_fn(|_| AtomicU64::new(0)),
             lapped: Default::default(),
             scans: StdAtomicUsize::new(0),
+            spills: [false; ENTRIES],
+            floor: AtomicU64::new(u64::MAX),
+            log_limit: u64::MAX,
         }
     }
 
@@ -295,6 +306,19 @@ impl Cursors for Subs {
     fn lapped(&self, i: usize) {
         self.lapped[i].fetch_add(1, STD);
     }
+
+    fn floor(&self) -> u64 {
+        // Acquire: as `journal::floor` (pairs with the journal's Release raise).
+        self.floor.load(Ordering::Acquire)
+    }
+
+    fn spills(&self, i: usize) -> bool {
+        self.spills[i]
+    }
+
+    fn log_limit(&self) -> u64 {
+        self.log_limit
+    }
 }
 
 /// Negative controls: the words of [`Subs`], broken in one way. `blind`: a joiner finds no
@@ -343,6 +367,18 @@ impl Cursors for Faulty<'_> {
 
     fn lapped(&self, i: usize) {
         Cursors::lapped(self.subs, i)
+    }
+
+    fn floor(&self) -> u64 {
+        Cursors::floor(self.subs)
+    }
+
+    fn spills(&self, i: usize) -> bool {
+        self.subs.spills(i)
+    }
+
+    fn log_limit(&self) -> u64 {
+        self.subs.log_limit()
     }
 }
 
@@ -1406,4 +1442,244 @@ fn with_the_tail_published_before_each_gate_a_join_never_starts_below_a_cached_h
         });
         outcomes.assert(acceptable);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// (6) Spill: a durable queue's default consumer detached, rejoining at its log position,
+// and pinning its cursor
+// ---------------------------------------------------------------------------------------
+
+/// Model 6's ring: 64 bytes, a producer writing 32-byte records.
+const CAP6: u64 = 64;
+/// The producer's records.
+const NEED6: u64 = 32;
+/// The durable queue's `max_log_bytes`: producers stay within 128 bytes of a spilled
+/// reader's position, so they can lap it by more than a capacity.
+const LOG_LIMIT6: u64 = 128;
+
+/// The words of a durable queue whose default consumer (entry 0, spilling) was detached at
+/// 0: the ring holds [0, 64) (`tail` 64), the journal has logged [0, 32) (the floor 32).
+fn spilled_subs() -> Subs {
+    let spilled = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+    let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+    let mut subs = Subs::new(CAP6, 64, 0b01, [spilled, unused]);
+    subs.spills[0] = true;
+    subs.log_limit = LOG_LIMIT6;
+    // Relaxed: before the threads start.
+    subs.floor.store(32, Ordering::Relaxed);
+    subs
+}
+
+/// What the producer of [`rejoin_against_a_producer`] did: every head it relied on (its
+/// cache after each gate), the end of the highest range it overwrote (writing `[t, t + 32)`
+/// overwrites `[t - 64, t - 32)`; 0 if it wrote nothing), and whether a gate failed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Wrote {
+    heads: Vec<u64>,
+    over: u64,
+    failed: Option<&'static str>,
+}
+
+/// A producer's three 32-byte records from 64, each after the journal logged everything
+/// before it (the floor raised to the tail: one interleaving of the journal and the
+/// producer), gating (and keeping the highest head, as `ensure_free`) only when its cached
+/// head is too low; it stops at a gate that does not let it write (it would wait).
+fn spill_producer(subs: &Subs) -> Wrote {
+    let (mut tail, mut head) = (64, 0);
+    let mut wrote = Wrote { heads: Vec::new(), over: 0, failed: None };
+    for _ in 0..3 {
+        // Release: as the journal's raise after it read (logged) the bytes below.
+        subs.floor.store(tail, Ordering::Release);
+        if tail + NEED6 - CAP6 > head {
+            match cursors::gate(subs, CAP6, ENTRIES, 0, &subs.gate_mins[0], tail, NEED6) {
+                Ok(h) => head = head.max(h),
+                Err(RingError::Corrupt(why)) => {
+                    wrote.failed = Some(why);
+                    return wrote;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+            wrote.heads.push(head);
+            if tail + NEED6 - CAP6 > head {
+                return wrote;
+            }
+        }
+        wrote.over = tail + NEED6 - CAP6;
+        tail += NEED6;
+        // Release: as `spsc::Producer::publish`.
+        subs.tail.store(tail, Ordering::Release);
+    }
+    wrote
+}
+
+/// What one execution of [`rejoin_against_a_producer`] gave: the position the reader
+/// rejoined at (the floor it read: it read the log up to there), whether `rejoin_at`
+/// returned true, whether its pin then succeeded, the producer's record, and the cursor word
+/// at the end.
+type RejoinOutcome = (u64, bool, bool, Wrote, u64);
+
+/// The spilled reader of [`spilled_subs`] reads the log up to the journal's position (it
+/// loads the floor), rejoins there (`rejoin_at`, or if `broken` a bare compare-and-swap to
+/// the plain position, reported as rejoined), then pins its cursor to read the message
+/// there; meanwhile [`spill_producer`] writes. Returns the outcome and whether the safety
+/// property held: a reader whose pin succeeded reads at a position no producer ever
+/// overwrote (nor relied on a head above: it would overwrite it next).
+fn rejoin_against_a_producer(broken: bool) -> (RejoinOutcome, bool) {
+    let subs = Arc::new(spilled_subs());
+    let producer = {
+        let subs = subs.clone();
+        thread::spawn(move || spill_producer(&subs))
+    };
+    // Acquire: as the producers' load of the floor: the log holds everything below it.
+    let pos = subs.floor.load(Ordering::Acquire);
+    let rejoined = if broken {
+        // AcqRel, Acquire: as `rejoin_at`'s compare-and-swap.
+        subs.cursors[0].compare_exchange(CURSOR_DETACHED, pos, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    } else {
+        cursors::rejoin_at(&*subs, CAP6, 0, CURSOR_DETACHED, pos)
+    };
+    // AcqRel: as the consumer's pin (a producer that sees it waits); Acquire on failure.
+    let pinned = rejoined
+        && subs.cursors[0].compare_exchange(pos, pos | CURSOR_PINNED, Ordering::AcqRel, Ordering::Acquire).is_ok();
+    let wrote = producer.join().unwrap();
+    // Relaxed: the producer has been joined.
+    let word = subs.cursors[0].load(Ordering::Relaxed);
+    let held = !pinned || (wrote.over <= pos && wrote.heads.iter().all(|&h| h <= pos));
+    ((pos, rejoined, pinned, wrote, word), held)
+}
+
+/// A [`Wrote`] without a failure (outcome sets).
+fn wrote(heads: &[u64], over: u64) -> Wrote {
+    Wrote { heads: heads.to_vec(), over, failed: None }
+}
+
+/// A spilled reader rejoins at the position it read the log up to while a producer writes
+/// (journalling before each record). If its pin succeeds, no producer overwrote anything at
+/// or above that position, nor relied on a head above it: either the producer's scan saw
+/// the plain cursor (and gated on it, or detached it again, failing the pin), or the
+/// reader's `confirm` saw the producer's `gate_min` above the position (and detached it
+/// again). No gate calls the honest queue corrupt, and no head is more than `log_limit`
+/// past the reader's position less a capacity (it was detached at 0, then at most at its
+/// rejoin position). Explored exhaustively (from 12 preemptions on loom finds no further
+/// execution; from 3 on no further outcome).
+///
+/// Finding (in the lead's first version of the spill protocol): a producer's scan called
+/// the queue corrupt when it found the reader's plain cursor more than a capacity behind its
+/// tail, which a detached reader's rejoin allows (producers may run `log_limit` past it):
+/// the reader loads the floor 32; the producer (head 64: the log limit past 0) writes up to
+/// 128; the reader CASes its cursor to 32; the producer's gate at 128 fails ("subscription
+/// cursor outside the ring") before the reader's `confirm` detaches it again. Now the scan
+/// detaches such a cursor; and then bounds its head by the log limit past it (96), which a
+/// producer's own detach skipped (the head was 128 here, past 32 + 128 - 64).
+#[test]
+fn a_spilled_reader_that_rejoins_and_pins_is_never_overwritten() {
+    let outcomes: Outcomes<RejoinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(12).check(move || {
+        let (outcome, held) = rejoin_against_a_producer(false);
+        assert!(held, "the pinned reader's position was overwritten: {outcome:?}");
+        assert_eq!(outcome.3.failed, None, "an honest queue called corrupt: {outcome:?}");
+        let bound = outcome.0 + LOG_LIMIT6 - CAP6;
+        assert!(outcome.3.heads.iter().all(|&h| h <= bound), "past the log limit of the reader: {outcome:?}");
+        record(outcome);
+    });
+    // (position, rejoin_at's answer, pinned, the producer's heads and overwrite end, the
+    // cursor word at the end). The reader rejoins at the floor it read: 32 (before the
+    // producer ran), or 64, 96, 128 (raised before each of its records). The producer's
+    // first gate (tail 64) finds the cursor detached at 0 (head 64: the log limit past 0,
+    // and the floor) or plain at 32 (head 32); it gates again when its cached head is too
+    // low for a record, at 96 or 128.
+    let (d, p) = (CURSOR_DETACHED, CURSOR_PINNED);
+    outcomes.assert(&[
+        // At 32: pinned only if the producer gated on the cursor (32) and then waited for
+        // the pin. Otherwise the producer had relied on 64 (confirm saw its gate_min and
+        // detached the cursor again: 32 | DETACHED) or found the plain cursor in its way
+        // and detached it at 32 (head 96: the log limit past 32), before the pin (which
+        // fails, also after a `rejoin_at` that returned true) ...
+        (32, true, true, wrote(&[32, 32], 32), 32 | p),
+        (32, true, false, wrote(&[32, 96], 96), 32 | d),
+        (32, false, false, wrote(&[32, 96], 96), 32 | d),
+        (32, false, false, wrote(&[64, 64], 64), 32 | d),
+        (32, false, false, wrote(&[64, 96], 96), 32 | d),
+        // At 64 (the producer's first gate relied on 64): pinned if the producer then
+        // waited for it; else detached at 64 (by confirm, the gate_min of a later gate
+        // being above it, or by the producer in its way: head 128, the log limit past 64).
+        (64, true, true, wrote(&[64, 64], 64), 64 | p),
+        (64, true, false, wrote(&[64, 128], 96), 64 | d),
+        (64, false, false, wrote(&[64, 64], 64), 64 | d),
+        (64, false, false, wrote(&[64, 128], 96), 64 | d),
+        // At 96 or 128: the producer wrote [64, 128) on its first head; its second gate
+        // (at 128) published gate_min 128 when it found the cursor detached (then a rejoin
+        // at 96 fails; its head is the log limit past 0 or 96), or waited for it.
+        (96, true, true, wrote(&[64, 96], 96), 96 | p),
+        (96, false, false, wrote(&[64, 64], 64), 96 | d),
+        (96, false, false, wrote(&[64, 96], 96), 96 | d),
+        (96, false, false, wrote(&[64, 128], 96), 96 | d),
+        (128, true, true, wrote(&[64, 64], 64), 128 | p),
+        (128, true, true, wrote(&[64, 128], 96), 128 | p),
+    ]);
+}
+
+/// Negative control for the model above: a rejoin that only stores the plain cursor (no
+/// bump of `joins`, no fence, no look at the producers' `gate_min`) is caught pinning a
+/// position the producer overwrote (it relied on head 64, the log limit past 0, with the
+/// cursor still detached, and the reader rejoined at 32).
+#[test]
+fn a_rejoin_that_does_not_confirm_is_caught() {
+    let violated = Seen::default();
+    let seen = violated.clone();
+    builder(2).check(move || {
+        if !rejoin_against_a_producer(true).1 {
+            seen.set();
+        }
+    });
+    assert!(violated.get(), "the model missed the unconfirmed rejoin");
+}
+
+/// What one execution of [`a_pin_and_a_detach_never_both_win`] gave: whether the pin
+/// succeeded, the producer's head, the cursor word at the end, and how often the entry was
+/// detached.
+type PinOutcome = (bool, u64, u64, u32);
+
+/// The spilling reader's plain cursor at 32 (the ring [0, 64) full, the journal at 64): it
+/// pins the cursor to read the message there while a producer gates for 48 bytes past 64
+/// (the cursor is in its way: 112 - 32 > 64). Exactly one wins: the pin (the producer then
+/// gates on the cursor: head 32) or the detach (the pin fails, the cursor is `32 |
+/// DETACHED`, counted once, and the producer's head is the log limit past 32, capped by the
+/// tail: 64). Explored exhaustively (from 2 preemptions on loom finds no further execution).
+#[test]
+fn a_pin_and_a_detach_never_both_win() {
+    let outcomes: Outcomes<PinOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(4).check(move || {
+        let plain = Entry { word: 32, window: NO_LIMIT, members: 0 };
+        let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+        let mut subs = Subs::new(CAP6, 64, 0b01, [plain, unused]);
+        subs.spills[0] = true;
+        subs.log_limit = LOG_LIMIT6;
+        // Relaxed: before the threads start.
+        subs.floor.store(64, Ordering::Relaxed);
+        let subs = Arc::new(subs);
+        let producer = {
+            let subs = subs.clone();
+            thread::spawn(move || cursors::gate(&*subs, CAP6, ENTRIES, 0, &subs.gate_mins[0], 64, 48))
+        };
+        // AcqRel: as the consumer's pin; Acquire on failure.
+        let pinned = subs.cursors[0].compare_exchange(32, 32 | CURSOR_PINNED, Ordering::AcqRel, Ordering::Acquire);
+        let head = producer.join().unwrap().expect("honest words");
+        // Relaxed: the producer has been joined.
+        let word = subs.cursors[0].load(Ordering::Relaxed);
+        match pinned {
+            Ok(_) => {
+                assert!(head <= 32, "the producer may overwrite the pinned message: head {head}");
+                assert_eq!((word, subs.lapped(0)), (32 | CURSOR_PINNED, 0), "pinned, never detached");
+            }
+            Err(now) => {
+                assert_eq!(now, 32 | CURSOR_DETACHED, "only the producer's detach beats the pin");
+                assert_eq!((word, subs.lapped(0)), (32 | CURSOR_DETACHED, 1), "detached exactly once");
+            }
+        }
+        record((pinned.is_ok(), head, word, subs.lapped(0)));
+    });
+    outcomes.assert(&[(true, 32, 32 | CURSOR_PINNED, 0), (false, 64, 32 | CURSOR_DETACHED, 1)]);
 }

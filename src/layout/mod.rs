@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -78,6 +78,10 @@ pub const CURSOR_DETACHED: u64 = 1;
 /// after being lapped) and may not be claimed from yet; producers wait for it at the
 /// position it holds. Whoever finds it so may finish the join.
 pub const CURSOR_JOINING: u64 = 2;
+/// A bit of a cursor word (a durable queue's default consumer only): the consumer is reading
+/// messages in the ring at the position the word holds (a borrow): producers wait for it
+/// there rather than detach it (spill it to the log).
+pub const CURSOR_PINNED: u64 = 4;
 /// `Slot::role` of a member of a named subscription.
 pub const ROLE_MEMBER: u32 = 3;
 
@@ -410,7 +414,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 48] = [
+    let parts: [u64; 49] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -451,6 +455,7 @@ pub const fn layout_hash() -> u64 {
         std::mem::size_of::<SubEntry>() as u64,
         CURSOR_DETACHED,
         CURSOR_JOINING,
+        CURSOR_PINNED,
         ROLE_MEMBER as u64,
         std::mem::offset_of!(WaitLine, asleep) as u64,
         std::mem::offset_of!(Header, durable) as u64,
@@ -595,8 +600,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V4_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V5_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V4_HASH: u64 = 8170666881994334622;
+    const LAYOUT_V5_HASH: u64 = 13311862474253477591;
 }

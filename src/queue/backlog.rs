@@ -1,8 +1,8 @@
-//! Reading a durable queue's messages that are in its log files only: those below the
-//! ring's `base` after a restart. The default consumer reads them from there, in order,
-//! then goes on in the ring at `base`; its position is published as usual (producers count
-//! a position below `base` as `base`). Also the cursor checkpoint that lets a restored queue
-//! resume its consumers.
+//! Reading a durable queue's messages from its log files: the default consumer does when it
+//! was detached (spilled: it fell a ring behind, or the queue was restored after a restart
+//! and its position is below the ring's start). It reads the log in order up to what the
+//! journal wrote, then rejoins the ring there. Also the cursor checkpoint that lets a
+//! restored queue resume its consumers.
 
 use std::sync::Arc;
 
@@ -13,11 +13,9 @@ use crate::log::format::{Decoded, Invalid, decode};
 /// Bytes read from the log at a time.
 const CHUNK: usize = 1 << 20;
 
-/// What the consumer keeps to read the log below `base`.
+/// What the consumer keeps to read the log.
 pub(crate) struct Backlog {
     log: Arc<Log>,
-    /// Where the ring starts: everything below it is read from here.
-    pub(crate) base: u64,
     wrap: u64,
     seg_size: u64,
     /// Bytes of the log from position `at`.
@@ -37,9 +35,18 @@ pub(crate) struct Frame {
     pub(crate) next: u64,
 }
 
+/// What [`Backlog::next`] found.
+pub(crate) enum Step {
+    /// A message.
+    Frame(Frame),
+    /// Nothing more below the end: the reader stands at this position (a record boundary,
+    /// past any gap left by a restart).
+    End(u64),
+}
+
 impl Backlog {
-    pub(crate) fn new(log: Arc<Log>, base: u64, wrap: u64, seg_size: u64) -> Backlog {
-        Backlog { log, base, wrap, seg_size, buf: Vec::new(), at: 0 }
+    pub(crate) fn new(log: Arc<Log>, wrap: u64, seg_size: u64) -> Backlog {
+        Backlog { log, wrap, seg_size, buf: Vec::new(), at: 0 }
     }
 
     /// The bytes a [`Frame`] points into.
@@ -47,13 +54,18 @@ impl Backlog {
         &self.buf
     }
 
-    /// The next message at or after `pos` below `base`, or `None` when there is none left
-    /// (the caller goes on in the ring at `base`).
-    pub(crate) fn next(&mut self, mut pos: u64) -> Result<Option<Frame>> {
+    /// The next message at or after `pos` below `end` (a record boundary below which the
+    /// log is written: the journal's `written`, or `durable` when readers see only synced
+    /// records), or where the reader stands when there is none.
+    pub(crate) fn next(&mut self, mut pos: u64, end: u64) -> Result<Step> {
         let corrupt = |pos: u64, why: String| Error::Corrupt(format!("log at position {pos}: {why}"));
-        while pos < self.base {
+        while pos < end {
             let seg_end = (pos / self.seg_size + 1) * self.seg_size;
-            if !self.holds(pos, 8) && !self.fill(pos, seg_end)? {
+            // Read no further than `end`: past it the files hold zeros (preallocated) or
+            // records still being written. (What the buffer holds was read below an earlier
+            // `end`, which only grows.)
+            let lim = seg_end.min(end);
+            if !self.holds(pos, 8) && !self.fill(pos, lim)? {
                 // Nothing on disk here (a segment removed, or a gap left by a restart):
                 // the next segment, or the ring.
                 pos = seg_end;
@@ -64,11 +76,11 @@ impl Backlog {
                 Ok(Decoded::Message { payload, size, .. }) => {
                     let next = pos + size;
                     let start = payload.as_ptr() as usize - self.buf.as_ptr() as usize;
-                    return Ok(Some(Frame { pos, offset: start, len: payload.len() as u32, next }));
+                    return Ok(Step::Frame(Frame { pos, offset: start, len: payload.len() as u32, next }));
                 }
                 Ok(d) => pos = d.next(pos),
                 Err(Invalid::Short(n)) => {
-                    if !self.fill(pos, seg_end)? || (self.buf.len() as u64) < n.min(seg_end - pos) {
+                    if !self.fill(pos, lim)? || (self.buf.len() as u64) < n.min(lim - pos) {
                         // The log ends inside this frame: nothing more was written here.
                         pos = seg_end;
                     }
@@ -79,7 +91,7 @@ impl Backlog {
                 Err(Invalid::Bad(why)) => return Err(corrupt(pos, why)),
             }
         }
-        Ok(None)
+        Ok(Step::End(pos.min(end)))
     }
 
     fn holds(&self, pos: u64, n: u64) -> bool {
@@ -90,9 +102,9 @@ impl Backlog {
         self.buf[off..].iter().take(8).all(|&b| b == 0)
     }
 
-    /// Reads from `pos` up to a chunk, not past `seg_end`. `false` if nothing is there.
-    fn fill(&mut self, pos: u64, seg_end: u64) -> Result<bool> {
-        let want = (seg_end - pos).min(CHUNK.max(self.wrap as usize / 2 + 64) as u64) as usize;
+    /// Reads from `pos` up to a chunk, not past `lim`. `false` if nothing is there.
+    fn fill(&mut self, pos: u64, lim: u64) -> Result<bool> {
+        let want = (lim - pos).min(CHUNK.max(self.wrap as usize / 2 + 64) as u64) as usize;
         self.buf.resize(want, 0);
         let n = self.log.read(pos, &mut self.buf)?;
         self.buf.truncate(n);
@@ -135,7 +147,7 @@ pub(crate) mod checkpoint {
     pub(crate) fn snapshot(seg: &Segment) -> Saved {
         // Relaxed, all: a position at or below what the consumer released is all we need;
         // a stale one only means more redelivery.
-        let default = seg.header().consumer.head.load(Ordering::Relaxed);
+        let default = seg.header().consumer.head.load(Ordering::Relaxed) & !crate::ring::cursors::FLAGS;
         let mut subs = Vec::new();
         // Acquire: pairs with the Release that activated an entry: its name is visible.
         let active = seg.header().subs.active.load(Ordering::Acquire);

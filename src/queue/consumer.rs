@@ -41,11 +41,13 @@ pub struct Consumer {
     stuck: Option<(u64, Instant)>,
     /// A member of a named subscription (`None`: the default subscription's consumer).
     member: Option<Member>,
-    /// The default consumer of a durable queue synced on every send: it reads only what is
-    /// synced, and moves its limit when it runs into it.
-    durable_limit: bool,
-    /// The default consumer of a restored durable queue, while its position is below the
-    /// ring's start: it reads from the log files.
+    /// The default consumer of a durable queue: it reads in the ring only with its cursor
+    /// pinned, and reads the log when it was detached (see `spill.rs`).
+    spill: bool,
+    /// Its cursor is pinned now (`CURSOR_PINNED`): producers wait for it.
+    pinned: bool,
+    /// The default consumer of a durable queue while it was detached (spilled): it reads
+    /// the log files.
     backlog: Option<Box<super::backlog::Backlog>>,
     /// The default consumer of a durable queue: it journals when it would otherwise wait.
     journal: Option<super::journal::Journal>,
@@ -79,57 +81,23 @@ impl Consumer {
     /// Attaches with the given wait policy.
     pub fn open_with(name: &str, wait: Wait) -> Result<Consumer> {
         let (h, ring) = Handle::open(name, Role::Consumer, wait, |seg, _slot| Self::attach(seg))?;
-        let durable_limit = super::journal::visible(&h.shared.seg) != u64::MAX;
         let journal = super::journal::Journal::attach(&h.shared.seg)?;
-        let backlog = Self::backlog(&h.shared.seg, ring.head(), journal.as_ref())?;
-        Ok(Consumer { h, ring, stuck: None, member: None, durable_limit, backlog, journal, held: VecDeque::new() })
-    }
-
-    /// The log reader of a durable queue's default consumer whose position `head` is below
-    /// the ring's start (a queue restored after a restart).
-    fn backlog(
-        seg: &Segment,
-        head: u64,
-        journal: Option<&super::journal::Journal>,
-    ) -> Result<Option<Box<super::backlog::Backlog>>> {
-        let (Some(d), Some(j)) = (&seg.config().durable, journal) else { return Ok(None) };
-        // Relaxed: fixed at creation. Read once and checked: a `base` above the producers'
-        // position is no restored queue's (it would send the reader through the log's
-        // whole id space).
-        let base = seg.header().durable.base.load(Ordering::Relaxed);
-        // Acquire: pairs with the producers' Release publication of `tail`.
-        let tail = seg.header().producer.tail.load(Ordering::Acquire);
-        if !crate::ring::plausible(base) || base > tail {
-            return Err(Error::Corrupt(format!(
-                "{}: ring start {base} above the producers' {tail}",
-                shown(&seg.config().name)
-            )));
+        let spill = journal.is_some();
+        let mut c = Consumer {
+            h,
+            ring,
+            stuck: None,
+            member: None,
+            spill,
+            pinned: false,
+            backlog: None,
+            journal,
+            held: VecDeque::new(),
+        };
+        if spill {
+            c.spill_attach()?;
         }
-        if head >= base {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(super::backlog::Backlog::new(j.log().clone(), base, seg.config().capacity, d.seg_size))))
-    }
-
-    /// The next message from the log below the ring's start, if the consumer is there; when
-    /// the log has no more, the consumer moves on to the ring.
-    #[cold]
-    fn backlog_next(&mut self) -> Result<Option<consumer::Record>> {
-        let Some(b) = self.backlog.as_mut() else { return Ok(None) };
-        match b.next(self.ring.head())? {
-            // The log's reader strips the prefix (timestamp, checksum) itself.
-            Some(f) => {
-                self.ring.skip_to(f.pos);
-                Ok(Some(consumer::Record { pos: f.pos, payload: f.offset, len: f.len, size: f.next - f.pos }))
-            }
-            None => {
-                let base = b.base;
-                self.backlog = None;
-                self.ring.skip_to(base);
-                self.publish();
-                Ok(None)
-            }
-        }
+        Ok(c)
     }
 
     /// Joins subscription `subscription` of queue `name` as one of its members, with the
@@ -180,7 +148,8 @@ impl Consumer {
             ring,
             stuck: None,
             member: Some(member),
-            durable_limit: false,
+            spill: false,
+            pinned: false,
             backlog: None,
             journal: None,
             held: VecDeque::new(),
@@ -206,8 +175,12 @@ impl Consumer {
                 shown(&seg.config().name)
             )));
         }
-        // Relaxed: we are the only writer of `head`; its last writer handed us the slot.
-        let head = seg.header().consumer.head.load(Ordering::Relaxed);
+        // Relaxed: we are the only writer of `head` (but for producers setting a durable
+        // queue's flags, which `spill_attach` reads again); its last writer handed us the slot.
+        let mut head = seg.header().consumer.head.load(Ordering::Relaxed);
+        if seg.config().durable.is_some() {
+            head &= !super::gate::FLAGS;
+        }
         let mut ring = consumer::Consumer::new(seg.config().geometry(), head).map_err(|e| corrupt(seg, e))?;
         ring.set_prefix(seg.config().prefix());
         ring.set_limit(super::journal::visible(seg));
@@ -302,12 +275,8 @@ impl Consumer {
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
         self.h.shared.seg.check_same_process()?;
-        if self.backlog.is_some() {
-            if let Some(rec) = self.backlog_next()? {
-                self.release(rec);
-                self.publish();
-                return Ok(true);
-            }
+        if self.spill {
+            return self.spill_advance();
         }
         match self.peek_ring()? {
             Some(rec) => {
@@ -325,19 +294,6 @@ impl Consumer {
             Ok(r) => Ok(r),
             Err(e) => Err(corrupt(&self.h.shared.seg, e)),
         }
-    }
-
-    /// [`peek_ring_in`](Self::peek_ring_in), first moving the limit to what is synced now
-    /// when `limited` (a durable queue synced on every send).
-    fn peek_ring_in_limited(
-        ring: &mut consumer::Consumer,
-        seg: &Segment,
-        limited: bool,
-    ) -> Result<Option<consumer::Record>> {
-        if limited {
-            ring.set_limit(super::journal::visible(seg));
-        }
-        Self::peek_ring_in(ring, seg)
     }
 
     /// [`peek_ring`](Self::peek_ring) for the wait loops, which lend the segment only.
@@ -453,17 +409,8 @@ impl Consumer {
         if self.member.is_some() {
             return self.member_next(until);
         }
-        if self.backlog.is_some() {
-            if let Some(rec) = self.backlog_next()? {
-                return Ok(Some(rec));
-            }
-        }
-        // A durable queue synced on every send: the fast path looked up to the limit it
-        // had; with the limit moved to what is synced now, look again (`nothing` was only
-        // about the old limit).
-        let nothing = nothing && !self.durable_limit;
-        if self.durable_limit {
-            self.ring.set_limit(super::journal::visible(&self.h.shared.seg));
+        if self.spill {
+            return self.spill_next(until);
         }
         let found = if nothing { self.nothing_at_head()? } else { self.peek_or_unstick()? };
         if let Some(rec) = found {
@@ -481,14 +428,6 @@ impl Consumer {
             None => return Ok(None),
             Some(d) => d,
         };
-        if let Some(j) = &self.journal {
-            // About to wait: a durable queue's consumer with nothing to read writes what
-            // producers sent to the log (if the role is free), so producers rarely stop to.
-            let _ = j.write_ahead(&self.h.shared.seg);
-            if let Some(rec) = self.peek_or_unstick()? {
-                return Ok(Some(rec));
-            }
-        }
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
         loop {
             // MPSC: wait in slices, to look whether a dead claim blocks the head.
@@ -497,8 +436,8 @@ impl Consumer {
                 (Some(d), Some(s)) => Some(d.min(s)),
                 (d, s) => d.or(s),
             };
-            let (ring, mut woke, limited) = (&mut self.ring, 0u64, self.durable_limit);
-            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in_limited(ring, seg, limited) {
+            let (ring, mut woke) = (&mut self.ring, 0u64);
+            let r = self.h.wait_for(until, |seg| match Self::peek_ring_in(ring, seg) {
                 Ok(Some(r)) => Some(Ok(Some(r))),
                 Ok(None) if seg.is_closed() => Some(closed(ring, seg)),
                 Ok(None) if !default_subscribed(seg) => Some(Err(Error::Closed)),
@@ -531,7 +470,7 @@ impl Consumer {
     /// Stores `head` if it moved, and wakes producers waiting for space.
     #[inline]
     fn publish(&mut self) {
-        if self.ring.has_unpublished() {
+        if self.ring.has_unpublished() || self.pinned {
             self.publish_moved();
         }
     }
@@ -541,6 +480,9 @@ impl Consumer {
     fn publish_moved(&mut self) {
         if self.member.is_some() {
             return self.member_publish();
+        }
+        if self.spill {
+            return self.spill_publish();
         }
         self.ring.publish(&self.h.header().consumer.head);
         if wait::wake(self.h.space_words(), &OsFutex) {
@@ -587,11 +529,12 @@ impl Consumer {
         let Some(mut rec) = self.next(until)? else {
             return Ok(0);
         };
+        if self.backlog.is_some() {
+            return self.log_batch(max, rec, f);
+        }
         // Counts and publishes once, when the batch ends, however it ends (`f` may panic).
         let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
-        // Only the first record can come from a durable queue's log; the rest are peeked in
-        // the ring.
-        f(batch.consumer.payload(rec));
+        f(batch.consumer.ring_payload(rec));
         loop {
             batch.consumer.ring.release(rec);
             batch.messages += 1;
@@ -617,6 +560,31 @@ impl Consumer {
         Ok(batch.messages as usize)
     }
 
+    /// [`recv_batch_until`](Self::recv_batch_until) of a durable queue's consumer reading
+    /// the log, from its first record `rec`.
+    #[cold]
+    fn log_batch(&mut self, max: usize, mut rec: consumer::Record, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
+        loop {
+            f(batch.consumer.log_payload(rec));
+            batch.consumer.ring.release(rec);
+            batch.messages += 1;
+            batch.bytes += rec.len as usize;
+            if batch.messages == max as u64 {
+                break;
+            }
+            rec = match batch.consumer.log_frame() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(batch);
+                    return Err(e);
+                }
+            };
+        }
+        Ok(batch.messages as usize)
+    }
+
     #[inline]
     fn payload(&self, rec: consumer::Record) -> &[u8] {
         if self.is_log_record(rec) {
@@ -635,10 +603,20 @@ impl Consumer {
         unsafe { std::slice::from_raw_parts(p, len) }
     }
 
-    /// Whether `rec` was read from the log (below the ring's start).
+    /// Whether `rec` was read from the log: a durable queue's consumer reading the log
+    /// reads nothing in the ring.
     #[inline]
-    fn is_log_record(&self, rec: consumer::Record) -> bool {
-        matches!(&self.backlog, Some(b) if rec.pos < b.base)
+    fn is_log_record(&self, _rec: consumer::Record) -> bool {
+        self.backlog.is_some()
+    }
+
+    /// The record after one just released, for a batch: the next in the log while reading
+    /// it, else the next in the ring (padding passed).
+    fn peek_more(&mut self) -> Result<Option<consumer::Record>> {
+        if self.backlog.is_some() {
+            return self.log_frame();
+        }
+        self.peek_ring()
     }
 
     /// The payload of a record read from the log.
@@ -655,7 +633,10 @@ impl Consumer {
 
     /// Whether no message waits at the head now (a snapshot: may change at once).
     pub fn is_empty(&self) -> bool {
-        if self.backlog.is_some() || !self.ring.is_empty(&self.h.region) {
+        if self.spill {
+            return self.spill_is_empty();
+        }
+        if !self.ring.is_empty(&self.h.region) {
             return false;
         }
         let Some(m) = &self.member else { return true };
@@ -743,7 +724,7 @@ impl Consumer {
             if messages == max as u64 {
                 break Ok(());
             }
-            match self.peek_ring() {
+            match self.peek_more() {
                 Ok(Some(r)) => rec = r,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -805,6 +786,9 @@ impl Drop for Consumer {
         // Then the handle deregisters (and stores the counters).
     }
 }
+
+#[path = "spill.rs"]
+mod spill;
 
 /// Whether the default subscription exists (it can be removed).
 fn default_subscribed(seg: &Segment) -> bool {

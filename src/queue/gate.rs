@@ -86,6 +86,23 @@ impl Cursors for Segment {
         self.header().durable.base.load(Ordering::Relaxed)
     }
 
+    fn spills(&self, i: usize) -> bool {
+        // The default consumer of a durable queue reads what it missed from the log.
+        i == 0 && self.config().durable.is_some()
+    }
+
+    fn log_limit(&self) -> u64 {
+        match &self.config().durable {
+            Some(d) => d.max_log_bytes.max(2 * self.config().capacity),
+            None => u64::MAX,
+        }
+    }
+
+    fn reader_alive(&self, i: usize) -> bool {
+        // Entry 0's reader is the consumer in slot 0; no other entry pins.
+        i != 0 || self.slot_alive(0)
+    }
+
     fn producer_alive(&self, j: usize) -> bool {
         self.slot_alive(j)
     }

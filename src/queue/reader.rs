@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Step};
 use super::subscription::From;
 use crate::error::{Error, Result};
 use crate::segment::{Access, Segment};
@@ -61,7 +61,7 @@ impl Reader {
             From::Id(id) => id & !7,
             From::Now => written,
         };
-        let backlog = Backlog::new(log, written, seg.config().capacity, d.seg_size);
+        let backlog = Backlog::new(log, seg.config().capacity, d.seg_size);
         Ok(Reader { seg, log: Box::new(backlog), pos, last: None })
     }
 
@@ -107,14 +107,13 @@ impl Reader {
         let d = &self.seg.header().durable;
         let always = d.fsync.load(Ordering::Relaxed) == crate::layout::FSYNC_ALWAYS;
         let end = if always { d.durable.load(Ordering::Acquire) } else { d.written.load(Ordering::Acquire) };
-        self.log.base = end;
-        match self.log.next(self.pos)? {
-            Some(f) => {
+        match self.log.next(self.pos, end)? {
+            Step::Frame(f) => {
                 self.last = Some((f.pos, f.offset, f.len as usize, f.next));
                 Ok(true)
             }
-            None => {
-                self.pos = self.pos.max(end);
+            Step::End(at) => {
+                self.pos = self.pos.max(at);
                 Ok(false)
             }
         }

@@ -194,7 +194,11 @@ impl Snapshot {
         }
         // Relaxed: a snapshot.
         let tail = h.producer.tail.load(Ordering::Relaxed);
-        let head = h.consumer.head.load(Ordering::Relaxed);
+        let mut head = h.consumer.head.load(Ordering::Relaxed);
+        if seg.config().durable.is_some() {
+            // A durable queue's consumer position carries flags (spilled, pinned).
+            head &= !crate::ring::cursors::FLAGS;
+        }
         Snapshot {
             config: seg.config().clone(),
             tail,

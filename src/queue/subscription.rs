@@ -126,9 +126,11 @@ pub struct SubscriptionInfo {
     pub lag_bytes: u64,
     /// About how many messages that is (estimated from the queue's average record size).
     pub lag_messages: u64,
-    /// Whether it is detached now (lapped, not yet rejoined by a member).
+    /// Whether it is detached now (lapped, not yet rejoined by a member; or, for the
+    /// default subscription of a durable queue, spilled: its consumer reads the log).
     pub detached: bool,
-    /// How often it was detached for falling behind its lag limit.
+    /// How often it was detached for falling behind its lag limit (or spilled: the
+    /// default subscription of a durable queue, which misses nothing).
     pub lapped: u64,
     /// Bytes it missed over all those times.
     pub missed_bytes: u64,
@@ -382,8 +384,10 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
         // Relaxed: a snapshot.
         let w = seg.cursor(i).load(Ordering::Relaxed);
         let position = w & !gate::FLAGS;
-        let detached = i != 0 && w & layout::CURSOR_DETACHED != 0;
-        let mut oldest = if detached { tail } else { position };
+        // Entry 0 is detached only on a durable queue, reading the log (spilled).
+        let detached = w & layout::CURSOR_DETACHED != 0;
+        // A lapped subscription misses what it was behind; a spilled consumer still reads it.
+        let mut oldest = if detached && i != 0 { tail } else { position };
         let mut members = Vec::new();
         let mut received = CounterValues::default();
         if i == 0 {
@@ -418,7 +422,7 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             lag_bytes,
             lag_messages: lag_bytes.checked_div(avg).unwrap_or(0),
             detached,
-            lapped: if i == 0 { 0 } else { meta.lapped.load(Ordering::Relaxed) },
+            lapped: meta.lapped.load(Ordering::Relaxed),
             missed_bytes: if i == 0 { 0 } else { meta.missed_bytes.load(Ordering::Relaxed) },
             redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed) },
             received,

@@ -231,7 +231,7 @@ impl Consumer {
 
     /// The position [`publish`](Self::publish) would store: `head`, or the first held record.
     #[inline]
-    fn publishable(&self) -> u64 {
+    pub fn publishable(&self) -> u64 {
         self.head.min(self.hold)
     }
 
@@ -239,6 +239,17 @@ impl Consumer {
     #[inline]
     pub fn has_unpublished(&self) -> bool {
         self.publishable() != self.published
+    }
+
+    /// The position last published.
+    pub fn published(&self) -> u64 {
+        self.published
+    }
+
+    /// Records that the caller stored `at` (its own way: a durable queue's consumer swaps
+    /// its cursor word, flags and all).
+    pub fn mark_published(&mut self, at: u64) {
+        self.published = at;
     }
 
     /// Stores the private `head` (or the first held record, if that is before it) into

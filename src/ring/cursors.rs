@@ -1,6 +1,6 @@
 //! Several readers on one ring: the cursors producers wait for, how a cursor starts to
 //! count, and how the members of a subscription share its messages. Free of system calls
-//! (loom checks it: `tests/loom.rs`); the queue layer supplies the words through
+//! (loom checks it: `tests/loom_cursors.rs`); the queue layer supplies the words through
 //! [`Cursors`].
 //!
 //! **The gate.** Every active subscription holds a cursor word, `position | flags`; a
@@ -28,13 +28,27 @@
 //! cursor past it with a compare-and-swap; the winner marks it `HELD`. Producers read a
 //! subscription's claims after its cursor (Acquire), so a span is never overwritten while
 //! claimed. A member done with a span stores `NONE` (Release).
+//!
+//! **Spill** (a durable queue's default consumer, whose messages are all in the queue's log
+//! files below the journal's position). Producers never wait for such a reader: one in the
+//! way is detached (as a lag limit does) and reads the log from where it stood. It comes
+//! back at exactly the position it reached there ([`rejoin_at`]): it stores the position
+//! as a plain cursor, bumps `joins` and reads every producer's `gate_min`; the Dekker pair
+//! above means that either a producer sees the cursor, or the joiner sees that producer's
+//! `gate_min`, and it stays only if no `gate_min` is above its position (no producer may be
+//! overwriting from there). Producers count the journal's floor in `gate_min` for this: a
+//! reader that has read the log up to the journal's position can come back. While the
+//! reader reads a message in the ring it pins the cursor (`PINNED`): producers wait for a
+//! pinned cursor rather than detach it, so a borrowed message is never overwritten (unless
+//! its reader died: then the pin counts for nothing). A detached reader still bounds the
+//! producers: they stay within `max_log_bytes` of it.
 
 use super::{Found, Geometry, Region, RingError, plausible, read_record};
-use crate::layout::{CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use crate::layout::{CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// The flag bits of a cursor word.
-pub const FLAGS: u64 = CURSOR_DETACHED | CURSOR_JOINING;
+pub const FLAGS: u64 = CURSOR_DETACHED | CURSOR_JOINING | CURSOR_PINNED;
 
 /// A producer gives up on a gate that keeps changing under it (a hostile writer bumping
 /// `joins`) after this many scans.
@@ -91,6 +105,22 @@ pub trait Cursors {
     fn base(&self) -> u64 {
         0
     }
+    /// Whether entry `i`'s reader can read what it missed elsewhere (a durable queue's log):
+    /// producers then detach it when it is in their way, rather than wait, unless its cursor
+    /// is `PINNED`; it rejoins with [`rejoin_at`].
+    fn spills(&self, _i: usize) -> bool {
+        false
+    }
+    /// How far producers may go past a detached (spilled) reader's position: a durable
+    /// queue's `max_log_bytes` (at least twice the capacity); `u64::MAX` for no bound.
+    fn log_limit(&self) -> u64 {
+        u64::MAX
+    }
+    /// Whether entry `i`'s reader lives (a system call: asked only about a `PINNED` cursor
+    /// in the way of a spilling entry; a dead reader's pin is detached like no pin).
+    fn reader_alive(&self, _i: usize) -> bool {
+        true
+    }
     /// Whether producer `j` lives (a system call: asked only about a claim in the way).
     fn producer_alive(&self, _j: usize) -> bool {
         true
@@ -134,9 +164,12 @@ fn scan<C: Cursors + ?Sized>(
     tail: u64,
     need: u64,
 ) -> Result<Scan, RingError> {
-    let (mut head, mut min_pos) = (tail, tail);
-    head = head.min(c.floor());
+    // The floor counts in `min_pos` too: a spilled reader that read the log up to it may
+    // rejoin there (`rejoin_at`), as nothing at or above it is overwritten.
+    let floor = c.floor();
+    let (mut head, mut min_pos) = (tail.min(floor), tail.min(floor));
     let base = c.base();
+    let log_limit = c.log_limit();
     // SYNC POINT: Acquire pairs with the Release that activated an entry: its cursor and
     // options are visible.
     let active = c.active().load(Ordering::Acquire);
@@ -144,6 +177,7 @@ fn scan<C: Cursors + ?Sized>(
         let word = c.cursor(i);
         let limit = c.window(i);
         let window = limit.min(cap);
+        let detachable = limit != NO_LIMIT || c.spills(i);
         // SYNC POINT: Acquire pairs with the Release stores (a sole consumer) and CASes
         // (members, joiners) of the cursor: the readers' reads below it are done, and the
         // claim records members stored before their CAS are visible below.
@@ -165,21 +199,38 @@ fn scan<C: Cursors + ?Sized>(
                 continue;
             }
             if w & CURSOR_DETACHED != 0 {
+                // A spilled reader reads the log: producers stay within `log_limit` of it.
+                // Any other detached entry (lag-limited) rejoins at the tail: it holds
+                // nothing back.
+                let pos = w & !FLAGS;
+                if c.spills(i) && log_limit != u64::MAX && plausible(pos) && pos <= tail {
+                    head = head.min(pos.saturating_add(log_limit).saturating_sub(cap));
+                }
                 break;
             }
-            let pos = w.max(base);
+            let pos = (w & !FLAGS).max(base);
+            let in_the_way = (tail + need).saturating_sub(pos) > window;
+            // A pin holds producers only while its reader lives (a stopped one does).
+            let pinned = w & CURSOR_PINNED != 0 && !(detachable && in_the_way && !c.reader_alive(i));
             // A cursor above our view of the tail (on an MPSC queue our `tail` may be older
-            // than what readers have seen) holds nothing we are about to overwrite.
-            if !plausible(pos) || (pos <= tail && tail - pos > cap) {
+            // than what readers have seen) holds nothing we are about to overwrite. A
+            // spilling reader's plain cursor more than a capacity behind is a rejoin at a
+            // position we lapped meanwhile (its `confirm` fails) or one whose reader died in
+            // the middle of it: detached below, not corrupt. Pinned, it would be.
+            let lapped = pos <= tail && tail - pos > cap;
+            if !plausible(pos) || (lapped && (pinned || !c.spills(i))) {
                 return Err(RingError::Corrupt("subscription cursor outside the ring"));
             }
-            if limit != NO_LIMIT && (tail + need).saturating_sub(pos) > window {
+            if detachable && !pinned && in_the_way {
                 // AcqRel: the detach is a decision its members read through the cursor;
                 // on failure Acquire, as the load above.
                 match word.compare_exchange(w, w | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         c.lapped(i);
-                        break;
+                        // Detached now: a spilled reader bounds us by `log_limit` (binding
+                        // when it was more than a capacity behind), as above.
+                        w |= CURSOR_DETACHED;
+                        continue;
                     }
                     Err(now) => {
                         w = now;
@@ -323,6 +374,52 @@ pub fn join<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64) -> Option<u6
     // We made it join, so we report it: if another member finished the join first, its
     // start is the cursor's position now (Acquire: as the claim's load).
     Some(finish_join(c, cap, i, joining).unwrap_or_else(|| c.cursor(i).load(Ordering::Acquire) & !FLAGS))
+}
+
+/// Makes spilled entry `i` (cursor word `w`, detached) count again at exactly `pos`: its
+/// reader read everything below `pos` elsewhere (the log). It stays only if no producer may
+/// be overwriting at or above `pos` ([`confirm`]); otherwise it is detached again at `pos`
+/// (the log has more by then). Returns whether it rejoined: a producer may detach it again
+/// at once, so the reader's pin (a compare-and-swap from the plain position) is what tells
+/// it that it may read in the ring.
+pub fn rejoin_at<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, w: u64, pos: u64) -> bool {
+    if !plausible(pos) {
+        return false;
+    }
+    // AcqRel: the plain cursor is what producers must see before we read their `gate_min`
+    // (the bump in `confirm` orders it); Acquire on failure.
+    if c.cursor(i).compare_exchange(w, pos, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return false;
+    }
+    crate::failpoint::hit("spill-rejoining");
+    confirm(c, cap, i, pos)
+}
+
+/// Whether entry `i`'s plain cursor at `pos` can be read from: no producer's `gate_min` is
+/// above it, and the producers' position is within a capacity of it. A reader that finds
+/// its cursor plain when it attaches calls this too (its predecessor may have died in the
+/// middle of [`rejoin_at`]). When not, the cursor is detached at `pos` (unless a producer
+/// did it first) and this returns `false`.
+pub fn confirm<C: Cursors + ?Sized>(c: &C, cap: u64, i: usize, pos: u64) -> bool {
+    // Release (in AcqRel): a producer that reads the new count sees our cursor.
+    c.joins().fetch_add(1, Ordering::AcqRel);
+    // SYNC POINT: pairs with the fence in `gate` (the Dekker pair in the module docs).
+    fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence above; a dead or free slot's value is old and low.
+    let mut ok = c.gate_mins().all(|g| {
+        let g = g.load(Ordering::Relaxed);
+        !plausible(g) || g <= pos
+    });
+    // Acquire: pairs with the producers' Release publication of `tail`.
+    let t = c.tail().load(Ordering::Acquire);
+    ok &= plausible(t) && t >= pos && t - pos <= cap;
+    if ok {
+        return true;
+    }
+    // AcqRel: the detach is a decision producers read through the cursor. A failure means
+    // a producer detached it first: the same outcome.
+    let _ = c.cursor(i).compare_exchange(pos, pos | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Relaxed);
+    false
 }
 
 /// What [`claim`] found.

@@ -5,9 +5,10 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::RingError;
 use super::cursors::{self, Claim, ClaimWords, Cursors, FLAGS};
 use super::{Geometry, HeapRegion, spsc};
-use crate::layout::{CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING};
+use crate::layout::{CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
 
 const SALT: u64 = 0x0f1e_2d3c_4b5a_6978;
 const CAP: u64 = 1024;
@@ -23,6 +24,9 @@ struct Words {
     claims: [(AtomicU64, AtomicU64, AtomicU32); 4],
     gate_mins: [AtomicU64; 2],
     lapped: AtomicU64,
+    spills: [bool; 4],
+    floor: AtomicU64,
+    log_limit: u64,
 }
 
 impl Words {
@@ -37,6 +41,9 @@ impl Words {
             claims: Default::default(),
             gate_mins: Default::default(),
             lapped: AtomicU64::new(0),
+            spills: [false; 4],
+            floor: AtomicU64::new(u64::MAX),
+            log_limit: u64::MAX,
         }
     }
 }
@@ -69,6 +76,15 @@ impl Cursors for Words {
     }
     fn lapped(&self, _i: usize) {
         self.lapped.fetch_add(1, Ordering::Relaxed);
+    }
+    fn floor(&self) -> u64 {
+        self.floor.load(Ordering::Relaxed)
+    }
+    fn spills(&self, i: usize) -> bool {
+        self.spills[i]
+    }
+    fn log_limit(&self) -> u64 {
+        self.log_limit
     }
 }
 
@@ -139,6 +155,150 @@ fn a_join_starts_at_or_above_every_producers_gate_min_and_the_tail() {
     w.gate_mins[1].store(1 << 40, Ordering::Relaxed);
     w.cursors[2].store(3000 | CURSOR_JOINING, Ordering::Relaxed);
     assert_eq!(cursors::finish_join(&w, CAP, 2, 3000 | CURSOR_JOINING), Some(3000));
+}
+
+/// A durable queue's default consumer (entry 0, spilling) and, for contrast, a lag-limited
+/// named subscription (entry 1, window 256), with `max_log_bytes` 2048.
+fn spilling() -> Words {
+    let mut w = Words::new();
+    w.spills[0] = true;
+    w.windows[1] = 256;
+    w.log_limit = 2 * CAP;
+    w
+}
+
+#[test]
+fn a_spilling_reader_in_the_way_is_detached_but_waited_for_while_pinned() {
+    let w = spilling();
+    w.active.store(0b1, Ordering::Relaxed);
+    w.cursors[0].store(200, Ordering::Relaxed);
+    // 1016 - 200 <= 1024: not in the way, gated on like any cursor.
+    assert_eq!(gate(&w, 0, 1000, 16), 200);
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 200);
+    // Pinned (reading the message at 200): waited for however far the write would go.
+    w.cursors[0].store(200 | CURSOR_PINNED, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 1000, 300), 200);
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 200 | CURSOR_PINNED, "not detached");
+    assert_eq!(w.gate_mins[0].load(Ordering::Relaxed), 200);
+    assert_eq!(w.lapped.load(Ordering::Relaxed), 0);
+    // Not pinned: 1300 - 200 > 1024, detached rather than waited for (within the log limit
+    // past 200, 200 + 2048 - 1024, the tail is the head).
+    w.cursors[0].store(200, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 1000, 300), 1000);
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 200 | CURSOR_DETACHED);
+    assert_eq!(w.lapped.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_detached_spilling_reader_bounds_the_head_by_the_log_limit_and_others_do_not() {
+    let w = spilling();
+    w.active.store(0b1, Ordering::Relaxed);
+    w.cursors[0].store(200 | CURSOR_DETACHED, Ordering::Relaxed);
+    // The log may hold at most 2048 bytes past 200: overwrite nothing at or above 1224.
+    assert_eq!(gate(&w, 0, 4000, 16), 200 + 2 * CAP - CAP);
+    assert_eq!(w.gate_mins[0].load(Ordering::Relaxed), 4000, "a detached cursor is not counted in gate_min");
+    // A detached lag-limited subscription rejoins at the tail: it holds nothing back.
+    w.active.store(0b10, Ordering::Relaxed);
+    w.cursors[1].store(200 | CURSOR_DETACHED, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 4000, 16), 4000);
+    // Neither does a spilled reader when there is no log limit.
+    let mut w = w;
+    w.log_limit = u64::MAX;
+    w.active.store(0b1, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 4000, 16), 4000);
+}
+
+#[test]
+fn a_spilling_readers_plain_cursor_lapped_by_more_than_a_capacity_is_detached_not_corrupt() {
+    // A reader rejoining at a position producers lapped meanwhile (its confirm will fail),
+    // or one that died in the middle of its rejoin.
+    let w = spilling();
+    w.active.store(0b1, Ordering::Relaxed);
+    w.cursors[0].store(200, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 2000, 16), 200 + 2 * CAP - CAP, "detached, and bounded by the log limit past it");
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 200 | CURSOR_DETACHED);
+    assert_eq!(w.lapped.load(Ordering::Relaxed), 1);
+    // Pinned that far behind, or a cursor that does not spill: nonsense.
+    let corrupt = Err(RingError::Corrupt("subscription cursor outside the ring"));
+    w.cursors[0].store(200 | CURSOR_PINNED, Ordering::Relaxed);
+    assert_eq!(cursors::gate(&w, CAP, 4, 0, &w.gate_mins[0], 2000, 16), corrupt);
+    w.active.store(0b10, Ordering::Relaxed);
+    w.cursors[1].store(200, Ordering::Relaxed);
+    assert_eq!(cursors::gate(&w, CAP, 4, 0, &w.gate_mins[0], 2000, 16), corrupt);
+}
+
+#[test]
+fn the_journals_floor_bounds_the_head_and_counts_in_gate_min() {
+    let w = spilling();
+    w.floor.store(800, Ordering::Relaxed);
+    // Nothing active: the floor alone.
+    assert_eq!(gate(&w, 0, 1000, 16), 800);
+    assert_eq!(w.gate_mins[0].load(Ordering::Relaxed), 800);
+    // A spilled reader that read the log up to the floor may rejoin there.
+    w.active.store(0b1, Ordering::Relaxed);
+    w.cursors[0].store(100 | CURSOR_DETACHED, Ordering::Relaxed);
+    w.tail.store(1000, Ordering::Relaxed);
+    assert_eq!(gate(&w, 1, 1000, 16), 800);
+    assert_eq!(w.gate_mins[1].load(Ordering::Relaxed), 800);
+    assert!(cursors::rejoin_at(&w, CAP, 0, 100 | CURSOR_DETACHED, 800));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 800);
+    // A cursor below the floor counts instead.
+    w.cursors[0].store(600, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 1000, 16), 600);
+    assert_eq!(w.gate_mins[0].load(Ordering::Relaxed), 800, "gate_min is never lowered");
+}
+
+#[test]
+fn rejoin_at_succeeds_only_where_no_producer_may_be_overwriting() {
+    let w = spilling();
+    w.active.store(0b1, Ordering::Relaxed);
+    w.tail.store(1000, Ordering::Relaxed);
+    // Producer 0 relied on a head up to 896; producer 1's slot holds an old value.
+    w.gate_mins[0].store(896, Ordering::Relaxed);
+    w.gate_mins[1].store(0, Ordering::Relaxed);
+    w.cursors[0].store(500 | CURSOR_DETACHED, Ordering::Relaxed);
+    assert!(cursors::rejoin_at(&w, CAP, 0, 500 | CURSOR_DETACHED, 896), "every gate_min at or below 896");
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 896);
+    assert_eq!(w.joins.load(Ordering::Relaxed), 1, "producers rescan");
+    // Below a gate_min: detached again, at the position (the log has it).
+    w.cursors[0].store(500 | CURSOR_DETACHED, Ordering::Relaxed);
+    assert!(!cursors::rejoin_at(&w, CAP, 0, 500 | CURSOR_DETACHED, 800));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 800 | CURSOR_DETACHED);
+    assert_eq!(w.joins.load(Ordering::Relaxed), 2);
+    // More than a capacity behind the producers' tail, or past it: the same.
+    w.gate_mins[0].store(0, Ordering::Relaxed);
+    w.tail.store(3000, Ordering::Relaxed);
+    assert!(!cursors::rejoin_at(&w, CAP, 0, 800 | CURSOR_DETACHED, 800));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 800 | CURSOR_DETACHED);
+    w.tail.store(700, Ordering::Relaxed);
+    assert!(!cursors::rejoin_at(&w, CAP, 0, 800 | CURSOR_DETACHED, 800));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 800 | CURSOR_DETACHED);
+    // A stale word or an implausible position: nothing changes.
+    w.tail.store(1000, Ordering::Relaxed);
+    let joins = w.joins.load(Ordering::Relaxed);
+    assert!(!cursors::rejoin_at(&w, CAP, 0, 500 | CURSOR_DETACHED, 896));
+    assert!(!cursors::rejoin_at(&w, CAP, 0, 800 | CURSOR_DETACHED, 901));
+    assert_eq!((w.cursors[0].load(Ordering::Relaxed), w.joins.load(Ordering::Relaxed)), (800 | CURSOR_DETACHED, joins));
+}
+
+#[test]
+fn confirm_detaches_a_plain_cursor_a_producer_may_be_overwriting() {
+    // A reader attaching finds the cursor plain: its predecessor may have died between the
+    // compare-and-swap of `rejoin_at` and its confirm.
+    let w = spilling();
+    w.active.store(0b1, Ordering::Relaxed);
+    w.tail.store(1000, Ordering::Relaxed);
+    w.gate_mins[1].store(960, Ordering::Relaxed);
+    w.cursors[0].store(960, Ordering::Relaxed);
+    assert!(cursors::confirm(&w, CAP, 0, 960));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 960, "left as it is");
+    w.gate_mins[1].store(1000, Ordering::Relaxed);
+    assert!(!cursors::confirm(&w, CAP, 0, 960));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 960 | CURSOR_DETACHED);
+    assert_eq!(w.joins.load(Ordering::Relaxed), 2);
+    // Detached by a producer first: the same answer, the word as the producer left it.
+    assert!(!cursors::confirm(&w, CAP, 0, 960));
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 960 | CURSOR_DETACHED);
 }
 
 /// A ring holding `n` committed messages of `len` bytes from position 0.

@@ -1,0 +1,377 @@
+//! Spill: a durable queue's producers never wait for its consumer. A consumer a ring behind
+//! is detached and reads the log files from where it stood, then rejoins the ring, in
+//! order, with no gap and no duplicate; producers wait only at `max_log_bytes`. Real
+//! processes, real files on the real disk.
+//!
+//! Kill points of the consumer's side (see `src/queue/spill.rs`): killed while reading the
+//! log (`spill-rejoin`, its cursor detached), in the middle of a rejoin (`spill-rejoining`:
+//! its cursor plain, the producers' `gate_min` not yet checked), and while it holds a
+//! message read in the ring (its cursor pinned). Each time the next consumer goes on from
+//! the position the killed one published.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Child, TestQueue};
+use rustix::process::Signal;
+use shmq::{Consumer, Error, Fsync, Mode, Options, Producer, Queue, Wait};
+
+const CAP: u64 = 1 << 16;
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "reader" => reader(queue),
+        "producer" => producer(queue),
+        "holder" => holder(queue),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Receives messages in order from `from` (seq) up to `count`, checking each: says `first`
+/// after the first, `at SEQ` every 500, `done N` at the end. Messages with seq below `from`
+/// (delivered again after a predecessor died) are allowed before `from` is reached only when
+/// `redelivered` says so.
+fn reader(queue: &str) {
+    let count: u32 = common::arg("count");
+    let mut rx = Consumer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    let mut next: Option<u32> = None;
+    let mut n = 0u32;
+    let mut last_id = None;
+    while next.is_none_or(|s| s < count) {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
+        let seq = check(&m);
+        match next {
+            None => common::say(&format!("first {seq}")),
+            Some(s) => assert_eq!(seq, s, "messages in order, none missing, none twice"),
+        }
+        assert!(last_id.is_none_or(|l| l < m.id()), "ids increase");
+        last_id = Some(m.id());
+        next = Some(seq + 1);
+        n += 1;
+        if seq % 500 == 0 {
+            common::say(&format!("at {seq}"));
+        }
+    }
+    // Caught up: the next look finds nothing, and rejoins the ring on the way.
+    assert!(rx.try_recv().expect("try_recv").is_none(), "nothing past the last message");
+    common::say(&format!("done {n}"));
+}
+
+/// Sends seq `from..count` with `send_timeout`.
+fn producer(queue: &str) {
+    let from: u32 = common::arg("from");
+    let count: u32 = common::arg("count");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    for seq in from..count {
+        tx.send_timeout(&msg(seq), common::OP_TIMEOUT).expect("send");
+    }
+    common::say("done");
+}
+
+/// Receives one message and holds it (its cursor pinned) until killed.
+fn holder(queue: &str) {
+    let mut rx = Consumer::open_with(queue, Wait::Block).expect("open");
+    let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
+    common::say(&format!("holding {}", check(&m)));
+    std::thread::sleep(common::WATCHDOG);
+}
+
+fn msg(seq: u32) -> Vec<u8> {
+    let mut m = seq.to_le_bytes().to_vec();
+    m.resize(8 + (seq as usize * 13) % 120, seq as u8);
+    m
+}
+
+fn check(m: &[u8]) -> u32 {
+    let seq = u32::from_le_bytes(m[..4].try_into().unwrap());
+    assert_eq!(m, msg(seq), "message bytes");
+    seq
+}
+
+/// A log directory on the real disk, removed on drop.
+struct LogDir(PathBuf);
+
+impl LogDir {
+    fn new(test: &str) -> LogDir {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("spill-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        LogDir(p)
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn options(dir: &LogDir, mode: Mode, fsync: Fsync) -> Options {
+    Options::new().mode(mode).capacity(CAP).max_message(1024).durable(&dir.0).fsync(fsync)
+}
+
+/// The default subscription's state: (detached, times detached, position).
+fn default_cursor(name: &str) -> (bool, u64, u64) {
+    let s = Queue::inspect(name).unwrap();
+    let d = s.subscriptions.iter().find(|s| s.name == shmq::Subscription::DEFAULT).expect("default subscription");
+    (d.detached, d.lapped, d.position)
+}
+
+/// The reader's next line starting with `word`, past its `at SEQ` progress lines.
+fn expect_past(c: &mut Child, word: &str) -> String {
+    loop {
+        let line = c.expect("");
+        if let Some(rest) = line.strip_prefix(word) {
+            return rest.trim().to_owned();
+        }
+        assert!(line.starts_with("at "), "expected {word:?}, the child said {line:?}");
+    }
+}
+
+/// Waits until the process is stopped (state `T` in `/proc/PID/stat`).
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + common::WATCHDOG;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().to_owned();
+        if state == "T" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sends `count` messages from `from` in this process: blocking sends, or under `Always`
+/// `send_nowait` with a `wait_durable` every 500 (so the test does not pay a sync each).
+fn send_all(name: &str, from: u32, count: u32, fsync: Fsync) {
+    let mut tx = Producer::open_with(name, Wait::Block).unwrap();
+    let mut last = None;
+    for seq in from..count {
+        let id = match fsync {
+            Fsync::Always => tx.send_nowait(&msg(seq)),
+            _ => tx.send_timeout(&msg(seq), common::OP_TIMEOUT),
+        }
+        .unwrap_or_else(|e| panic!("send {seq}: {e}"));
+        last = Some(id);
+        if fsync == Fsync::Always && seq % 500 == 499 {
+            tx.wait_durable(id, Some(common::OP_TIMEOUT)).unwrap();
+        }
+    }
+    if let Some(id) = last {
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).unwrap();
+    }
+}
+
+/// The case: a producer sends ten times the ring's capacity to a stopped consumer;
+/// every send completes, and the consumer, resumed, reads everything in order from the log
+/// and then the ring.
+fn ten_rings_to_a_stopped_consumer(mode: Mode, fsync: Fsync) {
+    let dir = LogDir::new(&format!("stopped-{mode:?}-{fsync:?}"));
+    let q = TestQueue::create(&format!("spill-stopped-{mode:?}-{fsync:?}"), options(&dir, mode, fsync));
+    // Records average ~90 bytes: 10 rings is ~7,300 messages.
+    let count = (10 * CAP / 80) as u32;
+    let mut rx = Child::spawn("reader", &q.name, &[("count", count.to_string())]);
+    rx.expect("ready");
+    send_all(&q.name, 0, 1, fsync);
+    assert_eq!(rx.expect("first"), "0");
+    // Let it go back to waiting (its cursor is not pinned while it waits), then stop it.
+    std::thread::sleep(Duration::from_millis(100));
+    rx.signal(Signal::STOP);
+    wait_stopped(rx.pid());
+    let start = Instant::now();
+    send_all(&q.name, 1, count, fsync);
+    let sent_in = start.elapsed();
+    let (detached, spills, position) = default_cursor(&q.name);
+    assert!(detached && spills >= 1, "the stopped consumer was spilled: detached {detached}, {spills} times");
+    let tail = Queue::inspect(&q.name).unwrap().tail;
+    assert!(tail - position > 5 * CAP, "producers went {} bytes past it", tail - position);
+    rx.signal(Signal::CONT);
+    assert_eq!(expect_past(&mut rx, "done"), count.to_string());
+    rx.wait_ok();
+    let (detached, _, position) = default_cursor(&q.name);
+    eprintln!("{mode:?} {fsync:?}: {count} messages sent past a stopped consumer in {sent_in:?}; it read them all");
+    assert!(!detached, "it rejoined the ring once it caught up");
+    assert_eq!(position, Queue::inspect(&q.name).unwrap().tail, "and stands at the end");
+}
+
+#[test]
+fn spsc_never_a_producer_sends_ten_rings_to_a_stopped_consumer_which_then_reads_them_all_in_order() {
+    ten_rings_to_a_stopped_consumer(Mode::Spsc, Fsync::Never);
+}
+
+#[test]
+fn mpsc_always_a_producer_sends_ten_rings_to_a_stopped_consumer_which_then_reads_them_all_in_order() {
+    ten_rings_to_a_stopped_consumer(Mode::Mpsc, Fsync::Always);
+}
+
+/// Producers go on past a stopped consumer only up to `max_log_bytes`: `try_send` gets
+/// `Full` there, a blocking send waits until the consumer reads on.
+#[test]
+fn max_log_bytes_bounds_how_far_producers_go_past_a_stopped_consumer() {
+    let dir = LogDir::new("max-log");
+    let max_log = 4 * CAP;
+    let q = TestQueue::create("spill-max-log", options(&dir, Mode::Spsc, Fsync::Never).max_log_bytes(max_log));
+    let count = (12 * CAP / 80) as u32;
+    let mut rx = Child::spawn("reader", &q.name, &[("count", count.to_string())]);
+    rx.expect("ready");
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    tx.send(&msg(0)).unwrap();
+    assert_eq!(rx.expect("first"), "0");
+    std::thread::sleep(Duration::from_millis(100));
+    rx.signal(Signal::STOP);
+    wait_stopped(rx.pid());
+    let mut seq = 1;
+    let full_at = loop {
+        match tx.try_send(&msg(seq)) {
+            Ok(_) => seq += 1,
+            Err(Error::Full) => break Queue::inspect(&q.name).unwrap().tail,
+            Err(e) => panic!("try_send: {e}"),
+        }
+        assert!(seq < count, "never full: max_log_bytes bounds nothing");
+    };
+    let (_, _, position) = default_cursor(&q.name);
+    let ahead = full_at - position;
+    eprintln!("try_send full {ahead} bytes past the stopped consumer (max_log_bytes {max_log})");
+    assert!(ahead > max_log - CAP && ahead <= max_log, "full {ahead} bytes past it, max_log_bytes {max_log}");
+    // A blocking send (in another process: the queue has one producer) waits for the
+    // consumer, which reads on once resumed.
+    drop(tx);
+    let mut p = Child::spawn("producer", &q.name, &[("from", seq.to_string()), ("count", count.to_string())]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(p.wait_until(Instant::now()).is_none(), "the producer waits at max_log_bytes");
+    rx.signal(Signal::CONT);
+    p.expect("done");
+    p.wait_ok();
+    assert_eq!(expect_past(&mut rx, "done"), count.to_string());
+    rx.wait_ok();
+}
+
+/// A consumer slower than its producer, in another process: it is spilled and rejoins
+/// again and again, and reads every message once, in order (the reader role checks).
+#[test]
+fn a_slow_consumer_spills_and_rejoins_and_reads_every_message_once_in_order() {
+    for (mode, fsync) in [(Mode::Spsc, Fsync::Never), (Mode::Mpsc, Fsync::Interval(Duration::from_millis(5)))] {
+        let dir = LogDir::new(&format!("slow-{mode:?}"));
+        let q = TestQueue::create(&format!("spill-slow-{mode:?}"), options(&dir, mode, fsync));
+        let count = (40 * CAP / 80) as u32;
+        let mut p = Child::spawn("producer", &q.name, &[("from", "0".into()), ("count", count.to_string())]);
+        let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+        let (mut next, mut last_id) = (0u32, 0u64);
+        while next < count {
+            let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
+            assert_eq!(check(&m), next, "in order, none missing, none twice");
+            assert!(next == 0 || m.id() > last_id, "ids increase");
+            last_id = m.id();
+            next += 1;
+            drop(m);
+            if next % 2000 == 0 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        p.expect("done");
+        p.wait_ok();
+        let (_, spills, _) = default_cursor(&q.name);
+        eprintln!("{mode:?}: {count} messages read in order; the consumer was spilled {spills} times");
+        assert!(rx.try_recv().unwrap().is_none(), "nothing more");
+    }
+}
+
+/// Kill points: a consumer killed while reading the log, in the middle of a rejoin, or
+/// holding a message read in the ring; the next consumer goes on from what the killed one
+/// published (the message it was on is delivered again), producers never wait for the
+/// dead one, and nothing is missed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_consumer_killed_at_each_step_of_a_spill_leaves_the_next_one_every_message() {
+    for point in ["spill-rejoin", "spill-rejoining", "pinned"] {
+        let dir = LogDir::new(&format!("kill-{point}"));
+        let q = TestQueue::create(&format!("spill-kill-{point}"), options(&dir, Mode::Mpsc, Fsync::Never));
+        // With no consumer attached, producers spill the default subscription's cursor.
+        let first = (5 * CAP / 80) as u32;
+        send_all(&q.name, 0, first, Fsync::Never);
+        assert!(default_cursor(&q.name).0, "spilled with no consumer attached");
+        let mut killed = if point == "pinned" {
+            // It reads the log, rejoins, and is killed holding a message in the ring.
+            let mut c = Child::spawn("reader", &q.name, &[("count", first.to_string())]);
+            c.expect("ready");
+            assert_eq!(c.expect("first"), "0");
+            expect_past(&mut c, "done");
+            c.wait_ok();
+            send_all(&q.name, first, first + 1, Fsync::Never);
+            let mut h = Child::spawn("holder", &q.name, &[]);
+            assert_eq!(h.expect("holding"), first.to_string());
+            assert!(!default_cursor(&q.name).0, "it holds a message in the ring");
+            h
+        } else {
+            let env = [("SHMQ_FAILPOINT", point.to_owned())];
+            let mut c = Child::spawn_env("reader", &q.name, &[("count", (2 * first).to_string())], &env);
+            c.expect("ready");
+            c
+        };
+        if point == "pinned" {
+            killed.kill9();
+        } else {
+            use std::os::unix::process::ExitStatusExt;
+            let status = killed.wait_until(Instant::now() + common::WATCHDOG).expect("killed at the point");
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: died at its failpoint");
+        }
+        // Producers go on regardless (a spilled or a plain cursor is detached as needed).
+        let total = 2 * first + 200;
+        send_all(&q.name, first + u32::from(point == "pinned"), total, Fsync::Never);
+        let (_, _, position) = default_cursor(&q.name);
+        let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+        let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
+        let from = check(&m);
+        assert_eq!(m.id(), position, "{point}: the next consumer starts at the published position");
+        drop(m);
+        for seq in from + 1..total {
+            let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
+            assert_eq!(check(&m), seq, "{point}: in order to the end");
+        }
+        eprintln!("{point}: the next consumer went on from seq {from}");
+        if point == "pinned" {
+            assert_eq!(from, first, "the message held is delivered again");
+        }
+    }
+}
+
+/// A consumer stopped (SIGSTOP) while it holds a message read in the ring pins its cursor:
+/// producers wait for it (`try_send` gets `Full` within a ring) and never overwrite the
+/// message under it, however long it stays stopped; a stopped process is not a dead one.
+/// Killed, it pins nothing: producers go on past it.
+#[test]
+fn a_consumer_stopped_holding_a_message_is_waited_for_and_once_killed_is_not() {
+    let dir = LogDir::new("stopped-holder");
+    let q = TestQueue::create("spill-stopped-holder", options(&dir, Mode::Mpsc, Fsync::Never));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    tx.send(&msg(0)).unwrap();
+    let mut h = Child::spawn("holder", &q.name, &[]);
+    assert_eq!(h.expect("holding"), "0");
+    h.signal(Signal::STOP);
+    wait_stopped(h.pid());
+    let mut seq = 1;
+    while tx.try_send(&msg(seq)).is_ok() {
+        seq += 1;
+        assert!(u64::from(seq) < 2 * CAP / 24, "producers went past a pinned consumer");
+    }
+    let (detached, _, position) = default_cursor(&q.name);
+    assert!(!detached && position == 0, "the stopped holder keeps its place (detached {detached}, at {position})");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tx.try_send(&msg(seq)).is_err(), "still waited for after a while");
+    h.signal(Signal::CONT);
+    h.kill9();
+    let count = seq + (3 * CAP / 80) as u32;
+    for s in seq..count {
+        tx.send_timeout(&msg(s), common::OP_TIMEOUT).unwrap();
+    }
+    assert!(default_cursor(&q.name).0, "the dead holder's cursor was spilled");
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    for s in 0..count {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
+        assert_eq!(check(&m), s, "everything, from the message it held on");
+    }
+}

@@ -30,6 +30,10 @@
 //! * `journal-syncing`: about to sync the log; `durable` not raised.
 //! * `journal-synced`: the sync returned; `durable` not raised.
 //! * `ceiling-raising`: about to write a raised id ceiling to the log's meta record.
+//! * `spill-rejoin`: a durable queue's consumer read everything in the log and is about to
+//!   rejoin the ring (its cursor detached).
+//! * `spill-rejoining`: it swapped its cursor to plain; the producers' `gate_min` are not
+//!   checked yet.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
 //! `kill -STOP` would) instead of dying. Points checked with [`fails`] instead make the

@@ -1,7 +1,7 @@
-//! Spill: a durable queue's producers never wait for its consumer. A consumer a ring behind
-//! is detached and reads the log files from where it stood, then rejoins the ring, in
-//! order, with no gap and no duplicate; producers wait only at `max_log_bytes`. Real
-//! processes, real files on the real disk.
+//! Spill: a durable queue's producers never wait for its readers. A consumer (or a named
+//! subscription) a ring behind is detached and reads the log files from where it stood,
+//! then rejoins the ring, in order, with no gap and no duplicate; producers wait only at
+//! `max_log_bytes`. Real processes, real files on the real disk.
 //!
 //! Kill points of the consumer's side (see `src/queue/spill.rs`): killed while reading the
 //! log (`spill-rejoin`, its cursor detached), in the middle of a rejoin (`spill-rejoining`:
@@ -26,6 +26,8 @@ fn child_role() {
         "reader" => reader(queue),
         "producer" => producer(queue),
         "holder" => holder(queue),
+        "member" => member(queue),
+        "tracker" => tracker(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -61,13 +63,55 @@ fn reader(queue: &str) {
     common::say(&format!("done {n}"));
 }
 
-/// Sends seq `from..count` with `send_timeout`.
+/// A member of subscription `sub`, alone in it (so in order): receives seq `from..count`,
+/// checking each; says `first SEQ`, `at SEQ` every 500, and `done N REDELIVERED` (messages
+/// with a delivery count above 1).
+fn member(queue: &str) {
+    let sub: String = common::arg("sub");
+    let from: u32 = common::arg("from");
+    let count: u32 = common::arg("count");
+    let mut rx = Consumer::subscribe_with(queue, &sub, Wait::Block).expect("subscribe");
+    common::say("ready");
+    let (mut redelivered, mut last_id) = (0u32, None);
+    for expected in from..count {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
+        let seq = check(&m);
+        assert_eq!(seq, expected, "messages in order, none missing, none twice");
+        assert!(last_id.is_none_or(|l| l < m.id()), "ids increase");
+        last_id = Some(m.id());
+        redelivered += u32::from(m.delivery_count() > 1);
+        if expected == from {
+            common::say(&format!("first {seq}"));
+        }
+        if seq % 500 == 0 {
+            common::say(&format!("at {seq}"));
+        }
+    }
+    assert!(rx.try_recv().expect("try_recv").is_none(), "nothing past the last message");
+    common::say(&format!("done {} {redelivered}", count - from));
+}
+
+/// Receives messages for ever, saying `got SEQ` for each before releasing it.
+fn tracker(queue: &str) {
+    let mut rx = Consumer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    loop {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
+        common::say(&format!("got {}", check(&m)));
+    }
+}
+
+/// Sends seq `from..count` with `send_timeout`, pausing `pace` ms every 64 messages.
 fn producer(queue: &str) {
     let from: u32 = common::arg("from");
     let count: u32 = common::arg("count");
+    let pace = Duration::from_millis(std::env::var("SHMQ_ARG_pace").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
     let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
     for seq in from..count {
         tx.send_timeout(&msg(seq), common::OP_TIMEOUT).expect("send");
+        if seq % 64 == 63 && !pace.is_zero() {
+            std::thread::sleep(pace);
+        }
     }
     common::say("done");
 }
@@ -127,21 +171,7 @@ fn expect_past(c: &mut Child, word: &str) -> String {
         if let Some(rest) = line.strip_prefix(word) {
             return rest.trim().to_owned();
         }
-        assert!(line.starts_with("at "), "expected {word:?}, the child said {line:?}");
-    }
-}
-
-/// Waits until the process is stopped (state `T` in `/proc/PID/stat`).
-fn wait_stopped(pid: u32) {
-    let deadline = Instant::now() + common::WATCHDOG;
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().to_owned();
-        if state == "T" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "process {pid} never stopped");
-        std::thread::sleep(Duration::from_millis(2));
+        assert!(line.starts_with("at ") || line.starts_with("first "), "expected {word:?}, the child said {line:?}");
     }
 }
 
@@ -181,7 +211,7 @@ fn ten_rings_to_a_stopped_consumer(mode: Mode, fsync: Fsync) {
     // Let it go back to waiting (its cursor is not pinned while it waits), then stop it.
     std::thread::sleep(Duration::from_millis(100));
     rx.signal(Signal::STOP);
-    wait_stopped(rx.pid());
+    rx.wait_stopped();
     let start = Instant::now();
     send_all(&q.name, 1, count, fsync);
     let sent_in = start.elapsed();
@@ -223,7 +253,7 @@ fn max_log_bytes_bounds_how_far_producers_go_past_a_stopped_consumer() {
     assert_eq!(rx.expect("first"), "0");
     std::thread::sleep(Duration::from_millis(100));
     rx.signal(Signal::STOP);
-    wait_stopped(rx.pid());
+    rx.wait_stopped();
     let mut seq = 1;
     let full_at = loop {
         match tx.try_send(&msg(seq)) {
@@ -352,7 +382,7 @@ fn a_consumer_stopped_holding_a_message_is_waited_for_and_once_killed_is_not() {
     let mut h = Child::spawn("holder", &q.name, &[]);
     assert_eq!(h.expect("holding"), "0");
     h.signal(Signal::STOP);
-    wait_stopped(h.pid());
+    h.wait_stopped();
     let mut seq = 1;
     while tx.try_send(&msg(seq)).is_ok() {
         seq += 1;
@@ -374,4 +404,178 @@ fn a_consumer_stopped_holding_a_message_is_waited_for_and_once_killed_is_not() {
         let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap();
         assert_eq!(check(&m), s, "everything, from the message it held on");
     }
+}
+
+/// A subscription's member that is stopped is spilled like the default consumer: producers
+/// send ten rings past it (another subscription's member reads them at once), and once
+/// resumed it reads every message, in order, from the log and then the ring.
+#[test]
+fn a_stopped_member_of_a_subscription_is_spilled_and_then_reads_every_message_in_order() {
+    let dir = LogDir::new("member-stopped");
+    let q = TestQueue::create("spill-member-stopped", options(&dir, Mode::Mpsc, Fsync::Never));
+    for sub in ["fast", "slow"] {
+        shmq::Subscription::create(&q.name, sub, shmq::SubscriptionOptions::new()).unwrap();
+    }
+    let count = (10 * CAP / 80) as u32;
+    let args = |sub: &str| [("sub", sub.to_owned()), ("from", "0".to_owned()), ("count", count.to_string())];
+    let mut slow = Child::spawn("member", &q.name, &args("slow"));
+    slow.expect("ready");
+    send_all(&q.name, 0, 1, Fsync::Never);
+    assert_eq!(slow.expect("first"), "0");
+    std::thread::sleep(Duration::from_millis(100));
+    slow.signal(Signal::STOP);
+    slow.wait_stopped();
+    let mut fast = Child::spawn("member", &q.name, &args("fast"));
+    fast.expect("ready");
+    send_all(&q.name, 1, count, Fsync::Never);
+    assert_eq!(expect_past(&mut fast, "done"), format!("{count} 0"));
+    fast.wait_ok();
+    let info = |name: &str| {
+        let s = Queue::inspect(&q.name).unwrap();
+        s.subscriptions.into_iter().find(|s| s.name == name).unwrap()
+    };
+    let s = info("slow");
+    assert!(s.detached && s.lapped >= 1 && s.missed_bytes == 0, "spilled, nothing missed: {s:?}");
+    slow.signal(Signal::CONT);
+    assert_eq!(expect_past(&mut slow, "done"), format!("{count} 0"));
+    slow.wait_ok();
+    let s = info("slow");
+    assert!(!s.detached && s.missed_bytes == 0, "back in the ring: {s:?}");
+}
+
+/// A member killed while it holds a span read from the log: producers do not wait for the
+/// dead member, and the next member takes the span over from the log (delivered again,
+/// delivery count 2), then goes on; nothing is missed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_member_killed_holding_a_span_from_the_log_has_it_taken_over_by_the_next() {
+    let dir = LogDir::new("member-killed");
+    let q = TestQueue::create("spill-member-killed", options(&dir, Mode::Mpsc, Fsync::Never));
+    shmq::Subscription::create(&q.name, "work", shmq::SubscriptionOptions::new()).unwrap();
+    // No member yet: producers spill the subscription.
+    let count = (5 * CAP / 80) as u32;
+    send_all(&q.name, 0, count, Fsync::Never);
+    let args = |from: u32| [("sub", "work".to_owned()), ("from", from.to_string()), ("count", count.to_string())];
+    // It dies having read its fourth span (16 messages each), before handing it back.
+    let env = [("SHMQ_FAILPOINT", "member-span-read".to_owned()), ("SHMQ_FAILPOINT_SKIP", "3".to_owned())];
+    let mut a = Child::spawn_env("member", &q.name, &args(0), &env);
+    a.expect("ready");
+    let status = a.wait_until(Instant::now() + common::WATCHDOG).expect("killed at its failpoint");
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "died at member-span-read");
+    }
+    // Producers go on past the dead member's claim.
+    send_all(&q.name, count, count + (3 * CAP / 80) as u32, Fsync::Never);
+    let total = count + (3 * CAP / 80) as u32;
+    // It had released 48..=62 of its fourth span (each release raises the claim's start)
+    // and died on 63, its last.
+    let args = [("sub", "work".to_owned()), ("from", "63".to_owned()), ("count", total.to_string())];
+    let mut b = Child::spawn("member", &q.name, &args);
+    b.expect("ready");
+    assert_eq!(b.expect("first"), "63", "the rest of the dead member's span first");
+    assert_eq!(expect_past(&mut b, "done"), format!("{} 1", total - 63), "delivered again, once");
+    b.wait_ok();
+}
+
+/// After a restart, a subscription resumes where it stood: its member reads what it had
+/// not released from the log, then the new messages from the ring.
+#[test]
+fn after_a_restart_a_subscription_resumes_from_the_log() {
+    let dir = LogDir::new("member-restart");
+    let opts = options(&dir, Mode::Mpsc, Fsync::Always);
+    let q = TestQueue::create("spill-member-restart", opts.clone());
+    shmq::Subscription::create(&q.name, "audit", shmq::SubscriptionOptions::new()).unwrap();
+    send_all(&q.name, 0, 300, Fsync::Always);
+    {
+        let mut rx = Consumer::subscribe_with(&q.name, "audit", Wait::Block).unwrap();
+        for seq in 0..100 {
+            assert_eq!(check(&rx.recv_timeout(common::OP_TIMEOUT).unwrap()), seq);
+        }
+        // Dropping the member hands its span back and writes a checkpoint.
+    }
+    Queue::remove(&q.name).unwrap();
+    Queue::open_or_create(&q.name, opts).unwrap();
+    send_all(&q.name, 300, 350, Fsync::Always);
+    let mut rx = Consumer::subscribe_with(&q.name, "audit", Wait::Block).unwrap();
+    for seq in 100..350 {
+        assert_eq!(check(&rx.recv_timeout(common::OP_TIMEOUT).unwrap()), seq, "old ones from the log, then new ones");
+    }
+    let s = Queue::inspect(&q.name).unwrap();
+    let a = s.subscriptions.iter().find(|s| s.name == "audit").unwrap();
+    assert_eq!(a.missed_bytes, 0, "nothing missed");
+}
+
+/// A consumer killed with kill -9 every few milliseconds while a producer streams (the
+/// queue spills it while no consumer runs): each next consumer goes on from the message
+/// the killed one was on (delivered again if it had not released it) or the one after;
+/// none is missed. `SHMQ_SPILL_KILL_ROUNDS` rounds (default 40).
+#[test]
+fn a_consumer_killed_every_few_milliseconds_while_a_producer_streams_misses_nothing() {
+    let rounds: u32 = std::env::var("SHMQ_SPILL_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let dir = LogDir::new("kill-loop");
+    let q = TestQueue::create("spill-kill-loop", options(&dir, Mode::Mpsc, Fsync::Never));
+    let count = 20 * CAP as u32 / 80;
+    // Paced (about 0.6 MB/s: a ring in ~100 ms) so that the stream lasts about as long as
+    // the kills (~40 rounds of ~50 ms), and rings pass while no consumer runs.
+    let args = [("from", "0".into()), ("count", count.to_string()), ("pace", "8".into())];
+    let mut p = Child::spawn("producer", &q.name, &args);
+    let mut rng = common::Rng(u64::from(std::process::id()));
+    let (mut seen, mut last, mut redelivered) = (Vec::<u32>::new(), None::<u32>, 0);
+    let take = |lines: Vec<String>, last: &mut Option<u32>, seen: &mut Vec<u32>, redelivered: &mut u32| {
+        let mut first = true;
+        for l in lines {
+            let Some(seq) = l.strip_prefix("got ").map(|s| s.parse::<u32>().unwrap()) else { continue };
+            match (*last, first) {
+                (Some(prev), true) if seq == prev => *redelivered += 1,
+                (Some(prev), _) => assert_eq!(seq, prev + 1, "after {prev}: none missed, in order"),
+                (None, _) => assert_eq!(seq, 0, "from the first"),
+            }
+            if !(first && Some(seq) == *last) {
+                seen.push(seq);
+            }
+            *last = Some(seq);
+            first = false;
+        }
+    };
+    let mut killed = 0;
+    for _ in 0..rounds {
+        killed += 1;
+        let mut c = Child::spawn("tracker", &q.name, &[]);
+        c.expect("ready");
+        std::thread::sleep(Duration::from_millis(2 + rng.below(15)));
+        c.kill9();
+        let lines = c.remaining_lines();
+        take(lines, &mut last, &mut seen, &mut redelivered);
+        if last == Some(count - 1) {
+            break;
+        }
+        // No consumer for a while: producers spill its cursor.
+        std::thread::sleep(Duration::from_millis(rng.below(80)));
+    }
+    p.expect("done");
+    p.wait_ok();
+    let (_, spills, _) = default_cursor(&q.name);
+    // The rest, read to the end.
+    let mut c = Child::spawn("tracker", &q.name, &[]);
+    c.expect("ready");
+    let deadline = Instant::now() + common::WATCHDOG;
+    let mut lines = Vec::new();
+    while last.is_none_or(|l| l + 1 < count)
+        || lines.last().is_some_and(|l: &String| l != &format!("got {}", count - 1))
+    {
+        let l = c.try_line(Duration::from_millis(100));
+        if let Some(l) = l {
+            let done = l == format!("got {}", count - 1);
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the last consumer never reached the end");
+    }
+    c.kill9();
+    take(lines, &mut last, &mut seen, &mut redelivered);
+    assert_eq!(seen, (0..count).collect::<Vec<_>>(), "every message, once, in order (redeliveries aside)");
+    eprintln!("{killed} kills: {count} messages, {redelivered} delivered again, the consumer spilled {spills} times");
 }

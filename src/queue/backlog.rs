@@ -154,7 +154,19 @@ pub(crate) mod checkpoint {
         for i in crate::ring::cursors::bits(active).filter(|&i| (1..layout::SUBSCRIPTIONS).contains(&i)) {
             let Some(name) = crate::queue::subscription::entry_name(seg, i) else { continue };
             let lag = seg.sub(i).meta.lag_limit.load(Ordering::Relaxed);
-            let pos = seg.cursor(i).load(Ordering::Relaxed) & !crate::ring::cursors::FLAGS;
+            let mut pos = seg.cursor(i).load(Ordering::Relaxed) & !crate::ring::cursors::FLAGS;
+            // Spans its members claimed and have not released are delivered again after a
+            // restart: the position saved is the lowest of them.
+            let members = seg.sub(i).cursor.members.load(Ordering::Relaxed);
+            for j in crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS) {
+                let m = seg.member(j);
+                if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE {
+                    let p = m.claim_pos.load(Ordering::Relaxed);
+                    if crate::ring::plausible(p) && p < pos {
+                        pos = p;
+                    }
+                }
+            }
             subs.push((name, lag, pos));
         }
         Saved { default, subs }

@@ -135,7 +135,8 @@ impl Consumer {
         let geo = seg.config().geometry();
         let mut ring = consumer::Consumer::new(geo, 0).map_err(|e| corrupt(&seg, e))?;
         ring.set_prefix(seg.config().prefix());
-        let member = match member::join(&seg, slot, sub, generation, &mut ring) {
+        let mut backlog = None;
+        let member = match member::join(&seg, slot, sub, generation, &mut ring, &mut backlog) {
             Ok(m) => m,
             Err(e) => {
                 seg.deregister(slot);
@@ -150,7 +151,7 @@ impl Consumer {
             member: Some(member),
             spill: false,
             pinned: false,
-            backlog: None,
+            backlog,
             journal: None,
             held: VecDeque::new(),
         })
@@ -610,6 +611,14 @@ impl Consumer {
         self.backlog.is_some()
     }
 
+    /// A member's next record in its span: in the log if the span is there.
+    fn peek_member(&mut self) -> Result<Option<consumer::Record>> {
+        if self.backlog.is_some() {
+            return self.log_frame();
+        }
+        self.peek_ring()
+    }
+
     /// The record after one just released, for a batch: the next in the log while reading
     /// it, else the next in the ring (padding passed).
     fn peek_more(&mut self) -> Result<Option<consumer::Record>> {
@@ -644,6 +653,10 @@ impl Consumer {
         let seg = &self.h.shared.seg;
         // Acquire: as in `Member::claim`.
         let w = seg.cursor(m.sub).load(Ordering::Acquire);
+        if w & layout::CURSOR_DETACHED != 0 && seg.config().durable.is_some() {
+            // Spilled: whatever the log holds past the cursor.
+            return log_end(seg) <= w & !super::gate::FLAGS;
+        }
         match consumer::Consumer::new(seg.config().geometry(), w & !super::gate::FLAGS) {
             Ok(mut probe) => w & super::gate::FLAGS != 0 || probe.peek(&self.h.region).map_or(true, |r| r.is_none()),
             Err(_) => true,
@@ -790,6 +803,15 @@ impl Drop for Consumer {
 #[path = "spill.rs"]
 mod spill;
 
+/// Where a durable queue's log can be read up to: what the journal wrote, and under
+/// `Fsync::Always` only what is synced.
+pub(super) fn log_end(seg: &Segment) -> u64 {
+    // Acquire: pairs with the journal's Release raise of `written` after its writes: the
+    // records below are in the files.
+    let written = seg.header().durable.written.load(Ordering::Acquire);
+    written.min(super::journal::visible(seg))
+}
+
 /// Whether the default subscription exists (it can be removed).
 fn default_subscribed(seg: &Segment) -> bool {
     // Acquire: pairs with the Release store in `Subscription::remove`.
@@ -802,10 +824,10 @@ impl Consumer {
     fn member_next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         let mut deadline: Option<Option<Instant>> = None;
         loop {
-            if let Some(rec) = self.peek_ring()? {
+            if let Some(rec) = self.peek_member()? {
                 return Ok(Some(rec));
             }
-            if self.ring.head() < self.ring.limit() {
+            if self.member.as_ref().is_some_and(|m| self.ring.head() < m.end) {
                 // Nothing where our own span promised records: a hostile writer was here.
                 let (seg, m) = (&self.h.shared.seg, self.member.as_mut().expect("a member"));
                 m.abandon(seg, &mut self.ring);
@@ -814,7 +836,7 @@ impl Consumer {
             self.member_publish();
             let seg = &self.h.shared.seg;
             let m = self.member.as_mut().expect("a member");
-            if let member::Claimed::Span = m.claim(seg, &mut self.ring, false)? {
+            if let member::Claimed::Span = m.claim(seg, &mut self.ring, false, &mut self.backlog)? {
                 continue;
             }
             if self.unstick_member()? {
@@ -836,8 +858,8 @@ impl Consumer {
             // Wait in slices: a dead member's span, or a dead producer's claim, wakes nobody.
             let slice = Instant::now() + member::ADOPT_EVERY;
             let until = Some(d.map_or(slice, |d| d.min(slice)));
-            let (ring, m) = (&mut self.ring, self.member.as_mut().expect("a member"));
-            let r = self.h.wait_for(until, |seg| match m.claim(seg, ring, false) {
+            let (ring, m, log) = (&mut self.ring, self.member.as_mut().expect("a member"), &mut self.backlog);
+            let r = self.h.wait_for(until, |seg| match m.claim(seg, ring, false, log) {
                 Ok(member::Claimed::Span) => Some(Ok(())),
                 Ok(member::Claimed::Nothing) if seg.is_closed() => Some(Err(Error::Closed)),
                 Ok(member::Claimed::Nothing) => None,
@@ -848,7 +870,7 @@ impl Consumer {
                 Err(Error::Timeout) if d.is_none_or(|d| Instant::now() < d) => {
                     let seg = &self.h.shared.seg;
                     let m = self.member.as_mut().expect("a member");
-                    if let member::Claimed::Span = m.claim(seg, &mut self.ring, true)? {
+                    if let member::Claimed::Span = m.claim(seg, &mut self.ring, true, &mut self.backlog)? {
                         continue;
                     }
                 }

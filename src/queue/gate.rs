@@ -86,9 +86,9 @@ impl Cursors for Segment {
         self.header().durable.base.load(Ordering::Relaxed)
     }
 
-    fn spills(&self, i: usize) -> bool {
-        // The default consumer of a durable queue reads what it missed from the log.
-        i == 0 && self.config().durable.is_some()
+    fn spills(&self, _i: usize) -> bool {
+        // Every reader of a durable queue reads what it missed from the log.
+        self.config().durable.is_some()
     }
 
     fn log_limit(&self) -> u64 {

@@ -8,9 +8,19 @@
 //! `CLAIMING` is ambiguous (the member died around its compare-and-swap): if the cursor
 //! still stands at its start, the member never took it; otherwise it is delivered again
 //! (at-least-once).
+//!
+//! On a durable queue a subscription spills like the default consumer (see `spill.rs`):
+//! producers detach its cursor rather than wait for it, and its members claim spans in the
+//! log from the detached cursor's position (recorded in their claim words, then the cursor
+//! moved past them by compare-and-swap, as in the ring), until the log has no more; then
+//! one of them rejoins the ring there ([`cursors::rejoin_at`]). A dead member's span is not
+//! waited for by producers (it is in the log): the member that takes it over reads it from
+//! the log, after journaling it if the journal had not yet.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::backlog::{Backlog, Step};
 use super::gate;
 use crate::error::{Error, Result};
 use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
@@ -33,7 +43,6 @@ const ADOPT_EVERY_CLAIMS: u32 = 256;
 const MAX_RETRIES: u32 = 1 << 16;
 
 /// A member's private state.
-#[derive(Debug)]
 pub(super) struct Member {
     /// Its subscription entry.
     pub(super) sub: usize,
@@ -48,6 +57,25 @@ pub(super) struct Member {
     pub(super) deliveries: u32,
     /// Claims since it last looked for dead members' claims.
     pub(super) since_adopt: u32,
+    /// A durable queue's log and journal (members read spans there when spilled).
+    durable: Option<(Arc<crate::log::Log>, super::journal::Journal)>,
+    /// The log reader while a span in the ring is being read (kept for the next log span).
+    spare: Option<Box<Backlog>>,
+    /// The end of the span being read. For a span in the ring it is also the ring reader's
+    /// limit; for one in the log the ring reader's limit stays at the span's start, so that
+    /// nothing is read in the ring (the consumer reads the log up to here).
+    pub(super) end: u64,
+}
+
+/// Where the consumer keeps the log reader of the span it reads: `Some` while that span is in
+/// the log.
+pub(super) type LogSlot = Option<Box<Backlog>>;
+
+/// What [`Member::log_claim`] found.
+enum LogClaimed {
+    Span,
+    Nothing,
+    Retry,
 }
 
 /// What a claim attempt found.
@@ -72,7 +100,7 @@ impl Member {
     /// span back. Returns whether one was handed back (the caller then wakes producers).
     pub(super) fn finish_span(&mut self, seg: &Segment, ring: &consumer::Consumer) -> bool {
         let Some(j) = self.span_of else { return false };
-        if ring.head() < ring.limit() {
+        if ring.head() < self.end {
             // Part read: what is released no longer needs delivering again if we die, and
             // producers may have its space (the caller wakes them).
             // SYNC POINT: Release pairs with the producers' Acquire load of `claim_pos`: our
@@ -113,7 +141,13 @@ impl Member {
     /// Claims the next span: adopts a dead member's first (every [`ADOPT_EVERY_CLAIMS`]
     /// claims, or when `force`), then claims from the cursor. `Err(Lapped)` when the subscription
     /// was detached (it has rejoined), `Err(Closed)` when it was removed.
-    pub(super) fn claim(&mut self, seg: &Segment, ring: &mut consumer::Consumer, force: bool) -> Result<Claimed> {
+    pub(super) fn claim(
+        &mut self,
+        seg: &Segment,
+        ring: &mut consumer::Consumer,
+        force: bool,
+        log: &mut LogSlot,
+    ) -> Result<Claimed> {
         debug_assert!(self.span_of.is_none());
         if !self.subscribed(seg) {
             return Err(Error::Closed);
@@ -121,7 +155,7 @@ impl Member {
         self.since_adopt = self.since_adopt.saturating_add(1);
         if force || self.since_adopt >= ADOPT_EVERY_CLAIMS {
             self.since_adopt = 0;
-            if self.adopt(seg, ring) {
+            if self.adopt(seg, ring, log)? {
                 return Ok(Claimed::Span);
             }
         }
@@ -134,13 +168,19 @@ impl Member {
                 Claim::Span(start, end) => {
                     // Relaxed: read by an adopter only, under our slot's lock.
                     seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
-                    ring.set_span(start, end);
+                    self.set_span(ring, start, end, false);
                     self.span_of = Some(self.slot);
                     self.deliveries = 1;
+                    self.in_ring(log);
                     return Ok(Claimed::Span);
                 }
                 Claim::Nothing => return Ok(Claimed::Nothing),
                 Claim::Retry => continue,
+                Claim::Spilled => match self.log_claim(seg, ring, log)? {
+                    LogClaimed::Span => return Ok(Claimed::Span),
+                    LogClaimed::Nothing => return Ok(Claimed::Nothing),
+                    LogClaimed::Retry => continue,
+                },
                 Claim::Lapped { pos, start } => {
                     if !self.subscribed(seg) {
                         // Removed meanwhile: leave it detached, as the remover did.
@@ -158,17 +198,120 @@ impl Member {
         Err(Error::Corrupt(format!("{:?}: subscription cursor keeps changing", seg.config().name)))
     }
 
+    /// Makes `[pos, end)` the span the consumer reads: in the ring reader, or (`in_log`) with
+    /// the ring reader held at its start while the consumer reads the log.
+    fn set_span(&mut self, ring: &mut consumer::Consumer, pos: u64, end: u64, in_log: bool) {
+        ring.set_span(pos, end);
+        if in_log {
+            ring.set_limit(pos);
+        }
+        self.end = end;
+    }
+
+    /// The span being read is in the ring: the log reader goes back to the spare.
+    fn in_ring(&mut self, log: &mut LogSlot) {
+        if let Some(b) = log.take() {
+            self.spare = Some(b);
+        }
+    }
+
+    /// The span being read is in the log: the log reader (made once) goes to `log`.
+    fn in_log(&mut self, seg: &Segment, log: &mut LogSlot) {
+        if log.is_none() {
+            let b = self.spare.take().unwrap_or_else(|| {
+                let (l, _) = self.durable.as_ref().expect("a durable queue's member");
+                let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
+                Box::new(Backlog::new(l.clone(), seg.config().capacity, seg_size))
+            });
+            *log = Some(b);
+        }
+    }
+
+    /// Claims the next span of a spilled subscription in the log: up to [`BATCH`] messages
+    /// from its cursor's position, recorded in our claim words before the cursor moves past
+    /// them by compare-and-swap (as in the ring). When the log has no more, rejoins the ring
+    /// there.
+    fn log_claim(&mut self, seg: &Segment, ring: &mut consumer::Consumer, log: &mut LogSlot) -> Result<LogClaimed> {
+        let word = seg.cursor(self.sub);
+        // Acquire: as in `cursors::claim`.
+        let w = word.load(Ordering::Acquire);
+        if w & CURSOR_DETACHED == 0 {
+            return Ok(LogClaimed::Retry);
+        }
+        let p = w & !cursors::FLAGS;
+        if !crate::ring::plausible(p) {
+            return Err(Error::Corrupt(format!("{:?}: subscription cursor {w:#x}", seg.config().name)));
+        }
+        let end = super::consumer::log_end(seg);
+        self.in_log(seg, log);
+        let b = log.as_mut().expect("made above");
+        let (mut e, mut n) = (p, 0);
+        while n < BATCH {
+            match b.next(e, end)? {
+                Step::Frame(f) => {
+                    e = f.next;
+                    n += 1;
+                }
+                Step::End(at) => {
+                    e = e.max(at);
+                    break;
+                }
+            }
+        }
+        if e == p {
+            // Everything in the log is claimed: back to the ring here, if no producer may be
+            // overwriting it (else the log has grown: claim on).
+            if cursors::rejoin_at(seg, seg.config().capacity, self.sub, w, p) {
+                self.in_ring(log);
+                return Ok(LogClaimed::Retry);
+            }
+            return Ok(if super::consumer::log_end(seg) > p { LogClaimed::Retry } else { LogClaimed::Nothing });
+        }
+        if n == 0 {
+            // Only padding (or a restart's gap): nothing to deliver, move the cursor past it.
+            // AcqRel: as the claim's swap below.
+            let _ = word.compare_exchange(w, e | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire);
+            return Ok(LogClaimed::Retry);
+        }
+        let mine = seg.claim(self.slot);
+        // Relaxed: made visible by the Release of the swap below (and read by an adopter
+        // under our slot's lock).
+        mine.pos.store(p, Ordering::Relaxed);
+        mine.end.store(e, Ordering::Relaxed);
+        mine.state.store(CLAIM_CLAIMING, Ordering::Relaxed);
+        crate::failpoint::hit("member-claim-recorded");
+        // SYNC POINT: Release pairs with the Acquire loads of the cursor (producers, other
+        // members): our claim record is visible before the cursor passes the span.
+        match word.compare_exchange(w, e | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                crate::failpoint::hit("member-claimed");
+                // Relaxed: as in `cursors::claim`; the deliveries as for a ring span.
+                mine.state.store(CLAIM_HELD, Ordering::Relaxed);
+                seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
+                self.set_span(ring, p, e, true);
+                self.span_of = Some(self.slot);
+                self.deliveries = 1;
+                Ok(LogClaimed::Span)
+            }
+            Err(_) => {
+                // Release: as in `cursors::release`.
+                mine.state.store(CLAIM_NONE, Ordering::Release);
+                Ok(LogClaimed::Retry)
+            }
+        }
+    }
+
     /// Gives up the span being read, whose records are not all there any more (a hostile
     /// writer): hands it back as if read.
     pub(super) fn abandon(&mut self, seg: &Segment, ring: &mut consumer::Consumer) {
-        let end = ring.limit();
-        ring.set_span(end, end);
+        let end = self.end;
+        self.set_span(ring, end, end, false);
         self.finish_span(seg, ring);
     }
 
     /// Takes over the claim of a member of our subscription that died (or left with a span
-    /// not fully read). Returns whether a span is now set in `ring`.
-    fn adopt(&mut self, seg: &Segment, ring: &mut consumer::Consumer) -> bool {
+    /// not fully read). Returns whether a span is now set in `ring` (and `log` says where).
+    fn adopt(&mut self, seg: &Segment, ring: &mut consumer::Consumer, log: &mut LogSlot) -> Result<bool> {
         // Acquire: pairs with the Release `fetch_or` of a member's bit.
         let mask = seg.sub(self.sub).cursor.members.load(Ordering::Acquire);
         for j in gate::bits(mask).filter(|&j| j != self.slot && j < layout::MEMBERS) {
@@ -188,18 +331,30 @@ impl Member {
                 seg.unlock_slot(j);
                 continue;
             }
-            let Some((pos, end, deliveries)) = take_over(seg, self.sub, j) else {
-                seg.leave_subscription(j);
-                seg.unlock_slot(j);
-                continue;
+            let (pos, end, deliveries, in_log) = match take_over(seg, self.sub, j, self.durable.as_ref())? {
+                TakeOver::Deliver { pos, end, deliveries, in_log } => (pos, end, deliveries, in_log),
+                TakeOver::Nothing => {
+                    seg.leave_subscription(j);
+                    seg.unlock_slot(j);
+                    continue;
+                }
+                TakeOver::Later => {
+                    seg.unlock_slot(j);
+                    continue;
+                }
             };
-            ring.set_span(pos, end);
+            self.set_span(ring, pos, end, in_log);
+            if in_log {
+                self.in_log(seg, log);
+            } else {
+                self.in_ring(log);
+            }
             self.span_of = Some(j);
             self.deliveries = deliveries;
             crate::failpoint::hit("member-adopted");
-            return true;
+            return Ok(true);
         }
-        false
+        Ok(false)
     }
 }
 
@@ -212,18 +367,41 @@ pub(super) fn join(
     sub: usize,
     generation: u32,
     ring: &mut consumer::Consumer,
+    log: &mut LogSlot,
 ) -> Result<Member> {
     let m = seg.member(slot);
-    let mut member = Member { sub, generation, slot, span_of: None, deliveries: 1, since_adopt: ADOPT_EVERY_CLAIMS };
-    // A claim the previous holder (a member of this subscription that died) left.
-    match take_over(seg, sub, slot) {
-        Some((pos, end, deliveries)) => {
-            ring.set_span(pos, end);
+    let durable = match &seg.config().durable {
+        Some(d) => {
+            let l = super::journal::shared_log(&d.dir, d.identity)?;
+            let j = super::journal::Journal::attach_untimed(seg)?.expect("a durable queue");
+            Some((l, j))
+        }
+        None => None,
+    };
+    let mut member = Member {
+        sub,
+        generation,
+        slot,
+        span_of: None,
+        deliveries: 1,
+        since_adopt: ADOPT_EVERY_CLAIMS,
+        durable,
+        spare: None,
+        end: 0,
+    };
+    // A claim the previous holder (a member of this subscription that died) left. One that
+    // must wait for the journal is left for a later adoption (by us or another member).
+    match take_over(seg, sub, slot, member.durable.as_ref())? {
+        TakeOver::Deliver { pos, end, deliveries, in_log } => {
+            member.set_span(ring, pos, end, in_log);
+            if in_log {
+                member.in_log(seg, log);
+            }
             member.span_of = Some(slot);
             member.deliveries = deliveries;
             crate::failpoint::hit("member-adopted");
         }
-        None => ring.set_span(0, 0),
+        TakeOver::Nothing | TakeOver::Later => member.set_span(ring, 0, 0, false),
     }
     // Relaxed: published by the Release `fetch_or` of our bit below.
     m.sub.store(sub as u32, Ordering::Relaxed);
@@ -247,36 +425,69 @@ pub(super) fn join(
     Ok(member)
 }
 
+/// What [`take_over`] decided.
+enum TakeOver {
+    /// Deliver `[pos, end)` again (from the log if `in_log`).
+    Deliver { pos: u64, end: u64, deliveries: u32, in_log: bool },
+    /// Nothing to deliver: the claim is cleared.
+    Nothing,
+    /// Not yet: the span is not all in the log (a durable queue), and it stays claimed.
+    Later,
+}
+
 /// Resolves the claim left in member table entry `j` (whose slot's lock we hold: its holder
-/// died, or left with a span not fully read) by a member of entry `sub`: `Some((start, end,
-/// deliveries))` if the span is to be delivered again (the entry then says so), `None` if
-/// there is nothing to deliver (the entry's claim is cleared).
+/// died, or left with a span not fully read) by a member of entry `sub`: deliver the span
+/// again (the entry then says so), or nothing to deliver (the entry's claim is cleared), or
+/// later.
+///
+/// On a durable queue (`durable`) the span is read from the log, never the ring: producers
+/// do not wait for a dead member's claim there, so the ring may be overwriting it. A span
+/// the journal has not written yet is journaled first (producers cannot have overwritten
+/// it then); if it still is not in the log, later.
 ///
 /// A claim marked claiming is ambiguous (the holder died around its compare-and-swap on
 /// the cursor): if the cursor still stands at its start (and is not flagged) the swap never
 /// happened and the span is not the dead member's; otherwise it is delivered again
 /// (at-least-once).
-fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
+fn take_over(
+    seg: &Segment,
+    sub: usize,
+    j: usize,
+    durable: Option<&(Arc<crate::log::Log>, super::journal::Journal)>,
+) -> Result<TakeOver> {
     let m = seg.member(j);
     let cap = seg.config().capacity;
     // Relaxed throughout: the slot's lock orders us after the previous holder's stores.
     let state = m.claim_state.load(Ordering::Relaxed);
     let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
     if state == CLAIM_NONE {
-        return None;
+        return Ok(TakeOver::Nothing);
     }
     let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
     // Acquire: as in `cursors::claim`.
     let w = seg.cursor(sub).load(Ordering::Acquire);
     let never_taken = state == CLAIM_CLAIMING && w & !cursors::FLAGS == pos;
+    let in_log = durable.is_some();
     // The span must still hold its records, stamped for their positions, up to its end
     // exactly (a claim recorded by a member that lost the race may name bytes producers
-    // have since reused).
-    let messages = if valid && !never_taken { intact(seg, pos, end) } else { None };
+    // have since reused); on a durable queue, in the log.
+    let messages = match durable {
+        _ if !valid || never_taken => None,
+        None => intact(seg, pos, end),
+        Some((log, journal)) => {
+            if super::consumer::log_end(seg) < end {
+                journal.progress_with(seg, true)?;
+                if super::consumer::log_end(seg) < end {
+                    return Ok(TakeOver::Later);
+                }
+            }
+            in_the_log(seg, log, pos, end)?
+        }
+    };
     let Some(messages) = messages else {
         // Release: as in `cursors::release`.
         m.claim_state.store(CLAIM_NONE, Ordering::Release);
-        return None;
+        return Ok(TakeOver::Nothing);
     };
     let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
@@ -286,7 +497,24 @@ fn take_over(seg: &Segment, sub: usize, j: usize) -> Option<(u64, u64, u32)> {
         // Relaxed: a statistic.
         seg.sub(sub).meta.redelivered.fetch_add(messages, Ordering::Relaxed);
     }
-    Some((pos, end, deliveries))
+    Ok(TakeOver::Deliver { pos, end, deliveries, in_log })
+}
+
+/// How many messages `[pos, end)` holds in the log, if it holds frames ending exactly at
+/// `end`; `None` otherwise.
+fn in_the_log(seg: &Segment, log: &Arc<crate::log::Log>, pos: u64, end: u64) -> Result<Option<u64>> {
+    let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
+    let mut b = Backlog::new(log.clone(), seg.config().capacity, seg_size);
+    let (mut at, mut messages) = (pos, 0u64);
+    loop {
+        match b.next(at, end)? {
+            Step::Frame(f) => {
+                messages += 1;
+                at = f.next;
+            }
+            Step::End(e) => return Ok((e == end && at <= end).then_some(messages)),
+        }
+    }
 }
 
 /// How many messages `[pos, end)` holds, if it holds committed records (messages or

@@ -127,10 +127,9 @@ pub(crate) fn create(name: &str, options: &Options, d: &Durability) -> Result<Co
     Ok(config)
 }
 
-/// Creates again the named subscriptions a restored queue's checkpoint lists. They start at
-/// the ring's start: what they had not released is in the log, which members do not read
-/// yet, so it is counted as missed (`lapped` and `missed_bytes` in `shmq subs ls`), never
-/// dropped silently.
+/// Creates again the named subscriptions a restored queue's checkpoint lists. Each resumes
+/// where it stood: a position below the ring's start is spilled (its cursor detached), so its
+/// members read the log from there, then go on in the ring.
 fn restore_subscriptions(name: &str, config: &Config) -> Result<()> {
     let Some(d) = &config.durable else { return Ok(()) };
     let Some(saved) = checkpoint::read(&d.dir) else { return Ok(()) };
@@ -143,12 +142,18 @@ fn restore_subscriptions(name: &str, config: &Config) -> Result<()> {
             continue;
         }
         if let Some(i) = super::subscription::find(&seg, &sub) {
-            let missed = base.saturating_sub(pos);
-            if missed > 0 {
-                let m = &seg.sub(i).meta;
-                // Relaxed: statistics.
-                m.missed_bytes.fetch_add(missed, crate::sync::atomic::Ordering::Relaxed);
-                m.lapped.fetch_add(1, crate::sync::atomic::Ordering::Relaxed);
+            if crate::ring::plausible(pos) && pos < base {
+                let word = seg.cursor(i);
+                // Acquire: as any read of a cursor word.
+                let w = word.load(crate::sync::atomic::Ordering::Acquire);
+                // AcqRel: producers read the detach through the cursor. Failure: a member
+                // that already joined and claimed (it started at the tail): leave it.
+                let _ = word.compare_exchange(
+                    w,
+                    pos | crate::layout::CURSOR_DETACHED,
+                    crate::sync::atomic::Ordering::AcqRel,
+                    crate::sync::atomic::Ordering::Relaxed,
+                );
             }
         }
     }

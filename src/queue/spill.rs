@@ -93,10 +93,11 @@ impl Consumer {
                 return Ok(());
             }
         }
-        // The log: make sure the cursor says so (a position below the ring's start that is
-        // not flagged), then read from the position.
+        // The log: make sure the cursor says so, and nothing else (a position below the
+        // ring's start that is not flagged; a dead predecessor's pin), then read from the
+        // position.
         let mut w = word.load(Ordering::Acquire);
-        while w & CURSOR_DETACHED == 0 {
+        while w != pos | CURSOR_DETACHED {
             // AcqRel: producers read the detach through the cursor.
             match word.compare_exchange(w, pos | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
@@ -169,7 +170,8 @@ impl Consumer {
                 let _ = word.compare_exchange(now, at | CURSOR_DETACHED, Ordering::Release, Ordering::Relaxed);
                 self.enter_log();
             }
-            // Anything else is a scribble: the next pin reports it.
+            // Anything else is a scribble: the next pin reports it (and `published` below
+            // no longer matches the word, so every later swap fails until then).
         }
         let seg = &self.h.shared.seg;
         self.pinned = false;
@@ -180,22 +182,21 @@ impl Consumer {
         }
     }
 
-    /// Where the log can be read up to: what the journal wrote, and under `Fsync::Always`
-    /// only what is synced.
-    fn log_end(seg: &Segment) -> u64 {
-        // Acquire: pairs with the journal's Release raise of `written` after its writes: the
-        // records below are in the files.
-        let written = seg.header().durable.written.load(Ordering::Acquire);
-        written.min(visible(seg))
-    }
-
-    /// The next message in the log, without rejoining the ring (the rest of a batch).
+    /// The next message in the log, without rejoining the ring (the rest of a batch; a
+    /// member's span in the log).
     pub(super) fn log_frame(&mut self) -> Result<Option<Record>> {
-        let end = Self::log_end(&self.h.shared.seg);
+        let end = match &self.member {
+            Some(m) => m.end,
+            None => super::log_end(&self.h.shared.seg),
+        };
         let b = self.backlog.as_mut().expect("reading the log");
         match b.next(self.ring.head(), end)? {
             Step::Frame(f) => Ok(Some(self.log_record(f))),
-            Step::End(_) => Ok(None),
+            Step::End(at) => {
+                // Padding (or a restart's gap) passed: a member's span ends there.
+                self.ring.skip_to(at);
+                Ok(None)
+            }
         }
     }
 
@@ -207,7 +208,7 @@ impl Consumer {
 
     /// Reads the next message from the log; when it has no more, rejoins the ring there.
     fn log_step(&mut self) -> Result<LogStep> {
-        let end = Self::log_end(&self.h.shared.seg);
+        let end = super::log_end(&self.h.shared.seg);
         let b = self.backlog.as_mut().expect("reading the log");
         let at = match b.next(self.ring.head(), end)? {
             Step::Frame(f) => return Ok(LogStep::Record(self.log_record(f))),
@@ -229,7 +230,7 @@ impl Consumer {
             self.backlog = None;
             return Ok(LogStep::Rejoined);
         }
-        Ok(if Self::log_end(seg) > pos { LogStep::Behind } else { LogStep::Stay })
+        Ok(if super::log_end(seg) > pos { LogStep::Behind } else { LogStep::Stay })
     }
 
     /// The next record, from the log or (pinned) the ring; `None` when there is none now,
@@ -352,7 +353,7 @@ fn ready(seg: &Segment, head: u64, prefix: u32, log: bool) -> bool {
         return true;
     }
     if log {
-        return Consumer::log_end(seg) > head;
+        return super::log_end(seg) > head;
     }
     // Acquire: as the consumer's other reads of its cursor.
     if seg.cursor(0).load(Ordering::Acquire) & CURSOR_DETACHED != 0 {

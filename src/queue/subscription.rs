@@ -126,11 +126,11 @@ pub struct SubscriptionInfo {
     pub lag_bytes: u64,
     /// About how many messages that is (estimated from the queue's average record size).
     pub lag_messages: u64,
-    /// Whether it is detached now (lapped, not yet rejoined by a member; or, for the
-    /// default subscription of a durable queue, spilled: its consumer reads the log).
+    /// Whether it is detached now (lapped, not yet rejoined by a member; or, on a durable
+    /// queue, spilled: its readers read the log).
     pub detached: bool,
-    /// How often it was detached for falling behind its lag limit (or spilled: the
-    /// default subscription of a durable queue, which misses nothing).
+    /// How often it was detached for falling behind its lag limit (or, on a durable queue,
+    /// spilled to the log, which misses nothing).
     pub lapped: u64,
     /// Bytes it missed over all those times.
     pub missed_bytes: u64,
@@ -386,8 +386,10 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
         let position = w & !gate::FLAGS;
         // Entry 0 is detached only on a durable queue, reading the log (spilled).
         let detached = w & layout::CURSOR_DETACHED != 0;
-        // A lapped subscription misses what it was behind; a spilled consumer still reads it.
-        let mut oldest = if detached && i != 0 { tail } else { position };
+        // A lapped subscription misses what it was behind; a spilled one (a durable
+        // queue's) still reads it.
+        let spilled = detached && seg.config().durable.is_some();
+        let mut oldest = if detached && !spilled { tail } else { position };
         let mut members = Vec::new();
         let mut received = CounterValues::default();
         if i == 0 {

@@ -121,7 +121,8 @@ pub trait Cursors {
     fn reader_alive(&self, _i: usize) -> bool {
         true
     }
-    /// Whether producer `j` lives (a system call: asked only about a claim in the way).
+    /// Whether the process in participant slot `j` (a producer, or a member of a
+    /// subscription) lives (a system call: asked only about a claim in the way).
     fn producer_alive(&self, _j: usize) -> bool {
         true
     }
@@ -224,12 +225,14 @@ fn scan<C: Cursors + ?Sized>(
             if detachable && !pinned && in_the_way {
                 // AcqRel: the detach is a decision its members read through the cursor;
                 // on failure Acquire, as the load above.
-                match word.compare_exchange(w, w | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
+                // A dead reader's pin goes with the detach: its successor reads the log.
+                let detached = (w & !CURSOR_PINNED) | CURSOR_DETACHED;
+                match word.compare_exchange(w, detached, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         c.lapped(i);
                         // Detached now: a spilled reader bounds us by `log_limit` (binding
                         // when it was more than a capacity behind), as above.
-                        w |= CURSOR_DETACHED;
+                        w = detached;
                         continue;
                     }
                     Err(now) => {
@@ -260,9 +263,15 @@ fn scan<C: Cursors + ?Sized>(
             if !(plausible(pos) && pos <= tail && tail - pos <= cap) {
                 continue;
             }
+            let in_the_way = tail + need - pos > cap;
+            // A dead member's claim in the way of a spilling entry is not waited for: it is
+            // in the log, where the member that takes it over reads it.
+            if c.spills(i) && in_the_way && !c.producer_alive(j) {
+                continue;
+            }
             // A dead member's claim in the way of a lag-limited entry is dropped (the entry
             // misses those messages), never waited for.
-            if limit != NO_LIMIT && tail + need - pos > cap && c.drop_dead_claim(i, j) {
+            if limit != NO_LIMIT && !c.spills(i) && in_the_way && c.drop_dead_claim(i, j) {
                 continue;
             }
             head = head.min(pos);
@@ -439,6 +448,9 @@ pub enum Claim {
     /// The cursor was detached and rejoined by someone else meanwhile, or is joining:
     /// try again.
     Retry,
+    /// The entry spills ([`Cursors::spills`]) and its cursor is detached: its members read
+    /// the log from the cursor's position, claiming spans there the same way.
+    Spilled,
 }
 
 /// Claims for member `me` of entry `i` the next span of at most `batch` messages (padding
@@ -464,6 +476,9 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
             return Ok(Claim::Retry);
         }
         if w & CURSOR_DETACHED != 0 {
+            if c.spills(i) {
+                return Ok(Claim::Spilled);
+            }
             return Ok(match join(c, geo.capacity, i, w) {
                 Some(start) => Claim::Lapped { pos: w & !FLAGS, start },
                 None => Claim::Retry,

@@ -27,6 +27,8 @@ struct Words {
     spills: [bool; 4],
     floor: AtomicU64,
     log_limit: u64,
+    /// Participant slots (readers and members) whose process is dead.
+    dead: u64,
 }
 
 impl Words {
@@ -44,6 +46,7 @@ impl Words {
             spills: [false; 4],
             floor: AtomicU64::new(u64::MAX),
             log_limit: u64::MAX,
+            dead: 0,
         }
     }
 }
@@ -76,6 +79,12 @@ impl Cursors for Words {
     }
     fn lapped(&self, _i: usize) {
         self.lapped.fetch_add(1, Ordering::Relaxed);
+    }
+    fn reader_alive(&self, i: usize) -> bool {
+        self.dead & (1 << i) == 0
+    }
+    fn producer_alive(&self, j: usize) -> bool {
+        self.dead & (1 << j) == 0
     }
     fn floor(&self) -> u64 {
         self.floor.load(Ordering::Relaxed)
@@ -376,4 +385,49 @@ fn two_threads_of_members_take_every_message_exactly_once() {
         at = b;
     }
     assert_eq!(at, n as u64 * crate::layout::record::size(8));
+}
+
+#[test]
+fn a_member_finding_its_spilling_subscription_detached_reads_the_log_not_the_tail() {
+    let (geo, region) = ring_with(4, 24);
+    let mut w = Words::new();
+    w.spills[1] = true;
+    w.active.store(0b10, Ordering::Relaxed);
+    w.tail.store(4 * crate::layout::record::size(24), Ordering::Relaxed);
+    w.cursors[1].store(8 | CURSOR_DETACHED, Ordering::Relaxed);
+    let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16, u64::MAX).unwrap();
+    assert_eq!(got, Claim::Spilled);
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), 8 | CURSOR_DETACHED, "left where it was");
+}
+
+#[test]
+fn a_dead_members_claim_in_the_way_of_a_spilling_subscription_is_passed_not_dropped() {
+    let mut w = Words::new();
+    w.spills[1] = true;
+    w.windows[1] = cursors::NO_LIMIT;
+    w.members[1] = 0b1;
+    w.active.store(0b10, Ordering::Relaxed);
+    w.cursors[1].store(640, Ordering::Relaxed);
+    w.claims[0].0.store(512, Ordering::Relaxed);
+    w.claims[0].1.store(640, Ordering::Relaxed);
+    w.claims[0].2.store(crate::layout::CLAIM_HELD, Ordering::Relaxed);
+    // Alive: waited for.
+    assert_eq!(gate(&w, 0, 1512, 64), 512);
+    // Dead: producers pass it (the member that takes it over reads it from the log), and the
+    // claim stays for that member.
+    w.dead = 1 << 0;
+    assert_eq!(gate(&w, 0, 1512, 64), 640, "past the claim, at the cursor");
+    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), crate::layout::CLAIM_HELD, "not dropped");
+}
+
+#[test]
+fn a_dead_readers_pinned_cursor_in_the_way_is_detached_without_its_pin() {
+    let mut w = Words::new();
+    w.spills[0] = true;
+    w.active.store(0b1, Ordering::Relaxed);
+    w.cursors[0].store(512 | CURSOR_PINNED, Ordering::Relaxed);
+    assert_eq!(gate(&w, 0, 1536, 64), 512, "alive: waited for");
+    w.dead = 1 << 0;
+    assert_eq!(gate(&w, 0, 1536, 64), 1536, "dead: nothing holds the producer");
+    assert_eq!(w.cursors[0].load(Ordering::Relaxed), 512 | CURSOR_DETACHED, "detached, the pin gone");
 }

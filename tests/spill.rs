@@ -28,6 +28,7 @@ fn child_role() {
         "holder" => holder(queue),
         "member" => member(queue),
         "tracker" => tracker(queue),
+        "streamer" => streamer(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -99,6 +100,30 @@ fn tracker(queue: &str) {
         let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
         common::say(&format!("got {}", check(&m)));
     }
+}
+
+/// Sends seq 0, 1, ... in bursts of `burst` messages, `pace` ms apart, until the parent
+/// closes its stdin; then says `sent N`.
+fn streamer(queue: &str) {
+    let burst: u32 = common::arg("burst");
+    let pace = Duration::from_millis(common::arg("pace"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while common::hear().is_some() {}
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    let mut seq = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..burst {
+            tx.send_timeout(&msg(seq), common::OP_TIMEOUT).expect("send");
+            seq += 1;
+        }
+        std::thread::sleep(pace);
+    }
+    common::say(&format!("sent {seq}"));
 }
 
 /// Sends seq `from..count` with `send_timeout`, pausing `pace` ms every 64 messages.
@@ -506,76 +531,75 @@ fn after_a_restart_a_subscription_resumes_from_the_log() {
     assert_eq!(a.missed_bytes, 0, "nothing missed");
 }
 
-/// A consumer killed with kill -9 every few milliseconds while a producer streams (the
-/// queue spills it while no consumer runs): each next consumer goes on from the message
-/// the killed one was on (delivered again if it had not released it) or the one after;
-/// none is missed. `SHMQ_SPILL_KILL_ROUNDS` rounds (default 40).
+/// A consumer killed with kill -9 every few milliseconds while a producer streams in bursts
+/// (the queue spills it whenever a burst comes while no consumer runs): each next consumer
+/// goes on from the message the killed one was on (delivered again if it had not released
+/// it) or the one after; none is missed. `SHMQ_SPILL_KILL_ROUNDS` rounds (default 200).
 #[test]
 fn a_consumer_killed_every_few_milliseconds_while_a_producer_streams_misses_nothing() {
-    let rounds: u32 = std::env::var("SHMQ_SPILL_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let rounds: u32 = std::env::var("SHMQ_SPILL_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let dir = LogDir::new("kill-loop");
     let q = TestQueue::create("spill-kill-loop", options(&dir, Mode::Mpsc, Fsync::Never));
-    let count = 20 * CAP as u32 / 80;
-    // Paced (about 0.6 MB/s: a ring in ~100 ms) so that the stream lasts about as long as
-    // the kills (~40 rounds of ~50 ms), and rings pass while no consumer runs.
-    let args = [("from", "0".into()), ("count", count.to_string()), ("pace", "8".into())];
-    let mut p = Child::spawn("producer", &q.name, &args);
+    // Bursts of about a ring and a half, every 50 ms, until told to stop.
+    let mut p = Child::spawn("streamer", &q.name, &[("burst", (3 * CAP / 160).to_string()), ("pace", "50".into())]);
+    p.expect("ready");
     let mut rng = common::Rng(u64::from(std::process::id()));
-    let (mut seen, mut last, mut redelivered) = (Vec::<u32>::new(), None::<u32>, 0);
-    let take = |lines: Vec<String>, last: &mut Option<u32>, seen: &mut Vec<u32>, redelivered: &mut u32| {
-        let mut first = true;
-        for l in lines {
-            let Some(seq) = l.strip_prefix("got ").map(|s| s.parse::<u32>().unwrap()) else { continue };
-            match (*last, first) {
-                (Some(prev), true) if seq == prev => *redelivered += 1,
-                (Some(prev), _) => assert_eq!(seq, prev + 1, "after {prev}: none missed, in order"),
-                (None, _) => assert_eq!(seq, 0, "from the first"),
-            }
-            if !(first && Some(seq) == *last) {
-                seen.push(seq);
-            }
-            *last = Some(seq);
-            first = false;
-        }
-    };
-    let mut killed = 0;
+    let mut t = Track::default();
     for _ in 0..rounds {
-        killed += 1;
         let mut c = Child::spawn("tracker", &q.name, &[]);
         c.expect("ready");
         std::thread::sleep(Duration::from_millis(2 + rng.below(15)));
         c.kill9();
-        let lines = c.remaining_lines();
-        take(lines, &mut last, &mut seen, &mut redelivered);
-        if last == Some(count - 1) {
-            break;
-        }
-        // No consumer for a while: producers spill its cursor.
-        std::thread::sleep(Duration::from_millis(rng.below(80)));
+        t.fresh = true;
+        t.take(&c.remaining_lines());
+        // No consumer for a while: a burst may come and spill its cursor.
+        std::thread::sleep(Duration::from_millis(rng.below(60)));
     }
-    p.expect("done");
+    p.hang_up();
+    let sent: u32 = p.expect("sent").parse().unwrap();
     p.wait_ok();
     let (_, spills, _) = default_cursor(&q.name);
     // The rest, read to the end.
     let mut c = Child::spawn("tracker", &q.name, &[]);
     c.expect("ready");
-    let deadline = Instant::now() + common::WATCHDOG;
-    let mut lines = Vec::new();
-    while last.is_none_or(|l| l + 1 < count)
-        || lines.last().is_some_and(|l: &String| l != &format!("got {}", count - 1))
-    {
-        let l = c.try_line(Duration::from_millis(100));
-        if let Some(l) = l {
-            let done = l == format!("got {}", count - 1);
-            lines.push(l);
-            if done {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the last consumer never reached the end");
+    t.fresh = true;
+    while t.last != Some(sent - 1) {
+        t.take(&[c.try_line(common::OP_TIMEOUT).expect("the last consumer reads to the end")]);
     }
     c.kill9();
-    take(lines, &mut last, &mut seen, &mut redelivered);
-    assert_eq!(seen, (0..count).collect::<Vec<_>>(), "every message, once, in order (redeliveries aside)");
-    eprintln!("{killed} kills: {count} messages, {redelivered} delivered again, the consumer spilled {spills} times");
+    assert_eq!(t.seen, sent, "every message, once, in order (redeliveries aside)");
+    let (redelivered, spills) = (t.redelivered, spills);
+    eprintln!("{rounds} kills: {sent} messages, {redelivered} delivered again, the consumer spilled {spills} times");
+}
+
+/// What the consumers of the kill loop said, checked as it comes.
+#[derive(Default)]
+struct Track {
+    /// Distinct messages seen.
+    seen: u32,
+    /// The last one.
+    last: Option<u32>,
+    /// Messages a consumer received again after its predecessor was killed holding them.
+    redelivered: u32,
+    /// The next line starts a consumer's output.
+    fresh: bool,
+}
+
+impl Track {
+    /// Takes one consumer's `got SEQ` lines (or, with `fresh` false, more of the same one's).
+    fn take(&mut self, lines: &[String]) {
+        for l in lines {
+            let Some(seq) = l.strip_prefix("got ").map(|s| s.parse::<u32>().unwrap()) else { continue };
+            match self.last {
+                Some(prev) if self.fresh && seq == prev => self.redelivered += 1,
+                Some(prev) => assert_eq!(seq, prev + 1, "after {prev}: none missed, in order"),
+                None => assert_eq!(seq, 0, "from the first"),
+            }
+            if !(self.fresh && Some(seq) == self.last) {
+                self.seen += 1;
+            }
+            self.last = Some(seq);
+            self.fresh = false;
+        }
+    }
 }

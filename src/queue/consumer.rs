@@ -531,7 +531,7 @@ impl Consumer {
             return Ok(0);
         };
         if self.backlog.is_some() {
-            return self.log_batch(max, rec, f);
+            return self.log_batch(max, rec, &mut f);
         }
         // Counts and publishes once, when the batch ends, however it ends (`f` may panic).
         let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
@@ -564,7 +564,7 @@ impl Consumer {
     /// [`recv_batch_until`](Self::recv_batch_until) of a durable queue's consumer reading
     /// the log, from its first record `rec`.
     #[cold]
-    fn log_batch(&mut self, max: usize, mut rec: consumer::Record, mut f: impl FnMut(&[u8])) -> Result<usize> {
+    fn log_batch(&mut self, max: usize, mut rec: consumer::Record, f: &mut impl FnMut(&[u8])) -> Result<usize> {
         let mut batch = Batch { consumer: self, messages: 0, bytes: 0 };
         loop {
             f(batch.consumer.log_payload(rec));

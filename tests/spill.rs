@@ -603,3 +603,42 @@ impl Track {
         }
     }
 }
+
+/// Shared memory is untrusted: a `written` position scribbled above what the journal wrote
+/// (or past the producers' position) makes a spilled consumer report `Corrupt` where the log
+/// has a hole, never skip the messages there, walk segments for ever, or hang.
+#[test]
+fn a_scribbled_written_position_is_corrupt_for_a_spilled_consumer_never_a_skip() {
+    const OFF_WRITTEN: u64 = 896 + 56; // docs/LAYOUT.md, line 7
+    for (case, past) in [("at-the-tail", 4096u64), ("far-past-it", 1 << 50)] {
+        let dir = LogDir::new(&format!("scribbled-{case}"));
+        let q = TestQueue::create(&format!("spill-scribbled-{case}"), options(&dir, Mode::Mpsc, Fsync::Never));
+        let count = (3 * CAP / 80) as u32;
+        send_all(&q.name, 0, count, Fsync::Never);
+        assert!(default_cursor(&q.name).0, "spilled");
+        // Ten more, in the ring only (the producer stays open: nothing journals them).
+        let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+        for seq in count..count + 10 {
+            tx.send(&msg(seq)).unwrap();
+        }
+        let s = Queue::inspect(&q.name).unwrap();
+        let written = s.durable.as_ref().unwrap().written;
+        assert!(written < s.tail, "{case}: the last ten are not in the log");
+        q.raw().write_u64(OFF_WRITTEN, s.tail + past - 4096);
+        let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+        let mut next = 0;
+        let end = loop {
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(m) => {
+                    assert_eq!(check(&m), next, "{case}: in order, none skipped");
+                    next += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        eprintln!("{case}: {next} of {count} messages read from the log, then {end:?}");
+        assert_eq!(next, count, "{case}: everything the log holds");
+        assert!(matches!(end, Error::Corrupt(_)), "{case}: {end:?}");
+        drop(tx);
+    }
+}

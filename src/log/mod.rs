@@ -666,6 +666,13 @@ impl Log {
         if is_space(&e) { Error::NoSpace } else { self.fail(format!("{what}: {e}")) }
     }
 
+    /// The first segment on disk numbered `k` or above, if any (a directory listing: for
+    /// readers that find a segment missing, so that they skip what retention or a restart
+    /// left out in one step rather than one segment at a time).
+    pub fn next_segment(&self, k: u64) -> Result<Option<u64>> {
+        Ok(self.list_segments()?.into_iter().find(|&s| s >= k))
+    }
+
     fn list_segments(&self) -> Result<Vec<u64>> {
         let names = self.fs.list_dir(&self.dir).map_err(|e| os_err(e, format!("list {}", self.dir.display())))?;
         let mut ks: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();

@@ -21,6 +21,12 @@ pub(crate) struct Backlog {
     /// Bytes of the log from position `at`.
     buf: Vec<u8>,
     at: u64,
+    /// From here on the log must hold every record below the end it is read to (a
+    /// consumer's or member's position never falls below what retention keeps, and only a
+    /// restart leaves a gap, below the ring's start): a missing segment or a hole there is
+    /// `Corrupt`, not skipped. `u64::MAX` for a [`Reader`](crate::Reader), which may start
+    /// below what retention kept.
+    strict_from: u64,
 }
 
 /// A message read from the log.
@@ -46,7 +52,14 @@ pub(crate) enum Step {
 
 impl Backlog {
     pub(crate) fn new(log: Arc<Log>, wrap: u64, seg_size: u64) -> Backlog {
-        Backlog { log, wrap, seg_size, buf: Vec::new(), at: 0 }
+        Backlog { log, wrap, seg_size, buf: Vec::new(), at: 0, strict_from: u64::MAX }
+    }
+
+    /// A reader for a queue's consumer or member: the log is whole from `base` (the ring's
+    /// start) up (see `strict_from`).
+    pub(crate) fn strict_from(mut self, base: u64) -> Backlog {
+        self.strict_from = base;
+        self
     }
 
     /// The bytes a [`Frame`] points into.
@@ -65,10 +78,18 @@ impl Backlog {
             // records still being written. (What the buffer holds was read below an earlier
             // `end`, which only grows.)
             let lim = seg_end.min(end);
+            let hole = |pos: u64| corrupt(pos, "missing from the log files, below what the journal wrote".into());
             if !self.holds(pos, 8) && !self.fill(pos, lim)? {
-                // Nothing on disk here (a segment removed, or a gap left by a restart):
-                // the next segment, or the ring.
-                pos = seg_end;
+                if pos >= self.strict_from {
+                    return Err(hole(pos));
+                }
+                // Nothing on disk here (a segment removed, or a gap left by a restart): the
+                // next segment on disk, or the end (where the ring takes over). One listing,
+                // not a walk through every missing segment: `end` comes from shared memory.
+                pos = match self.log.next_segment(pos / self.seg_size + 1)? {
+                    Some(k) if k.saturating_mul(self.seg_size) < end => k * self.seg_size,
+                    _ => end,
+                };
                 continue;
             }
             let off = (pos - self.at) as usize;
@@ -81,13 +102,16 @@ impl Backlog {
                 Ok(d) => pos = d.next(pos),
                 Err(Invalid::Short(n)) => {
                     if !self.fill(pos, lim)? || (self.buf.len() as u64) < n.min(lim - pos) {
+                        if pos >= self.strict_from {
+                            return Err(hole(pos));
+                        }
                         // The log ends inside this frame: nothing more was written here.
                         pos = seg_end;
                     }
                 }
                 // The end of what was written in this segment: a padding frame covers a
                 // restart's gap, so this is the end of the log.
-                Err(Invalid::Bad(_)) if self.is_zero(off) => pos = seg_end,
+                Err(Invalid::Bad(_)) if self.is_zero(off) && pos < self.strict_from => pos = seg_end,
                 Err(Invalid::Bad(why)) => return Err(corrupt(pos, why)),
             }
         }

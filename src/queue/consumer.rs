@@ -809,7 +809,10 @@ pub(super) fn log_end(seg: &Segment) -> u64 {
     // Acquire: pairs with the journal's Release raise of `written` after its writes: the
     // records below are in the files.
     let written = seg.header().durable.written.load(Ordering::Acquire);
-    written.min(super::journal::visible(seg))
+    // Acquire: pairs with the producers' Release publication of `tail`. An honest `written`
+    // is never above it; a scribbled one must not send readers past what was sent.
+    let tail = seg.header().producer.tail.load(Ordering::Acquire);
+    written.min(super::journal::visible(seg)).min(tail)
 }
 
 /// Whether the default subscription exists (it can be removed).

@@ -221,7 +221,7 @@ impl Member {
             let b = self.spare.take().unwrap_or_else(|| {
                 let (l, _) = self.durable.as_ref().expect("a durable queue's member");
                 let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
-                Box::new(Backlog::new(l.clone(), seg.config().capacity, seg_size))
+                Box::new(Backlog::new(l.clone(), seg.config().capacity, seg_size).strict_from(ring_start(seg)))
             });
             *log = Some(b);
         }
@@ -500,11 +500,17 @@ fn take_over(
     Ok(TakeOver::Deliver { pos, end, deliveries, in_log })
 }
 
+/// Where the ring started (a restored queue's; 0 otherwise): the log is whole above it.
+fn ring_start(seg: &Segment) -> u64 {
+    // Relaxed: fixed at creation, validated with the header.
+    seg.header().durable.base.load(Ordering::Relaxed)
+}
+
 /// How many messages `[pos, end)` holds in the log, if it holds frames ending exactly at
 /// `end`; `None` otherwise.
 fn in_the_log(seg: &Segment, log: &Arc<crate::log::Log>, pos: u64, end: u64) -> Result<Option<u64>> {
     let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
-    let mut b = Backlog::new(log.clone(), seg.config().capacity, seg_size);
+    let mut b = Backlog::new(log.clone(), seg.config().capacity, seg_size).strict_from(ring_start(seg));
     let (mut at, mut messages) = (pos, 0u64);
     loop {
         match b.next(at, end)? {

@@ -116,7 +116,10 @@ impl Consumer {
             let seg = &self.h.shared.seg;
             let j = self.journal.as_ref().expect("a durable queue's consumer has a journal handle");
             let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
-            self.backlog = Some(Box::new(Backlog::new(j.log().clone(), seg.config().capacity, seg_size)));
+            // Relaxed: fixed at creation (checked when the consumer attached).
+            let base = seg.header().durable.base.load(Ordering::Relaxed);
+            let b = Backlog::new(j.log().clone(), seg.config().capacity, seg_size).strict_from(base);
+            self.backlog = Some(Box::new(b));
         }
     }
 

@@ -642,3 +642,58 @@ fn a_scribbled_written_position_is_corrupt_for_a_spilled_consumer_never_a_skip()
         drop(tx);
     }
 }
+
+/// A consumer holding messages (`recv_held`, as the NATS bridge does) is spilled like any
+/// other: it reads on from the log past what it holds, and stays at the first message it
+/// holds. One that dies holding them leaves them to the next consumer; one that releases
+/// them comes back to the ring once it has caught up.
+#[test]
+fn a_consumer_holding_messages_is_spilled_reads_on_and_rejoins_once_it_released_them() {
+    let dir = LogDir::new("held");
+    let q = TestQueue::create("spill-held", options(&dir, Mode::Mpsc, Fsync::Never));
+    let count = (4 * CAP / 80) as u32;
+    send_all(&q.name, 0, 10, Fsync::Never);
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let mut first = None;
+    rx.try_recv_held(10, |id, m| {
+        first.get_or_insert(id);
+        check(m);
+    })
+    .unwrap();
+    // Four rings past the held messages: producers spill the consumer.
+    send_all(&q.name, 10, count, Fsync::Never);
+    assert!(default_cursor(&q.name).0, "spilled");
+    let mut next = 10;
+    while next < count {
+        rx.recv_held_timeout(64, common::OP_TIMEOUT, |_, m| {
+            assert_eq!(check(m), next, "in order past the held ones, from the log");
+            next += 1;
+        })
+        .unwrap();
+    }
+    assert_eq!(rx.held() as u32, count, "everything received is held");
+    assert!(rx.try_recv().unwrap().is_none());
+    let (detached, _, position) = default_cursor(&q.name);
+    assert!(detached && Some(position) == first, "in the log, at the first held message");
+    // It goes without releasing anything (as if it died): the next one gets it all again.
+    drop(rx);
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let (mut next, mut last) = (0, 0);
+    while next < count {
+        rx.recv_held_timeout(64, common::OP_TIMEOUT, |id, m| {
+            assert_eq!(check(m), next, "everything again, from the first held message");
+            next += 1;
+            last = id;
+        })
+        .unwrap();
+    }
+    assert!(default_cursor(&q.name).0, "still in the log while it holds them");
+    rx.release_held(last).unwrap();
+    // Released and caught up: the next look rejoins the ring.
+    assert!(rx.try_recv().unwrap().is_none());
+    assert!(!default_cursor(&q.name).0, "back in the ring");
+    send_all(&q.name, count, count + 5, Fsync::Never);
+    for seq in count..count + 5 {
+        assert_eq!(check(&rx.recv_timeout(common::OP_TIMEOUT).unwrap()), seq, "and on in the ring");
+    }
+}

@@ -7,10 +7,12 @@
 
 #![cfg(feature = "cli")]
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::LogDir;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shmq");
@@ -36,27 +38,6 @@ impl std::ops::Deref for Name {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
-    }
-}
-
-/// A log directory on the real disk, removed on drop.
-struct LogDir(PathBuf);
-
-impl LogDir {
-    fn new(tag: &str) -> LogDir {
-        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-durable-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        LogDir(p)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("UTF-8 path")
-    }
-}
-
-impl Drop for LogDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

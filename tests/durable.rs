@@ -13,10 +13,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Child, TestQueue};
+use common::{Child, LogDir, TestQueue};
 use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Wait};
 
 #[test]
@@ -78,23 +77,6 @@ fn check(m: &[u8]) -> (u32, u32) {
     let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
     assert_eq!(m, msg(stream, seq), "message bytes");
     (stream, seq)
-}
-
-/// A log directory on the real disk, removed on drop.
-struct LogDir(PathBuf);
-
-impl LogDir {
-    fn new(test: &str) -> LogDir {
-        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        LogDir(p)
-    }
-}
-
-impl Drop for LogDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn options(dir: &LogDir, fsync: Fsync) -> Options {

@@ -7,14 +7,15 @@
 //! log (`spill-rejoin`, its cursor detached), in the middle of a rejoin (`spill-rejoining`:
 //! its cursor plain, the producers' `gate_min` not yet checked), and while it holds a
 //! message read in the ring (its cursor pinned). Each time the next consumer goes on from
-//! the position the killed one published.
+//! the position the killed one published. A member of a spilled subscription killed at each
+//! step of a claim in the log (`member-claim-recorded`, `member-claimed`,
+//! `member-span-read`) leaves the next member what it had not released.
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Child, TestQueue};
+use common::{Child, LogDir, TestQueue};
 use rustix::process::Signal;
 use shmq::{Consumer, Error, Fsync, Mode, Options, Producer, Queue, Wait};
 
@@ -159,23 +160,6 @@ fn check(m: &[u8]) -> u32 {
     let seq = u32::from_le_bytes(m[..4].try_into().unwrap());
     assert_eq!(m, msg(seq), "message bytes");
     seq
-}
-
-/// A log directory on the real disk, removed on drop.
-struct LogDir(PathBuf);
-
-impl LogDir {
-    fn new(test: &str) -> LogDir {
-        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("spill-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        LogDir(p)
-    }
-}
-
-impl Drop for LogDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn options(dir: &LogDir, mode: Mode, fsync: Fsync) -> Options {
@@ -468,39 +452,49 @@ fn a_stopped_member_of_a_subscription_is_spilled_and_then_reads_every_message_in
     assert!(!s.detached && s.missed_bytes == 0, "back in the ring: {s:?}");
 }
 
-/// A member killed while it holds a span read from the log: producers do not wait for the
-/// dead member, and the next member takes the span over from the log (delivered again,
-/// delivery count 2), then goes on; nothing is missed.
+/// A member killed at each step of a claim in the log (recorded but the cursor not moved;
+/// moved but not yet marked held; read but not handed back): producers do not wait for the
+/// dead member, and the next member takes over what it had not released, from the log
+/// (delivered again, delivery count 2), then goes on; nothing is missed.
 #[cfg(feature = "failpoints")]
 #[test]
-fn a_member_killed_holding_a_span_from_the_log_has_it_taken_over_by_the_next() {
-    let dir = LogDir::new("member-killed");
-    let q = TestQueue::create("spill-member-killed", options(&dir, Mode::Mpsc, Fsync::Never));
-    shmq::Subscription::create(&q.name, "work", shmq::SubscriptionOptions::new()).unwrap();
-    // No member yet: producers spill the subscription.
-    let count = (5 * CAP / 80) as u32;
-    send_all(&q.name, 0, count, Fsync::Never);
-    let args = |from: u32| [("sub", "work".to_owned()), ("from", from.to_string()), ("count", count.to_string())];
-    // It dies having read its fourth span (16 messages each), before handing it back.
-    let env = [("SHMQ_FAILPOINT", "member-span-read".to_owned()), ("SHMQ_FAILPOINT_SKIP", "3".to_owned())];
-    let mut a = Child::spawn_env("member", &q.name, &args(0), &env);
-    a.expect("ready");
-    let status = a.wait_until(Instant::now() + common::WATCHDOG).expect("killed at its failpoint");
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "died at member-span-read");
+fn a_member_killed_at_each_step_of_a_claim_in_the_log_leaves_the_next_every_message() {
+    // (failpoint, first message the next member gets, how many of them are deliveries again).
+    // Each dies at its fourth hit, after three spans of 16 read and released.
+    let cases = [
+        // Recorded, the cursor not moved: never taken, so nothing is delivered again.
+        ("member-claim-recorded", 48, 0),
+        // The cursor moved past 48..=63: the whole span again.
+        ("member-claimed", 48, 16),
+        // Released 48..=62 (each release raises the claim's start), died on 63.
+        ("member-span-read", 63, 1),
+    ];
+    for (point, from, again) in cases {
+        let dir = LogDir::new(&format!("member-killed-{point}"));
+        let q = TestQueue::create(&format!("spill-member-{point}"), options(&dir, Mode::Mpsc, Fsync::Never));
+        shmq::Subscription::create(&q.name, "work", shmq::SubscriptionOptions::new()).unwrap();
+        // No member yet: producers spill the subscription.
+        let count = (5 * CAP / 80) as u32;
+        send_all(&q.name, 0, count, Fsync::Never);
+        let args = [("sub", "work".to_owned()), ("from", "0".to_owned()), ("count", count.to_string())];
+        let env = [("SHMQ_FAILPOINT", point.to_owned()), ("SHMQ_FAILPOINT_SKIP", "3".to_owned())];
+        let mut a = Child::spawn_env("member", &q.name, &args, &env);
+        a.expect("ready");
+        let status = a.wait_until(Instant::now() + common::WATCHDOG).expect("killed at its failpoint");
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "died at {point}");
+        }
+        // Producers go on past the dead member's claim.
+        let total = count + (3 * CAP / 80) as u32;
+        send_all(&q.name, count, total, Fsync::Never);
+        let args = [("sub", "work".to_owned()), ("from", from.to_string()), ("count", total.to_string())];
+        let mut b = Child::spawn("member", &q.name, &args);
+        b.expect("ready");
+        assert_eq!(b.expect("first"), from.to_string(), "{point}: what the dead member had not released first");
+        assert_eq!(expect_past(&mut b, "done"), format!("{} {again}", total - from), "{point}: delivered again");
+        b.wait_ok();
     }
-    // Producers go on past the dead member's claim.
-    send_all(&q.name, count, count + (3 * CAP / 80) as u32, Fsync::Never);
-    let total = count + (3 * CAP / 80) as u32;
-    // It had released 48..=62 of its fourth span (each release raises the claim's start)
-    // and died on 63, its last.
-    let args = [("sub", "work".to_owned()), ("from", "63".to_owned()), ("count", total.to_string())];
-    let mut b = Child::spawn("member", &q.name, &args);
-    b.expect("ready");
-    assert_eq!(b.expect("first"), "63", "the rest of the dead member's span first");
-    assert_eq!(expect_past(&mut b, "done"), format!("{} 1", total - 63), "delivered again, once");
-    b.wait_ok();
 }
 
 /// After a restart, a subscription resumes where it stood: its member reads what it had
@@ -696,4 +690,31 @@ fn a_consumer_holding_messages_is_spilled_reads_on_and_rejoins_once_it_released_
     for seq in count..count + 5 {
         assert_eq!(check(&rx.recv_timeout(common::OP_TIMEOUT).unwrap()), seq, "and on in the ring");
     }
+}
+
+/// `max_log_bytes` bounds producers against a named subscription that fell behind as well
+/// (here the only reader: the default subscription is removed, and nobody reads "slow").
+#[test]
+fn max_log_bytes_bounds_producers_against_a_subscription_too() {
+    let dir = LogDir::new("max-log-sub");
+    let max_log = 4 * CAP;
+    let q = TestQueue::create("spill-max-log-sub", options(&dir, Mode::Mpsc, Fsync::Never).max_log_bytes(max_log));
+    shmq::Subscription::remove(&q.name, shmq::Subscription::DEFAULT).unwrap();
+    shmq::Subscription::create(&q.name, "slow", shmq::SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut seq = 0;
+    while tx.try_send(&msg(seq)).is_ok() {
+        seq += 1;
+        assert!(u64::from(seq) < 4 * max_log / 24, "never full: max_log_bytes bounds nothing");
+    }
+    let s = Queue::inspect(&q.name).unwrap();
+    let slow = s.subscriptions.iter().find(|s| s.name == "slow").unwrap();
+    let ahead = s.tail - slow.position;
+    assert!(slow.detached && ahead > max_log - CAP && ahead <= max_log, "full {ahead} bytes past it: {slow:?}");
+    // Its member reads on: producers go on.
+    let mut rx = Consumer::subscribe_with(&q.name, "slow", Wait::Block).unwrap();
+    for s in 0..seq {
+        assert_eq!(check(&rx.recv_timeout(common::OP_TIMEOUT).unwrap()), s);
+    }
+    tx.send_timeout(&msg(seq), common::OP_TIMEOUT).unwrap();
 }

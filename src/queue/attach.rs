@@ -42,6 +42,17 @@ impl Until {
             Until::Within(t) => Some(Instant::now().checked_add(t)),
         }
     }
+
+    /// [`deadline`](Self::deadline), fixed at the first call: a `Within` becomes the
+    /// `Deadline` it gives, so a loop that waits again keeps the same one.
+    #[inline]
+    pub(super) fn fix(&mut self) -> Option<Option<Instant>> {
+        let d = self.deadline();
+        if let Some(d) = d {
+            *self = Until::Deadline(d);
+        }
+        d
+    }
 }
 
 /// `Until` for a call that waits at most `timeout`.

@@ -824,8 +824,7 @@ fn default_subscribed(seg: &Segment) -> bool {
 impl Consumer {
     /// A member's [`next_slow`](Self::next_slow): reads its span, hands it back when done,
     /// claims the next (or a dead member's), waits by `until`.
-    fn member_next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
-        let mut deadline: Option<Option<Instant>> = None;
+    fn member_next(&mut self, mut until: Until) -> Result<Option<consumer::Record>> {
         loop {
             if let Some(rec) = self.peek_member()? {
                 return Ok(Some(rec));
@@ -848,16 +847,7 @@ impl Consumer {
             if self.h.is_closed() {
                 return Err(Error::Closed);
             }
-            let d = match deadline {
-                Some(d) => d,
-                None => match until.deadline() {
-                    None => return Ok(None),
-                    Some(d) => {
-                        deadline = Some(d);
-                        d
-                    }
-                },
-            };
+            let Some(d) = until.fix() else { return Ok(None) };
             // Wait in slices: a dead member's span, or a dead producer's claim, wakes nobody.
             let slice = Instant::now() + member::ADOPT_EVERY;
             let until = Some(d.map_or(slice, |d| d.min(slice)));

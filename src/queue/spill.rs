@@ -248,12 +248,11 @@ impl Consumer {
                     LogStep::Rejoined => {}
                 }
             }
-            if !self.pinned && !self.pin()? {
-                continue;
-            }
             if self.pinned {
-                // Under `Fsync::Always`, what is synced now.
+                // Pinned already (a peek): under `Fsync::Always`, what is synced now.
                 self.ring.set_limit(visible(&self.h.shared.seg));
+            } else if !self.pin()? {
+                continue;
             }
             if let Some(rec) = self.peek_ring()? {
                 return Ok(Some(rec));
@@ -273,9 +272,8 @@ impl Consumer {
 
     /// [`Consumer::next_slow`] of a durable queue's consumer.
     #[inline(never)]
-    pub(super) fn spill_next(&mut self, until: Until) -> Result<Option<Record>> {
+    pub(super) fn spill_next(&mut self, mut until: Until) -> Result<Option<Record>> {
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
-        let mut deadline = None;
         loop {
             if let Some(rec) = self.spill_try()? {
                 return Ok(Some(rec));
@@ -283,16 +281,7 @@ impl Consumer {
             if self.h.is_closed() || !super::default_subscribed(&self.h.shared.seg) {
                 return Err(Error::Closed);
             }
-            let d = match deadline {
-                Some(d) => d,
-                None => match until.deadline() {
-                    None => return Ok(None),
-                    Some(d) => {
-                        deadline = Some(d);
-                        d
-                    }
-                },
-            };
+            let Some(d) = until.fix() else { return Ok(None) };
             if let Some(j) = &self.journal {
                 let seg = &self.h.shared.seg;
                 // About to wait: write what producers sent to the log (if the role is free),

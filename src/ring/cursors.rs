@@ -29,16 +29,18 @@
 //! subscription's claims after its cursor (Acquire), so a span is never overwritten while
 //! claimed. A member done with a span stores `NONE` (Release).
 //!
-//! **Spill** (a durable queue's default consumer, whose messages are all in the queue's log
+//! **Spill** (every reader of a durable queue, whose messages are all in the queue's log
 //! files below the journal's position). Producers never wait for such a reader: one in the
-//! way is detached (as a lag limit does) and reads the log from where it stood. It comes
+//! way is detached (as a lag limit does) and reads the log from where it stood (members of a
+//! detached subscription claim their spans there, the same way). It comes
 //! back at exactly the position it reached there ([`rejoin_at`]): it stores the position
 //! as a plain cursor, bumps `joins` and reads every producer's `gate_min`; the Dekker pair
 //! above means that either a producer sees the cursor, or the joiner sees that producer's
 //! `gate_min`, and it stays only if no `gate_min` is above its position (no producer may be
 //! overwriting from there). Producers count the journal's floor in `gate_min` for this: a
 //! reader that has read the log up to the journal's position can come back. While the
-//! reader reads a message in the ring it pins the cursor (`PINNED`): producers wait for a
+//! default consumer reads a message in the ring it pins its cursor (`PINNED`; a member's
+//! claim does the same for its span): producers wait for a
 //! pinned cursor rather than detach it, so a borrowed message is never overwritten (unless
 //! its reader died: then the pin counts for nothing). A detached reader still bounds the
 //! producers: they stay within `max_log_bytes` of it.

@@ -651,3 +651,30 @@ impl Child {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Durable queues.
+
+/// A log directory on the real disk (under the build's temporary directory), removed on
+/// drop. `tag` names it within a test binary; the process id keeps binaries apart.
+pub struct LogDir(pub std::path::PathBuf);
+
+impl LogDir {
+    pub fn new(tag: &str) -> LogDir {
+        let p = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("shmq-log-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        LogDir(p)
+    }
+
+    /// The directory as a string (for command lines).
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -523,6 +523,15 @@ impl From<OpenError> for Error {
     }
 }
 
+/// A subscription's ack area: its options and statistics, and its in-flight table.
+#[derive(Clone, Copy)]
+pub(crate) struct Acks<'a> {
+    /// Options and statistics.
+    pub meta: &'a layout::AckMeta,
+    /// The in-flight table ([`layout::IN_FLIGHT_ENTRIES`] entries).
+    pub entries: &'a [layout::InFlight],
+}
+
 /// A mapped queue segment. Each handle has its own: its own file description (so its own
 /// OFD locks) and its own mapping.
 ///
@@ -677,10 +686,13 @@ impl Segment {
         let io = |what: &str, e: Errno| Error::os(e, what, name);
         // The umask masked shm_open's mode; fchmod sets exactly what was asked.
         rustix::fs::fchmod(fd, FileMode::from_raw_mode(permissions)).map_err(|e| io("chmod", e))?;
-        let total = layout::HEADER_SIZE as u64 + capacity;
+        let ring_total = layout::HEADER_SIZE as u64 + capacity;
+        // A durable queue has its subscriptions' ack areas after the data region; only
+        // those of subscriptions with explicit acks get memory, when they are created.
+        let total = ring_total + if spec.durable.is_some() { layout::ACKS_SIZE as u64 } else { 0 };
         rustix::fs::ftruncate(fd, total).map_err(|e| io("resize", e))?;
         // Reserve the pages now: a /dev/shm too small fails here, not as a SIGBUS later.
-        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, total) {
+        match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, ring_total) {
             Ok(()) | Err(Errno::OPNOTSUPP) => {}
             Err(Errno::NOSPC) => {
                 return Err(Error::Io {
@@ -887,7 +899,8 @@ impl Segment {
         if data_offset != layout::HEADER_SIZE as u64 {
             return Err(corrupt(format!("data offset {data_offset}")));
         }
-        let expect = layout::HEADER_SIZE as u64 + capacity;
+        let acks = if durable.is_some() { layout::ACKS_SIZE as u64 } else { 0 };
+        let expect = layout::HEADER_SIZE as u64 + capacity + acks;
         if total_size != expect {
             return Err(corrupt(format!("total size {total_size} does not match capacity {capacity}")));
         }
@@ -1113,7 +1126,48 @@ impl Segment {
     pub fn region(&self) -> PtrRegion {
         // SAFETY: `len = HEADER_SIZE + capacity` bytes are mapped for the life of `self`;
         // the region (and anything borrowed from it) is used only while `self` lives.
-        unsafe { PtrRegion::new(self.base.as_ptr().add(layout::HEADER_SIZE), self.len - layout::HEADER_SIZE) }
+        unsafe { PtrRegion::new(self.base.as_ptr().add(layout::HEADER_SIZE), self.config.capacity as usize) }
+    }
+
+    /// The ack area of subscription entry `i` (its options and in-flight table): `None` on
+    /// a volatile queue, which has none.
+    pub fn acks(&self, i: usize) -> Option<Acks<'_>> {
+        assert!(i < layout::SUBSCRIPTIONS);
+        self.config.durable.as_ref()?;
+        let off = layout::HEADER_SIZE + self.config.capacity as usize + i * layout::ACK_AREA;
+        debug_assert!(off + layout::ACK_AREA <= self.len);
+        // SAFETY: a durable queue's mapping is `HEADER_SIZE + capacity + ACKS_SIZE` bytes
+        // (validated at open), so the area lies within it, 128-byte aligned (the capacity
+        // is a power of two of at least 1024, ACK_AREA a multiple of 128); AckMeta and
+        // InFlight are made of atomics, valid for any bytes.
+        unsafe {
+            let base = self.base.as_ptr().add(off);
+            Some(Acks {
+                meta: &*base.cast::<layout::AckMeta>(),
+                entries: std::slice::from_raw_parts(
+                    base.add(layout::LINE).cast::<layout::InFlight>(),
+                    layout::IN_FLIGHT_ENTRIES,
+                ),
+            })
+        }
+    }
+
+    /// Gives subscription entry `i`'s ack area its memory (a subscription with explicit
+    /// acks is being created): a /dev/shm too small fails here, never as a SIGBUS later.
+    pub fn reserve_acks(&self, i: usize) -> Result<()> {
+        let off = layout::HEADER_SIZE as u64 + self.config.capacity + (i * layout::ACK_AREA) as u64;
+        match rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), off, layout::ACK_AREA as u64) {
+            Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+            Err(Errno::NOSPC) => Err(Error::Io {
+                context: format!(
+                    "queue {}: {SHM_DIR} has no room for a subscription's in-flight table ({} bytes)",
+                    shown(&self.config.name),
+                    layout::ACK_AREA
+                ),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            }),
+            Err(e) => Err(Error::os(e, "reserve memory for", &self.config.name)),
+        }
     }
 
     pub fn data_words(&self) -> crate::sync::wait::WaitWords<'_> {

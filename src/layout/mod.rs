@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -375,7 +375,10 @@ pub struct MemberSlot {
     /// [`CLAIM_NONE`], [`CLAIM_CLAIMING`] or [`CLAIM_HELD`].
     pub claim_state: AtomicU32,
     _pad: AtomicU32,
-    _reserved: [u64; 11],
+    /// A subscription with explicit acks: every message of the claimed span below this
+    /// position has its in-flight entry (outside `(claim_pos, claim_end]`: none has).
+    pub entered: AtomicU64,
+    _reserved: [u64; 10],
 }
 
 /// One participant slot of the table at [`TABLE_OFFSET`]. Written only by its holder
@@ -408,13 +411,102 @@ pub struct Slot {
     _reserved: [u64; 4],
 }
 
+/// Entries of a subscription's in-flight table (explicit acks, durable queues only).
+/// [`MAX_IN_FLIGHT`] of them take messages members receive; the rest take what a restart
+/// finds claimed but not yet received.
+pub const IN_FLIGHT_ENTRIES: usize = 2048;
+/// The largest `max_in_flight` a subscription may have.
+pub const MAX_IN_FLIGHT: u32 = 1024;
+/// Bytes of a reason a shared in-flight entry keeps (longer ones are cut there).
+pub const REASON_MAX: usize = 72;
+/// Bytes of one subscription's ack area: its [`AckMeta`] line, then its in-flight table.
+pub const ACK_AREA: usize = LINE + IN_FLIGHT_ENTRIES * LINE;
+/// Bytes of a durable queue's ack areas (after its data region; a volatile queue has none).
+/// Only the areas of subscriptions with explicit acks are given memory (at their creation).
+pub const ACKS_SIZE: usize = SUBSCRIPTIONS * ACK_AREA;
+/// `AckMeta::mode`: the members' receiving is the acknowledgement.
+pub const ACK_AUTO: u32 = 0;
+/// `AckMeta::mode`: members acknowledge each message; unacknowledged ones are delivered again.
+pub const ACK_EXPLICIT: u32 = 1;
+
+/// `InFlight::owner` state: free for a member to take.
+pub const IF_FREE: u64 = 0;
+/// `InFlight::owner` state: a member is writing a message it claimed into it (not yet
+/// handed out; resolved with the member's claim if it dies).
+pub const IF_RESERVED: u64 = 1;
+/// `InFlight::owner` state: handed out to its owner, not yet acknowledged.
+pub const IF_ACQUIRED: u64 = 2;
+/// `InFlight::owner` state: to be delivered again (nacked, expired, or its owner died).
+pub const IF_RELEASED: u64 = 3;
+/// `InFlight::owner` state: its owner is taking it again (writing its new deadline).
+pub const IF_RETAKING: u64 = 4;
+/// `InFlight::owner` state: its owner is moving it to the dead-letter queue.
+pub const IF_MOVING: u64 = 5;
+/// `InFlight::owner` state: to be moved to the dead-letter queue (its mover died).
+pub const IF_DOOMED: u64 = 6;
+
+/// Line 0 of a subscription's ack area: its ack options (fixed at its creation, under the
+/// admin lock) and statistics.
+#[repr(C, align(128))]
+pub struct AckMeta {
+    /// [`ACK_AUTO`] or [`ACK_EXPLICIT`].
+    pub mode: AtomicU32,
+    /// Deliveries after which a message goes to the dead-letter queue.
+    pub max_deliveries: AtomicU32,
+    /// How long a member may hold a message unacknowledged, in nanoseconds.
+    pub ack_wait_ns: AtomicU64,
+    /// Messages the members may hold unacknowledged at once (entries `0..max_in_flight`).
+    pub max_in_flight: AtomicU32,
+    _pad: AtomicU32,
+    /// Bumped whenever an entry is released (or doomed): members look for work there.
+    pub released: AtomicU64,
+    /// Messages acknowledged.
+    pub acked: AtomicU64,
+    /// Messages nacked.
+    pub nacked: AtomicU64,
+    /// Entries that expired (held past `ack_wait`).
+    pub expired: AtomicU64,
+    /// Messages moved to the dead-letter queue.
+    pub dead_lettered: AtomicU64,
+    /// Messages delivered again from the in-flight table.
+    pub redelivered: AtomicU64,
+    _reserved: [u64; 7],
+}
+
+/// One entry of a subscription's in-flight table: a message a member holds unacknowledged
+/// (or one to deliver again). Only its owner writes the fields while it holds the entry;
+/// every change of hands is a compare-and-swap on `owner`.
+#[repr(C, align(128))]
+pub struct InFlight {
+    /// `tag << 16 | slot << 8 | state` (`IF_*`); the tag rises with every change, so a
+    /// late compare-and-swap of a former owner fails.
+    pub owner: AtomicU64,
+    /// The message's position (its id).
+    pub pos: AtomicU64,
+    /// The end of its record.
+    pub end: AtomicU64,
+    /// When it expires, `CLOCK_MONOTONIC` nanoseconds (acquired entries).
+    pub deadline_ns: AtomicU64,
+    /// When it was first handed out, nanoseconds since the Unix epoch.
+    pub first_unix_ns: AtomicU64,
+    /// Times handed out so far.
+    pub deliveries: AtomicU32,
+    /// Pid of the owner (with the slot, it tells a dead owner from the slot's next holder).
+    pub pid: AtomicU32,
+    /// Length of `reason`.
+    pub reason_len: AtomicU32,
+    _pad: AtomicU32,
+    /// The last reason given (nack or reject), cut at [`REASON_MAX`] bytes.
+    pub reason: [AtomicU64; REASON_MAX / 8],
+}
+
 /// `Slot::claim_pos` of a slot with no claim to resolve.
 pub const NO_CLAIM: u64 = u64::MAX;
 
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 49] = [
+    let parts: [u64; 57] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -464,6 +556,14 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(DurableLine, journal) as u64,
         std::mem::offset_of!(DurableLine, writes) as u64,
         JOURNAL_LOCK_BYTE,
+        std::mem::offset_of!(MemberSlot, entered) as u64,
+        IN_FLIGHT_ENTRIES as u64,
+        MAX_IN_FLIGHT as u64,
+        ACK_AREA as u64,
+        std::mem::size_of::<AckMeta>() as u64,
+        std::mem::size_of::<InFlight>() as u64,
+        std::mem::offset_of!(InFlight, reason) as u64,
+        IF_DOOMED,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -578,6 +678,24 @@ const _: () = {
     assert!(offset_of!(MemberSlot, claim_pos) == 16);
     assert!(offset_of!(MemberSlot, claim_end) == 24);
     assert!(offset_of!(MemberSlot, claim_state) == 32);
+    assert!(offset_of!(MemberSlot, entered) == 40);
+    assert!(size_of::<AckMeta>() == LINE);
+    assert!(offset_of!(AckMeta, mode) == 0);
+    assert!(offset_of!(AckMeta, max_deliveries) == 4);
+    assert!(offset_of!(AckMeta, ack_wait_ns) == 8);
+    assert!(offset_of!(AckMeta, max_in_flight) == 16);
+    assert!(offset_of!(AckMeta, released) == 24);
+    assert!(offset_of!(AckMeta, redelivered) == 64);
+    assert!(size_of::<InFlight>() == LINE);
+    assert!(offset_of!(InFlight, owner) == 0);
+    assert!(offset_of!(InFlight, pos) == 8);
+    assert!(offset_of!(InFlight, end) == 16);
+    assert!(offset_of!(InFlight, deadline_ns) == 24);
+    assert!(offset_of!(InFlight, first_unix_ns) == 32);
+    assert!(offset_of!(InFlight, deliveries) == 40);
+    assert!(offset_of!(InFlight, pid) == 44);
+    assert!(offset_of!(InFlight, reason_len) == 48);
+    assert!(offset_of!(InFlight, reason) == 56);
     assert!(SUBS_OFFSET == 12288);
     assert!(MEMBERS_OFFSET == 36864);
     assert!(HEADER_SIZE == 45056);
@@ -600,8 +718,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V5_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V6_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V5_HASH: u64 = 13311862474253477591;
+    const LAYOUT_V6_HASH: u64 = 6866035513438128282;
 }

@@ -22,6 +22,7 @@
 
 pub mod consumer;
 pub mod cursors;
+pub mod inflight;
 pub mod mpsc;
 pub mod reclaim;
 pub mod spsc;

@@ -1,0 +1,255 @@
+//! The in-flight table of a subscription with explicit acks: how its entries change hands.
+//!
+//! An entry holds one message a member was handed and has not acknowledged (or one to hand
+//! out again). Its `owner` word says who holds it and in which state (`IF_*` in
+//! [`layout`]); every change of hands is one compare-and-swap on that word, and every change
+//! raises the word's tag, so a compare-and-swap expecting what a former owner saw fails:
+//!
+//! ```text
+//!   FREE --reserve--> RESERVED --commit--> ACQUIRED --ack--> FREE
+//!                                              |  \--reject--> MOVING --moved--> FREE
+//!           nack, expiry, the owner's death    v                 ^ (its mover died: DOOMED)
+//!                                          RELEASED --retake--> RETAKING --commit--> ACQUIRED
+//!                                              \-(too many deliveries)--> MOVING
+//! ```
+//!
+//! Only the holder writes an entry's fields, between the compare-and-swap that made it the
+//! holder (Acquire: the previous holder's accesses are done) and the one that hands it on
+//! (Release: the fields are visible to whoever takes it next). Fields are read once and
+//! validated by their users: a hostile writer can put anything here.
+//!
+//! What is *not* decided here: whether an owner is dead (the queue asks the kernel about
+//! its slot's lock), and `RESERVED` entries of a dead owner (they are resolved with its
+//! claim, by the member that takes the claim over).
+
+use crate::layout::{
+    IF_ACQUIRED, IF_DOOMED, IF_FREE, IF_MOVING, IF_RELEASED, IF_RESERVED, IF_RETAKING, InFlight, REASON_MAX,
+};
+use crate::sync::atomic::Ordering;
+
+/// The tag's bits (the word's top 48).
+const TAG_MASK: u64 = (1 << 48) - 1;
+
+/// The state of owner word `w` (`IF_*`).
+#[inline]
+pub fn state(w: u64) -> u64 {
+    w & 0xff
+}
+
+/// The participant slot of owner word `w`.
+#[inline]
+pub fn slot(w: u64) -> usize {
+    ((w >> 8) & 0xff) as usize
+}
+
+/// The owner word after `w`: tag raised, held by `slot` in `state`.
+#[inline]
+pub fn next(w: u64, slot: usize, state: u64) -> u64 {
+    ((((w >> 16) + 1) & TAG_MASK) << 16) | ((slot as u64 & 0xff) << 8) | state
+}
+
+/// What a member writes into an entry it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fields {
+    /// The message's position.
+    pub pos: u64,
+    /// The end of its record.
+    pub end: u64,
+    /// Times handed out, this one included.
+    pub deliveries: u32,
+    /// When it expires (`CLOCK_MONOTONIC` nanoseconds).
+    pub deadline_ns: u64,
+    /// When it was first handed out (Unix nanoseconds).
+    pub first_unix_ns: u64,
+    /// The holder's pid.
+    pub pid: u32,
+}
+
+/// Reads an entry's fields (once each; the caller validates them).
+pub fn fields(e: &InFlight) -> Fields {
+    // Relaxed, all: the caller loaded `owner` with Acquire (or holds the entry).
+    Fields {
+        pos: e.pos.load(Ordering::Relaxed),
+        end: e.end.load(Ordering::Relaxed),
+        deliveries: e.deliveries.load(Ordering::Relaxed),
+        deadline_ns: e.deadline_ns.load(Ordering::Relaxed),
+        first_unix_ns: e.first_unix_ns.load(Ordering::Relaxed),
+        pid: e.pid.load(Ordering::Relaxed),
+    }
+}
+
+/// Writes the fields of an entry the caller holds (`RESERVED` or `RETAKING`).
+pub fn fill(e: &InFlight, f: &Fields) {
+    // Relaxed, all: published by the Release of the `commit` that follows.
+    e.pos.store(f.pos, Ordering::Relaxed);
+    e.end.store(f.end, Ordering::Relaxed);
+    e.deliveries.store(f.deliveries, Ordering::Relaxed);
+    e.deadline_ns.store(f.deadline_ns, Ordering::Relaxed);
+    e.first_unix_ns.store(f.first_unix_ns, Ordering::Relaxed);
+    e.pid.store(f.pid, Ordering::Relaxed);
+}
+
+/// Writes the reason of an entry the caller holds (cut at [`REASON_MAX`] bytes).
+pub fn set_reason(e: &InFlight, reason: &[u8]) {
+    let r = &reason[..reason.len().min(REASON_MAX)];
+    let mut words = [0u64; REASON_MAX / 8];
+    for (i, b) in r.iter().enumerate() {
+        words[i / 8] |= (*b as u64) << (8 * (i % 8));
+    }
+    // Relaxed, all: published by the Release of the hand-on that follows.
+    for (w, v) in e.reason.iter().zip(words) {
+        w.store(v, Ordering::Relaxed);
+    }
+    e.reason_len.store(r.len() as u32, Ordering::Relaxed);
+}
+
+/// The reason an entry keeps (what a nack or reject gave), read once.
+pub fn reason(e: &InFlight) -> Vec<u8> {
+    // Relaxed, all: the caller holds the entry, or loaded `owner` with Acquire.
+    let len = (e.reason_len.load(Ordering::Relaxed) as usize).min(REASON_MAX);
+    let mut out = Vec::with_capacity(REASON_MAX);
+    for w in &e.reason {
+        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The owner word now.
+#[inline]
+pub fn load(e: &InFlight) -> u64 {
+    // Acquire: pairs with the Release of the last hand-on: its fields are visible.
+    e.owner.load(Ordering::Acquire)
+}
+
+/// Swaps `from` (what the caller saw) for `to`.
+#[inline]
+fn swap(e: &InFlight, from: u64, to: u64) -> bool {
+    // SYNC POINT: AcqRel. Release: the fields (and reason) the caller wrote while holding the
+    // entry are visible to its next holder, and the caller's reads of them are done.
+    // Acquire: the previous holder's writes are visible to the caller, which may now
+    // write the fields.
+    e.owner.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
+/// Takes entry `e` if it is free, for `slot`: the new owner word (`RESERVED`).
+pub fn reserve(e: &InFlight, slot: usize) -> Option<u64> {
+    let w = load(e);
+    if state(w) != IF_FREE {
+        return None;
+    }
+    let to = next(w, slot, IF_RESERVED);
+    swap(e, w, to).then_some(to)
+}
+
+/// Hands an entry the caller holds (`RESERVED` or `RETAKING`, word `w`) out to itself: the
+/// new word (`ACQUIRED`). `None` if it is not the caller's any more (a hostile writer).
+pub fn commit(e: &InFlight, w: u64) -> Option<u64> {
+    let to = next(w, slot(w), IF_ACQUIRED);
+    swap(e, w, to).then_some(to)
+}
+
+/// Acknowledges a message: `ACQUIRED` by the caller (word `w`) to `FREE`. `false`: the
+/// entry was released meanwhile (expired, or taken for a dead owner's): too late.
+pub fn ack(e: &InFlight, w: u64) -> bool {
+    state(w) == IF_ACQUIRED && swap(e, w, next(w, 0, IF_FREE))
+}
+
+/// Releases an `ACQUIRED` or `RETAKING` entry (word `w`: a nack by its owner, or its owner
+/// dead) to be delivered again; a `MOVING` one to `DOOMED` (its mover died). The new word,
+/// or `None` if it changed meanwhile.
+pub fn release(e: &InFlight, w: u64) -> Option<u64> {
+    let to = match state(w) {
+        IF_ACQUIRED | IF_RETAKING => next(w, slot(w), IF_RELEASED),
+        IF_MOVING => next(w, slot(w), IF_DOOMED),
+        _ => return None,
+    };
+    swap(e, w, to).then_some(to)
+}
+
+/// Releases an `ACQUIRED` entry whose deadline has passed at `now_ns` (any member may):
+/// whether it did.
+pub fn expire(e: &InFlight, now_ns: u64) -> bool {
+    let w = load(e);
+    if state(w) != IF_ACQUIRED {
+        return false;
+    }
+    // Relaxed: ordered after the Acquire load of `w`; the swap fails if the entry changed
+    // hands since (a new owner writes a new deadline before its commit).
+    let deadline = e.deadline_ns.load(Ordering::Relaxed);
+    deadline <= now_ns && swap(e, w, next(w, slot(w), IF_RELEASED))
+}
+
+/// Takes a `RELEASED` entry to hand it out again (`RETAKING`), or a `DOOMED` one to move it
+/// (`MOVING`), for `slot`: the new word.
+pub fn retake(e: &InFlight, slot: usize) -> Option<u64> {
+    let w = load(e);
+    let to = match state(w) {
+        IF_RELEASED => next(w, slot, IF_RETAKING),
+        IF_DOOMED => next(w, slot, IF_MOVING),
+        _ => return None,
+    };
+    swap(e, w, to).then_some(to)
+}
+
+/// Starts moving an entry the caller holds (`ACQUIRED` for a reject, `RETAKING` past its
+/// last delivery) to the dead-letter queue: the new word (`MOVING`).
+pub fn begin_move(e: &InFlight, w: u64) -> Option<u64> {
+    if !matches!(state(w), IF_ACQUIRED | IF_RETAKING) {
+        return None;
+    }
+    let to = next(w, slot(w), IF_MOVING);
+    swap(e, w, to).then_some(to)
+}
+
+/// Frees an entry the caller holds (`MOVING` once moved, `RESERVED` not handed out).
+pub fn free(e: &InFlight, w: u64) -> bool {
+    matches!(state(w), IF_MOVING | IF_RESERVED) && swap(e, w, next(w, 0, IF_FREE))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn entry() -> Box<InFlight> {
+        // SAFETY: InFlight is made of atomics, for which all-zero bytes are valid.
+        unsafe { Box::new(std::mem::zeroed()) }
+    }
+
+    #[test]
+    fn an_entry_goes_round_and_a_former_owner_cannot_ack_it() {
+        let e = entry();
+        let r = reserve(&e, 3).expect("free");
+        assert!(reserve(&e, 4).is_none(), "held");
+        fill(&e, &Fields { pos: 64, end: 128, deliveries: 1, deadline_ns: 10, first_unix_ns: 1, pid: 7 });
+        let a = commit(&e, r).expect("ours");
+        assert_eq!((state(a), slot(a)), (IF_ACQUIRED, 3));
+        assert!(!expire(&e, 9), "not yet");
+        assert!(expire(&e, 10), "expired");
+        assert!(!ack(&e, a), "a late ack fails");
+        let t = retake(&e, 5).expect("released");
+        assert_eq!(slot(t), 5);
+        let a2 = commit(&e, t).expect("ours");
+        assert!(!ack(&e, a), "the first owner's word is stale");
+        set_reason(&e, &[b'x'; 100]);
+        assert_eq!(reason(&e), vec![b'x'; REASON_MAX]);
+        assert!(ack(&e, a2));
+        assert_eq!(state(load(&e)), IF_FREE);
+        let r = reserve(&e, 1).expect("free again");
+        assert!(free(&e, r));
+    }
+
+    #[test]
+    fn a_dead_mover_leaves_the_entry_doomed_and_the_next_taker_moves_it() {
+        let e = entry();
+        let r = reserve(&e, 2).unwrap();
+        let a = commit(&e, r).unwrap();
+        let m = begin_move(&e, a).unwrap();
+        assert!(!expire(&e, u64::MAX), "a move never expires");
+        let d = release(&e, m).unwrap();
+        assert_eq!(state(d), IF_DOOMED);
+        let m2 = retake(&e, 9).unwrap();
+        assert_eq!((state(m2), slot(m2)), (IF_MOVING, 9));
+        assert!(free(&e, m2));
+    }
+}

@@ -72,6 +72,11 @@ pub enum Error {
         /// Bytes of the stream the subscription missed.
         missed_bytes: u64,
     },
+    /// An ack, nack or reject came too late: the message with this id had been released
+    /// meanwhile (its member held it past the subscription's `ack_wait`, or was taken for
+    /// dead), so it is delivered again (or was already). Nothing changed.
+    #[error("ack expired: message {0} was released to be delivered again")]
+    AckExpired(u64),
     /// A durable queue's log failed to write or sync (an I/O error, a failed `fdatasync`).
     /// The text says what failed. After a failed sync nothing is retried: every later write
     /// or sync of that log returns this same error, and the queue is read-only.
@@ -141,6 +146,8 @@ pub mod code {
     pub const LOG: i32 = -18;
     /// See [`Error::NoSpace`](super::Error::NoSpace).
     pub const NO_SPACE: i32 = -19;
+    /// See [`Error::AckExpired`](super::Error::AckExpired).
+    pub const ACK_EXPIRED: i32 = -20;
 }
 
 impl Error {
@@ -166,6 +173,7 @@ impl Error {
             Error::Lapped { .. } => code::LAPPED,
             Error::Log(_) => code::LOG,
             Error::NoSpace => code::NO_SPACE,
+            Error::AckExpired(_) => code::ACK_EXPIRED,
             Error::Io { .. } => code::IO,
         }
     }

@@ -76,10 +76,10 @@ mod segment;
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{
-    Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE, DEFAULT_PERMISSIONS,
-    DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, Journaler, MemberInfo, Message, Mode, Options,
-    Participant, Producer, Progress, Queue, RawGrant, Reader, Replayed, Retain, Role, Snapshot, Subscription,
-    SubscriptionInfo, SubscriptionOptions, Watch,
+    Ack, Config, Consumer, CounterValues, DEFAULT_CAPACITY, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_MESSAGE,
+    DEFAULT_PERMISSIONS, DeadLetter, DurableConfig, DurableStats, From, Fsync, Grant, Interrupter, Journaler,
+    MemberInfo, Message, Mode, Options, Participant, Producer, Progress, Queue, RawGrant, Reader, Replayed, Retain,
+    Role, Snapshot, Subscription, SubscriptionInfo, SubscriptionOptions, Watch, dlq_name,
 };
 #[cfg(not(loom))]
 pub use segment::{MAX_NAME_LEN, validate_name};

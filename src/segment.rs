@@ -1238,6 +1238,8 @@ impl Segment {
             if slot.state.load(Ordering::Relaxed) != layout::SLOT_FREE {
                 self.retire(i);
             }
+            // What a dead member held unacknowledged is delivered again.
+            crate::queue::acks::release_orphans(self, i);
             self.leave_subscription(i);
             self.clear_dead_sleepers(i);
             slot.role.store(role, Ordering::Relaxed);

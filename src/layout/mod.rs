@@ -470,7 +470,9 @@ pub struct AckMeta {
     pub dead_lettered: AtomicU64,
     /// Messages delivered again from the in-flight table.
     pub redelivered: AtomicU64,
-    _reserved: [u64; 7],
+    /// Non-zero when a member found no free entry (it waits): an ack wakes the members.
+    pub starved: AtomicU64,
+    _reserved: [u64; 6],
 }
 
 /// One entry of a subscription's in-flight table: a message a member holds unacknowledged

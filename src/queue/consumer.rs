@@ -55,6 +55,8 @@ pub struct Consumer {
     /// released: the id (position) of each, in order. The ring publishes no position past
     /// the first.
     held: VecDeque<u64>,
+    /// A member of a subscription with explicit acks: its in-flight state (see `acks.rs`).
+    acks: Option<Box<acks::AckState>>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -93,6 +95,7 @@ impl Consumer {
             backlog: None,
             journal,
             held: VecDeque::new(),
+            acks: None,
         };
         if spill {
             c.spill_attach()?;
@@ -143,6 +146,7 @@ impl Consumer {
                 return Err(e);
             }
         };
+        let acks = acks::state_for(&seg, sub, slot);
         let h = Handle::new(seg, slot, Role::Consumer, wait, Some(sub));
         Ok(Consumer {
             h,
@@ -154,6 +158,7 @@ impl Consumer {
             backlog,
             journal: None,
             held: VecDeque::new(),
+            acks,
         })
     }
 
@@ -215,6 +220,9 @@ impl Consumer {
     /// queue was removed and everything in it received.
     #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
+        if self.acks.is_some() {
+            return self.acks_recv(Until::Deadline(None)).map(|m| m.expect("waiting recv returns a message"));
+        }
         self.h.shared.seg.check_same_process()?;
         // The common case first, its record kept in registers: a message is there.
         let nothing = match self.ring.look(&self.h.region) {
@@ -239,6 +247,9 @@ impl Consumer {
     /// ```
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
+        if self.acks.is_some() {
+            return self.acks_recv(Until::Now);
+        }
         self.h.shared.seg.check_same_process()?;
         // As in `recv`.
         let nothing = match self.ring.look(&self.h.region) {
@@ -251,6 +262,9 @@ impl Consumer {
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
+        if self.acks.is_some() {
+            return self.acks_recv(until(timeout)).map(|m| m.expect("waiting recv returns a message"));
+        }
         let rec = self.next(until(timeout))?;
         Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
@@ -258,6 +272,7 @@ impl Consumer {
     /// The next message without taking it: the same message again on the next call, until
     /// [`advance`](Self::advance). `Ok(None)` when empty now.
     pub fn try_peek(&mut self) -> Result<Option<&[u8]>> {
+        self.not_explicit("try_peek")?;
         match self.next(Until::Now)? {
             Some(rec) => Ok(Some(self.payload(rec))),
             None => Ok(None),
@@ -267,6 +282,7 @@ impl Consumer {
     /// Like [`try_peek`](Self::try_peek), but waits by the handle's policy: forever for
     /// `None`, at most the duration otherwise (`Err(Timeout)`).
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<&[u8]> {
+        self.not_explicit("peek")?;
         let until = timeout.map_or(Until::Deadline(None), until);
         let rec = self.next(until)?.expect("waiting peek returns a record");
         Ok(self.payload(rec))
@@ -275,6 +291,7 @@ impl Consumer {
     /// Takes (releases) the message at the head, as last returned by a peek. Returns
     /// `false` if there is none.
     pub fn advance(&mut self) -> Result<bool> {
+        self.not_explicit("advance")?;
         self.h.shared.seg.check_same_process()?;
         if self.spill {
             return self.spill_advance();
@@ -523,6 +540,7 @@ impl Consumer {
     }
 
     fn recv_batch_until(&mut self, max: usize, until: Until, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.not_explicit("recv_batch")?;
         self.h.shared.seg.check_same_process()?;
         if max == 0 {
             return Ok(0);
@@ -787,6 +805,8 @@ impl Drop for Batch<'_> {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        // What it holds unacknowledged goes back, to be delivered again at once.
+        self.acks_leave();
         match &mut self.member {
             // A span not fully read stays claimed, for another member to take over.
             Some(m) => m.leave(&self.h.shared.seg, &self.ring),
@@ -802,6 +822,79 @@ impl Drop for Consumer {
 
 #[path = "spill.rs"]
 mod spill;
+
+#[path = "acks.rs"]
+pub(crate) mod acks;
+
+impl Consumer {
+    /// [`recv`](Self::recv) and friends for a member with explicit acks.
+    #[cold]
+    fn acks_recv(&mut self, until: Until) -> Result<Option<Message<'_>>> {
+        Ok(match self.acks_next(until)? {
+            None => None,
+            Some(acks::Delivery::Fresh(rec)) => Some(Message::new(self, rec)),
+            Some(acks::Delivery::Again(id)) => Some(Message::again(self, id)),
+        })
+    }
+
+    /// `InvalidArgument` for calls a member with explicit acks cannot make (every message
+    /// it takes must enter the in-flight table: it receives with `recv` and its variants).
+    fn not_explicit(&self, call: &str) -> Result<()> {
+        if self.acks.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{call}: a member of a subscription with explicit acks receives with recv, try_recv or recv_timeout"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Acknowledges message `id` (a member of a subscription with
+    /// [`Ack::Explicit`](crate::Ack::Explicit)): it is done and never delivered again.
+    /// `AckExpired` if it was released meanwhile (held past `ack_wait`, or this member was
+    /// taken for dead): it is delivered again, or was. `InvalidArgument` if this member does
+    /// not hold it (or the subscription acknowledges by receiving).
+    ///
+    /// ```
+    /// # use shmq::{Ack, Consumer, Options, Producer, Queue, Subscription, SubscriptionOptions};
+    /// # let q = format!("doc-ack-{}", std::process::id());
+    /// # let dir = std::env::temp_dir().join(&q);
+    /// Queue::create(&q, Options::new().durable(&dir))?;
+    /// Subscription::create(&q, "workers", SubscriptionOptions::new().ack(Ack::Explicit))?;
+    /// let mut rx = Consumer::subscribe(&q, "workers")?;
+    /// Producer::open(&q)?.send(b"job 1")?;
+    /// let msg = rx.recv()?;
+    /// let id = msg.id();
+    /// // ... do the work ...
+    /// drop(msg);
+    /// rx.ack(id)?;
+    /// # drop(rx); Queue::remove(&q)?; Queue::remove(&format!("{q}.workers.dlq"))?; std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    pub fn ack(&mut self, id: u64) -> Result<()> {
+        self.acks_ack(id)
+    }
+
+    /// Gives message `id` back to be delivered again at once (to any member), keeping
+    /// `reason` (its first 72 bytes travel with it; a dead letter keeps the last one). Its
+    /// next delivery counts one more; after `max_deliveries` it moves to the dead-letter
+    /// queue. Errors as [`ack`](Self::ack).
+    pub fn nack(&mut self, id: u64, reason: &str) -> Result<()> {
+        self.acks_nack(id, reason)
+    }
+
+    /// Moves message `id` to the subscription's dead-letter queue now
+    /// (`<queue>.<subscription>.dlq`, see [`DeadLetter`](crate::DeadLetter)) with `reason`.
+    /// Errors as [`ack`](Self::ack), and the dead-letter queue's (the message then stays in
+    /// flight, to be moved again).
+    pub fn reject(&mut self, id: u64, reason: &str) -> Result<()> {
+        self.acks_reject(id, reason)
+    }
+
+    /// How many messages this member holds unacknowledged (explicit acks; 0 otherwise).
+    pub fn in_flight(&self) -> usize {
+        self.acks_held()
+    }
+}
 
 /// Where a durable queue's log can be read up to: what the journal wrote, and under
 /// `Fsync::Always` only what is synced.
@@ -852,19 +945,38 @@ impl Consumer {
             let slice = Instant::now() + member::ADOPT_EVERY;
             let until = Some(d.map_or(slice, |d| d.min(slice)));
             let (ring, m, log) = (&mut self.ring, self.member.as_mut().expect("a member"), &mut self.backlog);
-            let r = self.h.wait_for(until, |seg| match m.claim(seg, ring, false, log) {
-                Ok(member::Claimed::Span) => Some(Ok(())),
-                Ok(member::Claimed::Nothing) if seg.is_closed() => Some(Err(Error::Closed)),
-                Ok(member::Claimed::Nothing) => None,
-                Err(e) => Some(Err(e)),
+            // Explicit acks: a message released to be delivered again ends the wait (the
+            // caller takes it: `Timeout` before the deadline).
+            let again = self.acks.as_ref().map(|a| (m.sub, a.seen_released));
+            let mut released = false;
+            let r = self.h.wait_for(until, |seg| {
+                if let Some((sub, seen)) = again {
+                    // Relaxed: a hint; the caller looks with Acquire.
+                    if seg.acks(sub).is_some_and(|t| t.meta.released.load(Ordering::Relaxed) != seen) {
+                        released = true;
+                        return Some(Err(Error::Timeout));
+                    }
+                }
+                match m.claim(seg, ring, false, log) {
+                    Ok(member::Claimed::Span) => Some(Ok(())),
+                    Ok(member::Claimed::Nothing) if seg.is_closed() => Some(Err(Error::Closed)),
+                    Ok(member::Claimed::Nothing) => None,
+                    Err(e) => Some(Err(e)),
+                }
             });
             match r {
                 Ok(()) => continue,
-                Err(Error::Timeout) if d.is_none_or(|d| Instant::now() < d) => {
+                Err(Error::Timeout) if released => return Err(Error::Timeout),
+                Err(Error::Timeout) if self.acks.is_some() || d.is_none_or(|d| Instant::now() < d) => {
                     let seg = &self.h.shared.seg;
                     let m = self.member.as_mut().expect("a member");
                     if let member::Claimed::Span = m.claim(seg, &mut self.ring, true, &mut self.backlog)? {
                         continue;
+                    }
+                    if self.acks.is_some() {
+                        // Explicit acks: back to the caller, which looks through its table
+                        // (and waits on).
+                        return Err(Error::Timeout);
                     }
                 }
                 Err(e) => return Err(e),
@@ -907,6 +1019,9 @@ pub struct Message<'a> {
     rec: consumer::Record,
     /// The first payload byte (`rec.len` bytes, bounds-checked when the message was made).
     payload: *const u8,
+    /// A message handed out again (explicit acks): its payload is in the consumer's buffer
+    /// and nothing in the ring or the log is released with it.
+    again: bool,
 }
 
 // SAFETY: a `Message` is a `&mut Consumer` (which is `Send`) and a pointer to bytes that
@@ -919,7 +1034,7 @@ impl<'a> Message<'a> {
     #[inline]
     fn from_ring(consumer: &'a mut Consumer, rec: consumer::Record) -> Message<'a> {
         let payload = consumer.h.region.ptr(rec.payload, rec.len as usize);
-        Message { consumer, rec, payload }
+        Message { consumer, rec, payload, again: false }
     }
 
     /// A message of a record from anywhere: the ring, or a durable queue's log.
@@ -930,7 +1045,17 @@ impl<'a> Message<'a> {
         } else {
             consumer.h.region.ptr(rec.payload, rec.len as usize)
         };
-        Message { consumer, rec, payload }
+        Message { consumer, rec, payload, again: false }
+    }
+
+    /// A message handed out again by a member with explicit acks: message `id`, whose
+    /// payload is in the consumer's ack buffer.
+    #[cold]
+    fn again(consumer: &'a mut Consumer, id: u64) -> Message<'a> {
+        let buf = &consumer.acks.as_ref().expect("explicit acks").buf;
+        let rec = consumer::Record { pos: id, payload: 0, len: buf.len() as u32, size: 0 };
+        let payload = buf.as_ptr();
+        Message { consumer, rec, payload, again: true }
     }
 }
 
@@ -960,6 +1085,9 @@ impl Message<'_> {
     /// shmq cannot know).
     #[inline]
     pub fn delivery_count(&self) -> u32 {
+        if let Some(a) = &self.consumer.acks {
+            return a.deliveries;
+        }
         self.consumer.member.as_ref().map_or(1, |m| m.deliveries)
     }
 }
@@ -974,6 +1102,10 @@ impl Drop for Message<'_> {
     #[inline]
     fn drop(&mut self) {
         let rec = self.rec;
+        if self.again {
+            self.consumer.h.count(1, rec.len as usize);
+            return;
+        }
         self.consumer.release(rec);
         // A message record is at least a header long: `head` moved.
         self.consumer.publish_moved();

@@ -317,6 +317,10 @@ pub(crate) fn readers_floor(seg: &Segment) -> u64 {
                 floor = floor.min(m.claim_pos.load(Ordering::Acquire));
             }
         }
+        // Explicit acks: every message in flight (or to be delivered again) is read from
+        // the log. Looked at after the claims: a message leaves its claim only once its
+        // entry is committed.
+        floor = floor.min(super::acks::floor(seg, i));
     }
     floor
 }

@@ -61,6 +61,8 @@ pub(super) struct Member {
     durable: Option<(Arc<crate::log::Log>, super::journal::Journal)>,
     /// The log reader while a span in the ring is being read (kept for the next log span).
     spare: Option<Box<Backlog>>,
+    /// A log reader for single messages (explicit acks deliver them again from the log).
+    random: Option<Box<Backlog>>,
     /// The end of the span being read. For a span in the ring it is also the ring reader's
     /// limit; for one in the log the ring reader's limit stays at the span's start, so that
     /// nothing is read in the ring (the consumer reads the log up to here).
@@ -161,6 +163,9 @@ impl Member {
         }
         let geo = seg.config().geometry();
         let mine = seg.claim(self.slot);
+        // Explicit acks: nothing of the next claim is entered yet. Relaxed: published with
+        // the claim record by the cursor's compare-and-swap (Release).
+        seg.member(self.slot).entered.store(0, Ordering::Relaxed);
         for _ in 0..MAX_RETRIES {
             let got = cursors::claim(seg, &geo, &seg.region(), self.sub, mine, BATCH, super::journal::visible(seg))
                 .map_err(|e| super::attach::corrupt(seg, e))?;
@@ -301,6 +306,34 @@ impl Member {
         }
     }
 
+    /// Reads message `[pos, end)` from the log into `out`, journaling it first if the
+    /// journal has not written it yet. `Ok(None)`: not in the log yet (an earlier claim of a
+    /// live producer holds the journal back); `Corrupt` if the log has no message there.
+    pub(super) fn read_message(&mut self, seg: &Segment, pos: u64, end: u64, out: &mut Vec<u8>) -> Result<Option<()>> {
+        let (log, journal) = self.durable.as_ref().expect("a durable queue's member");
+        if super::consumer::log_end(seg) < end {
+            journal.progress_with(seg, true)?;
+            if super::consumer::log_end(seg) < end {
+                return Ok(None);
+            }
+        }
+        let b = self.random.get_or_insert_with(|| {
+            let seg_size = seg.config().durable.as_ref().map_or(1 << 20, |d| d.seg_size);
+            Box::new(Backlog::new(log.clone(), seg.config().capacity, seg_size).strict_from(ring_start(seg)))
+        });
+        match b.next(pos, end)? {
+            Step::Frame(f) if f.pos == pos && f.next == end => {
+                out.clear();
+                out.extend_from_slice(&b.bytes()[f.offset..f.offset + f.len as usize]);
+                Ok(Some(()))
+            }
+            _ => Err(Error::Corrupt(format!(
+                "{:?}: the log holds no message at [{pos}, {end}) for an in-flight entry",
+                seg.config().name
+            ))),
+        }
+    }
+
     /// Gives up the span being read, whose records are not all there any more (a hostile
     /// writer): hands it back as if read.
     pub(super) fn abandon(&mut self, seg: &Segment, ring: &mut consumer::Consumer) {
@@ -387,6 +420,7 @@ pub(super) fn join(
         since_adopt: ADOPT_EVERY_CLAIMS,
         durable,
         spare: None,
+        random: None,
         end: 0,
     };
     // A claim the previous holder (a member of this subscription that died) left. One that
@@ -468,6 +502,21 @@ fn take_over(
     let w = seg.cursor(sub).load(Ordering::Acquire);
     let never_taken = state == CLAIM_CLAIMING && w & !cursors::FLAGS == pos;
     let in_log = durable.is_some();
+    // Explicit acks: the messages below the member's `entered` are in the in-flight table
+    // (handed out); the rest were never handed out.
+    let explicit = valid && !never_taken && super::acks::explicit(seg, sub);
+    let pos = if explicit {
+        // Relaxed: the slot's lock orders us after the previous holder's stores.
+        let entered = m.entered.load(Ordering::Relaxed);
+        super::acks::take_over_claim(seg, sub, pos, end, entered)
+    } else {
+        pos
+    };
+    if explicit && pos == end {
+        // Release: as in `cursors::release`.
+        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        return Ok(TakeOver::Nothing);
+    }
     // The span must still hold its records, stamped for their positions, up to its end
     // exactly (a claim recorded by a member that lost the race may name bytes producers
     // have since reused); on a durable queue, in the log.
@@ -489,7 +538,8 @@ fn take_over(
         m.claim_state.store(CLAIM_NONE, Ordering::Release);
         return Ok(TakeOver::Nothing);
     };
-    let deliveries = m.deliveries.load(Ordering::Relaxed).saturating_add(1);
+    // Explicit acks: none of them was handed out yet.
+    let deliveries = if explicit { 0 } else { m.deliveries.load(Ordering::Relaxed) }.saturating_add(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
     // HELD: whatever it was, it is delivered now.
     m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);

@@ -19,6 +19,7 @@ mod admin;
 mod attach;
 mod backlog;
 mod consumer;
+mod dlq;
 mod gate;
 mod interrupt;
 mod journal;
@@ -32,9 +33,12 @@ mod stats;
 mod subscription;
 mod watch;
 
+pub(crate) use consumer::acks;
+
 pub use crate::segment::{Config, DurableConfig, Mode};
 pub use admin::Queue;
 pub use consumer::{Consumer, Message};
+pub use dlq::{DeadLetter, dlq_name};
 pub use interrupt::Interrupter;
 pub use journaler::Journaler;
 pub use options::{
@@ -44,5 +48,5 @@ pub use producer::{Grant, Producer, RawGrant};
 pub use reader::{Reader, Replayed};
 pub use stats::{CounterValues, DurableStats, Participant, Role, Snapshot};
 pub(crate) use subscription::init_default_subscription;
-pub use subscription::{From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};
+pub use subscription::{Ack, From, MemberInfo, Subscription, SubscriptionInfo, SubscriptionOptions};
 pub use watch::{Progress, Watch};

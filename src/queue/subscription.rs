@@ -33,24 +33,112 @@ pub enum From {
     Id(u64),
 }
 
+/// How a subscription's members acknowledge messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Ack {
+    /// Receiving is acknowledging: a message a member received (and released) is done. A
+    /// member that dies holding messages it had claimed but not received has them delivered
+    /// to another member.
+    #[default]
+    Auto,
+    /// Durable queues only: every message stays in flight until its member acknowledges it
+    /// ([`Consumer::ack`](super::Consumer::ack)); one nacked, held past `ack_wait`, or held
+    /// by a member that died is delivered again, and after `max_deliveries` (or on
+    /// [`reject`](super::Consumer::reject)) it moves to the subscription's dead-letter queue.
+    /// See `docs/ACKS.md`.
+    Explicit,
+}
+
 /// The options of a subscription, fixed when it is created: every member of a subscription
 /// agrees on them.
 ///
 /// ```
-/// use shmq::{From, SubscriptionOptions};
+/// use shmq::{Ack, From, SubscriptionOptions};
+/// use std::time::Duration;
 /// let o = SubscriptionOptions::new().start(From::Now).lag_limit(Some(64 << 10));
 /// assert_eq!(o.get_lag_limit(), Some(65536));
+/// let w = SubscriptionOptions::new().ack(Ack::Explicit).ack_wait(Duration::from_secs(30))
+///     .max_in_flight(1024).max_deliveries(5);
+/// assert_eq!(w.get_max_deliveries(), 5);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SubscriptionOptions {
     pub(super) start: From,
     pub(super) lag_limit: Option<u64>,
+    pub(super) ack: Ack,
+    pub(super) ack_wait: Duration,
+    pub(super) max_in_flight: u32,
+    pub(super) max_deliveries: u32,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> SubscriptionOptions {
+        SubscriptionOptions {
+            start: From::Now,
+            lag_limit: None,
+            ack: Ack::Auto,
+            ack_wait: Duration::from_secs(30),
+            max_in_flight: 256,
+            max_deliveries: 5,
+        }
+    }
 }
 
 impl SubscriptionOptions {
-    /// The defaults: start now, no lag limit (a slow subscription holds producers back).
+    /// The defaults: start now, no lag limit (a slow subscription holds producers back),
+    /// [`Ack::Auto`]; for [`Ack::Explicit`]: `ack_wait` 30 s, `max_in_flight` 256,
+    /// `max_deliveries` 5.
     pub fn new() -> SubscriptionOptions {
         SubscriptionOptions::default()
+    }
+
+    /// How members acknowledge: [`Ack::Auto`] (the default) or [`Ack::Explicit`] (durable
+    /// queues only; no lag limit).
+    pub fn ack(mut self, ack: Ack) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    /// [`Ack::Explicit`]: how long a member may hold a message without acknowledging it;
+    /// after that it is delivered again (to any member). At least 1 ms.
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait;
+        self
+    }
+
+    /// [`Ack::Explicit`]: how many messages the members may hold unacknowledged at once
+    /// (1 to 1024); a member that would hold more waits for an ack or an expiry.
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// [`Ack::Explicit`]: how often a message is delivered at most; one not acknowledged
+    /// after that many deliveries moves to the dead-letter queue. At least 1.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n;
+        self
+    }
+
+    /// The ack mode.
+    pub fn get_ack(&self) -> Ack {
+        self.ack
+    }
+
+    /// The ack wait.
+    pub fn get_ack_wait(&self) -> Duration {
+        self.ack_wait
+    }
+
+    /// The most messages in flight.
+    pub fn get_max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// The most deliveries.
+    pub fn get_max_deliveries(&self) -> u32 {
+        self.max_deliveries
     }
 
     /// Where the subscription starts: only [`From::Now`] for now (a durable queue's log is
@@ -134,8 +222,26 @@ pub struct SubscriptionInfo {
     pub lapped: u64,
     /// Bytes it missed over all those times.
     pub missed_bytes: u64,
-    /// Messages handed out again because the member holding them died.
+    /// Messages handed out again: because the member holding them died, or (explicit acks)
+    /// nacked, held past `ack_wait`.
     pub redelivered: u64,
+    /// How its members acknowledge.
+    pub ack: Ack,
+    /// Explicit acks: messages handed out and not yet acknowledged (or waiting to be
+    /// handed out again).
+    pub in_flight: u64,
+    /// Explicit acks: messages acknowledged, nacked, expired (held past `ack_wait`), and
+    /// moved to the dead-letter queue.
+    pub acked: u64,
+    /// See `acked`.
+    pub nacked: u64,
+    /// See `acked`.
+    pub expired: u64,
+    /// See `acked`.
+    pub dead_lettered: u64,
+    /// Explicit acks: when the oldest message in flight was first handed out, nanoseconds
+    /// since the Unix epoch.
+    pub oldest_unacked_unix_ns: Option<u64>,
     /// Totals over its members, past and present.
     pub received: CounterValues,
     /// Its members now.
@@ -182,7 +288,20 @@ impl Subscription {
         if options.lag_limit == Some(0) {
             return Err(Error::InvalidArgument("a lag limit of 0 bytes: use None for no limit".into()));
         }
+        let explicit = options.ack == Ack::Explicit;
+        if explicit {
+            check_ack_options(&options)?;
+        }
         let seg = Segment::open(queue, Access::ReadWrite)?;
+        if explicit {
+            if name == Subscription::DEFAULT {
+                return Err(Error::InvalidArgument(
+                    "the default subscription acknowledges by receiving; create a named one for explicit acks".into(),
+                ));
+            }
+            // Its dead-letter queue first: a subscription never exists without it.
+            super::dlq::ensure(seg.config(), name)?;
+        }
         let _admin = seg.lock_admin(ADMIN_TIMEOUT)?;
         tidy(&seg);
         let limit = options.lag_limit.unwrap_or(0);
@@ -196,6 +315,17 @@ impl Subscription {
                     shown(queue),
                     show_limit(have),
                     show_limit(limit)
+                )));
+            }
+            let have = ack_options(&seg, i);
+            let want = (options.ack, options.ack_wait, options.max_in_flight, options.max_deliveries);
+            if have.0 != options.ack || (explicit && have != want) {
+                return Err(Error::InvalidArgument(format!(
+                    "subscription {} of queue {} exists with acks {:?}, not {:?}",
+                    shown(name),
+                    shown(queue),
+                    have,
+                    want
                 )));
             }
             return Ok(());
@@ -217,6 +347,12 @@ impl Subscription {
             )));
         };
         let e = seg.sub(i);
+        if let Some(a) = seg.acks(i) {
+            if explicit {
+                seg.reserve_acks(i)?;
+            }
+            init_acks(a, &options);
+        }
         // Relaxed throughout: published by the Release `fetch_or` of `active` below, and
         // the admin lock orders later admin-lock holders after us.
         e.meta.state.store(layout::SUB_CREATING, Ordering::Relaxed);
@@ -268,6 +404,72 @@ impl Subscription {
         free_entry(&seg, i);
         Ok(())
     }
+}
+
+/// Checks the options of a subscription with explicit acks.
+fn check_ack_options(o: &SubscriptionOptions) -> Result<()> {
+    if o.lag_limit.is_some() {
+        return Err(Error::InvalidArgument(
+            "a subscription with explicit acks misses nothing: it has no lag limit".into(),
+        ));
+    }
+    if o.ack_wait < Duration::from_millis(1) || o.ack_wait > Duration::from_secs(7 * 24 * 3600) {
+        return Err(Error::InvalidArgument(format!("ack_wait {:?}: from 1 ms to 7 days", o.ack_wait)));
+    }
+    if !(1..=layout::MAX_IN_FLIGHT).contains(&o.max_in_flight) {
+        return Err(Error::InvalidArgument(format!(
+            "max_in_flight {}: from 1 to {}",
+            o.max_in_flight,
+            layout::MAX_IN_FLIGHT
+        )));
+    }
+    if o.max_deliveries == 0 {
+        return Err(Error::InvalidArgument("max_deliveries 0: at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Writes a new subscription's ack area (the admin lock held, before the entry is active):
+/// its options, zeroed statistics, every in-flight entry free.
+fn init_acks(a: crate::segment::Acks<'_>, o: &SubscriptionOptions) {
+    let explicit = o.ack == Ack::Explicit;
+    // Relaxed throughout: published by the Release `fetch_or` of `active` in `create`; the
+    // entries' former holders (members of a removed subscription) check the generation
+    // before touching them, and any word they still write is one this entry's members
+    // validate.
+    let m = a.meta;
+    m.mode.store(if explicit { layout::ACK_EXPLICIT } else { layout::ACK_AUTO }, Ordering::Relaxed);
+    if !explicit {
+        return;
+    }
+    m.max_deliveries.store(o.max_deliveries, Ordering::Relaxed);
+    m.ack_wait_ns.store(o.ack_wait.as_nanos() as u64, Ordering::Relaxed);
+    m.max_in_flight.store(o.max_in_flight, Ordering::Relaxed);
+    for c in [&m.released, &m.acked, &m.nacked, &m.expired, &m.dead_lettered, &m.redelivered, &m.starved] {
+        c.store(0, Ordering::Relaxed);
+    }
+    for e in a.entries {
+        // Free, the tag kept rising (a former holder's late word stays stale).
+        let w = e.owner.load(Ordering::Relaxed);
+        e.owner.store(crate::ring::inflight::next(w, 0, layout::IF_FREE), Ordering::Relaxed);
+    }
+}
+
+/// Entry `i`'s ack options as its ack area says (Auto on a volatile queue).
+pub(super) fn ack_options(seg: &Segment, i: usize) -> (Ack, Duration, u32, u32) {
+    let Some(a) = seg.acks(i) else { return (Ack::Auto, Duration::ZERO, 0, 0) };
+    // Relaxed, all: fixed at creation, which the Acquire load of `active` (or the admin
+    // lock) orders before us.
+    let m = a.meta;
+    if m.mode.load(Ordering::Relaxed) != layout::ACK_EXPLICIT {
+        return (Ack::Auto, Duration::ZERO, 0, 0);
+    }
+    (
+        Ack::Explicit,
+        Duration::from_nanos(m.ack_wait_ns.load(Ordering::Relaxed)),
+        m.max_in_flight.load(Ordering::Relaxed),
+        m.max_deliveries.load(Ordering::Relaxed),
+    )
 }
 
 /// How long `create` and `remove` wait for another process's create or remove.
@@ -417,6 +619,13 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             received.add(m.counters);
         }
         let lag_bytes = tail.saturating_sub(oldest).min(seg.config().capacity);
+        let (ack, ..) = ack_options(seg, i);
+        let (in_flight, oldest_unacked_unix_ns) = super::acks::in_flight(seg, i);
+        let stat = |f: fn(&layout::AckMeta) -> &crate::sync::atomic::AtomicU64| {
+            // Relaxed: a snapshot.
+            seg.acks(i).filter(|_| ack == Ack::Explicit).map_or(0, |a| f(a.meta).load(Ordering::Relaxed))
+        };
+        let ack_redelivered = stat(|m| &m.redelivered);
         out.push(SubscriptionInfo {
             name,
             lag_limit: (i != 0).then(|| meta.lag_limit.load(Ordering::Relaxed)).filter(|&l| l != 0),
@@ -426,7 +635,14 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             detached,
             lapped: meta.lapped.load(Ordering::Relaxed),
             missed_bytes: if i == 0 { 0 } else { meta.missed_bytes.load(Ordering::Relaxed) },
-            redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed) },
+            redelivered: if i == 0 { 0 } else { meta.redelivered.load(Ordering::Relaxed).max(ack_redelivered) },
+            ack,
+            in_flight,
+            acked: stat(|m| &m.acked),
+            nacked: stat(|m| &m.nacked),
+            expired: stat(|m| &m.expired),
+            dead_lettered: stat(|m| &m.dead_lettered),
+            oldest_unacked_unix_ns,
             received,
             members,
             // Relaxed: fixed at creation; information only.

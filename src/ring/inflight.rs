@@ -202,9 +202,16 @@ pub fn begin_move(e: &InFlight, w: u64) -> Option<u64> {
     swap(e, w, to).then_some(to)
 }
 
-/// Frees an entry the caller holds (`MOVING` once moved, `RESERVED` not handed out).
+/// Frees an entry the caller holds (`MOVING` once moved, `RESERVED` not handed out, or
+/// `RETAKING` what turned out not to be a message).
 pub fn free(e: &InFlight, w: u64) -> bool {
-    matches!(state(w), IF_MOVING | IF_RESERVED) && swap(e, w, next(w, 0, IF_FREE))
+    matches!(state(w), IF_MOVING | IF_RESERVED | IF_RETAKING) && swap(e, w, next(w, 0, IF_FREE))
+}
+
+/// Releases a `RESERVED` entry whose message its dead owner had handed out (the taker of
+/// the owner's claim decides so): to be delivered again.
+pub fn release_reserved(e: &InFlight, w: u64) -> bool {
+    state(w) == IF_RESERVED && swap(e, w, next(w, slot(w), IF_RELEASED))
 }
 
 #[cfg(all(test, not(loom)))]

@@ -1,0 +1,277 @@
+//! Explicit acknowledgements on durable queues: acks, nacks, rejects, expiry, redelivery
+//! after a member's death, dead letters, and what a restart keeps. Real processes (the test
+//! binary in a role), real files on the real disk.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Child, LogDir, TestQueue};
+use rustix::process::Signal;
+use shmq::{
+    Ack, Consumer, DeadLetter, Error, Mode, Options, Producer, Queue, Subscription, SubscriptionOptions, Wait, dlq_name,
+};
+
+const SUB: &str = "work";
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "member" => member(queue),
+        "holder" => holder(queue),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// A queue with a log, removed with its dead-letter queues when dropped.
+struct Durable {
+    q: TestQueue,
+    dir: LogDir,
+}
+
+impl Durable {
+    fn new(test: &str, capacity: u64) -> Durable {
+        let dir = LogDir::new(test);
+        let q = TestQueue::create(
+            test,
+            Options::new().capacity(capacity).max_message(4096).mode(Mode::Mpsc).durable(&dir.0),
+        );
+        Durable { q, dir }
+    }
+
+    fn name(&self) -> &str {
+        &self.q.name
+    }
+
+    fn explicit(&self, sub: &str, wait: Duration, max_in_flight: u32, max_deliveries: u32) {
+        let o = SubscriptionOptions::new()
+            .ack(Ack::Explicit)
+            .ack_wait(wait)
+            .max_in_flight(max_in_flight)
+            .max_deliveries(max_deliveries);
+        Subscription::create(self.name(), sub, o).expect("create the subscription");
+    }
+
+    /// Every dead letter of `sub` now, read by a consumer of its queue.
+    fn dead_letters(&self, sub: &str) -> Vec<DeadLetter> {
+        let mut rx = Consumer::open(&dlq_name(self.name(), sub)).expect("open the dead-letter queue");
+        let mut out = Vec::new();
+        while let Some(m) = rx.try_recv().expect("receive a dead letter") {
+            out.push(DeadLetter::decode(&m).expect("a dead letter"));
+        }
+        out
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        for s in [SUB, "a", "b", "c"] {
+            let _ = Queue::remove(&dlq_name(&self.q.name, s));
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn seq(m: &[u8]) -> u32 {
+    u32::from_le_bytes(m[..4].try_into().unwrap())
+}
+
+fn send_seqs(q: &str, range: std::ops::Range<u32>, size: usize) -> Vec<u64> {
+    let mut tx = Producer::open(q).expect("producer");
+    let mut ids = Vec::new();
+    let mut buf = vec![0u8; size.max(4)];
+    for s in range {
+        buf[..4].copy_from_slice(&s.to_le_bytes());
+        ids.push(tx.send(&buf).expect("send"));
+    }
+    ids
+}
+
+#[test]
+fn an_acked_message_is_done_a_nacked_one_comes_back_and_a_rejected_one_is_a_dead_letter() {
+    let d = Durable::new("acks-basic", 64 << 10);
+    d.explicit(SUB, Duration::from_secs(30), 16, 5);
+    let ids = send_seqs(d.name(), 0..3, 16);
+    let mut rx = Consumer::subscribe_with(d.name(), SUB, Wait::Block).expect("subscribe");
+    let t = Duration::from_secs(10);
+    let (id0, n0) = {
+        let m = rx.recv_timeout(t).expect("first");
+        (m.id(), m.delivery_count())
+    };
+    assert_eq!((id0, n0), (ids[0], 1));
+    rx.ack(id0).expect("ack");
+    assert!(matches!(rx.ack(id0), Err(Error::InvalidArgument(_))), "acked once only");
+    let id1 = rx.recv_timeout(t).expect("second").id();
+    rx.nack(id1, "try later").expect("nack");
+    // The nacked one comes back before anything else, counted.
+    {
+        let m = rx.recv_timeout(t).expect("again");
+        assert_eq!((m.id(), m.delivery_count(), seq(&m)), (id1, 2, 1));
+    }
+    rx.reject(id1, "bad amount").expect("reject");
+    let id2 = rx.recv_timeout(t).expect("third").id();
+    assert_eq!(id2, ids[2]);
+    assert_eq!(rx.in_flight(), 1);
+    rx.ack(id2).expect("ack");
+    assert!(matches!(rx.try_recv(), Ok(None)), "nothing left");
+    let info = Subscription::list(d.name()).unwrap().into_iter().find(|s| s.name == SUB).unwrap();
+    assert_eq!((info.in_flight, info.acked, info.nacked, info.dead_lettered), (0, 2, 1, 1));
+    let dl = d.dead_letters(SUB);
+    assert_eq!(dl.len(), 1);
+    assert_eq!((dl[0].id, dl[0].deliveries, dl[0].reason.as_str(), seq(&dl[0].payload)), (id1, 2, "bad amount", 1));
+    assert_eq!(dl[0].payload.len(), 16);
+}
+
+#[test]
+fn explicit_acks_need_a_durable_queue_and_fixed_options() {
+    let q = TestQueue::create("acks-volatile", Options::new());
+    let o = SubscriptionOptions::new().ack(Ack::Explicit);
+    assert!(matches!(Subscription::create(&q.name, SUB, o), Err(Error::InvalidArgument(_))));
+    let d = Durable::new("acks-options", 64 << 10);
+    d.explicit(SUB, Duration::from_secs(1), 4, 3);
+    d.explicit(SUB, Duration::from_secs(1), 4, 3); // the same: nothing to do
+    let other = SubscriptionOptions::new().ack(Ack::Explicit).ack_wait(Duration::from_secs(2));
+    assert!(matches!(Subscription::create(d.name(), SUB, other), Err(Error::InvalidArgument(_))));
+    let bad = SubscriptionOptions::new().ack(Ack::Explicit).max_in_flight(5000);
+    assert!(matches!(Subscription::create(d.name(), "b", bad), Err(Error::InvalidArgument(_))));
+    let mut rx = Consumer::subscribe(d.name(), SUB).expect("subscribe");
+    assert!(matches!(rx.try_peek(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(rx.try_recv_batch(4, |_| {}), Err(Error::InvalidArgument(_))));
+}
+
+/// A member that receives every message, nacks the poisoned ones (`poison` = seq) and acks
+/// the rest, reporting `got SEQ DELIVERIES` and `acked SEQ`, until nothing came for `idle`
+/// ms. `hold` > 0: it acks nothing and waits for the parent's word instead, then acks
+/// what it holds and reports each result.
+fn member(queue: &str) {
+    let mut rx = Consumer::subscribe_with(queue, SUB, Wait::Block).expect("subscribe");
+    common::say("joined");
+    let idle = Duration::from_millis(common::arg("idle"));
+    let poison: u32 = common::arg("poison");
+    loop {
+        let (id, s) = match rx.recv_timeout(idle) {
+            Ok(m) => {
+                common::say(&format!("got {} {}", seq(&m), m.delivery_count()));
+                (m.id(), seq(&m))
+            }
+            Err(Error::Timeout) => break,
+            Err(e) => panic!("member: {e}"),
+        };
+        if s == poison {
+            rx.nack(id, "poisoned").expect("nack");
+            continue;
+        }
+        common::say(&format!("acking {s}"));
+        match rx.ack(id) {
+            Ok(()) => common::say(&format!("acked {s}")),
+            Err(Error::AckExpired(_)) => common::say(&format!("expired {s}")),
+            Err(e) => panic!("ack: {e}"),
+        }
+    }
+    common::say("idle");
+}
+
+/// Receives one message, reports it, waits for a line from the parent, then acks it and
+/// reports `ack ok` or `ack expired`.
+fn holder(queue: &str) {
+    let mut rx = Consumer::subscribe_with(queue, SUB, Wait::Block).expect("subscribe");
+    let id = {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("a message");
+        common::say(&format!("got {} {}", seq(&m), m.delivery_count()));
+        m.id()
+    };
+    let _ = common::hear();
+    match rx.ack(id) {
+        Ok(()) => common::say("ack ok"),
+        Err(Error::AckExpired(_)) => common::say("ack expired"),
+        Err(e) => panic!("ack: {e}"),
+    }
+}
+
+fn spawn_member(q: &str, idle_ms: u64, poison: u32) -> Child {
+    let mut c = Child::spawn("member", q, &[("idle", idle_ms.to_string()), ("poison", poison.to_string())]);
+    c.expect("joined");
+    c
+}
+
+/// What members said: per seq, every delivery count, and whether an ack succeeded.
+#[derive(Default)]
+struct Seen {
+    got: BTreeMap<u32, Vec<u32>>,
+    acked: BTreeMap<u32, u32>,
+}
+
+impl Seen {
+    /// Reads a member's lines until `idle`.
+    fn drain(&mut self, c: &mut Child) {
+        loop {
+            let line = c.expect("");
+            let mut w = line.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("got"), Some(s), Some(n)) => {
+                    let s: u32 = s.parse().unwrap();
+                    assert!(!self.acked.contains_key(&s), "message {s} delivered again after its ack");
+                    self.got.entry(s).or_default().push(n.parse().unwrap());
+                }
+                (Some("acked"), Some(s), None) => *self.acked.entry(s.parse().unwrap()).or_default() += 1,
+                (Some("acking" | "expired"), ..) => {}
+                (Some("idle"), ..) => return,
+                _ => panic!("member said {line:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_poisoned_message_is_delivered_max_deliveries_times_then_is_a_dead_letter_while_the_rest_flow() {
+    let d = Durable::new("acks-poison", 64 << 10);
+    d.explicit(SUB, Duration::from_secs(30), 8, 4);
+    let n = 400;
+    let poison = 123;
+    let mut members = [spawn_member(d.name(), 1500, poison), spawn_member(d.name(), 1500, poison)];
+    send_seqs(d.name(), 0..n, 100);
+    let mut seen = Seen::default();
+    for c in &mut members {
+        seen.drain(c);
+        c.wait_ok();
+    }
+    for s in 0..n {
+        if s == poison {
+            assert_eq!(seen.got[&s], vec![1, 2, 3, 4], "delivered exactly max_deliveries times, counted");
+            assert!(!seen.acked.contains_key(&s));
+        } else {
+            assert_eq!(seen.acked.get(&s), Some(&1), "message {s} acked once");
+            assert_eq!(seen.got[&s], vec![1], "message {s} delivered once");
+        }
+    }
+    let dl = d.dead_letters(SUB);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!((seq(&dl[0].payload), dl[0].deliveries, dl[0].payload.len()), (poison, 4, 100));
+    assert_eq!(dl[0].reason, "poisoned");
+}
+
+#[test]
+fn a_stopped_member_keeps_its_message_until_ack_wait_then_its_late_ack_expires() {
+    let d = Durable::new("acks-stopped", 64 << 10);
+    let wait = Duration::from_millis(600);
+    d.explicit(SUB, wait, 8, 5);
+    let mut holder = Child::spawn("holder", d.name(), &[]);
+    send_seqs(d.name(), 0..1, 16);
+    assert_eq!(holder.expect("got"), "0 1");
+    holder.signal(Signal::STOP);
+    let stopped = Instant::now();
+    let mut rx = Consumer::subscribe_with(d.name(), SUB, Wait::Block).expect("subscribe");
+    let id = {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("delivered again after ack_wait");
+        assert_eq!((seq(&m), m.delivery_count()), (0, 2));
+        m.id()
+    };
+    assert!(stopped.elapsed() >= wait - Duration::from_millis(50), "not before ack_wait: {:?}", stopped.elapsed());
+    rx.ack(id).expect("the new holder's ack");
+    holder.signal(Signal::CONT);
+    holder.tell("ack");
+    assert_eq!(holder.expect("ack"), "expired");
+    holder.wait_ok();
+    assert!(matches!(rx.try_recv(), Ok(None)), "acked: never again");
+}

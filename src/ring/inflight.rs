@@ -207,6 +207,42 @@ pub fn free(e: &InFlight, w: u64) -> bool {
     matches!(state(w), IF_MOVING | IF_RESERVED) && swap(e, w, next(w, 0, IF_FREE))
 }
 
+/// A free entry, all its words zero, made of loom's atomics (which, unlike std's, cannot
+/// be zeroed in place): the loom models (`tests/loom_inflight.rs`) build entries with it.
+#[cfg(loom)]
+pub fn loom_entry() -> Box<InFlight> {
+    use crate::sync::atomic::{AtomicU32, AtomicU64};
+    // `InFlight` is `repr(C)`: its private `_pad` (an `AtomicU32`) directly follows
+    // `reason_len`, and `reason` comes after both.
+    const _: () = assert!(
+        std::mem::offset_of!(InFlight, reason)
+            >= std::mem::offset_of!(InFlight, reason_len) + 2 * std::mem::size_of::<AtomicU32>()
+    );
+    let mut b = Box::<InFlight>::new_uninit();
+    let p = b.as_mut_ptr();
+    // SAFETY: `p` points to memory allocated for one `InFlight`; every field is written
+    // once, through raw pointers (no reference to uninitialized memory), before
+    // `assume_init`: the public ones by name, `_pad` one `AtomicU32` past `reason_len`
+    // (`repr(C)`, checked above); the bytes left are padding.
+    unsafe {
+        (&raw mut (*p).owner).write(AtomicU64::new(0));
+        (&raw mut (*p).pos).write(AtomicU64::new(0));
+        (&raw mut (*p).end).write(AtomicU64::new(0));
+        (&raw mut (*p).deadline_ns).write(AtomicU64::new(0));
+        (&raw mut (*p).first_unix_ns).write(AtomicU64::new(0));
+        (&raw mut (*p).deliveries).write(AtomicU32::new(0));
+        (&raw mut (*p).pid).write(AtomicU32::new(0));
+        let len = &raw mut (*p).reason_len;
+        len.write(AtomicU32::new(0));
+        len.add(1).write(AtomicU32::new(0));
+        let reason = (&raw mut (*p).reason).cast::<AtomicU64>();
+        for i in 0..REASON_MAX / 8 {
+            reason.add(i).write(AtomicU64::new(0));
+        }
+        b.assume_init()
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

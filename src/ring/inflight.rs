@@ -214,6 +214,42 @@ pub fn release_reserved(e: &InFlight, w: u64) -> bool {
     state(w) == IF_RESERVED && swap(e, w, next(w, slot(w), IF_RELEASED))
 }
 
+/// A free entry, all its words zero, made of loom's atomics (which, unlike std's, cannot
+/// be zeroed in place): the loom models (`tests/loom_inflight.rs`) build entries with it.
+#[cfg(loom)]
+pub fn loom_entry() -> Box<InFlight> {
+    use crate::sync::atomic::{AtomicU32, AtomicU64};
+    // `InFlight` is `repr(C)`: its private `_pad` (an `AtomicU32`) directly follows
+    // `reason_len`, and `reason` comes after both.
+    const _: () = assert!(
+        std::mem::offset_of!(InFlight, reason)
+            >= std::mem::offset_of!(InFlight, reason_len) + 2 * std::mem::size_of::<AtomicU32>()
+    );
+    let mut b = Box::<InFlight>::new_uninit();
+    let p = b.as_mut_ptr();
+    // SAFETY: `p` points to memory allocated for one `InFlight`; every field is written
+    // once, through raw pointers (no reference to uninitialized memory), before
+    // `assume_init`: the public ones by name, `_pad` one `AtomicU32` past `reason_len`
+    // (`repr(C)`, checked above); the bytes left are padding.
+    unsafe {
+        (&raw mut (*p).owner).write(AtomicU64::new(0));
+        (&raw mut (*p).pos).write(AtomicU64::new(0));
+        (&raw mut (*p).end).write(AtomicU64::new(0));
+        (&raw mut (*p).deadline_ns).write(AtomicU64::new(0));
+        (&raw mut (*p).first_unix_ns).write(AtomicU64::new(0));
+        (&raw mut (*p).deliveries).write(AtomicU32::new(0));
+        (&raw mut (*p).pid).write(AtomicU32::new(0));
+        let len = &raw mut (*p).reason_len;
+        len.write(AtomicU32::new(0));
+        len.add(1).write(AtomicU32::new(0));
+        let reason = (&raw mut (*p).reason).cast::<AtomicU64>();
+        for i in 0..REASON_MAX / 8 {
+            reason.add(i).write(AtomicU64::new(0));
+        }
+        b.assume_init()
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -258,5 +294,52 @@ mod tests {
         let m2 = retake(&e, 9).unwrap();
         assert_eq!((state(m2), slot(m2)), (IF_MOVING, 9));
         assert!(free(&e, m2));
+    }
+
+    #[test]
+    fn the_tag_wraps_round_without_touching_the_slot_or_the_state() {
+        let top = (TAG_MASK << 16) | (7 << 8) | IF_ACQUIRED;
+        let w = next(top, 9, IF_RELEASED);
+        assert_eq!((w >> 16, slot(w), state(w)), (0, 9, IF_RELEASED));
+        assert_eq!(next(w, 9, IF_RELEASED) >> 16, 1);
+        assert_eq!(slot(next(0, 0x1ff, IF_FREE)), 0xff, "a slot keeps its byte");
+    }
+
+    #[test]
+    fn a_call_for_another_state_fails_and_leaves_the_word_alone() {
+        let e = entry();
+        let unchanged = |e: &InFlight, w: u64| assert_eq!(load(e), w);
+        let r = reserve(&e, 1).unwrap();
+        assert!(!ack(&e, r) && release(&e, r).is_none() && begin_move(&e, r).is_none());
+        assert!(retake(&e, 2).is_none() && !expire(&e, u64::MAX));
+        unchanged(&e, r);
+        let a = commit(&e, r).unwrap();
+        assert!(commit(&e, r).is_none(), "a word used once is stale");
+        assert!(!free(&e, a) && retake(&e, 2).is_none() && reserve(&e, 2).is_none());
+        unchanged(&e, a);
+        let d = release(&e, a).unwrap();
+        assert!(!ack(&e, d) && release(&e, d).is_none() && !free(&e, d) && begin_move(&e, d).is_none());
+        assert!(!expire(&e, u64::MAX) && commit(&e, a).is_none() && !ack(&e, a));
+        unchanged(&e, d);
+        // Past its last delivery: retaken, then moved (never handed out).
+        let t = retake(&e, 2).unwrap();
+        assert!(!ack(&e, t) && !free(&e, t), "a retake is not handed out yet");
+        let m = begin_move(&e, t).unwrap();
+        assert!(begin_move(&e, m).is_none() && retake(&e, 3).is_none() && commit(&e, t).is_none());
+        unchanged(&e, m);
+        assert!(free(&e, m) && !free(&e, m));
+        assert_eq!(state(load(&e)), IF_FREE);
+    }
+
+    #[test]
+    fn a_reason_is_read_back_and_a_hostile_length_is_cut() {
+        let e = entry();
+        set_reason(&e, b"no such customer");
+        assert_eq!(reason(&e), b"no such customer");
+        set_reason(&e, b"");
+        assert_eq!(reason(&e), b"");
+        // Relaxed: one thread (a hostile writer's length).
+        e.reason_len.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(reason(&e).len(), REASON_MAX);
     }
 }

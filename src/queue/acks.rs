@@ -122,11 +122,10 @@ pub(crate) fn explicit(seg: &Segment, sub: usize) -> bool {
 
 /// Releases the entries the dead previous holder of slot `slot` left in every subscription
 /// with explicit acks (the caller just took the slot's lock: its holder is dead). A
-/// reserved entry goes with the claim it belongs to: freed when the slot has no claim
-/// (never handed out), else left for whoever takes the claim over.
+/// reserved entry goes with the claim it belongs to (whoever takes the claim over resolves
+/// it); one not filled yet was never handed out (freed); one outside every claim is
+/// delivered again.
 pub(crate) fn release_orphans(seg: &Segment, slot: usize) {
-    // Relaxed: the slot's lock orders us after its previous holder's stores.
-    let claimed = seg.member(slot).claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE;
     for i in 1..layout::SUBSCRIPTIONS {
         let Some(a) = seg.acks(i) else { return };
         // Relaxed: a hint; an entry of ours in a subscription not yet explicit is none.
@@ -141,8 +140,14 @@ pub(crate) fn release_orphans(seg: &Segment, slot: usize) {
             }
             match inflight::state(w) {
                 IF_ACQUIRED | IF_RETAKING | IF_MOVING => bumped |= inflight::release(e, w).is_some(),
-                IF_RESERVED if !claimed => {
-                    inflight::free(e, w);
+                IF_RESERVED => {
+                    // Relaxed: the slot's lock orders us after its previous holder's stores.
+                    let p = e.pos.load(Ordering::Relaxed);
+                    if p == u64::MAX {
+                        inflight::free(e, w);
+                    } else if !in_a_claim(seg, i, p) {
+                        bumped |= inflight::release_reserved(e, w);
+                    }
                 }
                 _ => {}
             }
@@ -391,11 +396,17 @@ impl Consumer {
                     bumped |= inflight::release(e, w).is_some();
                 }
                 IF_RESERVED if j != a.slot && !is_alive(j) && seg.try_lock_slot(j) => {
-                    // Its holder is dead and nobody holds the slot: without a claim, the
-                    // entry was never handed out; with one, the claim's taker resolves it.
+                    // Its holder is dead and nobody holds the slot (so nobody is taking
+                    // its claims over now). An entry in a claim's span is the claim
+                    // taker's to resolve; one not filled yet was never handed out; one
+                    // filled outside every claim (a hostile writer) is delivered again
+                    // rather than lost.
                     // Relaxed: the lock orders us after the dead holder's stores.
-                    if seg.member(j).claim_state.load(Ordering::Relaxed) == layout::CLAIM_NONE {
+                    let p = e.pos.load(Ordering::Relaxed);
+                    if p == u64::MAX {
                         inflight::free(e, w);
+                    } else if !in_a_claim(seg, a.sub, p) {
+                        bumped |= inflight::release_reserved(e, w);
                     }
                     seg.unlock_slot(j);
                 }
@@ -647,6 +658,19 @@ impl Consumer {
     pub(super) fn acks_held(&self) -> usize {
         self.acks.as_ref().map_or(0, |a| a.held.len())
     }
+}
+
+/// Whether position `p` lies in a span some member of subscription `sub` has claimed.
+fn in_a_claim(seg: &Segment, sub: usize, p: u64) -> bool {
+    // Acquire: pairs with the Release that set a member's bit.
+    let members = seg.sub(sub).cursor.members.load(Ordering::Acquire);
+    crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS).any(|j| {
+        let m = seg.member(j);
+        // Acquire: pairs with a member's Release of its claim; the bounds after it.
+        m.claim_state.load(Ordering::Acquire) != layout::CLAIM_NONE
+            && m.claim_pos.load(Ordering::Relaxed) <= p
+            && p < m.claim_end.load(Ordering::Relaxed)
+    })
 }
 
 fn stolen(seg: &Segment) -> Error {

@@ -1,0 +1,189 @@
+//! Every step can be the last: the multi-step protocols of explicit acks, with a member
+//! process killed (`SIGKILL`, through the library's failpoints) between two of their
+//! steps, and what a surviving member (another process) must see.
+//!
+//! The kill points (see `src/failpoint.rs`):
+//! * handing out a fresh message: the entry reserved and filled, the member's `entered`
+//!   not raised (`ack-reserved`: the message was never handed out); `entered` raised, the
+//!   entry not committed (`ack-entered`: it counts as handed out);
+//! * moving a message to the dead-letter queue: the entry marked moving, nothing sent
+//!   (`ack-moving`); sent, the entry not freed (`ack-moved`: the dead letter is there
+//!   twice, with the same original id).
+//!
+//! Nothing is lost at any of them, and nothing acked is delivered again.
+
+#![cfg(feature = "failpoints")]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use common::{Child, LogDir, TestQueue};
+use shmq::{
+    Ack, Consumer, DeadLetter, Error, Mode, Options, Producer, Queue, Subscription, SubscriptionOptions, Wait, dlq_name,
+};
+
+const SUB: &str = "work";
+const N: u32 = 10;
+
+#[test]
+fn child_role() {
+    common::run_child(|role, queue| match role {
+        "member" => member(queue),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+fn seq(m: &[u8]) -> u32 {
+    u32::from_le_bytes(m[..4].try_into().unwrap())
+}
+
+/// Receives messages: acks them, except seq `reject` which it rejects. Reports `got SEQ DC`.
+fn member(queue: &str) {
+    let reject: u32 = common::arg("reject");
+    let mut rx = Consumer::subscribe_with(queue, SUB, Wait::Block).expect("subscribe");
+    loop {
+        let (id, s) = match rx.recv_timeout(Duration::from_millis(1500)) {
+            Ok(m) => {
+                common::say(&format!("got {} {}", seq(&m), m.delivery_count()));
+                (m.id(), seq(&m))
+            }
+            Err(Error::Timeout) => break,
+            Err(e) => panic!("member: {e}"),
+        };
+        if s == reject {
+            rx.reject(id, "bad amount").expect("reject");
+        } else {
+            rx.ack(id).expect("ack");
+        }
+    }
+}
+
+struct Setup {
+    q: TestQueue,
+    _dir: LogDir,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = Queue::remove(&dlq_name(&self.q.name, SUB));
+    }
+}
+
+fn setup(test: &str) -> Setup {
+    let dir = LogDir::new(test);
+    let q =
+        TestQueue::create(test, Options::new().capacity(64 << 10).max_message(1024).mode(Mode::Mpsc).durable(&dir.0));
+    let o = SubscriptionOptions::new().ack(Ack::Explicit).ack_wait(Duration::from_secs(30)).max_deliveries(5);
+    Subscription::create(&q.name, SUB, o).expect("subscription");
+    let mut tx = Producer::open(&q.name).unwrap();
+    for s in 0..N {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&s.to_le_bytes());
+        tx.send(&b).unwrap();
+    }
+    Setup { q, _dir: dir }
+}
+
+/// A member that dies at `point` after `skip` earlier hits, rejecting seq `reject`; returns
+/// what it reported.
+fn dies_at(s: &Setup, point: &str, skip: u32, reject: u32) -> Vec<(u32, u32)> {
+    let mut c = Child::spawn_env(
+        "member",
+        &s.q.name,
+        &[("reject", reject.to_string())],
+        &[("SHMQ_FAILPOINT", point.to_owned()), ("SHMQ_FAILPOINT_SKIP", skip.to_string())],
+    );
+    let (status, _) = c.wait_exit();
+    assert_eq!(status.signal(), Some(9), "the failpoint {point} did not kill the member: {status:?}");
+    parse(c.remaining_lines())
+}
+
+fn parse(lines: Vec<String>) -> Vec<(u32, u32)> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("got "))
+        .map(|l| {
+            let (s, d) = l.split_once(' ').unwrap();
+            (s.parse().unwrap(), d.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The survivor (this process): receives and acks everything left.
+fn survivor(s: &Setup) -> Vec<(u32, u32)> {
+    let mut rx = Consumer::subscribe_with(&s.q.name, SUB, Wait::Block).expect("subscribe");
+    let mut got = Vec::new();
+    loop {
+        let (id, g) = match rx.recv_timeout(Duration::from_millis(1500)) {
+            Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
+            Err(Error::Timeout) => break,
+            Err(e) => panic!("survivor: {e}"),
+        };
+        rx.ack(id).expect("ack");
+        got.push(g);
+    }
+    got
+}
+
+fn dead_letters(s: &Setup) -> Vec<DeadLetter> {
+    let mut rx = Consumer::open(&dlq_name(&s.q.name, SUB)).expect("the dead-letter queue");
+    let mut out = Vec::new();
+    while let Some(m) = rx.try_recv().unwrap() {
+        out.push(DeadLetter::decode(&m).unwrap());
+    }
+    out
+}
+
+/// The member dies handing out its third message (two acked before): the survivor gets
+/// seqs 2.. once each, the third with `third` as its delivery count; 0 and 1 never again.
+fn handing_out_dies_at(point: &str, third: u32) {
+    let s = setup(point);
+    let dead = dies_at(&s, point, 2, u32::MAX);
+    assert_eq!(dead, vec![(0, 1), (1, 1)], "{point}: the member acked two, then died handing out the third");
+    let alive = survivor(&s);
+    let want: Vec<(u32, u32)> = std::iter::once((2, third)).chain((3..N).map(|q| (q, 1))).collect();
+    let mut got = alive.clone();
+    got.sort();
+    assert_eq!(got, want, "{point}: the survivor's (seq, delivery count)");
+    let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
+    assert_eq!((info.in_flight, info.acked), (0, u64::from(N)));
+}
+
+#[test]
+fn a_member_killed_with_an_entry_filled_but_not_entered_never_handed_it_out() {
+    handing_out_dies_at("ack-reserved", 1);
+}
+
+#[test]
+fn a_member_killed_after_entering_a_message_had_handed_it_out_and_it_comes_back_counted() {
+    handing_out_dies_at("ack-entered", 2);
+}
+
+/// The member rejects seq 0 and dies moving it: the survivor moves it (`moves` dead letters
+/// with its id in the end), and gets everything else once.
+fn moving_dies_at(point: &str, moves: usize) {
+    let s = setup(point);
+    let dead = dies_at(&s, point, 0, 0);
+    assert_eq!(dead, vec![(0, 1)]);
+    let mut alive = survivor(&s);
+    alive.sort();
+    assert_eq!(alive, (1..N).map(|q| (q, 1)).collect::<Vec<_>>(), "{point}: seq 0 is not delivered again");
+    let dl = dead_letters(&s);
+    assert_eq!(dl.len(), moves, "{point}: {dl:?}");
+    for d in &dl {
+        assert_eq!((seq(&d.payload), d.deliveries, d.reason.as_str()), (0, 1, "bad amount"));
+    }
+    assert!(dl.windows(2).all(|w| w[0].id == w[1].id), "a duplicate has the same original id");
+}
+
+#[test]
+fn a_member_killed_before_sending_a_dead_letter_has_it_moved_by_another() {
+    moving_dies_at("ack-moving", 1);
+}
+
+#[test]
+fn a_member_killed_after_sending_a_dead_letter_leaves_a_duplicate_with_the_same_id() {
+    moving_dies_at("ack-moved", 2);
+}

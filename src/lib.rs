@@ -95,6 +95,11 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../docs/DURABLE.md")]
 pub struct DurableDoctests;
 
+/// The examples of `docs/ACKS.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/ACKS.md")]
+pub struct AcksDoctests;
+
 /// The examples of `docs/SUBSCRIPTIONS.md`, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/SUBSCRIPTIONS.md")]

@@ -154,6 +154,26 @@ impl Member {
         if !self.subscribed(seg) {
             return Err(Error::Closed);
         }
+        // Our own slot's claim words may still hold a claim our slot's dead predecessor left
+        // and `join` could not deliver yet (not all in the log then): it goes first, and it
+        // must not be overwritten by a new claim. Relaxed: we hold the slot's lock.
+        if seg.member(self.slot).claim_state.load(Ordering::Relaxed) != CLAIM_NONE {
+            match take_over(seg, self.sub, self.slot, self.durable.as_ref())? {
+                TakeOver::Deliver { pos, end, deliveries, in_log } => {
+                    self.set_span(ring, pos, end, in_log);
+                    if in_log {
+                        self.in_log(seg, log);
+                    } else {
+                        self.in_ring(log);
+                    }
+                    self.span_of = Some(self.slot);
+                    self.deliveries = deliveries;
+                    return Ok(Claimed::Span);
+                }
+                TakeOver::Later => return Ok(Claimed::Nothing),
+                TakeOver::Nothing => {}
+            }
+        }
         self.since_adopt = self.since_adopt.saturating_add(1);
         if force || self.since_adopt >= ADOPT_EVERY_CLAIMS {
             self.since_adopt = 0;

@@ -488,11 +488,10 @@ fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_ag
     let mut log = WorkLog::default();
     let spawn = |n: usize| (n, Child::spawn("worker", d.name(), &[]));
     let mut workers: Vec<(usize, Child)> = (0..3).map(spawn).collect();
-    let mut next = workers.len();
     let mut sender = Child::spawn("sender", d.name(), &[("count", count.to_string()), ("per_ms", "2".into())]);
-    let mut rng = common::Rng(0x5eed_ac4);
+    let mut rng = common::Rng(0x05ee_dac4);
     let mut kills = 0;
-    for _ in 0..rounds {
+    for next in (workers.len()..).take(rounds as usize) {
         let next_kill = Instant::now() + Duration::from_millis(50);
         while Instant::now() < next_kill {
             for (n, c) in &mut workers {
@@ -506,7 +505,6 @@ fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_ag
         kills += 1;
         log.drain_to_end(*n, c, true);
         workers[i] = spawn(next);
-        next += 1;
     }
     assert_eq!(sender.expect("sent"), count.to_string());
     sender.wait_ok();

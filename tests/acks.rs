@@ -436,10 +436,13 @@ struct WorkLog {
     ambiguous: BTreeMap<u32, usize>,
     expired: u64,
     killed: std::collections::BTreeSet<usize>,
+    /// Every line, per worker (for the failure messages).
+    lines: BTreeMap<usize, Vec<String>>,
 }
 
 impl WorkLog {
     fn add(&mut self, worker: usize, line: &str, last_of_killed: bool) {
+        self.lines.entry(worker).or_default().push(line.to_owned());
         let mut w = line.split_whitespace();
         match (w.next(), w.next().and_then(|s| s.parse::<u32>().ok()), w.next().and_then(|s| s.parse::<u32>().ok())) {
             (Some("got"), Some(s), Some(dc)) => self.got.entry(s).or_default().push((dc, worker)),
@@ -451,6 +454,23 @@ impl WorkLog {
             (Some("expired"), ..) => self.expired += 1,
             _ => panic!("worker {worker} said {line:?}"),
         }
+    }
+
+    /// What the workers that got message `s` said around it.
+    fn around(&self, s: u32, got: &[(u32, usize)]) -> String {
+        let mut out = String::new();
+        for &(_, w) in got {
+            let lines = &self.lines[&w];
+            let at = lines.iter().position(|l| l.starts_with(&format!("got {s} "))).unwrap_or(0);
+            let end = (at + 6).min(lines.len());
+            out += &format!(
+                "worker {w} (killed: {}, {} lines) said: {:?}; ",
+                self.killed.contains(&w),
+                lines.len(),
+                &lines[at.saturating_sub(3)..end]
+            );
+        }
+        out
     }
 
     fn drain(&mut self, worker: usize, c: &mut Child) {
@@ -546,7 +566,11 @@ fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_ag
             None => {
                 // Its last ack was started by a killed worker: it landed (else it would
                 // have been delivered again and acked by someone).
-                assert!(log.ambiguous.contains_key(&s), "message {s} never acked: {got:?}");
+                assert!(
+                    log.ambiguous.contains_key(&s),
+                    "message {s} never acked: {got:?}; {}",
+                    log.around(s, got)
+                );
                 ambiguous_used += 1;
             }
         }

@@ -217,6 +217,24 @@ pub fn format_size(n: u64) -> String {
     if i == 0 || v.fract() == 0.0 { format!("{v} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
+/// A human-readable age or span, at most two units: `850ms`, `12.3s`, `5m03s`, `2h05m`,
+/// `3d04h`.
+pub fn format_age(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, s / 3600 % 24)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +341,15 @@ mod tests {
         assert!(parse_permissions("400").is_err());
         assert!(parse_permissions("1777").is_err());
         assert!(parse_permissions("rw").is_err());
+    }
+
+    #[test]
+    fn ages_format_in_at_most_two_units() {
+        assert_eq!(format_age(Duration::from_micros(850_400)), "850ms");
+        assert_eq!(format_age(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(format_age(Duration::from_secs(5 * 60 + 3)), "5m03s");
+        assert_eq!(format_age(Duration::from_secs(2 * 3600 + 5 * 60 + 59)), "2h05m");
+        assert_eq!(format_age(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d04h");
     }
 
     #[test]

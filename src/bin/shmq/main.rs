@@ -69,6 +69,25 @@ impl From<FromArg> for shmq::From {
     }
 }
 
+/// How a subscription's members acknowledge messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AckArg {
+    /// Receiving is acknowledging.
+    Auto,
+    /// Durable queues only: members ack each message; nacked, expired and abandoned ones are
+    /// delivered again, and after --max-deliveries (or a reject) move to the dead-letter queue.
+    Explicit,
+}
+
+impl From<AckArg> for shmq::Ack {
+    fn from(a: AckArg) -> shmq::Ack {
+        match a {
+            AckArg::Auto => shmq::Ack::Auto,
+            AckArg::Explicit => shmq::Ack::Explicit,
+        }
+    }
+}
+
 /// `shmq subs ...`.
 #[derive(Subcommand, Debug)]
 enum SubsCommand {
@@ -90,6 +109,23 @@ enum SubsCommand {
         /// Where it starts: now, with the next message sent.
         #[arg(long, value_enum, default_value_t = FromArg::Now)]
         from: FromArg,
+        /// How members acknowledge: auto (receiving is acknowledging) or explicit (durable
+        /// queues only; no --lag-limit): each message stays in flight until a member acks it,
+        /// and one given up on moves to the dead-letter queue QUEUE.NAME.dlq (shmq dlq).
+        #[arg(long, value_enum, default_value_t = AckArg::Auto)]
+        ack: AckArg,
+        /// With --ack explicit: how long a member may hold a message unacknowledged before it
+        /// is delivered again, from 1ms to 7 days [default: 30s].
+        #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+        ack_wait: Option<Duration>,
+        /// With --ack explicit: how many messages the members may hold unacknowledged at once
+        /// [default: 256].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(shmq::layout::MAX_IN_FLIGHT)))]
+        max_in_flight: Option<u32>,
+        /// With --ack explicit: deliveries of a message at most before it moves to the
+        /// dead-letter queue [default: 5].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_deliveries: Option<u32>,
     },
     /// List a queue's subscriptions: position, lag, laps, counters and members.
     Ls {
@@ -108,6 +144,56 @@ enum SubsCommand {
         /// Subscription names ("default" is the one plain `recv` reads).
         #[arg(required = true, value_parser = parse_subscription_name)]
         names: Vec<String>,
+    },
+}
+
+/// `shmq dlq ...`.
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List the dead letters waiting in QUEUE.SUB.dlq (those a consumer of it would still
+    /// receive), without taking them: original id, deliveries, when moved, length, reason and
+    /// a payload preview.
+    Ls {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Subscription name (one created with --ack explicit).
+        #[arg(value_parser = parse_subscription_name)]
+        sub: String,
+        /// Print JSON (stable, with schema_version).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter, by the message's id in QUEUE, with its whole payload (escaped as
+    /// recv prints it; --hex or --json for the exact bytes). Takes nothing.
+    Show {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Subscription name.
+        #[arg(value_parser = parse_subscription_name)]
+        sub: String,
+        /// The message's id in QUEUE (as dlq ls prints it).
+        id: u64,
+        /// Print JSON (stable, with schema_version; the payload in base64).
+        #[arg(long)]
+        json: bool,
+        /// Print the payload as lowercase hex.
+        #[arg(long, conflicts_with = "json")]
+        hex: bool,
+    },
+    /// Remove every dead letter of the subscription (receives them all from QUEUE.SUB.dlq)
+    /// and print how many.
+    Purge {
+        /// Queue name.
+        #[arg(value_parser = parse_name)]
+        queue: String,
+        /// Subscription name.
+        #[arg(value_parser = parse_subscription_name)]
+        sub: String,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -313,6 +399,11 @@ enum Command {
         #[command(subcommand)]
         command: SubsCommand,
     },
+    /// List, show and purge the dead letters of a subscription with explicit acks.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Read a durable queue's log directory: dump its messages, verify it.
     Log {
         #[command(subcommand)]
@@ -428,11 +519,17 @@ fn main() -> ExitCode {
         Command::Ls { json } => commands::stat::ls(json),
         Command::Rm { names } => commands::admin::rm(&names),
         Command::Subs { command } => match command {
-            SubsCommand::Create { queue, name, lag_limit, from } => {
-                commands::subs::create(&queue, &name, lag_limit, from.into())
+            SubsCommand::Create { queue, name, lag_limit, from, ack, ack_wait, max_in_flight, max_deliveries } => {
+                let acks = commands::subs::AckOptions { ack, ack_wait, max_in_flight, max_deliveries };
+                commands::subs::create(&queue, &name, lag_limit, from.into(), acks)
             }
             SubsCommand::Ls { queue, json } => commands::subs::ls(&queue, json),
             SubsCommand::Rm { queue, names } => commands::subs::rm(&queue, &names),
+        },
+        Command::Dlq { command } => match command {
+            DlqCommand::Ls { queue, sub, json } => commands::dlq::ls(&queue, &sub, json),
+            DlqCommand::Show { queue, sub, id, json, hex } => commands::dlq::show(&queue, &sub, id, json, hex),
+            DlqCommand::Purge { queue, sub, yes } => commands::dlq::purge(&queue, &sub, yes),
         },
         Command::Log { command } => match command {
             LogCommand::Dump { name, dir, from, json } => {

@@ -14,8 +14,15 @@ use shmq::log::{Frame, Log};
 
 use super::recv::escape;
 
-/// Bytes of payload shown by the text dump.
-const PREVIEW: usize = 48;
+/// Bytes of payload shown by the text dump (and by `dlq ls`).
+pub const PREVIEW: usize = 48;
+
+/// The first [`PREVIEW`] bytes of `payload` on one line, escaped as `recv` prints messages,
+/// followed by `...` when there is more.
+pub fn preview(payload: &[u8]) -> String {
+    let shown = escape(&payload[..payload.len().min(PREVIEW)]);
+    if payload.len() > PREVIEW { format!("{shown}...") } else { shown }
+}
 
 /// `log dump --json`: one line per message.
 #[derive(Serialize)]
@@ -71,9 +78,7 @@ fn print(out: &mut impl Write, f: &Frame, json: bool) -> Result<()> {
         serde_json::to_writer(&mut *out, &j)?;
         writeln!(out)?;
     } else {
-        let shown = &f.payload[..f.payload.len().min(PREVIEW)];
-        let more = if f.payload.len() > PREVIEW { "..." } else { "" };
-        writeln!(out, "{}\t{time}\t{}\t{}\tcrc ok\t{}{more}", f.id, f.size, f.payload.len(), escape(shown))?;
+        writeln!(out, "{}\t{time}\t{}\t{}\tcrc ok\t{}", f.id, f.size, f.payload.len(), preview(&f.payload))?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The queue commands: `create` and `rm` ([`admin`]), `send`, `recv`, `stat` and `ls`
-//! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]), `journal`
+//! ([`stat`]; a durable queue's part in [`durable`]), `subs` ([`subs`]), `dlq` ([`dlq`]: a
+//! subscription's dead letters), `journal`
 //! ([`journal`]), `log` ([`log`]: a durable queue's log directory), the monitoring ones,
 //! `top` ([`top`]) and `exporter` ([`exporter`]), which share [`monitor`] and
 //! [`prometheus`], and `bridge` ([`bridge`], which runs `shmq-bridge`). Each returns
@@ -7,6 +8,7 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod dlq;
 pub mod durable;
 pub mod exporter;
 pub mod journal;

@@ -207,7 +207,7 @@ fn print_stat(s: &Snapshot, rates: Option<Rates>, stuck_after: Option<Duration>,
                     stalled_s: stalled_s(p.progress),
                 })
                 .collect(),
-            subscriptions: s.subscriptions.iter().map(Into::into).collect(),
+            subscriptions: s.subscriptions.iter().map(|sub| super::subs::SubscriptionJson::new(&c.name, sub)).collect(),
             rates,
             durable: super::durable::json(s),
             stuck_after_s: stuck_after.map(|d| d.as_secs_f64()),

@@ -3,12 +3,29 @@
 //!
 //! `subs ls --json` and `stat --json` print subscriptions as [`SubscriptionJson`].
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
-use shmq::{Error, Queue, Subscription, SubscriptionInfo, SubscriptionOptions};
+use shmq::{Ack, Error, Queue, Subscription, SubscriptionInfo, SubscriptionOptions};
 
 use super::stat::Counters;
-use crate::args::format_size;
+use crate::AckArg;
+use crate::args::{format_age, format_size};
+
+/// `subs create --ack` and the options that go with `--ack explicit` (`None`: the library's
+/// defaults).
+#[derive(Debug)]
+pub struct AckOptions {
+    /// `--ack`.
+    pub ack: AckArg,
+    /// `--ack-wait`.
+    pub ack_wait: Option<Duration>,
+    /// `--max-in-flight`.
+    pub max_in_flight: Option<u32>,
+    /// `--max-deliveries`.
+    pub max_deliveries: Option<u32>,
+}
 
 /// One member of a subscription in `--json` output.
 #[derive(Serialize)]
@@ -53,15 +70,51 @@ pub struct SubscriptionJson {
     /// Times it was detached for falling behind its lag limit.
     lapped: u64,
     missed_bytes: u64,
-    /// Messages handed out again because the member holding them died.
+    /// Messages handed out again: because the member holding them died, or (explicit acks)
+    /// nacked or held past the ack wait.
     redelivered: u64,
+    /// How members acknowledge: "auto" (receiving is acknowledging) or "explicit".
+    ack: &'static str,
+    /// Explicit acks (null for auto): messages handed out and not yet acknowledged, or
+    /// waiting to be handed out again.
+    in_flight: Option<u64>,
+    /// Explicit acks (null for auto): messages acknowledged.
+    acked: Option<u64>,
+    /// Explicit acks (null for auto): nacks.
+    nacked: Option<u64>,
+    /// Explicit acks (null for auto): messages held past the ack wait.
+    expired: Option<u64>,
+    /// Explicit acks (null for auto): messages moved to the dead-letter queue.
+    dead_lettered: Option<u64>,
+    /// Explicit acks: when the oldest message in flight was first handed out, ns since the
+    /// Unix epoch; null when none is in flight (or for auto).
+    oldest_unacked_unix_ns: Option<u64>,
+    /// How long ago that was, ns (at the time of listing); null with it.
+    oldest_unacked_age_ns: Option<u64>,
+    /// Explicit acks: the name of its dead-letter queue (`shmq dlq`); null for auto.
+    dlq: Option<String>,
     /// Totals over its members, past and present.
     received: Counters,
     members: Vec<MemberJson>,
 }
 
-impl From<&SubscriptionInfo> for SubscriptionJson {
-    fn from(s: &SubscriptionInfo) -> SubscriptionJson {
+/// Nanoseconds since the Unix epoch now (0 if the clock is before it).
+fn now_unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Whether the subscription acknowledges explicitly (`Ack` may gain modes: any other is
+/// shown as auto, which has none of the explicit counters).
+fn explicit(s: &SubscriptionInfo) -> bool {
+    s.ack == Ack::Explicit
+}
+
+impl SubscriptionJson {
+    /// Subscription `s` of queue `queue`.
+    pub fn new(queue: &str, s: &SubscriptionInfo) -> SubscriptionJson {
+        let x = explicit(s);
+        let only = |v: u64| x.then_some(v);
+        let oldest = s.oldest_unacked_unix_ns.filter(|_| x);
         SubscriptionJson {
             name: s.name.clone(),
             lag_limit: s.lag_limit,
@@ -72,6 +125,15 @@ impl From<&SubscriptionInfo> for SubscriptionJson {
             lapped: s.lapped,
             missed_bytes: s.missed_bytes,
             redelivered: s.redelivered,
+            ack: if x { "explicit" } else { "auto" },
+            in_flight: only(s.in_flight),
+            acked: only(s.acked),
+            nacked: only(s.nacked),
+            expired: only(s.expired),
+            dead_lettered: only(s.dead_lettered),
+            oldest_unacked_unix_ns: oldest,
+            oldest_unacked_age_ns: oldest.map(|t| now_unix_ns().saturating_sub(t)),
+            dlq: x.then(|| shmq::dlq_name(queue, &s.name)),
             received: s.received.into(),
             members: s
                 .members
@@ -116,14 +178,57 @@ fn lag_limit_text(limit: Option<u64>) -> String {
     limit.map_or_else(|| "none".to_owned(), format_size)
 }
 
-/// `shmq subs create QUEUE NAME`.
-pub fn create(queue: &str, name: &str, lag_limit: Option<u64>, from: shmq::From) -> Result<()> {
+/// `shmq subs create QUEUE NAME`. Options that need `--ack explicit` without it, and
+/// `--lag-limit` with it, are usage errors (status 2).
+pub fn create(queue: &str, name: &str, lag_limit: Option<u64>, from: shmq::From, acks: AckOptions) -> Result<()> {
+    let explicit = acks.ack == AckArg::Explicit;
+    if !explicit {
+        let given: Vec<&str> = [
+            ("--ack-wait", acks.ack_wait.is_some()),
+            ("--max-in-flight", acks.max_in_flight.is_some()),
+            ("--max-deliveries", acks.max_deliveries.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if !given.is_empty() {
+            crate::usage_error(format!("{} only apply with '--ack explicit'", given.join(", ")));
+        }
+    }
+    if explicit && lag_limit.is_some() {
+        crate::usage_error(
+            "'--lag-limit' cannot be used with '--ack explicit': a subscription with explicit acks misses nothing",
+        );
+    }
+    let mut options = SubscriptionOptions::new().start(from).lag_limit(lag_limit).ack(acks.ack.into());
+    if let Some(w) = acks.ack_wait {
+        if w < Duration::from_millis(1) || w > Duration::from_secs(7 * 86_400) {
+            crate::usage_error(format!("invalid value '{w:?}' for '--ack-wait <DUR>': from 1ms to 7 days"));
+        }
+        options = options.ack_wait(w);
+    }
+    if let Some(n) = acks.max_in_flight {
+        options = options.max_in_flight(n);
+    }
+    if let Some(n) = acks.max_deliveries {
+        options = options.max_deliveries(n);
+    }
     // Only for the message: whether this call made it or found it made.
     let existed = Subscription::list(queue).is_ok_and(|l| l.iter().any(|s| s.name == name));
-    let options = SubscriptionOptions::new().start(from).lag_limit(lag_limit);
     Subscription::create(queue, name, options).map_err(|e| explain(queue, name, "create", e))?;
     let what = if existed { "exists already with these options" } else { "created" };
-    println!("subscription {name:?} of queue {queue:?} {what}: lag limit {}", lag_limit_text(lag_limit));
+    if explicit {
+        println!(
+            "subscription {name:?} of queue {queue:?} {what}: explicit acks, ack wait {:?}, max in flight {}, \
+             max deliveries {}; dead letters go to queue {:?}",
+            options.get_ack_wait(),
+            options.get_max_in_flight(),
+            options.get_max_deliveries(),
+            shmq::dlq_name(queue, name)
+        );
+    } else {
+        println!("subscription {name:?} of queue {queue:?} {what}: lag limit {}", lag_limit_text(lag_limit));
+    }
     Ok(())
 }
 
@@ -152,7 +257,7 @@ pub fn ls(queue: &str, json: bool) -> Result<()> {
         let j = SubsLsJson {
             schema_version: super::SCHEMA_VERSION,
             queue: queue.to_owned(),
-            subscriptions: subs.iter().map(SubscriptionJson::from).collect(),
+            subscriptions: subs.iter().map(|s| SubscriptionJson::new(queue, s)).collect(),
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
@@ -169,13 +274,34 @@ pub fn print_table(subs: &[SubscriptionInfo], indent: &str) {
         return;
     }
     let w = subs.iter().map(|s| s.name.len()).max().unwrap_or(0).max(4);
+    let now = now_unix_ns();
     println!(
-        "{indent}{:<w$} {:>9} {:>14} {:>10} {:>8} {:<8} {:>6} {:>10} {:>11} {:>10}",
-        "name", "lag limit", "position", "lag", "~msgs", "state", "lapped", "missed", "redelivered", "received"
+        "{indent}{:<w$} {:>9} {:>14} {:>10} {:>8} {:<8} {:>6} {:>10} {:>11} {:>10} {:<8} {:>9} {:>13} {:>14}",
+        "name",
+        "lag limit",
+        "position",
+        "lag",
+        "~msgs",
+        "state",
+        "lapped",
+        "missed",
+        "redelivered",
+        "received",
+        "ack",
+        "in flight",
+        "dead-lettered",
+        "oldest unacked"
     );
     for s in subs {
+        // Explicit acks only: "-" for auto subscriptions (and no message in flight).
+        let x = explicit(s);
+        let only = |v: u64| if x { v.to_string() } else { "-".to_owned() };
+        let oldest = match s.oldest_unacked_unix_ns.filter(|_| x) {
+            Some(t) => format_age(Duration::from_nanos(now.saturating_sub(t))),
+            None => "-".to_owned(),
+        };
         println!(
-            "{indent}{:<w$} {:>9} {:>14} {:>10} {:>8} {:<8} {:>6} {:>10} {:>11} {:>10}",
+            "{indent}{:<w$} {:>9} {:>14} {:>10} {:>8} {:<8} {:>6} {:>10} {:>11} {:>10} {:<8} {:>9} {:>13} {:>14}",
             s.name,
             lag_limit_text(s.lag_limit),
             s.position,
@@ -185,7 +311,11 @@ pub fn print_table(subs: &[SubscriptionInfo], indent: &str) {
             s.lapped,
             format_size(s.missed_bytes),
             s.redelivered,
-            s.received.messages
+            s.received.messages,
+            if x { "explicit" } else { "auto" },
+            only(s.in_flight),
+            only(s.dead_lettered),
+            oldest
         );
         if s.members.is_empty() {
             println!("{indent}  no members");

@@ -34,8 +34,9 @@
 //!   rejoin the ring (its cursor detached).
 //! * `spill-rejoining`: it swapped its cursor to plain; the producers' `gate_min` are not
 //!   checked yet.
-//! * `ack-reserved`: a member of a subscription with explicit acks reserved and filled an
-//!   in-flight entry for the message it is handing out; its `entered` is not raised.
+//! * `ack-reserved`: a member of a subscription with explicit acks reserved, filled and
+//!   marked filled an in-flight entry for the message it is handing out; its `entered` is
+//!   not raised.
 //! * `ack-entered`: `entered` is raised past the message; the entry is not committed.
 //! * `ack-moving`: a member marked an in-flight entry moving (a reject, or its last
 //!   delivery); nothing is sent to the dead-letter queue.

@@ -566,11 +566,7 @@ fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_ag
             None => {
                 // Its last ack was started by a killed worker: it landed (else it would
                 // have been delivered again and acked by someone).
-                assert!(
-                    log.ambiguous.contains_key(&s),
-                    "message {s} never acked: {got:?}; {}",
-                    log.around(s, got)
-                );
+                assert!(log.ambiguous.contains_key(&s), "message {s} never acked: {got:?}; {}", log.around(s, got));
                 ambiguous_used += 1;
             }
         }

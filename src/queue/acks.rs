@@ -6,12 +6,14 @@
 //! keeps). After `max_deliveries`, or on reject, the message moves to the subscription's
 //! dead-letter queue. How entries change hands is `ring::inflight`.
 //!
-//! Handing out a fresh message (from the member's claimed span) takes three steps, each of
+//! Handing out a fresh message (from the member's claimed span) takes these steps, each of
 //! which may be the last (kill points `ack-reserved`, `ack-entered`):
-//! 1. an entry is reserved (`RESERVED`) and its fields written;
+//! 1. an entry is reserved (`RESERVED`: its fields are still a former holder's, so a dead
+//!    member's reserved entry is simply freed), its fields written, and it is marked
+//!    `FILLED`;
 //! 2. the member's `entered` word is raised past the message: whoever takes the member's
 //!    claim over (it died) starts there, so the message is never in both the claim and an
-//!    entry, and a `RESERVED` entry below `entered` counts as handed out;
+//!    entry, and a `FILLED` entry below `entered` counts as handed out;
 //! 3. the entry is committed (`ACQUIRED`).
 //!
 //! A dead member's entries are released by any member that finds its slot's lock free
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 use super::Consumer;
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, IF_ACQUIRED, IF_DOOMED, IF_FREE, IF_MOVING, IF_RELEASED, IF_RESERVED, IF_RETAKING, IN_FLIGHT_ENTRIES,
+    self, IF_ACQUIRED, IF_DOOMED, IF_FILLED, IF_FREE, IF_MOVING, IF_RELEASED, IF_RESERVED, IF_RETAKING,
+    IN_FLIGHT_ENTRIES,
 };
 use crate::queue::attach::Until;
 use crate::queue::dlq::DeadLetter;
@@ -122,9 +125,9 @@ pub(crate) fn explicit(seg: &Segment, sub: usize) -> bool {
 
 /// Releases the entries the dead previous holder of slot `slot` left in every subscription
 /// with explicit acks (the caller just took the slot's lock: its holder is dead). A
-/// reserved entry goes with the claim it belongs to (whoever takes the claim over resolves
-/// it); one not filled yet was never handed out (freed); one outside every claim is
-/// delivered again.
+/// reserved entry was never handed out (freed); a filled one goes with the claim it belongs
+/// to (whoever takes the claim over resolves it), or, outside every claim, is delivered
+/// again.
 pub(crate) fn release_orphans(seg: &Segment, slot: usize) {
     for i in 1..layout::SUBSCRIPTIONS {
         let Some(a) = seg.acks(i) else { return };
@@ -135,18 +138,18 @@ pub(crate) fn release_orphans(seg: &Segment, slot: usize) {
         let mut bumped = false;
         for e in a.entries {
             let w = inflight::load(e);
-            if inflight::slot(w) != slot {
+            if owner_slot(w) != slot {
                 continue;
             }
             match inflight::state(w) {
                 IF_ACQUIRED | IF_RETAKING | IF_MOVING => bumped |= inflight::release(e, w).is_some(),
                 IF_RESERVED => {
+                    inflight::free(e, w);
+                }
+                IF_FILLED => {
                     // Relaxed: the slot's lock orders us after its previous holder's stores.
-                    let p = e.pos.load(Ordering::Relaxed);
-                    if p == u64::MAX {
-                        inflight::free(e, w);
-                    } else if !in_a_claim(seg, i, p) {
-                        bumped |= inflight::release_reserved(e, w);
+                    if !in_a_claim(seg, i, e.pos.load(Ordering::Relaxed)) {
+                        bumped |= inflight::release_filled(e, w);
                     }
                 }
                 _ => {}
@@ -166,25 +169,33 @@ fn released(seg: &Segment, a: Acks<'_>, sub: usize) {
     wait::wake(crate::queue::gate::sub_words(seg, sub), &OsFutex);
 }
 
-/// Resolves the reserved entries of a claim `[pos, end)` being taken over (its holder's
-/// slot lock held: it died): those below `entered` were handed out (released, to be
-/// delivered again), the others never were (freed). Returns where the claim's undelivered
-/// part starts.
+/// Resolves the filled entries of a claim `[pos, end)` being taken over (its holder's slot
+/// lock held: it died): those below `entered` were handed out (released, to be delivered
+/// again), the others never were (freed). Returns where the claim's undelivered part
+/// starts. Only entries of dead owners are touched: the member that died reading the claim
+/// (it may have been reading another's claim it took over).
 pub(crate) fn take_over_claim(seg: &Segment, sub: usize, pos: u64, end: u64, entered: u64) -> u64 {
     let Some(a) = seg.acks(sub) else { return pos };
     let entered = if entered > pos && entered <= end { entered } else { pos };
     let mut bumped = false;
     for e in a.entries {
         let w = inflight::load(e);
-        if inflight::state(w) != IF_RESERVED {
+        if inflight::state(w) != IF_FILLED {
             continue;
         }
         let f = inflight::fields(e);
+        // A filled entry's pid is its owner's (written before it was marked filled); a slot
+        // held now by another process (the caller, taking its dead predecessor's claim) is
+        // not that owner. Relaxed: information the slot's holder wrote at registration.
+        let j = owner_slot(w);
+        if seg.slot(j).pid.load(Ordering::Relaxed) == f.pid && seg.slot_alive(j) {
+            continue;
+        }
         if f.pos < pos || f.pos >= end {
             continue;
         }
         if f.pos < entered {
-            bumped |= inflight::release_reserved(e, w);
+            bumped |= inflight::release_filled(e, w);
         } else {
             inflight::free(e, w);
         }
@@ -206,7 +217,8 @@ pub(crate) fn floor(seg: &Segment, sub: usize) -> u64 {
     let mut low = u64::MAX;
     for e in a.entries {
         let w = inflight::load(e);
-        if matches!(inflight::state(w), IF_FREE | IF_RESERVED) {
+        // A filled entry's message is still in its member's claim (and counted there).
+        if matches!(inflight::state(w), IF_FREE | IF_RESERVED | IF_FILLED) {
             continue;
         }
         // Relaxed: ordered after the Acquire load of the owner word.
@@ -225,7 +237,7 @@ pub(crate) fn in_flight(seg: &Segment, sub: usize) -> (u64, Option<u64>) {
     let (mut n, mut oldest) = (0u64, None::<u64>);
     for e in a.entries {
         let w = inflight::load(e);
-        if matches!(inflight::state(w), IF_FREE | IF_RESERVED) {
+        if matches!(inflight::state(w), IF_FREE | IF_RESERVED | IF_FILLED) {
             continue;
         }
         n += 1;
@@ -298,11 +310,6 @@ impl Consumer {
         for n in 0..a.max_in_flight {
             let k = (a.hint + n) % a.max_in_flight;
             if let Some(w) = inflight::reserve(&t.entries[k], a.slot) {
-                // Nothing handed out yet: a taker of our claim frees it (see
-                // `take_over_claim`). Relaxed: published by the commit (or read after our
-                // death, which orders it).
-                t.entries[k].pos.store(u64::MAX, Ordering::Relaxed);
-                t.entries[k].pid.store(a.pid, Ordering::Relaxed);
                 a.reserved = Some((k, w));
                 a.hint = (k + 1) % a.max_in_flight;
                 return true;
@@ -337,6 +344,7 @@ impl Consumer {
             pid: a.pid,
         };
         inflight::fill(e, &f);
+        let Some(w) = inflight::filled(e, w) else { return Err(stolen(seg)) };
         crate::failpoint::hit("ack-reserved");
         if let Some(j) = span_of {
             // SYNC POINT: Release pairs with the Acquire of the slot lock's hand-over (and
@@ -345,12 +353,7 @@ impl Consumer {
             seg.member(j).entered.store(end, Ordering::Release);
         }
         crate::failpoint::hit("ack-entered");
-        let Some(w) = inflight::commit(e, w) else {
-            return Err(Error::Corrupt(format!(
-                "{:?}: an in-flight entry changed hands under its owner",
-                seg.config().name
-            )));
-        };
+        let Some(w) = inflight::commit(e, w) else { return Err(stolen(seg)) };
         a.held.insert(rec.pos, (k, w));
         a.deliveries = 1;
         Ok(())
@@ -378,7 +381,7 @@ impl Consumer {
         let mut next = now_ns.saturating_add(SWEEP_EVERY.as_nanos() as u64);
         for e in t.entries {
             let w = inflight::load(e);
-            let j = inflight::slot(w);
+            let j = owner_slot(w);
             match inflight::state(w) {
                 IF_ACQUIRED => {
                     if inflight::expire(e, now_ns) {
@@ -395,18 +398,18 @@ impl Consumer {
                 IF_RETAKING | IF_MOVING if j != a.slot && !is_alive(j) => {
                     bumped |= inflight::release(e, w).is_some();
                 }
-                IF_RESERVED if j != a.slot && !is_alive(j) && seg.try_lock_slot(j) => {
-                    // Its holder is dead and nobody holds the slot (so nobody is taking
-                    // its claims over now). An entry in a claim's span is the claim
-                    // taker's to resolve; one not filled yet was never handed out; one
-                    // filled outside every claim (a hostile writer) is delivered again
-                    // rather than lost.
+                IF_RESERVED if j != a.slot && !is_alive(j) => {
+                    // Its holder died before filling it: nothing was handed out.
+                    inflight::free(e, w);
+                }
+                IF_FILLED if j != a.slot && !is_alive(j) && seg.try_lock_slot(j) => {
+                    // Its holder is dead and nobody holds the slot (so nobody is taking its
+                    // claims over now). An entry in a claim's span is the claim taker's to
+                    // resolve; one outside every claim (it was taken over and resolved
+                    // meanwhile, or a hostile writer) is delivered again rather than lost.
                     // Relaxed: the lock orders us after the dead holder's stores.
-                    let p = e.pos.load(Ordering::Relaxed);
-                    if p == u64::MAX {
-                        inflight::free(e, w);
-                    } else if !in_a_claim(seg, a.sub, p) {
-                        bumped |= inflight::release_reserved(e, w);
+                    if !in_a_claim(seg, a.sub, e.pos.load(Ordering::Relaxed)) {
+                        bumped |= inflight::release_filled(e, w);
                     }
                     seg.unlock_slot(j);
                 }
@@ -671,6 +674,12 @@ fn in_a_claim(seg: &Segment, sub: usize, p: u64) -> bool {
             && m.claim_pos.load(Ordering::Relaxed) <= p
             && p < m.claim_end.load(Ordering::Relaxed)
     })
+}
+
+/// The participant slot of owner word `w`, kept within the table (the word is shared
+/// memory: anything may be there).
+fn owner_slot(w: u64) -> usize {
+    inflight::slot(w) % layout::SLOTS
 }
 
 fn stolen(seg: &Segment) -> Error {

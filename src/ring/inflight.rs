@@ -6,7 +6,7 @@
 //! raises the word's tag, so a compare-and-swap expecting what a former owner saw fails:
 //!
 //! ```text
-//!   FREE --reserve--> RESERVED --commit--> ACQUIRED --ack--> FREE
+//!   FREE --reserve--> RESERVED --filled--> FILLED --commit--> ACQUIRED --ack--> FREE
 //!                                              |  \--reject--> MOVING --moved--> FREE
 //!           nack, expiry, the owner's death    v                 ^ (its mover died: DOOMED)
 //!                                          RELEASED --retake--> RETAKING --commit--> ACQUIRED
@@ -23,7 +23,7 @@
 //! claim, by the member that takes the claim over).
 
 use crate::layout::{
-    IF_ACQUIRED, IF_DOOMED, IF_FREE, IF_MOVING, IF_RELEASED, IF_RESERVED, IF_RETAKING, InFlight, REASON_MAX,
+    IF_ACQUIRED, IF_DOOMED, IF_FILLED, IF_FREE, IF_MOVING, IF_RELEASED, IF_RESERVED, IF_RETAKING, InFlight, REASON_MAX,
 };
 use crate::sync::atomic::Ordering;
 
@@ -142,8 +142,19 @@ pub fn reserve(e: &InFlight, slot: usize) -> Option<u64> {
     swap(e, w, to).then_some(to)
 }
 
-/// Hands an entry the caller holds (`RESERVED` or `RETAKING`, word `w`) out to itself: the
-/// new word (`ACQUIRED`). `None` if it is not the caller's any more (a hostile writer).
+/// Marks a `RESERVED` entry the caller holds (word `w`) as filled: its fields are the
+/// message's from now on (a `RESERVED` one's are a former holder's). The new word (`FILLED`).
+pub fn filled(e: &InFlight, w: u64) -> Option<u64> {
+    if state(w) != IF_RESERVED {
+        return None;
+    }
+    let to = next(w, slot(w), IF_FILLED);
+    swap(e, w, to).then_some(to)
+}
+
+/// Hands an entry the caller holds (`FILLED`, `RESERVED` or `RETAKING`, word `w`) out to
+/// itself: the new word (`ACQUIRED`). `None` if it is not the caller's any more (a hostile
+/// writer).
 pub fn commit(e: &InFlight, w: u64) -> Option<u64> {
     let to = next(w, slot(w), IF_ACQUIRED);
     swap(e, w, to).then_some(to)
@@ -202,16 +213,16 @@ pub fn begin_move(e: &InFlight, w: u64) -> Option<u64> {
     swap(e, w, to).then_some(to)
 }
 
-/// Frees an entry the caller holds (`MOVING` once moved, `RESERVED` not handed out, or
-/// `RETAKING` what turned out not to be a message).
+/// Frees an entry the caller holds (`MOVING` once moved, `RESERVED` or `FILLED` not handed
+/// out, or `RETAKING` what turned out not to be a message).
 pub fn free(e: &InFlight, w: u64) -> bool {
-    matches!(state(w), IF_MOVING | IF_RESERVED | IF_RETAKING) && swap(e, w, next(w, 0, IF_FREE))
+    matches!(state(w), IF_MOVING | IF_RESERVED | IF_FILLED | IF_RETAKING) && swap(e, w, next(w, 0, IF_FREE))
 }
 
-/// Releases a `RESERVED` entry whose message its dead owner had handed out (the taker of
-/// the owner's claim decides so): to be delivered again.
-pub fn release_reserved(e: &InFlight, w: u64) -> bool {
-    state(w) == IF_RESERVED && swap(e, w, next(w, slot(w), IF_RELEASED))
+/// Releases a `FILLED` entry whose message its dead owner had handed out (the taker of the
+/// owner's claim decides so): to be delivered again.
+pub fn release_filled(e: &InFlight, w: u64) -> bool {
+    state(w) == IF_FILLED && swap(e, w, next(w, slot(w), IF_RELEASED))
 }
 
 /// A free entry, all its words zero, made of loom's atomics (which, unlike std's, cannot

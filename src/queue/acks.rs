@@ -146,11 +146,9 @@ pub(crate) fn release_orphans(seg: &Segment, slot: usize) {
                 IF_RESERVED => {
                     inflight::free(e, w);
                 }
-                IF_FILLED => {
-                    // Relaxed: the slot's lock orders us after its previous holder's stores.
-                    if !in_a_claim(seg, i, e.pos.load(Ordering::Relaxed)) {
-                        bumped |= inflight::release_filled(e, w);
-                    }
+                // Relaxed: the slot's lock orders us after its previous holder's stores.
+                IF_FILLED if !in_a_claim(seg, i, e.pos.load(Ordering::Relaxed)) => {
+                    bumped |= inflight::release_filled(e, w);
                 }
                 _ => {}
             }

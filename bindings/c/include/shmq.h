@@ -474,7 +474,8 @@ typedef struct shmq_msg_info {
     uint64_t id;
     /**
      * How many times the message has been handed out: 1, or more when a member of a
-     * subscription died holding it and it was handed to another member.
+     * subscription died holding it and it was handed to another member, or (explicit
+     * acks) it was nacked or held past `ack_wait_ns`.
      */
     uint32_t delivery_count;
     /**

@@ -393,7 +393,8 @@ pub struct shmq_msg_info {
     /// same message.
     pub id: u64,
     /// How many times the message has been handed out: 1, or more when a member of a
-    /// subscription died holding it and it was handed to another member.
+    /// subscription died holding it and it was handed to another member, or (explicit
+    /// acks) it was nacked or held past `ack_wait_ns`.
     pub delivery_count: u32,
     /// 0.
     pub reserved: u32,
@@ -2383,11 +2384,12 @@ unsafe fn recv_explicit(
             put(info, shmq_msg_info { id, delivery_count, ..Default::default() });
         }
     };
-    if let Some(p) = &c.pending {
-        if p.bytes.len() > cap {
-            return too_small(p.bytes.len());
+    if let Some(p) = c.pending.take() {
+        let n = p.bytes.len();
+        if n > cap {
+            c.pending = Some(p);
+            return too_small(n);
         }
-        let p = c.pending.take().ok_or_else(|| invalid(c"no pending message"))?;
         deliver(&p.bytes, p.id, p.delivery_count);
         return Ok(());
     }

@@ -158,6 +158,14 @@
 #define SHMQ_ERR_NO_SPACE (-19)
 
 /**
+ * `shmq_ack`, `shmq_nack` or `shmq_reject` came too late: the message had been released
+ * meanwhile (this member held it past the subscription's `ack_wait_ns`, or was taken for
+ * dead), so it is delivered again, or already was, possibly to another member. Nothing
+ * changed; the message is no longer this member's to acknowledge.
+ */
+#define SHMQ_ERR_ACK_EXPIRED (-20)
+
+/**
  * `shmq_options.mode`: one producer at a time (the fast path).
  */
 #define SHMQ_MODE_SPSC 1
@@ -238,10 +246,34 @@
 
 /**
  * `shmq_subscription_options.ack`: a message is done with only once the member that
- * received it acknowledges it. For durable queues; this version does not have explicit
- * acknowledgements yet: refused with `SHMQ_ERR_INVALID` for now.
+ * received it acknowledges it (`shmq_ack`). Durable queues only, and not the default
+ * subscription. Members receive with `shmq_recv_info` (for the id to acknowledge); a
+ * message nacked (`shmq_nack`), held past `ack_wait_ns`, or held by a member that died is
+ * delivered again, and after `max_deliveries` deliveries (or on `shmq_reject`) it moves
+ * to the subscription's dead-letter queue `<queue>.<subscription>.dlq`, which
+ * `shmq_subscription_create` creates with the subscription.
  */
 #define SHMQ_ACK_EXPLICIT 1
+
+/**
+ * What `shmq_subscription_options.ack_wait_ns` = 0 stands for: 30 seconds.
+ */
+#define SHMQ_DEFAULT_ACK_WAIT_NS 30000000000
+
+/**
+ * What `shmq_subscription_options.max_in_flight` = 0 stands for.
+ */
+#define SHMQ_DEFAULT_MAX_IN_FLIGHT 256
+
+/**
+ * The largest `shmq_subscription_options.max_in_flight`.
+ */
+#define SHMQ_MAX_IN_FLIGHT 1024
+
+/**
+ * What `shmq_subscription_options.max_deliveries` = 0 stands for.
+ */
+#define SHMQ_DEFAULT_MAX_DELIVERIES 5
 
 /**
  * Most subscriptions a queue can have at once, the default one included.
@@ -365,11 +397,18 @@ typedef struct shmq_options {
  * int rc = shmq_subscription_create("orders", "audit", &o);
  * ```
  *
+ * A subscription of a durable queue whose members acknowledge each message:
+ *
+ * ```c
+ * o.ack = SHMQ_ACK_EXPLICIT;
+ * o.ack_wait_ns = 10 * 1000000000LL;  // 10 s; 0: SHMQ_DEFAULT_ACK_WAIT_NS
+ * rc = shmq_subscription_create("orders", "workers", &o);
+ * ```
+ *
  * Every field's default is 0. The struct only grows: later versions append fields after
  * `max_deliveries`, and `size` tells the library which fields the caller knows. The last
- * four fields (`ack` to `max_deliveries`) are for the explicit acknowledgements of durable
- * queues, which this version does not have yet: any value but 0 is refused with
- * `SHMQ_ERR_INVALID` for now.
+ * four fields (`ack` to `max_deliveries`) are for explicit acknowledgements
+ * (`SHMQ_ACK_EXPLICIT`); with `SHMQ_ACK_AUTO` the other three must stay 0.
  */
 typedef struct shmq_subscription_options {
     /**
@@ -384,8 +423,9 @@ typedef struct shmq_subscription_options {
      */
     int start;
     /**
-     * Durable queues only: `SHMQ_ACK_AUTO` (the default: a message is done with once
-     * received) or `SHMQ_ACK_EXPLICIT`. Must be `SHMQ_ACK_AUTO` for now.
+     * `SHMQ_ACK_AUTO` (the default: a message is done with once received) or
+     * `SHMQ_ACK_EXPLICIT` (durable queues only; then `lag_limit` must be 0: such a
+     * subscription misses nothing).
      */
     int ack;
     /**
@@ -398,19 +438,23 @@ typedef struct shmq_subscription_options {
      */
     uint64_t lag_limit;
     /**
-     * Durable queues only: how long an explicitly acknowledged message may stay
-     * unacknowledged before it is delivered again, in nanoseconds. Must be 0 (the default)
-     * for now.
+     * `SHMQ_ACK_EXPLICIT` only: how long a member may hold a message unacknowledged, in
+     * nanoseconds, from 1 ms to 7 days; after that it is delivered again (to any member)
+     * and the late `shmq_ack` gets `SHMQ_ERR_ACK_EXPIRED`. 0 (the default):
+     * `SHMQ_DEFAULT_ACK_WAIT_NS` (30 s).
      */
     int64_t ack_wait_ns;
     /**
-     * Durable queues only: most messages a member may hold unacknowledged. Must be 0 (the
-     * default) for now.
+     * `SHMQ_ACK_EXPLICIT` only: how many messages the members of the subscription may
+     * hold unacknowledged at once, 1 to `SHMQ_MAX_IN_FLIGHT` (1024); a member that would
+     * hold more waits in its receive for an ack or an expiry. 0 (the default):
+     * `SHMQ_DEFAULT_MAX_IN_FLIGHT` (256).
      */
     uint32_t max_in_flight;
     /**
-     * Durable queues only: after this many deliveries a message is no longer delivered
-     * again (0: no limit). Must be 0 (the default) for now.
+     * `SHMQ_ACK_EXPLICIT` only: how often a message is delivered at most; one not
+     * acknowledged after that many deliveries moves to the dead-letter queue. 0 (the
+     * default): `SHMQ_DEFAULT_MAX_DELIVERIES` (5).
      */
     uint32_t max_deliveries;
 } shmq_subscription_options;
@@ -430,7 +474,8 @@ typedef struct shmq_msg_info {
     uint64_t id;
     /**
      * How many times the message has been handed out: 1, or more when a member of a
-     * subscription died holding it and it was handed to another member.
+     * subscription died holding it and it was handed to another member, or (explicit
+     * acks) it was nacked or held past `ack_wait_ns`.
      */
     uint32_t delivery_count;
     /**
@@ -443,6 +488,49 @@ typedef struct shmq_msg_info {
      */
     uint64_t missed_bytes;
 } shmq_msg_info;
+
+/**
+ * A dead letter, as `shmq_dead_letter_decode` reads it from a message of a dead-letter
+ * queue (`<queue>.<subscription>.dlq`). `reason` and `payload` point into the caller's
+ * bytes: valid as long as those are.
+ *
+ * The struct has a fixed size: information added later comes through new functions.
+ */
+typedef struct shmq_dead_letter_info {
+    /**
+     * The message's id in the original queue (`shmq_msg_info.id` of its deliveries).
+     */
+    uint64_t id;
+    /**
+     * When it was moved to the dead-letter queue, nanoseconds since the Unix epoch.
+     */
+    uint64_t unix_ns;
+    /**
+     * How often it was delivered.
+     */
+    uint32_t deliveries;
+    /**
+     * 0.
+     */
+    uint32_t reserved;
+    /**
+     * The last reason given (`shmq_nack`, `shmq_reject`), or why shmq moved it: UTF-8,
+     * `reason_len` bytes, NOT NUL-terminated.
+     */
+    const char *reason;
+    /**
+     * Bytes at `reason`.
+     */
+    size_t reason_len;
+    /**
+     * The original message: `payload_len` bytes.
+     */
+    const void *payload;
+    /**
+     * Bytes at `payload`.
+     */
+    size_t payload_len;
+} shmq_dead_letter_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -574,14 +662,26 @@ int shmq_remove(const char *name);
  * Creating a subscription that exists with the same options does nothing (`SHMQ_OK`):
  * every process may create the subscription it is about to join.
  *
+ * With `o->ack` = `SHMQ_ACK_EXPLICIT` (durable queues only) the subscription's
+ * dead-letter queue `<queue>.<name>.dlq` is created first (or opened, or restored from
+ * its log): a durable MPSC queue whose log is the directory `<name>.dlq` inside the
+ * queue's `log_dir`, with room for the queue's largest message plus a dead letter's
+ * header and reason. Read it with `shmq_consumer_open` and `shmq_dead_letter_decode`;
+ * remove it with `shmq_remove` once it is no longer needed (removing the queue or the
+ * subscription leaves it).
+ *
  * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no queue `queue`;
- * `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options, options
- * that differ from those of an existing subscription of that name, or a value in a
- * durable-queue field (`ack` to `max_deliveries`); `SHMQ_ERR_BUSY` when the queue has
+ * `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options (out of
+ * range, `ack_wait_ns`, `max_in_flight` or `max_deliveries` set without
+ * `SHMQ_ACK_EXPLICIT`, `SHMQ_ACK_EXPLICIT` on a volatile queue, on `"default"` or with a
+ * lag limit, a dead-letter queue name above 200 bytes), options that differ from those
+ * of an existing subscription of that name; `SHMQ_ERR_BUSY` when the queue has
  * `SHMQ_SUBSCRIPTIONS_MAX` subscriptions; `SHMQ_ERR_CLOSED` if the queue was removed;
- * `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
- * Thread-safe; does not block (beyond the 2 seconds an open may wait for a queue being
- * created).
+ * `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`;
+ * with `SHMQ_ACK_EXPLICIT` also the errors of creating a durable queue
+ * (`SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`). Thread-safe; does not block (beyond the 2
+ * seconds an open may wait for a queue being created; creating a dead-letter queue
+ * writes and syncs its log files).
  *
  * # Safety
  * `queue` and `name` are NULL or NUL-terminated strings; `o` is NULL or points to
@@ -665,6 +765,13 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * handled twice (and, in one rare case, a member killed in the instant it takes a batch
  * has the whole batch delivered again): delivery is at least once around a member's
  * death, exactly once otherwise. A stopped member (`SIGSTOP`) keeps its batch.
+ *
+ * On a subscription with explicit acks (`SHMQ_ACK_EXPLICIT`) a member receives with
+ * `shmq_recv_info` only (`shmq_recv`, `shmq_peek` and `shmq_release` are
+ * `SHMQ_ERR_INVALID`: every message it takes must be acknowledged by its id), and
+ * acknowledges each message with `shmq_ack`, `shmq_nack` or `shmq_reject`. A message it
+ * holds unacknowledged past the subscription's `ack_wait_ns`, or when it dies or closes
+ * the handle, is delivered again with a higher `delivery_count`.
  *
  * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
  * `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
@@ -927,7 +1034,9 @@ int shmq_abort(struct shmq_producer *p);
  * `SHMQ_ERR_CLOSED` once the queue was removed and everything in it received (a waiting
  * call returns it at once when the queue is removed); `SHMQ_ERR_INVALID` for a NULL
  * handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
- * `*len` is 0 after any other error.
+ * `*len` is 0 after any other error. A member of a subscription with explicit acks gets
+ * `SHMQ_ERR_INVALID` (nothing received): it receives with `shmq_recv_info`, which gives
+ * the id to acknowledge.
  *
  * The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
  * an earlier `shmq_peek` gave.
@@ -950,6 +1059,17 @@ int shmq_recv(struct shmq_consumer *c, void *buf, size_t cap, size_t *len, int64
  * stream the subscription missed; the next call goes on with the newest messages).
  * After any other error `*info` is all zero, as is `*len` (but for
  * `SHMQ_ERR_BUFFER_TOO_SMALL`).
+ *
+ * A member of a subscription with explicit acks receives with this call: each message it
+ * returns is in flight to this member until `shmq_ack`, `shmq_nack` or `shmq_reject` with
+ * `info->id` (pass a non-NULL `info`), and `info->delivery_count` counts its deliveries
+ * (2 or more: nacked, held past `ack_wait_ns`, or held by a member that died). Messages
+ * to deliver again come before new ones. There `SHMQ_ERR_BUFFER_TOO_SMALL` keeps the
+ * message in the handle rather than in the queue: it is in flight to this member already,
+ * its `ack_wait_ns` running, and the next `shmq_recv_info` on the handle returns it
+ * (closing the handle gives it back to be delivered again). While the members hold
+ * `max_in_flight` messages unacknowledged, a receive waits (by its timeout) for an ack
+ * or an expiry.
  *
  * # Safety
  * As `shmq_recv`; `info` is NULL or writable.
@@ -974,7 +1094,8 @@ int shmq_recv_info(struct shmq_consumer *c,
  * so read a field once and check it before you trust it.
  *
  * `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
- * `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
+ * `SHMQ_ERR_INVALID` also for a NULL `data` or `len`, and on a member of a subscription
+ * with explicit acks (which receives with `shmq_recv_info`).
  *
  * # Safety
  * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
@@ -991,6 +1112,103 @@ int shmq_peek(struct shmq_consumer *c, const void **data, size_t *len, int64_t t
  * `c` is NULL or an open consumer handle (see `shmq_consumer_open`).
  */
 int shmq_release(struct shmq_consumer *c);
+
+/**
+ * Acknowledges the message `id` (`info->id` from `shmq_recv_info`) on a member of a
+ * subscription with explicit acks: it is done and never delivered again, and its place in
+ * flight goes to the next message.
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_ACK_EXPIRED` if the message was released meanwhile (held
+ * past the subscription's `ack_wait_ns`, or this member was taken for dead): it is
+ * delivered again, or already was, and no longer this member's; `SHMQ_ERR_INVALID` for a
+ * NULL handle, a consumer that is no member of a subscription with explicit acks
+ * (`shmq_consumer_open`'s, or one of an `SHMQ_ACK_AUTO` subscription), or an `id` this
+ * member does not hold (never handed to it, or already acknowledged, nacked, rejected, or
+ * answered with `SHMQ_ERR_ACK_EXPIRED`); `SHMQ_ERR_CORRUPT`. Does not block.
+ *
+ * Threads and processes: as every call on a consumer handle (see
+ * `shmq_consumer_subscribe`): one call at a time; the member that received the message
+ * acknowledges it, through the same handle.
+ *
+ * # Safety
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_subscribe`).
+ */
+int shmq_ack(struct shmq_consumer *c, uint64_t id);
+
+/**
+ * Gives the message `id` back on a member of a subscription with explicit acks, to be
+ * delivered again at once (to any member, before new messages) with a `delivery_count`
+ * one higher; `reason` (a NUL-terminated string; NULL: none) travels with it, its first
+ * 72 bytes, and a dead letter keeps the last reason given. A message nacked at its
+ * `max_deliveries`-th delivery is not delivered again: the next receive of any member
+ * moves it to the dead-letter queue.
+ *
+ * Returns as `shmq_ack` (`SHMQ_ERR_ACK_EXPIRED`, `SHMQ_ERR_INVALID`,
+ * `SHMQ_ERR_CORRUPT`). Bytes of `reason` that are not UTF-8 are replaced with U+FFFD.
+ * Does not block.
+ *
+ * # Safety
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_subscribe`); `reason` is
+ * NULL or a NUL-terminated string.
+ */
+int shmq_nack(struct shmq_consumer *c, uint64_t id, const char *reason);
+
+/**
+ * Moves the message `id` to the subscription's dead-letter queue now, on a member of a
+ * subscription with explicit acks: it is sent to `<queue>.<subscription>.dlq` as a dead
+ * letter (`shmq_dead_letter_decode`) with its id, delivery count, `reason` (a
+ * NUL-terminated string, at most 1024 bytes kept; NULL: none) and payload, and never
+ * delivered again.
+ *
+ * Returns as `shmq_ack`, and the errors of sending to the dead-letter queue
+ * (`SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`, `SHMQ_ERR_CLOSED` if it was removed, ...): the
+ * message then stays in flight, released to be delivered (or moved) again. Bytes of
+ * `reason` that are not UTF-8 are replaced with U+FFFD. Blocks while it writes the dead
+ * letter: the dead-letter queue's `fsync` policy is its queue's, so under
+ * `SHMQ_FSYNC_ALWAYS` until the dead letter is synced, and while that queue has no room.
+ *
+ * # Safety
+ * As `shmq_nack`.
+ */
+int shmq_reject(struct shmq_consumer *c, uint64_t id, const char *reason);
+
+/**
+ * Stores in `*out` how many messages this member holds unacknowledged (a message answered
+ * with `SHMQ_ERR_ACK_EXPIRED` no longer counts; one whose `ack_wait_ns` ran out still
+ * does until then). 0 on a consumer without explicit acks. `SHMQ_ERR_INVALID` for a NULL
+ * argument. Does not block.
+ *
+ * # Safety
+ * `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
+ * writable.
+ */
+int shmq_consumer_in_flight(struct shmq_consumer *c, uint32_t *out);
+
+/**
+ * Reads the `len` bytes at `data`, a message of a dead-letter queue (received with
+ * `shmq_recv_info`, or shown by `shmq_peek`), into `*out`: the original id, the delivery
+ * count, when it was moved, and pointers to its reason and payload inside `data` (nothing
+ * is copied or allocated for the caller: they are valid as long as `data` is).
+ *
+ * ```c
+ * shmq_consumer *dlq;
+ * shmq_consumer_open("orders.workers.dlq", &dlq);
+ * rc = shmq_recv_info(dlq, buf, sizeof buf, &len, NULL, -1);
+ * shmq_dead_letter_info d;
+ * rc = shmq_dead_letter_decode(buf, len, &d);
+ * printf("%" PRIu64 " after %u deliveries: %.*s\n", d.id, d.deliveries, (int)d.reason_len, d.reason);
+ * ```
+ *
+ * Returns `SHMQ_OK`; `SHMQ_ERR_CORRUPT` if the bytes are not a dead letter;
+ * `SHMQ_ERR_INVALID` for a NULL `out`, or a NULL `data` with a non-zero `len`. `*out` is
+ * all zero after an error. Thread-safe; does not block.
+ *
+ * # Safety
+ * `data` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+ */
+int shmq_dead_letter_decode(const void *data,
+                            size_t len,
+                            struct shmq_dead_letter_info *out);
 
 /**
  * A static, NUL-terminated English description of the code `err`: for every `int`,

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use shmq_core::error::code;
 use shmq_core::{
-    Consumer, Error, Fsync, Interrupter, Mode, Options, Producer, Queue, RawGrant, Retain, Subscription,
-    SubscriptionOptions, Wait,
+    Ack, Consumer, DeadLetter, Error, Fsync, Interrupter, Mode, Options, Producer, Queue, RawGrant, Retain,
+    Subscription, SubscriptionOptions, Wait,
 };
 
 /// The version of this C interface. It is the major number of the shared library's SONAME
@@ -96,6 +96,11 @@ pub const SHMQ_ERR_LOG: c_int = -18;
 /// No space left for the log of a durable queue (disk, quota or file-size limit). Nothing
 /// was written; the call may be retried once there is room.
 pub const SHMQ_ERR_NO_SPACE: c_int = -19;
+/// `shmq_ack`, `shmq_nack` or `shmq_reject` came too late: the message had been released
+/// meanwhile (this member held it past the subscription's `ack_wait_ns`, or was taken for
+/// dead), so it is delivered again, or already was, possibly to another member. Nothing
+/// changed; the message is no longer this member's to acknowledge.
+pub const SHMQ_ERR_ACK_EXPIRED: c_int = -20;
 
 // The codes are defined once, in the Rust crate; the literals above exist for cbindgen.
 const _: () = {
@@ -119,6 +124,7 @@ const _: () = {
     assert!(SHMQ_ERR_LAPPED == code::LAPPED);
     assert!(SHMQ_ERR_LOG == code::LOG);
     assert!(SHMQ_ERR_NO_SPACE == code::NO_SPACE);
+    assert!(SHMQ_ERR_ACK_EXPIRED == code::ACK_EXPIRED);
 };
 
 /// `shmq_options.mode`: one producer at a time (the fast path).
@@ -270,9 +276,26 @@ pub const SHMQ_START_NOW: c_int = 0;
 /// (the only mode of volatile queues, and the default).
 pub const SHMQ_ACK_AUTO: c_int = 0;
 /// `shmq_subscription_options.ack`: a message is done with only once the member that
-/// received it acknowledges it. For durable queues; this version does not have explicit
-/// acknowledgements yet: refused with `SHMQ_ERR_INVALID` for now.
+/// received it acknowledges it (`shmq_ack`). Durable queues only, and not the default
+/// subscription. Members receive with `shmq_recv_info` (for the id to acknowledge); a
+/// message nacked (`shmq_nack`), held past `ack_wait_ns`, or held by a member that died is
+/// delivered again, and after `max_deliveries` deliveries (or on `shmq_reject`) it moves
+/// to the subscription's dead-letter queue `<queue>.<subscription>.dlq`, which
+/// `shmq_subscription_create` creates with the subscription.
 pub const SHMQ_ACK_EXPLICIT: c_int = 1;
+
+/// What `shmq_subscription_options.ack_wait_ns` = 0 stands for: 30 seconds.
+pub const SHMQ_DEFAULT_ACK_WAIT_NS: i64 = 30_000_000_000;
+/// What `shmq_subscription_options.max_in_flight` = 0 stands for.
+pub const SHMQ_DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+/// The largest `shmq_subscription_options.max_in_flight`.
+pub const SHMQ_MAX_IN_FLIGHT: u32 = 1024;
+/// What `shmq_subscription_options.max_deliveries` = 0 stands for.
+pub const SHMQ_DEFAULT_MAX_DELIVERIES: u32 = 5;
+
+// The library's own limit (the in-flight table's size); the defaults are checked against
+// `SubscriptionOptions::new()` by a unit test (its getters are not `const`).
+const _: () = assert!(SHMQ_MAX_IN_FLIGHT == shmq_core::layout::MAX_IN_FLIGHT);
 
 /// Most subscriptions a queue can have at once, the default one included.
 pub const SHMQ_SUBSCRIPTIONS_MAX: u32 = 64;
@@ -294,11 +317,18 @@ const _: () = {
 /// int rc = shmq_subscription_create("orders", "audit", &o);
 /// ```
 ///
+/// A subscription of a durable queue whose members acknowledge each message:
+///
+/// ```c
+/// o.ack = SHMQ_ACK_EXPLICIT;
+/// o.ack_wait_ns = 10 * 1000000000LL;  // 10 s; 0: SHMQ_DEFAULT_ACK_WAIT_NS
+/// rc = shmq_subscription_create("orders", "workers", &o);
+/// ```
+///
 /// Every field's default is 0. The struct only grows: later versions append fields after
 /// `max_deliveries`, and `size` tells the library which fields the caller knows. The last
-/// four fields (`ack` to `max_deliveries`) are for the explicit acknowledgements of durable
-/// queues, which this version does not have yet: any value but 0 is refused with
-/// `SHMQ_ERR_INVALID` for now.
+/// four fields (`ack` to `max_deliveries`) are for explicit acknowledgements
+/// (`SHMQ_ACK_EXPLICIT`); with `SHMQ_ACK_AUTO` the other three must stay 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmq_subscription_options {
@@ -309,8 +339,9 @@ pub struct shmq_subscription_options {
     /// Where the subscription starts: `SHMQ_START_NOW` (the default, and the only start
     /// of a volatile queue).
     pub start: c_int,
-    /// Durable queues only: `SHMQ_ACK_AUTO` (the default: a message is done with once
-    /// received) or `SHMQ_ACK_EXPLICIT`. Must be `SHMQ_ACK_AUTO` for now.
+    /// `SHMQ_ACK_AUTO` (the default: a message is done with once received) or
+    /// `SHMQ_ACK_EXPLICIT` (durable queues only; then `lag_limit` must be 0: such a
+    /// subscription misses nothing).
     pub ack: c_int,
     /// 0 (the default): producers wait for this subscription, and it never misses a
     /// message. `n > 0`: it never holds producers back by more than `n` bytes of the
@@ -319,15 +350,19 @@ pub struct shmq_subscription_options {
     /// it, and its next receive returns `SHMQ_ERR_LAPPED`. Messages a member has already
     /// claimed (or is peeking at) are never taken from under it.
     pub lag_limit: u64,
-    /// Durable queues only: how long an explicitly acknowledged message may stay
-    /// unacknowledged before it is delivered again, in nanoseconds. Must be 0 (the default)
-    /// for now.
+    /// `SHMQ_ACK_EXPLICIT` only: how long a member may hold a message unacknowledged, in
+    /// nanoseconds, from 1 ms to 7 days; after that it is delivered again (to any member)
+    /// and the late `shmq_ack` gets `SHMQ_ERR_ACK_EXPIRED`. 0 (the default):
+    /// `SHMQ_DEFAULT_ACK_WAIT_NS` (30 s).
     pub ack_wait_ns: i64,
-    /// Durable queues only: most messages a member may hold unacknowledged. Must be 0 (the
-    /// default) for now.
+    /// `SHMQ_ACK_EXPLICIT` only: how many messages the members of the subscription may
+    /// hold unacknowledged at once, 1 to `SHMQ_MAX_IN_FLIGHT` (1024); a member that would
+    /// hold more waits in its receive for an ack or an expiry. 0 (the default):
+    /// `SHMQ_DEFAULT_MAX_IN_FLIGHT` (256).
     pub max_in_flight: u32,
-    /// Durable queues only: after this many deliveries a message is no longer delivered
-    /// again (0: no limit). Must be 0 (the default) for now.
+    /// `SHMQ_ACK_EXPLICIT` only: how often a message is delivered at most; one not
+    /// acknowledged after that many deliveries moves to the dead-letter queue. 0 (the
+    /// default): `SHMQ_DEFAULT_MAX_DELIVERIES` (5).
     pub max_deliveries: u32,
 }
 
@@ -358,7 +393,8 @@ pub struct shmq_msg_info {
     /// same message.
     pub id: u64,
     /// How many times the message has been handed out: 1, or more when a member of a
-    /// subscription died holding it and it was handed to another member.
+    /// subscription died holding it and it was handed to another member, or (explicit
+    /// acks) it was nacked or held past `ack_wait_ns`.
     pub delivery_count: u32,
     /// 0.
     pub reserved: u32,
@@ -394,6 +430,26 @@ struct ConsumerState {
     inner: Consumer,
     /// `shmq_peek` returned the head message and `shmq_release` has not taken it yet.
     peeked: bool,
+    /// A member of a subscription with explicit acks (fixed when it joined): it receives
+    /// only with `shmq_recv_info`, and cannot peek.
+    explicit: bool,
+    /// Explicit acks: a message received for a buffer too small for it. It is in flight
+    /// to this member already (a member cannot peek), so the next `shmq_recv_info` hands
+    /// it out from here rather than from the queue.
+    pending: Option<Pending>,
+}
+
+impl ConsumerState {
+    fn new(inner: Consumer, explicit: bool) -> ConsumerState {
+        ConsumerState { inner, peeked: false, explicit, pending: None }
+    }
+}
+
+/// A message received by a member with explicit acks that did not fit the caller's buffer.
+struct Pending {
+    id: u64,
+    delivery_count: u32,
+    bytes: Vec<u8>,
 }
 
 /// The two kinds of handle, and the words and messages that tell them apart.
@@ -1203,25 +1259,47 @@ unsafe fn subscription_options_arg(o: *const shmq_subscription_options) -> Res<S
             v1.start
         )));
     }
-    const DURABLE: &str = "applies to durable queues' explicit acknowledgements, which this libshmq does not have yet";
-    let durable = |field: &str, value: String, want: &str| {
-        Err(invalid_owned(format!("invalid subscription options: {field} {value} {DURABLE}: use {want}")))
-    };
-    if v1.ack != SHMQ_ACK_AUTO {
-        let value = if v1.ack == SHMQ_ACK_EXPLICIT { "SHMQ_ACK_EXPLICIT".to_owned() } else { v1.ack.to_string() };
-        return durable("ack", value, "SHMQ_ACK_AUTO");
-    }
-    if v1.ack_wait_ns != 0 {
-        return durable("ack_wait_ns", v1.ack_wait_ns.to_string(), "0");
-    }
-    if v1.max_in_flight != 0 {
-        return durable("max_in_flight", v1.max_in_flight.to_string(), "0");
-    }
-    if v1.max_deliveries != 0 {
-        return durable("max_deliveries", v1.max_deliveries.to_string(), "0");
-    }
     let lag_limit = (v1.lag_limit != 0).then_some(v1.lag_limit);
-    Ok(SubscriptionOptions::new().start(shmq_core::From::Now).lag_limit(lag_limit))
+    let options = SubscriptionOptions::new().start(shmq_core::From::Now).lag_limit(lag_limit);
+    match v1.ack {
+        SHMQ_ACK_AUTO => {
+            let set = [
+                ("ack_wait_ns", v1.ack_wait_ns != 0),
+                ("max_in_flight", v1.max_in_flight != 0),
+                ("max_deliveries", v1.max_deliveries != 0),
+            ];
+            match set.iter().find(|(_, is_set)| *is_set) {
+                Some((field, _)) => Err(invalid_owned(format!(
+                    "invalid subscription options: {field} is set but ack is SHMQ_ACK_AUTO: it applies only to \
+                     SHMQ_ACK_EXPLICIT"
+                ))),
+                None => Ok(options),
+            }
+        }
+        SHMQ_ACK_EXPLICIT => {
+            // 0 is the library's default; the Rust crate checks the ranges (and that the
+            // queue is durable).
+            let ack_wait = match v1.ack_wait_ns {
+                0 => SHMQ_DEFAULT_ACK_WAIT_NS,
+                ns if ns < 0 => {
+                    return Err(invalid_owned(format!(
+                        "invalid subscription options: ack_wait_ns {ns} is negative (0: the default, \
+                         SHMQ_DEFAULT_ACK_WAIT_NS)"
+                    )));
+                }
+                ns => ns,
+            };
+            let or = |v: u32, default: u32| if v == 0 { default } else { v };
+            Ok(options
+                .ack(Ack::Explicit)
+                .ack_wait(Duration::from_nanos(ack_wait as u64))
+                .max_in_flight(or(v1.max_in_flight, SHMQ_DEFAULT_MAX_IN_FLIGHT))
+                .max_deliveries(or(v1.max_deliveries, SHMQ_DEFAULT_MAX_DELIVERIES)))
+        }
+        a => {
+            Err(invalid_owned(format!("invalid subscription options: ack {a}: use SHMQ_ACK_AUTO or SHMQ_ACK_EXPLICIT")))
+        }
+    }
 }
 
 /// Writes `value` through `out` if `out` is not NULL.
@@ -1431,14 +1509,26 @@ pub unsafe extern "C" fn shmq_remove(name: *const c_char) -> c_int {
 /// Creating a subscription that exists with the same options does nothing (`SHMQ_OK`):
 /// every process may create the subscription it is about to join.
 ///
+/// With `o->ack` = `SHMQ_ACK_EXPLICIT` (durable queues only) the subscription's
+/// dead-letter queue `<queue>.<name>.dlq` is created first (or opened, or restored from
+/// its log): a durable MPSC queue whose log is the directory `<name>.dlq` inside the
+/// queue's `log_dir`, with room for the queue's largest message plus a dead letter's
+/// header and reason. Read it with `shmq_consumer_open` and `shmq_dead_letter_decode`;
+/// remove it with `shmq_remove` once it is no longer needed (removing the queue or the
+/// subscription leaves it).
+///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no queue `queue`;
-/// `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options, options
-/// that differ from those of an existing subscription of that name, or a value in a
-/// durable-queue field (`ack` to `max_deliveries`); `SHMQ_ERR_BUSY` when the queue has
+/// `SHMQ_ERR_INVALID` for a NULL or bad queue or subscription name, bad options (out of
+/// range, `ack_wait_ns`, `max_in_flight` or `max_deliveries` set without
+/// `SHMQ_ACK_EXPLICIT`, `SHMQ_ACK_EXPLICIT` on a volatile queue, on `"default"` or with a
+/// lag limit, a dead-letter queue name above 200 bytes), options that differ from those
+/// of an existing subscription of that name; `SHMQ_ERR_BUSY` when the queue has
 /// `SHMQ_SUBSCRIPTIONS_MAX` subscriptions; `SHMQ_ERR_CLOSED` if the queue was removed;
-/// `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`.
-/// Thread-safe; does not block (beyond the 2 seconds an open may wait for a queue being
-/// created).
+/// `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`, `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO`;
+/// with `SHMQ_ACK_EXPLICIT` also the errors of creating a durable queue
+/// (`SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`). Thread-safe; does not block (beyond the 2
+/// seconds an open may wait for a queue being created; creating a dead-letter queue
+/// writes and syncs its log files).
 ///
 /// # Safety
 /// `queue` and `name` are NULL or NUL-terminated strings; `o` is NULL or points to
@@ -1544,7 +1634,8 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
         let name = unsafe { name_arg(name)? };
         let inner = Consumer::open(name)?;
         let interrupter = inner.interrupter();
-        let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
+        // The default subscription acknowledges by receiving.
+        let h = new_handle(ConsumerState::new(inner, false), interrupter).cast::<shmq_consumer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
@@ -1567,6 +1658,13 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 /// handled twice (and, in one rare case, a member killed in the instant it takes a batch
 /// has the whole batch delivered again): delivery is at least once around a member's
 /// death, exactly once otherwise. A stopped member (`SIGSTOP`) keeps its batch.
+///
+/// On a subscription with explicit acks (`SHMQ_ACK_EXPLICIT`) a member receives with
+/// `shmq_recv_info` only (`shmq_recv`, `shmq_peek` and `shmq_release` are
+/// `SHMQ_ERR_INVALID`: every message it takes must be acknowledged by its id), and
+/// acknowledges each message with `shmq_ack`, `shmq_nack` or `shmq_reject`. A message it
+/// holds unacknowledged past the subscription's `ack_wait_ns`, or when it dies or closes
+/// the handle, is delivered again with a higher `delivery_count`.
 ///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
 /// `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
@@ -1595,12 +1693,25 @@ pub unsafe extern "C" fn shmq_consumer_subscribe(
         // SAFETY: the caller's contract.
         let (queue, name) = unsafe { (name_arg(queue)?, subscription_name_arg(name)?) };
         let inner = Consumer::subscribe(queue, name)?;
+        let explicit = explicit_acks(queue, name)?;
         let interrupter = inner.interrupter();
-        let h = new_handle(ConsumerState { inner, peeked: false }, interrupter).cast::<shmq_consumer>();
+        let h = new_handle(ConsumerState::new(inner, explicit), interrupter).cast::<shmq_consumer>();
         // SAFETY: as above.
         unsafe { out.write(h) };
         Ok(())
     })
+}
+
+/// Whether the subscription `name` of `queue`, which the caller has just joined, has
+/// explicit acks. The mode is fixed at the subscription's creation; a subscription removed
+/// (and perhaps made again) since the join closes its members, so what is found now holds
+/// for as long as the member can receive.
+fn explicit_acks(queue: &str, name: &str) -> Res<bool> {
+    match Subscription::list(queue)?.into_iter().find(|s| s.name == name) {
+        Some(s) => Ok(s.ack == Ack::Explicit),
+        // Removed right after the join: the member's next call says `SHMQ_ERR_CLOSED`.
+        None => Ok(false),
+    }
 }
 
 /// Sets how the producer waits when the queue is full: `SHMQ_WAIT_SPIN`,
@@ -2070,7 +2181,9 @@ pub unsafe extern "C" fn shmq_abort(p: *mut shmq_producer) -> c_int {
 /// `SHMQ_ERR_CLOSED` once the queue was removed and everything in it received (a waiting
 /// call returns it at once when the queue is removed); `SHMQ_ERR_INVALID` for a NULL
 /// handle or `len`, or a NULL `buf` with a non-zero `cap`; `SHMQ_ERR_CORRUPT`.
-/// `*len` is 0 after any other error.
+/// `*len` is 0 after any other error. A member of a subscription with explicit acks gets
+/// `SHMQ_ERR_INVALID` (nothing received): it receives with `shmq_recv_info`, which gives
+/// the id to acknowledge.
 ///
 /// The copy is overlap-safe (memmove): `buf` may even be queue memory, such as the pointer
 /// an earlier `shmq_peek` gave.
@@ -2097,6 +2210,12 @@ pub unsafe extern "C" fn shmq_recv(
                 }
                 if buf.is_null() && cap > 0 {
                     return Err(invalid(c"invalid argument: NULL buf with a non-zero cap"));
+                }
+                if c.explicit {
+                    return Err(invalid(
+                        c"invalid call: shmq_recv on a member of a subscription with explicit acks: receive with \
+shmq_recv_info, which gives the id to pass to shmq_ack",
+                    ));
                 }
                 let msg = peek(c, timeout_ns)?;
                 let (src, n) = (msg.as_ptr(), msg.len());
@@ -2131,6 +2250,17 @@ pub unsafe extern "C" fn shmq_recv(
 /// After any other error `*info` is all zero, as is `*len` (but for
 /// `SHMQ_ERR_BUFFER_TOO_SMALL`).
 ///
+/// A member of a subscription with explicit acks receives with this call: each message it
+/// returns is in flight to this member until `shmq_ack`, `shmq_nack` or `shmq_reject` with
+/// `info->id` (pass a non-NULL `info`), and `info->delivery_count` counts its deliveries
+/// (2 or more: nacked, held past `ack_wait_ns`, or held by a member that died). Messages
+/// to deliver again come before new ones. There `SHMQ_ERR_BUFFER_TOO_SMALL` keeps the
+/// message in the handle rather than in the queue: it is in flight to this member already,
+/// its `ack_wait_ns` running, and the next `shmq_recv_info` on the handle returns it
+/// (closing the handle gives it back to be delivered again). While the members hold
+/// `max_in_flight` messages unacknowledged, a receive waits (by its timeout) for an ack
+/// or an expiry.
+///
 /// # Safety
 /// As `shmq_recv`; `info` is NULL or writable.
 #[unsafe(no_mangle)]
@@ -2156,6 +2286,9 @@ pub unsafe extern "C" fn shmq_recv_info(
                 }
                 if buf.is_null() && cap > 0 {
                     return Err(invalid(c"invalid argument: NULL buf with a non-zero cap"));
+                }
+                if c.explicit {
+                    return recv_explicit(c, buf, cap, len, info, timeout_ns);
                 }
                 let lapped = |e: &Error| {
                     if let Error::Lapped { missed_bytes } = *e {
@@ -2216,6 +2349,75 @@ pub unsafe extern "C" fn shmq_recv_info(
     })
 }
 
+/// `shmq_recv_info` for a member with explicit acks (`buf`, `len` checked by the caller):
+/// no peeking, so a message too large for `buf` waits in `c.pending`.
+///
+/// # Safety
+/// `buf` points to `cap` writable bytes (or `cap` is 0); `len` is writable; `info` is NULL
+/// or writable.
+unsafe fn recv_explicit(
+    c: &mut ConsumerState,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    info: *mut shmq_msg_info,
+    timeout_ns: i64,
+) -> Res {
+    let too_small = |n: usize| {
+        // SAFETY: `len` is writable by the function's contract.
+        unsafe { len.write(n) };
+        last_error::set(format!(
+            "buffer of {cap} bytes too small for the message of {n} bytes (it stays with this handle for the next \
+             shmq_recv_info)"
+        ));
+        Err(Code(SHMQ_ERR_BUFFER_TOO_SMALL))
+    };
+    let deliver = |src: &[u8], id: u64, delivery_count: u32| {
+        if !src.is_empty() {
+            // SAFETY: `buf` holds `cap >= src.len()` writable bytes (checked by the callers;
+            // non-null since `cap > 0`). `copy` (memmove): `buf` may be queue memory.
+            unsafe { std::ptr::copy(src.as_ptr(), buf.cast::<u8>(), src.len()) };
+        }
+        // SAFETY: `len` is writable, `info` NULL or writable, by the function's contract.
+        unsafe {
+            len.write(src.len());
+            put(info, shmq_msg_info { id, delivery_count, ..Default::default() });
+        }
+    };
+    if let Some(p) = c.pending.take() {
+        let n = p.bytes.len();
+        if n > cap {
+            c.pending = Some(p);
+            return too_small(n);
+        }
+        deliver(&p.bytes, p.id, p.delivery_count);
+        return Ok(());
+    }
+    let received = match timeout(timeout_ns) {
+        Timeout::Try => c.inner.try_recv().map(|m| m.ok_or(())),
+        Timeout::Forever => c.inner.recv().map(Ok),
+        Timeout::For(d) => c.inner.recv_timeout(d).map(Ok),
+    };
+    let msg = match received {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(())) => return Err(fail(SHMQ_ERR_EMPTY, c"queue is empty")),
+        Err(e) => return Err(e.into()),
+    };
+    let (id, delivery_count, n) = (msg.id(), msg.delivery_count(), msg.len());
+    if n > cap {
+        // Copied once out of the queue (shared memory is read once); the message is in
+        // flight to this member now.
+        let bytes = msg.to_vec();
+        drop(msg);
+        c.pending = Some(Pending { id, delivery_count, bytes });
+        return too_small(n);
+    }
+    deliver(&msg[..], id, delivery_count);
+    // Dropping the message releases its record; it stays in flight until acknowledged.
+    drop(msg);
+    Ok(())
+}
+
 /// Shows the next message without taking it: stores its address in `*data` and its length
 /// in `*len`. The `*len` bytes at `*data` are valid until `shmq_release` (which takes the
 /// message), `shmq_recv` or `shmq_consumer_close`; do not write them. Peeking again
@@ -2228,7 +2430,8 @@ pub unsafe extern "C" fn shmq_recv_info(
 /// so read a field once and check it before you trust it.
 ///
 /// `timeout_ns` and errors as `shmq_recv` (without `SHMQ_ERR_BUFFER_TOO_SMALL`);
-/// `SHMQ_ERR_INVALID` also for a NULL `data` or `len`.
+/// `SHMQ_ERR_INVALID` also for a NULL `data` or `len`, and on a member of a subscription
+/// with explicit acks (which receives with `shmq_recv_info`).
 ///
 /// # Safety
 /// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `data` and `len`
@@ -2251,6 +2454,12 @@ pub unsafe extern "C" fn shmq_peek(
             with(c.cast(), |c: &mut ConsumerState| {
                 if data.is_null() || len.is_null() {
                     return Err(invalid(c"invalid argument: NULL data or len"));
+                }
+                if c.explicit {
+                    return Err(invalid(
+                        c"invalid call: shmq_peek on a member of a subscription with explicit acks: every message it \
+takes must be acknowledged by id; receive with shmq_recv_info",
+                    ));
                 }
                 let msg = peek(c, timeout_ns)?;
                 let (p, n) = (msg.as_ptr(), msg.len());
@@ -2307,6 +2516,254 @@ pub unsafe extern "C" fn shmq_release(c: *mut shmq_consumer) -> c_int {
     })
 }
 
+/// Acknowledges the message `id` (`info->id` from `shmq_recv_info`) on a member of a
+/// subscription with explicit acks: it is done and never delivered again, and its place in
+/// flight goes to the next message.
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_ACK_EXPIRED` if the message was released meanwhile (held
+/// past the subscription's `ack_wait_ns`, or this member was taken for dead): it is
+/// delivered again, or already was, and no longer this member's; `SHMQ_ERR_INVALID` for a
+/// NULL handle, a consumer that is no member of a subscription with explicit acks
+/// (`shmq_consumer_open`'s, or one of an `SHMQ_ACK_AUTO` subscription), or an `id` this
+/// member does not hold (never handed to it, or already acknowledged, nacked, rejected, or
+/// answered with `SHMQ_ERR_ACK_EXPIRED`); `SHMQ_ERR_CORRUPT`. Does not block.
+///
+/// Threads and processes: as every call on a consumer handle (see
+/// `shmq_consumer_subscribe`): one call at a time; the member that received the message
+/// acknowledges it, through the same handle.
+///
+/// # Safety
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_subscribe`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_ack(c: *mut shmq_consumer, id: u64) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                forget_pending(c, id);
+                c.inner.ack(id)?;
+                Ok(())
+            })
+        }
+    })
+}
+
+/// Gives the message `id` back on a member of a subscription with explicit acks, to be
+/// delivered again at once (to any member, before new messages) with a `delivery_count`
+/// one higher; `reason` (a NUL-terminated string; NULL: none) travels with it, its first
+/// 72 bytes, and a dead letter keeps the last reason given. A message nacked at its
+/// `max_deliveries`-th delivery is not delivered again: the next receive of any member
+/// moves it to the dead-letter queue.
+///
+/// Returns as `shmq_ack` (`SHMQ_ERR_ACK_EXPIRED`, `SHMQ_ERR_INVALID`,
+/// `SHMQ_ERR_CORRUPT`). Bytes of `reason` that are not UTF-8 are replaced with U+FFFD.
+/// Does not block.
+///
+/// # Safety
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_subscribe`); `reason` is
+/// NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_nack(c: *mut shmq_consumer, id: u64, reason: *const c_char) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let reason = unsafe { reason_arg(reason) };
+        // SAFETY: the caller's contract.
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                forget_pending(c, id);
+                c.inner.nack(id, &reason)?;
+                Ok(())
+            })
+        }
+    })
+}
+
+/// Moves the message `id` to the subscription's dead-letter queue now, on a member of a
+/// subscription with explicit acks: it is sent to `<queue>.<subscription>.dlq` as a dead
+/// letter (`shmq_dead_letter_decode`) with its id, delivery count, `reason` (a
+/// NUL-terminated string, at most 1024 bytes kept; NULL: none) and payload, and never
+/// delivered again.
+///
+/// Returns as `shmq_ack`, and the errors of sending to the dead-letter queue
+/// (`SHMQ_ERR_LOG`, `SHMQ_ERR_NO_SPACE`, `SHMQ_ERR_CLOSED` if it was removed, ...): the
+/// message then stays in flight, released to be delivered (or moved) again. Bytes of
+/// `reason` that are not UTF-8 are replaced with U+FFFD. Blocks while it writes the dead
+/// letter: the dead-letter queue's `fsync` policy is its queue's, so under
+/// `SHMQ_FSYNC_ALWAYS` until the dead letter is synced, and while that queue has no room.
+///
+/// # Safety
+/// As `shmq_nack`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_reject(c: *mut shmq_consumer, id: u64, reason: *const c_char) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let reason = unsafe { reason_arg(reason) };
+        // SAFETY: the caller's contract.
+        unsafe {
+            with(c.cast(), |c: &mut ConsumerState| {
+                forget_pending(c, id);
+                c.inner.reject(id, &reason)?;
+                Ok(())
+            })
+        }
+    })
+}
+
+/// Stores in `*out` how many messages this member holds unacknowledged (a message answered
+/// with `SHMQ_ERR_ACK_EXPIRED` no longer counts; one whose `ack_wait_ns` ran out still
+/// does until then). 0 on a consumer without explicit acks. `SHMQ_ERR_INVALID` for a NULL
+/// argument. Does not block.
+///
+/// # Safety
+/// `c` is NULL or an open consumer handle (see `shmq_consumer_open`); `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_consumer_in_flight(c: *mut shmq_consumer, out: *mut u32) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let n = unsafe { with(c.cast(), |c: &mut ConsumerState| Ok(c.inner.in_flight()))? };
+        if out.is_null() {
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
+        }
+        // SAFETY: non-null and writable by the caller's contract. At most the in-flight
+        // table's size, far below `u32::MAX`.
+        unsafe { out.write(u32::try_from(n).unwrap_or(u32::MAX)) };
+        Ok(())
+    })
+}
+
+/// An acknowledgement of message `id` settles the message waiting in the handle too, if it
+/// is that one (received for a buffer too small, then acknowledged by its id).
+fn forget_pending(c: &mut ConsumerState, id: u64) {
+    if c.pending.as_ref().is_some_and(|p| p.id == id) {
+        c.pending = None;
+    }
+}
+
+/// The reason behind a C string: NULL is none; bytes that are not UTF-8 become U+FFFD (a
+/// reason is information: a nack must not fail over its wording).
+///
+/// # Safety
+/// `reason` is NULL or a NUL-terminated string.
+unsafe fn reason_arg(reason: *const c_char) -> String {
+    if reason.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, and NUL-terminated by the caller's contract.
+    unsafe { CStr::from_ptr(reason) }.to_string_lossy().into_owned()
+}
+
+/// A dead letter, as `shmq_dead_letter_decode` reads it from a message of a dead-letter
+/// queue (`<queue>.<subscription>.dlq`). `reason` and `payload` point into the caller's
+/// bytes: valid as long as those are.
+///
+/// The struct has a fixed size: information added later comes through new functions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct shmq_dead_letter_info {
+    /// The message's id in the original queue (`shmq_msg_info.id` of its deliveries).
+    pub id: u64,
+    /// When it was moved to the dead-letter queue, nanoseconds since the Unix epoch.
+    pub unix_ns: u64,
+    /// How often it was delivered.
+    pub deliveries: u32,
+    /// 0.
+    pub reserved: u32,
+    /// The last reason given (`shmq_nack`, `shmq_reject`), or why shmq moved it: UTF-8,
+    /// `reason_len` bytes, NOT NUL-terminated.
+    pub reason: *const c_char,
+    /// Bytes at `reason`.
+    pub reason_len: usize,
+    /// The original message: `payload_len` bytes.
+    pub payload: *const c_void,
+    /// Bytes at `payload`.
+    pub payload_len: usize,
+}
+
+const NO_DEAD_LETTER: shmq_dead_letter_info = shmq_dead_letter_info {
+    id: 0,
+    unix_ns: 0,
+    deliveries: 0,
+    reserved: 0,
+    reason: std::ptr::null(),
+    reason_len: 0,
+    payload: std::ptr::null(),
+    payload_len: 0,
+};
+
+/// Reads the `len` bytes at `data`, a message of a dead-letter queue (received with
+/// `shmq_recv_info`, or shown by `shmq_peek`), into `*out`: the original id, the delivery
+/// count, when it was moved, and pointers to its reason and payload inside `data` (nothing
+/// is copied or allocated for the caller: they are valid as long as `data` is).
+///
+/// ```c
+/// shmq_consumer *dlq;
+/// shmq_consumer_open("orders.workers.dlq", &dlq);
+/// rc = shmq_recv_info(dlq, buf, sizeof buf, &len, NULL, -1);
+/// shmq_dead_letter_info d;
+/// rc = shmq_dead_letter_decode(buf, len, &d);
+/// printf("%" PRIu64 " after %u deliveries: %.*s\n", d.id, d.deliveries, (int)d.reason_len, d.reason);
+/// ```
+///
+/// Returns `SHMQ_OK`; `SHMQ_ERR_CORRUPT` if the bytes are not a dead letter;
+/// `SHMQ_ERR_INVALID` for a NULL `out`, or a NULL `data` with a non-zero `len`. `*out` is
+/// all zero after an error. Thread-safe; does not block.
+///
+/// # Safety
+/// `data` is NULL or points to `len` readable bytes; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmq_dead_letter_decode(
+    data: *const c_void,
+    len: usize,
+    out: *mut shmq_dead_letter_info,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        unsafe { put(out, NO_DEAD_LETTER) };
+        if out.is_null() {
+            return Err(invalid(c"invalid argument: NULL out-pointer"));
+        }
+        if data.is_null() && len > 0 {
+            return Err(invalid(c"invalid argument: NULL data with a non-zero length"));
+        }
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: `len` readable bytes at the non-null `data`, by the caller's contract.
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+        };
+        // Read once (and checked) by the Rust crate; the pointers below are offsets into
+        // the caller's bytes derived from the lengths it found, not a second read.
+        let d = DeadLetter::decode(bytes)?;
+        // Where the reason starts: after the fixed header, whose length the format's own
+        // encoder says (an empty dead letter is exactly its header).
+        let head =
+            DeadLetter { id: 0, deliveries: 0, reason: String::new(), unix_ns: 0, payload: Vec::new() }.encode().len();
+        let payload_at = len - d.payload.len();
+        let Some(reason_len) = payload_at.checked_sub(head) else {
+            return Err(fail(SHMQ_ERR_CORRUPT, c"corrupt dead letter: its reason ends before its header"));
+        };
+        let base = data.cast::<u8>();
+        // SAFETY: `head <= payload_at <= len` (both `add`s), so each pointer is within (or
+        // one past the end of) the caller's `len` bytes; with `len` 0 `decode` fails above.
+        let (reason, payload) = unsafe { (base.add(head), base.add(payload_at)) };
+        // SAFETY: `out` is non-null and writable by the caller's contract.
+        unsafe {
+            out.write(shmq_dead_letter_info {
+                id: d.id,
+                unix_ns: d.unix_ns,
+                deliveries: d.deliveries,
+                reserved: 0,
+                reason: reason.cast(),
+                reason_len,
+                payload: payload.cast(),
+                payload_len: d.payload.len(),
+            })
+        };
+        Ok(())
+    })
+}
+
 /// Takes the head message, which the caller has just peeked.
 fn release(c: &mut ConsumerState) -> Res {
     c.peeked = false;
@@ -2346,6 +2803,7 @@ pub extern "C" fn shmq_strerror(err: c_int) -> *const c_char {
         SHMQ_ERR_LAPPED => c"lapped: the subscription fell behind its lag limit and missed messages",
         SHMQ_ERR_LOG => c"the log failed; the queue is read-only",
         SHMQ_ERR_NO_SPACE => c"no space left for the log",
+        SHMQ_ERR_ACK_EXPIRED => c"ack expired: the message was released to be delivered again",
         _ => c"unknown shmq error code",
     };
     s.as_ptr()
@@ -2497,7 +2955,7 @@ mod tests {
     }
 
     #[test]
-    fn subscription_options_are_zero_by_default_and_durable_fields_are_refused() {
+    fn subscription_options_are_zero_by_default_and_ack_fields_need_explicit_acks() {
         let read = |o: &shmq_subscription_options| {
             // SAFETY: a whole struct of this version.
             unsafe { subscription_options_arg(o) }
@@ -2509,20 +2967,101 @@ mod tests {
         o.lag_limit = 4096;
         assert_eq!(read(&o), Ok(SubscriptionOptions::new().lag_limit(Some(4096))));
         let refused = [
-            shmq_subscription_options { ack: SHMQ_ACK_EXPLICIT, ..DEFAULT_SUBSCRIPTION_OPTIONS },
-            shmq_subscription_options { ack: 7, ..DEFAULT_SUBSCRIPTION_OPTIONS },
-            shmq_subscription_options { ack_wait_ns: -1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
-            shmq_subscription_options { max_in_flight: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
-            shmq_subscription_options { max_deliveries: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+            (shmq_subscription_options { ack: 7, ..DEFAULT_SUBSCRIPTION_OPTIONS }, "ack 7"),
+            (shmq_subscription_options { ack_wait_ns: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS }, "ack_wait_ns is set"),
+            (shmq_subscription_options { max_in_flight: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS }, "max_in_flight is set"),
+            (shmq_subscription_options { max_deliveries: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS }, "max_deliveries is set"),
+            (
+                shmq_subscription_options { ack: SHMQ_ACK_EXPLICIT, ack_wait_ns: -1, ..DEFAULT_SUBSCRIPTION_OPTIONS },
+                "ack_wait_ns -1 is negative",
+            ),
         ];
-        for o in refused {
+        for (o, why) in refused {
             assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)), "{o:?}");
-            assert!(last_error().contains("applies to durable queues"), "{}", last_error());
+            assert!(last_error().contains(why), "{}", last_error());
         }
         let o = shmq_subscription_options { start: 1, ..DEFAULT_SUBSCRIPTION_OPTIONS };
         assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)));
         let o = shmq_subscription_options { size: 16, ..DEFAULT_SUBSCRIPTION_OPTIONS };
         assert_eq!(read(&o), Err(Code(SHMQ_ERR_INVALID)));
+    }
+
+    #[test]
+    fn explicit_acks_take_zero_as_the_librarys_defaults_and_pass_the_rest_on() {
+        let read = |o: &shmq_subscription_options| {
+            // SAFETY: a whole struct of this version.
+            unsafe { subscription_options_arg(o) }
+        };
+        let rust = SubscriptionOptions::new();
+        assert_eq!(rust.get_ack_wait(), Duration::from_nanos(SHMQ_DEFAULT_ACK_WAIT_NS as u64));
+        assert_eq!(rust.get_max_in_flight(), SHMQ_DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(rust.get_max_deliveries(), SHMQ_DEFAULT_MAX_DELIVERIES);
+        let explicit = shmq_subscription_options { ack: SHMQ_ACK_EXPLICIT, ..DEFAULT_SUBSCRIPTION_OPTIONS };
+        assert_eq!(read(&explicit), Ok(SubscriptionOptions::new().ack(Ack::Explicit)));
+        let set = shmq_subscription_options {
+            ack_wait_ns: 1_500_000,
+            max_in_flight: 3,
+            max_deliveries: 9,
+            lag_limit: 8,
+            ..explicit
+        };
+        let want = SubscriptionOptions::new()
+            .ack(Ack::Explicit)
+            .ack_wait(Duration::from_micros(1500))
+            .max_in_flight(3)
+            .max_deliveries(9)
+            .lag_limit(Some(8));
+        // Passed on as given: the Rust crate judges the ranges (and refuses the lag limit).
+        assert_eq!(read(&set), Ok(want));
+    }
+
+    #[test]
+    fn ack_expired_maps_to_its_code_and_names_the_message() {
+        assert_eq!(guard(|| Err(Error::AckExpired(4096).into())), SHMQ_ERR_ACK_EXPIRED);
+        assert!(last_error().contains("ack expired: message 4096"), "{}", last_error());
+        // SAFETY: shmq_strerror returns a static C string.
+        let text = unsafe { CStr::from_ptr(shmq_strerror(SHMQ_ERR_ACK_EXPIRED)) };
+        assert!(text.to_str().unwrap().starts_with("ack expired"), "{text:?}");
+    }
+
+    #[test]
+    fn a_dead_letter_is_decoded_in_place_and_anything_else_is_refused() {
+        let d =
+            DeadLetter { id: 77, deliveries: 3, reason: "bad amount".into(), unix_ns: 5, payload: b"order".to_vec() };
+        let bytes = d.encode();
+        let mut out = NO_DEAD_LETTER;
+        // SAFETY: `bytes` is readable, `out` writable.
+        let rc = unsafe { shmq_dead_letter_decode(bytes.as_ptr().cast(), bytes.len(), &mut out) };
+        assert_eq!(rc, SHMQ_OK);
+        assert_eq!((out.id, out.deliveries, out.unix_ns, out.reserved), (77, 3, 5, 0));
+        let base = bytes.as_ptr() as usize;
+        let (r, p) = (out.reason as usize - base, out.payload as usize - base);
+        assert_eq!(&bytes[r..r + out.reason_len], b"bad amount");
+        assert_eq!(&bytes[p..p + out.payload_len], b"order");
+        assert_eq!(p + out.payload_len, bytes.len(), "the payload runs to the end");
+        // An empty reason and payload: both pointers at the end of their parts.
+        let bytes = DeadLetter { reason: String::new(), payload: Vec::new(), ..d }.encode();
+        // SAFETY: as above.
+        let rc = unsafe { shmq_dead_letter_decode(bytes.as_ptr().cast(), bytes.len(), &mut out) };
+        assert_eq!((rc, out.reason_len, out.payload_len), (SHMQ_OK, 0, 0));
+        assert_eq!(out.payload as usize, bytes.as_ptr() as usize + bytes.len());
+        // Not a dead letter: refused, and `*out` cleared.
+        for bad in [&b"SHMQDLQ1"[..], b"hello, world, this is not a dead letter", &bytes[..bytes.len() - 1]] {
+            // SAFETY: as above.
+            let rc = unsafe { shmq_dead_letter_decode(bad.as_ptr().cast(), bad.len(), &mut out) };
+            assert_eq!(rc, SHMQ_ERR_CORRUPT, "{bad:?}");
+            assert_eq!(out, NO_DEAD_LETTER);
+            assert!(last_error().contains("not a dead letter"), "{}", last_error());
+        }
+        // SAFETY: NULL data with length 0 reads nothing; NULL `out` is refused.
+        unsafe {
+            assert_eq!(shmq_dead_letter_decode(std::ptr::null(), 0, &mut out), SHMQ_ERR_CORRUPT);
+            assert_eq!(shmq_dead_letter_decode(std::ptr::null(), 8, &mut out), SHMQ_ERR_INVALID);
+            assert_eq!(
+                shmq_dead_letter_decode(bytes.as_ptr().cast(), bytes.len(), std::ptr::null_mut()),
+                SHMQ_ERR_INVALID
+            );
+        }
     }
 
     #[test]
@@ -2536,13 +3075,18 @@ mod tests {
 
     #[test]
     fn strerror_answers_every_int() {
-        for e in [i32::MIN, -20, -19, -18, -17, -16, -1, 0, 1, i32::MAX] {
+        for e in [i32::MIN, -21, -20, -19, -18, -17, -16, -1, 0, 1, i32::MAX] {
             // SAFETY: shmq_strerror returns a static C string.
             let s = unsafe { CStr::from_ptr(shmq_strerror(e)) };
             assert!(!s.is_empty());
         }
+        for known in SHMQ_ERR_ACK_EXPIRED..=SHMQ_OK {
+            // SAFETY: as above.
+            let s = unsafe { CStr::from_ptr(shmq_strerror(known)) };
+            assert_ne!(s, c"unknown shmq error code", "{known}");
+        }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-20)) };
+        let unknown = unsafe { CStr::from_ptr(shmq_strerror(-21)) };
         assert_eq!(unknown, c"unknown shmq error code");
     }
 }

@@ -590,8 +590,17 @@ fn make_install_then_pkg_config_builds_an_example() {
         .filter(|l| l.contains(" GLOBAL ") && !l.contains(" UND "))
         .filter_map(|l| l.split_whitespace().nth(7))
         .collect();
-    for name in ["shmq_send@@SHMQ_1", "shmq_recv@@SHMQ_1", "shmq_last_error@@SHMQ_1", "shmq_options_init_sized@@SHMQ_1"]
-    {
+    for name in [
+        "shmq_send@@SHMQ_1",
+        "shmq_recv@@SHMQ_1",
+        "shmq_last_error@@SHMQ_1",
+        "shmq_options_init_sized@@SHMQ_1",
+        "shmq_ack@@SHMQ_1",
+        "shmq_nack@@SHMQ_1",
+        "shmq_reject@@SHMQ_1",
+        "shmq_consumer_in_flight@@SHMQ_1",
+        "shmq_dead_letter_decode@@SHMQ_1",
+    ] {
         assert!(defined.contains(&name), "{name} is not exported:\n{symbols}");
     }
     for name in &defined {
@@ -688,6 +697,7 @@ fn header_is_clean_c89_c99_c11_and_cxx() {
          \x20   shmq_options o;\n\
          \x20   shmq_subscription_options so;\n\
          \x20   shmq_msg_info info;\n\
+         \x20   shmq_dead_letter_info dl;\n\
          \x20   shmq_producer *p = NULL;\n\
          \x20   int rc = shmq_options_init(&o);\n\
          \x20   if (rc != SHMQ_OK || o.size != sizeof o || o.permissions != 0600) return 1;\n\
@@ -701,6 +711,9 @@ fn header_is_clean_c89_c99_c11_and_cxx() {
          \x20   if (SHMQ_ERR_LAPPED != -17 || shmq_consumer_subscribe(\"ctest-strict-missing\", \"s\", NULL) != SHMQ_ERR_INVALID) return 7;\n\
          \x20   if (o.log_dir != NULL || o.fsync != SHMQ_FSYNC_NEVER || o.retain_bytes != 0) return 8;\n\
          \x20   if (SHMQ_DEFAULT_MAX_LOG_BYTES / 1024 != 8388608L || SHMQ_FSYNC_ALWAYS == SHMQ_FSYNC_INTERVAL) return 9;\n\
+         \x20   if (SHMQ_DEFAULT_ACK_WAIT_NS / 1000000 != 30000L || SHMQ_ERR_ACK_EXPIRED != -20) return 10;\n\
+         \x20   if (shmq_dead_letter_decode(\"x\", 1, &dl) != SHMQ_ERR_CORRUPT || dl.payload != NULL) return 11;\n\
+         \x20   if (shmq_ack(NULL, 0) != SHMQ_ERR_INVALID || shmq_nack(NULL, 0, NULL) != SHMQ_ERR_INVALID) return 12;\n\
          \x20   printf(\"strict ok %d\\n\", shmq_abi_version());\n\
          \x20   return 0;\n\
          }\n",
@@ -795,20 +808,25 @@ c_test!(
     ]
 );
 
-/// Runs `tests/c/durable.c` with a scratch directory on the real disk (under cargo's
-/// temporary directory for integration tests) for its log directories.
-fn run_durable(build: Build) -> String {
+/// Runs the C test program `source` with a scratch directory on the real disk (under
+/// cargo's temporary directory for integration tests) for its log directories, as its one
+/// argument.
+fn run_with_log_dir(source: &str, build: Build) -> String {
+    let stem = Path::new(source).file_stem().unwrap().to_string_lossy().into_owned();
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "c-durable-{}-{}",
+        "c-{stem}-{}-{}",
         std::process::id(),
         if build == Build::Sanitized { "asan" } else { "plain" }
     ));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).expect("create the log scratch directory");
-    let out =
-        std::panic::catch_unwind(|| run_c_test("tests/c/durable.c", &[base.to_str().expect("UTF-8 path")], build));
+    let out = std::panic::catch_unwind(|| run_c_test(source, &[base.to_str().expect("UTF-8 path")], build));
     let _ = std::fs::remove_dir_all(&base);
     out.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+fn run_durable(build: Build) -> String {
+    run_with_log_dir("tests/c/durable.c", build)
 }
 
 const DURABLE_LINES: &[&str] = &[
@@ -829,6 +847,30 @@ fn a_durable_queue_from_c_syncs_waits_and_restarts_from_its_log() {
 fn durable_under_sanitizers() {
     let out = run_durable(Build::Sanitized);
     for line in DURABLE_LINES {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+const ACKS_LINES: &[&str] = &[
+    "ok explicit_options_are_checked",
+    "ok a_killed_members_messages_come_back_and_end_as_acks_or_dead_letters: 3 of 5 redelivered",
+    "ok a_late_ack_expires: handed over after",
+];
+
+/// Explicit acks from C (`tests/c/acks.c`): a member killed with SIGKILL holding
+/// unacknowledged messages, nacks, rejects and dead letters, a late ack.
+#[test]
+fn explicit_acks_from_c_redeliver_dead_letter_and_expire() {
+    let out = run_with_log_dir("tests/c/acks.c", Build::Plain);
+    for line in ACKS_LINES {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn explicit_acks_under_sanitizers() {
+    let out = run_with_log_dir("tests/c/acks.c", Build::Sanitized);
+    for line in ACKS_LINES {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
 }

@@ -238,9 +238,10 @@ static void strerror_answers_every_code(void) {
                    SHMQ_ERR_INTERRUPTED,
                    SHMQ_ERR_LAPPED,
                    SHMQ_ERR_LOG,
-                   SHMQ_ERR_NO_SPACE};
+                   SHMQ_ERR_NO_SPACE,
+                   SHMQ_ERR_ACK_EXPIRED};
     size_t n = sizeof codes / sizeof codes[0];
-    const char *unknown = shmq_strerror(-20);
+    const char *unknown = shmq_strerror(-21);
     CHECK(unknown != NULL && strlen(unknown) > 0);
     for (size_t i = 0; i < n; i++) {
         CHECK(codes[i] == -(int)i); /* the stable numbering */
@@ -249,7 +250,7 @@ static void strerror_answers_every_code(void) {
         CHECK(strcmp(s, unknown) != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, shmq_strerror(codes[j])) != 0);
     }
-    int odd[] = {1, 42, -20, -1000, INT32_MAX, INT32_MIN};
+    int odd[] = {1, 42, -21, -1000, INT32_MAX, INT32_MIN};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) CHECK(strcmp(shmq_strerror(odd[i]), unknown) == 0);
     puts("ok strerror_answers_every_code");
 }

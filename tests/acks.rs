@@ -441,14 +441,11 @@ struct WorkLog {
 }
 
 impl WorkLog {
-    fn add(&mut self, worker: usize, line: &str, last_of_killed: bool) {
+    fn add(&mut self, worker: usize, line: &str) {
         self.lines.entry(worker).or_default().push(line.to_owned());
         let mut w = line.split_whitespace();
         match (w.next(), w.next().and_then(|s| s.parse::<u32>().ok()), w.next().and_then(|s| s.parse::<u32>().ok())) {
             (Some("got"), Some(s), Some(dc)) => self.got.entry(s).or_default().push((dc, worker)),
-            (Some("acking"), Some(s), None) if last_of_killed => {
-                self.ambiguous.insert(s, worker);
-            }
             (Some("acking"), ..) => {}
             (Some("acked"), Some(s), Some(dc)) => self.acked.entry(s).or_default().push(dc),
             (Some("expired"), ..) => self.expired += 1,
@@ -475,18 +472,21 @@ impl WorkLog {
 
     fn drain(&mut self, worker: usize, c: &mut Child) {
         while let Some(line) = c.try_line(Duration::ZERO) {
-            self.add(worker, &line, false);
+            self.add(worker, &line);
         }
     }
 
     fn drain_to_end(&mut self, worker: usize, c: &mut Child, killed: bool) {
-        let lines = c.remaining_lines();
-        let n = lines.len();
-        for (i, line) in lines.iter().enumerate() {
-            self.add(worker, line, killed && i + 1 == n);
+        for line in c.remaining_lines() {
+            self.add(worker, &line);
         }
         if killed {
             self.killed.insert(worker);
+            // Its very last words (maybe read before the kill): an ack started, not reported.
+            let last = self.lines.get(&worker).and_then(|l| l.last());
+            if let Some(s) = last.and_then(|l| l.strip_prefix("acking ")).and_then(|s| s.parse().ok()) {
+                self.ambiguous.insert(s, worker);
+            }
         }
     }
 }

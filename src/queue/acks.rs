@@ -23,6 +23,7 @@
 //! [`Ack::Explicit`]: super::Ack::Explicit
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use super::Consumer;
@@ -55,15 +56,18 @@ pub(super) struct AckState {
     max_in_flight: usize,
     max_deliveries: u32,
     /// What this member holds: id → (entry, owner word).
-    held: HashMap<u64, (usize, u64)>,
+    held: HashMap<u64, (usize, u64), BuildHasherDefault<IdHasher>>,
     /// The entry reserved for the next fresh message, if any.
     reserved: Option<(usize, u64)>,
     /// Where the next search for a free entry starts.
     hint: usize,
     /// The table's `released` counter when this member last looked for released entries.
     pub(super) seen_released: u64,
-    /// When this member looks through the table next.
-    next_sweep: Instant,
+    /// When this member looks through the table next (`CLOCK_MONOTONIC` ns).
+    next_sweep_ns: u64,
+    /// Unix time minus monotonic time, in ns, when the member joined: one clock read a
+    /// message gives both.
+    unix_offset: u64,
     /// The payload of the message handed out again last (read from the log).
     pub(super) buf: Vec<u8>,
     /// The delivery count of the message handed out last.
@@ -106,11 +110,12 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         ack_wait_ns,
         max_in_flight,
         max_deliveries: m.max_deliveries.load(Ordering::Relaxed).max(1),
-        held: HashMap::new(),
+        held: HashMap::default(),
         reserved: None,
         hint: 0,
         seen_released: u64::MAX,
-        next_sweep: Instant::now(),
+        next_sweep_ns: 0,
+        unix_offset: crate::segment::now_unix_ns().wrapping_sub(mono_ns()),
         buf: Vec::new(),
         deliveries: 1,
         dlq: None,
@@ -251,40 +256,66 @@ impl Consumer {
     /// in-flight table. Messages to deliver again go first.
     pub(super) fn acks_next(&mut self, mut until: Until) -> Result<Option<Delivery>> {
         self.h.shared.seg.check_same_process()?;
-        let deadline = until.fix();
+        // `None` until the call first has to wait; then its deadline (`None`: forever).
+        let mut waiting: Option<Option<Instant>> = None;
         loop {
-            self.acks_sweep_if_due()?;
-            if let Some(d) = self.acks_retake()? {
+            // One clock read per message: the sweep's schedule, the deadline, the time.
+            let now_ns = mono_ns();
+            if now_ns >= self.acks().next_sweep_ns {
+                self.acks_sweep(now_ns);
+            }
+            if let Some(d) = self.acks_retake(now_ns)? {
                 return Ok(Some(d));
             }
             if !self.acks_reserve() {
                 // Every entry it may use is held: wait for an ack, a release or an expiry.
-                let Some(d) = deadline else { return Ok(None) };
+                let d = match waiting {
+                    Some(d) => d,
+                    None => match until.fix() {
+                        None => return Ok(None),
+                        Some(d) => *waiting.insert(d),
+                    },
+                };
                 self.acks_wait_for_room(d)?;
                 continue;
             }
-            let slice = self.acks().next_sweep.max(Instant::now() + Duration::from_millis(1));
-            let u = match deadline {
+            // A message there now first (no clock read), then waits in slices until the
+            // next look through the table.
+            let u = match waiting {
                 None => Until::Now,
-                Some(None) => Until::Deadline(Some(slice)),
-                Some(Some(d)) => Until::Deadline(Some(d.min(slice))),
+                Some(d) => {
+                    let slice = Instant::now() + self.acks_until_sweep(now_ns);
+                    Until::Deadline(Some(d.map_or(slice, |d| d.min(slice))))
+                }
             };
             match self.member_next(u) {
                 Ok(Some(rec)) => {
-                    self.acks_enter(rec)?;
+                    self.acks_enter(rec, now_ns)?;
                     return Ok(Some(Delivery::Fresh(rec)));
                 }
                 Ok(None) => {
-                    self.acks_unreserve();
-                    return Ok(None);
+                    if waiting.is_none() {
+                        match until.fix() {
+                            None => {
+                                self.acks_unreserve();
+                                return Ok(None);
+                            }
+                            Some(d) => waiting = Some(d),
+                        }
+                    }
                 }
-                Err(Error::Timeout) if deadline.flatten().is_none_or(|d| Instant::now() < d) => {}
+                Err(Error::Timeout) if waiting.flatten().is_none_or(|d| Instant::now() < d) => {}
                 Err(e) => {
                     self.acks_unreserve();
                     return Err(e);
                 }
             }
         }
+    }
+
+    /// How long until this member's next look through the table (at least 1 ms).
+    fn acks_until_sweep(&mut self, now_ns: u64) -> Duration {
+        Duration::from_nanos(self.acks().next_sweep_ns.saturating_sub(now_ns)).max(Duration::from_millis(1))
     }
 
     fn acks(&mut self) -> &mut AckState {
@@ -326,7 +357,7 @@ impl Consumer {
     }
 
     /// Enters fresh message `rec` (at the head of the member's span) in the reserved entry.
-    fn acks_enter(&mut self, rec: Record) -> Result<()> {
+    fn acks_enter(&mut self, rec: Record, now_ns: u64) -> Result<()> {
         let seg = &self.h.shared.seg;
         let span_of = self.member.as_ref().and_then(|m| m.span_of);
         let a = self.acks.as_mut().expect("explicit acks");
@@ -337,8 +368,8 @@ impl Consumer {
             pos: rec.pos,
             end,
             deliveries: 1,
-            deadline_ns: mono_ns().saturating_add(a.ack_wait_ns),
-            first_unix_ns: crate::segment::now_unix_ns(),
+            deadline_ns: now_ns.saturating_add(a.ack_wait_ns),
+            first_unix_ns: now_ns.wrapping_add(a.unix_offset),
             pid: a.pid,
         };
         inflight::fill(e, &f);
@@ -357,22 +388,12 @@ impl Consumer {
         Ok(())
     }
 
-    /// Looks through the table if it is time: expires entries held past their deadline,
+    /// Looks through the table (it is time): expires entries held past their deadline,
     /// releases those of dead members.
-    fn acks_sweep_if_due(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if now < self.acks().next_sweep {
-            return Ok(());
-        }
-        self.acks_sweep(now);
-        Ok(())
-    }
-
-    fn acks_sweep(&mut self, now: Instant) {
+    fn acks_sweep(&mut self, now_ns: u64) {
         let seg = &self.h.shared.seg;
         let a = self.acks.as_mut().expect("explicit acks");
         let t = seg.acks(a.sub).expect("a durable queue");
-        let now_ns = mono_ns();
         let mut alive: [Option<bool>; layout::SLOTS] = [None; layout::SLOTS];
         let mut is_alive = |j: usize| *alive[j % layout::SLOTS].get_or_insert_with(|| seg.slot_alive(j));
         let mut bumped = false;
@@ -419,13 +440,12 @@ impl Consumer {
             a.seen_released = u64::MAX;
             released(seg, t, a.sub);
         }
-        let wait = Duration::from_nanos(next.saturating_sub(now_ns)).min(SWEEP_EVERY);
-        a.next_sweep = now + wait;
+        a.next_sweep_ns = next.min(now_ns.saturating_add(SWEEP_EVERY.as_nanos() as u64));
     }
 
     /// Takes a released entry to hand it out again (or a doomed one, or one past its last
     /// delivery, to move it to the dead-letter queue), if the table has any.
-    fn acks_retake(&mut self) -> Result<Option<Delivery>> {
+    fn acks_retake(&mut self, now_ns: u64) -> Result<Option<Delivery>> {
         let seg = &self.h.shared.seg;
         let a = self.acks.as_mut().expect("explicit acks");
         let t = seg.acks(a.sub).expect("a durable queue");
@@ -456,7 +476,7 @@ impl Consumer {
                     String::from_utf8_lossy(&reason).into_owned()
                 };
                 self.acks_move(k, w, f, reason)?;
-                return self.acks_retake_again();
+                return self.acks_retake_again(now_ns);
             }
             let Some(m) = self.member.as_mut() else { return Ok(None) };
             let a = self.acks.as_mut().expect("explicit acks");
@@ -474,7 +494,7 @@ impl Consumer {
             let deliveries = f.deliveries.saturating_add(1);
             inflight::fill(
                 e,
-                &Fields { deliveries, deadline_ns: mono_ns().saturating_add(a.ack_wait_ns), pid: a.pid, ..f },
+                &Fields { deliveries, deadline_ns: now_ns.saturating_add(a.ack_wait_ns), pid: a.pid, ..f },
             );
             let w = inflight::commit(e, w).ok_or_else(|| stolen(seg))?;
             a.held.insert(f.pos, (k, w));
@@ -488,9 +508,9 @@ impl Consumer {
     }
 
     /// After a move: look again (others may wait).
-    fn acks_retake_again(&mut self) -> Result<Option<Delivery>> {
+    fn acks_retake_again(&mut self, now_ns: u64) -> Result<Option<Delivery>> {
         self.acks().seen_released = u64::MAX;
-        self.acks_retake()
+        self.acks_retake(now_ns)
     }
 
     /// Moves the message of entry `k` (held `MOVING`, word `w`) to the dead-letter queue,
@@ -554,7 +574,7 @@ impl Consumer {
             let a = self.acks.as_ref().expect("explicit acks");
             (a.sub, a.seen_released)
         };
-        let slice = self.acks().next_sweep.max(now + Duration::from_millis(1));
+        let slice = now + self.acks_until_sweep(mono_ns());
         let until = deadline.map_or(slice, |d| d.min(slice));
         let r = self.h.wait_for(Some(until), move |seg| {
             let t = seg.acks(sub)?;
@@ -672,6 +692,25 @@ fn in_a_claim(seg: &Segment, sub: usize, p: u64) -> bool {
             && m.claim_pos.load(Ordering::Relaxed) <= p
             && p < m.claim_end.load(Ordering::Relaxed)
     })
+}
+
+/// Hashes message ids (positions: distinct, 8-byte aligned) for the member's map of what
+/// it holds: a multiply, no more.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (id >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// The participant slot of owner word `w`, kept within the table (the word is shared

@@ -41,10 +41,12 @@
 
 #![cfg(loom)]
 
-use std::collections::BTreeSet;
+mod loom_support;
+
+use loom_support::{Outcomes, STD, Seen, builder};
+
 use std::fmt::Debug;
-use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
+use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
@@ -55,9 +57,6 @@ use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURS
 use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors, NO_LIMIT};
 use shmq::ring::{Found, Gate, Geometry, Region, RingError, read_record, spsc};
 use shmq::sync::atomic::Ordering;
-
-/// Bookkeeping outside loom's view: counters and flags the models read after a run.
-const STD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 // ---------------------------------------------------------------------------------------
 // A data region made of loom atomics (as in tests/loom.rs)
@@ -408,59 +407,6 @@ struct World {
 // ---------------------------------------------------------------------------------------
 // Outcome sets (as in tests/loom.rs)
 // ---------------------------------------------------------------------------------------
-
-/// A loom builder with the given preemption bound. The models use bounds past which loom
-/// finds no further execution (raising them changes nothing: within loom's model they are
-/// explored exhaustively); the negative controls use small ones, enough to find the
-/// violation.
-fn builder(preemptions: usize) -> loom::model::Builder {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(preemptions);
-    b.max_branches = 100_000;
-    b
-}
-
-/// Collects the outcomes of a model's executions (and counts the executions);
-/// [`Outcomes::assert`] compares the set with the acceptable ones after the exploration.
-struct Outcomes<T>(std::sync::Arc<(StdMutex<BTreeSet<T>>, StdAtomicUsize)>);
-
-impl<T: Ord + Debug + Clone> Outcomes<T> {
-    fn new() -> Outcomes<T> {
-        Outcomes(std::sync::Arc::new((StdMutex::new(BTreeSet::new()), StdAtomicUsize::new(0))))
-    }
-
-    fn recorder(&self) -> impl Fn(T) + Send + Sync + 'static
-    where
-        T: Send + 'static,
-    {
-        let seen = self.0.clone();
-        move |t| {
-            seen.0.lock().unwrap().insert(t);
-            seen.1.fetch_add(1, STD);
-        }
-    }
-
-    fn assert(&self, acceptable: &[T]) {
-        let seen = self.0.0.lock().unwrap().clone();
-        eprintln!("{} executions, {} outcomes", self.0.1.load(STD), seen.len());
-        let want: BTreeSet<T> = acceptable.iter().cloned().collect();
-        assert_eq!(seen, want, "the outcomes explored differ from the acceptable ones");
-    }
-}
-
-/// A flag set from inside a model, read after the exploration (negative controls).
-#[derive(Clone, Default)]
-struct Seen(std::sync::Arc<StdAtomicBool>);
-
-impl Seen {
-    fn set(&self) {
-        self.0.store(true, STD);
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(STD)
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // (1) A cursor joining against a producer's gate

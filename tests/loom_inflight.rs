@@ -43,10 +43,12 @@
 
 #![cfg(loom)]
 
-use std::collections::BTreeSet;
+mod loom_support;
+
+use loom_support::{Outcomes, STD, Seen, builder};
+
 use std::fmt::Debug;
-use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
+use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
 
 use loom::sync::Arc;
 use loom::thread;
@@ -55,62 +57,9 @@ use shmq::layout::{IF_ACQUIRED, IF_DOOMED, IF_FREE, IF_MOVING, IF_RELEASED, IF_R
 use shmq::ring::inflight::{self, Fields, slot, state};
 use shmq::sync::atomic::Ordering;
 
-/// Bookkeeping outside loom's view: counters and flags the models read after a run.
-const STD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
-
 // ---------------------------------------------------------------------------------------
 // Outcome sets (as in tests/loom.rs)
 // ---------------------------------------------------------------------------------------
-
-/// A loom builder with the given preemption bound (`None`: exhaustive).
-fn builder(preemptions: Option<usize>) -> loom::model::Builder {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = preemptions;
-    b.max_branches = 100_000;
-    b
-}
-
-/// Collects the outcomes of a model's executions (and counts the executions);
-/// [`Outcomes::assert`] compares the set with the acceptable ones after the exploration.
-struct Outcomes<T>(std::sync::Arc<(StdMutex<BTreeSet<T>>, StdAtomicUsize)>);
-
-impl<T: Ord + Debug + Clone> Outcomes<T> {
-    fn new() -> Outcomes<T> {
-        Outcomes(std::sync::Arc::new((StdMutex::new(BTreeSet::new()), StdAtomicUsize::new(0))))
-    }
-
-    fn recorder(&self) -> impl Fn(T) + Send + Sync + 'static
-    where
-        T: Send + 'static,
-    {
-        let seen = self.0.clone();
-        move |t| {
-            seen.0.lock().unwrap().insert(t);
-            seen.1.fetch_add(1, STD);
-        }
-    }
-
-    fn assert(&self, acceptable: &[T]) {
-        let seen = self.0.0.lock().unwrap().clone();
-        eprintln!("{} executions, {} outcomes", self.0.1.load(STD), seen.len());
-        let want: BTreeSet<T> = acceptable.iter().cloned().collect();
-        assert_eq!(seen, want, "the outcomes explored differ from the acceptable ones");
-    }
-}
-
-/// A flag set from inside a model, read after the exploration (negative controls).
-#[derive(Clone, Default)]
-struct Seen(std::sync::Arc<StdAtomicBool>);
-
-impl Seen {
-    fn set(&self) {
-        self.0.store(true, STD);
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(STD)
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Entries

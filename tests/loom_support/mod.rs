@@ -1,0 +1,65 @@
+//! What the loom model files share (`tests/loom_cursors.rs`, `tests/loom_inflight.rs`):
+//! a builder, outcome sets and flags read after an exploration.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
+
+/// Bookkeeping outside loom's view: counters and flags the models read after a run.
+pub const STD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+/// A loom builder with the given preemption bound (`None`: exhaustive). The models use
+/// bounds past which loom finds no further execution (raising them changes nothing: within
+/// loom's model they are explored exhaustively); the negative controls use small ones,
+/// enough to find the violation.
+pub fn builder(preemptions: impl Into<Option<usize>>) -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = preemptions.into();
+    b.max_branches = 100_000;
+    b
+}
+
+/// Collects the outcomes of a model's executions (and counts the executions);
+/// [`Outcomes::assert`] compares the set with the acceptable ones after the exploration.
+pub struct Outcomes<T>(std::sync::Arc<(StdMutex<BTreeSet<T>>, StdAtomicUsize)>);
+
+impl<T: Ord + Debug + Clone> Outcomes<T> {
+    pub fn new() -> Outcomes<T> {
+        Outcomes(std::sync::Arc::new((StdMutex::new(BTreeSet::new()), StdAtomicUsize::new(0))))
+    }
+
+    pub fn recorder(&self) -> impl Fn(T) + Send + Sync + 'static
+    where
+        T: Send + 'static,
+    {
+        let seen = self.0.clone();
+        move |t| {
+            seen.0.lock().unwrap().insert(t);
+            seen.1.fetch_add(1, STD);
+        }
+    }
+
+    pub fn assert(&self, acceptable: &[T]) {
+        let seen = self.0.0.lock().unwrap().clone();
+        eprintln!("{} executions, {} outcomes", self.0.1.load(STD), seen.len());
+        let want: BTreeSet<T> = acceptable.iter().cloned().collect();
+        assert_eq!(seen, want, "the outcomes explored differ from the acceptable ones");
+    }
+}
+
+/// A flag set from inside a model, read after the exploration (negative controls).
+#[derive(Clone, Default)]
+pub struct Seen(std::sync::Arc<StdAtomicBool>);
+
+impl Seen {
+    pub fn set(&self) {
+        self.0.store(true, STD);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(STD)
+    }
+}

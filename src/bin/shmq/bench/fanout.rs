@@ -125,14 +125,14 @@ impl Case {
 /// What a member saw: how many data messages, and the sum and sum of squares (both
 /// wrapping) of their sequence numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Tally {
-    count: u64,
-    sum: u64,
-    sum_sq: u64,
+pub(super) struct Tally {
+    pub(super) count: u64,
+    pub(super) sum: u64,
+    pub(super) sum_sq: u64,
 }
 
 impl Tally {
-    fn add(&mut self, seq: u64) {
+    pub(super) fn add(&mut self, seq: u64) {
         self.count += 1;
         self.sum = self.sum.wrapping_add(seq);
         self.sum_sq = self.sum_sq.wrapping_add(seq.wrapping_mul(seq));
@@ -145,7 +145,7 @@ impl Tally {
     }
 
     /// The tally of exactly the sequence numbers `0..m`.
-    fn of_all(m: u64) -> Tally {
+    pub(super) fn of_all(m: u64) -> Tally {
         let n = u128::from(m);
         let sum = n * n.saturating_sub(1) / 2;
         let sum_sq = if n == 0 { 0 } else { (n - 1) * n * (2 * n - 1) / 6 };
@@ -153,7 +153,7 @@ impl Tally {
         Tally { count: m, sum: sum as u64, sum_sq: sum_sq as u64 }
     }
 
-    fn parse(words: &str) -> Option<Tally> {
+    pub(super) fn parse(words: &str) -> Option<Tally> {
         let mut it = words.split_whitespace().map(str::parse::<u64>);
         let t = Tally { count: it.next()?.ok()?, sum: it.next()?.ok()?, sum_sq: it.next()?.ok()? };
         it.next().is_none().then_some(t)

@@ -52,6 +52,7 @@
 //! Kernel transports and the floors report `wait` as the mode they run in: `block` for
 //! pipe, uds and futex-floor, `spin` for spin-floor.
 
+pub mod acks;
 pub mod durable;
 pub mod fanout;
 pub mod floors;
@@ -128,7 +129,17 @@ appends the same frames with one pwrite per batch of B records to a preallocated
 only published bytes. Cases: disk-floor-never/-always, shmq (volatile) and
 shmq-durable-never (ping-pong latency, then a stream), shmq-durable-always with 4 producer
 processes pipelining send_nowait + wait_durable every W (--batch, default 64; B = 4 x W)
-and with 1 producer calling blocking send. Sizes default to 64,1KiB.";
+and with 1 producer calling blocking send. Sizes default to 64,1KiB.
+
+--acks measures explicit acknowledgements on durable queues (Fsync::Never, logs in --dir as
+with --durable), one producer (this process) and member processes, all blocking: throughput
+of one member of a named subscription with Ack::Auto against one with Ack::Explicit that acks
+every message (interleaved rounds, each member checked to get exactly 0..M in order; delivered
+msgs/s and the ratio explicit/auto, target >= 0.7 at 64 B), then redelivery after a death:
+--kills rounds (default 30) in which a member holding 8 messages unacked (ack_wait 30 s) is
+killed with SIGKILL while another waits in recv_timeout; the latency from the kill to the
+first message delivered again (CLOCK_MONOTONIC in both processes): p50 p90 p99 max, target
+p99 <= 250 ms. Sizes default to 64,1KiB.";
 
 /// Options of `shmq bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -151,12 +162,20 @@ pub struct BenchArgs {
     /// and a disk floor (write + fdatasync per batch), with real files in --dir.
     #[arg(long, conflicts_with_all = ["transport", "wait", "hgrm", "plot", "fanout"])]
     pub durable: bool,
-    /// With --durable: where files and logs go (default: a new directory under the current one).
-    #[arg(long, value_name = "DIR", requires = "durable")]
+    /// With --durable or --acks: where files and logs go (default: a new directory under the
+    /// current one).
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// With --durable: allow --dir on tmpfs (which measures no disk).
-    #[arg(long, requires = "durable")]
+    /// With --durable or --acks: allow --dir on tmpfs (which measures no disk).
+    #[arg(long)]
     pub allow_tmpfs: bool,
+    /// Measure explicit acks instead: Ack::Explicit against Ack::Auto on a durable queue,
+    /// and redelivery after a member is killed, with real processes and logs in --dir.
+    #[arg(long, conflicts_with_all = ["transport", "wait", "hgrm", "plot", "fanout", "durable", "batch"])]
+    pub acks: bool,
+    /// With --acks: redelivery rounds, each killing a member (default 30; 10 with --quick).
+    #[arg(long, value_name = "N", requires = "acks")]
+    pub kills: Option<u32>,
     /// With --durable: W, messages between a pipelining producer's wait_durable calls
     /// (default 64); the disk floor syncs every 4 x W records.
     #[arg(long, value_name = "W", requires = "durable")]
@@ -505,7 +524,7 @@ pub struct Measurements {
 /// `shmq bench`.
 pub fn run(mut args: BenchArgs) -> Result<()> {
     if args.size.is_empty() {
-        args.size = if args.durable {
+        args.size = if args.durable || args.acks {
             vec![64, 1 << 10]
         } else if args.fanout {
             vec![64, 1 << 10, 64 << 10]
@@ -521,8 +540,14 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     if args.rounds == Some(0) || args.messages == Some(0) {
         crate::usage_error("--rounds and --messages must be at least 1");
     }
+    if (args.dir.is_some() || args.allow_tmpfs) && !(args.durable || args.acks) {
+        crate::usage_error("--dir and --allow-tmpfs go with --durable or --acks");
+    }
     if args.fanout {
         return run_fanout(&args);
+    }
+    if args.acks {
+        return acks::run_cli(&args);
     }
     if args.durable {
         return run_durable(&args);

@@ -33,6 +33,10 @@
 //! go                       ->    plays its role
 //!                          <-    result {RoleResult as JSON}
 //! ```
+//! For `shmq bench --acks` the line is `acks {acks::Role as JSON}` instead: a member that
+//! streams (and acks), one that holds messages until it is killed, or one that waits for
+//! them to be delivered again (see `acks::serve`).
+//!
 //! Any failure is reported as `error <message>` and ends the process. The peer asks the
 //! kernel to kill it if the leader dies, so a spinning peer never outlives its leader.
 
@@ -63,6 +67,7 @@ pub fn run(cpu: Option<usize>) -> Result<()> {
             return Ok(());
         }
         let result = match line.strip_prefix("run ") {
+            None if line.starts_with("acks ") => super::acks::serve(&mut ctl, &line["acks ".len()..]),
             Some(json) => serde_json::from_str::<RunSpec>(json).map_err(anyhow::Error::from).and_then(|s| {
                 match (&s.member, &s.durable) {
                     (Some(m), _) => super::fanout::serve_member(&mut ctl, &s, m),

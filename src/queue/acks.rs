@@ -63,6 +63,8 @@ pub(super) struct AckState {
     hint: usize,
     /// The table's `released` counter when this member last looked for released entries.
     pub(super) seen_released: u64,
+    /// Where the next look for released entries starts.
+    retake_hint: usize,
     /// When this member looks through the table next (`CLOCK_MONOTONIC` ns).
     next_sweep_ns: u64,
     /// Unix time minus monotonic time, in ns, when the member joined: one clock read a
@@ -114,6 +116,7 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         reserved: None,
         hint: 0,
         seen_released: u64::MAX,
+        retake_hint: 0,
         next_sweep_ns: 0,
         unix_offset: crate::segment::now_unix_ns().wrapping_sub(mono_ns()),
         buf: Vec::new(),
@@ -454,9 +457,12 @@ impl Consumer {
         if r == a.seen_released {
             return Ok(None);
         }
-        // Seen before the look: a release meanwhile changes it again.
+        // Seen before the look: a release meanwhile changes it again. (A look that hands
+        // one out forgets it again below: there may be more.)
         a.seen_released = r;
-        for k in 0..IN_FLIGHT_ENTRIES {
+        let from = a.retake_hint;
+        for k in (from..IN_FLIGHT_ENTRIES).chain(0..from) {
+            let a = self.acks.as_mut().expect("explicit acks");
             let e = &t.entries[k];
             let Some(w) = inflight::retake(e, a.slot) else { continue };
             let f = inflight::fields(e);
@@ -499,6 +505,9 @@ impl Consumer {
             let w = inflight::commit(e, w).ok_or_else(|| stolen(seg))?;
             a.held.insert(f.pos, (k, w));
             a.deliveries = deliveries;
+            // The next receive looks again, from the next entry on.
+            a.seen_released = u64::MAX;
+            a.retake_hint = (k + 1) % IN_FLIGHT_ENTRIES;
             // Relaxed: statistics.
             t.meta.redelivered.fetch_add(1, Ordering::Relaxed);
             seg.sub(a.sub).meta.redelivered.fetch_add(1, Ordering::Relaxed);

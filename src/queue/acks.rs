@@ -22,8 +22,7 @@
 //!
 //! [`Ack::Explicit`]: super::Ack::Explicit
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Consumer;
@@ -55,8 +54,9 @@ pub(super) struct AckState {
     ack_wait_ns: u64,
     max_in_flight: usize,
     max_deliveries: u32,
-    /// What this member holds: id → (entry, owner word).
-    held: HashMap<u64, (usize, u64), BuildHasherDefault<IdHasher>>,
+    /// What this member holds: (id, entry, owner word), in the order it was handed out
+    /// (acks mostly come in that order: the one looked for is near the front).
+    held: VecDeque<(u64, usize, u64)>,
     /// The entry reserved for the next fresh message, if any.
     reserved: Option<(usize, u64)>,
     /// Where the next search for a free entry starts.
@@ -76,6 +76,21 @@ pub(super) struct AckState {
     pub(super) deliveries: u32,
     /// The dead-letter queue's producer (opened at the first dead letter).
     dlq: Option<crate::queue::Producer>,
+}
+
+/// The most messages a member remembers holding: one whose entry expired and was reused
+/// stays remembered (its late ack says `AckExpired`) until this many newer ones push it out
+/// (then its ack says `InvalidArgument`).
+const HELD_MAX: usize = 2 * IN_FLIGHT_ENTRIES;
+
+impl AckState {
+    /// Remembers that this member holds message `id` in entry `k` (word `w`).
+    fn hold(&mut self, id: u64, k: usize, w: u64) {
+        if self.held.len() == HELD_MAX {
+            self.held.pop_front();
+        }
+        self.held.push_back((id, k, w));
+    }
 }
 
 /// What [`Consumer::acks_next`] hands out.
@@ -112,7 +127,7 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         ack_wait_ns,
         max_in_flight,
         max_deliveries: m.max_deliveries.load(Ordering::Relaxed).max(1),
-        held: HashMap::default(),
+        held: VecDeque::new(),
         reserved: None,
         hint: 0,
         seen_released: u64::MAX,
@@ -386,7 +401,7 @@ impl Consumer {
         }
         crate::failpoint::hit("ack-entered");
         let Some(w) = inflight::commit(e, w) else { return Err(stolen(seg)) };
-        a.held.insert(rec.pos, (k, w));
+        a.hold(rec.pos, k, w);
         a.deliveries = 1;
         Ok(())
     }
@@ -503,7 +518,7 @@ impl Consumer {
                 &Fields { deliveries, deadline_ns: now_ns.saturating_add(a.ack_wait_ns), pid: a.pid, ..f },
             );
             let w = inflight::commit(e, w).ok_or_else(|| stolen(seg))?;
-            a.held.insert(f.pos, (k, w));
+            a.hold(f.pos, k, w);
             a.deliveries = deliveries;
             // The next receive looks again, from the next entry on.
             a.seen_released = u64::MAX;
@@ -651,9 +666,11 @@ impl Consumer {
                 "ack, nack and reject are for members of a subscription with explicit acks".into(),
             ));
         };
-        a.held
-            .remove(&id)
-            .ok_or_else(|| Error::InvalidArgument(format!("no message with id {id} is in flight to this member")))
+        let i = a.held.iter().position(|h| h.0 == id);
+        let (_, k, w) = i
+            .and_then(|i| a.held.remove(i))
+            .ok_or_else(|| Error::InvalidArgument(format!("no message with id {id} is in flight to this member")))?;
+        Ok((k, w))
     }
 
     /// An entry was freed: wakes a member waiting for one.
@@ -675,7 +692,7 @@ impl Consumer {
         let Some(a) = self.acks.as_mut() else { return };
         let t = seg.acks(a.sub).expect("a durable queue");
         let mut any = false;
-        for (_, (k, w)) in a.held.drain() {
+        for (_, k, w) in a.held.drain(..) {
             any |= inflight::release(&t.entries[k], w).is_some();
         }
         if any {
@@ -701,25 +718,6 @@ fn in_a_claim(seg: &Segment, sub: usize, p: u64) -> bool {
             && m.claim_pos.load(Ordering::Relaxed) <= p
             && p < m.claim_end.load(Ordering::Relaxed)
     })
-}
-
-/// Hashes message ids (positions: distinct, 8-byte aligned) for the member's map of what
-/// it holds: a multiply, no more.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = (id >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
 }
 
 /// The participant slot of owner word `w`, kept within the table (the word is shared

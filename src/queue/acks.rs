@@ -308,6 +308,8 @@ impl Consumer {
             };
             match self.member_next(u) {
                 Ok(Some(rec)) => {
+                    // After a wait the clock read above is stale.
+                    let now_ns = if waiting.is_some() { mono_ns() } else { now_ns };
                     self.acks_enter(rec, now_ns)?;
                     return Ok(Some(Delivery::Fresh(rec)));
                 }

@@ -67,9 +67,6 @@ pub(super) struct AckState {
     retake_hint: usize,
     /// When this member looks through the table next (`CLOCK_MONOTONIC` ns).
     next_sweep_ns: u64,
-    /// Unix time minus monotonic time, in ns, when the member joined: one clock read a
-    /// message gives both.
-    unix_offset: u64,
     /// The payload of the message handed out again last (read from the log).
     pub(super) buf: Vec<u8>,
     /// The delivery count of the message handed out last.
@@ -133,7 +130,6 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         seen_released: u64::MAX,
         retake_hint: 0,
         next_sweep_ns: 0,
-        unix_offset: crate::segment::now_unix_ns().wrapping_sub(mono_ns()),
         buf: Vec::new(),
         deliveries: 1,
         dlq: None,
@@ -277,7 +273,7 @@ impl Consumer {
         // `None` until the call first has to wait; then its deadline (`None`: forever).
         let mut waiting: Option<Option<Instant>> = None;
         loop {
-            // One clock read per message: the sweep's schedule, the deadline, the time.
+            // One monotonic clock read per message: the sweep's schedule and the deadline.
             let now_ns = mono_ns();
             if now_ns >= self.acks().next_sweep_ns {
                 self.acks_sweep(now_ns);
@@ -389,7 +385,9 @@ impl Consumer {
             end,
             deliveries: 1,
             deadline_ns: now_ns.saturating_add(a.ack_wait_ns),
-            first_unix_ns: now_ns.wrapping_add(a.unix_offset),
+            // The wall clock read itself: one derived from the monotonic clock drifts from it
+            // (NTP slews one and not the other).
+            first_unix_ns: crate::segment::now_unix_ns(),
             pid: a.pid,
         };
         inflight::fill(e, &f);

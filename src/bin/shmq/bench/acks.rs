@@ -517,30 +517,8 @@ pub struct AckResult {
     pub delivered_per_round: Vec<f64>,
 }
 
-/// explicit / auto at one size.
-#[derive(Serialize)]
-pub struct AckRatio {
-    /// Message size.
-    pub size: usize,
-    /// Always `explicit/auto`.
-    pub ratio: &'static str,
-    /// `delivered_msgs_per_s` (higher is better).
-    pub metric: &'static str,
-    /// Median of the per-round ratios.
-    pub median: f64,
-    /// Smallest per-round ratio.
-    pub min: f64,
-    /// Largest per-round ratio.
-    pub max: f64,
-    /// Each round's ratio.
-    pub per_round: Vec<f64>,
-    /// The target for the median (0.7 at 64 B), if it has one at this size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<f64>,
-    /// Whether the median meets the target.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub met: Option<bool>,
-}
+/// explicit / auto at one size: the same shape as `--durable`'s ratios.
+pub type AckRatio = super::durable::DurableRatio;
 
 /// Percentiles over the redelivery rounds, in ms (nearest rank).
 #[derive(Serialize, Clone, Copy)]

@@ -219,7 +219,11 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
     assert_eq!(s["redelivered"], 1, "the nacked message was handed out again: {s:#}");
     assert_eq!(s["dlq"], q.dlq(), "{s:#}");
     let oldest = s["oldest_unacked_unix_ns"].as_u64().expect("a message is in flight");
-    assert!((before_4..=listed).contains(&oldest), "message 4 was handed out in [{before_4}, {listed}]: {s:#}");
+    // The member stamps it from the kernel's coarse clock (the time of its last tick): a
+    // tick or so behind the precise clock read for `before_4`.
+    let tick = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+    let from = before_4 - 2 * (tick.tv_sec as u64 * 1_000_000_000 + tick.tv_nsec as u64) - 10_000_000;
+    assert!((from..=listed).contains(&oldest), "message 4 was handed out in [{from}, {listed}]: {s:#}");
     assert!(s["oldest_unacked_age_ns"].as_u64().is_some(), "{s:#}");
     let d = sub_json(&q, "default");
     assert_eq!(d["ack"], "auto", "{d:#}");

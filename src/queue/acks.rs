@@ -67,6 +67,8 @@ pub(super) struct AckState {
     retake_hint: usize,
     /// When this member looks through the table next (`CLOCK_MONOTONIC` ns).
     next_sweep_ns: u64,
+    /// [`wall_offset`] at the last look through the table.
+    wall_offset: u64,
     /// The payload of the message handed out again last (read from the log).
     pub(super) buf: Vec<u8>,
     /// The delivery count of the message handed out last.
@@ -101,8 +103,53 @@ pub(super) enum Delivery {
 /// `CLOCK_MONOTONIC` now, in nanoseconds: deadlines in the table are in it (one clock for
 /// every process on the host).
 pub(super) fn mono_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    clock_ns(rustix::time::ClockId::Monotonic)
+}
+
+/// `CLOCK_MONOTONIC_COARSE`: the monotonic clock as of the kernel's last tick, never ahead
+/// of [`mono_ns`] and normally behind it by less than a tick ([`tick_ns`]). A member reads
+/// a clock for every message it hands out (its deadline), and this one costs about 2.5 ns
+/// where `CLOCK_MONOTONIC` costs about 20 (both through the vDSO, on the KVM guest with a
+/// TSC clock source this was measured on): at 64 B, those 20 ns were the difference
+/// between a member that keeps up with its producer and one that falls behind the ring
+/// and reads the log (`shmq bench --acks`: explicit / auto 0.6 against 1.0).
+fn mono_coarse_ns() -> u64 {
+    clock_ns(rustix::time::ClockId::MonotonicCoarse)
+}
+
+/// The coarse clock's resolution (the kernel's tick, 1-10 ms by `HZ`), asked once per
+/// process. A deadline taken from the coarse clock is set this much later, so that it does
+/// not come before `ack_wait` has passed (unless the kernel's tick itself is late).
+fn tick_ns() -> u64 {
+    static TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        let r = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+        let ns = (r.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(r.tv_nsec as u64);
+        // Bounded: an odd answer still gives sane deadlines.
+        ns.clamp(1_000, 100_000_000)
+    })
+}
+
+/// The deadline of an entry handed out at `now_ns` (the coarse clock): `ack_wait` and a
+/// tick later.
+fn deadline(now_ns: u64, ack_wait_ns: u64) -> u64 {
+    now_ns.saturating_add(ack_wait_ns).saturating_add(tick_ns())
+}
+
+/// A clock's time in nanoseconds.
+fn clock_ns(id: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(id);
     (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+}
+
+/// The wall clock minus the monotonic one, in ns (wrapping): a member stamps what it hands
+/// out with its coarse monotonic reading plus this, instead of reading a second clock.
+/// Refreshed at every look through the table (at least every 50 ms), so NTP's slewing of
+/// one clock and not the other moves a stamp by microseconds at most, and a step of the
+/// wall clock shows within one look.
+fn wall_offset() -> u64 {
+    let wall = crate::segment::now_unix_ns();
+    wall.wrapping_sub(mono_ns())
 }
 
 /// The explicit-ack state for a member of entry `sub` (in slot `slot`), if the
@@ -130,6 +177,7 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         seen_released: u64::MAX,
         retake_hint: 0,
         next_sweep_ns: 0,
+        wall_offset: wall_offset(),
         buf: Vec::new(),
         deliveries: 1,
         dlq: None,
@@ -273,8 +321,10 @@ impl Consumer {
         // `None` until the call first has to wait; then its deadline (`None`: forever).
         let mut waiting: Option<Option<Instant>> = None;
         loop {
-            // One monotonic clock read per message: the sweep's schedule and the deadline.
-            let now_ns = mono_ns();
+            // One coarse clock read per message: the sweep's schedule, the deadline and
+            // (with `wall_offset`) the wall-clock stamp. A sweep or an expiry comes at most
+            // a tick late for it.
+            let now_ns = mono_coarse_ns();
             if now_ns >= self.acks().next_sweep_ns {
                 self.acks_sweep(now_ns);
             }
@@ -305,7 +355,7 @@ impl Consumer {
             match self.member_next(u) {
                 Ok(Some(rec)) => {
                     // After a wait the clock read above is stale.
-                    let now_ns = if waiting.is_some() { mono_ns() } else { now_ns };
+                    let now_ns = if waiting.is_some() { mono_coarse_ns() } else { now_ns };
                     self.acks_enter(rec, now_ns)?;
                     return Ok(Some(Delivery::Fresh(rec)));
                 }
@@ -384,10 +434,10 @@ impl Consumer {
             pos: rec.pos,
             end,
             deliveries: 1,
-            deadline_ns: now_ns.saturating_add(a.ack_wait_ns),
-            // The wall clock read itself: one derived from the monotonic clock drifts from it
-            // (NTP slews one and not the other).
-            first_unix_ns: crate::segment::now_unix_ns(),
+            deadline_ns: deadline(now_ns, a.ack_wait_ns),
+            // The wall clock, derived from the coarse monotonic reading (`wall_offset`):
+            // information (`subs ls`), where a tick's precision is plenty.
+            first_unix_ns: now_ns.wrapping_add(a.wall_offset),
             pid: a.pid,
         };
         inflight::fill(e, &f);
@@ -411,6 +461,7 @@ impl Consumer {
     fn acks_sweep(&mut self, now_ns: u64) {
         let seg = &self.h.shared.seg;
         let a = self.acks.as_mut().expect("explicit acks");
+        a.wall_offset = wall_offset();
         let t = seg.acks(a.sub).expect("a durable queue");
         let mut alive: [Option<bool>; layout::SLOTS] = [None; layout::SLOTS];
         let mut is_alive = |j: usize| *alive[j % layout::SLOTS].get_or_insert_with(|| seg.slot_alive(j));
@@ -513,10 +564,7 @@ impl Consumer {
                 }
             }
             let deliveries = f.deliveries.saturating_add(1);
-            inflight::fill(
-                e,
-                &Fields { deliveries, deadline_ns: now_ns.saturating_add(a.ack_wait_ns), pid: a.pid, ..f },
-            );
+            inflight::fill(e, &Fields { deliveries, deadline_ns: deadline(now_ns, a.ack_wait_ns), pid: a.pid, ..f });
             let w = inflight::commit(e, w).ok_or_else(|| stolen(seg))?;
             a.hold(f.pos, k, w);
             a.deliveries = deliveries;

@@ -3,7 +3,9 @@
 //! An entry holds one message a member was handed and has not acknowledged (or one to hand
 //! out again). Its `owner` word says who holds it and in which state (`IF_*` in
 //! [`layout`]); every change of hands is one compare-and-swap on that word, and every change
-//! raises the word's tag, so a compare-and-swap expecting what a former owner saw fails:
+//! raises the word's tag, so a compare-and-swap expecting what a former owner saw fails.
+//! A holder's own steps from `RESERVED` or `RETAKING` on to `ACQUIRED` (`filled`, `commit`)
+//! hand nothing to anyone: they are plain Release stores (see [`filled`]).
 //!
 //! ```text
 //!   FREE --reserve--> RESERVED --filled--> FILLED --commit--> ACQUIRED --ack--> FREE
@@ -144,20 +146,45 @@ pub fn reserve(e: &InFlight, slot: usize) -> Option<u64> {
 
 /// Marks a `RESERVED` entry the caller holds (word `w`) as filled: its fields are the
 /// message's from now on (a `RESERVED` one's are a former holder's). The new word (`FILLED`).
+///
+/// A load and a store, not a compare-and-swap: while its holder lives, nobody else writes
+/// the word of a `RESERVED`, `FILLED` or `RETAKING` entry (others change those only once
+/// the holder's slot lock says it died), so the word is still `w`. The load catches a stale
+/// `w` and a hostile writer's change made before it (one made between the two is simply
+/// overwritten: the entry stays the holder's). This and [`commit`] were two of the five
+/// atomic read-modify-writes a fresh message cost; as stores, an explicit member keeps up
+/// with a producer at 64 B (`shmq bench --acks`).
 pub fn filled(e: &InFlight, w: u64) -> Option<u64> {
     if state(w) != IF_RESERVED {
         return None;
     }
-    let to = next(w, slot(w), IF_FILLED);
-    swap(e, w, to).then_some(to)
+    hand_on_self(e, w, IF_FILLED)
+}
+
+/// The holder's own step from word `w` to `state` (see [`filled`]).
+#[inline]
+fn hand_on_self(e: &InFlight, w: u64, state: u64) -> Option<u64> {
+    // Relaxed: the holder's own last store (or a hostile one); only compared.
+    if e.owner.load(Ordering::Relaxed) != w {
+        return None;
+    }
+    let to = next(w, slot(w), state);
+    // Release: the fields written while holding the entry are visible to whoever loads the
+    // new word with Acquire (a dead holder's filled entry is resolved from them; an
+    // acquired one's deadline is what expiry compares).
+    e.owner.store(to, Ordering::Release);
+    Some(to)
 }
 
 /// Hands an entry the caller holds (`FILLED`, `RESERVED` or `RETAKING`, word `w`) out to
-/// itself: the new word (`ACQUIRED`). `None` if it is not the caller's any more (a hostile
-/// writer).
+/// itself: the new word (`ACQUIRED`), or `None` if the word is not `w` (stale, or a hostile
+/// writer). A store, as [`filled`]: from `ACQUIRED` on others may take the entry (expiry),
+/// and this Release publishes its fields to them.
 pub fn commit(e: &InFlight, w: u64) -> Option<u64> {
-    let to = next(w, slot(w), IF_ACQUIRED);
-    swap(e, w, to).then_some(to)
+    if !matches!(state(w), IF_FILLED | IF_RESERVED | IF_RETAKING) {
+        return None;
+    }
+    hand_on_self(e, w, IF_ACQUIRED)
 }
 
 /// Acknowledges a message: `ACQUIRED` by the caller (word `w`) to `FREE`. `false`: the

@@ -240,3 +240,26 @@ fn journal_of_a_volatile_or_missing_queue_exits_1() {
     fails_with(1, &shmq(&["journal", &format!("{}-missing", &*q)]));
     fails_with(2, &shmq(&["journal", &q, "--interval", "0"]));
 }
+
+#[test]
+fn a_small_durable_queue_gets_a_max_message_its_records_fit() {
+    // Half of 64 KiB is too much for a durable record (it carries 16 bytes more): the
+    // default is what fits, and a larger one asked for is refused before anything is made.
+    let q = Name::new("small");
+    let dir = LogDir::new("small");
+    ok(shmq(&["create", &q, "--durable", dir.path(), "--capacity", "64KiB"]));
+    let s = stat_json(&q);
+    assert_eq!(u(&s, "max_message"), 32768 - 16, "{s}");
+    // The largest message goes through.
+    let big = "x".repeat(32768 - 16);
+    ok(shmq(&["send", &q, &big]));
+    assert_eq!(stdout(&ok(shmq(&["recv", &q, "--count", "1"]))).trim_end(), big);
+
+    let q2 = Name::new("small2");
+    let dir2 = LogDir::new("small2");
+    let o = shmq(&["create", &q2, "--durable", dir2.path(), "--capacity", "64KiB", "--max-message", "32KiB"]);
+    fails_with(2, &o);
+    let err = stderr(&o);
+    assert!(err.contains("'32KiB'") && err.contains("32752 bytes") && err.contains("16 bytes"), "{err}");
+    assert!(!dir2.0.join("META").exists(), "nothing was made");
+}

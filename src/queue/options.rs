@@ -161,6 +161,18 @@ impl Options {
     pub fn get_max_message(&self) -> u32 {
         self.max_message
     }
+    /// The largest `max_message` the capacity set allows: half of it, less the 16 bytes each
+    /// record of a durable queue carries before the message (its timestamp and checksum).
+    ///
+    /// ```
+    /// use shmq::Options;
+    /// assert_eq!(Options::new().capacity(1 << 16).max_message_limit(), 32768);
+    /// assert_eq!(Options::new().capacity(1 << 16).durable("/var/lib/q").max_message_limit(), 32752);
+    /// ```
+    pub fn max_message_limit(&self) -> u64 {
+        let prefix = if self.durable.is_some() { crate::segment::DURABLE_PREFIX } else { 0 };
+        (self.capacity / 2).saturating_sub(u64::from(prefix))
+    }
     /// The mode set.
     pub fn get_mode(&self) -> Mode {
         self.mode

@@ -239,8 +239,8 @@ enum Command {
         /// Bytes in the ring: a power of two from 1KiB to 1TiB.
         #[arg(long, value_parser = parse_capacity, default_value = "1MiB")]
         capacity: u64,
-        /// Largest message: from 1 byte to half the capacity [default: 64KiB, or half a
-        /// smaller capacity].
+        /// Largest message: from 1 byte to half the capacity, 16 bytes less on a durable
+        /// queue [default: 64KiB, or that limit if smaller].
         #[arg(long, value_parser = parse_max_message)]
         max_message: Option<TypedSize>,
         /// spsc (one producer, fastest) or mpsc (many producers).

@@ -32,26 +32,27 @@ pub fn create(
     permissions: u32,
     durable: Option<Durable>,
 ) -> Result<()> {
-    let max_message = match max_message {
-        Some(m) if m.bytes > capacity / 2 => crate::usage_error(format!(
-            "invalid value '{}' for '--max-message': must be at most half the capacity ({} for a capacity of {})",
-            m.typed,
-            format_size(capacity / 2),
-            format_size(capacity)
-        )),
-        Some(m) => m.bytes,
-        None => (capacity / 2).min(u64::from(shmq::DEFAULT_MAX_MESSAGE)),
-    };
-    // Cannot fail: the parser keeps max_message below 2^32.
-    let max_message = u32::try_from(max_message)?;
-    let mut opts =
-        Options::new().capacity(capacity).max_message(max_message).mode(mode.into()).permissions(permissions);
+    let mut opts = Options::new().capacity(capacity).mode(mode.into()).permissions(permissions);
     if let Some(d) = &durable {
         opts = opts.durable(&d.dir).fsync(d.fsync.unwrap_or_default()).retain(d.retain.unwrap_or_default());
         if let Some(n) = d.max_log {
             opts = opts.max_log_bytes(n);
         }
     }
+    // Half the capacity, less a durable record's own bytes.
+    let limit = opts.max_message_limit();
+    let max_message = match max_message {
+        Some(m) if m.bytes > limit => crate::usage_error(format!(
+            "invalid value '{}' for '--max-message': must be at most half the capacity{} ({limit} bytes for a capacity of {})",
+            m.typed,
+            if durable.is_some() { ", less the 16 bytes each durable record carries" } else { "" },
+            format_size(capacity),
+        )),
+        Some(m) => m.bytes,
+        None => limit.min(u64::from(shmq::DEFAULT_MAX_MESSAGE)),
+    };
+    // Cannot fail: the parser keeps max_message below 2^32.
+    let opts = opts.max_message(u32::try_from(max_message)?);
     let cfg = Queue::create(name, opts).map_err(|e| match e {
         // These already say what was being done to which queue (`create "x": ...`), so
         // more context would only repeat it.

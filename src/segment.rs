@@ -1305,7 +1305,9 @@ impl Segment {
             self.sub(sub).cursor.members.fetch_and(!(1u64 << i), Ordering::Relaxed);
             // Relaxed: this slot sleeps no more on that line.
             self.sub(sub).wait.waiters.fetch_and(!(1u64 << i), Ordering::Relaxed);
-            self.sub(sub).wait.asleep.fetch_and(!(1u64 << i), Ordering::Relaxed);
+            for set in &self.sub(sub).wait.asleep {
+                set.fetch_and(!(1u64 << i), Ordering::Relaxed);
+            }
         }
         m.state.store(layout::SLOT_FREE, Ordering::Relaxed);
     }
@@ -1363,7 +1365,9 @@ impl Segment {
             Mode::Mpsc => !1u64 & !(1u64 << mine), // producer slots but ours
             Mode::Spsc => 0,
         };
-        for words in [&h.data_wait.waiters, &h.space_wait.waiters, &h.data_wait.asleep, &h.space_wait.asleep] {
+        let lines = [&h.data_wait, &h.space_wait];
+        let sets = lines.iter().flat_map(|l| l.asleep.iter());
+        for words in lines.iter().map(|l| &l.waiters).chain(sets) {
             // Relaxed: only a slot's holder sets its bit, and we hold (or take) the lock of
             // every slot whose bit we clear; the lock's system calls order the rest.
             words.fetch_and(!(1u64 << mine), Ordering::Relaxed);

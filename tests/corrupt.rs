@@ -126,7 +126,10 @@ fn an_unfinished_object_says_how_to_remove_or_replace_it() {
 #[test]
 fn another_layout_version_or_hash_is_incompatible() {
     damaged("version-4", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, 4));
-    damaged("version-7", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, 7));
+    // The versions next to this build's: an older build's queue, and a newer one's.
+    let v = shmq::layout::LAYOUT_VERSION;
+    damaged("version-previous", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, v - 1));
+    damaged("version-next", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, v + 1));
     damaged("version-0", Mode::Spsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, 0));
     damaged("version-max", Mode::Mpsc, Expect::Incompatible, |r| r.write_u32(OFF_VERSION, u32::MAX));
     damaged("layout-hash", Mode::Mpsc, Expect::Incompatible, |r| r.write_u64(OFF_HASH, r.read_u64(OFF_HASH) ^ 1));

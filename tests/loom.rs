@@ -854,14 +854,29 @@ impl Futex for LoomFutex {
 struct Waiting {
     waiters: AtomicU64,
     epoch: AtomicU32,
-    asleep: AtomicU64,
+    asleep: [AtomicU64; wait::ASLEEP_SETS],
     flag: AtomicBool,
+    /// For the models with more than one publication: how many were made.
+    count: AtomicU32,
     futex: LoomFutex,
 }
 
 impl Waiting {
     fn words(&self) -> WaitWords<'_> {
         WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep }
+    }
+
+    /// The sleeper: `block` until the count is at least `n`.
+    fn sleep_until_count(&self, n: u32) {
+        let got = wait::block(
+            self.words(),
+            1,
+            &self.futex,
+            None,
+            || (self.count.load(Ordering::Acquire) >= n).then_some(()),
+            &mut || {},
+        );
+        assert_eq!(got, Some(()));
     }
 
     /// The sleeper: `block` until the flag is set. Returns whether it slept on the futex.
@@ -914,6 +929,68 @@ fn wait_protocol_never_loses_a_wakeup() {
         (true, false, true),  // the same, but the waker saw the `asleep` bit and called
         (true, true, true),   // blocked, and the wake reached it
     ]);
+}
+
+/// The waker publishes twice (a count to 1, then 2, each followed by `wake`), and the
+/// sleeper waits for each in turn. The second wake skips the system call for a sleeper
+/// still registered on the first epoch (woken, not yet run) and makes it for one that
+/// waits on the second: whichever epoch the sleeper waits on, it always returns (loom
+/// reports a lost wakeup as a deadlock).
+#[test]
+fn a_sleeper_that_waits_again_is_woken_again() {
+    builder(3).check(|| {
+        let w = Arc::new(Waiting::default());
+        let waker = {
+            let w = w.clone();
+            thread::spawn(move || {
+                for n in 1..=2 {
+                    w.count.store(n, Ordering::Release);
+                    wait::wake(w.words(), &w.futex);
+                }
+            })
+        };
+        for n in 1..=2 {
+            w.sleep_until_count(n);
+        }
+        waker.join().unwrap();
+        assert_eq!(w.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
+    });
+}
+
+/// Negative control for the model above: a waker that looks in the set of the epoch it
+/// bumped *to* (not from) misses the sleeper inside the wait on the old one.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn a_waker_looking_in_the_wrong_asleep_set_loses_a_wakeup() {
+    builder(3).check(|| {
+        let w = Arc::new(Waiting::default());
+        let waker = {
+            let w = w.clone();
+            thread::spawn(move || {
+                for n in 1..=2 {
+                    w.count.store(n, Ordering::Release);
+                    wake_in_the_new_set(w.words(), &w.futex);
+                }
+            })
+        };
+        for n in 1..=2 {
+            w.sleep_until_count(n);
+        }
+        waker.join().unwrap();
+    });
+}
+
+/// [`wait::wake`] with its fault: it looks in the `asleep` set of the new epoch.
+fn wake_in_the_new_set(words: WaitWords<'_>, futex: &impl Futex) {
+    shmq::sync::atomic::fence(Ordering::SeqCst);
+    if words.waiters.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let old = words.epoch.fetch_add(1, Ordering::Release);
+    shmq::sync::atomic::fence(Ordering::SeqCst);
+    if words.asleep[wait::asleep_set(old.wrapping_add(1))].load(Ordering::Relaxed) != 0 {
+        futex.wake_all(words.epoch);
+    }
 }
 
 /// The waker's half of the protocol as it would be without its fence: a copy of

@@ -204,7 +204,7 @@ impl Futex for LightFutex {
 struct Waiting {
     waiters: AtomicU64,
     epoch: AtomicU32,
-    asleep: AtomicU64,
+    asleep: [AtomicU64; wait::ASLEEP_SETS],
     flag: AtomicBool,
     futex: LightFutex,
 }
@@ -214,7 +214,7 @@ impl Waiting {
         Waiting {
             waiters: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
-            asleep: AtomicU64::new(0),
+            asleep: Default::default(),
             flag: AtomicBool::new(false),
             futex: LightFutex::new(barrier),
         }

@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -147,6 +147,10 @@ pub struct ConsumerLine {
     _reserved: [u64; 15],
 }
 
+/// How many `asleep` sets a wait line has (a power of two that divides 2^32, so the
+/// epoch's wrap keeps the sets in step).
+pub const ASLEEP_SETS: usize = 8;
+
 /// Lines 3 and 4: a futex pair for one direction (data available, space available).
 #[repr(C, align(128))]
 pub struct WaitLine {
@@ -155,11 +159,13 @@ pub struct WaitLine {
     /// The futex word: bumped by a waker that saw `waiters != 0`.
     pub epoch: AtomicU32,
     _pad: AtomicU32,
-    /// Participants inside (or entering) `FUTEX_WAIT` on `epoch`: bit `i` for slot `i`. A
-    /// waker that bumped `epoch` makes the `FUTEX_WAKE` system call only if it is not
-    /// empty (a sleeper not yet inside finds `epoch` changed and returns at once).
-    pub asleep: AtomicU64,
-    _reserved: [u64; 13],
+    /// Participants inside (or entering) `FUTEX_WAIT` on `epoch`, by the epoch they wait
+    /// on: bit `i` of set `e % ASLEEP_SETS` for slot `i` waiting on `e`. A waker that bumped
+    /// `epoch` from `e` makes the `FUTEX_WAKE` system call only if set `e % ASLEEP_SETS` is
+    /// not empty: a sleeper on an older epoch was woken by the waker that bumped past it (or
+    /// finds `epoch` changed and returns at once), so it needs no second system call.
+    pub asleep: [AtomicU64; ASLEEP_SETS],
+    _reserved: [u64; 14 - ASLEEP_SETS],
 }
 
 /// Counters of one participant, or the sum of those that left (line 5).
@@ -515,7 +521,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 59] = [
+    let parts: [u64; 60] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -559,6 +565,7 @@ pub const fn layout_hash() -> u64 {
         CURSOR_PINNED,
         ROLE_MEMBER as u64,
         std::mem::offset_of!(WaitLine, asleep) as u64,
+        ASLEEP_SETS as u64,
         std::mem::offset_of!(Header, durable) as u64,
         std::mem::offset_of!(Header, durable_wait) as u64,
         std::mem::offset_of!(Header, log_dir) as u64,
@@ -729,8 +736,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V6_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V7_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V6_HASH: u64 = 15144241647974380788;
+    const LAYOUT_V7_HASH: u64 = 565864952170693925;
 }

@@ -22,11 +22,20 @@
 //! `FUTEX_WAIT` notices whether it runs before (the value differs: it returns at once) or
 //! after (the wake reaches it). A busy queue makes no system call: the waker only loads a
 //! word that stays in its cache while nobody sleeps.
+//!
+//! A second Dekker pair keeps the `FUTEX_WAKE` system call for sleepers that may be inside
+//! the wait, and for the one waker that owes it to them: a sleeper about to wait on epoch
+//! `e` sets its bit in the `asleep` set of `e` ([`asleep_set`]), fences, and waits; a waker
+//! that bumped the epoch from `e` fences and makes the call only if that set is not empty.
+//! A sleeper on `e` can be inside only until the epoch leaves `e`, so the waker of that
+//! bump wakes it; later wakers skip it even while its bit is still up (woken, it has not
+//! run yet), where one set would cost a system call per message until it clears its bit.
 
 use std::time::{Duration, Instant};
 
 use super::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use super::futex::{Futex, Woke};
+pub use crate::layout::ASLEEP_SETS;
 use std::sync::atomic::compiler_fence;
 
 /// How a handle waits when it must (queue full for a producer, empty for a consumer).
@@ -96,8 +105,16 @@ pub struct WaitWords<'a> {
     pub waiters: &'a AtomicU64,
     /// The futex word.
     pub epoch: &'a AtomicU32,
-    /// Set of sleepers inside (or entering) the futex wait: bit `i` for participant `i`.
-    pub asleep: &'a AtomicU64,
+    /// Sets of sleepers inside (or entering) the futex wait, by the epoch they wait on:
+    /// bit `i` of set [`asleep_set`]`(e)` for participant `i` waiting on epoch `e`.
+    pub asleep: &'a [AtomicU64; ASLEEP_SETS],
+}
+
+/// Which `asleep` set a sleeper on epoch `e` registers in (and the waker that bumps the
+/// epoch from `e` looks in).
+#[inline]
+pub fn asleep_set(e: u32) -> usize {
+    e as usize % ASLEEP_SETS
 }
 
 /// Waits until `poll` returns `Some`, by `policy`, until `deadline` (`None`: forever).
@@ -188,15 +205,18 @@ pub fn block<T>(
             None => Some(Instant::now() + UNCOVERED_SLEEP),
             Some(d) => Some(d.min(Instant::now() + UNCOVERED_SLEEP)),
         };
+        // In the set of the epoch we wait on: only the waker that bumps it from there needs
+        // to make the system call for us (later wakers skip our bit until we clear it).
+        let asleep = &words.asleep[asleep_set(epoch)];
         // Relaxed: the fence below orders it before the futex wait's read of `epoch`.
-        words.asleep.fetch_or(me, Ordering::Relaxed);
+        asleep.fetch_or(me, Ordering::Relaxed);
         // SYNC POINT: pairs with the waker's fence between its bump of `epoch` and its load
-        // of `asleep`: either it sees our bit (and makes the wake call), or our futex wait
-        // reads the bumped epoch (and returns at once).
+        // of `asleep`: either the waker that bumps it from `epoch` sees our bit (and makes
+        // the wake call), or our futex wait reads the bumped epoch (and returns at once).
         fence(Ordering::SeqCst);
         let woke = futex.wait(words.epoch, epoch, slice);
         // Relaxed: a waker that still sees the bit makes one spurious wake call at most.
-        words.asleep.fetch_and(!me, Ordering::Relaxed);
+        asleep.fetch_and(!me, Ordering::Relaxed);
         // Relaxed: as above.
         words.waiters.fetch_and(!me, Ordering::Relaxed);
         if woke == Woke::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -223,14 +243,17 @@ pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
     // Release: a sleeper that sees the new epoch also sees our publication (belt and
     // braces: it re-checks after the fence anyway). A sleeper that has not reached its
     // futex wait yet finds the epoch changed there and returns at once.
-    words.epoch.fetch_add(1, Ordering::Release);
+    let old = words.epoch.fetch_add(1, Ordering::Release);
     // SYNC POINT: pairs with the sleeper's fence between its `asleep` bit and its futex
     // wait: only a sleeper that may already be inside needs the system call. A sleeper
     // about to sleep (its waiter bit up, re-checking) costs a bump, not a system call:
     // that is most of them on a busy queue with blocking readers.
     fence(Ordering::SeqCst);
-    // Relaxed: ordered by the fence above.
-    if words.asleep.load(Ordering::Relaxed) == 0 {
+    // Only sleepers on the epoch we bumped from: one on an older epoch was woken by the
+    // waker that bumped past it (it may not have run yet: a woken reader of a busy queue
+    // would otherwise cost a system call per message until it clears its bit), and one on
+    // the new epoch is the next waker's. Relaxed: ordered by the fence above.
+    if words.asleep[asleep_set(old)].load(Ordering::Relaxed) == 0 {
         return false;
     }
     futex.wake_all(words.epoch);
@@ -276,8 +299,56 @@ mod tests {
     struct Words {
         waiters: AtomicU64,
         epoch: AtomicU32,
-        asleep: AtomicU64,
+        asleep: [AtomicU64; ASLEEP_SETS],
         flag: AtomicBool,
+    }
+
+    impl Words {
+        fn words(&self) -> WaitWords<'_> {
+            WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep }
+        }
+    }
+
+    /// A futex that counts wake calls instead of making them.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicU32);
+
+    impl Futex for Counting {
+        fn wait(&self, _: &AtomicU32, _: u32, _: Option<Instant>) -> Woke {
+            unreachable!("nobody sleeps here")
+        }
+        fn wake_all(&self, _: &AtomicU32) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn only_the_waker_that_bumps_a_sleepers_epoch_makes_the_system_call() {
+        // A sleeper (slot 3) waits on epoch 7: registered, its bit in set 7.
+        let w = Words::default();
+        w.epoch.store(7, Ordering::Relaxed);
+        w.waiters.store(1 << 3, Ordering::Relaxed);
+        w.asleep[asleep_set(7)].store(1 << 3, Ordering::Relaxed);
+        let f = Counting::default();
+        // The waker that bumps 7 -> 8 calls FUTEX_WAKE.
+        assert!(wake(w.words(), &f));
+        assert_eq!(f.0.load(Ordering::Relaxed), 1);
+        // The sleeper has not run yet (its bits are still up): the next wakers bump the
+        // epoch (a sleeper entering the wait on 7 would return at once) but make no call,
+        // until the epoch comes round to set 7 again.
+        for _ in 1..ASLEEP_SETS {
+            assert!(!wake(w.words(), &f));
+        }
+        assert_eq!(f.0.load(Ordering::Relaxed), 1);
+        assert_eq!(w.epoch.load(Ordering::Relaxed), 7 + ASLEEP_SETS as u32);
+        assert!(wake(w.words(), &f), "a bit left up costs one call per round of the sets at most");
+        // A sleeper on the current epoch (15 + 1 = 16) is always woken by the next bump.
+        w.asleep[asleep_set(7)].store(0, Ordering::Relaxed);
+        let e = w.epoch.load(Ordering::Relaxed);
+        w.asleep[asleep_set(e)].store(1 << 3, Ordering::Relaxed);
+        assert!(wake(w.words(), &f));
+        // The sets stay in step across the epoch's wrap.
+        assert_eq!(asleep_set(u32::MAX).wrapping_add(1) % ASLEEP_SETS, asleep_set(u32::MAX.wrapping_add(1)));
     }
 
     #[test]
@@ -289,12 +360,11 @@ mod tests {
             let sleeper = {
                 let w = w.clone();
                 std::thread::spawn(move || {
-                    let words = WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep };
-                    block(words, 1, &Uncovered, None, || w.flag.load(Ordering::Acquire).then_some(()), &mut || {})
+                    block(w.words(), 1, &Uncovered, None, || w.flag.load(Ordering::Acquire).then_some(()), &mut || {})
                 })
             };
             w.flag.store(true, Ordering::Release);
-            wake(WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }, &Uncovered);
+            wake(w.words(), &Uncovered);
             let deadline = Instant::now() + Duration::from_secs(10);
             while !sleeper.is_finished() {
                 assert!(Instant::now() < deadline, "the sleeper hung");

@@ -194,4 +194,11 @@ fn bench_shmq_c_without_the_library_fails_and_says_how_to_build_it() {
     assert!(e.contains("transport shmq-c skipped") && e.contains("cargo build --release -p shmq-c"), "{e}");
     let table = text(&o.stdout);
     assert!(table.contains("shmq/block") && !table.contains("shmq-c/"), "{table}");
+
+    // --libshmq is for the transports only.
+    for mode in ["--fanout", "--durable", "--acks"] {
+        let o = shmq(&["bench", mode, "--libshmq", missing.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{mode}: stderr: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("--libshmq"), "{mode}: {}", text(&o.stderr));
+    }
 }

@@ -431,6 +431,16 @@ fn bench_quick_reports_every_transport_with_sane_numbers() {
     if !single_cpu {
         expected.extend([("shmq", "spin"), ("shmq", "adaptive"), ("spin-floor", "spin")]);
     }
+    // "All" transports take in shmq-c when libshmq.so is next to the executable (as under
+    // `cargo test --workspace`), and say on stderr why not otherwise.
+    if Path::new(BIN).with_file_name("libshmq.so").exists() {
+        expected.push(("shmq-c", "block"));
+        if !single_cpu {
+            expected.extend([("shmq-c", "spin"), ("shmq-c", "adaptive")]);
+        }
+    } else {
+        assert!(stderr(&o).contains("transport shmq-c skipped"), "{}", stderr(&o));
+    }
     for size in [64u64, 4096] {
         for (t, w) in &expected {
             let r = results

@@ -508,8 +508,15 @@ type Assign = (usize, Role);
 fn run_roles(peers: &mut [Peer], size: usize, roles: Vec<Assign>) -> Result<Vec<RoleResult>> {
     let config = Config { kind: Kind::Shmq, wait: WaitKind::Adaptive };
     for (i, role) in &roles {
-        let spec =
-            RunSpec { config, size, warmup: 0, resource: String::new(), member: None, durable: Some(role.clone()) };
+        let spec = RunSpec {
+            config,
+            size,
+            warmup: 0,
+            resource: String::new(),
+            member: None,
+            durable: Some(role.clone()),
+            libshmq: None,
+        };
         peers[*i].say(&format!("run {}", serde_json::to_string(&spec)?))?;
         peers[*i].expect("ready")?;
     }

@@ -315,6 +315,7 @@ fn run_case(peers: &mut [Peer], case: Case, size: usize, count: u64, id: u64) ->
             resource: q.clone(),
             member: Some(MemberSpec { queue: q.clone(), subscription: subs[i / per].clone() }),
             durable: None,
+            libshmq: None,
         };
         p.say(&format!("run {}", serde_json::to_string(&spec)?))?;
         p.expect("ready")?;

@@ -22,6 +22,10 @@
 //! # Transports
 //! * `shmq` (waits `spin`, `block`, `adaptive`): two SPSC queues, one per direction.
 //!   Latency uses `send` and `recv`; throughput uses `send` and `recv_batch`.
+//! * `shmq-c` (the same waits): the same queues through the C ABI ([`c_abi`]): both
+//!   processes load `libshmq.so` with `dlopen` and call `shmq_send`, and `shmq_peek`, a copy
+//!   and `shmq_release` (for latency and throughput alike: the C ABI has no batch receive).
+//!   Its p50 and p99 are compared with `shmq`'s of the same wait, within each round.
 //! * `spin-floor`: no queue at all. A shared mapping of the bench's own.
 //!   - Latency: one slot per direction: an 8-byte header (a 32-bit sequence word and an ack
 //!     word) followed by the payload, like a record. The sender copies the message in and
@@ -53,6 +57,7 @@
 //! pipe, uds and futex-floor, `spin` for spin-floor.
 
 pub mod acks;
+pub mod c_abi;
 pub mod durable;
 pub mod fanout;
 pub mod floors;
@@ -90,6 +95,12 @@ Every transport copies each message in and out and verifies it.
 
 Transports:
   shmq         two SPSC queues (one per direction), with the waits spin, block, adaptive
+  shmq-c       the same queues through the C ABI: both processes load libshmq.so at run time
+               (--libshmq PATH; default: libshmq.so next to this executable, built by
+               `cargo build --release -p shmq-c`) and call shmq_send, and shmq_peek + copy +
+               shmq_release, as a C program does. In the default transports only when the
+               library loads (stderr says why not). Ratio lines shmq-c / shmq: p50 (target:
+               at most 10 ns more) and p99 (target: at most 10 % more), per wait
   spin-floor   no queue: a shared mapping of the bench's own. Ping-pong: one slot per
                direction; the sender copies the message in and stores a sequence word, the
                receiver spins on it and copies the message out. The cache-line ping-pong
@@ -202,6 +213,9 @@ pub struct BenchArgs {
     /// Do not pin the two processes to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// The C library for the shmq-c transport [default: libshmq.so next to this executable].
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["fanout", "durable", "acks"])]
+    pub libshmq: Option<PathBuf>,
 }
 
 /// A transport.
@@ -210,6 +224,8 @@ pub struct BenchArgs {
 pub enum Kind {
     /// shmq SPSC queues.
     Shmq,
+    /// The same queues through the C ABI: libshmq.so, loaded at run time.
+    ShmqC,
     /// Bare cache-line ping-pong, and the strongest simple spinning ring for streaming.
     SpinFloor,
     /// Bare futex wait/wake, and the same ring sleeping when empty or full, through shared memory.
@@ -222,12 +238,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order of the table.
-    pub const ALL: [Kind; 5] = [Kind::Shmq, Kind::SpinFloor, Kind::FutexFloor, Kind::Pipe, Kind::Uds];
+    pub const ALL: [Kind; 6] = [Kind::Shmq, Kind::ShmqC, Kind::SpinFloor, Kind::FutexFloor, Kind::Pipe, Kind::Uds];
 
     /// The name in the table and the JSON.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Shmq => "shmq",
+            Kind::ShmqC => "shmq-c",
             Kind::SpinFloor => "spin-floor",
             Kind::FutexFloor => "futex-floor",
             Kind::Pipe => "pipe",
@@ -238,6 +255,11 @@ impl Kind {
     /// Whether the kernel carries the messages.
     pub fn is_kernel(self) -> bool {
         matches!(self, Kind::Pipe | Kind::Uds)
+    }
+
+    /// Whether it is a shmq queue, measured with every wait policy.
+    pub fn is_shmq(self) -> bool {
+        matches!(self, Kind::Shmq | Kind::ShmqC)
     }
 }
 
@@ -285,7 +307,11 @@ pub struct Config {
 impl Config {
     /// `shmq/spin`, `pipe`, ...
     pub fn label(self) -> String {
-        if self.kind == Kind::Shmq { format!("shmq/{}", self.wait.name()) } else { self.kind.name().to_owned() }
+        if self.kind.is_shmq() {
+            format!("{}/{}", self.kind.name(), self.wait.name())
+        } else {
+            self.kind.name().to_owned()
+        }
     }
 }
 
@@ -306,6 +332,9 @@ pub struct RunSpec {
     /// `shmq bench --durable`: the peer plays this role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durable: Option<durable::Role>,
+    /// The `shmq-c` transport: the `libshmq.so` that both processes load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libshmq: Option<PathBuf>,
 }
 
 /// Time budgets and counts of a run.
@@ -554,7 +583,25 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     }
     let cpus = allowed_cpus();
     let pinned = if cpus.len() >= 2 && !args.no_pin { Some((cpus[0], cpus[1])) } else { None };
-    let transports: Vec<Kind> = if args.transport.is_empty() { Kind::ALL.to_vec() } else { dedup(&args.transport) };
+    let mut transports: Vec<Kind> = if args.transport.is_empty() { Kind::ALL.to_vec() } else { dedup(&args.transport) };
+    // shmq-c needs libshmq.so: asked for, it must load; by default it runs when it loads.
+    let clib = if transports.contains(&Kind::ShmqC) {
+        let path = match &args.libshmq {
+            Some(p) => p.clone(),
+            None => c_abi::default_path()?,
+        };
+        match c_abi::load(&path) {
+            Ok(lib) => Some(lib),
+            Err(e) if args.transport.is_empty() => {
+                eprintln!("shmq bench: transport shmq-c skipped: {e:#}");
+                transports.retain(|&k| k != Kind::ShmqC);
+                None
+            }
+            Err(e) => return Err(e.context("transport shmq-c")),
+        }
+    } else {
+        None
+    };
     let waits: Vec<WaitKind> = if args.wait.is_empty() {
         vec![WaitKind::Spin, WaitKind::Block, WaitKind::Adaptive]
     } else {
@@ -564,7 +611,7 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     let mut configs = Vec::new();
     for &kind in &transports {
         match kind {
-            Kind::Shmq => {
+            Kind::Shmq | Kind::ShmqC => {
                 for &wait in &waits {
                     if single_cpu && wait != WaitKind::Block && args.wait.is_empty() {
                         continue;
@@ -600,7 +647,7 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         }
     };
     let sizes = args.size.clone();
-    let m = measure(&configs, &sizes, rounds, budget, pinned, !single_cpu)?;
+    let m = measure(&configs, &sizes, rounds, budget, pinned, !single_cpu, clib)?;
     let rep = report::Report::build(&m, args.quick);
     let table = report::table(&m, &rep);
     print!("{table}");
@@ -702,6 +749,7 @@ fn measure(
     budget: Budget,
     pinned: Option<(usize, usize)>,
     probe: bool,
+    clib: Option<&'static c_abi::CLib>,
 ) -> Result<Measurements> {
     let start = Instant::now();
     let cpus = allowed_cpus().len();
@@ -709,7 +757,7 @@ fn measure(
         pin(cpu)?;
     }
     let mut peer = Peer::spawn(pinned.map(|p| p.1))?;
-    let mut ctx = transports::Context::new()?;
+    let mut ctx = transports::Context::new(clib)?;
     let total = u64::from(rounds) * (sizes.len() * configs.len()) as u64 + if probe { 2 } else { 0 };
     // A bar on a terminal; otherwise (a log, CI) one line per phase, so that a long run is
     // never silent.

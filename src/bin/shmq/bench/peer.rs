@@ -115,6 +115,13 @@ fn serve<R: BufRead, W: Write>(ctl: &mut Control<R, W>, spec: &RunSpec) -> Resul
             ctl.say("ready")?;
             echo_and_drain(ctl, &mut e, spec)
         }
+        Kind::ShmqC => {
+            let path = spec.libshmq.as_deref().ok_or_else(|| anyhow!("shmq-c: the leader named no libshmq.so"))?;
+            let lib = super::c_abi::load(path)?;
+            let mut e = super::c_abi::CShmqEnd::open(lib, r, false, spec.config.wait)?;
+            ctl.say("ready")?;
+            echo_and_drain(ctl, &mut e, spec)
+        }
         Kind::SpinFloor | Kind::FutexFloor => {
             let map = FloorMap::open(r, spec.size)?;
             let mut e = FloorEnd::new(map, false, spec.config.kind == Kind::FutexFloor);

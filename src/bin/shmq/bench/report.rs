@@ -142,16 +142,17 @@ pub struct ResultJson {
 pub struct Ratio {
     /// Message size.
     pub size: usize,
-    /// Always `shmq`.
+    /// `shmq`, or `shmq-c` (against `shmq` only).
     pub transport: &'static str,
-    /// shmq's wait.
+    /// The transport's wait (and the baseline's, for `shmq-c` against `shmq`).
     pub wait: &'static str,
     /// `spin-floor`, `futex-floor` or `fastest-kernel` (the better of pipe and uds in
-    /// each round).
+    /// each round); `shmq` for `shmq-c`.
     pub baseline: &'static str,
-    /// `latency_p50` (shmq / baseline: lower is better) or `throughput_msgs_per_s`
-    /// (shmq / baseline: higher is better; the same ratio as MB/s, both at one size). A
-    /// floor's throughput is its bare ring's.
+    /// `latency_p50` (transport / baseline: lower is better) or `throughput_msgs_per_s`
+    /// (transport / baseline: higher is better; the same ratio as MB/s, both at one size).
+    /// A floor's throughput is its bare ring's. `shmq-c` against `shmq`: `latency_p50` and
+    /// `latency_p99`.
     pub metric: &'static str,
     /// Median of the per-round ratios.
     pub median: f64,
@@ -164,7 +165,47 @@ pub struct Ratio {
     /// For `fastest-kernel`: which transport it was in each round.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub baseline_per_round: Vec<&'static str>,
+    /// `shmq-c` against `shmq`, `latency_p50` only: p50 of shmq-c minus p50 of shmq in
+    /// nanoseconds, median over rounds (the target is a difference in ns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_ns: Option<Spread>,
+    /// `shmq-c` against `shmq`: the target of the C path, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'static str>,
+    /// `shmq-c` against `shmq`: whether the median meets `target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_target: Option<bool>,
 }
+
+/// Median, smallest and largest of per-round values.
+#[derive(Serialize, Clone)]
+pub struct Spread {
+    /// Median of the per-round values.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Each round's value.
+    pub per_round: Vec<f64>,
+}
+
+impl Spread {
+    fn of(per_round: Vec<f64>) -> Spread {
+        let (min, max) = min_max(&per_round);
+        Spread { median: median(&per_round), min, max, per_round }
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+}
+
+/// The C path's targets against the Rust path (the issue that added `shmq-c`): p50 at most
+/// this many ns above shmq's ...
+pub const C_P50_MAX_EXTRA_NS: f64 = 10.0;
+/// ... and p99 at most this ratio of shmq's.
+pub const C_P99_MAX_RATIO: f64 = 1.10;
 
 /// Merged per (config, size): `merged[size index][config index]`.
 pub struct Merged {
@@ -239,6 +280,9 @@ pub fn ratios(m: &Measurements) -> Vec<Ratio> {
                     max,
                     per_round,
                     baseline_per_round: names,
+                    diff_ns: None,
+                    target: None,
+                    within_target: None,
                 });
             };
             for (kind, name) in [(Kind::SpinFloor, "spin-floor"), (Kind::FutexFloor, "futex-floor")] {
@@ -273,6 +317,43 @@ pub fn ratios(m: &Measurements) -> Vec<Ratio> {
                 push("fastest-kernel", "throughput_msgs_per_s", v, n);
             }
         }
+        out.extend(c_ratios(m, si));
+    }
+    out
+}
+
+/// `shmq-c` against `shmq` with the same wait at size index `si`: p50 (ratio and
+/// difference) and p99, each taken within a round, with the C path's targets.
+fn c_ratios(m: &Measurements, si: usize) -> Vec<Ratio> {
+    let q = |r: usize, ci: usize, q: f64| m.samples[r][si][ci].hist.value_at_quantile(q).max(1) as f64;
+    let rounds = 0..m.samples.len();
+    let mut out = Vec::new();
+    for (ci, c) in m.configs.iter().enumerate().filter(|(_, c)| c.kind == Kind::ShmqC) {
+        let Some(ri) = m.configs.iter().position(|r| r.kind == Kind::Shmq && r.wait == c.wait) else { continue };
+        let ratio = |metric, quantile: f64, diff: bool, target, within: &dyn Fn(f64, f64) -> bool| {
+            let per_round: Vec<f64> = rounds.clone().map(|r| q(r, ci, quantile) / q(r, ri, quantile)).collect();
+            let diff_ns =
+                diff.then(|| Spread::of(rounds.clone().map(|r| q(r, ci, quantile) - q(r, ri, quantile)).collect()));
+            let s = Spread::of(per_round);
+            let ok = within(s.median, diff_ns.as_ref().map_or(f64::NAN, |d| d.median));
+            Ratio {
+                size: m.sizes[si],
+                transport: "shmq-c",
+                wait: c.wait.name(),
+                baseline: "shmq",
+                metric,
+                median: s.median,
+                min: s.min,
+                max: s.max,
+                per_round: s.per_round,
+                baseline_per_round: Vec::new(),
+                diff_ns,
+                target: Some(target),
+                within_target: Some(ok),
+            }
+        };
+        out.push(ratio("latency_p50", 0.5, true, "p50 <= shmq p50 + 10 ns", &|_, d| d <= C_P50_MAX_EXTRA_NS));
+        out.push(ratio("latency_p99", 0.99, false, "p99 <= 1.10 x shmq p99", &|r, _| r <= C_P99_MAX_RATIO));
     }
     out
 }
@@ -473,7 +554,7 @@ pub fn table(m: &Measurements, rep: &Report) -> String {
     if let Some((size, _, a)) = m.probe {
         let _ = writeln!(s, "\nfloor probe after: spin-floor {} p50 one-way {a} ns", size_label(size));
     }
-    if !rep.ratios.is_empty() {
+    if rep.ratios.iter().any(|r| r.transport == "shmq") {
         let _ = writeln!(s, "\nshmq relative to the baselines, median over rounds [min-max]:");
         let _ = writeln!(s, "  latency: shmq p50 / baseline p50 (1.00 = as fast; lower is better)");
         let _ =
@@ -535,7 +616,71 @@ pub fn table(m: &Measurements, rep: &Report) -> String {
             }
         }
     }
+    c_table(&mut s, rep);
     s
+}
+
+/// The lines of `shmq-c` against `shmq`, if both ran with a common wait.
+fn c_table(s: &mut String, rep: &Report) {
+    let c: Vec<&Ratio> = rep.ratios.iter().filter(|r| r.transport == "shmq-c").collect();
+    if c.is_empty() {
+        return;
+    }
+    let verdict = |r: &Ratio| match r.within_target {
+        Some(true) => "met",
+        _ => "MISSED",
+    };
+    let _ = writeln!(
+        s,
+        "\nshmq-c (the C ABI, libshmq.so) relative to shmq (Rust), same wait, median over rounds [min-max]:"
+    );
+    let _ = writeln!(
+        s,
+        "  targets: p50 at most {C_P50_MAX_EXTRA_NS:.0} ns above shmq's, p99 at most {:.0} % above shmq's",
+        (C_P99_MAX_RATIO - 1.0) * 100.0
+    );
+    let rows: Vec<[String; 7]> = c
+        .iter()
+        .filter(|r| r.metric == "latency_p50")
+        .map(|p50| {
+            let p99 = c.iter().find(|r| r.metric == "latency_p99" && r.size == p50.size && r.wait == p50.wait);
+            let d = p50.diff_ns.as_ref();
+            [
+                size_label(p50.size),
+                p50.wait.to_owned(),
+                d.map(|d| format!("{:+.0} [{:+.0} to {:+.0}]", d.median, d.min, d.max)).unwrap_or_else(|| "-".into()),
+                verdict(p50).to_owned(),
+                format!("{:.2} [{:.2}-{:.2}]", p50.median, p50.min, p50.max),
+                p99.map(|r| format!("{:.2} [{:.2}-{:.2}]", r.median, r.min, r.max)).unwrap_or_else(|| "-".into()),
+                p99.map(|r| verdict(r).to_owned()).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let p50_target = format!("<= +{C_P50_MAX_EXTRA_NS:.0} ns");
+    let p99_target = format!("<= {C_P99_MAX_RATIO:.2}");
+    let heads = ["size", "wait", "p50 C-Rust, ns", &p50_target, "p50 C/Rust", "p99 C/Rust", &p99_target];
+    let w: Vec<usize> =
+        (0..heads.len()).map(|i| rows.iter().map(|r| r[i].len()).chain([heads[i].len()]).max().unwrap_or(0)).collect();
+    for row in std::iter::once(heads.map(str::to_owned)).chain(rows) {
+        let _ = writeln!(
+            s,
+            "{:<w0$} {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {:>w6$}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            w0 = w[0].max(8),
+            w1 = w[1].max(8),
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4],
+            w5 = w[5],
+            w6 = w[6]
+        );
+    }
 }
 
 /// The HdrHistogram percentile distribution of `h` (nanoseconds), in microseconds, in the

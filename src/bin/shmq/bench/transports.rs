@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use shmq::{Consumer, Mode, Options, Producer, Queue};
 
+use super::c_abi::{CLib, CShmqEnd};
 use super::floors::{FloorEnd, FloorMap};
 use super::{
     Budget, CURRENT_QUEUES, Config, Kind, Peer, RunSpec, SKIP_AFTER_GO, Sample, check, count_for, new_histogram,
@@ -134,19 +135,21 @@ impl<W: Write, R: Read> Endpoint for KernelEnd<W, R> {
     }
 }
 
-/// The leader's scratch space: a private directory for FIFOs and sockets, and a counter
-/// for unique names.
+/// The leader's scratch space: a private directory for FIFOs and sockets, a counter for
+/// unique names, and the C library of the `shmq-c` transport.
 pub struct Context {
     dir: PathBuf,
     next: u64,
+    clib: Option<&'static CLib>,
 }
 
 impl Context {
-    /// Makes the directory (`$TMPDIR/shmq-bench-<pid>`, mode 0700).
-    pub fn new() -> Result<Context> {
+    /// Makes the directory (`$TMPDIR/shmq-bench-<pid>`, mode 0700). `clib`: the loaded
+    /// `libshmq.so`, if the `shmq-c` transport runs.
+    pub fn new(clib: Option<&'static CLib>) -> Result<Context> {
         let dir = std::env::temp_dir().join(format!("shmq-bench-{}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("create {}", dir.display()))?;
-        Ok(Context { dir, next: 0 })
+        Ok(Context { dir, next: 0, clib })
     }
 
     fn id(&mut self) -> u64 {
@@ -234,20 +237,37 @@ pub fn peer_uds(path: &str) -> Result<KernelEnd<UnixStream, UnixStream>> {
 pub fn run_one(peer: &mut Peer, ctx: &mut Context, config: Config, size: usize, budget: Budget) -> Result<Sample> {
     let id = ctx.id();
     let pid = std::process::id();
-    let mut spec =
-        RunSpec { config, size, warmup: budget.warmup, resource: String::new(), member: None, durable: None };
+    let mut spec = RunSpec {
+        config,
+        size,
+        warmup: budget.warmup,
+        resource: String::new(),
+        member: None,
+        durable: None,
+        libshmq: None,
+    };
     let r = match config.kind {
-        Kind::Shmq => {
+        Kind::Shmq | Kind::ShmqC => {
             let base = format!("bench-{pid}-{id}");
             let names = vec![format!("{base}-ping"), format!("{base}-pong")];
+            // Created by the Rust library for both transports: the same queues, so the C
+            // path is compared like with like.
             for n in &names {
                 Queue::create(n, queue_options(size)).with_context(|| format!("create queue {n:?}"))?;
             }
             let _guard = QueueGuard::new(names);
             spec.resource = base.clone();
-            start(peer, &spec)?;
-            let mut e = ShmqEnd::open(&base, true, config.wait.to_shmq())?;
-            drive(peer, &mut e, size, budget)
+            if config.kind == Kind::Shmq {
+                start(peer, &spec)?;
+                let mut e = ShmqEnd::open(&base, true, config.wait.to_shmq())?;
+                drive(peer, &mut e, size, budget)
+            } else {
+                let lib = ctx.clib.ok_or_else(|| anyhow::anyhow!("shmq-c: no C library loaded"))?;
+                spec.libshmq = Some(lib.path().to_path_buf());
+                start(peer, &spec)?;
+                let mut e = CShmqEnd::open(lib, &base, true, config.wait)?;
+                drive(peer, &mut e, size, budget)
+            }
         }
         Kind::SpinFloor | Kind::FutexFloor => {
             spec.resource = format!("/shmqbench.{pid}.{id}");

@@ -41,6 +41,8 @@
 //! * `ack-moving`: a member marked an in-flight entry moving (a reject, or its last
 //!   delivery); nothing is sent to the dead-letter queue.
 //! * `ack-moved`: the dead letter is sent; the entry is not freed.
+//! * `ack-retaken`: a member took a released (or doomed) in-flight entry to hand its
+//!   message out again or move it (`RETAKING`, `MOVING`); nothing is read from the log yet.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
 //! `kill -STOP` would) instead of dying. Points checked with [`fails`] instead make the

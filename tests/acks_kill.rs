@@ -8,7 +8,10 @@
 //!   entry not committed (`ack-entered`: it counts as handed out);
 //! * moving a message to the dead-letter queue: the entry marked moving, nothing sent
 //!   (`ack-moving`); sent, the entry not freed (`ack-moved`: the dead letter is there
-//!   twice, with the same original id).
+//!   twice, with the same original id);
+//! * handing a nacked message out again: the released entry taken (`RETAKING`), the
+//!   message not read, the entry not committed (`ack-retaken`: it was not handed out
+//!   again, so its count does not rise).
 //!
 //! Nothing is lost at any of them, and nothing acked is delivered again.
 
@@ -39,21 +42,25 @@ fn seq(m: &[u8]) -> u32 {
     u32::from_le_bytes(m[..4].try_into().unwrap())
 }
 
-/// Receives messages: acks them, except seq `reject` which it rejects. Reports `got SEQ DC`.
+/// Receives messages: acks them, except seq `reject` which it rejects and seq `nack` which
+/// it nacks at its first delivery. Reports `got SEQ DC`.
 fn member(queue: &str) {
     let reject: u32 = common::arg("reject");
+    let nack: u32 = common::arg("nack");
     let mut rx = Consumer::subscribe_with(queue, SUB, Wait::Block).expect("subscribe");
     loop {
-        let (id, s) = match rx.recv_timeout(Duration::from_millis(1500)) {
+        let (id, s, n) = match rx.recv_timeout(Duration::from_millis(1500)) {
             Ok(m) => {
                 common::say(&format!("got {} {}", seq(&m), m.delivery_count()));
-                (m.id(), seq(&m))
+                (m.id(), seq(&m), m.delivery_count())
             }
             Err(Error::Timeout) => break,
             Err(e) => panic!("member: {e}"),
         };
         if s == reject {
             rx.reject(id, "bad amount").expect("reject");
+        } else if s == nack && n == 1 {
+            rx.nack(id, "try again").expect("nack");
         } else {
             rx.ack(id).expect("ack");
         }
@@ -86,13 +93,13 @@ fn setup(test: &str) -> Setup {
     Setup { q, _dir: dir }
 }
 
-/// A member that dies at `point` after `skip` earlier hits, rejecting seq `reject`; returns
-/// what it reported.
-fn dies_at(s: &Setup, point: &str, skip: u32, reject: u32) -> Vec<(u32, u32)> {
+/// A member that dies at `point` after `skip` earlier hits, rejecting seq `reject` and
+/// nacking seq `nack`; returns what it reported.
+fn dies_at(s: &Setup, point: &str, skip: u32, reject: u32, nack: u32) -> Vec<(u32, u32)> {
     let mut c = Child::spawn_env(
         "member",
         &s.q.name,
-        &[("reject", reject.to_string())],
+        &[("reject", reject.to_string()), ("nack", nack.to_string())],
         &[("SHMQ_FAILPOINT", point.to_owned()), ("SHMQ_FAILPOINT_SKIP", skip.to_string())],
     );
     let (status, _) = c.wait_exit();
@@ -140,7 +147,7 @@ fn dead_letters(s: &Setup) -> Vec<DeadLetter> {
 /// seqs 2.. once each, the third with `third` as its delivery count; 0 and 1 never again.
 fn handing_out_dies_at(point: &str, third: u32) {
     let s = setup(point);
-    let dead = dies_at(&s, point, 2, u32::MAX);
+    let dead = dies_at(&s, point, 2, u32::MAX, u32::MAX);
     assert_eq!(dead, vec![(0, 1), (1, 1)], "{point}: the member acked two, then died handing out the third");
     let alive = survivor(&s);
     let want: Vec<(u32, u32)> = std::iter::once((2, third)).chain((3..N).map(|q| (q, 1))).collect();
@@ -165,7 +172,7 @@ fn a_member_killed_after_entering_a_message_had_handed_it_out_and_it_comes_back_
 /// with its id in the end), and gets everything else once.
 fn moving_dies_at(point: &str, moves: usize) {
     let s = setup(point);
-    let dead = dies_at(&s, point, 0, 0);
+    let dead = dies_at(&s, point, 0, 0, u32::MAX);
     assert_eq!(dead, vec![(0, 1)]);
     let mut alive = survivor(&s);
     alive.sort();
@@ -186,4 +193,21 @@ fn a_member_killed_before_sending_a_dead_letter_has_it_moved_by_another() {
 #[test]
 fn a_member_killed_after_sending_a_dead_letter_leaves_a_duplicate_with_the_same_id() {
     moving_dies_at("ack-moved", 2);
+}
+
+/// The member nacks seq 0 and dies taking it back to hand it out again (`RETAKING`): the
+/// survivor gets it with count 2 (the dead member's one delivery, then its own: the retake
+/// handed nothing out), and everything else once; nothing goes to the dead-letter queue.
+#[test]
+fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_more() {
+    let s = setup("ack-retaken");
+    let dead = dies_at(&s, "ack-retaken", 0, u32::MAX, 0);
+    assert_eq!(dead, vec![(0, 1)], "the member got seq 0, nacked it, and died taking it back");
+    let mut alive = survivor(&s);
+    alive.sort();
+    let want: Vec<(u32, u32)> = std::iter::once((0, 2)).chain((1..N).map(|q| (q, 1))).collect();
+    assert_eq!(alive, want, "the survivor's (seq, delivery count)");
+    assert!(dead_letters(&s).is_empty());
+    let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
+    assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 1));
 }

@@ -538,6 +538,7 @@ impl Consumer {
                 inflight::free(e, w);
                 continue;
             }
+            crate::failpoint::hit("ack-retaken");
             let doomed = inflight::state(w) == IF_MOVING;
             if doomed || f.deliveries >= a.max_deliveries {
                 let w = if doomed { w } else { inflight::begin_move(e, w).ok_or_else(|| stolen(seg))? };

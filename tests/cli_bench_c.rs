@@ -45,9 +45,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `libshmq.so` next to the `shmq` under test; fails (never skips) when it is missing.
+/// The `libshmq.so` of this build: `target/<profile>/deps/`, where rustc writes it for
+/// `cargo test --workspace` (cargo copies it up next to `shmq` only for `cargo build`, so
+/// a copy there may be missing or stale), else next to the `shmq` under test. Fails (never
+/// skips) when neither is there.
 fn libshmq() -> PathBuf {
-    let lib = Path::new(BIN).with_file_name("libshmq.so");
+    let bin = Path::new(BIN);
+    let deps = bin.with_file_name("deps").join("libshmq.so");
+    let lib = if deps.exists() { deps } else { bin.with_file_name("libshmq.so") };
     assert!(
         lib.exists(),
         "{} is missing: the shmq-c transport needs the C library built into the same target directory as {BIN}: \
@@ -80,7 +85,7 @@ fn num(v: &Value, key: &str) -> f64 {
 
 #[test]
 fn bench_shmq_c_measures_the_c_abi_against_the_rust_path() {
-    libshmq();
+    let lib = libshmq();
     let dir = Scratch::new("bench-c");
     let json_path = dir.0.join("bench.json");
     let single_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) < 2;
@@ -101,6 +106,8 @@ fn bench_shmq_c_measures_the_c_abi_against_the_rust_path() {
         "2000",
         "--json",
         json_path.to_str().unwrap(),
+        "--libshmq",
+        lib.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
     let table = text(&o.stdout);

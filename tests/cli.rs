@@ -6,115 +6,14 @@
 
 #![cfg(feature = "cli")]
 
-use std::io::Write;
+mod cli_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_support::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-/// Longest any child may run before the test kills it and fails.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// A queue name unique to this test process, removed on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        Name(format!("cli-{}-{tag}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shmq::Queue::remove(&self.0);
-    }
-}
-
-impl std::ops::Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A scratch directory unique to this test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("shmq-cli-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn wait_with_deadline(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `shmq ARGS` with `stdin` as its input.
-fn shmq_with_input(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    // Output is small except for the bench, whose table still fits a pipe buffer.
-    wait_with_deadline(child)
-}
-
-fn shmq(args: &[&str]) -> Output {
-    shmq_with_input(args, b"")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> Output {
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
-    o
-}
-
-#[track_caller]
-fn fails_with(code: i32, o: &Output) {
-    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
-    assert!(!stderr(o).trim().is_empty(), "no message on stderr");
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
-}
 
 #[test]
 fn create_send_stat_recv_rm_round_trip() {
@@ -671,17 +570,6 @@ fn check_hgrm(f: &Path) {
         assert!(w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2, "{}: not monotonic", f.display());
     }
     assert_eq!(rows.last().unwrap().1, 1.0, "{}: does not end at 100%", f.display());
-}
-
-/// Starts `shmq ARGS` in the background, its output piped.
-fn spawn_shmq(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq")
 }
 
 /// The subscription `sub` in a `subs ls --json` document.

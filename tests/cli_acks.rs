@@ -8,102 +8,25 @@
 
 #![cfg(feature = "cli")]
 
+mod cli_support;
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use cli_support::*;
 use common::{LogDir, OP_TIMEOUT};
 use serde_json::Value;
 use shmq::{Consumer, Queue, Wait, dlq_name};
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-/// Longest any child may run before the test fails.
-const DEADLINE: Duration = Duration::from_secs(120);
 const SUB: &str = "work";
 
 /// A queue name unique to this test process; the queue and the dead-letter queue of
 /// [`SUB`] are removed on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        Name(format!("clia-{}-{tag}", std::process::id()))
-    }
-
-    fn dlq(&self) -> String {
-        dlq_name(&self.0, SUB)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = Queue::remove(&self.0);
-        let _ = Queue::remove(&self.dlq());
-    }
-}
-
-impl std::ops::Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-fn wait_with_deadline(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `shmq ARGS` with stdin from /dev/null (not a terminal).
-fn shmq(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq");
-    wait_with_deadline(child)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> Output {
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
-    o
-}
-
-/// Asserts exit status `code` with a message on stderr that contains `says`; returns stderr.
-#[track_caller]
-fn fails_with(code: i32, says: &str, o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
-    let err = stderr(o);
-    assert!(err.contains(says), "stderr does not say {says:?}: {err}");
-    err
-}
-
-#[track_caller]
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+fn name(tag: &str) -> Name {
+    let n = Name::new(tag);
+    n.dlq(SUB);
+    n
 }
 
 /// The subscription `sub` of `subs ls QUEUE --json`.
@@ -157,7 +80,7 @@ fn next(rx: &mut Consumer) -> (u64, Vec<u8>, u32) {
 
 #[test]
 fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line() {
-    let q = Name::new("flow");
+    let q = name("flow");
     let dir = LogDir::new("cli-acks-flow");
     durable_with_sub(&q, &dir);
     // The same options again: nothing to do; other ones: refused.
@@ -178,7 +101,7 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
         ])))
         .contains("exists already")
     );
-    fails_with(1, "acks", &shmq(&["subs", "create", &q, SUB, "--ack", "explicit", "--max-deliveries", "4"]));
+    fails_saying(1, "acks", &shmq(&["subs", "create", &q, SUB, "--ack", "explicit", "--max-deliveries", "4"]));
 
     let o = stdout(&ok(shmq(&["send", &q, "--ids", "order 0", "order 1", "bad\tamount 2", "order 3", "order 4"])));
     let ids: Vec<u64> = o.lines().map(|l| l.trim().parse().expect("an id")).collect();
@@ -217,7 +140,7 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
     assert_eq!(s["expired"], 0, "{s:#}");
     assert_eq!(s["dead_lettered"], 2, "{s:#}");
     assert_eq!(s["redelivered"], 1, "the nacked message was handed out again: {s:#}");
-    assert_eq!(s["dlq"], q.dlq(), "{s:#}");
+    assert_eq!(s["dlq"], q.dlq(SUB), "{s:#}");
     let oldest = s["oldest_unacked_unix_ns"].as_u64().expect("a message is in flight");
     // The member stamps it from the kernel's coarse clock (the time of its last tick): a
     // tick or so behind the precise clock read for `before_4`.
@@ -263,7 +186,7 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
         assert!(l.get("payload_base64").is_none(), "ls shows a preview only: {l:#}");
     }
     let text = stdout(&ok(shmq(&["dlq", "ls", &q, SUB])));
-    assert!(text.contains("2 dead letter(s)") && text.contains(&q.dlq()), "{text}");
+    assert!(text.contains("2 dead letter(s)") && text.contains(&q.dlq(SUB)), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "a summary, a header and one line per letter: {text}");
     for (line, (id, deliveries, reason, preview)) in lines[2..]
@@ -277,7 +200,7 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
     // ... and it takes nothing: listing again shows the same, and the dead-letter queue still
     // holds both for its consumer.
     assert_eq!(dead_letters(&q), letters);
-    let snap = Queue::inspect(&q.dlq()).expect("the dead-letter queue");
+    let snap = Queue::inspect(&q.dlq(SUB)).expect("the dead-letter queue");
     assert_eq!(snap.messages, 2, "nothing received from it");
     assert_eq!(
         Some(snap.subscriptions[0].position),
@@ -305,17 +228,17 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
     let text = stdout(&ok(shmq(&["dlq", "show", &q, SUB, &ids[1].to_string(), "--hex"])));
     assert!(text.contains("payload     6f726465722031"), "{text}");
     // A message that was acked is no dead letter.
-    fails_with(1, "none of the 2 dead letter(s)", &shmq(&["dlq", "show", &q, SUB, &ids[0].to_string()]));
+    fails_saying(1, "none of the 2 dead letter(s)", &shmq(&["dlq", "show", &q, SUB, &ids[0].to_string()]));
 
     // `dlq purge`: not without --yes when nobody can be asked; with it, all of them.
-    fails_with(2, "--yes", &shmq(&["dlq", "purge", &q, SUB]));
+    fails_saying(2, "--yes", &shmq(&["dlq", "purge", &q, SUB]));
     assert_eq!(dead_letters(&q).len(), 2, "a refused purge removes nothing");
     let o = stdout(&ok(shmq(&["dlq", "purge", &q, SUB, "--yes"])));
     assert!(o.contains("purged 2 dead letter(s)"), "{o}");
     assert_eq!(dead_letters(&q), Vec::<Value>::new());
     let text = stdout(&ok(shmq(&["dlq", "ls", &q, SUB])));
     assert!(text.contains("0 dead letter(s)") && text.lines().count() == 1, "{text}");
-    assert_eq!(Queue::inspect(&q.dlq()).unwrap().messages, 0);
+    assert_eq!(Queue::inspect(&q.dlq(SUB)).unwrap().messages, 0);
 
     // A letter moved after the purge is listed alone: `ls` starts where the consumer stands.
     rx.reject(held, "late").expect("reject 4");
@@ -330,7 +253,7 @@ fn rejected_messages_are_counted_listed_shown_and_purged_from_the_command_line()
 
 #[test]
 fn ack_options_are_checked_and_dlq_errors_say_what_is_missing() {
-    let q = Name::new("errs");
+    let q = name("errs");
     let dir = LogDir::new("cli-acks-errs");
     durable_with_sub(&q, &dir);
     ok(shmq(&["subs", "create", &q, "plain"]));
@@ -350,7 +273,7 @@ fn ack_options_are_checked_and_dlq_errors_say_what_is_missing() {
         (&["--ack", "sometimes"], "--ack"),
     ] {
         let all: Vec<&str> = ["subs", "create", &*q, "other"].iter().chain(args).copied().collect();
-        fails_with(2, says, &shmq(&all));
+        fails_saying(2, says, &shmq(&all));
     }
     assert!(
         sub_json_names(&q).iter().all(|n| n != "other"),
@@ -359,12 +282,12 @@ fn ack_options_are_checked_and_dlq_errors_say_what_is_missing() {
     );
 
     // Explicit acks need a durable queue: a runtime error that says so.
-    let v = Name::new("volatile");
+    let v = name("volatile");
     ok(shmq(&["create", &v]));
-    fails_with(1, "durable", &shmq(&["subs", "create", &v, SUB, "--ack", "explicit"]));
+    fails_saying(1, "durable", &shmq(&["subs", "create", &v, SUB, "--ack", "explicit"]));
 
     // Each dlq command names what is missing, with status 1.
-    let gone = Name::new("gone");
+    let gone = name("gone");
     for cmd in [&["dlq", "ls"][..], &["dlq", "purge"], &["dlq", "show"]] {
         let with = |queue: &str, sub: &str| -> Vec<String> {
             let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
@@ -378,14 +301,14 @@ fn ack_options_are_checked_and_dlq_errors_say_what_is_missing() {
             a
         };
         let run = |a: Vec<String>| shmq(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        fails_with(1, &format!("no queue named \"{}\"", &*gone), &run(with(&gone, SUB)));
-        fails_with(1, "has no subscription \"nope\"", &run(with(&q, "nope")));
-        fails_with(1, "acknowledges by receiving", &run(with(&q, "plain")));
+        fails_saying(1, &format!("no queue named \"{}\"", &*gone), &run(with(&gone, SUB)));
+        fails_saying(1, "has no subscription \"nope\"", &run(with(&q, "nope")));
+        fails_saying(1, "acknowledges by receiving", &run(with(&q, "plain")));
     }
-    fails_with(1, "none of the 0 dead letter(s)", &shmq(&["dlq", "show", &q, SUB, "8"]));
+    fails_saying(1, "none of the 0 dead letter(s)", &shmq(&["dlq", "show", &q, SUB, "8"]));
     // A dead-letter queue removed by hand.
-    Queue::remove(&q.dlq()).expect("remove the dead-letter queue");
-    fails_with(1, "does not exist", &shmq(&["dlq", "ls", &q, SUB]));
+    Queue::remove(&q.dlq(SUB)).expect("remove the dead-letter queue");
+    fails_saying(1, "does not exist", &shmq(&["dlq", "ls", &q, SUB]));
 }
 
 fn sub_json_names(q: &str) -> Vec<String> {

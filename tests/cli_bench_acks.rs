@@ -7,48 +7,22 @@
 
 #![cfg(feature = "cli")]
 
+mod cli_support;
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
+use cli_support::*;
 use common::LogDir;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
 /// Longest the bench may run before the test kills it and fails.
-const DEADLINE: Duration = Duration::from_secs(180);
+const BENCH_DEADLINE: Duration = Duration::from_secs(180);
 
-/// Runs `shmq ARGS` under [`DEADLINE`].
+/// Runs `shmq ARGS` under [`BENCH_DEADLINE`].
 fn shmq(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The table is small: it fits the pipe while the child runs.
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn fails_with(code: i32, o: &Output) {
-    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    assert!(!text(&o.stderr).trim().is_empty(), "no message on stderr");
+    wait_within(spawn_shmq(args), BENCH_DEADLINE)
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -80,12 +54,12 @@ fn bench_acks_measures_explicit_against_auto_and_redelivery_after_a_kill() {
         "--json",
         json_path.to_str().unwrap(),
     ]);
-    if o.status.code() != Some(0) && text(&o.stderr).contains("tmpfs") {
+    if o.status.code() != Some(0) && stderr(&o).contains("tmpfs") {
         eprintln!("skipped: the target directory is on tmpfs");
         return;
     }
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    let table = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    let table = stdout(&o);
     assert!(table.contains("explicit/auto") && table.contains("target >= 0.7"), "{table}");
     assert!(table.contains("first message delivered again") && table.contains("target <= 250 ms"), "{table}");
     // Every queue's log is gone.
@@ -158,6 +132,6 @@ fn bench_acks_refuses_bad_options_and_memory_file_systems() {
     if std::fs::metadata("/dev/shm").is_ok() {
         let o = shmq(&["bench", "--acks", "--dir", "/dev/shm", "--messages", "8", "--rounds", "1", "--kills", "1"]);
         fails_with(1, &o);
-        assert!(text(&o.stderr).contains("tmpfs") && text(&o.stderr).contains("--allow-tmpfs"), "{}", text(&o.stderr));
+        assert!(stderr(&o).contains("tmpfs") && stderr(&o).contains("--allow-tmpfs"), "{}", stderr(&o));
     }
 }

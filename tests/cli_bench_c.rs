@@ -3,47 +3,18 @@
 //! the rows and the shmq-c / shmq ratio lines in the table and the JSON, and the errors of
 //! a missing library. No timing is asserted: the figures only have to be sane.
 //!
-//! The library must be next to the `shmq` under test, in the same target directory: the
+//! The library must be in the same target directory as the `shmq` under test: the
 //! project's `cargo test --workspace --all-features` builds it. Without it the test fails
 //! and says how to build it.
 
 #![cfg(feature = "cli")]
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+use cli_support::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-/// Longest the bench may run before the test kills it and fails.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Runs `shmq ARGS` under [`DEADLINE`].
-fn shmq(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The table is small: it fits the pipe while the child runs.
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The `libshmq.so` of this build: `target/<profile>/deps/`, where rustc writes it for
 /// `cargo test --workspace` (cargo copies it up next to `shmq` only for `cargo build`, so
@@ -60,23 +31,6 @@ fn libshmq() -> PathBuf {
         lib.display()
     );
     lib
-}
-
-/// A scratch directory under cargo's temporary directory for integration tests.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -109,8 +63,8 @@ fn bench_shmq_c_measures_the_c_abi_against_the_rust_path() {
         "--libshmq",
         lib.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    let table = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    let table = stdout(&o);
     assert!(table.contains("shmq-c (the C ABI, libshmq.so) relative to shmq (Rust)"), "{table}");
     assert!(table.contains("p50 C-Rust, ns") && table.contains("<= +10 ns") && table.contains("<= 1.10"), "{table}");
 
@@ -181,31 +135,31 @@ fn bench_shmq_c_without_the_library_fails_and_says_how_to_build_it() {
     let mut a = args.to_vec();
     a.extend([missing.to_str().unwrap(), "--transport", "shmq-c"]);
     let o = shmq(&a);
-    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    let e = stderr(&o);
     assert!(e.contains(missing.to_str().unwrap()) && e.contains("cargo build --release -p shmq-c"), "{e}");
 
     // A file that is no library: dlopen's reason.
     std::fs::write(&missing, b"not a library").unwrap();
     let o = shmq(&a);
-    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    assert!(text(&o.stderr).contains("cannot load"), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("cannot load"), "{}", stderr(&o));
     std::fs::remove_file(&missing).unwrap();
 
     // Not asked for (all transports): skipped with the reason, the others measured.
     let mut a = args.to_vec();
     a.extend([missing.to_str().unwrap(), "--wait", "block"]);
     let o = shmq(&a);
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&o.stdout), text(&o.stderr));
-    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    let e = stderr(&o);
     assert!(e.contains("transport shmq-c skipped") && e.contains("cargo build --release -p shmq-c"), "{e}");
-    let table = text(&o.stdout);
+    let table = stdout(&o);
     assert!(table.contains("shmq/block") && !table.contains("shmq-c/"), "{table}");
 
     // --libshmq is for the transports only.
     for mode in ["--fanout", "--durable", "--acks"] {
         let o = shmq(&["bench", mode, "--libshmq", missing.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(2), "{mode}: stderr: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("--libshmq"), "{mode}: {}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(2), "{mode}: stderr: {}", stderr(&o));
+        assert!(stderr(&o).contains("--libshmq"), "{mode}: {}", stderr(&o));
     }
 }

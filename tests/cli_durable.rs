@@ -7,92 +7,17 @@
 
 #![cfg(feature = "cli")]
 
+mod cli_support;
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_support::*;
 use common::LogDir;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmq");
-/// Longest any child may run (or a condition take) before the test fails.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// A queue name unique to this test process, removed on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        Name(format!("clid-{}-{tag}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shmq::Queue::remove(&self.0);
-    }
-}
-
-impl std::ops::Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-fn wait_with_deadline(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("shmq ran past {DEADLINE:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn spawn_shmq(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmq")
-}
-
-fn shmq(args: &[&str]) -> Output {
-    wait_with_deadline(spawn_shmq(args))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> Output {
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
-    o
-}
-
-#[track_caller]
-fn fails_with(code: i32, o: &Output) {
-    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
-    assert!(!stderr(o).trim().is_empty(), "no message on stderr");
-}
-
 fn stat_json(q: &str) -> Value {
-    let o = ok(shmq(&["stat", q, "--json"]));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+    json(&ok(shmq(&["stat", q, "--json"])))
 }
 
 fn u(v: &Value, field: &str) -> u64 {

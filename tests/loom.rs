@@ -932,20 +932,16 @@ fn wait_protocol_never_loses_a_wakeup() {
 }
 
 /// The waker publishes twice (a count to 1, then 2, each followed by `wake`), and the
-/// sleeper waits for each in turn. The second wake skips the system call for a sleeper
-/// still registered on the first epoch (woken, not yet run) and makes it for one that
-/// waits on the second: whichever epoch the sleeper waits on, it always returns (loom
-/// reports a lost wakeup as a deadlock).
-#[test]
-fn a_sleeper_that_waits_again_is_woken_again() {
-    builder(3).check(|| {
+/// sleeper waits for each in turn: the model of [`a_sleeper_that_waits_again_is_woken_again`].
+fn publish_twice_and_wait_for_each(wake: fn(WaitWords<'_>, &LoomFutex)) {
+    builder(3).check(move || {
         let w = Arc::new(Waiting::default());
         let waker = {
             let w = w.clone();
             thread::spawn(move || {
                 for n in 1..=2 {
                     w.count.store(n, Ordering::Release);
-                    wait::wake(w.words(), &w.futex);
+                    wake(w.words(), &w.futex);
                 }
             })
         };
@@ -957,31 +953,27 @@ fn a_sleeper_that_waits_again_is_woken_again() {
     });
 }
 
+/// Two wakes and a sleeper that waits again: the second wake skips the system call for a
+/// sleeper still registered on the first epoch (woken, not yet run) and makes it for one
+/// that waits on the second. Whichever epoch the sleeper waits on, it always returns (loom
+/// reports a lost wakeup as a deadlock).
+#[test]
+fn a_sleeper_that_waits_again_is_woken_again() {
+    publish_twice_and_wait_for_each(|words, futex| {
+        wait::wake(words, futex);
+    });
+}
+
 /// Negative control for the model above: a waker that looks in the set of the epoch it
 /// bumped *to* (not from) misses the sleeper inside the wait on the old one.
 #[test]
 #[should_panic(expected = "deadlock")]
 fn a_waker_looking_in_the_wrong_asleep_set_loses_a_wakeup() {
-    builder(3).check(|| {
-        let w = Arc::new(Waiting::default());
-        let waker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                for n in 1..=2 {
-                    w.count.store(n, Ordering::Release);
-                    wake_in_the_new_set(w.words(), &w.futex);
-                }
-            })
-        };
-        for n in 1..=2 {
-            w.sleep_until_count(n);
-        }
-        waker.join().unwrap();
-    });
+    publish_twice_and_wait_for_each(wake_in_the_new_set);
 }
 
 /// [`wait::wake`] with its fault: it looks in the `asleep` set of the new epoch.
-fn wake_in_the_new_set(words: WaitWords<'_>, futex: &impl Futex) {
+fn wake_in_the_new_set(words: WaitWords<'_>, futex: &LoomFutex) {
     shmq::sync::atomic::fence(Ordering::SeqCst);
     if words.waiters.load(Ordering::Relaxed) == 0 {
         return;

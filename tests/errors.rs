@@ -424,3 +424,25 @@ fn the_object_has_exactly_the_requested_mode_whatever_the_umask() {
         }
     }
 }
+
+#[test]
+fn advance_takes_the_message_at_the_head_even_after_other_receives_since_the_peek() {
+    // `advance` remembers what the last peek found; a receive in between moves the head,
+    // and `advance` must then take the message now at the head, not the one peeked.
+    for mode in [Mode::Spsc, Mode::Mpsc] {
+        let q = TestQueue::create(&format!("peek-advance-{mode}"), small(mode));
+        let mut tx = Producer::open(&q.name).unwrap();
+        for m in [&b"one"[..], b"two", b"three", b"four"] {
+            tx.send(m).unwrap();
+        }
+        let mut rx = Consumer::open(&q.name).unwrap();
+        assert_eq!(rx.try_peek().unwrap(), Some(&b"one"[..]));
+        assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"one", "a peek takes nothing");
+        assert!(rx.advance().unwrap(), "takes \"two\"");
+        assert_eq!(rx.peek(None).unwrap(), b"three");
+        assert!(rx.advance().unwrap(), "takes \"three\", as peeked");
+        assert_eq!(&*rx.try_recv().unwrap().unwrap(), b"four");
+        assert!(!rx.advance().unwrap(), "nothing left");
+        assert_eq!(rx.len(), 0);
+    }
+}

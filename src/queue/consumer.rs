@@ -57,6 +57,11 @@ pub struct Consumer {
     held: VecDeque<u64>,
     /// A member of a subscription with explicit acks: its in-flight state (see `acks.rs`).
     acks: Option<Box<acks::AckState>>,
+    /// The ring record the last peek returned (a volatile queue's default consumer only),
+    /// for `advance` to take without reading and checking its header again. Used only
+    /// while `head` still stands at it: positions only grow, so that is the same record,
+    /// and unreleased, producers have not reused its space.
+    peeked: Option<consumer::Record>,
 }
 
 /// MPSC: a waiting consumer looks this often whether it is stuck behind a claim (a claim
@@ -96,6 +101,7 @@ impl Consumer {
             journal,
             held: VecDeque::new(),
             acks: None,
+            peeked: None,
         };
         if spill {
             c.spill_attach()?;
@@ -159,6 +165,7 @@ impl Consumer {
             journal: None,
             held: VecDeque::new(),
             acks,
+            peeked: None,
         })
     }
 
@@ -274,7 +281,7 @@ impl Consumer {
     pub fn try_peek(&mut self) -> Result<Option<&[u8]>> {
         self.not_explicit("try_peek")?;
         match self.next(Until::Now)? {
-            Some(rec) => Ok(Some(self.payload(rec))),
+            Some(rec) => Ok(Some(self.peeked(rec))),
             None => Ok(None),
         }
     }
@@ -285,7 +292,14 @@ impl Consumer {
         self.not_explicit("peek")?;
         let until = timeout.map_or(Until::Deadline(None), until);
         let rec = self.next(until)?.expect("waiting peek returns a record");
-        Ok(self.payload(rec))
+        Ok(self.peeked(rec))
+    }
+
+    /// The payload of `rec`, which a peek found; remembered for `advance` (see `peeked`).
+    #[inline]
+    fn peeked(&mut self, rec: consumer::Record) -> &[u8] {
+        self.peeked = (self.member.is_none() && !self.spill).then_some(rec);
+        self.payload(rec)
     }
 
     /// Takes (releases) the message at the head, as last returned by a peek. Returns
@@ -296,7 +310,8 @@ impl Consumer {
         if self.spill {
             return self.spill_advance();
         }
-        match self.peek_ring()? {
+        let peeked = self.peeked.take().filter(|r| r.pos == self.ring.head());
+        match peeked.map_or_else(|| self.peek_ring(), |r| Ok(Some(r)))? {
             Some(rec) => {
                 self.release(rec);
                 self.publish();

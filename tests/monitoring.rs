@@ -511,10 +511,21 @@ fn the_exposition_passes_promtool_for_a_queue_in_every_state() {
         "prom-durable",
         Options::new().capacity(1 << 16).max_message(1024).durable(&dir).fsync(shmq::Fsync::Always),
     );
+    // With a subscription with explicit acks whose member (this process) acked one
+    // message, nacked one and holds one.
+    let o = SubscriptionOptions::new().ack(shmq::Ack::Explicit);
+    Subscription::create(&durable.name, "work", o).unwrap();
     let mut tx = Producer::open(&durable.name).unwrap();
     for _ in 0..10 {
         tx.send(&[7u8; 100]).unwrap();
     }
+    let mut member = shmq::Consumer::subscribe(&durable.name, "work").unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(member.recv_timeout(std::time::Duration::from_secs(10)).unwrap().id());
+    }
+    member.ack(ids[0]).unwrap();
+    member.nack(ids[1], "later").unwrap();
     let text = shmq_ok(&["stat", &durable.name, "--format", "prometheus"]);
     promtool_check(&text, "a durable queue");
     let s = parse_exposition(&text);
@@ -524,6 +535,20 @@ fn the_exposition_passes_promtool_for_a_queue_in_every_state() {
     assert!(value("shmq_log_syncs_total") >= 1.0);
     assert!(value("shmq_log_durable_position_bytes") > 0.0);
     assert!(value("shmq_log_bytes") > 0.0, "the segment files' size");
+    let w = [("queue", durable.name.as_str()), ("subscription", "work")];
+    let acks = |name: &str| find(&s, name, &w).first().unwrap_or_else(|| panic!("no {name}: {text}")).value;
+    assert_eq!(acks("shmq_subscription_in_flight_messages"), 2.0, "one held, one nacked to go again");
+    assert_eq!(acks("shmq_subscription_acked_messages_total"), 1.0);
+    assert_eq!(acks("shmq_subscription_nacked_messages_total"), 1.0);
+    assert_eq!(acks("shmq_subscription_expired_messages_total"), 0.0);
+    assert_eq!(acks("shmq_subscription_dead_lettered_messages_total"), 0.0);
+    let age = acks("shmq_subscription_oldest_unacked_age_seconds");
+    assert!((0.0..60.0).contains(&age), "{age}");
+    // An automatic subscription has none of these.
+    let d = [("queue", durable.name.as_str()), ("subscription", "default")];
+    assert!(find(&s, "shmq_subscription_in_flight_messages", &d).is_empty(), "{text}");
+    drop(member);
+    let _ = shmq::Queue::remove(&shmq::dlq_name(&durable.name, "work"));
     // top shows the same: the log's size and nothing unsynced.
     let out = shmq_ok(&["top", &durable.name, "--once", "--json"]);
     let j: Value = serde_json::from_str(&out).unwrap();

@@ -334,7 +334,7 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
         e.add(
             "shmq_subscription_redelivered_messages_total",
             Counter,
-            "Messages handed out again because the member holding them died.",
+            "Messages handed out again: their member died, or (explicit acks) they were nacked or held past ack_wait.",
             &l,
             sub.redelivered as f64,
         );
@@ -369,8 +369,50 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
                 n as f64,
             );
         }
-        // Durable subscriptions: their families (durable lag) go here once the library
-        // reports them.
+        if sub.ack == shmq::Ack::Explicit {
+            explicit_acks(e, &l, sub, s.taken_unix_ns);
+        }
+    }
+}
+
+/// The families of a subscription with explicit acks (labels `l`), read at `taken_unix_ns`.
+fn explicit_acks(e: &mut Exposition, l: &[(&'static str, &str)], sub: &shmq::SubscriptionInfo, taken_unix_ns: u64) {
+    use Kind::*;
+    e.add(
+        "shmq_subscription_in_flight_messages",
+        Gauge,
+        "Explicit acks: messages handed out and not yet acknowledged, or waiting to be handed out again.",
+        l,
+        sub.in_flight as f64,
+    );
+    for (name, help, n) in [
+        ("shmq_subscription_acked_messages_total", "Explicit acks: messages acknowledged.", sub.acked),
+        (
+            "shmq_subscription_nacked_messages_total",
+            "Explicit acks: messages nacked (to be delivered again).",
+            sub.nacked,
+        ),
+        (
+            "shmq_subscription_expired_messages_total",
+            "Explicit acks: messages held unacknowledged past ack_wait (delivered again).",
+            sub.expired,
+        ),
+        (
+            "shmq_subscription_dead_lettered_messages_total",
+            "Explicit acks: messages moved to the dead-letter queue (rejected, or delivered max_deliveries times).",
+            sub.dead_lettered,
+        ),
+    ] {
+        e.add(name, Counter, help, l, n as f64);
+    }
+    if let Some(t) = sub.oldest_unacked_unix_ns {
+        e.add(
+            "shmq_subscription_oldest_unacked_age_seconds",
+            Gauge,
+            "Explicit acks: how long ago the oldest message in flight was first handed out (absent: none).",
+            l,
+            taken_unix_ns.saturating_sub(t) as f64 / 1e9,
+        );
     }
 }
 

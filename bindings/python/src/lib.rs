@@ -9,13 +9,14 @@
 //! GIL: they are the fast path and cost one native call.
 
 use std::ffi::{c_int, c_void};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyMemoryView, PyString};
 use pyo3::{ffi, import_exception};
 
 use shmq::{Consumer as RxHandle, Producer as TxHandle, Wait};
@@ -42,11 +43,15 @@ mod errors {
     import_exception!(shmq._errors, Interrupted);
     import_exception!(shmq._errors, Lapped);
     import_exception!(shmq._errors, Io);
+    import_exception!(shmq._errors, Log);
+    import_exception!(shmq._errors, NoSpace);
+    import_exception!(shmq._errors, AckExpired);
     import_exception!(shmq._errors, Error);
 }
 
 /// The Python exception for a library error: one class per variant, with the variant's
-/// fields as attributes (`TooLarge.len`/`.max`, `Lapped.missed_bytes`, `Io.errno`).
+/// fields as attributes (`TooLarge.len`/`.max`, `Lapped.missed_bytes`, `Io.errno`,
+/// `AckExpired.id`).
 fn to_py(e: shmq::Error) -> PyErr {
     use shmq::Error as E;
     let msg = e.to_string();
@@ -65,6 +70,9 @@ fn to_py(e: shmq::Error) -> PyErr {
         E::Closed => PyErr::new::<errors::Closed, _>(msg),
         E::Interrupted => PyErr::new::<errors::Interrupted, _>(msg),
         E::Lapped { missed_bytes } => PyErr::new::<errors::Lapped, _>((msg, missed_bytes)),
+        E::Log(_) => PyErr::new::<errors::Log, _>(msg),
+        E::NoSpace => PyErr::new::<errors::NoSpace, _>(msg),
+        E::AckExpired(id) => PyErr::new::<errors::AckExpired, _>((msg, id)),
         E::Io { context, source } => {
             PyErr::new::<errors::Io, _>((format!("{context}: {source}"), source.raw_os_error()))
         }
@@ -115,6 +123,29 @@ fn wait_loop<T: Send>(
     }
 }
 
+/// On a durable queue that syncs every send (`fsync="always"`): waits (GIL released) until
+/// message `id` is on disk, at most until the deadline of `timeout` (a send's `timeout=0`
+/// bounds only the wait for room, as the library's `try_send`: the sync is waited for
+/// without limit). Elsewhere returns at once.
+fn wait_synced(
+    py: Python<'_>,
+    tx: &mut TxHandle,
+    id: u64,
+    timeout: Option<f64>,
+    deadline: Option<Instant>,
+) -> PyResult<()> {
+    if !synced_every_send(tx) {
+        return Ok(());
+    }
+    let deadline = if timeout.is_some_and(|t| t <= 0.0) { None } else { deadline };
+    wait_loop(py, deadline, |slice| tx.wait_durable(id, Some(slice)))
+}
+
+/// Whether the producer's queue is durable with `fsync="always"`.
+fn synced_every_send(tx: &TxHandle) -> bool {
+    tx.config().durable.as_ref().is_some_and(|d| d.fsync == shmq::Fsync::Always)
+}
+
 fn parse_wait(wait: &str) -> PyResult<Wait> {
     wait.parse::<Wait>().map_err(to_py)
 }
@@ -131,6 +162,64 @@ fn mode_str(mode: shmq::Mode) -> &'static str {
     match mode {
         shmq::Mode::Spsc => "spsc",
         _ => "mpsc",
+    }
+}
+
+fn invalid(msg: String) -> PyErr {
+    to_py(shmq::Error::InvalidArgument(msg))
+}
+
+/// A duration given in seconds (`what` names it in the error): `InvalidArgument` for NaN, a
+/// negative or a too large number.
+fn seconds(what: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid(format!("{what} {secs}: a number of seconds, 0 or more")))
+}
+
+/// `fsync` as `create` takes it: "never", "always", or the interval in seconds (a number
+/// above 0) for `Fsync::Interval`.
+fn parse_fsync(v: &Bound<'_, PyAny>) -> PyResult<shmq::Fsync> {
+    let usage = "use \"never\", \"always\" or an interval in seconds above 0";
+    if let Ok(s) = v.cast::<PyString>() {
+        return match s.to_str()? {
+            "never" => Ok(shmq::Fsync::Never),
+            "always" => Ok(shmq::Fsync::Always),
+            other => Err(invalid(format!("fsync {other:?}: {usage}"))),
+        };
+    }
+    // `True` is an int to Python, but surely not meant as one second.
+    if v.is_instance_of::<PyBool>() {
+        return Err(invalid(format!("fsync {v}: {usage}")));
+    }
+    let secs: f64 = v.extract().map_err(|_| {
+        PyTypeError::new_err(format!("fsync must be a str or a number of seconds, not {}", v.get_type()))
+    })?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(invalid(format!("fsync interval {secs}: {usage}")));
+    }
+    Ok(shmq::Fsync::Interval(seconds("fsync interval", secs)?))
+}
+
+/// `fsync` as `config` reports it: "never", "always" or the interval in seconds.
+fn fsync_py<'py>(py: Python<'py>, f: shmq::Fsync) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match f {
+        shmq::Fsync::Never => "never".into_pyobject(py)?.into_any(),
+        shmq::Fsync::Always => "always".into_pyobject(py)?.into_any(),
+        shmq::Fsync::Interval(d) => d.as_secs_f64().into_pyobject(py)?.into_any(),
+    })
+}
+
+fn parse_ack(ack: &str) -> PyResult<shmq::Ack> {
+    match ack {
+        "auto" => Ok(shmq::Ack::Auto),
+        "explicit" => Ok(shmq::Ack::Explicit),
+        _ => Err(invalid(format!("ack {ack:?}: use auto or explicit"))),
+    }
+}
+
+fn ack_str(ack: shmq::Ack) -> &'static str {
+    match ack {
+        shmq::Ack::Explicit => "explicit",
+        _ => "auto",
     }
 }
 
@@ -183,6 +272,25 @@ fn config_dict<'py>(py: Python<'py>, c: &shmq::Config) -> PyResult<Bound<'py, Py
     d.set_item("permissions", c.permissions)?;
     d.set_item("creator_pid", c.creator_pid)?;
     d.set_item("created_unix_ns", c.created_unix_ns)?;
+    let durable = match &c.durable {
+        None => None,
+        Some(l) => {
+            let dd = PyDict::new(py);
+            // A log directory is valid UTF-8 (checked at creation).
+            dd.set_item("dir", l.dir.to_string_lossy())?;
+            dd.set_item("fsync", fsync_py(py, l.fsync)?)?;
+            dd.set_item("max_log_bytes", l.max_log_bytes)?;
+            dd.set_item(
+                "retain",
+                match l.retain {
+                    shmq::Retain::Bytes(n) => Some(n),
+                    shmq::Retain::Acked => None,
+                },
+            )?;
+            Some(dd)
+        }
+    };
+    d.set_item("durable", durable)?;
     Ok(d)
 }
 
@@ -197,6 +305,13 @@ fn subscription_dict<'py>(py: Python<'py>, s: &shmq::SubscriptionInfo) -> PyResu
     d.set_item("lapped", s.lapped)?;
     d.set_item("missed_bytes", s.missed_bytes)?;
     d.set_item("redelivered", s.redelivered)?;
+    d.set_item("ack", ack_str(s.ack))?;
+    d.set_item("in_flight", s.in_flight)?;
+    d.set_item("acked", s.acked)?;
+    d.set_item("nacked", s.nacked)?;
+    d.set_item("expired", s.expired)?;
+    d.set_item("dead_lettered", s.dead_lettered)?;
+    d.set_item("oldest_unacked_unix_ns", s.oldest_unacked_unix_ns)?;
     d.set_item("received", counters_dict(py, &s.received)?)?;
     let members = PyList::empty(py);
     for m in &s.members {
@@ -215,16 +330,30 @@ fn subscription_dict<'py>(py: Python<'py>, s: &shmq::SubscriptionInfo) -> PyResu
 /// Creates queue `name` in shared memory and returns its configuration as a dict.
 ///
 /// `capacity` is the ring's size in bytes (a power of two from 1 KiB), `max_message` the
-/// largest message (at most half the capacity; `None`: 64 KiB, or half a smaller
-/// capacity), `mode` "mpsc" (any number of producers) or
+/// largest message (at most half the capacity, less 16 bytes on a durable queue; `None`:
+/// 64 KiB, or the most a smaller capacity allows), `mode` "mpsc" (any number of producers) or
 /// "spsc" (one producer at a time, the fastest), `permissions` the file mode bits (must
 /// include 0o600). With `exist_ok=True` an existing queue of the same options is opened
 /// instead; otherwise an existing name raises `shmq.Exists`.
+///
+/// `durable=DIR` (a str or path) makes the queue durable: every message is also written to
+/// a log in that directory (created owner-only if missing; on a real disk), from which the
+/// queue is restored when it is created again (after a host restart, or `shmq.remove`) with
+/// the same directory. `fsync` says when the log is synced to disk: "never" (the default:
+/// a process crash loses nothing, a power cut what the kernel had not written back),
+/// "always" (a send returns once its message is on disk) or a number of seconds (at most
+/// about that long after a send). `max_log_bytes` (`None`: 8 GiB) bounds how far producers
+/// get ahead of the slowest reader; `retain=None` deletes log segments once every
+/// subscription is past them, `retain=bytes` keeps at least that much of the recent stream.
+/// `fsync`, `max_log_bytes` and `retain` without `durable` raise `shmq.InvalidArgument`.
+/// The result's `durable` is `None` for a volatile queue, else a dict of `dir`, `fsync`,
+/// `max_log_bytes`, `retain`.
 #[pyfunction]
 #[pyo3(
-    signature = (name, capacity=shmq::DEFAULT_CAPACITY, max_message=None, mode="mpsc", permissions=shmq::DEFAULT_PERMISSIONS, exist_ok=false),
-    text_signature = "(name, capacity=1048576, max_message=None, mode='mpsc', permissions=0o600, exist_ok=False)"
+    signature = (name, capacity=shmq::DEFAULT_CAPACITY, max_message=None, mode="mpsc", permissions=shmq::DEFAULT_PERMISSIONS, exist_ok=false, durable=None, fsync=None, max_log_bytes=None, retain=None),
+    text_signature = "(name, capacity=1048576, max_message=None, mode='mpsc', permissions=0o600, exist_ok=False, durable=None, fsync='never', max_log_bytes=None, retain=None)"
 )]
+#[allow(clippy::too_many_arguments)] // keyword arguments, as Python has them
 fn create<'py>(
     py: Python<'py>,
     name: &str,
@@ -233,14 +362,30 @@ fn create<'py>(
     mode: &str,
     permissions: u32,
     exist_ok: bool,
+    durable: Option<PathBuf>,
+    fsync: Option<&Bound<'py, PyAny>>,
+    max_log_bytes: Option<u64>,
+    retain: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let half = u32::try_from(capacity / 2).unwrap_or(u32::MAX);
-    let max_message = max_message.unwrap_or(shmq::DEFAULT_MAX_MESSAGE.min(half).max(1));
-    let opts = shmq::Options::new()
-        .capacity(capacity)
-        .max_message(max_message)
-        .mode(parse_mode(mode)?)
-        .permissions(permissions);
+    let fsync = fsync.map(parse_fsync).transpose()?;
+    let mut opts = shmq::Options::new().capacity(capacity).mode(parse_mode(mode)?).permissions(permissions);
+    match durable {
+        Some(dir) => {
+            opts = opts
+                .durable(dir)
+                .fsync(fsync.unwrap_or_default())
+                .max_log_bytes(max_log_bytes.unwrap_or(shmq::DEFAULT_MAX_LOG_BYTES))
+                .retain(retain.map_or(shmq::Retain::Acked, shmq::Retain::Bytes));
+        }
+        None if fsync.is_some_and(|f| f != shmq::Fsync::Never) || max_log_bytes.is_some() || retain.is_some() => {
+            return Err(invalid(
+                "fsync, max_log_bytes and retain are options of a durable queue: give durable=DIR too".into(),
+            ));
+        }
+        None => {}
+    }
+    let limit = u32::try_from(opts.max_message_limit()).unwrap_or(u32::MAX);
+    let opts = opts.max_message(max_message.unwrap_or(shmq::DEFAULT_MAX_MESSAGE.min(limit).max(1)));
     let config = if exist_ok { shmq::Queue::open_or_create(name, opts) } else { shmq::Queue::create(name, opts) };
     config_dict(py, &config.map_err(to_py)?)
 }
@@ -351,34 +496,43 @@ impl Producer {
         Ok(Producer { inner: Mutex::new(Some(tx)), interrupter, name: name.to_owned() })
     }
 
-    /// Sends `data` (bytes or any bytes-like object) as one message. While the queue is
-    /// full it waits: forever for `timeout=None`, at most `timeout` seconds otherwise
-    /// (`shmq.Timeout`); `timeout=0` does not wait (`shmq.Full`). Raises `shmq.TooLarge`
-    /// past the queue's `max_message`, `shmq.Closed` if the queue was removed.
+    /// Sends `data` (bytes or any bytes-like object) as one message and returns its id (an
+    /// int: increasing, never handed out twice; `Consumer.recv_message` shows it). While the
+    /// queue is full it waits: forever for `timeout=None`, at most `timeout` seconds
+    /// otherwise (`shmq.Timeout`); `timeout=0` does not wait (`shmq.Full`). Raises
+    /// `shmq.TooLarge` past the queue's `max_message`, `shmq.Closed` if the queue was removed.
+    /// On a durable queue with `fsync="always"` it returns once the message is on disk; a
+    /// positive `timeout` bounds that wait too, and `shmq.Timeout` from it means the message
+    /// was sent and will be on disk (`timeout=0` waits for the sync without limit).
     #[pyo3(signature = (data, timeout=None))]
-    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
         let payload = Payload::get(py, data)?;
         let msg = payload.bytes();
         self.with(|tx| {
-            // `send` returns the message id or nothing, depending on the library version.
-            match tx.try_send(msg) {
-                Ok(_) => return Ok(()),
-                Err(shmq::Error::Full) => {}
-                Err(e) => return Err(to_py(e)),
-            }
             let deadline = deadline(timeout)?;
-            if deadline.is_some_and(|d| d <= Instant::now()) {
-                return Err(to_py(shmq::Error::Full));
-            }
-            wait_loop(py, deadline, |slice| tx.send_timeout(msg, slice).map(|_| ()))
+            // Room first (nothing is sent on a timeout), then the sync if the queue syncs
+            // every send: a send that timed out waiting for its sync must not be sent again.
+            let id = match tx.try_send_nowait(msg) {
+                Ok(id) => id,
+                Err(shmq::Error::Full) => {
+                    if deadline.is_some_and(|d| d <= Instant::now()) {
+                        return Err(to_py(shmq::Error::Full));
+                    }
+                    wait_loop(py, deadline, |slice| tx.send_nowait_timeout(msg, slice))?
+                }
+                Err(e) => return Err(to_py(e)),
+            };
+            wait_synced(py, tx, id, timeout, deadline)?;
+            Ok(id)
         })
     }
 
     /// Sends `data` if there is room now: `True` if it was sent, `False` if the queue is full.
+    /// (On a durable queue with `fsync="always"` it then waits for the sync, as `send`.)
     fn try_send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let payload = Payload::get(py, data)?;
-        self.with(|tx| match tx.try_send(payload.bytes()) {
-            Ok(_) => Ok(true),
+        self.with(|tx| match tx.try_send_nowait(payload.bytes()) {
+            Ok(id) => wait_synced(py, tx, id, None, None).map(|()| true),
             Err(shmq::Error::Full) => Ok(false),
             Err(e) => Err(to_py(e)),
         })
@@ -401,17 +555,24 @@ impl Producer {
                 let _ = e.value(py).setattr("sent", sent);
                 e
             };
+            // Under `fsync="always"` a batch that fits returns once it is synced: a wait on
+            // the disk, done without the GIL.
+            let always = synced_every_send(tx);
             while sent < msgs.len() {
-                match tx.try_send_batch(&msgs[sent..]) {
+                let rest = &msgs[sent..];
+                let r = if always { py.detach(|| tx.try_send_batch(rest)) } else { tx.try_send_batch(rest) };
+                match r {
                     Ok(n) => sent += n,
                     Err(shmq::Error::Full) => {
                         if deadline.is_some_and(|d| d <= Instant::now()) {
                             return Err(with_sent(to_py(shmq::Error::Full), sent));
                         }
                         let m: &[u8] = &msgs[sent];
-                        wait_loop(py, deadline, |slice| tx.send_timeout(m, slice).map(|_| ()))
+                        let id = wait_loop(py, deadline, |slice| tx.send_nowait_timeout(m, slice))
                             .map_err(|e| with_sent(e, sent))?;
                         sent += 1;
+                        // Sent: a timeout waiting for its sync does not unsend it.
+                        wait_synced(py, tx, id, timeout, deadline).map_err(|e| with_sent(e, sent))?;
                     }
                     Err(e) => return Err(with_sent(to_py(e), sent)),
                 }
@@ -526,6 +687,9 @@ struct Consumer {
     interrupter: shmq::Interrupter,
     name: String,
     subscription: String,
+    /// Whether its subscription has explicit acks: then every message it takes enters the
+    /// in-flight table, so it cannot peek and receives with `recv_timeout`.
+    explicit: bool,
 }
 
 struct RxState {
@@ -561,17 +725,38 @@ impl Consumer {
     }
 
     fn recv_impl<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        self.recv_with(py, timeout, |data, _, _| Ok(PyBytes::new(py, data)))
+    }
+
+    /// Receives the next message (waiting as `recv`) and makes the result of its payload,
+    /// id and delivery count with `make`.
+    fn recv_with<R>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        make: impl FnOnce(&[u8], u64, u32) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let explicit = self.explicit;
         self.with(py, |rx, _| {
             if let Some(m) = rx.try_recv().map_err(to_py)? {
-                return Ok(PyBytes::new(py, &m));
+                return make(&m, m.id(), m.delivery_count());
             }
             let deadline = deadline(timeout)?;
+            if explicit {
+                // A member with explicit acks cannot peek (every message it takes enters
+                // the in-flight table): it receives with the GIL released and copies the
+                // message out before taking the GIL back.
+                let (data, id, count) = wait_loop(py, deadline, |slice| {
+                    rx.recv_timeout(slice).map(|m| (m.to_vec(), m.id(), m.delivery_count()))
+                })?;
+                return make(&data, id, count);
+            }
             loop {
                 // Wait (GIL released) until a message is at the head, then take it with
                 // the GIL: the bytes object is made straight from the ring.
                 wait_loop(py, deadline, |slice| rx.peek(Some(slice)).map(|_| ()))?;
                 if let Some(m) = rx.try_recv().map_err(to_py)? {
-                    return Ok(PyBytes::new(py, &m));
+                    return make(&m, m.id(), m.delivery_count());
                 }
             }
         })
@@ -603,11 +788,19 @@ impl Consumer {
         }
         .map_err(to_py)?;
         let interrupter = rx.interrupter();
+        let subscription = subscription.unwrap_or(shmq::Subscription::DEFAULT);
+        // The default subscription acknowledges by receiving; a named one says.
+        let explicit = subscription != shmq::Subscription::DEFAULT
+            && shmq::Subscription::list(name)
+                .map_err(to_py)?
+                .iter()
+                .any(|s| s.name == subscription && s.ack == shmq::Ack::Explicit);
         Ok(Consumer {
             inner: Mutex::new(RxState { rx: Some(rx), view: None }),
             interrupter,
             name: name.to_owned(),
-            subscription: subscription.unwrap_or(shmq::Subscription::DEFAULT).to_owned(),
+            subscription: subscription.to_owned(),
+            explicit,
         })
     }
 
@@ -619,6 +812,53 @@ impl Consumer {
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         self.recv_impl(py, timeout)
+    }
+
+    /// Receives the next message as a `shmq.Message`: its bytes (`data`), its `id` and its
+    /// `delivery_count` (1 the first time; more when it is delivered again). Waits and
+    /// raises like `recv`. A member of a subscription with explicit acks
+    /// (`Subscription.create(..., ack="explicit")`) then acknowledges the message by its id:
+    /// `ack`, `nack` or `reject`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_message<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, Message>> {
+        self.recv_with(py, timeout, |data, id, delivery_count| {
+            Bound::new(py, Message { data: PyBytes::new(py, data).unbind(), id, delivery_count })
+        })
+    }
+
+    /// Acknowledges message `id` (explicit acks): it is done and never delivered again.
+    /// Raises `shmq.AckExpired` if it was taken away meanwhile (held past `ack_wait`, or this
+    /// member was taken for dead): it is delivered again, or was; nothing changed.
+    /// `shmq.InvalidArgument` if this member does not hold it (or the subscription
+    /// acknowledges by receiving).
+    fn ack(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        self.with(py, |rx, _| rx.ack(id).map_err(to_py))
+    }
+
+    /// Gives message `id` back to be delivered again at once (to any member, this one
+    /// included, before newer messages), its delivery count one more; after
+    /// `max_deliveries` deliveries it moves to the dead-letter queue. `reason` (its first 72
+    /// bytes) travels with it. Raises as `ack`.
+    #[pyo3(signature = (id, reason=""))]
+    fn nack(&self, py: Python<'_>, id: u64, reason: &str) -> PyResult<()> {
+        self.with(py, |rx, _| rx.nack(id, reason).map_err(to_py))
+    }
+
+    /// Moves message `id` to the subscription's dead-letter queue now
+    /// (`shmq.dlq_name(queue, subscription)`; read its messages with `DeadLetter.decode`),
+    /// with `reason`. Raises as `ack`, and as a send to the dead-letter queue (the message
+    /// then stays in flight).
+    #[pyo3(signature = (id, reason=""))]
+    fn reject(&self, py: Python<'_>, id: u64, reason: &str) -> PyResult<()> {
+        // A send to the dead-letter queue, which may wait for its log: without the GIL.
+        self.with(py, |rx, _| py.detach(|| rx.reject(id, reason)).map_err(to_py))
+    }
+
+    /// How many messages this member holds unacknowledged (explicit acks; 0 otherwise).
+    #[getter]
+    fn in_flight(&self) -> PyResult<usize> {
+        let g = lock(&self.inner)?;
+        g.rx.as_ref().map(|rx| rx.in_flight()).ok_or_else(|| closed_handle("Consumer"))
     }
 
     /// The next message if there is one now, else `None`.
@@ -787,15 +1027,42 @@ impl Subscription {
     /// never holds producers back by more than that, and a member's receive raises
     /// `shmq.Lapped` after it fell that far behind. Creating one that exists with the same
     /// options does nothing; other options raise `shmq.InvalidArgument`.
+    ///
+    /// `ack="explicit"` (durable queues only; no lag limit): members acknowledge each
+    /// message (`Consumer.ack`, `nack`, `reject`). One held unacknowledged longer than
+    /// `ack_wait` seconds (1 ms to 7 days), nacked, or held by a member that died is delivered
+    /// again; after `max_deliveries` deliveries (at least 1), or when rejected, it moves to
+    /// the dead-letter queue `shmq.dlq_name(queue, name)`, created with the subscription.
+    /// The members hold at most `max_in_flight` (1 to 1024) messages unacknowledged at once.
+    /// The three are ignored for `ack="auto"` (receiving is acknowledging).
     #[staticmethod]
-    #[pyo3(signature = (queue, name, lag_limit=None))]
-    fn create(queue: &str, name: &str, lag_limit: Option<u64>) -> PyResult<()> {
-        shmq::Subscription::create(queue, name, shmq::SubscriptionOptions::new().lag_limit(lag_limit)).map_err(to_py)
+    #[pyo3(
+        signature = (queue, name, lag_limit=None, ack="auto", ack_wait=30.0, max_in_flight=256, max_deliveries=5),
+        text_signature = "(queue, name, lag_limit=None, ack='auto', ack_wait=30.0, max_in_flight=256, max_deliveries=5)"
+    )]
+    fn create(
+        queue: &str,
+        name: &str,
+        lag_limit: Option<u64>,
+        ack: &str,
+        ack_wait: f64,
+        max_in_flight: u32,
+        max_deliveries: u32,
+    ) -> PyResult<()> {
+        let opts = shmq::SubscriptionOptions::new()
+            .lag_limit(lag_limit)
+            .ack(parse_ack(ack)?)
+            .ack_wait(seconds("ack_wait", ack_wait)?)
+            .max_in_flight(max_in_flight)
+            .max_deliveries(max_deliveries);
+        shmq::Subscription::create(queue, name, opts).map_err(to_py)
     }
 
     /// The subscriptions of `queue` as dicts (`name`, `lag_limit`, `position`, `lag_bytes`,
     /// `lag_messages`, `detached`, `lapped`, `missed_bytes`, `redelivered`, `received`,
-    /// `members`), the default one first if it exists.
+    /// `members`; and for acknowledgements `ack` ("auto" or "explicit"), `in_flight`,
+    /// `acked`, `nacked`, `expired`, `dead_lettered` and `oldest_unacked_unix_ns`, `None`
+    /// when nothing is in flight), the default one first if it exists.
     #[staticmethod]
     fn list<'py>(py: Python<'py>, queue: &str) -> PyResult<Bound<'py, PyList>> {
         let infos = shmq::Subscription::list(queue).map_err(to_py)?;
@@ -814,6 +1081,135 @@ impl Subscription {
     }
 }
 
+/// A message received by `Consumer.recv_message`: its bytes, id and delivery count.
+#[pyclass(module = "shmq", frozen)]
+struct Message {
+    data: Py<PyBytes>,
+    id: u64,
+    delivery_count: u32,
+}
+
+#[pymethods]
+impl Message {
+    /// The message (bytes).
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    /// Its id: its position in the queue's stream (increasing, never reused); what
+    /// `Producer.send` returned, and what `Consumer.ack`, `nack` and `reject` take.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How often it has been handed out: 1 the first time, more when it is delivered again
+    /// (nacked, held past `ack_wait`, or its member died).
+    #[getter]
+    fn delivery_count(&self) -> u32 {
+        self.delivery_count
+    }
+
+    fn __bytes__(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.data.bind(py).as_bytes().len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<shmq.Message id={} delivery_count={} len={}>",
+            self.id,
+            self.delivery_count,
+            self.data.bind(py).as_bytes().len()
+        )
+    }
+}
+
+/// A message of a dead-letter queue, decoded (`DeadLetter.decode`): a message a
+/// subscription with explicit acks gave up on (rejected, or delivered `max_deliveries`
+/// times without an ack).
+#[pyclass(module = "shmq", frozen)]
+struct DeadLetter {
+    id: u64,
+    deliveries: u32,
+    reason: String,
+    unix_ns: u64,
+    payload: Py<PyBytes>,
+}
+
+#[pymethods]
+impl DeadLetter {
+    /// Decodes `data` (bytes or any bytes-like object), a message received from a
+    /// dead-letter queue (`shmq.dlq_name(queue, subscription)`). Raises `shmq.Corrupt` if it
+    /// is not a dead letter.
+    #[staticmethod]
+    fn decode(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<DeadLetter> {
+        let bytes = Payload::get(py, data)?;
+        let d = shmq::DeadLetter::decode(bytes.bytes()).map_err(to_py)?;
+        Ok(DeadLetter {
+            id: d.id,
+            deliveries: d.deliveries,
+            reason: d.reason,
+            unix_ns: d.unix_ns,
+            payload: PyBytes::new(py, &d.payload).unbind(),
+        })
+    }
+
+    /// The message's id in the original queue (a message moved twice after a crash has the
+    /// same id both times).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How often it was delivered.
+    #[getter]
+    fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    /// The last reason given (by `nack` or `reject`), or why shmq moved it.
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// When it was moved, nanoseconds since the Unix epoch.
+    #[getter]
+    fn unix_ns(&self) -> u64 {
+        self.unix_ns
+    }
+
+    /// The original message (bytes).
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.payload.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<shmq.DeadLetter id={} deliveries={} reason={:?} len={}>",
+            self.id,
+            self.deliveries,
+            self.reason,
+            self.payload.bind(py).as_bytes().len()
+        )
+    }
+}
+
+/// The name of the dead-letter queue of subscription `subscription` of queue `queue`:
+/// `"<queue>.<subscription>.dlq"`. It is a durable queue of its own: read it with
+/// `Consumer`, decode its messages with `DeadLetter.decode`, remove it with `shmq.remove`
+/// (removing the queue or the subscription leaves it).
+#[pyfunction]
+fn dlq_name(queue: &str, subscription: &str) -> String {
+    shmq::dlq_name(queue, subscription)
+}
+
 /// The native module; `shmq/__init__.py` re-exports it.
 #[pymodule]
 fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -821,13 +1217,17 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(list_queues, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(dlq_name, m)?)?;
     m.add_class::<Producer>()?;
     m.add_class::<Consumer>()?;
     m.add_class::<Subscription>()?;
     m.add_class::<MessageBuffer>()?;
+    m.add_class::<Message>()?;
+    m.add_class::<DeadLetter>()?;
     m.add("DEFAULT_CAPACITY", shmq::DEFAULT_CAPACITY)?;
     m.add("DEFAULT_MAX_MESSAGE", shmq::DEFAULT_MAX_MESSAGE)?;
     m.add("DEFAULT_PERMISSIONS", shmq::DEFAULT_PERMISSIONS)?;
     m.add("MAX_NAME_LEN", shmq::MAX_NAME_LEN)?;
+    m.add("DEFAULT_MAX_LOG_BYTES", shmq::DEFAULT_MAX_LOG_BYTES)?;
     Ok(())
 }

@@ -429,6 +429,7 @@ def test_the_exception_codes_are_the_c_header_codes():
         "Exists": "EXISTS", "InvalidArgument": "INVALID", "InvalidName": "INVALID", "Busy": "BUSY",
         "Permission": "PERMISSION", "Corrupt": "CORRUPT", "Incompatible": "INCOMPATIBLE",
         "Closed": "CLOSED", "Io": "IO", "Interrupted": "INTERRUPTED", "Lapped": "LAPPED",
+        "Log": "LOG", "NoSpace": "NO_SPACE", "AckExpired": "ACK_EXPIRED",
     }
     for cls, c in names.items():
         exc = getattr(shmq, cls)
@@ -436,6 +437,7 @@ def test_the_exception_codes_are_the_c_header_codes():
         assert exc.code == codes[c], cls
     assert issubclass(shmq.Io, OSError) and issubclass(shmq.Permission, PermissionError)
     assert shmq.Io("reading", 5).errno == 5
+    assert shmq.AckExpired("late", 4096).id == 4096
 
 
 def test_the_package_docstring_example_runs():

@@ -4,6 +4,7 @@ with -s to see it); it is not asserted (CI machines are noisy), the README gives
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 
@@ -25,6 +26,9 @@ elif call == "recv_timeout":
 elif call == "recv_view":
     h = shmq.Consumer(queue, wait=wait)
     block = lambda: h.recv_view()
+elif call == "recv_message":  # a member with explicit acks: it waits in recv_timeout, not peek
+    h = shmq.Consumer(queue, wait=wait, subscription="workers")
+    block = lambda: h.recv_message()
 else:
     h = shmq.Producer(queue, wait=wait)
     while h.try_send(b"x" * 100):
@@ -44,6 +48,22 @@ except KeyboardInterrupt:
 @pytest.mark.parametrize("wait", ["block", "adaptive", "spin"])
 def test_ctrl_c_interrupts_a_blocked_call_with_keyboard_interrupt(qname, call, wait):
     shmq.create(qname, capacity=1 << 10, max_message=200)
+    interrupt_child(qname, call, wait)
+
+
+@pytest.mark.parametrize("wait", ["block", "adaptive", "spin"])
+def test_ctrl_c_interrupts_a_member_with_explicit_acks_waiting_for_a_message(qname, wait, tmp_path):
+    shmq.create(qname, capacity=1 << 10, max_message=200, durable=tmp_path / "log")
+    shmq.Subscription.create(qname, "workers", ack="explicit")
+    try:
+        interrupt_child(qname, "recv_message", wait)
+    finally:
+        shmq.remove(shmq.dlq_name(qname, "workers"))
+        shmq.remove(qname)
+        shutil.rmtree(tmp_path / "log")
+
+
+def interrupt_child(qname, call, wait):
     child = python_child(CHILD, qname, call, wait)
     try:
         assert child.stdout.readline().strip() == "ready"

@@ -7,16 +7,21 @@ processes share the same queues.
 >>> import shmq
 >>> _ = shmq.create("doc-orders", capacity=1 << 16)
 >>> with shmq.Producer("doc-orders") as tx:
-...     tx.send(b"order 42")
+...     msg_id = tx.send(b"order 42")   # send returns the message's id
 >>> with shmq.Consumer("doc-orders") as rx:
 ...     rx.recv(timeout=1.0)
 b'order 42'
 >>> shmq.remove("doc-orders")
 
 Blocking calls release the GIL and wake up for Ctrl-C (``KeyboardInterrupt``).
+
+Durable queues (``create(..., durable=DIR)``) keep their messages in a log on disk too;
+subscriptions with ``ack="explicit"`` deliver each message until a member acknowledges it
+(``Consumer.recv_message``, ``ack``, ``nack``, ``reject``; ``dlq_name``, ``DeadLetter``).
 """
 
 from ._errors import (
+    AckExpired,
     Busy,
     Closed,
     Corrupt,
@@ -29,6 +34,8 @@ from ._errors import (
     Interrupted,
     Io,
     Lapped,
+    Log,
+    NoSpace,
     NotFound,
     Permission,
     Timeout,
@@ -36,22 +43,28 @@ from ._errors import (
 )
 from ._shmq import (
     DEFAULT_CAPACITY,
+    DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_MESSAGE,
     DEFAULT_PERMISSIONS,
     MAX_NAME_LEN,
     Consumer,
+    DeadLetter,
+    Message,
     MessageBuffer,
     Producer,
     Subscription,
     create,
+    dlq_name,
     inspect,
     list_queues,
     remove,
 )
 
 __all__ = [
-    "create", "remove", "inspect", "list_queues", "Producer", "Consumer", "Subscription",
-    "MessageBuffer", "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE", "DEFAULT_PERMISSIONS", "MAX_NAME_LEN",
+    "create", "remove", "inspect", "list_queues", "dlq_name", "Producer", "Consumer", "Subscription",
+    "Message", "DeadLetter", "MessageBuffer", "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE",
+    "DEFAULT_PERMISSIONS", "DEFAULT_MAX_LOG_BYTES", "MAX_NAME_LEN",
     "Error", "Full", "Timeout", "TooLarge", "NotFound", "Exists", "InvalidArgument", "InvalidName",
     "Busy", "Permission", "Corrupt", "Incompatible", "Closed", "Interrupted", "Lapped", "Io",
+    "Log", "NoSpace", "AckExpired",
 ]

@@ -14,6 +14,7 @@ from typing import Optional
 __all__ = [
     "Error", "Full", "Timeout", "TooLarge", "NotFound", "Exists", "InvalidArgument", "InvalidName",
     "Busy", "Permission", "Corrupt", "Incompatible", "Closed", "Interrupted", "Lapped", "Io",
+    "Log", "NoSpace", "AckExpired",
 ]
 
 
@@ -122,6 +123,32 @@ class Lapped(Error):
     def __init__(self, message: str, missed_bytes: int = 0) -> None:
         super().__init__(message)
         self.missed_bytes = missed_bytes
+
+
+class Log(Error):
+    """A durable queue's log failed to write or sync. After a failed sync nothing is
+    retried: the queue is read-only from then on."""
+
+    code = -18
+
+
+class NoSpace(Error):
+    """The disk (or quota, or file-size limit) has no room for a durable queue's log.
+    Nothing was written; the call may be retried once there is room."""
+
+    code = -19
+
+
+class AckExpired(Error):
+    """An ``ack``, ``nack`` or ``reject`` came too late: message ``id`` had been taken away
+    meanwhile (held past the subscription's ``ack_wait``, or its member was taken for dead),
+    so it is delivered again (or was already). Nothing changed."""
+
+    code = -20
+
+    def __init__(self, message: str, id: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.id = id
 
 
 class Io(Error, OSError):

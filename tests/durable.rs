@@ -536,3 +536,34 @@ fn a_scribbled_ring_start_is_corrupt_not_a_walk_through_the_log() {
     q.raw().write_u64(OFF_DURABLE_BASE, 1 << 60);
     assert!(matches!(Consumer::open(&q.name), Err(shmq::Error::Corrupt(_))));
 }
+
+/// A wait for an id above everything sent times out (another producer may still send it):
+/// it never spins on past its deadline holding the journal role (it did, at 100% CPU, when
+/// nobody else held the role). Run in a thread under a watchdog, so that a regression fails
+/// rather than hangs.
+#[test]
+fn waiting_for_an_id_not_sent_yet_times_out() {
+    for fsync in [Fsync::Always, Fsync::Never] {
+        let dir = LogDir::new(&format!("unsent-{fsync:?}"));
+        let q = TestQueue::create(
+            &format!("unsent-{fsync:?}"),
+            Options::new().capacity(1 << 16).max_message(1024).durable(&dir.0).fsync(fsync),
+        );
+        let mut tx = Producer::open(&q.name).unwrap();
+        let id = tx.send(b"the only one").unwrap();
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).expect("a sent message becomes durable");
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            let r = tx.wait_durable(id + 8 * 1000, Some(Duration::from_millis(100)));
+            (r, start.elapsed())
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !waiter.is_finished() {
+            assert!(Instant::now() < deadline, "{fsync:?}: wait_durable spun past its deadline");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (r, took) = waiter.join().unwrap();
+        assert!(matches!(r, Err(shmq::Error::Timeout)), "{fsync:?}: {r:?}");
+        assert!(took >= Duration::from_millis(100), "{fsync:?}: returned early, after {took:?}");
+    }
+}

@@ -218,9 +218,11 @@ impl Journal {
                 if now >= end {
                     return Ok(());
                 }
-                if now == seen && !locked {
+                if now == seen {
                     // Nothing moved: the records below `end` are not all committed yet (an
-                    // MPSC claim in flight). Sleep a little below.
+                    // MPSC claim in flight, or `end` is past everything sent so far). Sleep a
+                    // little below, after a look at the deadline: holding the role and going
+                    // round again at once would spin past it.
                 } else {
                     seen = now;
                     if locked {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyMemoryView, PyString};
 use pyo3::{ffi, import_exception};
 
 use shmq::{Consumer as RxHandle, Producer as TxHandle, Wait};
@@ -139,6 +139,22 @@ fn wait_synced(
     }
     let deadline = if timeout.is_some_and(|t| t <= 0.0) { None } else { deadline };
     wait_loop(py, deadline, |slice| tx.wait_durable(id, Some(slice)))
+}
+
+/// Sends `msg` without waiting for its sync (`send_nowait`): at once if there is room, else
+/// waiting for room (GIL released) until `deadline` (`shmq.Timeout`; a deadline already past
+/// raises `shmq.Full`). Nothing is sent when it raises.
+fn send_unsynced(py: Python<'_>, tx: &mut TxHandle, msg: &[u8], deadline: Option<Instant>) -> PyResult<u64> {
+    match tx.try_send_nowait(msg) {
+        Ok(id) => Ok(id),
+        Err(shmq::Error::Full) => {
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return Err(to_py(shmq::Error::Full));
+            }
+            wait_loop(py, deadline, |slice| tx.send_nowait_timeout(msg, slice))
+        }
+        Err(e) => Err(to_py(e)),
+    }
 }
 
 /// Whether the producer's queue is durable with `fsync="always"`.
@@ -512,18 +528,51 @@ impl Producer {
             let deadline = deadline(timeout)?;
             // Room first (nothing is sent on a timeout), then the sync if the queue syncs
             // every send: a send that timed out waiting for its sync must not be sent again.
-            let id = match tx.try_send_nowait(msg) {
-                Ok(id) => id,
-                Err(shmq::Error::Full) => {
-                    if deadline.is_some_and(|d| d <= Instant::now()) {
-                        return Err(to_py(shmq::Error::Full));
-                    }
-                    wait_loop(py, deadline, |slice| tx.send_nowait_timeout(msg, slice))?
-                }
-                Err(e) => return Err(to_py(e)),
-            };
+            let id = send_unsynced(py, tx, msg, deadline)?;
             wait_synced(py, tx, id, timeout, deadline)?;
             Ok(id)
+        })
+    }
+
+    /// Sends `data` as `send` does and returns its id, but on a durable queue with
+    /// `fsync="always"` without waiting for the message to be on disk: consumers and readers
+    /// see it once it is synced, and `wait_durable(id)` waits for that. One producer can so
+    /// keep many messages in flight and have them synced together (a group commit).
+    /// `timeout` bounds only the wait for room (`shmq.Timeout`: nothing was sent; `0`:
+    /// `shmq.Full`). On any other queue it is `send`.
+    #[pyo3(signature = (data, timeout=None))]
+    fn send_nowait(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
+        let payload = Payload::get(py, data)?;
+        let msg = payload.bytes();
+        self.with(|tx| send_unsynced(py, tx, msg, deadline(timeout)?))
+    }
+
+    /// Waits until message `id` (an id `send_nowait` or `send` returned, or any id of this
+    /// queue) and every message sent before it are on disk, syncing the log itself when no
+    /// other process is doing it (one sync for every message waiting). Waits as `send`:
+    /// forever for `timeout=None`, at most `timeout` seconds otherwise (`shmq.Timeout`; `0`
+    /// looks once). On a durable queue with `fsync="never"` it waits only until the message
+    /// is in the log files; on a volatile queue it returns at once. Raises `shmq.Log` if a
+    /// sync failed (the queue is read-only from then on), `shmq.InvalidArgument` for an id
+    /// not sent yet.
+    #[pyo3(signature = (id, timeout=None))]
+    fn wait_durable(&self, py: Python<'_>, id: u64, timeout: Option<f64>) -> PyResult<()> {
+        self.with(|tx| {
+            let deadline = deadline(timeout)?;
+            // The library's wait for an id above every message sent leads the journal in a
+            // loop that never looks at its deadline (nothing ever makes it durable): refused
+            // here. (A removed queue has no name to look at: its ids are not checked.)
+            if tx.config().durable.is_some()
+                && let Ok(s) = shmq::Queue::inspect(&self.name)
+                && id >= s.tail
+            {
+                return Err(invalid(format!("message id {id} was not sent yet (the queue is at {})", s.tail)));
+            }
+            // One look even for `timeout=0`, without the GIL: it may run the sync itself.
+            match py.detach(|| tx.wait_durable(id, Some(Duration::ZERO))) {
+                Err(shmq::Error::Timeout) => wait_loop(py, deadline, |slice| tx.wait_durable(id, Some(slice))),
+                r => r.map_err(to_py),
+            }
         })
     }
 
@@ -1010,6 +1059,142 @@ impl Consumer {
     }
 }
 
+/// `start` as `Reader` takes it: "oldest", "now" or a message id (an int, 0 or more).
+fn parse_start(v: &Bound<'_, PyAny>) -> PyResult<shmq::From> {
+    let usage = "use \"oldest\", \"now\" or a message id (an int, 0 or more)";
+    if let Ok(s) = v.cast::<PyString>() {
+        return match s.to_str()? {
+            "oldest" => Ok(shmq::From::Start),
+            "now" => Ok(shmq::From::Now),
+            other => Err(invalid(format!("start {other:?}: {usage}"))),
+        };
+    }
+    // `True` is an int to Python, but surely not meant as id 1.
+    if v.is_instance_of::<PyBool>() {
+        return Err(invalid(format!("start {v}: {usage}")));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return v.extract::<u64>().map(shmq::From::Id).map_err(|_| invalid(format!("start {v}: {usage}")));
+    }
+    Err(PyTypeError::new_err(format!("start must be a str or an int, not {}", v.get_type())))
+}
+
+/// Reads durable queue `name`'s log, in order, from `start`: "oldest" (the oldest message
+/// still in the log), "now" (what is sent from now on) or a message id (that message, or
+/// the first after it). It replays without taking anything from anyone: no subscription, no
+/// participant slot, nothing producers wait for; what consumers received is still there as
+/// long as the log keeps it (`retain`). It sees what the log has: under `fsync="always"`,
+/// what is on disk. Raises `shmq.InvalidArgument` on a volatile queue (it has no log),
+/// `shmq.NotFound` if the queue does not exist.
+///
+/// A context manager, and an iterator of messages (bytes): `for msg in reader:` waits at
+/// the end of the log for more, and ends once the queue is removed and everything read.
+/// Use one handle per thread.
+#[pyclass(module = "shmq", frozen)]
+struct Reader {
+    inner: Mutex<Option<shmq::Reader>>,
+    name: String,
+}
+
+impl Reader {
+    /// Reads the next message (waiting as `recv`) and makes the result of its payload and id
+    /// with `make`.
+    fn recv_with<R>(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        make: impl FnOnce(&[u8], u64) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let mut g = lock(&self.inner)?;
+        let Some(r) = g.as_mut() else { return Err(closed_handle("Reader")) };
+        if let Some(m) = r.try_recv().map_err(to_py)? {
+            return make(&m, m.id());
+        }
+        // At the end of the log: wait for more with the GIL released, copying the message
+        // out before taking the GIL back.
+        let deadline = deadline(timeout)?;
+        let (data, id) = wait_loop(py, deadline, |slice| r.recv_timeout(slice).map(|m| (m.to_vec(), m.id())))?;
+        make(&data, id)
+    }
+
+    fn recv_impl<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        self.recv_with(py, timeout, |data, _| Ok(PyBytes::new(py, data)))
+    }
+}
+
+#[pymethods]
+impl Reader {
+    #[new]
+    #[pyo3(signature = (name, start=None), text_signature = "(name, start='oldest')")]
+    fn new(name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResult<Reader> {
+        let from = start.map(parse_start).transpose()?.unwrap_or(shmq::From::Start);
+        let r = shmq::Reader::open(name, from).map_err(to_py)?;
+        Ok(Reader { inner: Mutex::new(Some(r)), name: name.to_owned() })
+    }
+
+    /// Reads the next message as bytes. At the end of the log it waits for more: forever
+    /// for `timeout=None`, at most `timeout` seconds otherwise; `timeout=0` does not wait.
+    /// Raises `shmq.Timeout` when the time is up, `shmq.Closed` once the queue was removed
+    /// and everything in its log read.
+    #[pyo3(signature = (timeout=None))]
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        self.recv_impl(py, timeout)
+    }
+
+    /// Reads the next message as a `shmq.Message`: its bytes (`data`) and its `id` (what
+    /// `Producer.send` returned; `delivery_count` is 1). Waits and raises like `recv`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_message<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, Message>> {
+        self.recv_with(py, timeout, |data, id| {
+            Bound::new(py, Message { data: PyBytes::new(py, data).unbind(), id, delivery_count: 1 })
+        })
+    }
+
+    /// Closes the log. Idempotent; later calls raise `ValueError`.
+    fn close(&self) -> PyResult<()> {
+        lock(&self.inner)?.take();
+        Ok(())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> PyResult<bool> {
+        Ok(lock(&self.inner)?.is_none())
+    }
+
+    /// The queue's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.recv_impl(py, None) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_instance_of::<errors::Closed>(py) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmq.Reader queue={:?}>", self.name)
+    }
+}
+
 /// Named subscriptions of a queue: each gets every message sent after its creation
 /// (fan-out); the consumers that join one (`Consumer(name, subscription=...)`) share its
 /// messages. The default subscription ("default") exists from the queue's creation.
@@ -1081,7 +1266,8 @@ impl Subscription {
     }
 }
 
-/// A message received by `Consumer.recv_message`: its bytes, id and delivery count.
+/// A message received by `Consumer.recv_message` (its bytes, id and delivery count) or read
+/// by `Reader.recv_message` (delivery count 1).
 #[pyclass(module = "shmq", frozen)]
 struct Message {
     data: Py<PyBytes>,
@@ -1220,6 +1406,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dlq_name, m)?)?;
     m.add_class::<Producer>()?;
     m.add_class::<Consumer>()?;
+    m.add_class::<Reader>()?;
     m.add_class::<Subscription>()?;
     m.add_class::<MessageBuffer>()?;
     m.add_class::<Message>()?;

@@ -304,3 +304,157 @@ def test_an_ack_after_ack_wait_raises_ack_expired(durable):
         assert other.in_flight == 0
     info = sub_info(name, "workers")
     assert info["expired"] >= 1 and info["acked"] == 1 and info["in_flight"] == 0
+
+
+# --- (e) pipelined sends: send_nowait and wait_durable ----------------------------------------
+
+CONSUMER = r"""
+import sys, shmq
+with shmq.Consumer(sys.argv[1]) as rx:
+    for _ in range(int(sys.argv[2])):
+        m = rx.recv_message(timeout=10)
+        print(m.id, m.data.decode(), flush=True)
+"""
+
+
+def test_send_nowait_pipelines_sends_and_a_consumer_in_another_process_gets_them_in_order(durable):
+    name, logdir = durable
+    shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
+    child = python_child(CONSUMER, name, "20")
+    with shmq.Producer(name) as tx:
+        ids = [tx.send_nowait(b"order %d" % i, timeout=WAIT) for i in range(20)]
+        assert ids == sorted(set(ids))
+        tx.wait_durable(ids[-1], timeout=WAIT)
+        tx.wait_durable(ids[0], timeout=0)  # on disk already: no wait needed
+    out, err = finish(child)
+    assert child.returncode == 0, err
+    got = [line.split(maxsplit=1) for line in out.splitlines()]
+    assert [(int(i), d) for i, d in got] == [(ids[i], "order %d" % i) for i in range(20)]
+
+
+def test_wait_durable_refuses_an_id_not_sent_yet(durable):
+    name, logdir = durable
+    shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
+    with shmq.Producer(name) as tx:
+        with pytest.raises(shmq.InvalidArgument):  # would never be on disk
+            tx.wait_durable(0, timeout=0.1)
+        msg_id = tx.send_nowait(b"one")
+        tx.wait_durable(msg_id, timeout=WAIT)
+        with pytest.raises(shmq.InvalidArgument):
+            tx.wait_durable(1 << 40, timeout=0.1)
+        with pytest.raises(TypeError):
+            tx.send_nowait("text")  # type: ignore[arg-type]
+
+
+def test_send_nowait_waits_for_room_like_send(queue):
+    with shmq.Producer(queue) as tx:
+        sent = []
+        with pytest.raises(shmq.Full):
+            for _ in range(1000):
+                sent.append(tx.send_nowait(b"x" * 1000, timeout=0))
+        assert sent and sent == sorted(sent)
+        t0 = time.monotonic()
+        with pytest.raises(shmq.Timeout):
+            tx.send_nowait(b"x" * 1000, timeout=0.05)
+        assert 0.04 <= time.monotonic() - t0 < WAIT
+
+
+def test_on_a_volatile_queue_send_nowait_is_send_and_wait_durable_returns_at_once(queue):
+    with shmq.Producer(queue) as tx, shmq.Consumer(queue) as rx:
+        a, b = tx.send_nowait(b"one"), tx.send_nowait(bytearray(b"two"))
+        assert a < b
+        tx.wait_durable(b, timeout=0)
+        tx.wait_durable(1 << 40)  # no log: nothing to wait for
+        assert [(m.id, m.data) for m in (rx.recv_message(timeout=WAIT) for _ in range(2))] == [(a, b"one"), (b, b"two")]
+
+
+def test_wait_durable_waits_without_the_gil(durable):
+    name, logdir = durable
+    shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
+    errors = []
+    with shmq.Producer(name) as tx:
+        ids = [tx.send_nowait(b"job %d" % i) for i in range(100)]
+
+        def wait():
+            try:
+                tx.wait_durable(ids[-1], timeout=WAIT)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        t.join(timeout=2 * WAIT)
+        assert not t.is_alive() and errors == []
+    with shmq.Reader(name) as r:  # readers see what is synced: all of it
+        assert [r.recv_message(timeout=WAIT).id for _ in range(100)] == ids
+
+
+# --- (f) replay: Reader ---------------------------------------------------------------------
+
+
+def test_a_reader_replays_what_a_consumer_already_consumed(durable):
+    name, logdir = durable
+    shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
+    with shmq.Producer(name) as tx, shmq.Consumer(name) as rx:
+        ids = [tx.send(b"order %d" % i) for i in range(5)]
+        assert [rx.recv(timeout=WAIT) for _ in range(5)] == [b"order %d" % i for i in range(5)]
+        with shmq.Reader(name) as r:  # start="oldest"
+            got = [r.recv_message(timeout=WAIT) for _ in range(5)]
+            assert [(m.id, m.data, m.delivery_count) for m in got] == [(ids[i], b"order %d" % i, 1) for i in range(5)]
+            with pytest.raises(shmq.Timeout):  # the end of the log
+                r.recv(timeout=0)
+            t0 = time.monotonic()
+            with pytest.raises(shmq.Timeout):
+                r.recv_message(timeout=0.1)
+            assert 0.09 <= time.monotonic() - t0 < WAIT
+        with shmq.Reader(name, start=ids[2]) as r:
+            assert [r.recv_message(timeout=WAIT).id for _ in range(3)] == ids[2:]
+        assert shmq.Reader(name, "oldest").recv(timeout=WAIT) == b"order 0"
+        with pytest.raises(shmq.Timeout):  # the reader took nothing: the consumer has nothing new
+            rx.recv(timeout=0)
+
+
+def test_a_reader_from_now_sees_only_later_messages_and_ends_when_the_queue_is_removed(durable):
+    name, logdir = durable
+    shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
+    with shmq.Producer(name) as tx:
+        tx.send(b"before")
+        r = shmq.Reader(name, start="now")
+        with pytest.raises(shmq.Timeout):
+            r.recv(timeout=0.05)
+        got = []
+        # The reader waits with the GIL released: the send below runs while it waits.
+        t = threading.Thread(target=lambda: got.append(r.recv_message(timeout=WAIT)))
+        t.start()
+        time.sleep(0.2)
+        later = tx.send(b"later")
+        t.join(timeout=2 * WAIT)
+        assert [(m.id, m.data) for m in got] == [(later, b"later")]
+        tx.send(b"last")
+    shmq.remove(name)
+    assert list(r) == [b"last"]  # iteration ends once the queue is removed and read
+    with pytest.raises(shmq.Closed):
+        r.recv(timeout=0.05)
+    assert repr(r) == f'<shmq.Reader queue="{name}">' and r.name == name and not r.closed
+    r.close()
+    r.close()
+    assert r.closed
+    with pytest.raises(ValueError):
+        r.recv(timeout=0)
+
+
+def test_a_reader_needs_a_durable_queue_and_a_valid_start(durable):
+    name, logdir = durable
+    shmq.create(f"{name}.volatile", capacity=1 << 16)  # removed by the fixture
+    with pytest.raises(shmq.InvalidArgument):
+        shmq.Reader(f"{name}.volatile")
+    with pytest.raises(shmq.NotFound):
+        shmq.Reader(f"{name}.missing")
+    shmq.create(name, capacity=1 << 16, durable=logdir)
+    for start in ("sometimes", "", -1, True):
+        with pytest.raises(shmq.InvalidArgument):
+            shmq.Reader(name, start)  # type: ignore[arg-type]
+    for start in (1.5, [0]):
+        with pytest.raises(TypeError):
+            shmq.Reader(name, start)  # type: ignore[arg-type]
+    shmq.Reader(name, 0).close()

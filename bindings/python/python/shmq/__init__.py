@@ -17,7 +17,9 @@ Blocking calls release the GIL and wake up for Ctrl-C (``KeyboardInterrupt``).
 
 Durable queues (``create(..., durable=DIR)``) keep their messages in a log on disk too;
 subscriptions with ``ack="explicit"`` deliver each message until a member acknowledges it
-(``Consumer.recv_message``, ``ack``, ``nack``, ``reject``; ``dlq_name``, ``DeadLetter``).
+(``Consumer.recv_message``, ``ack``, ``nack``, ``reject``; ``dlq_name``, ``DeadLetter``);
+``Reader`` replays a durable queue's log from its oldest message, an id, or now, and
+``Producer.send_nowait``/``wait_durable`` pipeline sends under ``fsync="always"``.
 """
 
 from ._errors import (
@@ -52,6 +54,7 @@ from ._shmq import (
     Message,
     MessageBuffer,
     Producer,
+    Reader,
     Subscription,
     create,
     dlq_name,
@@ -61,8 +64,8 @@ from ._shmq import (
 )
 
 __all__ = [
-    "create", "remove", "inspect", "list_queues", "dlq_name", "Producer", "Consumer", "Subscription",
-    "Message", "DeadLetter", "MessageBuffer", "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE",
+    "create", "remove", "inspect", "list_queues", "dlq_name", "Producer", "Consumer", "Reader",
+    "Subscription", "Message", "DeadLetter", "MessageBuffer", "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE",
     "DEFAULT_PERMISSIONS", "DEFAULT_MAX_LOG_BYTES", "MAX_NAME_LEN",
     "Error", "Full", "Timeout", "TooLarge", "NotFound", "Exists", "InvalidArgument", "InvalidName",
     "Busy", "Permission", "Corrupt", "Incompatible", "Closed", "Interrupted", "Lapped", "Io",

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Literal, Optional, Union
 from typing_extensions import Buffer, Self, final
 
 __all__ = [
-    "create", "remove", "inspect", "list_queues", "dlq_name", "Producer", "Consumer", "Subscription",
+    "create", "remove", "inspect", "list_queues", "dlq_name", "Producer", "Consumer", "Reader", "Subscription",
     "Message", "DeadLetter", "MessageBuffer",
     "DEFAULT_CAPACITY", "DEFAULT_MAX_MESSAGE", "DEFAULT_PERMISSIONS", "DEFAULT_MAX_LOG_BYTES", "MAX_NAME_LEN",
 ]
@@ -62,6 +62,12 @@ class Producer:
     def send(self, data: Buffer, timeout: Optional[float] = None) -> int:
         """Sends one message and returns its id; waits while full (None: forever, 0: raise
         Full, t: Timeout)."""
+    def send_nowait(self, data: Buffer, timeout: Optional[float] = None) -> int:
+        """Sends one message and returns its id without waiting for its sync (fsync="always");
+        waits for room like send."""
+    def wait_durable(self, id: int, timeout: Optional[float] = None) -> None:
+        """Waits until message `id` and those before it are on disk (None: forever, t:
+        Timeout)."""
     def try_send(self, data: Buffer) -> bool:
         """Sends if there is room now; False if the queue is full."""
     def send_batch(self, messages: Iterable[Union[bytes, bytearray]], timeout: Optional[float] = None) -> None:
@@ -142,6 +148,34 @@ class Consumer:
     ) -> bool: ...
 
 @final
+class Reader:
+    """Replays durable queue `name`'s log from `start` ("oldest", "now" or a message id);
+    a context manager and an iterator of messages (ending when the queue is removed and
+    read)."""
+
+    def __new__(cls, name: str, start: Union[Literal["oldest", "now"], int] = "oldest") -> Self: ...
+    def recv(self, timeout: Optional[float] = None) -> bytes:
+        """The next message; waits at the end of the log (None: forever, t: at most t s, 0: no
+        wait)."""
+    def recv_message(self, timeout: Optional[float] = None) -> Message:
+        """The next message with its id; waits like recv."""
+    def close(self) -> None:
+        """Closes the log."""
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def name(self) -> str: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
 class Subscription:
     """Named subscriptions of a queue (fan-out; members of one share its messages)."""
 
@@ -167,7 +201,8 @@ class MessageBuffer:
 
 @final
 class Message:
-    """A message from `Consumer.recv_message`: its bytes, id and delivery count."""
+    """A message from `Consumer.recv_message` or `Reader.recv_message`: its bytes, id and
+    delivery count."""
 
     @property
     def data(self) -> bytes: ...

@@ -553,21 +553,12 @@ impl Producer {
     /// forever for `timeout=None`, at most `timeout` seconds otherwise (`shmq.Timeout`; `0`
     /// looks once). On a durable queue with `fsync="never"` it waits only until the message
     /// is in the log files; on a volatile queue it returns at once. Raises `shmq.Log` if a
-    /// sync failed (the queue is read-only from then on), `shmq.InvalidArgument` for an id
-    /// not sent yet.
+    /// sync failed (the queue is read-only from then on). An id not sent yet is waited for
+    /// like any other (another producer may send it).
     #[pyo3(signature = (id, timeout=None))]
     fn wait_durable(&self, py: Python<'_>, id: u64, timeout: Option<f64>) -> PyResult<()> {
         self.with(|tx| {
             let deadline = deadline(timeout)?;
-            // The library's wait for an id above every message sent leads the journal in a
-            // loop that never looks at its deadline (nothing ever makes it durable): refused
-            // here. (A removed queue has no name to look at: its ids are not checked.)
-            if tx.config().durable.is_some()
-                && let Ok(s) = shmq::Queue::inspect(&self.name)
-                && id >= s.tail
-            {
-                return Err(invalid(format!("message id {id} was not sent yet (the queue is at {})", s.tail)));
-            }
             // One look even for `timeout=0`, without the GIL: it may run the sync itself.
             match py.detach(|| tx.wait_durable(id, Some(Duration::ZERO))) {
                 Err(shmq::Error::Timeout) => wait_loop(py, deadline, |slice| tx.wait_durable(id, Some(slice))),

@@ -332,16 +332,20 @@ def test_send_nowait_pipelines_sends_and_a_consumer_in_another_process_gets_them
     assert [(int(i), d) for i, d in got] == [(ids[i], "order %d" % i) for i in range(20)]
 
 
-def test_wait_durable_refuses_an_id_not_sent_yet(durable):
+def test_wait_durable_for_an_id_not_sent_yet_times_out(durable):
     name, logdir = durable
     shmq.create(name, capacity=1 << 16, durable=logdir, fsync="always")
     with shmq.Producer(name) as tx:
-        with pytest.raises(shmq.InvalidArgument):  # would never be on disk
+        t0 = time.monotonic()
+        with pytest.raises(shmq.Timeout):  # nothing sent yet: it cannot be on disk
             tx.wait_durable(0, timeout=0.1)
+        assert 0.09 <= time.monotonic() - t0 < WAIT
         msg_id = tx.send_nowait(b"one")
         tx.wait_durable(msg_id, timeout=WAIT)
-        with pytest.raises(shmq.InvalidArgument):
+        t0 = time.monotonic()
+        with pytest.raises(shmq.Timeout):
             tx.wait_durable(1 << 40, timeout=0.1)
+        assert 0.09 <= time.monotonic() - t0 < WAIT
         with pytest.raises(TypeError):
             tx.send_nowait("text")  # type: ignore[arg-type]
 

@@ -63,9 +63,17 @@ pub fn hit(point: &str) {
     if let Some((name, skip)) = armed {
         // Relaxed: a counter of this process's own hits.
         if name == point && HITS.fetch_add(1, Ordering::Relaxed) >= *skip {
-            let stop = std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop");
-            let sig = if stop { rustix::process::Signal::STOP } else { rustix::process::Signal::KILL };
-            let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
+            if std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop") {
+                // Aimed at this thread: a stop sent to the process is taken by whichever
+                // thread the kernel picks, and this one runs on (microseconds: past the
+                // next step) until that thread has stopped the rest. `raise` stops us on
+                // the way out of the system call.
+                // SAFETY: `raise` only sends a signal; SIGSTOP has no handler to run.
+                unsafe { libc::raise(libc::SIGSTOP) };
+            } else {
+                // SIGKILL is delivered to every thread at once: we die on the way out.
+                let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+            }
         }
     }
 }

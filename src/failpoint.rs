@@ -20,7 +20,9 @@
 //!   finished.
 //! * `member-claim-recorded`: a member recorded a span (claiming), the CAS on the cursor
 //!   not made.
-//! * `member-claimed`: the CAS succeeded; the claim is still marked claiming.
+//! * `member-claimed`: the CAS succeeded (the cursor is locked with the claim); the claim
+//!   is still marked claiming.
+//! * `member-claim-held`: the claim is marked held; the cursor is still locked with it.
 //! * `member-span-read`: a member received every message of its span; it is not handed
 //!   back.
 //! * `member-adopted`: a member took over a dead member's span (it holds that slot's

@@ -1227,13 +1227,15 @@ impl Segment {
             let slot = self.slot(i);
             let m = self.member(i);
             // Relaxed: the lock orders us after the previous holder's stores.
-            if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE && self.stale_claim(m) {
+            let claimed = |m: &layout::MemberSlot| {
+                crate::ring::cursors::claim_state(m.claim_state.load(Ordering::Relaxed)) != layout::CLAIM_NONE
+            };
+            if claimed(m) && self.stale_claim(m) {
                 // Its subscription is gone (removed, maybe made anew in the same entry):
                 // nobody will take the claim over, and producers no longer wait for it.
-                // Release: as `cursors::release`.
-                m.claim_state.store(layout::CLAIM_NONE, Ordering::Release);
+                crate::ring::cursors::release(crate::ring::cursors::Cursors::claim(self, i));
             }
-            if m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE && !adopt(m) {
+            if claimed(m) && !adopt(m) {
                 let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
                 continue;
             }
@@ -1294,7 +1296,7 @@ impl Segment {
         let m = self.member(i);
         // Relaxed: the slot's lock orders us after its previous holder.
         if m.state.load(Ordering::Relaxed) != layout::SLOT_ACTIVE
-            || m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE
+            || crate::ring::cursors::claim_state(m.claim_state.load(Ordering::Relaxed)) != layout::CLAIM_NONE
         {
             return;
         }

@@ -211,3 +211,27 @@ fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_m
     let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
     assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 1));
 }
+
+/// A member records its claim of the first span and stops before its compare-and-swap on
+/// the cursor (`member-claim-recorded`, stopped); another member claims that span instead,
+/// and acks every message; then the first is killed, its claim still recorded. Its claim
+/// lost the race, so taking its slot over delivers nothing: no acked message comes back.
+#[test]
+fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_again() {
+    let s = setup("ack-lost-claim");
+    let mut loser = Child::spawn_env(
+        "member",
+        &s.q.name,
+        &[("reject", u32::MAX.to_string()), ("nack", u32::MAX.to_string())],
+        &[("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()), ("SHMQ_FAILPOINT_ACTION", "stop".to_owned())],
+    );
+    loser.wait_stopped();
+    let mut first = survivor(&s);
+    first.sort();
+    assert_eq!(first, (0..N).map(|q| (q, 1)).collect::<Vec<_>>(), "the winner gets every message once");
+    loser.kill9();
+    let again = survivor(&s);
+    assert!(again.is_empty(), "acked messages delivered again after the loser's death: {again:?}");
+    let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
+    assert_eq!((info.in_flight, info.acked, info.redelivered), (0, u64::from(N), 0));
+}

@@ -18,7 +18,12 @@
 //! The models: (1) a cursor joining (rejoining, or created) while a producer computes its
 //! gate, with another cursor ahead of the published tail, and a join finished by two
 //! processes at once; (2) a producer detaching a lag-limited entry while a member claims
-//! from it; (3) two members claiming concurrently; (4) a member handing a span back while a
+//! from it; (3) two members claiming concurrently (each finishing the other's locked
+//! cursor where it finds one); (3b) a member dying around its claim's compare-and-swap
+//! while another claims, and the member taking its slot over deciding whether to deliver
+//! the claim again, with a negative control (the rule before claims locked the cursor; a
+//! Relaxed store of the claim word in `take` also failed this file, at model (3), with a
+//! cursor locked by a claim a helper could not find); (4) a member handing a span back while a
 //! producer gates on it and writes over it; (5) findings: models that failed against the
 //! library at 4d79c22 or b74794e (their docs give the interleavings), all passing against
 //! 8675238 (producers finish a joining cursor they find and gate on where it starts; an
@@ -49,11 +54,13 @@ use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, AtomicU64};
+use loom::sync::atomic::AtomicU64;
 use loom::thread;
 
 use shmq::layout::record;
-use shmq::layout::{CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
+use shmq::layout::{
+    CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED, claim_word, cursor_locked,
+};
 use shmq::ring::cursors::{self, Claim, ClaimWords, Cursors, NO_LIMIT};
 use shmq::ring::{Found, Gate, Geometry, Region, RingError, read_record, spsc};
 use shmq::sync::atomic::Ordering;
@@ -191,7 +198,7 @@ const GATE_MINS: usize = 2;
 struct MemberWords {
     pos: AtomicU64,
     end: AtomicU64,
-    state: AtomicU32,
+    state: AtomicU64,
 }
 
 /// The words of a queue's readers, in loom memory: what `Segment` keeps in its header,
@@ -241,7 +248,7 @@ impl Subs {
             claims: std::array::from_fn(|_| MemberWords {
                 pos: AtomicU64::new(0),
                 end: AtomicU64::new(0),
-                state: AtomicU32::new(CLAIM_NONE),
+                state: AtomicU64::new(CLAIM_NONE),
             }),
             gate_mins: std::array::from_fn(|_| AtomicU64::new(0)),
             lapped: Default::default(),
@@ -295,7 +302,7 @@ impl Cursors for Subs {
 
     fn claim(&self, j: usize) -> ClaimWords<'_> {
         let m = &self.claims[j];
-        ClaimWords { pos: &m.pos, end: &m.end, state: &m.state }
+        ClaimWords { slot: j, pos: &m.pos, end: &m.end, state: &m.state }
     }
 
     fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
@@ -758,7 +765,7 @@ fn a_detach_never_takes_a_claimed_span_and_a_lapped_member_rejoins_above_the_hea
         let got = cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 1, u64::MAX).expect("honest ring");
         let head = producer.join().unwrap();
         let word = w.subs.cursors[1].load(Ordering::Relaxed);
-        let state = me.state.load(Ordering::Relaxed);
+        let state = cursors::claim_state(me.state.load(Ordering::Relaxed));
         match got {
             Claim::Span(start, end) => {
                 assert_eq!((start, end), (64, 96));
@@ -826,7 +833,7 @@ fn member_loop(w: &World, j: usize, yield_first: bool) -> (Vec<(u64, u64)>, Vec<
         match cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 2, u64::MAX).expect("honest ring") {
             Claim::Span(start, end) => {
                 // Relaxed: our own stores.
-                assert_eq!(me.state.load(Ordering::Relaxed), CLAIM_HELD);
+                assert_eq!(cursors::claim_state(me.state.load(Ordering::Relaxed)), CLAIM_HELD);
                 assert_eq!((me.pos.load(Ordering::Relaxed), me.end.load(Ordering::Relaxed)), (start, end));
                 msgs.extend(w.ring.read_span(start, end).expect("nobody overwrites the ring here"));
                 spans.push((start, end));
@@ -837,7 +844,11 @@ fn member_loop(w: &World, j: usize, yield_first: bool) -> (Vec<(u64, u64)>, Vec<
         }
     }
     // Relaxed: our own stores.
-    assert_eq!(me.state.load(Ordering::Relaxed), CLAIM_NONE, "a member that found nothing holds no claim");
+    assert_eq!(
+        cursors::claim_state(me.state.load(Ordering::Relaxed)),
+        CLAIM_NONE,
+        "a member that found nothing holds no claim"
+    );
     let last_end = spans.last().map_or(0, |s| s.1);
     let lost = me.end.load(Ordering::Relaxed) != last_end;
     (spans, msgs, lost)
@@ -903,6 +914,112 @@ fn two_members_claim_disjoint_spans_covering_every_record() {
         ((second.clone(), false), (first.clone(), false)),
         ((second, false), (first, true)),
     ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// (3b) A member dying around its claim, and the member that takes its slot over
+// ---------------------------------------------------------------------------------------
+
+/// How the adopter in [`a_dead_members_claim_is_delivered_again_only_if_it_took_the_span`]
+/// decides whether the dead member's claim took its span.
+#[derive(Clone, Copy, PartialEq)]
+enum Adopter {
+    /// The library's rule, `cursors::claim_taken`.
+    Library,
+    /// The rule before the cursor was locked during a claim (the negative control): a claim
+    /// still claiming took its span if the cursor moved from the claim's start.
+    CursorMoved,
+}
+
+/// Two committed 8-byte messages at [0, 48) of a 128-byte ring, one entry, two members.
+/// Member 0 records its claim of [0, 48) and makes its compare-and-swap of the cursor from
+/// 0 (the steps of `cursors::take` up to the swap), then dies whatever the swap's outcome:
+/// it neither clears a lost claim nor finishes a won one. Member 1 claims at the same time
+/// (`cursors::claim`, finishing a lock it finds). Once member 0 is dead, a third process
+/// takes its slot over while member 1 may still be claiming and decides, by `adopter`,
+/// whether the dead claim is to be delivered again. Whatever the interleaving: the dead
+/// claim is delivered again exactly when member 0's swap took the span, so no message is
+/// delivered by member 1 and again for member 0 (for a message member 1 acked, that would
+/// be an acked message delivered again), and none is lost. Returns what happened and
+/// whether the invariant held.
+fn dead_claim(adopter: Adopter) -> (DeadClaim, bool) {
+    let ring = Ring::new(128, 16);
+    let sent: Vec<_> = (0..2).map(|seq| msg(1, seq, 8)).collect();
+    assert_eq!(ring.prewrite(0, &sent), 48);
+    let entry = Entry { word: 0, window: NO_LIMIT, members: 0b11 };
+    let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+    let w = Arc::new(World { ring, subs: Subs::new(128, 48, 0b10, [unused, entry]) });
+    let other = {
+        let w = w.clone();
+        thread::spawn(move || {
+            let me = w.subs.claim(1);
+            match cursors::claim(&w.subs, &w.ring.geo, &w.ring.region, 1, me, 2, u64::MAX).expect("honest") {
+                Claim::Span(start, end) => Some((start, end)),
+                Claim::Nothing => None,
+                other => panic!("{other:?}"),
+            }
+        })
+    };
+    // Member 0: `cursors::take` up to its compare-and-swap, then death.
+    let dead = w.subs.claim(0);
+    dead.pos.store(0, Ordering::Relaxed);
+    dead.end.store(48, Ordering::Relaxed);
+    dead.state.store(claim_word(1, CLAIM_CLAIMING), Ordering::Relaxed);
+    let won =
+        w.subs.cursors[1].compare_exchange(0, cursor_locked(0, 1, false), Ordering::AcqRel, Ordering::Acquire).is_ok();
+    // The adopter (holding the dead member's slot: its stores are visible).
+    let cw = dead.state.load(Ordering::Relaxed);
+    let again = match cursors::claim_state(cw) {
+        CLAIM_CLAIMING => match adopter {
+            Adopter::Library => cursors::claim_taken(&w.subs, 1, dead, cw).expect("honest"),
+            // Acquire: as any read of the cursor.
+            Adopter::CursorMoved => w.subs.cursors[1].load(Ordering::Acquire) & !cursors::FLAGS != 0,
+        },
+        state => state == CLAIM_HELD,
+    };
+    let got = other.join().unwrap();
+    // Whatever was delivered: member 1's span, and the dead claim's if delivered again.
+    let mut delivered: Vec<(u64, u64)> = got.into_iter().chain(again.then_some((0, 48))).collect();
+    delivered.sort();
+    let once = delivered == [(0, 48)];
+    ((won, got, again), once && again == won)
+}
+
+/// Member 0's swap won, member 1's span, the dead claim delivered again.
+type DeadClaim = (bool, Option<(u64, u64)>, bool);
+
+#[test]
+fn a_dead_members_claim_is_delivered_again_only_if_it_took_the_span() {
+    let outcomes: Outcomes<DeadClaim> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(None).check(move || {
+        let (seen, ok) = dead_claim(Adopter::Library);
+        assert!(ok, "(won, member 1's span, delivered again): {seen:?}");
+        record(seen);
+    });
+    outcomes.assert(&[
+        // The dead member's swap took the span: it is delivered again; member 1 found the
+        // cursor locked (and finished the claim), or at its end.
+        (true, None, true),
+        // Member 1 took it first: the dead member's claim lost, and is not delivered again.
+        (false, Some((0, 48)), false),
+    ]);
+}
+
+/// The negative control: the adopter's rule before the fix (a claim still claiming took
+/// its span if the cursor has moved) delivers member 1's span a second time when the dead
+/// member lost the race.
+#[test]
+fn an_adopter_that_trusts_a_moved_cursor_is_caught_delivering_the_winners_span_again() {
+    let caught = Seen::default();
+    let flag = caught.clone();
+    builder(None).check(move || {
+        let (_, ok) = dead_claim(Adopter::CursorMoved);
+        if !ok {
+            flag.set();
+        }
+    });
+    assert!(caught.get(), "no interleaving delivered a span twice: the control no longer tests anything");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 //! message read in the ring (its cursor pinned). Each time the next consumer goes on from
 //! the position the killed one published. A member of a spilled subscription killed at each
 //! step of a claim in the log (`member-claim-recorded`, `member-claimed`,
-//! `member-span-read`) leaves the next member what it had not released.
+//! `member-claim-held`, `member-span-read`) leaves the next member what it had not released.
 
 mod common;
 
@@ -453,7 +453,8 @@ fn a_stopped_member_of_a_subscription_is_spilled_and_then_reads_every_message_in
 }
 
 /// A member killed at each step of a claim in the log (recorded but the cursor not moved;
-/// moved but not yet marked held; read but not handed back): producers do not wait for the
+/// the cursor locked with it but the claim not marked held; marked held, the cursor still
+/// locked; read but not handed back): producers do not wait for the
 /// dead member, and the next member takes over what it had not released, from the log
 /// (delivered again, delivery count 2), then goes on; nothing is missed.
 #[cfg(feature = "failpoints")]
@@ -464,8 +465,10 @@ fn a_member_killed_at_each_step_of_a_claim_in_the_log_leaves_the_next_every_mess
     let cases = [
         // Recorded, the cursor not moved: never taken, so nothing is delivered again.
         ("member-claim-recorded", 48, 0),
-        // The cursor moved past 48..=63: the whole span again.
+        // The cursor locked with the claim (48..=63): the whole span again.
         ("member-claimed", 48, 16),
+        // Marked held, the cursor still locked (it stays detached once finished): the same.
+        ("member-claim-held", 48, 16),
         // Released 48..=62 (each release raises the claim's start), died on 63.
         ("member-span-read", 63, 1),
     ];

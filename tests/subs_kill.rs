@@ -3,9 +3,11 @@
 //! and what the survivors must see.
 //!
 //! The kill points (see `src/failpoint.rs`):
-//! * a member's claim: recorded but the cursor not moved (`member-claim-recorded`); the
-//!   cursor moved but the claim not marked held (`member-claimed`); every message of the
-//!   span received but the span not handed back (`member-span-read`); a dead member's span
+//! * a member's claim: recorded but the cursor not moved (`member-claim-recorded`; also
+//!   stopped there while another member takes the span, then killed: the lost race); the
+//!   cursor locked with the claim but the claim not marked held (`member-claimed`); marked
+//!   held, the cursor still locked (`member-claim-held`); every message of the span
+//!   received but the span not handed back (`member-span-read`); a dead member's span
 //!   taken over but none of it delivered (`member-adopted`);
 //! * creating a subscription: the entry marked being created (`sub-creating`); the entry
 //!   active with its cursor joining (`sub-joining`);
@@ -171,6 +173,47 @@ fn a_member_killed_after_moving_the_cursor_has_its_span_delivered_to_another() {
     // It died before returning any of that span: no message was received twice.
     let seen = all_received(100, &[&dead, &alive]);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
+
+#[test]
+fn a_member_killed_after_marking_its_claim_held_with_the_cursor_locked_has_its_span_delivered_to_another() {
+    // The cursor stays locked with the claim until another member (or a producer) finishes it.
+    let (dead, alive) = member_dies_at("member-claim-held");
+    let again: Vec<_> = alive.iter().filter(|&&(_, d)| d >= 2).collect();
+    assert!(!again.is_empty(), "the dead member's span comes again, marked: {alive:?}");
+    let seen = all_received(100, &[&dead, &alive]);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
+
+/// A member records its second claim and stops before its compare-and-swap on the cursor;
+/// another member takes that span (and the rest) instead; then the first is killed, its
+/// lost claim still recorded. The member that takes its slot over delivers nothing again.
+#[test]
+fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_twice() {
+    let q = queue("lost-claim");
+    Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    send(&mut tx, 0..100);
+    let mut loser = Child::spawn_env(
+        "member",
+        &q.name,
+        &[("idle", IDLE_MS.to_string())],
+        &[
+            ("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()),
+            ("SHMQ_FAILPOINT_SKIP", "1".to_owned()),
+            ("SHMQ_FAILPOINT_ACTION", "stop".to_owned()),
+        ],
+    );
+    loser.wait_stopped();
+    let winner = finished(member_child(&q));
+    loser.kill9();
+    let first = parse(loser.remaining_lines());
+    assert!(!first.is_empty(), "the loser received its first span before it stopped");
+    let after = finished(member_child(&q));
+    assert!(after.is_empty(), "the lost claim was delivered again: {after:?}");
+    let seen = all_received(100, &[&first, &winner]);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert!(winner.iter().all(|&(_, d)| d == 1), "{winner:?}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -85,13 +85,34 @@ pub const CURSOR_PINNED: u64 = 4;
 /// `Slot::role` of a member of a named subscription.
 pub const ROLE_MEMBER: u32 = 3;
 
-/// `MemberSlot::claim_state`: no claim.
-pub const CLAIM_NONE: u32 = 0;
-/// `MemberSlot::claim_state`: claim recorded, its compare-and-swap on the cursor not known
-/// to have succeeded yet.
-pub const CLAIM_CLAIMING: u32 = 1;
-/// `MemberSlot::claim_state`: the span is the member's.
-pub const CLAIM_HELD: u32 = 2;
+/// A bit of a cursor word (a subscription's): a member's compare-and-swap took the span
+/// from the cursor's position and locked the cursor until its claim is marked held; the
+/// rest of the word says whose claim ([`cursor_locked`]), whose end is where the cursor
+/// stands. Whoever finds it so may finish it (mark the claim held, then store its end).
+pub const CURSOR_LOCKED: u64 = 1 << 63;
+/// The bits of a locked cursor word that hold the claim's sequence number (its low 54 bits).
+pub const LOCK_SEQ_MASK: u64 = (1 << 54) - 1;
+
+/// The locked cursor word of the claim with sequence number `seq` of member `slot`
+/// (`detached`: a claim in the log of a detached subscription, whose cursor stays detached).
+pub const fn cursor_locked(slot: usize, seq: u64, detached: bool) -> u64 {
+    CURSOR_LOCKED | ((seq & LOCK_SEQ_MASK) << 9) | ((slot as u64 & 63) << 3) | (detached as u64 * CURSOR_DETACHED)
+}
+
+/// The low two bits of `MemberSlot::claim_state`: no claim.
+pub const CLAIM_NONE: u64 = 0;
+/// Claim recorded; its compare-and-swap on the cursor not known to have succeeded yet.
+pub const CLAIM_CLAIMING: u64 = 1;
+/// The span is the member's.
+pub const CLAIM_HELD: u64 = 2;
+/// The state bits of `MemberSlot::claim_state`; the bits above hold the claim's sequence
+/// number.
+pub const CLAIM_STATE_MASK: u64 = 3;
+
+/// A `MemberSlot::claim_state` word: claim number `seq` in `state`.
+pub const fn claim_word(seq: u64, state: u64) -> u64 {
+    (seq << 2) | state
+}
 
 /// Line 0: identity and configuration, written once by the creator before `state` turns
 /// ready, then only read (and copied into private memory after validation). `closed` is
@@ -385,9 +406,10 @@ pub struct MemberSlot {
     pub claim_pos: AtomicU64,
     /// End of that span.
     pub claim_end: AtomicU64,
-    /// [`CLAIM_NONE`], [`CLAIM_CLAIMING`] or [`CLAIM_HELD`].
-    pub claim_state: AtomicU32,
-    _pad: AtomicU32,
+    /// [`claim_word`]`(seq, state)`: the number of the member's latest claim (counting on
+    /// across the slot's holders), and its state, [`CLAIM_NONE`], [`CLAIM_CLAIMING`] or
+    /// [`CLAIM_HELD`].
+    pub claim_state: AtomicU64,
     /// A subscription with explicit acks: every message of the claimed span below this
     /// position has its in-flight entry (outside `(claim_pos, claim_end]`: none has).
     pub entered: AtomicU64,
@@ -524,7 +546,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 60] = [
+    let parts: [u64; 63] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -578,6 +600,9 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(MemberSlot, entered) as u64,
         IN_FLIGHT_ENTRIES as u64,
         MAX_IN_FLIGHT as u64,
+        CURSOR_LOCKED,
+        LOCK_SEQ_MASK,
+        CLAIM_STATE_MASK,
         ACK_AREA as u64,
         std::mem::size_of::<AckMeta>() as u64,
         std::mem::size_of::<InFlight>() as u64,
@@ -739,8 +764,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V7_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V8_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V7_HASH: u64 = 1602033210956920264;
+    const LAYOUT_V8_HASH: u64 = 8582009652851866897;
 }

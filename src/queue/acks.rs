@@ -763,7 +763,7 @@ fn in_a_claim(seg: &Segment, sub: usize, p: u64) -> bool {
     crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS).any(|j| {
         let m = seg.member(j);
         // Acquire: pairs with a member's Release of its claim; the bounds after it.
-        m.claim_state.load(Ordering::Acquire) != layout::CLAIM_NONE
+        crate::ring::cursors::claim_state(m.claim_state.load(Ordering::Acquire)) != layout::CLAIM_NONE
             && m.claim_pos.load(Ordering::Relaxed) <= p
             && p < m.claim_end.load(Ordering::Relaxed)
     })

@@ -225,14 +225,27 @@ pub(crate) mod checkpoint {
         for i in crate::ring::cursors::bits(active).filter(|&i| (1..layout::SUBSCRIPTIONS).contains(&i)) {
             let Some(name) = crate::queue::subscription::entry_name(seg, i) else { continue };
             let lag = seg.sub(i).meta.lag_limit.load(Ordering::Relaxed);
-            let cursor = seg.cursor(i).load(Ordering::Relaxed) & !crate::ring::cursors::FLAGS;
+            let w = seg.cursor(i).load(Ordering::Relaxed);
+            // A locked cursor stands at the end of the claim it is locked with.
+            let cursor = crate::ring::cursors::position(seg, w);
             let explicit = crate::queue::acks::explicit(seg, i);
             let mut pos = cursor;
             let mut pending = Vec::new();
             let members = seg.sub(i).cursor.members.load(Ordering::Relaxed);
             for j in crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS) {
                 let m = seg.member(j);
-                if m.claim_state.load(Ordering::Relaxed) == layout::CLAIM_NONE {
+                // A claim counts once it took its span: held, or claiming with the cursor
+                // locked with it. One still claiming otherwise is at or above the cursor (not
+                // taken yet), or lost the race for its span to another member: the span is
+                // not its to deliver again.
+                let cw = m.claim_state.load(Ordering::Relaxed);
+                let taken = match crate::ring::cursors::claim_state(cw) {
+                    layout::CLAIM_HELD => true,
+                    layout::CLAIM_CLAIMING => crate::ring::cursors::locked(w)
+                        .is_some_and(|(l, seq, _)| l == j && seq == (cw >> 2) & layout::LOCK_SEQ_MASK),
+                    _ => false,
+                };
+                if !taken {
                     continue;
                 }
                 let (p, e) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));

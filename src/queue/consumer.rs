@@ -684,8 +684,8 @@ impl Consumer {
         let Some(m) = &self.member else { return true };
         // A member: nothing left in its span; is anything at the subscription's cursor?
         let seg = &self.h.shared.seg;
-        // Acquire: as in `Member::claim`.
-        let w = seg.cursor(m.sub).load(Ordering::Acquire);
+        // A claim in the middle of being taken is finished first.
+        let Ok(w) = crate::ring::cursors::settled(seg, m.sub) else { return false };
         if w & layout::CURSOR_DETACHED != 0 && seg.config().durable.is_some() {
             // Spilled: whatever the log holds past the cursor.
             return log_end(seg) <= w & !super::gate::FLAGS;
@@ -1020,7 +1020,7 @@ impl Consumer {
         let m = self.member.as_ref().expect("a member");
         // Acquire: as in `Member::claim`.
         let w = seg.cursor(m.sub).load(Ordering::Acquire);
-        if w & super::gate::FLAGS != 0 {
+        if w & super::gate::FLAGS != 0 || crate::ring::cursors::locked(w).is_some() {
             return Ok(false);
         }
         self.unstick_at(w)

@@ -55,7 +55,7 @@ impl Cursors for Segment {
 
     fn claim(&self, j: usize) -> ClaimWords<'_> {
         let m = self.member(j);
-        ClaimWords { pos: &m.claim_pos, end: &m.claim_end, state: &m.claim_state }
+        ClaimWords { slot: j, pos: &m.claim_pos, end: &m.claim_end, state: &m.claim_state }
     }
 
     fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
@@ -114,19 +114,34 @@ impl Cursors for Segment {
         let m = self.member(j);
         // Relaxed: the slot's lock orders us after its dead holder's stores.
         let ours = m.sub.load(Ordering::Relaxed) as usize == i
-            && m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE
+            && cursors::claim_state(m.claim_state.load(Ordering::Relaxed)) != layout::CLAIM_NONE
             && m.generation.load(Ordering::Relaxed) == self.sub(i).meta.generation.load(Ordering::Relaxed);
         if ours {
             let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
-            // Relaxed: statistics.
-            self.sub(i).meta.missed_bytes.fetch_add(end.saturating_sub(pos), Ordering::Relaxed);
+            // A claim that lost the race for its span missed nothing.
+            if clear_dead_claim(self, i, j) {
+                // Relaxed: a statistic.
+                self.sub(i).meta.missed_bytes.fetch_add(end.saturating_sub(pos), Ordering::Relaxed);
+            }
+            // Relaxed: a statistic.
             self.sub(i).meta.lapped.fetch_add(1, Ordering::Relaxed);
-            cursors::release(self.claim(j));
             self.leave_subscription(j);
         }
         self.unlock_slot(j);
         ours
     }
+}
+
+/// Clears the claim of member `j` of entry `i`, whose slot's lock we hold (its holder
+/// died), without delivering it; returns whether it had taken its span (one in the middle
+/// of being taken is finished first: nothing may stay locked with a claim that is gone).
+pub(super) fn clear_dead_claim(seg: &Segment, i: usize, j: usize) -> bool {
+    let m = seg.claim(j);
+    // Relaxed: the slot's lock orders us after its dead holder's stores.
+    let cw = m.state.load(Ordering::Relaxed);
+    let taken = cursors::claim_state(cw) != layout::CLAIM_NONE && cursors::claim_taken(seg, i, m, cw).unwrap_or(false);
+    cursors::release(m);
+    taken
 }
 
 /// A producer's view of the gate.

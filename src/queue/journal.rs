@@ -313,7 +313,8 @@ pub(crate) fn readers_floor(seg: &Segment) -> u64 {
     for i in crate::ring::cursors::bits(active).filter(|&i| i < layout::SUBSCRIPTIONS) {
         // Acquire: as in the producers' gate.
         let w = seg.cursor(i).load(Ordering::Acquire);
-        floor = floor.min(w & !crate::ring::cursors::FLAGS);
+        // A locked cursor stands at its claim's end; the claim (counted below) at its start.
+        floor = floor.min(crate::ring::cursors::position(seg, w));
         if i == 0 {
             continue;
         }
@@ -322,7 +323,7 @@ pub(crate) fn readers_floor(seg: &Segment) -> u64 {
         for j in crate::ring::cursors::bits(members).filter(|&j| j < layout::MEMBERS) {
             let m = seg.member(j);
             // Acquire: as in the producers' gate.
-            if m.claim_state.load(Ordering::Acquire) != layout::CLAIM_NONE {
+            if crate::ring::cursors::claim_state(m.claim_state.load(Ordering::Acquire)) != layout::CLAIM_NONE {
                 floor = floor.min(m.claim_pos.load(Ordering::Acquire));
             }
         }

@@ -23,8 +23,9 @@ use std::time::Duration;
 use super::backlog::{Backlog, Step};
 use super::gate;
 use crate::error::{Error, Result};
-use crate::layout::{self, CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
+use crate::layout::{self, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED};
 use crate::ring::consumer;
+use crate::ring::cursors::claim_state;
 use crate::ring::cursors::{self, Claim, Cursors};
 use crate::segment::Segment;
 use crate::sync::atomic::Ordering;
@@ -157,7 +158,7 @@ impl Member {
         // Our own slot's claim words may still hold a claim our slot's dead predecessor left
         // and `join` could not deliver yet (not all in the log then): it goes first, and it
         // must not be overwritten by a new claim. Relaxed: we hold the slot's lock.
-        if seg.member(self.slot).claim_state.load(Ordering::Relaxed) != CLAIM_NONE {
+        if claim_state(seg.member(self.slot).claim_state.load(Ordering::Relaxed)) != CLAIM_NONE {
             match take_over(seg, self.sub, self.slot, self.durable.as_ref())? {
                 TakeOver::Deliver { pos, end, deliveries, in_log } => {
                     self.set_span(ring, pos, end, in_log);
@@ -258,8 +259,8 @@ impl Member {
     /// there.
     fn log_claim(&mut self, seg: &Segment, ring: &mut consumer::Consumer, log: &mut LogSlot) -> Result<LogClaimed> {
         let word = seg.cursor(self.sub);
-        // Acquire: as in `cursors::claim`.
-        let w = word.load(Ordering::Acquire);
+        // A claim in the middle of being taken is finished first.
+        let w = cursors::settled(seg, self.sub).map_err(|e| super::attach::corrupt(seg, e))?;
         if w & CURSOR_DETACHED == 0 {
             return Ok(LogClaimed::Retry);
         }
@@ -298,32 +299,17 @@ impl Member {
             let _ = word.compare_exchange(w, e | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire);
             return Ok(LogClaimed::Retry);
         }
-        let mine = seg.claim(self.slot);
-        // Relaxed: made visible by the Release of the swap below (and read by an adopter
-        // under our slot's lock).
-        mine.pos.store(p, Ordering::Relaxed);
-        mine.end.store(e, Ordering::Relaxed);
-        mine.state.store(CLAIM_CLAIMING, Ordering::Relaxed);
-        crate::failpoint::hit("member-claim-recorded");
-        // SYNC POINT: Release pairs with the Acquire loads of the cursor (producers, other
-        // members): our claim record is visible before the cursor passes the span.
-        match word.compare_exchange(w, e | CURSOR_DETACHED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {
-                crate::failpoint::hit("member-claimed");
-                // Relaxed: as in `cursors::claim`; the deliveries as for a ring span.
-                mine.state.store(CLAIM_HELD, Ordering::Relaxed);
-                seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
-                self.set_span(ring, p, e, true);
-                self.span_of = Some(self.slot);
-                self.deliveries = 1;
-                Ok(LogClaimed::Span)
-            }
-            Err(_) => {
-                // Release: as in `cursors::release`.
-                mine.state.store(CLAIM_NONE, Ordering::Release);
-                Ok(LogClaimed::Retry)
-            }
+        // As in the ring: recorded, then taken by a compare-and-swap that locks the cursor
+        // (kept detached) until the claim is marked held.
+        if !cursors::take(seg, self.sub, seg.claim(self.slot), w, e).map_err(|e| super::attach::corrupt(seg, e))? {
+            return Ok(LogClaimed::Retry);
         }
+        // Relaxed: read by an adopter only, under our slot's lock.
+        seg.member(self.slot).deliveries.store(1, Ordering::Relaxed);
+        self.set_span(ring, p, e, true);
+        self.span_of = Some(self.slot);
+        self.deliveries = 1;
+        Ok(LogClaimed::Span)
     }
 
     /// Reads message `[pos, end)` from the log into `out`, journaling it first if the
@@ -370,7 +356,7 @@ impl Member {
         for j in gate::bits(mask).filter(|&j| j != self.slot && j < layout::MEMBERS) {
             let m = seg.member(j);
             // Acquire: pairs with a member's stores of its claim (Release when it clears it).
-            if m.claim_state.load(Ordering::Acquire) == CLAIM_NONE {
+            if claim_state(m.claim_state.load(Ordering::Acquire)) == CLAIM_NONE {
                 continue;
             }
             // The kernel grants the lock only when nobody holds it: its holder died (or left).
@@ -499,10 +485,10 @@ enum TakeOver {
 /// the journal has not written yet is journaled first (producers cannot have overwritten
 /// it then); if it still is not in the log, later.
 ///
-/// A claim marked claiming is ambiguous (the holder died around its compare-and-swap on
-/// the cursor): if the cursor still stands at its start (and is not flagged) the swap never
-/// happened and the span is not the dead member's; otherwise it is delivered again
-/// (at-least-once).
+/// A claim marked claiming was the dead member's only if its compare-and-swap locked the
+/// cursor with it ([`cursors::claim_taken`], which finishes such a claim): otherwise it lost
+/// the race for the span (another member has it, and may have acked it) or never tried,
+/// and nothing is delivered.
 fn take_over(
     seg: &Segment,
     sub: usize,
@@ -512,15 +498,15 @@ fn take_over(
     let m = seg.member(j);
     let cap = seg.config().capacity;
     // Relaxed throughout: the slot's lock orders us after the previous holder's stores.
-    let state = m.claim_state.load(Ordering::Relaxed);
+    let cw = m.claim_state.load(Ordering::Relaxed);
     let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
-    if state == CLAIM_NONE {
+    if claim_state(cw) == CLAIM_NONE {
         return Ok(TakeOver::Nothing);
     }
+    // Also for a claim marked held: the member may have died before unlocking the cursor,
+    // which must not stay locked with a claim we are about to hand back.
+    let never_taken = !cursors::claim_taken(seg, sub, seg.claim(j), cw).map_err(|e| super::attach::corrupt(seg, e))?;
     let valid = crate::ring::plausible(pos) && crate::ring::plausible(end) && pos < end && end - pos <= cap;
-    // Acquire: as in `cursors::claim`.
-    let w = seg.cursor(sub).load(Ordering::Acquire);
-    let never_taken = state == CLAIM_CLAIMING && w & !cursors::FLAGS == pos;
     let in_log = durable.is_some();
     // Explicit acks: the messages below the member's `entered` are in the in-flight table
     // (handed out); the rest were never handed out.
@@ -533,8 +519,7 @@ fn take_over(
         pos
     };
     if explicit && pos == end {
-        // Release: as in `cursors::release`.
-        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        cursors::release(seg.claim(j));
         return Ok(TakeOver::Nothing);
     }
     // The span must still hold its records, stamped for their positions, up to its end
@@ -554,15 +539,15 @@ fn take_over(
         }
     };
     let Some(messages) = messages else {
-        // Release: as in `cursors::release`.
-        m.claim_state.store(CLAIM_NONE, Ordering::Release);
+        cursors::release(seg.claim(j));
         return Ok(TakeOver::Nothing);
     };
     // Explicit acks: none of them was handed out yet.
     let deliveries = if explicit { 0 } else { m.deliveries.load(Ordering::Relaxed) }.saturating_add(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
-    // HELD: whatever it was, it is delivered now.
-    m.claim_state.store(CLAIM_HELD, Ordering::Relaxed);
+    // HELD: whatever it was, it is delivered now (Relaxed: read under our slot's lock, or
+    // by producers, which hold back for any claim not NONE).
+    m.claim_state.store(layout::claim_word(cw >> 2, CLAIM_HELD), Ordering::Relaxed);
     if deliveries >= 2 {
         // Relaxed: a statistic.
         seg.sub(sub).meta.redelivered.fetch_add(messages, Ordering::Relaxed);

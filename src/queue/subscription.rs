@@ -496,9 +496,7 @@ fn free_entry(seg: &Segment, i: usize) {
         let mask = seg.sub(i).cursor.members.swap(0, Ordering::AcqRel);
         for j in gate::bits(mask).filter(|&j| j < layout::MEMBERS) {
             if seg.try_lock_slot(j) {
-                let m = seg.member(j);
-                // Release: as `cursors::release`.
-                m.claim_state.store(layout::CLAIM_NONE, Ordering::Release);
+                gate::clear_dead_claim(seg, i, j);
                 seg.leave_subscription(j);
                 seg.unlock_slot(j);
             }
@@ -585,7 +583,7 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
         let meta = &seg.sub(i).meta;
         // Relaxed: a snapshot.
         let w = seg.cursor(i).load(Ordering::Relaxed);
-        let position = w & !gate::FLAGS;
+        let position = crate::ring::cursors::position(seg, w);
         // Entry 0 is detached only on a durable queue, reading the log (spilled).
         let detached = w & layout::CURSOR_DETACHED != 0;
         // A lapped subscription misses what it was behind; a spilled one (a durable
@@ -605,7 +603,8 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
             let mask = seg.sub(i).cursor.members.load(Ordering::Relaxed);
             for j in gate::bits(mask).filter(|&j| j < layout::MEMBERS) {
                 let m = seg.member(j);
-                let claimed = (m.claim_state.load(Ordering::Relaxed) != layout::CLAIM_NONE)
+                let state = crate::ring::cursors::claim_state(m.claim_state.load(Ordering::Relaxed));
+                let claimed = (state != layout::CLAIM_NONE)
                     .then(|| (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed)));
                 if let Some((p, _)) = claimed {
                     oldest = oldest.min(p);

@@ -24,10 +24,17 @@
 //! started), so a joiner that dies or stops holds nobody hostage.
 //!
 //! **Members** claim spans ([`claim`]): from the cursor they walk over up to a batch of
-//! committed records, record the span in their claim words (`CLAIMING`), then move the
-//! cursor past it with a compare-and-swap; the winner marks it `HELD`. Producers read a
-//! subscription's claims after its cursor (Acquire), so a span is never overwritten while
-//! claimed. A member done with a span stores `NONE` (Release).
+//! committed records, record the span in their claim words (`CLAIMING`, with the claim's
+//! number), then take it with a compare-and-swap of the cursor from the span's start to a
+//! word that is *locked* with the claim's slot and number ([`take`]). Whoever finds the
+//! cursor locked, the winner first, finishes the claim: marks it `HELD` (a compare-and-swap
+//! from `CLAIMING` with the same number), then stores the span's end in the cursor. So a
+//! claim still `CLAIMING` is the winner's only while the cursor is locked with it: a member
+//! that died after losing the race (its claim recorded, the cursor moved by another) is
+//! told apart from one that won and died, and its claim is never delivered again
+//! ([`claim_taken`]). Producers read a subscription's claims after its cursor (Acquire),
+//! so a span is never overwritten while claimed. A member done with a span stores `NONE`
+//! (Release).
 //!
 //! **Spill** (every reader of a durable queue, whose messages are all in the queue's log
 //! files below the journal's position). Producers never wait for such a reader: one in the
@@ -46,8 +53,11 @@
 //! producers: they stay within `max_log_bytes` of it.
 
 use super::{Found, Geometry, Region, RingError, plausible, read_record};
-use crate::layout::{CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
-use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::layout::{
+    CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CLAIM_STATE_MASK, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_LOCKED,
+    CURSOR_PINNED, LOCK_SEQ_MASK, claim_word, cursor_locked,
+};
+use crate::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// The flag bits of a cursor word.
 pub const FLAGS: u64 = CURSOR_DETACHED | CURSOR_JOINING | CURSOR_PINNED;
@@ -63,12 +73,50 @@ const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
 /// A member's claim words (its member table entry).
 #[derive(Clone, Copy)]
 pub struct ClaimWords<'a> {
+    /// The member's slot (what a locked cursor names).
+    pub slot: usize,
     /// Start of the span.
     pub pos: &'a AtomicU64,
     /// End of the span.
     pub end: &'a AtomicU64,
-    /// `CLAIM_NONE`, `CLAIM_CLAIMING` or `CLAIM_HELD`.
-    pub state: &'a AtomicU32,
+    /// `claim_word(seq, CLAIM_NONE | CLAIM_CLAIMING | CLAIM_HELD)`.
+    pub state: &'a AtomicU64,
+}
+
+/// The position cursor word `w` of entry `i` stands for, without changing anything (a
+/// snapshot: `inspect`, retention): a locked word's is its claim's end (read with Relaxed:
+/// the caller's Acquire load of `w`, if any, makes it the claim's). Flags are dropped.
+pub fn position<C: Cursors + ?Sized>(c: &C, w: u64) -> u64 {
+    match locked(w) {
+        Some((j, _, _)) => c.claim(j).end.load(Ordering::Relaxed),
+        None => w & !FLAGS,
+    }
+}
+
+/// Entry `i`'s cursor word, finishing any claim that has it locked first ([`finish_lock`]):
+/// what a reader that acts on the word (claims, rejoins, probes) loads.
+pub fn settled<C: Cursors + ?Sized>(c: &C, i: usize) -> Result<u64, RingError> {
+    for _ in 0..MAX_FINISHES {
+        // SYNC POINT: Acquire pairs with the Release of the compare-and-swap that stored it
+        // (a claim, a join, a detach): what came before it is visible.
+        let w = c.cursor(i).load(Ordering::Acquire);
+        if locked(w).is_none() {
+            return Ok(w);
+        }
+        finish_lock(c, i, w)?;
+    }
+    Err(RingError::Corrupt("subscription cursor keeps being locked"))
+}
+
+/// The state bits of a claim word.
+pub fn claim_state(w: u64) -> u64 {
+    w & CLAIM_STATE_MASK
+}
+
+/// The claim (slot, sequence number's low bits, detached) a locked cursor word names;
+/// `None` for any other word.
+pub fn locked(w: u64) -> Option<(usize, u64, bool)> {
+    (w & CURSOR_LOCKED != 0).then_some((((w >> 3) & 63) as usize, (w >> 9) & LOCK_SEQ_MASK, w & CURSOR_DETACHED != 0))
 }
 
 /// Where the words of a queue's readers are.
@@ -187,6 +235,18 @@ fn scan<C: Cursors + ?Sized>(
         let mut w = word.load(Ordering::Acquire);
         let mut finishes = 0u32;
         loop {
+            if locked(w).is_some() {
+                // A member's claim in the middle of being taken: we finish it (atomics only),
+                // so a member that died or stopped there holds nobody up.
+                finishes += 1;
+                if finishes > MAX_FINISHES {
+                    return Err(RingError::Corrupt("subscription cursor keeps being locked"));
+                }
+                finish_lock(c, i, w)?;
+                // Acquire: as the load above.
+                w = word.load(Ordering::Acquire);
+                continue;
+            }
             if w & CURSOR_JOINING != 0 {
                 // Not started yet. We finish the join ourselves (atomics only), so that a
                 // joiner that died or stopped holds nobody up, and gate on where it starts:
@@ -254,7 +314,7 @@ fn scan<C: Cursors + ?Sized>(
             // SYNC POINT: Acquire pairs with the member's Release store of `CLAIM_NONE` when
             // it is done with a span (or of a raised start): its reads are done before we
             // overwrite them.
-            if m.state.load(Ordering::Acquire) == CLAIM_NONE {
+            if claim_state(m.state.load(Ordering::Acquire)) == CLAIM_NONE {
                 continue;
             }
             // Acquire: as above, for a start raised as the member releases messages; a
@@ -473,6 +533,11 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
         // the records below it that others claimed are theirs, and a join's start is safe to
         // read from.
         let w = word.load(Ordering::Acquire);
+        if locked(w).is_some() {
+            // Another member is taking the span there: we finish it for them.
+            finish_lock(c, i, w)?;
+            continue;
+        }
         if w & CURSOR_JOINING != 0 {
             let _ = finish_join(c, geo.capacity, i, w);
             return Ok(Claim::Retry);
@@ -515,33 +580,135 @@ pub fn claim<C: Cursors + ?Sized, R: Region + ?Sized>(
         if end == start {
             return Ok(Claim::Nothing);
         }
-        // Relaxed: made visible by the Release of the CAS below to producers that read the
-        // moved cursor (Acquire) before our claim.
-        me.pos.store(start, Ordering::Relaxed);
-        me.end.store(end, Ordering::Relaxed);
-        me.state.store(CLAIM_CLAIMING, Ordering::Relaxed);
-        crate::failpoint::hit("member-claim-recorded");
-        // SYNC POINT: Release pairs with the producers' (and other members') Acquire load of
-        // the cursor: our claim record is visible before the cursor passes the span.
-        // Acquire on failure: as the load above.
-        match word.compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {
-                crate::failpoint::hit("member-claimed");
-                // Relaxed: CLAIMING pins the span as well; this only settles the ambiguity
-                // for an adopter.
-                me.state.store(CLAIM_HELD, Ordering::Relaxed);
-                return Ok(Claim::Span(start, end));
-            }
-            // Release: as in `release` (we read nothing, but it is the same rule).
-            Err(_) => me.state.store(CLAIM_NONE, Ordering::Release),
+        if take(c, i, me, w, end)? {
+            return Ok(Claim::Span(start, end));
         }
     }
     Err(RingError::Corrupt("subscription cursor keeps changing"))
 }
 
+/// Takes the span from the position of entry `i`'s cursor word `w` (plain, or detached: a
+/// span in the log of a spilled subscription) to `end` for member `me`: records the claim
+/// (`CLAIMING`, numbered), swaps the cursor from `w` to a word locked with it, marks it
+/// held and stores `end` in the cursor (keeping it detached if it was). Returns whether it
+/// won; a loser clears its claim (one that dies first is told apart by [`claim_taken`]).
+pub fn take<C: Cursors + ?Sized>(c: &C, i: usize, me: ClaimWords<'_>, w: u64, end: u64) -> Result<bool, RingError> {
+    let detached = w & CURSOR_DETACHED != 0;
+    // Relaxed: only we write our claim word now (helpers change it only while our lock is
+    // on the cursor, and we hold none).
+    let seq = (me.state.load(Ordering::Relaxed) >> 2).wrapping_add(1) & (u64::MAX >> 2);
+    // Relaxed: made visible by the Release of the swap below to whoever reads the locked
+    // cursor (Acquire), and to producers, which read our claim after the cursor.
+    me.pos.store(w & !FLAGS, Ordering::Relaxed);
+    me.end.store(end, Ordering::Relaxed);
+    // SYNC POINT: Release pairs with a helper's Acquire load in `mark_held`: a helper that
+    // read our previous lock and then this claim also sees that lock gone (we saw it go
+    // before this store), so it never takes the lock for one whose claim vanished.
+    me.state.store(claim_word(seq, CLAIM_CLAIMING), Ordering::Release);
+    crate::failpoint::hit("member-claim-recorded");
+    let lock = cursor_locked(me.slot, seq, detached);
+    // SYNC POINT: Release pairs with the Acquire loads of the cursor (producers, members,
+    // helpers): our claim record is visible to whoever sees the lock. Acquire on failure:
+    // nothing to read, but it is the cursor's rule.
+    if c.cursor(i).compare_exchange(w, lock, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // Release: as in `release` (we read nothing, but it is the same rule).
+        me.state.store(claim_word(seq, CLAIM_NONE), Ordering::Release);
+        return Ok(false);
+    }
+    crate::failpoint::hit("member-claimed");
+    if !mark_held(me, seq)? {
+        return Err(RingError::Corrupt("a member's claim changed under its lock"));
+    }
+    crate::failpoint::hit("member-claim-held");
+    unlock(c, i, lock, end);
+    Ok(true)
+}
+
+/// Marks claim number `seq` (its low bits, as a locked cursor holds them) of `m` held, if
+/// it is claiming; returns whether it is held now (`false`: the claim is not that one).
+fn mark_held(m: ClaimWords<'_>, seq: u64) -> Result<bool, RingError> {
+    // Acquire: pairs with the Release of a helper's mark (nothing to read; the rule).
+    let mut cw = m.state.load(Ordering::Acquire);
+    for _ in 0..MAX_FINISHES {
+        if (cw >> 2) & LOCK_SEQ_MASK != seq & LOCK_SEQ_MASK {
+            return Ok(false);
+        }
+        match claim_state(cw) {
+            CLAIM_HELD => return Ok(true),
+            // AcqRel: the mark precedes the unlock (Release) that others read: whoever sees
+            // the cursor unlocked sees the claim held. A compare-and-swap, so that a helper
+            // that read the lock long ago never marks a later claim.
+            CLAIM_CLAIMING => {
+                match m.state.compare_exchange(cw, claim_word(cw >> 2, CLAIM_HELD), Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return Ok(true),
+                    Err(now) => cw = now,
+                }
+            }
+            _ => return Ok(false),
+        }
+    }
+    Err(RingError::Corrupt("a member's claim word keeps changing"))
+}
+
+/// Stores the end of the claim that locked entry `i`'s cursor as `lock`, if it still does.
+fn unlock<C: Cursors + ?Sized>(c: &C, i: usize, lock: u64, end: u64) {
+    let to = end | (lock & CURSOR_DETACHED);
+    // AcqRel: Release, the claim marked held before it (and the claim record) is visible to
+    // whoever reads the cursor; Relaxed on failure: another finished it, or the
+    // subscription was detached meanwhile (then it is finished again from that word).
+    let _ = c.cursor(i).compare_exchange(lock, to, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// Finishes the claim that locked entry `i`'s cursor, seen as `w` (loaded with Acquire):
+/// marks it held, then stores its end in the cursor. Anyone who finds a cursor locked
+/// calls this (atomics only), so a member that dies or stops in the middle of a claim holds
+/// nobody up. `Corrupt` if the cursor stays locked by a claim that is not there.
+pub fn finish_lock<C: Cursors + ?Sized>(c: &C, i: usize, w: u64) -> Result<(), RingError> {
+    let Some((j, seq, _)) = locked(w) else { return Ok(()) };
+    let m = c.claim(j);
+    // Relaxed: the caller's Acquire load of `w` pairs with the locker's Release swap, so its
+    // claim record (stored before) is visible. A later claim's end is stored only after the
+    // cursor was unlocked; if we read one, our swap in `unlock` fails.
+    let end = m.end.load(Ordering::Relaxed);
+    let held = mark_held(m, seq)?;
+    if !held || !plausible(end) {
+        // Acquire: as the caller's load.
+        if c.cursor(i).load(Ordering::Acquire) == w {
+            return Err(RingError::Corrupt("subscription cursor locked by a claim that is not there"));
+        }
+        return Ok(()); // finished meanwhile, and the member moved on
+    }
+    unlock(c, i, w, end);
+    Ok(())
+}
+
+/// Whether member `m`'s claim, seen `CLAIMING` or `HELD` with word `cw` by whoever holds
+/// the member's slot now (its holder died, so it does not change by itself), took its span
+/// from entry `i`'s cursor: yes if the cursor is locked with it (this then finishes the
+/// claim, so nothing stays locked with a claim about to be handed back) or it is marked
+/// held (the cursor unlocked since); no if it lost the race for the span, or never tried.
+pub fn claim_taken<C: Cursors + ?Sized>(c: &C, i: usize, m: ClaimWords<'_>, cw: u64) -> Result<bool, RingError> {
+    // Acquire: pairs with the Release of the swap that locked (or unlocked) the cursor.
+    let w = c.cursor(i).load(Ordering::Acquire);
+    if let Some((j, seq, _)) = locked(w)
+        && j == m.slot
+        && seq == (cw >> 2) & LOCK_SEQ_MASK
+    {
+        finish_lock(c, i, w)?;
+        return Ok(true);
+    }
+    // Acquire: an unlock is made after the mark (and is read above, or a later change of
+    // the cursor, all of them compare-and-swaps): a claim that took its span is held now.
+    let now = m.state.load(Ordering::Acquire);
+    Ok(now == claim_word(cw >> 2, CLAIM_HELD))
+}
+
 /// Hands a span back: the member's reads of it are done.
 pub fn release(me: ClaimWords<'_>) {
+    // Relaxed: only the slot's holder writes its claim word once the claim is finished.
+    let seq = me.state.load(Ordering::Relaxed) >> 2;
     // SYNC POINT: Release pairs with the producers' Acquire load of the claim state: our
     // reads of the span are done before they overwrite it.
-    me.state.store(CLAIM_NONE, Ordering::Release);
+    me.state.store(claim_word(seq, CLAIM_NONE), Ordering::Release);
 }

@@ -3,12 +3,14 @@
 //! spans, and two threads of members sharing one stream. Runs under Miri like the ring
 //! tests (`cargo +nightly miri test --lib ring::`).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::RingError;
 use super::cursors::{self, Claim, ClaimWords, Cursors, FLAGS};
 use super::{Geometry, HeapRegion, spsc};
-use crate::layout::{CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED};
+use crate::layout::{
+    CLAIM_CLAIMING, CLAIM_HELD, CLAIM_NONE, CURSOR_DETACHED, CURSOR_JOINING, CURSOR_PINNED, claim_word, cursor_locked,
+};
 
 const SALT: u64 = 0x0f1e_2d3c_4b5a_6978;
 const CAP: u64 = 1024;
@@ -21,7 +23,7 @@ struct Words {
     cursors: [AtomicU64; 4],
     windows: [u64; 4],
     members: [u64; 4],
-    claims: [(AtomicU64, AtomicU64, AtomicU32); 4],
+    claims: [(AtomicU64, AtomicU64, AtomicU64); 4],
     gate_mins: [AtomicU64; 2],
     lapped: AtomicU64,
     spills: [bool; 4],
@@ -72,7 +74,7 @@ impl Cursors for Words {
     }
     fn claim(&self, j: usize) -> ClaimWords<'_> {
         let c = &self.claims[j];
-        ClaimWords { pos: &c.0, end: &c.1, state: &c.2 }
+        ClaimWords { slot: j, pos: &c.0, end: &c.1, state: &c.2 }
     }
     fn gate_mins(&self) -> impl Iterator<Item = &AtomicU64> {
         self.gate_mins.iter()
@@ -114,7 +116,7 @@ fn the_gate_is_the_lowest_tethered_cursor_or_claim() {
     let mut w = w;
     w.members[1] = 1 << 2;
     w.claims[2].0.store(600, Ordering::Relaxed);
-    w.claims[2].2.store(crate::layout::CLAIM_HELD, Ordering::Relaxed);
+    w.claims[2].2.store(crate::layout::claim_word(1, crate::layout::CLAIM_HELD), Ordering::Relaxed);
     assert_eq!(gate(&w, 0, 1000, 16), 600);
     // Done with it: it no longer counts.
     cursors::release(w.claim(2));
@@ -330,13 +332,14 @@ fn members_claim_consecutive_spans_of_at_most_a_batch() {
     let rec = crate::layout::record::size(24);
     let got = cursors::claim(&w, &geo, &*region, 1, w.claim(0), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(0, 16 * rec));
-    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), crate::layout::CLAIM_HELD);
+    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), crate::layout::claim_word(1, crate::layout::CLAIM_HELD));
     let got = cursors::claim(&w, &geo, &*region, 1, w.claim(1), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(16 * rec, 32 * rec));
     let got = cursors::claim(&w, &geo, &*region, 1, w.claim(2), 16, u64::MAX).unwrap();
     assert_eq!(got, Claim::Span(32 * rec, 40 * rec), "what is there");
     assert_eq!(cursors::claim(&w, &geo, &*region, 1, w.claim(3), 16, u64::MAX).unwrap(), Claim::Nothing);
     assert_eq!(w.claims[3].2.load(Ordering::Relaxed), CLAIM_NONE, "nothing recorded");
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), 40 * rec, "unlocked at the end of the last span");
 }
 
 #[test]
@@ -410,14 +413,18 @@ fn a_dead_members_claim_in_the_way_of_a_spilling_subscription_is_passed_not_drop
     w.cursors[1].store(640, Ordering::Relaxed);
     w.claims[0].0.store(512, Ordering::Relaxed);
     w.claims[0].1.store(640, Ordering::Relaxed);
-    w.claims[0].2.store(crate::layout::CLAIM_HELD, Ordering::Relaxed);
+    w.claims[0].2.store(crate::layout::claim_word(1, crate::layout::CLAIM_HELD), Ordering::Relaxed);
     // Alive: waited for.
     assert_eq!(gate(&w, 0, 1512, 64), 512);
     // Dead: producers pass it (the member that takes it over reads it from the log), and the
     // claim stays for that member.
     w.dead = 1 << 0;
     assert_eq!(gate(&w, 0, 1512, 64), 640, "past the claim, at the cursor");
-    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), crate::layout::CLAIM_HELD, "not dropped");
+    assert_eq!(
+        w.claims[0].2.load(Ordering::Relaxed),
+        crate::layout::claim_word(1, crate::layout::CLAIM_HELD),
+        "not dropped"
+    );
 }
 
 #[test]
@@ -430,4 +437,72 @@ fn a_dead_readers_pinned_cursor_in_the_way_is_detached_without_its_pin() {
     w.dead = 1 << 0;
     assert_eq!(gate(&w, 0, 1536, 64), 1536, "dead: nothing holds the producer");
     assert_eq!(w.cursors[0].load(Ordering::Relaxed), 512 | CURSOR_DETACHED, "detached, the pin gone");
+}
+
+/// Claim number `seq` of member `j`, recorded claiming `[pos, end)`.
+fn recorded(w: &Words, j: usize, seq: u64, pos: u64, end: u64) {
+    w.claims[j].0.store(pos, Ordering::Relaxed);
+    w.claims[j].1.store(end, Ordering::Relaxed);
+    w.claims[j].2.store(claim_word(seq, CLAIM_CLAIMING), Ordering::Relaxed);
+}
+
+#[test]
+fn a_member_that_loses_the_race_for_a_span_clears_its_claim_and_the_winner_keeps_it() {
+    let (geo, region) = ring_with(8, 24);
+    let w = Words::new();
+    w.active.store(0b10, Ordering::Relaxed);
+    let rec = crate::layout::record::size(24);
+    // Member 0 saw the cursor at 0; member 1 claims first.
+    assert_eq!(cursors::claim(&w, &geo, &*region, 1, w.claim(1), 16, u64::MAX).unwrap(), Claim::Span(0, 8 * rec));
+    assert!(!cursors::take(&w, 1, w.claim(0), 0, 8 * rec).unwrap(), "the cursor moved: lost");
+    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), claim_word(1, CLAIM_NONE), "cleared, numbered");
+    assert_eq!(w.claims[1].2.load(Ordering::Relaxed), claim_word(1, CLAIM_HELD));
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), 8 * rec);
+}
+
+#[test]
+fn a_claim_left_claiming_was_taken_only_if_the_cursor_is_locked_with_it_or_it_is_held() {
+    let w = Words::new();
+    w.active.store(0b10, Ordering::Relaxed);
+    // Lost the race (died before clearing): the cursor moved past its span without it.
+    recorded(&w, 0, 5, 0, 640);
+    w.cursors[1].store(640, Ordering::Relaxed);
+    let cw = w.claims[0].2.load(Ordering::Relaxed);
+    assert!(!cursors::claim_taken(&w, 1, w.claim(0), cw).unwrap(), "another member's span");
+    // Never tried: the cursor still at its start.
+    w.cursors[1].store(0, Ordering::Relaxed);
+    assert!(!cursors::claim_taken(&w, 1, w.claim(0), cw).unwrap());
+    // Locked with it (died after the swap): taken, and finished by the asker.
+    w.cursors[1].store(cursor_locked(0, 5, false), Ordering::Relaxed);
+    assert!(cursors::claim_taken(&w, 1, w.claim(0), cw).unwrap());
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), 640, "unlocked at the claim's end");
+    assert_eq!(w.claims[0].2.load(Ordering::Relaxed), claim_word(5, CLAIM_HELD));
+    // Locked with an older claim of the same member (no honest writer leaves that): not
+    // this claim, and finishing that lock is refused, not done with this claim's end.
+    recorded(&w, 0, 6, 640, 960);
+    w.cursors[1].store(cursor_locked(0, 5, false), Ordering::Relaxed);
+    let cw = w.claims[0].2.load(Ordering::Relaxed);
+    assert!(!cursors::claim_taken(&w, 1, w.claim(0), cw).unwrap());
+    assert!(matches!(cursors::settled(&w, 1), Err(crate::ring::RingError::Corrupt(_))));
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), cursor_locked(0, 5, false), "left as it was");
+}
+
+#[test]
+fn a_producer_finishes_a_claim_that_has_the_cursor_locked_and_keeps_a_detached_one_detached() {
+    let mut w = Words::new();
+    w.active.store(0b10, Ordering::Relaxed);
+    w.tail.store(960, Ordering::Relaxed);
+    recorded(&w, 2, 9, 320, 640);
+    w.members[1] = 0b100;
+    w.cursors[1].store(cursor_locked(2, 9, false), Ordering::Relaxed);
+    let g = AtomicU64::new(0);
+    // The claim holds the producer at its start; the cursor stands at its end.
+    assert_eq!(cursors::gate(&w, CAP, 4, 1, &g, 960, 64).unwrap(), 320);
+    assert_eq!(w.cursors[1].load(Ordering::Relaxed), 640);
+    assert_eq!(w.claims[2].2.load(Ordering::Relaxed), claim_word(9, CLAIM_HELD));
+    // In the log of a detached subscription: unlocked detached.
+    recorded(&w, 2, 10, 640, 800);
+    w.cursors[1].store(cursor_locked(2, 10, true), Ordering::Relaxed);
+    assert_eq!(cursors::settled(&w, 1).unwrap(), 800 | CURSOR_DETACHED);
+    assert_eq!(cursors::position(&w, cursor_locked(2, 10, true)), 800);
 }

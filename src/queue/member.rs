@@ -545,9 +545,9 @@ fn take_over(
     // Explicit acks: none of them was handed out yet.
     let deliveries = if explicit { 0 } else { m.deliveries.load(Ordering::Relaxed) }.saturating_add(1);
     m.deliveries.store(deliveries, Ordering::Relaxed);
-    // HELD: whatever it was, it is delivered now (Relaxed: read under our slot's lock, or
-    // by producers, which hold back for any claim not NONE).
-    m.claim_state.store(layout::claim_word(cw >> 2, CLAIM_HELD), Ordering::Relaxed);
+    // HELD: whatever it was, it is delivered now. Release: as every store of a claim word
+    // (see `cursors::take`).
+    m.claim_state.store(layout::claim_word(cw >> 2, CLAIM_HELD), Ordering::Release);
     if deliveries >= 2 {
         // Relaxed: a statistic.
         seg.sub(sub).meta.redelivered.fetch_add(messages, Ordering::Relaxed);

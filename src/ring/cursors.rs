@@ -603,7 +603,8 @@ pub fn take<C: Cursors + ?Sized>(c: &C, i: usize, me: ClaimWords<'_>, w: u64, en
     me.end.store(end, Ordering::Relaxed);
     // SYNC POINT: Release pairs with a helper's Acquire load in `mark_held`: a helper that
     // read our previous lock and then this claim also sees that lock gone (we saw it go
-    // before this store), so it never takes the lock for one whose claim vanished.
+    // before this store), so it never takes the lock for one whose claim vanished. Every
+    // store of our claim word is Release for the same reason.
     me.state.store(claim_word(seq, CLAIM_CLAIMING), Ordering::Release);
     crate::failpoint::hit("member-claim-recorded");
     let lock = cursor_locked(me.slot, seq, detached);
@@ -616,6 +617,9 @@ pub fn take<C: Cursors + ?Sized>(c: &C, i: usize, me: ClaimWords<'_>, w: u64, en
         return Ok(false);
     }
     crate::failpoint::hit("member-claimed");
+    // The same compare-and-swap as a helper's mark, not a plain store of `HELD`: with a
+    // store here, `tests/loom_cursors.rs` (model 3) found an execution that left a member's
+    // claim word held after its release.
     if !mark_held(me, seq)? {
         return Err(RingError::Corrupt("a member's claim changed under its lock"));
     }

@@ -13,6 +13,9 @@
 //!   message not read, the entry not committed (`ack-retaken`: it was not handed out
 //!   again, so its count does not rise).
 //!
+//! * claiming a span: a member stopped with its claim recorded while another member takes
+//!   the span and acks it all, then killed (the lost race), before and across a restart.
+//!
 //! Nothing is lost at any of them, and nothing acked is delivered again.
 
 #![cfg(feature = "failpoints")]
@@ -234,4 +237,34 @@ fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_aga
     assert!(again.is_empty(), "acked messages delivered again after the loser's death: {again:?}");
     let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
     assert_eq!((info.in_flight, info.acked, info.redelivered), (0, u64::from(N), 0));
+}
+
+/// As above, but the queue's checkpoint is written while the loser is stopped with its lost
+/// claim recorded, and the host restarts: the restored subscription does not count the lost
+/// claim as messages to hand out again (only the message sent last comes).
+#[test]
+fn after_a_restart_a_claim_that_lost_the_race_is_not_delivered_again() {
+    let s = setup("ack-lost-restart");
+    let mut loser = Child::spawn_env(
+        "member",
+        &s.q.name,
+        &[("reject", u32::MAX.to_string()), ("nack", u32::MAX.to_string())],
+        &[("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()), ("SHMQ_FAILPOINT_ACTION", "stop".to_owned())],
+    );
+    loser.wait_stopped();
+    assert_eq!(survivor(&s).len(), N as usize, "the winner gets every message");
+    // One more message; the producer's close writes the checkpoint (the loser still stopped).
+    {
+        let mut tx = Producer::open(&s.q.name).unwrap();
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&N.to_le_bytes());
+        tx.send(&b).unwrap();
+    }
+    loser.kill9();
+    // The host restarts: the shared-memory objects go, the log directory stays.
+    let _ = Queue::remove(&dlq_name(&s.q.name, SUB));
+    Queue::remove(&s.q.name).unwrap();
+    let opts = Options::new().capacity(64 << 10).max_message(1024).mode(Mode::Mpsc).durable(&s._dir.0);
+    Queue::open_or_create(&s.q.name, opts).expect("restore");
+    assert_eq!(survivor(&s), vec![(N, 1)], "only the message sent last, once");
 }

@@ -121,6 +121,11 @@ fn dump_prints_every_message_from_the_oldest_or_from_an_id() {
     let out = text(&o.stdout);
     let objs: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(objs.len(), 50);
+    // An id inside message 150: the dump starts at 151.
+    let o = shmq(&["log", "dump", "--dir", &t.dir_arg(), "--from", &(ids[150] + 8).to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let first = text(&o.stdout).lines().next().map(str::to_owned).unwrap_or_default();
+    assert!(first.starts_with(&format!("{}\t", ids[151])), "{first}");
     for (k, v) in objs.iter().enumerate() {
         let i = 150 + k;
         assert_eq!(v["id"], ids[i]);

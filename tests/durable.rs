@@ -399,6 +399,12 @@ fn a_reader_replays_the_log_from_an_id_without_taking_anything() {
         assert_eq!((check(&m), m.id()), ((3, seq), id), "message {k} after seq {seq0}");
     }
     assert!(r.try_recv().unwrap().is_none());
+    // An id that is not a message's (inside message 50, or just past it): the first after.
+    for past in [1, 8] {
+        let mut r = shmq::Reader::open(&q.name, shmq::From::Id(id + past)).unwrap();
+        let m = r.recv_timeout(common::OP_TIMEOUT).unwrap();
+        assert_eq!(m.id(), acked[51].1, "From::Id({id} + {past}) starts at the next message");
+    }
     let mut all = shmq::Reader::open(&q.name, shmq::From::Start).unwrap();
     let mut n = 0;
     while all.try_recv().unwrap().is_some() {

@@ -31,6 +31,8 @@ pub struct Reader {
     seg: Segment,
     log: Box<Backlog>,
     pos: u64,
+    /// Messages below this id are skipped ([`From::Id`] of an id that is not a message's).
+    from: u64,
     /// The last message read: (id, start and length in the backlog's bytes, next position).
     last: Option<(u64, usize, usize, u64)>,
 }
@@ -56,13 +58,16 @@ impl Reader {
         let log = super::journal::shared_log(&d.dir, d.identity)?;
         // Acquire: pairs with the journal's Release raise of `written`.
         let written = seg.header().durable.written.load(Ordering::Acquire);
-        let pos = match from {
-            From::Start => 0,
-            From::Id(id) => id & !7,
-            From::Now => written,
+        // An id is a message's position in the log. Any other number is between two
+        // messages' (or inside one): reading starts at its segment's start, where a message
+        // starts, and skips what is below it.
+        let (pos, from) = match from {
+            From::Start => (0, 0),
+            From::Id(id) => (id / d.seg_size * d.seg_size, id),
+            From::Now => (written, 0),
         };
         let backlog = Backlog::new(log, seg.config().capacity, d.seg_size);
-        Ok(Reader { seg, log: Box::new(backlog), pos, last: None })
+        Ok(Reader { seg, log: Box::new(backlog), pos, from, last: None })
     }
 
     /// The next message if one is in the log now: `Ok(None)` otherwise.
@@ -107,14 +112,17 @@ impl Reader {
         let d = &self.seg.header().durable;
         let always = d.fsync.load(Ordering::Relaxed) == crate::layout::FSYNC_ALWAYS;
         let end = if always { d.durable.load(Ordering::Acquire) } else { d.written.load(Ordering::Acquire) };
-        match self.log.next(self.pos, end)? {
-            Step::Frame(f) => {
-                self.last = Some((f.pos, f.offset, f.len as usize, f.next));
-                Ok(true)
-            }
-            Step::End(at) => {
-                self.pos = self.pos.max(at);
-                Ok(false)
+        loop {
+            match self.log.next(self.pos, end)? {
+                Step::Frame(f) if f.pos < self.from => self.pos = f.next,
+                Step::Frame(f) => {
+                    self.last = Some((f.pos, f.offset, f.len as usize, f.next));
+                    return Ok(true);
+                }
+                Step::End(at) => {
+                    self.pos = self.pos.max(at);
+                    return Ok(false);
+                }
             }
         }
     }

@@ -105,9 +105,14 @@ pub fn dump(dir: &Path, from: Option<u64>, json: bool) -> Result<()> {
     match Log::inspect(Arc::new(RealFs), dir) {
         Ok((log, rec)) => {
             let from = from.unwrap_or(rec.start);
-            for f in log.frames(from, rec.end) {
+            // An id that is not a message's starts at the next message: read from its
+            // segment's start (a message starts there) and skip what is below it.
+            let start = (from / log.seg_size() * log.seg_size()).max(rec.start);
+            for f in log.frames(start, rec.end) {
                 let f = f.with_context(|| format!("dump log {shown} from position {from}"))?;
-                print(&mut out, &f, json)?;
+                if f.id >= from {
+                    print(&mut out, &f, json)?;
+                }
             }
             out.flush()?;
             if !rec.tail_clean {

@@ -215,6 +215,19 @@ fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_m
     assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 1));
 }
 
+/// A member that records its claim of the first span and stops (`SIGSTOP`) before its
+/// compare-and-swap on the cursor.
+fn stopped_with_a_claim_recorded(s: &Setup) -> Child {
+    let loser = Child::spawn_env(
+        "member",
+        &s.q.name,
+        &[("reject", u32::MAX.to_string()), ("nack", u32::MAX.to_string())],
+        &[("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()), ("SHMQ_FAILPOINT_ACTION", "stop".to_owned())],
+    );
+    loser.wait_stopped();
+    loser
+}
+
 /// A member records its claim of the first span and stops before its compare-and-swap on
 /// the cursor (`member-claim-recorded`, stopped); another member claims that span instead,
 /// and acks every message; then the first is killed, its claim still recorded. Its claim
@@ -222,13 +235,7 @@ fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_m
 #[test]
 fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_again() {
     let s = setup("ack-lost-claim");
-    let mut loser = Child::spawn_env(
-        "member",
-        &s.q.name,
-        &[("reject", u32::MAX.to_string()), ("nack", u32::MAX.to_string())],
-        &[("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()), ("SHMQ_FAILPOINT_ACTION", "stop".to_owned())],
-    );
-    loser.wait_stopped();
+    let mut loser = stopped_with_a_claim_recorded(&s);
     let mut first = survivor(&s);
     first.sort();
     assert_eq!(first, (0..N).map(|q| (q, 1)).collect::<Vec<_>>(), "the winner gets every message once");
@@ -245,13 +252,7 @@ fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_aga
 #[test]
 fn after_a_restart_a_claim_that_lost_the_race_is_not_delivered_again() {
     let s = setup("ack-lost-restart");
-    let mut loser = Child::spawn_env(
-        "member",
-        &s.q.name,
-        &[("reject", u32::MAX.to_string()), ("nack", u32::MAX.to_string())],
-        &[("SHMQ_FAILPOINT", "member-claim-recorded".to_owned()), ("SHMQ_FAILPOINT_ACTION", "stop".to_owned())],
-    );
-    loser.wait_stopped();
+    let mut loser = stopped_with_a_claim_recorded(&s);
     assert_eq!(survivor(&s).len(), N as usize, "the winner gets every message");
     // One more message; the producer's close writes the checkpoint (the loser still stopped).
     {

@@ -186,8 +186,9 @@ fn a_member_killed_after_marking_its_claim_held_with_the_cursor_locked_has_its_s
 }
 
 /// A member records its second claim and stops before its compare-and-swap on the cursor;
-/// another member takes that span (and the rest) instead; then the first is killed, its
-/// lost claim still recorded. The member that takes its slot over delivers nothing again.
+/// another member takes that span (and the rest) instead. While the first stays stopped,
+/// producers go on round the ring (its lost claim holds nothing); then it is killed, its
+/// lost claim still recorded, and the member that takes its slot over delivers nothing again.
 #[test]
 fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_twice() {
     let q = queue("lost-claim");
@@ -206,14 +207,19 @@ fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_twi
     );
     loser.wait_stopped();
     let winner = finished(member_child(&q));
+    // The stopped loser's claim holds nothing: producers go round the ring past it (3 laps
+    // of the 64 KiB ring) while a member receives.
+    let more = member_child(&q);
+    send(&mut tx, 100..4000);
+    let more = finished(more);
     loser.kill9();
     let first = parse(loser.remaining_lines());
     assert!(!first.is_empty(), "the loser received its first span before it stopped");
     let after = finished(member_child(&q));
     assert!(after.is_empty(), "the lost claim was delivered again: {after:?}");
-    let seen = all_received(100, &[&first, &winner]);
+    let seen = all_received(4000, &[&first, &winner, &more]);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
-    assert!(winner.iter().all(|&(_, d)| d == 1), "{winner:?}");
+    assert!(winner.iter().chain(&more).all(|&(_, d)| d == 1), "{winner:?}");
 }
 
 #[test]

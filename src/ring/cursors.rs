@@ -234,7 +234,10 @@ fn scan<C: Cursors + ?Sized>(
         // claim records members stored before their CAS are visible below.
         let mut w = word.load(Ordering::Acquire);
         let mut finishes = 0u32;
+        // Where the cursor stands once the loop below has settled it (not locked, joined).
+        let mut at;
         loop {
+            at = w & !FLAGS;
             if locked(w).is_some() {
                 // A member's claim in the middle of being taken: we finish it (atomics only),
                 // so a member that died or stopped there holds nobody up.
@@ -313,13 +316,22 @@ fn scan<C: Cursors + ?Sized>(
             let m = c.claim(j);
             // SYNC POINT: Acquire pairs with the member's Release store of `CLAIM_NONE` when
             // it is done with a span (or of a raised start): its reads are done before we
-            // overwrite them.
-            if claim_state(m.state.load(Ordering::Acquire)) == CLAIM_NONE {
+            // overwrite them. And with the Release of the unlock that follows a claim's mark
+            // (read through the cursor's Acquire load above): a claim the cursor has passed
+            // is held by now, or was never taken.
+            let state = claim_state(m.state.load(Ordering::Acquire));
+            if state == CLAIM_NONE {
                 continue;
             }
             // Acquire: as above, for a start raised as the member releases messages; a
             // stale (lower) value only holds us back more.
             let pos = m.pos.load(Ordering::Acquire);
+            // A claim still claiming below where the cursor stands lost the race for its span
+            // (the cursor never goes back): it holds nothing, though its member (stopped,
+            // say) has not cleared it yet.
+            if state == CLAIM_CLAIMING && pos < at {
+                continue;
+            }
             // A claim recorded after its span was freed (a member that lost the race for it)
             // is below every cursor: ignoring it is right. One outside the ring is nonsense.
             if !(plausible(pos) && pos <= tail && tail - pos <= cap) {

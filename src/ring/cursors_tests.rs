@@ -506,3 +506,22 @@ fn a_producer_finishes_a_claim_that_has_the_cursor_locked_and_keeps_a_detached_o
     assert_eq!(cursors::settled(&w, 1).unwrap(), 800 | CURSOR_DETACHED);
     assert_eq!(cursors::position(&w, cursor_locked(2, 10, true)), 800);
 }
+
+#[test]
+fn a_claim_still_claiming_below_the_cursor_lost_its_race_and_holds_no_producer() {
+    let mut w = Words::new();
+    w.active.store(0b10, Ordering::Relaxed);
+    w.tail.store(960, Ordering::Relaxed);
+    w.members[1] = 0b11;
+    w.cursors[1].store(640, Ordering::Relaxed);
+    // Member 0 recorded [320, 640) and stopped; member 1 took it (the cursor is past it).
+    recorded(&w, 0, 3, 320, 640);
+    let g = AtomicU64::new(0);
+    assert_eq!(cursors::gate(&w, CAP, 4, 1, &g, 960, 64).unwrap(), 640, "only the cursor holds");
+    // The same claim held (taken, being read) holds the producer at its start.
+    w.claims[0].2.store(claim_word(3, CLAIM_HELD), Ordering::Relaxed);
+    assert_eq!(cursors::gate(&w, CAP, 4, 1, &g, 960, 64).unwrap(), 320);
+    // Still claiming at the cursor (about to make its compare-and-swap): it holds too.
+    recorded(&w, 0, 4, 640, 800);
+    assert_eq!(cursors::gate(&w, CAP, 4, 1, &g, 960, 64).unwrap(), 640);
+}

@@ -117,6 +117,7 @@ impl Cursors for Segment {
             && cursors::claim_state(m.claim_state.load(Ordering::Relaxed)) != layout::CLAIM_NONE
             && m.generation.load(Ordering::Relaxed) == self.sub(i).meta.generation.load(Ordering::Relaxed);
         if ours {
+            // Relaxed: as above (read once, for the statistic below).
             let (pos, end) = (m.claim_pos.load(Ordering::Relaxed), m.claim_end.load(Ordering::Relaxed));
             // A claim that lost the race for its span missed nothing.
             if clear_dead_claim(self, i, j) {

@@ -88,6 +88,7 @@ pub struct ClaimWords<'a> {
 /// the caller's Acquire load of `w`, if any, makes it the claim's). Flags are dropped.
 pub fn position<C: Cursors + ?Sized>(c: &C, w: u64) -> u64 {
     match locked(w) {
+        // Relaxed: see the doc above; a snapshot, validated by whoever uses it.
         Some((j, _, _)) => c.claim(j).end.load(Ordering::Relaxed),
         None => w & !FLAGS,
     }

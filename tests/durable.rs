@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{Child, LogDir, TestQueue};
-use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Wait};
+use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Subscription, SubscriptionOptions, Wait};
 
 #[test]
 fn child_role() {
@@ -24,6 +24,7 @@ fn child_role() {
         "producer" => producer(queue),
         "nowait" => nowait_producer(queue),
         "limited" => limited_producer(queue),
+        "reader" => reader(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -62,6 +63,25 @@ fn nowait_producer(queue: &str) {
         }
     }
     common::say("done");
+}
+
+/// Receives `count` messages as the default consumer, or as a member of subscription
+/// `sub` if given, waiting by `wait`: says `ready TID`, then `got N` once it has them all
+/// (each checked, in order).
+fn reader(queue: &str) {
+    let count: u32 = common::arg("count");
+    let wait: Wait = common::arg::<String>("wait").parse().expect("a wait policy");
+    let sub = std::env::var("SHMQ_ARG_sub").ok();
+    let mut rx = match &sub {
+        Some(s) => Consumer::subscribe_with(queue, s, wait).expect("subscribe"),
+        None => Consumer::open_with(queue, wait).expect("open"),
+    };
+    common::say(&format!("ready {}", common::tid()));
+    for seq in 0..count {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
+        assert_eq!(check(&m), (7, seq));
+    }
+    common::say(&format!("got {count}"));
 }
 
 fn msg(stream: u32, seq: u32) -> Vec<u8> {
@@ -572,4 +592,46 @@ fn waiting_for_an_id_not_sent_yet_times_out() {
         assert!(matches!(r, Err(shmq::Error::Timeout)), "{fsync:?}: {r:?}");
         assert!(took >= Duration::from_millis(100), "{fsync:?}: returned early, after {took:?}");
     }
+}
+
+/// Readers of an `Always` queue see only what is synced, so the sync wakes them, not the
+/// sends: a default consumer (`Adaptive`) and a member of a subscription (`Block`), each
+/// asleep in its own process, sleep through 100 unsynced sends that make no wake call at
+/// all, then the sync this process leads wakes both, and they read every message. (SPSC:
+/// an MPSC consumer, like any member, also wakes every 50 ms to look for a dead producer's
+/// claim; this consumer sleeps until woken, so without the sync's wake it times out.)
+#[test]
+fn under_always_sleeping_readers_are_woken_by_the_sync_not_by_the_sends() {
+    let dir = LogDir::new("woken");
+    let q = TestQueue::create("durable-woken", options(&dir, Fsync::Always).mode(Mode::Spsc));
+    Subscription::create(&q.name, "audit", SubscriptionOptions::new()).expect("create the subscription");
+    let n = 100u32;
+    let mut readers = [
+        Child::spawn("reader", &q.name, &[("count", n.to_string()), ("wait", "adaptive".into())]),
+        Child::spawn("reader", &q.name, &[("count", n.to_string()), ("wait", "block".into()), ("sub", "audit".into())]),
+    ];
+    for r in &mut readers {
+        let tid: i32 = r.expect("ready").parse().expect("a thread id");
+        r.wait_in_shared_futex(tid);
+    }
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open the producer");
+    let mut last = 0;
+    for seq in 0..n {
+        last = tx.send_nowait(&msg(7, seq)).expect("send_nowait");
+    }
+    for r in &mut readers {
+        assert_eq!(r.try_line(Duration::from_millis(200)), None, "a reader saw an unsynced message");
+    }
+    let sent = Queue::inspect(&q.name).expect("inspect").sent;
+    assert_eq!(sent.wake_calls, 0, "the producer woke readers for messages they cannot read yet");
+    let synced = Instant::now();
+    tx.wait_durable(last, Some(common::OP_TIMEOUT)).expect("wait_durable");
+    // Woken at once; 5 s is slack for a loaded machine, far below the readers' own
+    // 30 s timeout (after which they would find the messages without being woken).
+    for r in &mut readers {
+        let line = r.try_line(Duration::from_secs(5));
+        assert_eq!(line, Some(format!("got {n}")), "a reader was not woken by the sync");
+        r.wait_ok();
+    }
+    println!("both readers had all {n} messages {:?} after the sync began", synced.elapsed());
 }

@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -764,8 +764,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V8_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V9_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V8_HASH: u64 = 8582009652851866897;
+    const LAYOUT_V9_HASH: u64 = 13996498653807000088;
 }

@@ -37,7 +37,7 @@ use crate::ring::consumer::Record;
 use crate::ring::inflight::{self, Fields};
 use crate::segment::{Acks, Segment};
 use crate::sync::atomic::Ordering;
-use crate::sync::futex::OsFutex;
+use crate::sync::futex::FencedFutex;
 use crate::sync::wait;
 
 /// How often a member looks through the table for expired entries and dead owners (also
@@ -231,7 +231,9 @@ fn released(seg: &Segment, a: Acks<'_>, sub: usize) {
     // Release: pairs with the members' Acquire load of the counter: the entry's release is
     // visible to a member that sees the count change.
     a.meta.released.fetch_add(1, Ordering::Release);
-    wait::wake(crate::queue::gate::sub_words(seg, sub), &OsFutex);
+    // A full fence: the members of an `Fsync::Always` queue sleep without the heavy
+    // barrier a light wake relies on (`Handle::wait_for`); releases are rare.
+    wait::wake(crate::queue::gate::sub_words(seg, sub), &FencedFutex);
 }
 
 /// Resolves the filled entries of a claim `[pos, end)` being taken over (its holder's slot
@@ -730,7 +732,8 @@ impl Consumer {
         // Relaxed: a flag; the wake below is what the waiter acts on.
         if t.meta.starved.load(Ordering::Relaxed) != 0 {
             t.meta.starved.store(0, Ordering::Relaxed);
-            wait::wake(crate::queue::gate::sub_words(seg, sub), &OsFutex);
+            // A full fence, as in `released`: only when a member starved.
+            wait::wake(crate::queue::gate::sub_words(seg, sub), &FencedFutex);
         }
     }
 

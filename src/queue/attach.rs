@@ -17,7 +17,7 @@ use crate::layout::{self, Header, Slot};
 use crate::ring::{PtrRegion, RingError};
 use crate::segment::{Access, Mode, Segment};
 use crate::sync::atomic::Ordering;
-use crate::sync::futex::OsFutex;
+use crate::sync::futex::{FencedFutex, OsFutex};
 use crate::sync::wait::{self, Wait, WaitWords};
 
 /// When a call gives up.
@@ -90,6 +90,9 @@ pub(super) struct Handle {
     pub(super) slot: usize,
     pub(super) role: Role,
     pub(super) wait: Wait,
+    /// A reader of an `Fsync::Always` queue: what it waits for becomes readable only when
+    /// a sync completes, and only wakers that fence fully wake it (see `wait_for`).
+    synced_reader: bool,
     pub(super) local: Local,
     /// `Send` but not `Sync`, and so are the handles made of it: a handle's ring state and
     /// counters are plain fields that one thread at a time may touch (its `&self` methods
@@ -137,7 +140,9 @@ impl Handle {
         let slot_ptr = NonNull::from(seg.slot(slot));
         let shared = Shared::new(seg, sub);
         let local = Local::default();
-        Handle { shared, region, header, slot_ptr, slot, role, wait, local, _not_sync: PhantomData }
+        let synced_reader = role == Role::Consumer
+            && shared.seg.config().durable.as_ref().is_some_and(|d| d.fsync == super::Fsync::Always);
+        Handle { shared, region, header, slot_ptr, slot, role, wait, synced_reader, local, _not_sync: PhantomData }
     }
 
     /// The segment's header.
@@ -215,7 +220,20 @@ impl Handle {
             None if shared.take_interruption() => Some(Err(Error::Interrupted)),
             None => None,
         };
-        let r = wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, || local.wait_calls += 1);
+        let on_sleep = || local.wait_calls += 1;
+        let r = if self.synced_reader {
+            // A reader of an `Fsync::Always` queue reads only what is synced, so what it waits
+            // for comes with a sync: the journal wakes it after each one (producers do not),
+            // with a full fence, as every other waker of a reader's line does (acks, the
+            // wrap, a close: `gate::wake_readers`, `acks`, unconditional wakes). So it sleeps
+            // without the heavy barrier (a `membarrier` that interrupts every CPU running a
+            // registered process), and `Adaptive` sleeps at once: a sync takes longer than
+            // its spin.
+            let policy = if self.wait == Wait::Adaptive { Wait::Block } else { self.wait };
+            wait::wait_for(policy, words, me, &FencedFutex, deadline, poll, on_sleep)
+        } else {
+            wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, on_sleep)
+        };
         local.store_rare(slot);
         r.unwrap_or(Err(Error::Timeout))
     }

@@ -7,7 +7,7 @@ use crate::ring::cursors::{self, ClaimWords, Cursors};
 use crate::ring::{Gate, RingError};
 use crate::segment::Segment;
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::futex::OsFutex;
+use crate::sync::futex::{FencedFutex, Futex, OsFutex};
 use crate::sync::wait::{self, WaitWords};
 
 pub(super) use crate::ring::cursors::{FLAGS, bits};
@@ -168,21 +168,24 @@ pub(super) fn finish_join(seg: &Segment, i: usize, w: u64) -> Option<u64> {
 
 /// Wakes the sleeping members of the subscriptions in `subs` (bits of `SubsLine::sleepers`);
 /// call after publishing. Returns how many wake calls were made.
-pub(super) fn wake_subscriptions(seg: &Segment, subs: u64) -> u64 {
+pub(super) fn wake_subscriptions(seg: &Segment, subs: u64, futex: &impl Futex) -> u64 {
     let mut n = 0;
     for i in bits(subs).filter(|&i| (1..layout::SUBSCRIPTIONS).contains(&i)) {
-        n += u64::from(wait::wake(sub_words(seg, i), &OsFutex));
+        n += u64::from(wait::wake(sub_words(seg, i), futex));
     }
     n
 }
 
 /// Wakes every sleeping reader: the default consumer and the members of every
-/// subscription. Returns how many wake calls were made.
+/// subscription. Returns how many wake calls were made. With a full fence
+/// ([`FencedFutex`]): called off the per-message path (after a sync, at the wrap), and the
+/// readers of an `Fsync::Always` queue sleep without the heavy barrier that a light wake
+/// relies on (see `Handle::wait_for`).
 pub(super) fn wake_readers(seg: &Segment) -> u64 {
-    let n = u64::from(wait::wake(seg.data_words(), &OsFutex));
+    let n = u64::from(wait::wake(seg.data_words(), &FencedFutex));
     // Relaxed: read after the fence in `wake`, which orders our publication before it.
     let subs = seg.header().subs.sleepers.load(Ordering::Relaxed);
-    n + if subs != 0 { wake_subscriptions(seg, subs) } else { 0 }
+    n + if subs != 0 { wake_subscriptions(seg, subs, &FencedFutex) } else { 0 }
 }
 
 /// The futex pair the members of subscription entry `i >= 1` sleep on.

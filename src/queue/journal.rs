@@ -24,6 +24,11 @@
 //! holder holds nobody's durability hostage. Under `Fsync::Interval(d)`, a timer thread in
 //! each process holding such a handle syncs every `d`.
 //!
+//! **Waking.** Waiters for a sync sleep on the durable line, and under `Always` readers
+//! too wait for syncs (they read only what is synced; producers do not wake them). Both are
+//! woken here, once per sync, with a full fence: they sleep without the heavy barrier
+//! (`FencedFutex`), which costs more than all of their wakers' fences.
+//!
 //! **The id ceiling.** Ids are positions; after a crash, positions handed out but never
 //! logged must not be handed out again. Producers never write at or past `ceiling` (the gate
 //! counts it), and it is raised, a log segment at a time, only after the log's meta record
@@ -39,7 +44,7 @@ use crate::log::Log;
 use crate::ring::{Found, Region, plausible, read_record};
 use crate::segment::Segment;
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::futex::OsFutex;
+use crate::sync::futex::{FencedFutex, OsFutex};
 use crate::sync::wait::{self, Wait};
 
 use super::Fsync;
@@ -207,7 +212,7 @@ impl Journal {
                     seg.unlock_journal();
                     // Waiters woken by the syncs above while we held the role may have found
                     // it taken and slept again: the role is free now.
-                    wait::wake(seg.durable_words(), &OsFutex);
+                    wait::wake(seg.durable_words(), &FencedFutex);
                 }
                 r?;
                 since = Instant::now();
@@ -249,7 +254,7 @@ impl Journal {
                 let woken = words.epoch.load(Ordering::Relaxed) != epoch;
                 (v >= end || v != seen || woken || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
             };
-            if let Some(v) = wait::wait_for(Wait::Block, words, me, &OsFutex, Some(until), poll, || {}) {
+            if let Some(v) = wait::wait_for(Wait::Block, words, me, &FencedFutex, Some(until), poll, || {}) {
                 seen = v;
             }
         }
@@ -486,7 +491,7 @@ fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
         wake_readers(seg);
         wake_space(seg);
     }
-    wait::wake(seg.durable_words(), &OsFutex);
+    wait::wake(seg.durable_words(), &FencedFutex);
     Ok(moved)
 }
 
@@ -496,7 +501,7 @@ fn fail(seg: &Segment, e: Error) -> Error {
     if matches!(e, Error::Log(_)) {
         // Release: pairs with `check_failed`'s Acquire.
         seg.header().durable.failed.store(1, Ordering::Release);
-        wait::wake_unconditionally(seg.durable_words(), &OsFutex);
+        wait::wake_unconditionally(seg.durable_words(), &FencedFutex);
         wait::wake_unconditionally(seg.space_words(), &OsFutex);
     }
     e

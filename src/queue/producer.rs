@@ -52,6 +52,10 @@ pub struct Producer {
     prefix: u32,
     /// A durable queue's log, and whether sends wait for their sync.
     journal: Option<super::journal::Journal>,
+    /// Whether a publication wakes the readers: not under `Fsync::Always`, where readers
+    /// read only what is synced and the journal wakes them after each sync (a wake per
+    /// send would only wake them to find nothing new).
+    wakes_readers: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -77,7 +81,8 @@ impl Producer {
         let max_message = h.shared.seg.config().max_message;
         let prefix = h.shared.seg.config().prefix();
         let journal = super::journal::Journal::attach(&h.shared.seg)?;
-        Ok(Producer { h, ring, raw: None, max_message, prefix, journal })
+        let wakes_readers = !journal.as_ref().is_some_and(|j| j.always());
+        Ok(Producer { h, ring, raw: None, max_message, prefix, journal, wakes_readers })
     }
 
     fn attach(seg: &Segment, slot: usize) -> Result<ProducerRing> {
@@ -450,9 +455,13 @@ impl Producer {
         Ok(res.pos)
     }
 
-    /// Wakes the consumer if it sleeps (or is about to): after every publication.
+    /// Wakes the consumer if it sleeps (or is about to): after every publication, unless
+    /// the journal does it (`wakes_readers`).
     #[inline]
     fn wake_consumer(&mut self) {
+        if !self.wakes_readers {
+            return;
+        }
         if wait::wake(self.h.data_words(), &OsFutex) {
             self.woke();
         }
@@ -467,7 +476,7 @@ impl Producer {
     /// Wakes the members of the subscriptions in `subs` that sleep.
     #[inline(never)]
     fn wake_subscribers(&mut self, subs: u64) {
-        let n = wake_subscriptions(&self.h.shared.seg, subs);
+        let n = wake_subscriptions(&self.h.shared.seg, subs, &OsFutex);
         if n > 0 {
             self.h.local.wake_calls += n;
             self.h.store_rare();

@@ -92,3 +92,22 @@ impl Futex for OsFutex {
         let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
     }
 }
+
+/// The kernel's futex with the symmetric protocol: wakers fence, sleepers issue no heavy
+/// barrier. For a line whose every waker is off the hot path (the durable line: woken
+/// after an `fdatasync`), where the sleeper's `membarrier` would cost more than all of its
+/// wakers' fences.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FencedFutex;
+
+#[cfg(not(loom))]
+impl Futex for FencedFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Woke {
+        OsFutex.wait(word, expected, deadline)
+    }
+
+    fn wake_all(&self, word: &AtomicU32) {
+        OsFutex.wake_all(word)
+    }
+}

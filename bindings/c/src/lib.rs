@@ -598,10 +598,20 @@ fn quarantine(shell: Closed) {
 /// handle used by one thread pays no barrier; one that changes threads pays one
 /// (microseconds). Where the kernel has no private expedited membarrier (or seccomp forbids
 /// it), nobody ever becomes owner and `slow` alone is the guard: correct, and slower.
+///
+/// The fast path finds the caller's cell without thread-local storage, which from a shared
+/// library is a call into the dynamic loader (`__tls_get_addr`): with `errno`'s call into
+/// libc, that put C 70 ns behind Rust per hop at p50 on a VM where a call into another
+/// library's pages costs that much, and 15-20 ns elsewhere. Each cell records the
+/// [`thread_pointer`] of the thread holding it (0 once that thread has ended), so a caller
+/// whose thread pointer is the one in the owner's cell is the owner. A live thread's thread
+/// pointer is its own, and a cell is marked free when its thread ends, before another thread
+/// can get the cell or the thread pointer (thread exit happens before the creation of a
+/// thread that reuses either), so a match is never another thread's cell.
 mod reentry {
     use std::ptr;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering, compiler_fence};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering, compiler_fence};
 
     pub(crate) struct Guard {
         /// The cell of the thread that may enter on the fast path; null: none.
@@ -615,6 +625,38 @@ mod reentry {
         /// The `Guard` of the handle this thread is inside, or null. Written only by the
         /// thread that has the cell.
         slot: AtomicPtr<Guard>,
+        /// The [`thread_pointer`] of the thread that has the cell; 0 while nobody has it.
+        /// Written only by that thread (when it takes the cell and when it ends).
+        thread: AtomicUsize,
+    }
+
+    /// The calling thread's thread pointer, read with one instruction: the TCB's pointer
+    /// to itself at `%fs:0` on x86_64, `TPIDR_EL0` on aarch64 (the ELF TLS ABI of both).
+    /// Every live thread has its own. `None` on other architectures (the fast path then
+    /// looks its cell up in thread-local storage).
+    #[inline(always)]
+    pub(crate) fn thread_pointer() -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let tp: usize;
+            // SAFETY: reads the word at `%fs:0`, which the x86_64 TLS ABI (glibc, musl)
+            // keeps pointing at the thread's own TCB; no other memory or flag is touched.
+            unsafe {
+                std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+            };
+            Some(tp)
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let tp: usize;
+            // SAFETY: reads the thread pointer register; touches no memory.
+            unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+            Some(tp)
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            None
+        }
     }
 
     /// A call inside the handle; leaves it when dropped.
@@ -631,15 +673,33 @@ mod reentry {
             Guard { owner: AtomicPtr::new(ptr::null_mut()), slow: AtomicBool::new(false) }
         }
 
+        /// The owner's cell if the caller is the owner (see the module docs).
+        #[inline]
+        fn owned_by_me(&self) -> Option<&'static Cell> {
+            // Relaxed: the owner is only compared with this thread; a change by another
+            // thread is caught by the re-check in `enter` (see the module).
+            let owner = self.owner.load(Ordering::Relaxed);
+            let Some(tp) = thread_pointer() else {
+                return my_cell().filter(|c| ptr::eq(owner, *c));
+            };
+            if owner.is_null() {
+                return None;
+            }
+            // SAFETY: cells are never freed.
+            let cell: &'static Cell = unsafe { &*owner };
+            // Relaxed: equal only if this thread wrote it (see the module docs); the end of
+            // any earlier thread with this thread pointer, which zeroed it, happened before
+            // this thread began.
+            (cell.thread.load(Ordering::Relaxed) == tp).then_some(cell)
+        }
+
         /// Enters, or `None` if another call is inside (or might be: see `enter_slow`).
         #[inline]
         pub(crate) fn enter(&self) -> Option<Inside<'_>> {
-            let me = my_cell();
-            if let Some(cell) = me {
+            if let Some(cell) = self.owned_by_me() {
                 let this = self as *const Guard as *mut Guard;
-                // Relaxed: the owner field is only compared with this thread's own cell;
-                // a change by another thread is caught by the re-check (see the module).
-                if ptr::eq(self.owner.load(Ordering::Relaxed), cell) && cell.slot.load(Ordering::Relaxed).is_null() {
+                // Relaxed: only this thread writes its slot.
+                if cell.slot.load(Ordering::Relaxed).is_null() {
                     // SYNC POINT (asymmetric, with the barrier in `enter_slow`): fill the
                     // slot, then re-read the owner, in this order for the compiler; the CPU
                     // order is enforced by the slow path's membarrier, not here. Release:
@@ -654,7 +714,7 @@ mod reentry {
                     cell.slot.store(ptr::null_mut(), Ordering::Release);
                 }
             }
-            self.enter_slow(me)
+            self.enter_slow(my_cell())
         }
 
         #[cold]
@@ -728,18 +788,23 @@ mod reentry {
         fn drop(&mut self) {
             // Release: as in `Inside::drop`.
             self.0.slot.store(ptr::null_mut(), Ordering::Release);
+            // Relaxed: whoever compares it with its own thread pointer began after this
+            // thread ended, or is the next holder (which writes its own first).
+            self.0.thread.store(0, Ordering::Relaxed);
             FREE_CELLS.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
         }
     }
 
     thread_local! {
-        static CELL: Held = Held(
-            FREE_CELLS
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop()
-                .unwrap_or_else(|| Box::leak(Box::new(Cell { slot: AtomicPtr::new(ptr::null_mut()) }))),
-        );
+        static CELL: Held = {
+            let cell: &'static Cell = FREE_CELLS.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| {
+                Box::leak(Box::new(Cell { slot: AtomicPtr::new(ptr::null_mut()), thread: AtomicUsize::new(0) }))
+            });
+            // Relaxed: read only to compare with a thread pointer (see `owned_by_me`).
+            cell.thread.store(thread_pointer().unwrap_or(0), Ordering::Relaxed);
+            super::errno::check_this_thread();
+            Held(cell)
+        };
     }
 
     /// This thread's cell; `None` while thread-local storage is being torn down (a call from
@@ -1020,20 +1085,84 @@ mod last_error {
 type Res<T = ()> = Result<T, Code>;
 
 /// Restores the caller's `errno` when dropped.
-struct ErrnoGuard(c_int);
+struct ErrnoGuard {
+    at: *mut c_int,
+    saved: c_int,
+}
 
 impl ErrnoGuard {
+    #[inline]
     fn save() -> ErrnoGuard {
-        // SAFETY: `__errno_location` returns the calling thread's errno, valid for reads
-        // and writes for as long as the thread lives.
-        ErrnoGuard(unsafe { *libc::__errno_location() })
+        let at = errno::location();
+        // SAFETY: the calling thread's errno, valid for reads and writes while the thread
+        // lives (the guard does not leave it: it is neither `Send` nor `Sync`).
+        ErrnoGuard { at, saved: unsafe { *at } }
     }
 }
 
 impl Drop for ErrnoGuard {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: as in `save`.
-        unsafe { *libc::__errno_location() = self.0 };
+        unsafe { *self.at = self.saved };
+    }
+}
+
+/// Where the calling thread's `errno` is, without a call into libc (`__errno_location`),
+/// which on some VMs costs tens of nanoseconds per exported call.
+///
+/// `errno` is a static thread-local of libc (initial-exec), so by the ELF TLS ABI it lies at
+/// the same offset from the [`reentry::thread_pointer`] in every thread. The offset is
+/// learned from `__errno_location` on the first call, and checked again by each thread when
+/// it first takes a re-entry cell; should any thread ever disagree, every later call asks
+/// libc.
+mod errno {
+    use std::ffi::c_int;
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    use super::reentry::thread_pointer;
+
+    /// Nothing learned yet.
+    const UNKNOWN: isize = isize::MIN;
+    /// The offset is not the same in every thread: always ask libc.
+    const UNUSABLE: isize = isize::MIN + 1;
+    /// `errno`'s address minus the thread pointer, or one of the above.
+    static OFFSET: AtomicIsize = AtomicIsize::new(UNKNOWN);
+
+    /// The calling thread's `errno`.
+    #[inline]
+    pub(super) fn location() -> *mut c_int {
+        if let Some(tp) = thread_pointer() {
+            // Relaxed: a value, the same whoever wrote it (or UNUSABLE).
+            let off = OFFSET.load(Ordering::Relaxed);
+            if off != UNKNOWN && off != UNUSABLE {
+                return std::ptr::with_exposed_provenance_mut::<c_int>(tp.wrapping_add_signed(off));
+            }
+        }
+        learn()
+    }
+
+    /// Asks libc, and learns (or checks) the offset.
+    #[cold]
+    fn learn() -> *mut c_int {
+        // SAFETY: no preconditions; returns the calling thread's errno.
+        let at = unsafe { libc::__errno_location() };
+        if let Some(tp) = thread_pointer() {
+            let off = (at as isize).wrapping_sub(tp as isize);
+            // Relaxed: as in `location`.
+            match OFFSET.compare_exchange(UNKNOWN, off, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {}
+                Err(seen) if seen == off || seen == UNUSABLE => {}
+                // Relaxed: as above.
+                Err(_) => OFFSET.store(UNUSABLE, Ordering::Relaxed),
+            }
+        }
+        at
+    }
+
+    /// Checks the offset for the calling thread (once per thread).
+    pub(super) fn check_this_thread() {
+        learn();
     }
 }
 

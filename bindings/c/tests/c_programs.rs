@@ -763,6 +763,7 @@ c_test!(
         "ok a_handle_used_right_after_close_is_refused",
         "ok a_blocked_call_holds_the_handle",
         "ok a_handle_passed_between_threads_is_never_refused",
+        "ok threads_that_reuse_an_ended_threads_identity_are_let_in",
         "ok two_threads_on_one_consumer spsc: 200000 messages once each",
         "ok two_threads_on_one_consumer mpsc: 200000 messages once each"
     ]

@@ -283,12 +283,73 @@ static void a_handle_passed_between_threads_is_never_refused(void) {
     printf("ok a_handle_passed_between_threads_is_never_refused\n");
 }
 
+typedef struct {
+    shmq_producer *p;
+    shmq_consumer *c;
+    uint32_t value;
+    int ok;
+    pthread_t self;
+} reuse_args;
+
+static void *send_and_receive_once(void *arg) {
+    reuse_args *a = arg;
+    a->self = pthread_self();
+    uint32_t got = 0;
+    size_t len = 0;
+    errno = EDOM;
+    a->ok = shmq_send(a->p, &a->value, sizeof a->value, 0) == SHMQ_OK &&
+            shmq_recv(a->c, &got, sizeof got, &len, 0) == SHMQ_OK && len == sizeof got && got == a->value &&
+            errno == EDOM;
+    return NULL;
+}
+
+/* The re-entry guard's fast path knows its owner by thread pointer (pthread_self() on glibc),
+ * and libshmq finds errno at a fixed offset from it. A thread that ends leaves that identity
+ * to the next one created (glibc reuses the stack and thread control block): each such
+ * thread must be let in as a newcomer, get its own errno kept, and hand the handles back to
+ * this thread afterwards. */
+static void threads_that_reuse_an_ended_threads_identity_are_let_in(void) {
+    const char *name = unique_name("reuse");
+    create_queue(name, SHMQ_MODE_SPSC, 1 << 16, 64);
+    shmq_producer *p;
+    shmq_consumer *c;
+    CHECK_OK(shmq_producer_open(name, &p));
+    CHECK_OK(shmq_consumer_open(name, &c));
+    pthread_t first = 0;
+    int reused = 0;
+    for (uint32_t i = 0; i < 20; i++) {
+        reuse_args a = {p, c, i, 0, 0};
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, send_and_receive_once, &a) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK_MSG(a.ok, "thread %u was refused, lost a message or its errno", i);
+        if (i == 0) {
+            first = a.self;
+        } else if (pthread_equal(a.self, first)) {
+            reused++;
+        }
+        uint32_t got;
+        size_t len;
+        errno = ERANGE;
+        CHECK_OK(shmq_send(p, &i, sizeof i, 0));
+        CHECK_OK(shmq_recv(c, &got, sizeof got, &len, 0));
+        CHECK(got == i && errno == ERANGE);
+    }
+    /* Without reuse this test would not test what it says. */
+    CHECK_MSG(reused > 0, "no thread reused the first one's identity (not glibc?)");
+    shmq_producer_close(p);
+    shmq_consumer_close(c);
+    CHECK_OK(shmq_remove(name));
+    printf("ok threads_that_reuse_an_ended_threads_identity_are_let_in (%d of 19 reused it)\n", reused);
+}
+
 int main(void) {
     check_init();
     wrong_kind_or_no_handle_is_refused();
     a_handle_used_right_after_close_is_refused();
     a_blocked_call_holds_the_handle();
     a_handle_passed_between_threads_is_never_refused();
+    threads_that_reuse_an_ended_threads_identity_are_let_in();
     two_threads_on_one_consumer(SHMQ_MODE_SPSC);
     two_threads_on_one_consumer(SHMQ_MODE_MPSC);
     printf("handles: all passed\n");

@@ -67,6 +67,15 @@ pub trait FsFile: Send + Sync + std::fmt::Debug {
     fn lock(&self, kind: LockKind) -> io::Result<bool>;
     /// Owner and permission bits.
     fn meta(&self) -> io::Result<FileMeta>;
+    /// Advice that `[off, off + len)` will be read soon (`POSIX_FADV_WILLNEED`: the kernel
+    /// starts reading it in the background). Only advice: the default does nothing.
+    fn will_need(&self, _off: u64, _len: u64) {}
+    /// Reads what of `[off, off + buf.len())` is in the page cache now, from `off` on,
+    /// without waiting for the disk (`preadv2(RWF_NOWAIT)`); the byte count. 0 when nothing
+    /// is, or when it cannot tell (the default; errors are for `pread` to report).
+    fn pread_cached(&self, _off: u64, _buf: &mut [u8]) -> usize {
+        0
+    }
 }
 
 /// The file-system calls the log makes.
@@ -185,6 +194,19 @@ impl FsFile for RealFile {
     }
     fn meta(&self) -> io::Result<FileMeta> {
         Ok(meta_of(&self.0.metadata()?))
+    }
+    fn pread_cached(&self, off: u64, buf: &mut [u8]) -> usize {
+        let mut bufs = [io::IoSliceMut::new(buf)];
+        rustix::io::preadv2(self.0.as_fd(), &mut bufs, off, rustix::io::ReadWriteFlags::NOWAIT).unwrap_or(0)
+    }
+    fn will_need(&self, off: u64, len: u64) {
+        // Advice only: an error (none is expected for a regular file) changes nothing.
+        let _ = rustix::fs::fadvise(
+            self.0.as_fd(),
+            off,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::WillNeed,
+        );
     }
 }
 
@@ -576,6 +598,12 @@ impl FsFile for FaultFile {
         let n = buf.len().min(data.len() - off as usize);
         buf[..n].copy_from_slice(&data[off as usize..off as usize + n]);
         Ok(n)
+    }
+    /// As if the first part of every read were cached and the rest not: whoever reads
+    /// through the twin goes both ways at once (see `Log`'s cursor).
+    fn pread_cached(&self, off: u64, buf: &mut [u8]) -> usize {
+        let half = buf.len() / 2;
+        self.pread(off, &mut buf[..half]).unwrap_or(0)
     }
     fn fdatasync(&self) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());

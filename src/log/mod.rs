@@ -237,13 +237,17 @@ struct Cursor<'a> {
     /// Stream position of `buf[0]`, and how many bytes of `buf` are valid.
     buf_pos: u64,
     buf_len: usize,
+    /// The stream position up to which the kernel was asked to read ahead.
+    advised: u64,
 }
 
 const READ_CHUNK: usize = 1 << 20;
+/// How far beyond a read from disk a cursor asks the kernel to read in the background.
+const READ_AHEAD: u64 = 2 * READ_CHUNK as u64;
 
 impl<'a> Cursor<'a> {
     fn new(log: &'a Log, pos: u64) -> Cursor<'a> {
-        Cursor { log, pos, buf: Vec::new(), buf_pos: 0, buf_len: 0 }
+        Cursor { log, pos, buf: Vec::new(), buf_pos: 0, buf_len: 0, advised: 0 }
     }
 
     /// Makes the buffer hold `[pos, pos + want)` (clipped to the segment). `Ok(false)` if
@@ -269,9 +273,30 @@ impl<'a> Cursor<'a> {
         if self.buf.len() < n {
             self.buf.resize(n, 0);
         }
-        let got = f
-            .pread(log.file_off(pos + keep as u64), &mut self.buf[keep..n])
-            .map_err(|e| os_err(e, format!("read {}", log.seg_path(pos / log.seg_size).display())))?;
+        let at = log.file_off(pos + keep as u64);
+        let cached = f.pread_cached(at, &mut self.buf[keep..n]);
+        let got = if keep + cached == n {
+            cached
+        } else {
+            // Reading from disk: have the kernel read the next chunks while this one is
+            // checked. Its own readahead (even 8 MiB of it, or `POSIX_FADV_SEQUENTIAL`) left
+            // the disk idle while the crc32c of each frame was computed: a cold 1 GiB scan
+            // took 1.0-1.3 s, with this 0.56-0.61 s, against 0.3-0.7 s for `cat` of the same
+            // files (`examples/log_scan.rs`). The price: pages read in this way are cached
+            // as small folios, and a later scan of them from the cache takes 0.20 s instead
+            // of 0.13 s. Not when everything was cached already, as a log read soon after it
+            // was written (by a spilled reader, say) mostly is.
+            let next = pos + n as u64;
+            let (from, to) = (next.max(self.advised), (next + READ_AHEAD).min(seg_end));
+            if from < to {
+                f.will_need(log.file_off(from), to - from);
+                self.advised = to;
+            }
+            let rest = f
+                .pread(at + cached as u64, &mut self.buf[keep + cached..n])
+                .map_err(|e| os_err(e, format!("read {}", log.seg_path(pos / log.seg_size).display())))?;
+            cached + rest
+        };
         self.buf_pos = pos;
         self.buf_len = keep + got;
         Ok(true)

@@ -201,12 +201,7 @@ impl FsFile for RealFile {
     }
     fn will_need(&self, off: u64, len: u64) {
         // Advice only: an error (none is expected for a regular file) changes nothing.
-        let _ = rustix::fs::fadvise(
-            self.0.as_fd(),
-            off,
-            std::num::NonZeroU64::new(len),
-            rustix::fs::Advice::WillNeed,
-        );
+        let _ = rustix::fs::fadvise(self.0.as_fd(), off, std::num::NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
     }
 }
 

@@ -602,12 +602,20 @@ fn quarantine(shell: Closed) {
 /// The fast path finds the caller's cell without thread-local storage, which from a shared
 /// library is a call into the dynamic loader (`__tls_get_addr`): with `errno`'s call into
 /// libc, that put C 70 ns behind Rust per hop at p50 on a VM where a call into another
-/// library's pages costs that much, and 15-20 ns elsewhere. Each cell records the
-/// [`thread_pointer`] of the thread holding it (0 once that thread has ended), so a caller
-/// whose thread pointer is the one in the owner's cell is the owner. A live thread's thread
-/// pointer is its own, and a cell is marked free when its thread ends, before another thread
-/// can get the cell or the thread pointer (thread exit happens before the creation of a
-/// thread that reuses either), so a match is never another thread's cell.
+/// library's pages costs that much. Each cell records the [`thread_pointer`] of the thread
+/// that took it, so a caller whose thread pointer is the one in the owner's cell is taken
+/// for the owner. That is never wrong, because a cell's record is always one of:
+///
+/// * 0: nobody holds it (a thread zeroes it at its end, before the cell goes back to the
+///   pool for another thread to take);
+/// * the thread pointer of its live holder, which no other live thread has;
+/// * the thread pointer of a holder that ended without running its thread-local destructors
+///   (the other threads of a process that forked, a raw `exit` system call): such a cell
+///   never went back to the pool, so a later thread given the same thread pointer is the
+///   only one that can match it, and may use it as its own.
+///
+/// A thread that reuses an ended thread's thread pointer was created after that thread
+/// ended, so it sees the zero written at the end.
 mod reentry {
     use std::ptr;
     use std::sync::Mutex;
@@ -625,8 +633,9 @@ mod reentry {
         /// The `Guard` of the handle this thread is inside, or null. Written only by the
         /// thread that has the cell.
         slot: AtomicPtr<Guard>,
-        /// The [`thread_pointer`] of the thread that has the cell; 0 while nobody has it.
-        /// Written only by that thread (when it takes the cell and when it ends).
+        /// The [`thread_pointer`] of the thread that has the cell; 0 while nobody has it (see
+        /// the module docs). Written only by that thread (when it takes the cell and when it
+        /// ends).
         thread: AtomicUsize,
     }
 
@@ -1112,9 +1121,11 @@ impl Drop for ErrnoGuard {
 /// which on some VMs costs tens of nanoseconds per exported call.
 ///
 /// `errno` is a static thread-local of libc (initial-exec), so by the ELF TLS ABI it lies at
-/// the same offset from the [`reentry::thread_pointer`] in every thread. The offset is
-/// learned from `__errno_location` on the first call, and checked again by each thread when
-/// it first takes a re-entry cell; should any thread ever disagree, every later call asks
+/// the same offset from the [`reentry::thread_pointer`] in every thread, within the static
+/// TLS area next to it. The offset is learned from `__errno_location` on the first call, and
+/// checked again by each thread when it first takes a re-entry cell. Should any thread ever
+/// disagree, or `__errno_location` answer with an address outside the static TLS area (a
+/// library that interposes it to keep an `errno` per coroutine, say), every later call asks
 /// libc.
 mod errno {
     use std::ffi::c_int;
@@ -1124,8 +1135,12 @@ mod errno {
 
     /// Nothing learned yet.
     const UNKNOWN: isize = isize::MIN;
-    /// The offset is not the same in every thread: always ask libc.
+    /// The offset is not the same in every thread, or not one of the static TLS area:
+    /// always ask libc.
     const UNUSABLE: isize = isize::MIN + 1;
+    /// The farthest from the thread pointer that a static thread-local can be: the static
+    /// TLS area holds the thread-locals of the libraries loaded at start, kilobytes.
+    const STATIC_TLS_REACH: isize = 1 << 20;
     /// `errno`'s address minus the thread pointer, or one of the above.
     static OFFSET: AtomicIsize = AtomicIsize::new(UNKNOWN);
 
@@ -1149,6 +1164,17 @@ mod errno {
         let at = unsafe { libc::__errno_location() };
         if let Some(tp) = thread_pointer() {
             let off = (at as isize).wrapping_sub(tp as isize);
+            // Below the thread pointer on x86_64 (TLS variant II), above it on aarch64.
+            let static_tls = if cfg!(target_arch = "x86_64") {
+                (-STATIC_TLS_REACH..0).contains(&off)
+            } else {
+                (0..STATIC_TLS_REACH).contains(&off)
+            };
+            if !static_tls {
+                // Relaxed: as in `location`.
+                OFFSET.store(UNUSABLE, Ordering::Relaxed);
+                return at;
+            }
             // Relaxed: as in `location`.
             match OFFSET.compare_exchange(UNKNOWN, off, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {}

@@ -25,6 +25,8 @@ fn child_role() {
         "nowait" => nowait_producer(queue),
         "limited" => limited_producer(queue),
         "reader" => reader(queue),
+        "flood" => flood(queue),
+        "filler" => filler(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -66,8 +68,8 @@ fn nowait_producer(queue: &str) {
 }
 
 /// Receives `count` messages as the default consumer, or as a member of subscription
-/// `sub` if given, waiting by `wait`: says `ready TID`, then `got N` once it has them all
-/// (each checked, in order).
+/// `sub` if given, waiting by `wait`: says `ready TID`, then `got SEQ` after each (each
+/// checked, in order).
 fn reader(queue: &str) {
     let count: u32 = common::arg("count");
     let wait: Wait = common::arg::<String>("wait").parse().expect("a wait policy");
@@ -80,8 +82,43 @@ fn reader(queue: &str) {
     for seq in 0..count {
         let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
         assert_eq!(check(&m), (7, seq));
+        common::say(&format!("got {seq}"));
     }
-    common::say(&format!("got {count}"));
+}
+
+/// Sends with `send_nowait` until its stdin closes, never waiting for a sync itself (so
+/// never taking the journal role): steady traffic for whoever journals.
+fn flood(queue: &str) {
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while common::hear().is_some() {}
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    common::say("ready");
+    let mut seq = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = Instant::now();
+        tx.send_nowait_timeout(&msg(9, seq), common::OP_TIMEOUT).expect("send_nowait");
+        // Room waits on the journal, which this process leads when nobody else does.
+        assert!(t.elapsed() < Duration::from_secs(5), "a send waited {:?} for room", t.elapsed());
+        seq = seq.wrapping_add(1);
+    }
+    watcher.join().unwrap();
+}
+
+/// Sends `count` messages with `send_nowait`, more than the ring holds, then says `done`.
+fn filler(queue: &str) {
+    let count: u32 = common::arg("count");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    common::say("ready");
+    for seq in 0..count {
+        tx.send_nowait_timeout(&msg(8, seq), common::OP_TIMEOUT).expect("send_nowait");
+    }
+    common::say("done");
 }
 
 fn msg(stream: u32, seq: u32) -> Vec<u8> {
@@ -307,6 +344,33 @@ fn a_stopped_journal_holder_does_not_hold_other_producers_syncs_hostage() {
     other.wait_ok();
     assert_eq!(acks(&other.remaining_lines()).len(), 50);
     eprintln!("50 Always sends beside a stopped journal holder: {:?}", t.elapsed());
+    stopped.kill9();
+}
+
+/// The same for room: a producer filling the ring beside a stopped journal holder waits
+/// for the journal, which nobody wakes it for, so it looks again every 50 ms and then
+/// journals alongside the holder. (It used to sleep until its own timeout.)
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_stopped_journal_holder_does_not_hold_other_producers_room_hostage() {
+    let dir = LogDir::new("stopped-room");
+    let q = TestQueue::create("durable-stopped-room", options(&dir, Fsync::Always));
+    let mut stopped = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", "10".into())],
+        &[("SHMQ_FAILPOINT", "journal-syncing".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
+    );
+    stopped.expect("ready");
+    stopped.wait_stopped();
+    let t = Instant::now();
+    // About 3 rings' worth (64 KiB each) of records of 40 bytes on average.
+    let mut filler = Child::spawn("filler", &q.name, &[("count", "5000".into())]);
+    filler.expect("ready");
+    let done = filler.try_line(Duration::from_secs(10));
+    assert_eq!(done.as_deref(), Some("done"), "the filler waited for room beside a stopped journal holder");
+    filler.wait_ok();
+    eprintln!("5000 sends (3 rings) beside a stopped journal holder: {:?}", t.elapsed());
     stopped.kill9();
 }
 
@@ -594,21 +658,53 @@ fn waiting_for_an_id_not_sent_yet_times_out() {
     }
 }
 
+/// The same under steady traffic from another process that never journals: every round of
+/// the waiter's journaling then moves `durable`, and it used to lead again and again without
+/// looking at its deadline, for as long as the traffic lasted.
+/// (A ring of 16 MiB, so that the traffic never finds it full and never journals itself.)
+/// Run in a thread under a watchdog, so that a regression fails rather than hangs.
+#[test]
+fn waiting_for_an_id_not_sent_yet_times_out_under_steady_traffic() {
+    let dir = LogDir::new("unsent-traffic");
+    let q = TestQueue::create("unsent-traffic", options(&dir, Fsync::Always).capacity(16 << 20));
+    let mut flood = Child::spawn("flood", &q.name, &[]);
+    flood.expect("ready");
+    let mut tx = Producer::open(&q.name).unwrap();
+    let id = tx.send(b"mine").unwrap();
+    let waiter = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = tx.wait_durable(id + (1 << 40), Some(Duration::from_millis(200)));
+        (r, start.elapsed())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiter.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    flood.hang_up();
+    flood.wait_ok();
+    assert!(waiter.is_finished(), "wait_durable went on 10 s past a 200 ms timeout");
+    let (r, took) = waiter.join().unwrap();
+    assert!(matches!(r, Err(shmq::Error::Timeout)), "{r:?}");
+    println!("timed out after {took:?} (timeout 200 ms)");
+}
+
 /// Readers of an `Always` queue see only what is synced, so the sync wakes them, not the
 /// sends: a default consumer (`Adaptive`) and a member of a subscription (`Block`), each
 /// asleep in its own process, sleep through 100 unsynced sends that make no wake call at
-/// all, then the sync this process leads wakes both, and they read every message. (SPSC:
-/// an MPSC consumer, like any member, also wakes every 50 ms to look for a dead producer's
-/// claim; this consumer sleeps until woken, so without the sync's wake it times out.)
+/// all, then the sync this process leads wakes both, and they read every message. Then 30
+/// rounds of one message and its sync: each reader has it a median of well under 10 ms
+/// later. (Such readers also look every 50 ms unwoken, in case a journaler died between
+/// its sync and its wake: without the sync's wake the median would be about 25 ms.)
 #[test]
 fn under_always_sleeping_readers_are_woken_by_the_sync_not_by_the_sends() {
     let dir = LogDir::new("woken");
     let q = TestQueue::create("durable-woken", options(&dir, Fsync::Always).mode(Mode::Spsc));
     Subscription::create(&q.name, "audit", SubscriptionOptions::new()).expect("create the subscription");
-    let n = 100u32;
+    let (n, rounds) = (100u32, 30u32);
+    let count = (n + rounds).to_string();
     let mut readers = [
-        Child::spawn("reader", &q.name, &[("count", n.to_string()), ("wait", "adaptive".into())]),
-        Child::spawn("reader", &q.name, &[("count", n.to_string()), ("wait", "block".into()), ("sub", "audit".into())]),
+        Child::spawn("reader", &q.name, &[("count", count.clone()), ("wait", "adaptive".into())]),
+        Child::spawn("reader", &q.name, &[("count", count), ("wait", "block".into()), ("sub", "audit".into())]),
     ];
     for r in &mut readers {
         let tid: i32 = r.expect("ready").parse().expect("a thread id");
@@ -624,14 +720,27 @@ fn under_always_sleeping_readers_are_woken_by_the_sync_not_by_the_sends() {
     }
     let sent = Queue::inspect(&q.name).expect("inspect").sent;
     assert_eq!(sent.wake_calls, 0, "the producer woke readers for messages they cannot read yet");
-    let synced = Instant::now();
     tx.wait_durable(last, Some(common::OP_TIMEOUT)).expect("wait_durable");
-    // Woken at once; 5 s is slack for a loaded machine, far below the readers' own
-    // 30 s timeout (after which they would find the messages without being woken).
     for r in &mut readers {
-        let line = r.try_line(Duration::from_secs(5));
-        assert_eq!(line, Some(format!("got {n}")), "a reader was not woken by the sync");
-        r.wait_ok();
+        for seq in 0..n {
+            assert_eq!(r.expect("got"), seq.to_string());
+        }
     }
-    println!("both readers had all {n} messages {:?} after the sync began", synced.elapsed());
+    let mut delays = vec![Vec::new(), Vec::new()];
+    for seq in n..n + rounds {
+        let id = tx.send_nowait(&msg(7, seq)).expect("send_nowait");
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).expect("wait_durable");
+        let synced = Instant::now();
+        for (r, d) in readers.iter_mut().zip(&mut delays) {
+            assert_eq!(r.expect("got"), seq.to_string());
+            d.push(synced.elapsed());
+        }
+    }
+    for ((r, mut d), who) in readers.iter_mut().zip(delays).zip(["consumer (adaptive)", "member (block)"]) {
+        r.wait_ok();
+        d.sort();
+        let median = common::percentile(&d, 50.0);
+        println!("{who}: message read {median:?} after its sync (median of {rounds}), max {:?}", d[d.len() - 1]);
+        assert!(median < Duration::from_millis(10), "a reader was not woken by the sync: median {median:?}");
+    }
 }

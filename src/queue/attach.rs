@@ -20,6 +20,10 @@ use crate::sync::atomic::Ordering;
 use crate::sync::futex::{FencedFutex, OsFutex};
 use crate::sync::wait::{self, Wait, WaitWords};
 
+/// The longest a reader of an `Fsync::Always` queue sleeps before it looks again without
+/// being woken (see `Handle::wait_for`).
+const SYNCED_READER_SLICE: Duration = Duration::from_millis(50);
+
 /// When a call gives up.
 #[derive(Clone, Copy)]
 pub(super) enum Until {
@@ -220,7 +224,7 @@ impl Handle {
             None if shared.take_interruption() => Some(Err(Error::Interrupted)),
             None => None,
         };
-        let on_sleep = || local.wait_calls += 1;
+        let mut on_sleep = || local.wait_calls += 1;
         let r = if self.synced_reader {
             // A reader of an `Fsync::Always` queue reads only what is synced, so what it waits
             // for comes with a sync: the journal wakes it after each one (producers do not),
@@ -228,9 +232,18 @@ impl Handle {
             // wrap, a close: `gate::wake_readers`, `acks`, unconditional wakes). So it sleeps
             // without the heavy barrier (a `membarrier` that interrupts every CPU running a
             // registered process), and `Adaptive` sleeps at once: a sync takes longer than
-            // its spin.
+            // its spin. In slices: a journaler killed between raising `durable` and its wake
+            // leaves readable records and nobody to wake for them until the next sync.
             let policy = if self.wait == Wait::Adaptive { Wait::Block } else { self.wait };
-            wait::wait_for(policy, words, me, &FencedFutex, deadline, poll, on_sleep)
+            let mut poll = poll;
+            loop {
+                let slice = Instant::now() + SYNCED_READER_SLICE;
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                match wait::wait_for(policy, words, me, &FencedFutex, Some(until), &mut poll, &mut on_sleep) {
+                    None if deadline.is_none_or(|d| Instant::now() < d) => continue,
+                    r => break r,
+                }
+            }
         } else {
             wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, on_sleep)
         };

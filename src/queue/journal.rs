@@ -132,7 +132,7 @@ impl Journal {
         }
         let r = self.run(seg, self.fsync != Fsync::Never);
         if locked {
-            seg.unlock_journal();
+            release_role(seg);
         }
         r
     }
@@ -158,7 +158,7 @@ impl Journal {
             return Ok(false);
         }
         let r = self.run(seg, false);
-        seg.unlock_journal();
+        release_role(seg);
         r
     }
 
@@ -239,7 +239,7 @@ impl Journal {
         let locked = seg.try_lock_journal();
         let r = self.run(seg, self.fsync != Fsync::Never);
         if locked {
-            seg.unlock_journal();
+            release_role(seg);
         }
         maybe_checkpoint(seg, true);
         r.map(|_| ())
@@ -267,10 +267,7 @@ impl Journal {
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
                 let r = self.run(seg, sync);
                 if locked {
-                    seg.unlock_journal();
-                    // Waiters woken by the syncs above while we held the role may have found
-                    // it taken and slept again: the role is free now.
-                    wait::wake(seg.durable_words(), &FencedFutex);
+                    release_role(seg);
                 }
                 r?;
                 since = Instant::now();
@@ -288,7 +285,10 @@ impl Journal {
                     // round again at once would spin past it.
                 } else {
                     seen = now;
-                    if locked {
+                    // Lead again at once, unless the deadline has passed: under steady
+                    // traffic every round moves `durable`, and an `end` not sent yet would
+                    // otherwise keep us leading past it.
+                    if locked && deadline.is_none_or(|t| Instant::now() < t) {
                         continue;
                     }
                 }
@@ -317,6 +317,16 @@ impl Journal {
             }
         }
     }
+}
+
+/// Gives the journal role back, and wakes whoever may have found it taken meanwhile and
+/// gone to sleep for what its holder would do: producers waiting for a sync (woken by the
+/// holder's syncs, they may have slept again) or for room (the holder may have stopped
+/// journaling before their records' turn). The role is free for them now.
+fn release_role(seg: &Segment) {
+    seg.unlock_journal();
+    wait::wake(seg.durable_words(), &FencedFutex);
+    wake_space(seg);
 }
 
 /// Writes the consumers' positions to the log directory if the last checkpoint of this

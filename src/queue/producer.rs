@@ -398,18 +398,29 @@ impl Producer {
         let Some(deadline) = until.deadline() else {
             return Err(Error::Full);
         };
-        let journal = self.journal.clone();
-        self.wait_for_space(deadline, |ring, seg| match Self::try_reserve_ring(ring, seg, slot, len) {
-            Err(RingError::Full) => match &journal {
-                Some(j) => match j.progress(seg) {
+        let Some(journal) = self.journal.clone() else {
+            return self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, slot, len));
+        };
+        // A durable queue: room may wait for the journal, whose role's holder may have died
+        // or stopped (no wake comes then), so in slices; once a slice has passed without
+        // room, journal alongside the holder (harmless if it is alive and well).
+        let mut force = false;
+        loop {
+            let slice = Instant::now() + super::journal::ALONGSIDE_AFTER;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            let r = self.wait_for_space(Some(until), |ring, seg| match Self::try_reserve_ring(ring, seg, slot, len) {
+                Err(RingError::Full) => match journal.progress_with(seg, force) {
                     Ok(true) => Self::try_reserve_ring(ring, seg, slot, len),
                     Ok(false) => Err(RingError::Full),
                     Err(_) => Err(RingError::Corrupt("the log failed")),
                 },
-                None => Err(RingError::Full),
-            },
-            r => r,
-        })
+                r => r,
+            });
+            match r {
+                Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => force = true,
+                r => return r,
+            }
+        }
     }
 
     /// Waits (by the handle's policy) until `attempt` stops reporting `Full`.

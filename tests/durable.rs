@@ -323,6 +323,20 @@ fn four_producer_processes_under_always_share_their_syncs() {
     assert_eq!(drain(&q.name).len(), total);
 }
 
+/// A producer process stopped (SIGSTOP) just before its first sync, holding the journal role.
+#[cfg(feature = "failpoints")]
+fn stopped_journal_holder(queue: &str) -> Child {
+    let mut stopped = Child::spawn_env(
+        "producer",
+        queue,
+        &[("stream", "0".into()), ("count", "10".into())],
+        &[("SHMQ_FAILPOINT", "journal-syncing".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
+    );
+    stopped.expect("ready");
+    stopped.wait_stopped();
+    stopped
+}
+
 /// The process holding the journal role is stopped (SIGSTOP) just before its sync: other
 /// producers' `Always` sends still complete (they journal alongside after a bound).
 #[cfg(feature = "failpoints")]
@@ -330,14 +344,7 @@ fn four_producer_processes_under_always_share_their_syncs() {
 fn a_stopped_journal_holder_does_not_hold_other_producers_syncs_hostage() {
     let dir = LogDir::new("stopped");
     let q = TestQueue::create("durable-stopped", options(&dir, Fsync::Always));
-    let mut stopped = Child::spawn_env(
-        "producer",
-        &q.name,
-        &[("stream", "0".into()), ("count", "10".into())],
-        &[("SHMQ_FAILPOINT", "journal-syncing".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
-    );
-    stopped.expect("ready");
-    stopped.wait_stopped();
+    let mut stopped = stopped_journal_holder(&q.name);
     let t = Instant::now();
     let mut other = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "50".into())]);
     other.expect("ready");
@@ -355,14 +362,7 @@ fn a_stopped_journal_holder_does_not_hold_other_producers_syncs_hostage() {
 fn a_stopped_journal_holder_does_not_hold_other_producers_room_hostage() {
     let dir = LogDir::new("stopped-room");
     let q = TestQueue::create("durable-stopped-room", options(&dir, Fsync::Always));
-    let mut stopped = Child::spawn_env(
-        "producer",
-        &q.name,
-        &[("stream", "0".into()), ("count", "10".into())],
-        &[("SHMQ_FAILPOINT", "journal-syncing".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
-    );
-    stopped.expect("ready");
-    stopped.wait_stopped();
+    let mut stopped = stopped_journal_holder(&q.name);
     let t = Instant::now();
     // About 3 rings' worth (64 KiB each) of records of 40 bytes on average.
     let mut filler = Child::spawn("filler", &q.name, &[("count", "5000".into())]);

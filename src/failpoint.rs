@@ -31,6 +31,8 @@
 //! * `journal-written`: the copy is written to the log files; `written` not raised.
 //! * `journal-syncing`: about to sync the log; `durable` not raised.
 //! * `journal-synced`: the sync returned; `durable` not raised.
+//! * `journal-durable-raised`: `durable` raised; under `Always` the journal's cursor not
+//!   raised yet, and nobody woken.
 //! * `ceiling-raising`: about to write a raised id ceiling to the log's meta record.
 //! * `spill-rejoin`: a durable queue's consumer read everything in the log and is about to
 //!   rejoin the ring (its cursor detached).

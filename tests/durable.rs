@@ -5,7 +5,8 @@
 //!
 //! Kill points of the journal (see `src/failpoint.rs`): records copied but not written
 //! (`journal-copied`), written but `written` not raised (`journal-written`), about to sync
-//! (`journal-syncing`), synced but `durable` not raised (`journal-synced`), about to raise the
+//! (`journal-syncing`), synced but `durable` not raised (`journal-synced`), `durable` raised
+//! but not the journal's cursor, nobody woken (`journal-durable-raised`), about to raise the
 //! id ceiling (`ceiling-raising`). A kill never tears a write (completed writes survive in
 //! the page cache), so each leaves the log and the positions for the next journaler to
 //! finish; a power cut is the log layer's own test (the fault-injecting file layer).
@@ -379,7 +380,14 @@ fn a_stopped_journal_holder_does_not_hold_other_producers_room_hostage() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_journaler_killed_at_any_step_leaves_the_log_for_the_next_one() {
-    for point in ["journal-copied", "journal-written", "journal-syncing", "journal-synced", "ceiling-raising"] {
+    for point in [
+        "journal-copied",
+        "journal-written",
+        "journal-syncing",
+        "journal-synced",
+        "journal-durable-raised",
+        "ceiling-raising",
+    ] {
         let dir = LogDir::new(point);
         let q = TestQueue::create(&format!("durable-{point}"), options(&dir, Fsync::Always));
         let mut dying = Child::spawn_env(
@@ -406,6 +414,41 @@ fn a_journaler_killed_at_any_step_leaves_the_log_for_the_next_one() {
             assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{point}: stream {stream} out of order or twice");
         }
     }
+}
+
+/// A journaler killed between raising `durable` and raising the journal's cursor (and
+/// waking anyone): a reader asleep in another process still gets the synced message (it
+/// looks every 50 ms unwoken), and the next sync, though it finds nothing to sync, brings
+/// the journal's cursor (which holds producers back) up to `durable`.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_journaler_killed_after_raising_durable_leaves_nobody_waiting() {
+    /// `DurableLine::durable` and `journal` (docs/LAYOUT.md, line 7).
+    const OFF_DURABLE: u64 = 960;
+    const OFF_JOURNAL: u64 = 968;
+    let dir = LogDir::new("durable-raised");
+    let q = TestQueue::create("durable-raised", options(&dir, Fsync::Always).mode(Mode::Spsc));
+    let mut reader = Child::spawn("reader", &q.name, &[("count", "1".into()), ("wait", "block".into())]);
+    let tid: i32 = reader.expect("ready").parse().expect("a thread id");
+    reader.wait_in_shared_futex(tid);
+    let mut dying = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "7".into()), ("count", "1".into())],
+        &[("SHMQ_FAILPOINT", "journal-durable-raised".into())],
+    );
+    let _ = dying.wait_exit();
+    let raw = q.raw();
+    let (durable, journal) = (raw.read_u64(OFF_DURABLE), raw.read_u64(OFF_JOURNAL));
+    assert!(journal < durable, "the kill point was not reached: journal {journal}, durable {durable}");
+    let line = reader.try_line(Duration::from_secs(5));
+    assert_eq!(line.as_deref(), Some("got 0"), "the reader was not told of the synced message");
+    reader.wait_ok();
+    // A journal run with nothing to sync (every record is durable: a producer that sent
+    // nothing closes, and journals on its way out) catches the cursor up.
+    drop(Producer::open(&q.name).expect("open the producer"));
+    assert_eq!(raw.read_u64(OFF_DURABLE), durable, "something was synced after all");
+    assert_eq!(raw.read_u64(OFF_JOURNAL), durable, "the journal's cursor stayed behind `durable`");
 }
 
 /// Under `Never`, ids are not reused across kills and restarts either, even with messages

@@ -542,6 +542,14 @@ fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
     let durable = d.durable.load(Ordering::Acquire);
     let written = d.written.load(Ordering::Acquire);
     if written <= durable {
+        // Nothing to sync. A journaler killed after raising `durable` (below) left the
+        // journal's cursor and the wakes behind: catch up, or producers waiting for the
+        // room below `durable` would wait for a sync that has nothing to do.
+        // Relaxed: fixed at creation.
+        if d.fsync.load(Ordering::Relaxed) == layout::FSYNC_ALWAYS && raise(&d.journal, durable) {
+            wake_space(seg);
+            wake_readers(seg);
+        }
         return Ok(false);
     }
     crate::failpoint::hit("journal-syncing");
@@ -553,6 +561,7 @@ fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
     // Relaxed: a statistic.
     d.syncs.fetch_add(1, Ordering::Relaxed);
     let moved = raise(&d.durable, written);
+    crate::failpoint::hit("journal-durable-raised");
     // Relaxed: fixed at creation.
     if d.fsync.load(Ordering::Relaxed) == layout::FSYNC_ALWAYS && raise(&d.journal, written) {
         // Readers may read up to it now, and producers overwrite below it.

@@ -941,11 +941,7 @@ impl Segment {
             crate::sync::wait::wake_unconditionally(seg.data_words(), &futex);
             crate::sync::wait::wake_unconditionally(seg.space_words(), &futex);
             for i in 1..layout::SUBSCRIPTIONS {
-                let w = &seg.sub(i).wait;
-                crate::sync::wait::wake_unconditionally(
-                    crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep },
-                    &futex,
-                );
+                crate::sync::wait::wake_unconditionally(seg.wait_words(&seg.sub(i).wait), &futex);
             }
         }
         Ok(())
@@ -1129,8 +1125,22 @@ impl Segment {
 
     /// The futex pair producers waiting for their messages' sync sleep on.
     pub fn durable_words(&self) -> crate::sync::wait::WaitWords<'_> {
-        let w = &self.header().durable_wait;
-        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+        self.wait_words(&self.header().durable_wait)
+    }
+
+    /// The futex pair of `line`, a wait line of this segment's header.
+    #[inline]
+    pub fn wait_words<'a>(&'a self, line: &'a layout::WaitLine) -> crate::sync::wait::WaitWords<'a> {
+        // The line's offset names it in the sleep table, the same in every process.
+        let offset = (line as *const layout::WaitLine as usize).wrapping_sub(self.base.as_ptr() as usize);
+        debug_assert!(offset < layout::HEADER_SIZE && offset % layout::LINE == 0);
+        crate::sync::wait::WaitWords {
+            waiters: &line.waiters,
+            epoch: &line.epoch,
+            asleep: &line.asleep,
+            tags: &self.header().sleeping.tags,
+            line: offset,
+        }
     }
 
     /// The data region.
@@ -1181,14 +1191,14 @@ impl Segment {
         }
     }
 
+    #[inline]
     pub fn data_words(&self) -> crate::sync::wait::WaitWords<'_> {
-        let w = &self.header().data_wait;
-        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+        self.wait_words(&self.header().data_wait)
     }
 
+    #[inline]
     pub fn space_words(&self) -> crate::sync::wait::WaitWords<'_> {
-        let w = &self.header().space_wait;
-        crate::sync::wait::WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+        self.wait_words(&self.header().space_wait)
     }
 
     pub fn is_closed(&self) -> bool {

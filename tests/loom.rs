@@ -850,20 +850,34 @@ impl Futex for LoomFutex {
 }
 
 /// One direction's wait words, a flag standing for "the condition", and the futex.
-#[derive(Default)]
 struct Waiting {
     waiters: AtomicU64,
     epoch: AtomicU32,
     asleep: [AtomicU64; wait::ASLEEP_SETS],
+    tags: [AtomicU64; wait::SLOTS],
     flag: AtomicBool,
     /// For the models with more than one publication: how many were made.
     count: AtomicU32,
     futex: LoomFutex,
 }
 
+impl Default for Waiting {
+    fn default() -> Waiting {
+        Waiting {
+            waiters: AtomicU64::new(0),
+            epoch: AtomicU32::new(0),
+            asleep: Default::default(),
+            tags: std::array::from_fn(|_| AtomicU64::new(0)),
+            flag: AtomicBool::new(false),
+            count: AtomicU32::new(0),
+            futex: LoomFutex::default(),
+        }
+    }
+}
+
 impl Waiting {
     fn words(&self) -> WaitWords<'_> {
-        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep }
+        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep, tags: &self.tags, line: 384 }
     }
 
     /// The sleeper: `block` until the count is at least `n`.

@@ -205,6 +205,7 @@ struct Waiting {
     waiters: AtomicU64,
     epoch: AtomicU32,
     asleep: [AtomicU64; wait::ASLEEP_SETS],
+    tags: [AtomicU64; wait::SLOTS],
     flag: AtomicBool,
     futex: LightFutex,
 }
@@ -215,13 +216,14 @@ impl Waiting {
             waiters: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
             asleep: Default::default(),
+            tags: std::array::from_fn(|_| AtomicU64::new(0)),
             flag: AtomicBool::new(false),
             futex: LightFutex::new(barrier),
         }
     }
 
     fn words(&self) -> WaitWords<'_> {
-        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep }
+        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep, tags: &self.tags, line: 384 }
     }
 
     /// The light waker: publish, then `wait::wake`, with the IPI boundaries around them.

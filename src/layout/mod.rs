@@ -12,7 +12,7 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMQ\0RNG"` read as a little-endian `u64`: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ\0RNG");
 /// Bumped whenever the meaning of any byte in the segment changes.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 /// Size of one header line.
 pub const LINE: usize = 128;
 /// Number of participant slots: slot 0 is the consumer, slots 1.. are producers.
@@ -170,9 +170,8 @@ pub struct ConsumerLine {
 
 /// How many `asleep` sets a wait line has: as many as fit in its 128 bytes. Sleeper and
 /// waker both compute the set from the same epoch value (`e % ASLEEP_SETS`), so any count
-/// is correct; more sets mean a woken sleeper that has not run yet costs a wake call once
-/// per that many bumps instead of once per bump (with 8 sets, `shmq bench --fanout` made
-/// about 350 wake calls per 1000 messages at 64 B; with 13, about 215).
+/// is correct; more sets mean a waker reads fewer [`SleepLines`] entries of sleepers on
+/// other epochs (woken, not yet run) before it knows it owes nobody a wake call.
 pub const ASLEEP_SETS: usize = 13;
 
 /// Lines 3 and 4: a futex pair for one direction (data available, space available).
@@ -243,7 +242,28 @@ pub struct Header {
     pub durable_wait: WaitLine,
     /// Lines 9 to 16: the log directory of a durable queue.
     pub log_dir: LogDirLines,
-    _reserved: [u8; TABLE_OFFSET - 17 * LINE],
+    /// Lines 17 to 20: what each participant slot went to sleep on last.
+    pub sleeping: SleepLines,
+    _reserved: [u8; TABLE_OFFSET - 21 * LINE],
+}
+
+/// Lines 17 to 20: entry `i` is [`sleep_tag`]`(line, epoch)` for the wait line and epoch that
+/// participant slot `i` last went to sleep on, written by that slot before it sets its bit in
+/// the line's `asleep` set. A waker that finds bits in the set it looks in makes the
+/// `FUTEX_WAKE` system call only if one of them belongs to a slot whose entry names this line
+/// and the epoch it bumped from: a bit left up by a sleeper that was woken but has not run yet
+/// names an older epoch, and costs the later wakers a load instead of a system call.
+#[repr(C, align(128))]
+pub struct SleepLines {
+    /// By participant slot.
+    pub tags: [AtomicU64; SLOTS],
+}
+
+/// The [`SleepLines`] entry of a sleeper on epoch `epoch` of the wait line at byte offset
+/// `line_offset` in the segment: the line's number in the high half, the epoch in the low.
+#[inline]
+pub const fn sleep_tag(line_offset: usize, epoch: u32) -> u64 {
+    (((line_offset / LINE) as u64) << 32) | epoch as u64
 }
 
 /// `DurableLine::flags`: the queue keeps a log on disk.
@@ -546,7 +566,7 @@ pub const NO_CLAIM: u64 = u64::MAX;
 /// A hash of every constant and offset above: two builds agree on it only if they agree on
 /// the layout. FNV-1a over the numbers, computed at compile time.
 pub const fn layout_hash() -> u64 {
-    let parts: [u64; 63] = [
+    let parts: [u64; 64] = [
         LAYOUT_VERSION as u64,
         LINE as u64,
         SLOTS as u64,
@@ -594,6 +614,7 @@ pub const fn layout_hash() -> u64 {
         std::mem::offset_of!(Header, durable) as u64,
         std::mem::offset_of!(Header, durable_wait) as u64,
         std::mem::offset_of!(Header, log_dir) as u64,
+        std::mem::offset_of!(Header, sleeping) as u64,
         std::mem::offset_of!(DurableLine, journal) as u64,
         std::mem::offset_of!(DurableLine, writes) as u64,
         JOURNAL_LOCK_BYTE,
@@ -697,6 +718,8 @@ const _: () = {
     assert!(offset_of!(DurableLine, writes) == 112);
     assert!(offset_of!(Header, durable_wait) == 1024);
     assert!(offset_of!(Header, log_dir) == 1152);
+    assert!(offset_of!(Header, sleeping) == 2176);
+    assert!(size_of::<SleepLines>() == 512);
     assert!(size_of::<LogDirLines>() == 8 * LINE);
     assert!(size_of::<SubEntry>() == 3 * LINE);
     assert!(offset_of!(SubEntry, cursor) == 0);
@@ -764,8 +787,8 @@ mod tests {
     /// docs/LAYOUT.md) before updating the value.
     #[test]
     fn layout_hash_changes_only_with_the_layout() {
-        assert_eq!(layout_hash(), LAYOUT_V9_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
+        assert_eq!(layout_hash(), LAYOUT_V10_HASH, "the layout changed: bump LAYOUT_VERSION, then update this");
     }
 
-    const LAYOUT_V9_HASH: u64 = 13996498653807000088;
+    const LAYOUT_V10_HASH: u64 = 13945524706306407543;
 }

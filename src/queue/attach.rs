@@ -175,15 +175,13 @@ impl Handle {
     /// The futex pair the consumer sleeps on.
     #[inline]
     pub(super) fn data_words(&self) -> WaitWords<'_> {
-        let w = &self.header().data_wait;
-        WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+        self.shared.seg.data_words()
     }
 
     /// The futex pair producers sleep on.
     #[inline]
     pub(super) fn space_words(&self) -> WaitWords<'_> {
-        let w = &self.header().space_wait;
-        WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+        self.shared.seg.space_words()
     }
 
     /// Counts `messages` messages of `bytes` payload bytes in the slot.

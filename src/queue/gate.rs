@@ -190,8 +190,7 @@ pub(super) fn wake_readers(seg: &Segment) -> u64 {
 
 /// The futex pair the members of subscription entry `i >= 1` sleep on.
 pub(super) fn sub_words(seg: &Segment, i: usize) -> WaitWords<'_> {
-    let w = &seg.sub(i).wait;
-    WaitWords { waiters: &w.waiters, epoch: &w.epoch, asleep: &w.asleep }
+    seg.wait_words(&seg.sub(i).wait)
 }
 
 /// Wakes producers waiting for space; call after handing space back. Returns whether a

@@ -71,6 +71,13 @@ fn queue(test: &str) -> TestQueue {
     q
 }
 
+/// A member in this process that never receives. With it no member is alone in `SUB`, so
+/// every claim is of at most 16 messages, which the kill points below count on (a member
+/// alone in its subscription claims up to 256: `a_lone_member_killed_after_reading_its_span_*`).
+fn idle_member(q: &TestQueue) -> Consumer {
+    Consumer::subscribe_with(&q.name, SUB, Wait::Block).expect("join the idle member")
+}
+
 fn send(tx: &mut Producer, seqs: std::ops::Range<u32>) {
     for seq in seqs {
         let mut msg = seq.to_le_bytes().to_vec();
@@ -139,6 +146,7 @@ fn all_received(n: u32, reports: &[&[(u32, u32)]]) -> BTreeMap<u32, u32> {
 fn member_dies_at(point: &str) -> (Reports, Reports) {
     let q = queue(point);
     Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
+    let _idle = idle_member(&q);
     let mut tx = Producer::open(&q.name).unwrap();
     send(&mut tx, 0..100);
     let dead = killed(dying_member(&q, point, 1));
@@ -196,6 +204,7 @@ fn a_member_killed_after_marking_its_claim_held_with_the_cursor_locked_has_its_s
 fn a_member_killed_after_losing_the_race_for_its_claim_has_nothing_delivered_twice() {
     let q = queue("lost-claim");
     Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
+    let _idle = idle_member(&q);
     let mut tx = Producer::open(&q.name).unwrap();
     send(&mut tx, 0..100);
     let mut loser = Child::spawn_env(
@@ -233,10 +242,33 @@ fn a_member_killed_with_a_span_read_but_not_handed_back_has_it_delivered_again()
     assert!(!twice.is_empty() && twice.len() <= 16, "exactly its last span repeats: {twice:?}");
 }
 
+/// A member alone in its subscription claims up to 256 messages at once (fewer claims, each
+/// three compare-and-swaps); killed after reading all of its first span and before handing
+/// it back, it has lost nothing, and a member that joins after it gets what it had not
+/// released again, marked, and the rest.
+#[test]
+fn a_lone_member_killed_after_reading_its_span_has_its_unreleased_part_delivered_again() {
+    let q = queue("lone");
+    Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    send(&mut tx, 0..600);
+    let dead = killed(dying_member(&q, "member-span-read", 0));
+    assert_eq!(dead, (0..256).map(|s| (s, 1)).collect::<Reports>(), "one span of 256, all received");
+    let alive = finished(member_child(&q));
+    let seen = all_received(600, &[&dead, &alive]);
+    let twice: Vec<u32> = seen.iter().filter(|&(_, &n)| n > 1).map(|(&s, _)| s).collect();
+    assert!(!twice.is_empty() && twice.iter().all(|&s| s < 256), "only its span repeats: {twice:?}");
+    for &(seq, d) in &alive {
+        assert_eq!(d >= 2, twice.contains(&seq), "seq {seq}: delivery count {d}");
+    }
+    println!("{} of the dead member's 256 delivered again", twice.len());
+}
+
 #[test]
 fn a_member_killed_while_delivering_an_adopted_span_passes_it_on_again() {
     let q = queue("adopted");
     Subscription::create(&q.name, SUB, SubscriptionOptions::new()).unwrap();
+    let _idle = idle_member(&q);
     let mut tx = Producer::open(&q.name).unwrap();
     send(&mut tx, 0..100);
     let first = killed(dying_member(&q, "member-claimed", 1));

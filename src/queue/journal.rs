@@ -130,7 +130,7 @@ impl Journal {
         if !locked && !force {
             return Ok(false);
         }
-        let r = self.run(seg, self.fsync != Fsync::Never);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked);
         if locked {
             release_role(seg);
         }
@@ -157,7 +157,7 @@ impl Journal {
         {
             return Ok(false);
         }
-        let r = self.run(seg, false);
+        let r = self.run(seg, false, true);
         release_role(seg);
         r
     }
@@ -167,9 +167,11 @@ impl Journal {
         self.progress_with(seg, false)
     }
 
-    /// One round of journaling by the caller (holding the role or not): the ceiling, every
-    /// committed record, and a sync if `sync`.
-    fn run(&self, seg: &Segment, sync: bool) -> Result<bool> {
+    /// One round of journaling by the caller (holding the role if `locked`): the ceiling,
+    /// every committed record, and a sync if `sync`. A holder of the role wakes the producers
+    /// waiting for their sync only when it gives the role back ([`release_role`]): woken
+    /// earlier, those that must lead would find it taken and sleep again.
+    fn run(&self, seg: &Segment, sync: bool, locked: bool) -> Result<bool> {
         let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
         let mut buf = Vec::new();
         while pass(seg, &self.log, &mut buf)? {
@@ -180,7 +182,7 @@ impl Journal {
         }
         if sync {
             let t0 = Instant::now();
-            let synced = sync_log(seg, &self.log)?;
+            let synced = sync_log(seg, &self.log, !locked)?;
             if synced {
                 // Relaxed: this process's own estimate.
                 self.last_sync.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -237,7 +239,7 @@ impl Journal {
     /// Journals and syncs everything committed now (a handle closing, the timer).
     pub(crate) fn flush(&self, seg: &Segment) -> Result<()> {
         let locked = seg.try_lock_journal();
-        let r = self.run(seg, self.fsync != Fsync::Never);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked);
         if locked {
             release_role(seg);
         }
@@ -265,7 +267,7 @@ impl Journal {
             // Relaxed: this process's own hint.
             let stuck = self.alongside.load(Ordering::Relaxed) == seen;
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
-                let r = self.run(seg, sync);
+                let r = self.run(seg, sync, locked);
                 if locked {
                     release_role(seg);
                 }
@@ -535,8 +537,9 @@ fn pass_dead_claim(seg: &Segment, pos: u64, tail: u64) -> Result<bool> {
     }
 }
 
-/// Syncs `[durable, written)`; returns whether `durable` moved.
-fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
+/// Syncs `[durable, written)`; returns whether `durable` moved. Wakes the producers waiting
+/// for their sync if `wake_durable` (a holder of the role leaves that to [`release_role`]).
+fn sync_log(seg: &Segment, log: &Log, wake_durable: bool) -> Result<bool> {
     let d = &seg.header().durable;
     // Acquire: pairs with the Release raises: the writes below them are done.
     let durable = d.durable.load(Ordering::Acquire);
@@ -568,7 +571,9 @@ fn sync_log(seg: &Segment, log: &Log) -> Result<bool> {
         wake_readers(seg);
         wake_space(seg);
     }
-    wait::wake(seg.durable_words(), &FencedFutex);
+    if wake_durable {
+        wait::wake(seg.durable_words(), &FencedFutex);
+    }
     Ok(moved)
 }
 

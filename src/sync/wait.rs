@@ -48,7 +48,9 @@ use std::sync::atomic::compiler_fence;
 pub enum Wait {
     /// Busy-poll with a CPU pause hint: the lowest latency, one core at 100% while waiting.
     Spin,
-    /// Sleep in the kernel (futex) at once: no CPU while waiting, a wakeup costs microseconds.
+    /// Sleep in the kernel (futex), after giving the CPU once to whoever is ready to run (a
+    /// `sched_yield`, which returns at once when nobody is): no CPU while waiting, a wakeup
+    /// costs microseconds.
     Block,
     /// Spin for up to [`ADAPTIVE_SPIN`], then sleep: the default.
     #[default]
@@ -149,7 +151,12 @@ pub fn wait_for<T>(
             let s = Instant::now() + ADAPTIVE_SPIN;
             Some(deadline.map_or(s, |d| d.min(s)))
         }
-        Wait::Block => return block(words, me, futex, deadline, poll, &mut on_sleep),
+        Wait::Block => {
+            return match yield_then_poll(deadline, &mut poll) {
+                Some(r) => Some(r),
+                None => block(words, me, futex, deadline, poll, &mut on_sleep),
+            };
+        }
     };
     let mut spins = 0u32;
     loop {
@@ -170,7 +177,26 @@ pub fn wait_for<T>(
         // Spinning ended only because the deadline passed.
         return poll();
     }
+    if let Some(r) = yield_then_poll(deadline, &mut poll) {
+        return Some(r);
+    }
     block(words, me, futex, deadline, poll, &mut on_sleep)
+}
+
+/// Before a sleep: gives the CPU once to whoever is ready to run (`sched_yield`, which
+/// returns at once when nobody is), then looks again, unless `deadline` has passed. On a
+/// machine with more busy processes than CPUs, what a reader waits for is often in the
+/// hands of a process that only needs the CPU: a sleep would cost a heavy barrier, a wake
+/// call and two context switches, and come back to the same state. With four blocking
+/// subscriptions on two CPUs (`shmq bench --fanout`), members slept about 1.4 times per
+/// 1000 messages without it, 0.1 with it, and two members of one subscription delivered
+/// twice as many messages.
+fn yield_then_poll<T>(deadline: Option<Instant>, poll: &mut impl FnMut() -> Option<T>) -> Option<T> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return None;
+    }
+    std::thread::yield_now();
+    poll()
 }
 
 /// The sleeping half of the protocol; see the module docs. `me`: as in [`wait_for`].
@@ -489,6 +515,31 @@ mod tests {
             }
             assert_eq!(sleeper.join().unwrap(), Some(()));
         }
+    }
+
+    #[test]
+    fn a_blocking_wait_yields_and_looks_again_before_it_registers_or_sleeps() {
+        // What the caller waits for comes while it gives the CPU away: found by the second
+        // look, with no waiter bit ever raised and no futex call (`Counting` panics on one).
+        let w = Words::default();
+        let f = Counting::default();
+        let mut looks = Vec::new();
+        let got = wait_for(
+            Wait::Block,
+            w.words(),
+            1,
+            &f,
+            None,
+            || {
+                // What the waiter set held at each look: registered or not yet.
+                looks.push(w.waiters.load(Ordering::Relaxed));
+                (looks.len() == 2).then_some(())
+            },
+            || panic!("slept"),
+        );
+        assert_eq!(got, Some(()));
+        assert_eq!(looks, [0, 0], "both looks before registering as a waiter");
+        assert_eq!(w.waiters.load(Ordering::Relaxed), 0);
     }
 
     #[test]

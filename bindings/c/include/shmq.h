@@ -181,7 +181,8 @@
 #define SHMQ_WAIT_SPIN 1
 
 /**
- * Wait policy: sleep on a futex at once. No CPU while waiting; a wakeup costs microseconds.
+ * Wait policy: sleep on a futex, after giving the CPU once to whoever is ready to run
+ * (`sched_yield`). No CPU while waiting; a wakeup costs microseconds.
  */
 #define SHMQ_WAIT_BLOCK 2
 

@@ -134,7 +134,8 @@ pub const SHMQ_MODE_MPSC: c_int = 2;
 
 /// Wait policy: busy-poll. The lowest latency; one core at 100% while waiting.
 pub const SHMQ_WAIT_SPIN: c_int = 1;
-/// Wait policy: sleep on a futex at once. No CPU while waiting; a wakeup costs microseconds.
+/// Wait policy: sleep on a futex, after giving the CPU once to whoever is ready to run
+/// (`sched_yield`). No CPU while waiting; a wakeup costs microseconds.
 pub const SHMQ_WAIT_BLOCK: c_int = 2;
 /// Wait policy: spin for up to 50 microseconds, then sleep (the default of every handle).
 pub const SHMQ_WAIT_ADAPTIVE: c_int = 3;

@@ -25,6 +25,16 @@ fn child_role() {
                 tx.send_timeout(&buf, OP_TIMEOUT).expect("send");
             }
         }
+        "fixed_producer" => {
+            // `count` messages of 1000 bytes, numbered in their first 4, blocking when full.
+            let count: u32 = common::arg("count");
+            let mut tx = Producer::open_with(queue, Wait::Block).expect("open producer");
+            for seq in 0..count {
+                let mut msg = vec![seq as u8; 1000];
+                msg[..4].copy_from_slice(&seq.to_le_bytes());
+                tx.send_timeout(&msg, OP_TIMEOUT).expect("send");
+            }
+        }
         other => panic!("unknown role {other}"),
     });
 }
@@ -163,4 +173,41 @@ fn a_producer_killed_mid_stream_is_replaced_and_messages_continue_in_order() {
         "counters of the killed producer survive it: {} of {total}",
         s.sent.messages
     );
+}
+
+/// A consumer's batch hands back what it has read as it goes (every quarter of the ring), not
+/// only when the batch ends: a producer in another process, blocked on the full ring, sends
+/// into the space a slow batch has read while the batch goes on, so one `recv_batch` call
+/// takes more messages than the ring holds. (When the batch published only at its end, the
+/// producer waited for it: at most a ring's worth, 64 here, per call.)
+#[test]
+fn a_long_recv_batch_hands_space_back_to_producers_as_it_goes() {
+    let q =
+        TestQueue::create("spsc-batch-release", Options::new().mode(Mode::Spsc).capacity(1 << 16).max_message(1024));
+    let fits = (1u64 << 16) / 1016; // 16-byte header + 1000 bytes
+    let mut producer = Child::spawn("fixed_producer", &q.name, &[("count", "200".into())]);
+    // The ring full, the producer blocked on it.
+    let deadline = std::time::Instant::now() + OP_TIMEOUT;
+    while Queue::inspect(&q.name).unwrap().messages < fits {
+        assert!(std::time::Instant::now() < deadline, "the producer never filled the ring");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let mut next = 0u32;
+    let n = rx
+        .recv_batch_timeout(200, OP_TIMEOUT, |m| {
+            assert_eq!(m[..4], next.to_le_bytes(), "in order");
+            next += 1;
+            // A slow handler: the producer has time to use what the batch hands back.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        })
+        .unwrap();
+    println!("one recv_batch took {n} messages; the ring holds {fits}");
+    assert!(n as u64 > fits, "one call took {n} messages, no more than the ring holds ({fits})");
+    while next < 200 {
+        let m = rx.recv_timeout(OP_TIMEOUT).unwrap();
+        assert_eq!(m[..4], next.to_le_bytes(), "in order");
+        next += 1;
+    }
+    producer.wait_ok();
 }

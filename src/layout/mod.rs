@@ -248,11 +248,12 @@ pub struct Header {
 }
 
 /// Lines 17 to 20: entry `i` is [`sleep_tag`]`(line, epoch)` for the wait line and epoch that
-/// participant slot `i` last went to sleep on, written by that slot before it sets its bit in
-/// the line's `asleep` set. A waker that finds bits in the set it looks in makes the
-/// `FUTEX_WAKE` system call only if one of them belongs to a slot whose entry names this line
-/// and the epoch it bumped from: a bit left up by a sleeper that was woken but has not run yet
-/// names an older epoch, and costs the later wakers a load instead of a system call.
+/// participant slot `i` last registered on to sleep, written by that slot before it raises its
+/// bit in the line's `waiters` (and later its `asleep` set). A waker bumps the epoch only for
+/// a waiter whose entry names this line and the current epoch, and makes the `FUTEX_WAKE`
+/// system call only for a slot in the `asleep` set it looks in whose entry names the epoch it
+/// bumped from: the bits of a sleeper that was woken but has not run yet name an older epoch,
+/// and cost later wakers a load instead of an increment, a fence and a system call.
 #[repr(C, align(128))]
 pub struct SleepLines {
     /// By participant slot.

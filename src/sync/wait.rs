@@ -1,15 +1,17 @@
 //! How a side waits for its condition: spin, block on a futex, or spin then block; and how
 //! the other side wakes it without a system call when nobody sleeps.
 //!
-//! The protocol, per direction, with a waiter set and an epoch word:
+//! The protocol, per direction, with a waiter set, an epoch word, and each slot's entry in
+//! the segment's sleep table (its tag: the line and epoch it registered on):
 //!
 //! ```text
 //! sleeper (slot bit `me`)               waker
 //! e = epoch                             publish (Release)
-//! waiters |= me                         fence(SeqCst)        // SYNC POINT: Dekker pair
-//! fence(SeqCst)   // SYNC POINT         if waiters != 0:
-//! if condition: waiters &= !me; done        epoch += 1
-//! FUTEX_WAIT(epoch, e, timeout)             FUTEX_WAKE(epoch, all)
+//! tag[me] = (line, e)                   fence(SeqCst)        // SYNC POINT: Dekker pair
+//! waiters |= me  (Release)              if some waiter's tag is (line, epoch now):
+//! fence(SeqCst)   // SYNC POINT             epoch += 1
+//! if condition: waiters &= !me; done        FUTEX_WAKE(epoch, all)   (see below)
+//! FUTEX_WAIT(epoch, e, timeout)
 //! waiters &= !me; loop
 //! ```
 //!
@@ -18,23 +20,26 @@
 //! repaired: nobody would know whose increment was left behind), so a dead sleeper costs
 //! wake calls only until its slot is reused.
 //! The two fences make this a Dekker pair: either the sleeper's re-check sees the
-//! publication, or the waker sees the waiter and bumps the epoch, which the sleeper's
-//! `FUTEX_WAIT` notices whether it runs before (the value differs: it returns at once) or
-//! after (the wake reaches it). A busy queue makes no system call: the waker only loads a
-//! word that stays in its cache while nobody sleeps.
+//! publication, or the waker sees the waiter (and its tag: the bit is stored with Release
+//! after it, read with Acquire) and bumps the epoch, which the sleeper's `FUTEX_WAIT`
+//! notices whether it runs before (the value differs: it returns at once) or after (the
+//! wake reaches it). A waiter whose tag names an older epoch needs no bump: the epoch has
+//! left the value its `FUTEX_WAIT` expects, so it returns at once, registers again with a
+//! new tag, and re-checks. That is most often a reader woken but not yet run, whose bit
+//! stays up until it runs: on a busy machine thousands of messages later, each of which
+//! would otherwise cost an atomic increment and a full fence. A busy queue makes no system
+//! call: the waker only loads a word that stays in its cache while nobody sleeps.
 //!
 //! A second Dekker pair keeps the `FUTEX_WAKE` system call for sleepers that may be inside
 //! the wait, and for the one waker that owes it to them: a sleeper about to wait on epoch
-//! `e` writes its tag (this line, `e`) in its slot's entry of the sleep table, sets its bit
-//! in the `asleep` set of `e` ([`asleep_set`]), fences, and waits; a waker that bumped the
-//! epoch from `e` fences and makes the call only if that set holds the bit of a slot whose
-//! tag is (this line, `e`). A sleeper on `e` can be inside only until the epoch leaves `e`,
-//! so the waker of that bump wakes it. Its bit stays up until it runs again, which on a
-//! busy machine can be thousands of messages later; a waker that finds it there reads its
-//! tag, sees an older epoch and skips it. (Without the tag, the sets alone would cost one
-//! system call per round of the sets for each such sleeper: with four subscriptions whose
-//! members were woken but not yet scheduled, `shmq bench --fanout` made about 215 wake calls
-//! per 1000 messages at 64 B, for about 25 sleeps.)
+//! `e` sets its bit in the `asleep` set of `e` ([`asleep_set`]), fences, and waits; a waker
+//! that bumped the epoch from `e` fences and makes the call only if that set holds the bit
+//! of a slot whose tag is (this line, `e`). A sleeper on `e` can be inside only until the
+//! epoch leaves `e`, so the waker of that bump wakes it; later wakers find its bit (until it
+//! runs again) with a tag on an older epoch, and skip it. (With the sets alone, each such
+//! sleeper cost one system call per round of the sets: with four subscriptions whose members
+//! were woken but not yet scheduled, `shmq bench --fanout` made about 215 wake calls per
+//! 1000 messages at 64 B, for about 25 sleeps.)
 
 use std::time::{Duration, Instant};
 

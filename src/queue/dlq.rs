@@ -43,7 +43,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// The bytes of the dead-letter queue's message (the format `decode` reads; see
-    /// `docs/ACKS.md`). A reason longer than [`MAX_REASON`] bytes is cut there.
+    /// `docs/ACKS.md`). A reason longer than `MAX_REASON` (1024) bytes is cut there.
     pub fn encode(&self) -> Vec<u8> {
         let mut r = self.reason.as_bytes();
         if r.len() > MAX_REASON {

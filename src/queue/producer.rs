@@ -758,7 +758,7 @@ pub struct Grant<'a> {
 }
 
 impl Grant<'_> {
-    /// Publishes the message (the first [`len`](<[u8]>::len) bytes). On an MPSC queue this
+    /// Publishes the message (its first `len()` bytes). On an MPSC queue this
     /// fails (`Corrupt`, the message not sent) only if a reader took this producer for dead
     /// and turned its claim into padding, which a live process's lock prevents.
     ///

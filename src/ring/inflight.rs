@@ -2,7 +2,7 @@
 //!
 //! An entry holds one message a member was handed and has not acknowledged (or one to hand
 //! out again). Its `owner` word says who holds it and in which state (`IF_*` in
-//! [`layout`]); every change of hands is one compare-and-swap on that word, and every change
+//! [`crate::layout`]); every change of hands is one compare-and-swap on that word, and every change
 //! raises the word's tag, so a compare-and-swap expecting what a former owner saw fails.
 //! A holder's own steps from `RESERVED` or `RETAKING` on to `ACQUIRED` (`filled`, `commit`)
 //! hand nothing to anyone: they are plain Release stores (see [`filled`]).

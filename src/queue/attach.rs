@@ -175,13 +175,15 @@ impl Handle {
     /// The futex pair the consumer sleeps on.
     #[inline]
     pub(super) fn data_words(&self) -> WaitWords<'_> {
-        self.shared.seg.data_words()
+        let h = self.header();
+        line_words(h, &h.data_wait, std::mem::offset_of!(crate::layout::Header, data_wait))
     }
 
     /// The futex pair producers sleep on.
     #[inline]
     pub(super) fn space_words(&self) -> WaitWords<'_> {
-        self.shared.seg.space_words()
+        let h = self.header();
+        line_words(h, &h.space_wait, std::mem::offset_of!(crate::layout::Header, space_wait))
     }
 
     /// Counts `messages` messages of `bytes` payload bytes in the slot.
@@ -248,6 +250,14 @@ impl Handle {
         local.store_rare(slot);
         r.unwrap_or(Err(Error::Timeout))
     }
+}
+
+/// The futex pair of `line`, at byte `offset` of the header `h`: what `Segment::wait_words`
+/// gives, from the handle's own header pointer (one pointer fewer to follow on the
+/// per-message paths).
+#[inline]
+fn line_words<'a>(h: &'a crate::layout::Header, line: &'a crate::layout::WaitLine, offset: usize) -> WaitWords<'a> {
+    WaitWords { waiters: &line.waiters, epoch: &line.epoch, asleep: &line.asleep, tags: &h.sleeping.tags, line: offset }
 }
 
 /// A producer's gate: built on the handle itself, so that the per-message paths, which pass

@@ -28,6 +28,7 @@ fn child_role() {
         "reader" => reader(queue),
         "flood" => flood(queue),
         "filler" => filler(queue),
+        "waiter" => waiter(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -109,6 +110,18 @@ fn flood(queue: &str) {
         seq = seq.wrapping_add(1);
     }
     watcher.join().unwrap();
+}
+
+/// Says `ready TID`, then for each `wait ID` line waits for message `ID` (which may not be
+/// sent yet) to be durable, with its own producer handle, and says `synced`.
+fn waiter(queue: &str) {
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    common::say(&format!("ready {}", common::tid()));
+    while let Some(line) = common::hear() {
+        let id: u64 = line.strip_prefix("wait ").and_then(|v| v.parse().ok()).expect("wait ID");
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).expect("wait_durable");
+        common::say("synced");
+    }
 }
 
 /// Sends `count` messages with `send_nowait`, more than the ring holds, then says `done`.
@@ -786,4 +799,46 @@ fn under_always_sleeping_readers_are_woken_by_the_sync_not_by_the_sends() {
         println!("{who}: message read {median:?} after its sync (median of {rounds}), max {:?}", d[d.len() - 1]);
         assert!(median < Duration::from_millis(10), "a reader was not woken by the sync: median {median:?}");
     }
+}
+
+/// A producer waiting for its sync in one process is woken when another process that led
+/// the sync gives the journal role back (the holder's only wake for its waiters). Each of 30
+/// rounds: the waiter, in its own process, waits for the id the next message will have and
+/// sleeps; this process sends that message and leads its sync; the waiter says so a median
+/// of well under 10 ms later. (Waiters also look every 50 ms unwoken, in case a holder died
+/// before its wake: without the wake the median was 47 ms.)
+#[test]
+fn a_producer_waiting_for_its_sync_is_woken_when_the_holder_gives_the_role_back() {
+    let dir = LogDir::new("role-wake");
+    let q = TestQueue::create("durable-role-wake", options(&dir, Fsync::Always));
+    let mut waiter = Child::spawn("waiter", &q.name, &[]);
+    let tid: i32 = waiter.expect("ready").parse().expect("a thread id");
+    let mut tx = Producer::open_with(&q.name, Wait::Block).expect("open the producer");
+    // Records of equal messages are equally long: the next id is the last one plus that.
+    let a = tx.send(&msg(5, 0)).expect("send");
+    let size = tx.send(&msg(5, 0)).expect("send") - a;
+    let mut last = a + size;
+    let rounds = 30;
+    let mut delays = Vec::new();
+    for _ in 0..rounds {
+        let next = last + size;
+        waiter.tell(&format!("wait {next}"));
+        waiter.wait_in_shared_futex(tid);
+        let id = tx.send_nowait(&msg(5, 0)).expect("send_nowait");
+        assert_eq!(id, next, "the waiter waits for the id this message got");
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).expect("wait_durable");
+        let synced = Instant::now();
+        assert_eq!(waiter.expect("synced"), "");
+        delays.push(synced.elapsed());
+        last = id;
+    }
+    delays.sort();
+    let median = common::percentile(&delays, 50.0);
+    println!(
+        "waiter woken {median:?} after the sync was led elsewhere (median of {rounds}), max {:?}",
+        delays[rounds - 1]
+    );
+    assert!(median < Duration::from_millis(10), "the waiter was not woken: median {median:?}");
+    waiter.hang_up();
+    waiter.wait_ok();
 }

@@ -1,5 +1,6 @@
 //! SPSC across processes: a million messages of random sizes, in order and byte for byte;
-//! a producer killed mid-stream is replaced and the stream goes on in order.
+//! a producer killed mid-stream is replaced and the stream goes on in order; a reader that
+//! waits by spinning gets every reply, whether it comes within its spin or after it.
 
 mod common;
 
@@ -35,8 +36,35 @@ fn child_role() {
                 tx.send_timeout(&msg, OP_TIMEOUT).expect("send");
             }
         }
+        "echo" => echo(queue, &common::arg::<String>("reply")),
         other => panic!("unknown role {other}"),
     });
+}
+
+/// Sends back every message of `queue` on `reply`, receiving with `recv` and with
+/// `peek` + `advance` in turn (both wait without a deadline, so a message may be taken by
+/// the short spin in line or by the general wait), until the queue is removed: then says
+/// `closed`.
+fn echo(queue: &str, reply: &str) {
+    let mut rx = Consumer::open_with(queue, Wait::Adaptive).expect("open consumer");
+    let mut tx = Producer::open_with(reply, Wait::Adaptive).expect("open producer");
+    common::say("ready");
+    let mut buf = Vec::new();
+    for n in 0u64.. {
+        let got = if n % 2 == 0 {
+            rx.recv().map(|m| buf = m.to_vec())
+        } else {
+            rx.peek(None).map(|m| buf = m.to_vec()).and_then(|()| rx.advance().map(|taken| assert!(taken)))
+        };
+        match got {
+            Ok(()) => {
+                tx.send_timeout(&buf, OP_TIMEOUT).expect("send the reply");
+            }
+            Err(shmq::Error::Closed) => break,
+            Err(e) => panic!("receive: {e}"),
+        }
+    }
+    common::say("closed");
 }
 
 /// Sends messages `0..count` of `stream`: most with `send_timeout`, every seventh through a
@@ -210,4 +238,43 @@ fn a_long_recv_batch_hands_space_back_to_producers_as_it_goes() {
         next += 1;
     }
     producer.wait_ok();
+}
+
+/// A request/response exchange with a process that receives by spinning first
+/// (`Wait::Adaptive`): the requests come at once (the reply's turn-around, within the
+/// receiver's short spin in line), after a few microseconds, or after a millisecond (when it
+/// has gone on to its general wait or to sleep). Every reply comes back in order, byte for
+/// byte, and the removal of the queue ends the receiver's wait with `Closed`.
+#[test]
+fn a_spinning_receiver_takes_each_message_whether_it_comes_within_its_spin_or_after() {
+    const ROUNDS: u32 = 2000;
+    let options = Options::new().mode(Mode::Spsc).capacity(1 << 16).max_message(1024);
+    let requests = TestQueue::create("spsc-spin-requests", options.clone());
+    let replies = TestQueue::create("spsc-spin-replies", options);
+    let mut echo = Child::spawn("echo", &requests.name, &[("reply", replies.name.clone())]);
+    echo.expect("ready");
+    let p = Payloads::new(SEED, 1, 1024);
+    let mut tx = Producer::open(&requests.name).unwrap();
+    let mut rx = Consumer::open(&replies.name).unwrap();
+    let mut buf = Vec::new();
+    for seq in 0..ROUNDS {
+        match seq % 4 {
+            0 | 1 => {}
+            2 => {
+                let t = std::time::Instant::now();
+                while t.elapsed() < std::time::Duration::from_micros(20) {
+                    std::hint::spin_loop();
+                }
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+        p.fill(0, seq, &mut buf);
+        tx.send_timeout(&buf, OP_TIMEOUT).unwrap();
+        let got = rx.recv_timeout(OP_TIMEOUT).unwrap();
+        assert!(*got == buf[..], "reply {seq}: {} bytes, sent {}", got.len(), buf.len());
+    }
+    drop((tx, rx));
+    Queue::remove(&requests.name).unwrap();
+    echo.expect("closed");
+    echo.wait_ok();
 }

@@ -204,9 +204,19 @@ fn a_consumer_killed_mid_stream_is_replaced_and_the_stream_resumes(mode: Mode) {
     let mut first = Child::spawn("stream_consumer", &q.name, &[]);
     let mut producer = Child::spawn("stream_producer", &q.name, &[("count", COUNT.to_string())]);
     first.expect("midway");
-    // Somewhere further on (at least 10 ms: with no pause the kill could land on the very
-    // message that said "midway"): the exact point is the scheduler's choice.
-    std::thread::sleep(std::time::Duration::from_millis(10 + u64::from(first.pid() % 20)));
+    // Somewhere further on, by the count of messages it took (a pause of a fixed time could
+    // outlast the whole stream in a release build), well before the end; the exact point
+    // is the scheduler's choice.
+    let target = 10_000 + u64::from(first.pid() % 40) * 1000;
+    let deadline = std::time::Instant::now() + OP_TIMEOUT;
+    loop {
+        let taken = participant(&q.name, first.pid()).map_or(0, |p| p.counters.messages);
+        if taken >= target {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first consumer stalled at {taken} messages");
+        std::thread::yield_now();
+    }
     first.kill9();
     // How many messages the dead consumer released: its slot's counter, still in the table
     // until a successor takes the slot over. Each message is counted on release, then `head`

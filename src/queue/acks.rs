@@ -103,7 +103,7 @@ pub(super) enum Delivery {
 /// `CLOCK_MONOTONIC` now, in nanoseconds: deadlines in the table are in it (one clock for
 /// every process on the host).
 pub(super) fn mono_ns() -> u64 {
-    clock_ns(rustix::time::ClockId::Monotonic)
+    crate::segment::clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// `CLOCK_MONOTONIC_COARSE`: the monotonic clock as of the kernel's last tick, never ahead
@@ -114,7 +114,7 @@ pub(super) fn mono_ns() -> u64 {
 /// between a member that keeps up with its producer and one that falls behind the ring
 /// and reads the log (`shmq bench --acks`: explicit / auto 0.6 against 1.0).
 fn mono_coarse_ns() -> u64 {
-    clock_ns(rustix::time::ClockId::MonotonicCoarse)
+    crate::segment::clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// The coarse clock's resolution (the kernel's tick, 1-10 ms by `HZ`), asked once per
@@ -123,8 +123,7 @@ fn mono_coarse_ns() -> u64 {
 fn tick_ns() -> u64 {
     static TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TICK.get_or_init(|| {
-        let r = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
-        let ns = (r.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(r.tv_nsec as u64);
+        let ns = crate::segment::clock_res_ns(libc::CLOCK_MONOTONIC_COARSE);
         // Bounded: an odd answer still gives sane deadlines.
         ns.clamp(1_000, 100_000_000)
     })
@@ -134,12 +133,6 @@ fn tick_ns() -> u64 {
 /// tick later.
 fn deadline(now_ns: u64, ack_wait_ns: u64) -> u64 {
     now_ns.saturating_add(ack_wait_ns).saturating_add(tick_ns())
-}
-
-/// A clock's time in nanoseconds.
-fn clock_ns(id: rustix::time::ClockId) -> u64 {
-    let t = rustix::time::clock_gettime(id);
-    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
 }
 
 /// The wall clock minus the monotonic one, in ns (wrapping): a member stamps what it hands

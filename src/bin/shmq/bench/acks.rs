@@ -67,12 +67,6 @@ pub const TARGET_RATIO: f64 = 0.7;
 /// The target for the p99 of the first redelivery after a death, in ms.
 pub const TARGET_P99_MS: f64 = 250.0;
 
-/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host.
-fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
 /// What a peer does (the line `acks {Role as JSON}`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Role {
@@ -138,7 +132,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
                 }
                 tally.add(seq);
             }
-            let end = now_ns();
+            let end = super::mono_ns();
             if rx.in_flight() != 0 {
                 bail!("{} messages still in flight after acking every one", rx.in_flight());
             }
@@ -167,7 +161,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
             let mut first = None;
             for _ in 0..count {
                 let (seq, id, n) = take(&mut rx, STUCK).context("wait for a message delivered again")?;
-                let t = now_ns();
+                let t = super::mono_ns();
                 first.get_or_insert(t);
                 if seq >= count || seen[seq as usize] || n != 2 {
                     bail!("got message {seq} delivered {n} times: expected each of 0..{count} once, delivered twice");
@@ -175,7 +169,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
                 seen[seq as usize] = true;
                 rx.ack(id).with_context(|| format!("ack message {seq}"))?;
             }
-            let all = now_ns();
+            let all = super::mono_ns();
             if let Some(m) = rx.try_recv().context("receive")? {
                 bail!(
                     "one more message ({} bytes, delivered {} times) after all held ones",
@@ -316,12 +310,12 @@ fn run_case(peer: &mut Peer, dir: &Path, case: Case, size: usize, count: u64, id
     let mut tx = Producer::open_with(&q, Wait::Block).context("open the producer")?;
     peer.say(&format!("stream {count}"))?;
     let mut msg = pattern(size);
-    let t0 = now_ns();
+    let t0 = super::mono_ns();
     for i in 0..count {
         stamp(&mut msg, i);
         tx.send_timeout(&msg, STUCK).with_context(|| format!("send message {i}"))?;
     }
-    let sent = Duration::from_nanos(now_ns() - t0);
+    let sent = Duration::from_nanos(super::mono_ns() - t0);
     let line = peer.hear()?;
     let words = line.strip_prefix("stopped ").ok_or_else(|| anyhow!("member said {line:?}"))?;
     let (tally, end) = words
@@ -355,7 +349,7 @@ pub struct Kill {
 
 /// A pseudo-random pause of 20-120 ms (splitmix64 of the clock and the round).
 fn pause(round: u32) -> Duration {
-    let mut z = now_ns() ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = super::mono_ns() ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -381,7 +375,7 @@ fn run_kill(waiter: &mut Peer, dir: &Path, round: u32) -> Result<Kill> {
     assign(waiter, &Role::Waiter { queue: q.clone(), size: KILL_SIZE, count: HELD })?;
     waiter.expect("ready")?;
     std::thread::sleep(pause(round));
-    let killed = now_ns();
+    let killed = super::mono_ns();
     rustix::process::kill_process(a.pid, rustix::process::Signal::KILL).context("kill member A")?;
     // Collects A (its watchdog notices the exit); the queue is not in `CURRENT_QUEUES`.
     drop(a);

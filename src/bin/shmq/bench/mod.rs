@@ -381,6 +381,15 @@ pub fn check(buf: &[u8], seq: u64, pattern: &[u8]) -> bool {
     buf.len() == pattern.len() && buf[..n] == seq.to_le_bytes()[..n] && buf[n..] == pattern[n..]
 }
 
+/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host. Through libc
+/// (the vDSO), not rustix, whose own lookup of the vDSO crashes under valgrind.
+pub fn mono_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// The payload pattern of messages of `size` bytes.
 pub fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)).collect()

@@ -47,6 +47,9 @@ use shmq::sync::atomic::Ordering;
 use shmq::sync::futex::Woke;
 use shmq::sync::wait::{self, WaitWords};
 
+mod loom_support;
+use loom_support::WaitLine;
+
 // ---------------------------------------------------------------------------------------
 // A data region made of loom atomics
 // ---------------------------------------------------------------------------------------
@@ -851,10 +854,7 @@ impl Futex for LoomFutex {
 
 /// One direction's wait words, a flag standing for "the condition", and the futex.
 struct Waiting {
-    waiters: AtomicU64,
-    epoch: AtomicU32,
-    asleep: [AtomicU64; wait::ASLEEP_SETS],
-    tags: [AtomicU64; wait::SLOTS],
+    line: WaitLine,
     flag: AtomicBool,
     /// For the models with more than one publication: how many were made.
     count: AtomicU32,
@@ -864,10 +864,7 @@ struct Waiting {
 impl Default for Waiting {
     fn default() -> Waiting {
         Waiting {
-            waiters: AtomicU64::new(0),
-            epoch: AtomicU32::new(0),
-            asleep: Default::default(),
-            tags: std::array::from_fn(|_| AtomicU64::new(0)),
+            line: WaitLine::default(),
             flag: AtomicBool::new(false),
             count: AtomicU32::new(0),
             futex: LoomFutex::default(),
@@ -877,7 +874,7 @@ impl Default for Waiting {
 
 impl Waiting {
     fn words(&self) -> WaitWords<'_> {
-        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep, tags: &self.tags, line: 384 }
+        self.line.words()
     }
 
     /// The sleeper: `block` until the count is at least `n`.
@@ -930,7 +927,7 @@ fn wait_protocol_never_loses_a_wakeup() {
         let slept = w.sleep_until_flag();
         let woke = waker.join().unwrap();
         let blocked = w.futex.blocked.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(w.waiters.load(Ordering::Relaxed), 0, "the count goes back to zero");
+        assert_eq!(w.line.waiters.load(Ordering::Relaxed), 0, "the count goes back to zero");
         // (called FUTEX_WAIT, blocked in it, the waker called FUTEX_WAKE)
         record((slept, blocked, woke));
     });
@@ -963,7 +960,7 @@ fn publish_twice_and_wait_for_each(wake: fn(WaitWords<'_>, &LoomFutex)) {
             w.sleep_until_count(n);
         }
         waker.join().unwrap();
-        assert_eq!(w.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
+        assert_eq!(w.line.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
     });
 }
 
@@ -1044,15 +1041,15 @@ fn wait_protocol_without_the_sleepers_fence_loses_a_wakeup() {
             })
         };
         loop {
-            let epoch = w.epoch.load(Ordering::Acquire);
-            w.waiters.fetch_or(1, Ordering::Relaxed);
+            let epoch = w.line.epoch.load(Ordering::Acquire);
+            w.line.waiters.fetch_or(1, Ordering::Relaxed);
             // fence(SeqCst) omitted
             if w.flag.load(Ordering::Acquire) {
-                w.waiters.fetch_and(!1, Ordering::Relaxed);
+                w.line.waiters.fetch_and(!1, Ordering::Relaxed);
                 break;
             }
-            w.futex.wait(&w.epoch, epoch, None);
-            w.waiters.fetch_and(!1, Ordering::Relaxed);
+            w.futex.wait(&w.line.epoch, epoch, None);
+            w.line.waiters.fetch_and(!1, Ordering::Relaxed);
         }
         waker.join().unwrap();
     });

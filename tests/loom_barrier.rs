@@ -53,7 +53,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
-use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use loom::sync::atomic::{AtomicBool, AtomicU32};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
@@ -61,6 +61,9 @@ use shmq::sync::Futex;
 use shmq::sync::atomic::{Ordering, fence};
 use shmq::sync::futex::Woke;
 use shmq::sync::wait::{self, WaitWords};
+
+mod loom_support;
+use loom_support::WaitLine;
 
 /// Where the waker answered the sleeper's barrier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -202,28 +205,18 @@ impl Futex for LightFutex {
 
 /// One direction's wait words, a flag standing for "the condition", and the futex.
 struct Waiting {
-    waiters: AtomicU64,
-    epoch: AtomicU32,
-    asleep: [AtomicU64; wait::ASLEEP_SETS],
-    tags: [AtomicU64; wait::SLOTS],
+    line: WaitLine,
     flag: AtomicBool,
     futex: LightFutex,
 }
 
 impl Waiting {
     fn new(barrier: Barrier) -> Waiting {
-        Waiting {
-            waiters: AtomicU64::new(0),
-            epoch: AtomicU32::new(0),
-            asleep: Default::default(),
-            tags: std::array::from_fn(|_| AtomicU64::new(0)),
-            flag: AtomicBool::new(false),
-            futex: LightFutex::new(barrier),
-        }
+        Waiting { line: WaitLine::default(), flag: AtomicBool::new(false), futex: LightFutex::new(barrier) }
     }
 
     fn words(&self) -> WaitWords<'_> {
-        WaitWords { waiters: &self.waiters, epoch: &self.epoch, asleep: &self.asleep, tags: &self.tags, line: 384 }
+        self.line.words()
     }
 
     /// The light waker: publish, then `wait::wake`, with the IPI boundaries around them.
@@ -276,7 +269,7 @@ fn a_light_waker_covered_by_the_sleepers_membarrier_never_loses_a_wakeup() {
         let slept = w.sleep_until_flag();
         let woke = waker.join().unwrap();
         let blocked = w.futex.blocked.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(w.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
+        assert_eq!(w.line.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
         let landed = w.futex.ipi.landed.lock().unwrap().clone();
         record.lock().unwrap().insert((slept, blocked, woke, landed));
     });

@@ -1,5 +1,6 @@
-//! What the loom model files share (`tests/loom_cursors.rs`, `tests/loom_inflight.rs`):
-//! a builder, outcome sets and flags read after an exploration.
+//! What the loom model files share: a builder, outcome sets and flags read after an
+//! exploration (`tests/loom_cursors.rs`, `tests/loom_inflight.rs`), and one wait line's
+//! words (`tests/loom.rs`, `tests/loom_barrier.rs`).
 
 #![allow(dead_code)]
 
@@ -7,6 +8,38 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
+
+/// One wait line's words, laid out as `sync::wait` reads them from a segment's header (the
+/// line pretends to be at byte 384 of one).
+pub struct WaitLine {
+    pub waiters: loom::sync::atomic::AtomicU64,
+    pub epoch: loom::sync::atomic::AtomicU32,
+    pub asleep: [loom::sync::atomic::AtomicU64; shmq::sync::wait::ASLEEP_SETS],
+    pub tags: [loom::sync::atomic::AtomicU64; shmq::sync::wait::SLOTS],
+}
+
+impl Default for WaitLine {
+    fn default() -> WaitLine {
+        WaitLine {
+            waiters: Default::default(),
+            epoch: Default::default(),
+            asleep: Default::default(),
+            tags: std::array::from_fn(|_| Default::default()),
+        }
+    }
+}
+
+impl WaitLine {
+    pub fn words(&self) -> shmq::sync::wait::WaitWords<'_> {
+        shmq::sync::wait::WaitWords {
+            waiters: &self.waiters,
+            epoch: &self.epoch,
+            asleep: &self.asleep,
+            tags: &self.tags,
+            line: 384,
+        }
+    }
+}
 
 /// Bookkeeping outside loom's view: counters and flags the models read after a run.
 pub const STD: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;

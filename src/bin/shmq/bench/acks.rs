@@ -49,7 +49,7 @@ use super::fanout::Tally;
 use super::peer::Control;
 use super::report::{self, Machine, RunInfo};
 use super::transports::{QueueGuard, queue_capacity, queue_options};
-use super::{Peer, STUCK, allowed_cpus, check, count_for, pattern, size_label, stamp};
+use super::{Peer, STUCK, allowed_cpus, check, count_for, mono_ns, pattern, size_label, stamp};
 
 /// Smallest message: the whole sequence number must fit.
 pub const MIN_SIZE: usize = 8;
@@ -132,7 +132,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
                 }
                 tally.add(seq);
             }
-            let end = super::mono_ns();
+            let end = mono_ns();
             if rx.in_flight() != 0 {
                 bail!("{} messages still in flight after acking every one", rx.in_flight());
             }
@@ -161,7 +161,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
             let mut first = None;
             for _ in 0..count {
                 let (seq, id, n) = take(&mut rx, STUCK).context("wait for a message delivered again")?;
-                let t = super::mono_ns();
+                let t = mono_ns();
                 first.get_or_insert(t);
                 if seq >= count || seen[seq as usize] || n != 2 {
                     bail!("got message {seq} delivered {n} times: expected each of 0..{count} once, delivered twice");
@@ -169,7 +169,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(ctl: &mut Control<R, W>, js
                 seen[seq as usize] = true;
                 rx.ack(id).with_context(|| format!("ack message {seq}"))?;
             }
-            let all = super::mono_ns();
+            let all = mono_ns();
             if let Some(m) = rx.try_recv().context("receive")? {
                 bail!(
                     "one more message ({} bytes, delivered {} times) after all held ones",
@@ -310,12 +310,12 @@ fn run_case(peer: &mut Peer, dir: &Path, case: Case, size: usize, count: u64, id
     let mut tx = Producer::open_with(&q, Wait::Block).context("open the producer")?;
     peer.say(&format!("stream {count}"))?;
     let mut msg = pattern(size);
-    let t0 = super::mono_ns();
+    let t0 = mono_ns();
     for i in 0..count {
         stamp(&mut msg, i);
         tx.send_timeout(&msg, STUCK).with_context(|| format!("send message {i}"))?;
     }
-    let sent = Duration::from_nanos(super::mono_ns() - t0);
+    let sent = Duration::from_nanos(mono_ns() - t0);
     let line = peer.hear()?;
     let words = line.strip_prefix("stopped ").ok_or_else(|| anyhow!("member said {line:?}"))?;
     let (tally, end) = words
@@ -349,7 +349,7 @@ pub struct Kill {
 
 /// A pseudo-random pause of 20-120 ms (splitmix64 of the clock and the round).
 fn pause(round: u32) -> Duration {
-    let mut z = super::mono_ns() ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = mono_ns() ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -375,7 +375,7 @@ fn run_kill(waiter: &mut Peer, dir: &Path, round: u32) -> Result<Kill> {
     assign(waiter, &Role::Waiter { queue: q.clone(), size: KILL_SIZE, count: HELD })?;
     waiter.expect("ready")?;
     std::thread::sleep(pause(round));
-    let killed = super::mono_ns();
+    let killed = mono_ns();
     rustix::process::kill_process(a.pid, rustix::process::Signal::KILL).context("kill member A")?;
     // Collects A (its watchdog notices the exit); the queue is not in `CURRENT_QUEUES`.
     drop(a);

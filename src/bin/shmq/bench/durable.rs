@@ -43,7 +43,7 @@ use shmq::{Consumer, Fsync, Mode, Producer, Queue};
 use super::peer::Control;
 use super::report::{self, Latency, Machine, RunInfo};
 use super::transports::{QueueGuard, queue_options};
-use super::{Config, Kind, Peer, RunSpec, STUCK, WaitKind, allowed_cpus, new_histogram, pattern, size_label};
+use super::{Config, Kind, Peer, RunSpec, STUCK, WaitKind, allowed_cpus, mono_ns, new_histogram, pattern, size_label};
 
 /// Smallest message: the tag and the send time must fit.
 pub const MIN_SIZE: usize = 16;
@@ -122,7 +122,7 @@ fn from_pairs(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
 fn fill(buf: &mut [u8], index: u16, seq: u64) {
     let tag = (u64::from(index) << 48) | seq;
     buf[..8].copy_from_slice(&tag.to_le_bytes());
-    let t = if seq % SAMPLE == 0 { super::mono_ns() } else { 0 };
+    let t = if seq % SAMPLE == 0 { mono_ns() } else { 0 };
     buf[8..16].copy_from_slice(&t.to_le_bytes());
 }
 
@@ -198,12 +198,12 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
             let mut buf = Vec::with_capacity(batch as usize * frame_len(size));
             let mut msg = pat.clone();
             go(ctl)?;
-            res.start_ns = super::mono_ns();
+            res.start_ns = mono_ns();
             let mut pos = 0u64;
             for i in 0..*count {
                 fill(&mut msg, 0, i);
                 let at = pos + buf.len() as u64;
-                push_frame(&mut buf, at, &msg, super::mono_ns());
+                push_frame(&mut buf, at, &msg, mono_ns());
                 if (i + 1) % batch == 0 || i + 1 == *count {
                     f.write_all_at(&buf, pos).with_context(|| format!("write {file}"))?;
                     pos += buf.len() as u64;
@@ -215,14 +215,14 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     std::io::Write::write_all(&mut pipe, &pos.to_le_bytes()).context("publish the length")?;
                 }
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = *count;
         }
         Role::FloorReader { file, fifo, count } => {
             let f = File::open(file).with_context(|| format!("open {file}"))?;
             let mut pipe = open_fifo(fifo)?;
             go(ctl)?;
-            res.start_ns = super::mono_ns();
+            res.start_ns = mono_ns();
             let mut done = 0u64; // bytes read and checked
             let mut n = 0u64;
             let mut words = [0u8; 4096];
@@ -266,7 +266,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     let len = (published - done).min(most);
                     data.resize(len as usize, 0);
                     f.read_exact_at(&mut data, done).with_context(|| format!("read {file}"))?;
-                    let seen = super::mono_ns();
+                    let seen = mono_ns();
                     for (k, fr) in data.chunks_exact(fl as usize).enumerate() {
                         let ts = word(fr, 16);
                         let msg = &fr[FRAME_HEADER..FRAME_HEADER + size];
@@ -280,7 +280,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     done += len;
                 }
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = n;
         }
         Role::Pinger { ping, pong, warmup, count } => {
@@ -290,7 +290,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
             go(ctl)?;
             for i in 0..warmup + count {
                 if i == *warmup {
-                    res.start_ns = super::mono_ns();
+                    res.start_ns = mono_ns();
                 }
                 fill(&mut msg, 0, i);
                 let t0 = Instant::now();
@@ -304,7 +304,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     let _ = lat.record((rtt.as_nanos() as u64 / 2).max(1));
                 }
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = *count;
         }
         Role::Ponger { ping, pong, total } => {
@@ -312,7 +312,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
             let mut tx = Producer::open_with(pong, WAIT).with_context(|| format!("open the producer of {pong}"))?;
             let mut buf = vec![0u8; size];
             go(ctl)?;
-            res.start_ns = super::mono_ns();
+            res.start_ns = mono_ns();
             for i in 0..*total {
                 {
                     let m = rx.recv_timeout(STUCK).with_context(|| format!("receive {i}"))?;
@@ -323,14 +323,14 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                 }
                 tx.send_timeout(&buf, STUCK).with_context(|| format!("echo {i}"))?;
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = *total;
         }
         Role::Producer { queue, index, count, send } => {
             let mut tx = Producer::open_with(queue, WAIT).with_context(|| format!("open the producer of {queue}"))?;
             let mut msg = pat.clone();
             go(ctl)?;
-            res.start_ns = super::mono_ns();
+            res.start_ns = mono_ns();
             for i in 0..*count {
                 fill(&mut msg, *index, i);
                 match *send {
@@ -352,7 +352,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     }
                 }
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = *count;
         }
         Role::Consumer { queue, producers, per_producer } => {
@@ -360,7 +360,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
             let mut next = vec![0u64; usize::from(*producers)];
             let total = u64::from(*producers) * per_producer;
             go(ctl)?;
-            res.start_ns = super::mono_ns();
+            res.start_ns = mono_ns();
             let mut n = 0u64;
             while n < total {
                 let mut bad: Option<String> = None;
@@ -381,7 +381,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     next[p] += 1;
                     n += 1;
                     if seq % SAMPLE == 0 {
-                        let _ = lat.record(super::mono_ns().saturating_sub(word(m, 8)).max(1));
+                        let _ = lat.record(mono_ns().saturating_sub(word(m, 8)).max(1));
                     }
                 })
                 .with_context(|| format!("receive (after {n} of {total})"))?;
@@ -389,7 +389,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
                     bail!(b);
                 }
             }
-            res.end_ns = super::mono_ns();
+            res.end_ns = mono_ns();
             res.count = n;
         }
     }

@@ -34,11 +34,12 @@ fn child_role() {
 }
 
 /// Sends `count` messages `[stream u32][seq u32][filler]` with `send` (under `Always`: each
-/// returns once durable), reporting `acked SEQ ID` after each.
+/// returns once durable), reporting `acked SEQ ID` after each. Waits by `wait` (default
+/// `block`).
 fn producer(queue: &str) {
     let stream: u32 = common::arg("stream");
     let count: u32 = common::arg("count");
-    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    let mut tx = Producer::open_with(queue, common::arg_or("wait", Wait::Block)).expect("open");
     common::say("ready");
     for seq in 0..count {
         let id = tx.send_timeout(&msg(stream, seq), common::OP_TIMEOUT).expect("send");
@@ -48,12 +49,13 @@ fn producer(queue: &str) {
 }
 
 /// Sends `count` messages with `send_nowait`, waiting for durability every `window`
-/// messages; reports `acked SEQ ID` for each message once `wait_durable` covered it.
+/// messages; reports `acked SEQ ID` for each message once `wait_durable` covered it. Waits
+/// by `wait` (default `block`).
 fn nowait_producer(queue: &str) {
     let stream: u32 = common::arg("stream");
     let count: u32 = common::arg("count");
     let window: u32 = common::arg("window");
-    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    let mut tx = Producer::open_with(queue, common::arg_or("wait", Wait::Block)).expect("open");
     common::say("ready");
     let mut pending = Vec::new();
     for seq in 0..count {
@@ -303,18 +305,26 @@ fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
     assert!(id > max_before, "id {id} after the restart is not above {max_before}");
 }
 
-/// Four producer processes under `Always`: their sends share syncs (group commit).
+/// Four producer processes under `Always`: their sends share syncs (group commit), whether
+/// they sleep through others' syncs (`block`) or poll (`spin`, `adaptive`), all four kinds
+/// at once.
 #[test]
 fn four_producer_processes_under_always_share_their_syncs() {
     let n: u32 = std::env::var("SHMQ_GROUP_COMMIT_MESSAGES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
     let dir = LogDir::new("group");
     let q = TestQueue::create("durable-group", options(&dir, Fsync::Always).capacity(1 << 20));
+    let waits = ["block", "adaptive", "spin", "adaptive"];
     let mut kids: Vec<Child> = (0..4)
         .map(|k| {
             Child::spawn(
                 "nowait",
                 &q.name,
-                &[("stream", k.to_string()), ("count", n.to_string()), ("window", "64".into())],
+                &[
+                    ("stream", k.to_string()),
+                    ("count", n.to_string()),
+                    ("window", "64".into()),
+                    ("wait", waits[k].into()),
+                ],
             )
         })
         .collect();
@@ -334,7 +344,14 @@ fn four_producer_processes_under_always_share_their_syncs() {
         total as f64 / d.syncs.max(1) as f64
     );
     assert!(d.syncs * 4 <= total as u64, "{} syncs for {total} messages: no group commit", d.syncs);
-    assert_eq!(drain(&q.name).len(), total);
+    let got = drain(&q.name);
+    assert_eq!(got.len(), total);
+    // Each stream in order, none missing, none twice.
+    let mut next = [0u32; 4];
+    for &(stream, seq, _) in &got {
+        assert_eq!(seq, next[stream as usize], "stream {stream}: {seq} out of order");
+        next[stream as usize] += 1;
+    }
 }
 
 /// A producer process stopped (SIGSTOP) just before its first sync, holding the journal role.
@@ -352,20 +369,24 @@ fn stopped_journal_holder(queue: &str) -> Child {
 }
 
 /// The process holding the journal role is stopped (SIGSTOP) just before its sync: other
-/// producers' `Always` sends still complete (they journal alongside after a bound).
+/// producers' `Always` sends still complete (they journal alongside after a bound), by each
+/// wait policy (a poller, too, must stop polling and journal).
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_stopped_journal_holder_does_not_hold_other_producers_syncs_hostage() {
-    let dir = LogDir::new("stopped");
-    let q = TestQueue::create("durable-stopped", options(&dir, Fsync::Always));
-    let mut stopped = stopped_journal_holder(&q.name);
-    let t = Instant::now();
-    let mut other = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "50".into())]);
-    other.expect("ready");
-    other.wait_ok();
-    assert_eq!(acks(&other.remaining_lines()).len(), 50);
-    eprintln!("50 Always sends beside a stopped journal holder: {:?}", t.elapsed());
-    stopped.kill9();
+    for wait in ["block", "adaptive", "spin"] {
+        let dir = LogDir::new(&format!("stopped-{wait}"));
+        let q = TestQueue::create(&format!("durable-stopped-{wait}"), options(&dir, Fsync::Always));
+        let mut stopped = stopped_journal_holder(&q.name);
+        let t = Instant::now();
+        let mut other =
+            Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "50".into()), ("wait", wait.into())]);
+        other.expect("ready");
+        other.wait_ok();
+        assert_eq!(acks(&other.remaining_lines()).len(), 50, "wait {wait}");
+        eprintln!("50 Always sends ({wait}) beside a stopped journal holder: {:?}", t.elapsed());
+        stopped.kill9();
+    }
 }
 
 /// The same for room: a producer filling the ring beside a stopped journal holder waits

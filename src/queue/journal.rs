@@ -20,8 +20,9 @@
 //! for efficiency only: a producer that must wait (for its sync under `Always`, or for room
 //! held by the journal) takes it if it is free and journals inline (group commit: one sync
 //! covers every record committed meanwhile, by any process, and waits for producers still
-//! appending first: [`Journal::gather`]); a waiter that finds it taken sleeps, and one that
-//! has waited [`ALONGSIDE_AFTER`] journals without it, so a stopped holder holds nobody's
+//! appending first: [`Journal::gather`]); a waiter that finds it taken waits by its
+//! handle's policy (polling or sleeping: [`Journal::wait_durable`]), and one that has waited
+//! [`ALONGSIDE_AFTER`] journals without it, so a stopped holder holds nobody's
 //! durability hostage. Under `Fsync::Interval(d)`, a timer thread in each process holding
 //! such a handle syncs every `d`.
 //!
@@ -59,6 +60,9 @@ pub(crate) const ALONGSIDE_AFTER: Duration = Duration::from_millis(50);
 const MAX_GATHER: Duration = Duration::from_millis(1);
 /// How long the tail must stand still for a gathering journaler to sync at once.
 const GATHER_QUIET: Duration = Duration::from_micros(3);
+/// The longest sync a waiter under [`Wait::Adaptive`] polls for rather than sleeps through
+/// ([`Journal::wait_durable`]): beyond it, a wake-up's latency is a small part of the wait.
+const POLL_SYNCS_UP_TO: Duration = Duration::from_millis(1);
 /// The most bytes one pass copies before writing them.
 const MAX_PASS: usize = 4 << 20;
 
@@ -78,6 +82,12 @@ pub(crate) struct Journal {
     alongside: Arc<AtomicU64>,
     /// How long this handle's last sync took (ns; 0: none yet): bounds [`Journal::gather`].
     last_sync: Arc<AtomicU64>,
+    /// How long this handle's last wait for a sync took (ns; 0: none yet): how long the next
+    /// one polls before it sleeps ([`Journal::wait_durable`]).
+    last_wait: Arc<AtomicU64>,
+    /// The participant slots that waited for this handle's last sync (its own included when
+    /// it led while waiting): [`Journal::gather`] expects them back.
+    waited: Arc<AtomicU64>,
 }
 
 impl Journal {
@@ -98,6 +108,8 @@ impl Journal {
             _timer: timer,
             alongside: Arc::new(AtomicU64::new(u64::MAX)),
             last_sync: Arc::new(AtomicU64::new(0)),
+            waited: Arc::new(AtomicU64::new(0)),
+            last_wait: Arc::new(AtomicU64::new(0)),
         }))
     }
 
@@ -130,7 +142,7 @@ impl Journal {
         if !locked && !force {
             return Ok(false);
         }
-        let r = self.run(seg, self.fsync != Fsync::Never, locked);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0);
         if locked {
             release_role(seg);
         }
@@ -157,7 +169,7 @@ impl Journal {
         {
             return Ok(false);
         }
-        let r = self.run(seg, false, true);
+        let r = self.run(seg, false, true, 0);
         release_role(seg);
         r
     }
@@ -170,22 +182,26 @@ impl Journal {
     /// One round of journaling by the caller (holding the role if `locked`): the ceiling,
     /// every committed record, and a sync if `sync`. A holder of the role wakes the producers
     /// waiting for their sync only when it gives the role back ([`release_role`]): woken
-    /// earlier, those that must lead would find it taken and sleep again.
-    fn run(&self, seg: &Segment, sync: bool, locked: bool) -> Result<bool> {
+    /// earlier, those that must lead would find it taken and sleep again. `me`: the caller's
+    /// waiter bit if it waits for this sync itself (0 otherwise).
+    fn run(&self, seg: &Segment, sync: bool, locked: bool, me: u64) -> Result<bool> {
         let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
         let mut buf = Vec::new();
         while pass(seg, &self.log, &mut buf)? {
             moved = true;
         }
         if sync && self.fsync == Fsync::Always {
-            moved |= self.gather(seg, &mut buf)?;
+            moved |= self.gather(seg, &mut buf, me)?;
         }
         if sync {
             let t0 = Instant::now();
             let synced = sync_log(seg, &self.log, !locked)?;
             if synced {
-                // Relaxed: this process's own estimate.
+                // Relaxed, both: this process's own estimates. Whoever waits for a sync now
+                // waited for this one (a sleeper woken by the last one and not yet run does
+                // not count: its tag names an older epoch).
                 self.last_sync.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.waited.store(wait::waiting_now(seg.durable_words()) | me, Ordering::Relaxed);
             }
             moved |= synced;
         }
@@ -199,16 +215,22 @@ impl Journal {
     /// Group commit: gives producers still appending a moment to finish before the sync,
     /// so that it covers their records too (a sync costs about as much for one record as
     /// for hundreds, and their senders would otherwise wait for the next one). Yields the
-    /// CPU (the producers may need it) while the tail keeps moving: it stops once the tail
-    /// has stood still for [`GATHER_QUIET`], and at most after a quarter of this
-    /// journaler's last sync, so a sync comes at most that much later than it would have.
-    /// Returns whether it wrote more.
-    fn gather(&self, seg: &Segment, buf: &mut Vec<u8>) -> Result<bool> {
-        // Relaxed: this journaler's own estimate.
+    /// CPU (the producers may need it) until the producers that waited for this journaler's
+    /// last sync wait again (they have appended what they will append before waiting: under
+    /// steady load, one sync per round of every producer's batch); when there were none, until
+    /// the tail has stood still for [`GATHER_QUIET`]. At most for a quarter of the last sync,
+    /// so a sync comes at most that much later than it would have (a producer that has
+    /// stopped sending costs that once: it did not wait for this sync, so the next gather
+    /// does not expect it). `me`: the caller's own waiter bit (0: none). Returns whether it
+    /// wrote more.
+    fn gather(&self, seg: &Segment, buf: &mut Vec<u8>, me: u64) -> Result<bool> {
+        // Relaxed, both: this journaler's own estimates.
         let bound = Duration::from_nanos(self.last_sync.load(Ordering::Relaxed) / 4).min(MAX_GATHER);
         if bound.is_zero() {
             return Ok(false);
         }
+        let expected = self.waited.load(Ordering::Relaxed) & !me;
+        let words = seg.durable_words();
         let tail = &seg.header().producer.tail;
         // Relaxed: a hint that producers are appending; the passes read it with Acquire.
         let mut seen = tail.load(Ordering::Relaxed);
@@ -219,7 +241,11 @@ impl Journal {
             // Relaxed: as above.
             let t = tail.load(Ordering::Relaxed);
             let now = Instant::now();
-            if t != seen {
+            if expected != 0 {
+                if expected & !wait::waiting_now(words) == 0 {
+                    break;
+                }
+            } else if t != seen {
                 seen = t;
                 still_since = now;
             } else if now - still_since >= GATHER_QUIET {
@@ -239,7 +265,7 @@ impl Journal {
     /// Journals and syncs everything committed now (a handle closing, the timer).
     pub(crate) fn flush(&self, seg: &Segment) -> Result<()> {
         let locked = seg.try_lock_journal();
-        let r = self.run(seg, self.fsync != Fsync::Never, locked);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0);
         if locked {
             release_role(seg);
         }
@@ -250,7 +276,41 @@ impl Journal {
     /// Waits until everything below `end` is durable (under `Never`: written to the log
     /// files), journaling itself when the role is free, or alongside its holder after
     /// [`ALONGSIDE_AFTER`]. `slot` is the caller's participant slot (its waiter bit).
-    pub(crate) fn wait_durable(&self, seg: &Segment, slot: usize, end: u64, deadline: Option<Instant>) -> Result<()> {
+    ///
+    /// While another process syncs, the caller waits by `policy`: [`Wait::Block`] sleeps;
+    /// [`Wait::Spin`] polls (yielding the CPU between looks) until the deadline;
+    /// [`Wait::Adaptive`] polls for up to twice as long as this handle's last wait for a
+    /// sync took, if that was at most [`POLL_SYNCS_UP_TO`], then sleeps. A sleeper's wake-up costs tens of
+    /// microseconds on a virtual machine: on a disk that syncs in a quarter of a
+    /// millisecond, a group of producers that sleep through each sync spends a fifth of its
+    /// time waking up. A poller is registered as a waiter all the while
+    /// ([`wait::poll_registered`]), so a gathering journaler counts it.
+    pub(crate) fn wait_durable(
+        &self,
+        seg: &Segment,
+        slot: usize,
+        end: u64,
+        deadline: Option<Instant>,
+        policy: Wait,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let waited = self.wait_durable_inner(seg, slot, end, deadline, policy)?;
+        if waited {
+            // Relaxed: this handle's own estimate.
+            self.last_wait.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`wait_durable`](Self::wait_durable); `Ok(false)` if `end` was durable at once.
+    fn wait_durable_inner(
+        &self,
+        seg: &Segment,
+        slot: usize,
+        end: u64,
+        deadline: Option<Instant>,
+        policy: Wait,
+    ) -> Result<bool> {
         let d = &seg.header().durable;
         let target = if self.fsync == Fsync::Never { &d.written } else { &d.durable };
         let sync = self.fsync != Fsync::Never;
@@ -258,16 +318,19 @@ impl Journal {
         // SYNC POINT: Acquire pairs with the journaler's Release raise: what it wrote and
         // synced is done.
         let mut seen = target.load(Ordering::Acquire);
+        if seen >= end {
+            return Ok(false);
+        }
         loop {
             if seen >= end {
-                return Ok(());
+                return Ok(true);
             }
             check_failed(seg)?;
             let locked = seg.try_lock_journal();
             // Relaxed: this process's own hint.
             let stuck = self.alongside.load(Ordering::Relaxed) == seen;
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
-                let r = self.run(seg, sync, locked);
+                let r = self.run(seg, sync, locked, 1u64 << (slot % 64));
                 if locked {
                     release_role(seg);
                 }
@@ -278,7 +341,7 @@ impl Journal {
                 // Relaxed: as above.
                 self.alongside.store(if locked { u64::MAX } else { now }, Ordering::Relaxed);
                 if now >= end {
-                    return Ok(());
+                    return Ok(true);
                 }
                 if now == seen {
                     // Nothing moved: the records below `end` are not all committed yet (an
@@ -305,6 +368,7 @@ impl Journal {
             // Acquire: as in `sync::wait::block`. Any wake after this (a sync, the role
             // released) ends the sleep: the role may be free for us now.
             let epoch = words.epoch.load(Ordering::Acquire);
+            let was = seen;
             let poll = || {
                 // Acquire: as above.
                 let v = target.load(Ordering::Acquire);
@@ -312,8 +376,27 @@ impl Journal {
                 // to lead, and the role is then free. Relaxed: the flag is re-checked with
                 // Acquire at the top of the loop.
                 let woken = words.epoch.load(Ordering::Relaxed) != epoch;
-                (v >= end || v != seen || woken || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
+                (v >= end || v != was || woken || d.failed.load(Ordering::Relaxed) != 0).then_some(v)
             };
+            // How long to poll before sleeping (see above). Relaxed: this handle's own
+            // estimate.
+            let last = Duration::from_nanos(self.last_wait.load(Ordering::Relaxed));
+            let poll_for = match policy {
+                Wait::Block => Duration::ZERO,
+                Wait::Spin => ALONGSIDE_AFTER,
+                Wait::Adaptive if last.is_zero() => wait::ADAPTIVE_SPIN,
+                Wait::Adaptive if last <= POLL_SYNCS_UP_TO => 2 * last,
+                Wait::Adaptive => Duration::ZERO,
+            };
+            if !poll_for.is_zero() {
+                let r = wait::poll_registered(words, me, until.min(Instant::now() + poll_for), poll);
+                if let Some(v) = r {
+                    seen = v;
+                }
+                if r.is_some() || policy == Wait::Spin {
+                    continue;
+                }
+            }
             if let Some(v) = wait::wait_for(Wait::Block, words, me, &FencedFutex, Some(until), poll, || {}) {
                 seen = v;
             }
@@ -691,6 +774,8 @@ impl Journal {
             _timer: None,
             alongside: Arc::new(AtomicU64::new(u64::MAX)),
             last_sync: Arc::new(AtomicU64::new(0)),
+            waited: Arc::new(AtomicU64::new(0)),
+            last_wait: Arc::new(AtomicU64::new(0)),
         }))
     }
 }

@@ -195,10 +195,15 @@ impl Producer {
     /// queue, or one never synced ([`Fsync::Never`](crate::Fsync::Never)), it waits only
     /// until the message is in the log files (for `Never`) or returns at once (volatile).
     /// `Err(Log)` if a sync failed: the queue is read-only from then on.
+    ///
+    /// While another process syncs, it waits by the handle's policy: [`Wait::Block`]
+    /// sleeps; [`Wait::Adaptive`] polls, yielding the CPU, for up to twice as long as this
+    /// handle's last wait for a sync took (if that was at most 1 ms), then sleeps;
+    /// [`Wait::Spin`] polls. (So does a blocking `send` under `Fsync::Always`.)
     pub fn wait_durable(&mut self, id: u64, timeout: Option<Duration>) -> Result<()> {
         let Some(j) = &self.journal else { return Ok(()) };
         let deadline = timeout.map(|t| Instant::now() + t);
-        j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline)
+        j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline, self.h.wait)
     }
 
     /// A durable queue's send: the record carries the prefix, and under `Fsync::Always`
@@ -225,7 +230,7 @@ impl Producer {
                 // without limit, as a send that found room would. A timed send's deadline
                 // bounds the sync too: `Timeout` then means sent but not yet durable.
                 let deadline = until.deadline().unwrap_or_default();
-                j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline)
+                j.wait_durable(&self.h.shared.seg, self.h.slot, id + 1, deadline, self.h.wait)
             }
             _ => Ok(()),
         }

@@ -326,6 +326,61 @@ pub fn wake(words: WaitWords<'_>, futex: &impl Futex) -> bool {
     true
 }
 
+/// The participants waiting on `words`' current epoch: bit `i` when slot `i`'s waiter bit is
+/// up and its tag names this line and the epoch now current (sleepers, sleepers-to-be, and
+/// [`poll_registered`] pollers); a sleeper woken by the last bump and not yet run does not
+/// count. A snapshot for heuristics (who waits now), never for the protocol: it may be stale
+/// when it returns.
+pub fn waiting_now(words: WaitWords<'_>) -> u64 {
+    // Relaxed, all three: a hint; no decision that needs ordering rests on it.
+    let want = sleep_tag(words.line, words.epoch.load(Ordering::Relaxed));
+    let mut set = words.waiters.load(Ordering::Relaxed);
+    let mut out = 0;
+    while set != 0 {
+        let i = set.trailing_zeros() as usize;
+        set &= set - 1;
+        if words.tags[i].load(Ordering::Relaxed) == want {
+            out |= 1 << i;
+        }
+    }
+    out
+}
+
+/// Polls until `poll` returns `Some` or `until` passes (then `None`), giving the CPU away
+/// between looks (`sched_yield`), registered meanwhile as a waiter of `words` (tag and bit,
+/// as a sleeper registers) without ever sleeping: [`waiting_now`] counts the caller, and a
+/// waker pays an epoch bump for it but no system call (it is in no `asleep` set). For waits
+/// expected to end within a fraction of a millisecond, where a futex sleep would add a
+/// wake-up's latency (tens of microseconds on a virtual machine) to every one. `me`: as in
+/// [`wait_for`]. Lost wakes are impossible: nothing here sleeps.
+pub fn poll_registered<T>(
+    words: WaitWords<'_>,
+    me: u64,
+    until: Instant,
+    mut poll: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    debug_assert!(me.is_power_of_two());
+    // Relaxed: the tag only needs to name an epoch that was current at some point here; a
+    // waker bumping past it meanwhile makes our registration stale, which is harmless.
+    let epoch = words.epoch.load(Ordering::Relaxed);
+    // Relaxed: published by the Release of the bit, as in `block`.
+    words.tags[me.trailing_zeros() as usize].store(sleep_tag(words.line, epoch), Ordering::Relaxed);
+    // Release: a reader of the bit (Acquire) reads the tag above.
+    words.waiters.fetch_or(me, Ordering::Release);
+    let r = loop {
+        if let Some(r) = poll() {
+            break Some(r);
+        }
+        if Instant::now() >= until {
+            break None;
+        }
+        std::thread::yield_now();
+    };
+    // Relaxed: a waker that still sees the bit makes one epoch bump too many at most.
+    words.waiters.fetch_and(!me, Ordering::Relaxed);
+    r
+}
+
 /// Whether a slot in `set` (bits read with Acquire from this line) has its tag on `epoch`
 /// of this line.
 #[inline]
@@ -463,6 +518,45 @@ mod tests {
         w.sleeping(9, 10);
         assert!(wake(w.words(), &f));
         assert_eq!((f.0.load(Ordering::Relaxed), w.epoch.load(Ordering::Relaxed)), (3, 11));
+    }
+
+    #[test]
+    fn a_poller_counts_as_waiting_costs_its_waker_no_system_call_and_leaves_no_trace() {
+        let w = Arc::new(Words::default());
+        w.epoch.store(5, Ordering::Relaxed);
+        // Slot 2 is a sleeper woken by the bump to 5 that has not run yet: not waiting now.
+        w.sleeping(2, 4);
+        assert_eq!(waiting_now(w.words()), 0);
+        let started = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (w, started) = (w.clone(), started.clone());
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(10);
+                poll_registered(w.words(), 1 << 6, until, || {
+                    started.store(true, Ordering::Relaxed);
+                    w.flag.load(Ordering::Acquire).then_some(())
+                })
+            })
+        };
+        let t = Instant::now();
+        while !(started.load(Ordering::Relaxed) && waiting_now(w.words()) & (1 << 6) != 0) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the poller never registered");
+            std::thread::yield_now();
+        }
+        // Counted on the current epoch, the woken sleeper still not.
+        assert_eq!(waiting_now(w.words()), 1 << 6);
+        // Its waker bumps the epoch for it but makes no wake call (it is not asleep).
+        let f = Counting::default();
+        w.flag.store(true, Ordering::Release);
+        assert!(!wake(w.words(), &f));
+        assert_eq!((f.0.load(Ordering::Relaxed), w.epoch.load(Ordering::Relaxed)), (0, 6));
+        assert_eq!(poller.join().unwrap(), Some(()));
+        assert_eq!(w.waiters.load(Ordering::Relaxed) & (1 << 6), 0, "its bit is down");
+        // A poller whose wait does not come returns `None` at its bound, bit down too.
+        let t = Instant::now();
+        assert_eq!(poll_registered(w.words(), 1 << 7, t + Duration::from_millis(20), || None::<()>), None);
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        assert_eq!(w.waiters.load(Ordering::Relaxed) & (1 << 7), 0);
     }
 
     #[test]

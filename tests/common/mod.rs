@@ -312,6 +312,14 @@ pub fn arg<T: std::str::FromStr>(key: &str) -> T {
     v.parse().unwrap_or_else(|_| panic!("child argument {key}={v:?} does not parse"))
 }
 
+/// An argument of this child process, if the parent gave it.
+pub fn arg_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    match std::env::var(format!("{ENV_ARG}{key}")) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("child argument {key}={v:?} does not parse")),
+        Err(_) => default,
+    }
+}
+
 /// Sends a line to the parent.
 pub fn say(msg: &str) {
     let mut out = std::io::stdout().lock();

@@ -2093,7 +2093,10 @@ pub unsafe extern "C" fn shmq_send_nowait(
 /// under `SHMQ_FSYNC_NEVER`, written to the log files (they then survive any process crash,
 /// not a power cut). The caller leads the sync itself when no other process is doing it (a
 /// group commit: one sync for every message waiting, from any process). On a volatile
-/// queue it returns `SHMQ_OK` at once.
+/// queue it returns `SHMQ_OK` at once. While another process syncs, it waits by the
+/// handle's wait policy: `SHMQ_WAIT_BLOCK` sleeps; `SHMQ_WAIT_ADAPTIVE` polls, yielding the
+/// CPU, for up to twice as long as the handle's last wait for a sync took (if that was at
+/// most 1 ms), then sleeps; `SHMQ_WAIT_SPIN` polls.
 ///
 /// `timeout_ns`: `0` checks (and may journal) once, a negative value waits forever, a
 /// positive one at most that long; `SHMQ_ERR_TIMEOUT` when the message is not durable by

@@ -280,10 +280,10 @@ impl Journal {
     /// While another process syncs, the caller waits by `policy`: [`Wait::Block`] sleeps;
     /// [`Wait::Spin`] polls (yielding the CPU between looks) until the deadline;
     /// [`Wait::Adaptive`] polls for up to twice as long as this handle's last wait for a
-    /// sync took, if that was at most [`POLL_SYNCS_UP_TO`], then sleeps. A sleeper's wake-up costs tens of
-    /// microseconds on a virtual machine: on a disk that syncs in a quarter of a
-    /// millisecond, a group of producers that sleep through each sync spends a fifth of its
-    /// time waking up. A poller is registered as a waiter all the while
+    /// sync took, if that was at most [`POLL_SYNCS_UP_TO`], then sleeps. A sleeper's
+    /// wake-up costs tens of microseconds on a virtual machine: on a disk that syncs in a
+    /// quarter of a millisecond, a group of producers that sleep through each sync spends a
+    /// fifth of its time waking up. A poller is registered as a waiter all the while
     /// ([`wait::poll_registered`]), so a gathering journaler counts it.
     pub(crate) fn wait_durable(
         &self,
@@ -294,23 +294,12 @@ impl Journal {
         policy: Wait,
     ) -> Result<()> {
         let start = Instant::now();
-        let waited = self.wait_durable_inner(seg, slot, end, deadline, policy)?;
-        if waited {
+        // A wait that had to wait: how long the next one polls.
+        let waited = || {
             // Relaxed: this handle's own estimate.
             self.last_wait.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// [`wait_durable`](Self::wait_durable); `Ok(false)` if `end` was durable at once.
-    fn wait_durable_inner(
-        &self,
-        seg: &Segment,
-        slot: usize,
-        end: u64,
-        deadline: Option<Instant>,
-        policy: Wait,
-    ) -> Result<bool> {
+            Ok(())
+        };
         let d = &seg.header().durable;
         let target = if self.fsync == Fsync::Never { &d.written } else { &d.durable };
         let sync = self.fsync != Fsync::Never;
@@ -319,11 +308,11 @@ impl Journal {
         // synced is done.
         let mut seen = target.load(Ordering::Acquire);
         if seen >= end {
-            return Ok(false);
+            return Ok(());
         }
         loop {
             if seen >= end {
-                return Ok(true);
+                return waited();
             }
             check_failed(seg)?;
             let locked = seg.try_lock_journal();
@@ -341,7 +330,7 @@ impl Journal {
                 // Relaxed: as above.
                 self.alongside.store(if locked { u64::MAX } else { now }, Ordering::Relaxed);
                 if now >= end {
-                    return Ok(true);
+                    return waited();
                 }
                 if now == seen {
                     // Nothing moved: the records below `end` are not all committed yet (an

@@ -942,6 +942,34 @@ fn wait_protocol_never_loses_a_wakeup() {
     ]);
 }
 
+/// A waiter for a sync first polls, registered as a waiter (`wait::poll_registered`, as a
+/// producer waiting for another process's sync under `Wait::Adaptive`), and, its polling
+/// bound passed, sleeps (`wait::block`), while a waker sets the flag and wakes: the waiter
+/// always returns (loom reports a lost wakeup as a deadlock), whether the waker's wake meets
+/// the poller's registration, the gap between the two, or the sleeper; and the waiter set
+/// ends empty.
+#[test]
+fn a_poller_that_then_sleeps_never_loses_a_wakeup() {
+    builder(4).check(|| {
+        let w = Arc::new(Waiting::default());
+        let waker = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.flag.store(true, Ordering::Release);
+                wait::wake(w.words(), &w.futex);
+            })
+        };
+        // A bound already passed: one look, registered, then the sleep.
+        let polled =
+            wait::poll_registered(w.words(), 1, Instant::now(), || w.flag.load(Ordering::Acquire).then_some(()));
+        if polled.is_none() {
+            w.sleep_until_flag();
+        }
+        waker.join().unwrap();
+        assert_eq!(w.line.waiters.load(Ordering::Relaxed), 0, "the waiter set goes back to zero");
+    });
+}
+
 /// The waker publishes twice (a count to 1, then 2, each followed by `wake`), and the
 /// sleeper waits for each in turn: the model of [`a_sleeper_that_waits_again_is_woken_again`].
 fn publish_twice_and_wait_for_each(wake: fn(WaitWords<'_>, &LoomFutex)) {

@@ -530,6 +530,8 @@ fn bench_durable_measures_the_queues_against_the_disk_floor_with_real_files() {
             assert!(r["syncs_per_s"].as_f64().unwrap() > 0.0, "{r}");
         }
         assert_eq!(r["sync_latency_ns"].is_object(), transport == "shmq-durable-always", "{r}");
+        // Every case's processes used some CPU for their messages.
+        assert!(r["cpu_ns_per_msg"].as_f64().unwrap() > 0.0, "{r}");
     }
     // The floor syncs once per batch of B = 4 x W records.
     let floor = results.iter().find(|r| r["transport"] == "disk-floor-always").unwrap();

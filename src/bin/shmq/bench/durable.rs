@@ -105,6 +105,18 @@ pub struct RoleResult {
     pub latency: Vec<(u64, u64)>,
     /// Sync waits (ns), as (value, count).
     pub sync: Vec<(u64, u64)>,
+    /// CPU time its process used from `go` to its result (ns, user and system).
+    #[serde(default)]
+    pub cpu_ns: u64,
+}
+
+/// CPU time this process has used (user and system, all threads), in ns.
+fn process_cpu_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec; the clock always exists, and on the
+    // impossible failure `t` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    (t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec.max(0) as u64)
 }
 
 fn to_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
@@ -169,12 +181,14 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
         bail!("messages of {size} bytes cannot carry a tag and a send time");
     }
     let pat = pattern(size);
+    let cpu_at_go = std::cell::Cell::new(0);
     let go = |ctl: &mut Control<R, W>| -> Result<()> {
         ctl.say("ready")?;
         let line = ctl.hear()?;
         if line != "go" {
             bail!("unexpected {line:?} from the leader");
         }
+        cpu_at_go.set(process_cpu_ns());
         Ok(())
     };
     let mut res = RoleResult::default();
@@ -393,6 +407,7 @@ pub fn serve<R: std::io::BufRead, W: std::io::Write>(
             res.count = n;
         }
     }
+    res.cpu_ns = process_cpu_ns().saturating_sub(cpu_at_go.get());
     res.latency = to_pairs(&lat);
     res.sync = to_pairs(&sync);
     ctl.say(&format!("result {}", serde_json::to_string(&res)?))
@@ -463,6 +478,9 @@ pub struct Run {
     pub sync: Option<Histogram<u64>>,
     /// `fdatasync` calls during the stream.
     pub syncs: u64,
+    /// CPU time of every process of the measured run (for shmq and shmq-durable-never, the
+    /// stream), summed (ns).
+    pub cpu_ns: u64,
 }
 
 impl Run {
@@ -535,6 +553,11 @@ fn hist_of<'a>(
         from_pairs(&mut h, f(r));
     }
     h
+}
+
+/// CPU time of the processes of `results`, summed.
+fn cpu_of(results: &[RoleResult]) -> u64 {
+    results.iter().map(|r| r.cpu_ns).sum()
 }
 
 /// First start to last end over `results`.
@@ -612,6 +635,7 @@ fn run_case(peers: &mut [Peer], plan: &Plan, case: Case, size: usize, id: u64) -
                 stream_latency: None,
                 sync: None,
                 syncs: r[0].syncs,
+                cpu_ns: cpu_of(&r),
             })
         }
         Case::Volatile | Case::Never => {
@@ -649,6 +673,7 @@ fn run_case(peers: &mut [Peer], plan: &Plan, case: Case, size: usize, id: u64) -
                 stream_latency: Some(hist_of(r[..1].iter(), |r| &r.latency)),
                 sync: None,
                 syncs: if fsync.is_some() { syncs_of(&q)? } else { 0 },
+                cpu_ns: cpu_of(&r),
             })
         }
         Case::AlwaysPipelined | Case::AlwaysBlocking => {
@@ -674,6 +699,7 @@ fn run_case(peers: &mut [Peer], plan: &Plan, case: Case, size: usize, id: u64) -
                 stream_latency: None,
                 sync: Some(hist_of(r[1..].iter(), |r| &r.sync)),
                 syncs,
+                cpu_ns: cpu_of(&r),
             })
         }
     }
@@ -819,6 +845,9 @@ pub struct DurableResult {
     pub syncs_per_s: f64,
     /// Messages per `fdatasync` (over all rounds); null without syncs.
     pub msgs_per_sync: Option<f64>,
+    /// CPU time (user and system) of every process of the case per message, over all rounds
+    /// (ns; for shmq and shmq-durable-never, the stream's).
+    pub cpu_ns_per_msg: f64,
 }
 
 /// A ratio within rounds.
@@ -940,6 +969,7 @@ pub fn build(m: &DurableMeasurements, plan: &Plan) -> (Vec<DurableResult>, Vec<D
                     .then(|| latency_of(&sync)),
                 syncs_per_s: median(&sps),
                 msgs_per_sync: (syncs > 0).then(|| messages as f64 / syncs as f64),
+                cpu_ns_per_msg: runs.iter().map(|r| r.cpu_ns).sum::<u64>() as f64 / messages.max(1) as f64,
             });
         }
         let rate = |r: &Run| r.rate();
@@ -1046,11 +1076,16 @@ pub fn table(
          (round trip / 2), then a 1-producer stream. All shmq handles wait adaptive; processes not pinned.",
         plan.every
     );
-    let _ = writeln!(s, "msgs/s: medians over rounds; latencies (us) merged over rounds; MB = 10^6 payload bytes\n");
     let _ = writeln!(
         s,
-        "{:<7} {:<20} {:<9} {:>11} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  sync p50/p99/p99.9 (us)",
-        "size", "transport", "mode", "msgs/s", "MB/s", "syncs/s", "msg/sync", "p50", "p90", "p99", "p99.9"
+        "msgs/s: medians over rounds; latencies (us) merged over rounds; MB = 10^6 payload bytes; cpu/msg: ns of \
+         CPU (user + system) of all the case's processes per message, over rounds (shmq, shmq-durable-never: the \
+         stream)\n"
+    );
+    let _ = writeln!(
+        s,
+        "{:<7} {:<20} {:<9} {:>11} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  sync p50/p99/p99.9 (us)",
+        "size", "transport", "mode", "msgs/s", "MB/s", "syncs/s", "msg/sync", "cpu/msg", "p50", "p90", "p99", "p99.9"
     );
     let us = |ns: u64| ns as f64 / 1e3;
     let mut last = usize::MAX;
@@ -1066,7 +1101,7 @@ pub fn table(
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<7} {:<20} {:<9} {:>11} {:>8.1} {:>9.0} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {}{}",
+            "{:<7} {:<20} {:<9} {:>11} {:>8.1} {:>9.0} {:>9} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {}{}",
             size_label(r.size),
             r.transport,
             r.mode,
@@ -1074,6 +1109,7 @@ pub fn table(
             r.throughput_mb_per_s,
             r.syncs_per_s,
             r.msgs_per_sync.map_or_else(|| "-".to_owned(), |x| format!("{x:.0}")),
+            r.cpu_ns_per_msg,
             us(l.p50),
             us(l.p90),
             us(l.p99),

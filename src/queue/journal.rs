@@ -280,10 +280,10 @@ impl Journal {
     /// While another process syncs, the caller waits by `policy`: [`Wait::Block`] sleeps;
     /// [`Wait::Spin`] polls (yielding the CPU between looks) until the deadline;
     /// [`Wait::Adaptive`] polls for up to twice as long as this handle's last wait for a
-    /// sync took, if that was at most [`POLL_SYNCS_UP_TO`], then sleeps. A sleeper's
-    /// wake-up costs tens of microseconds on a virtual machine: on a disk that syncs in a
-    /// quarter of a millisecond, a group of producers that sleep through each sync spends a
-    /// fifth of its time waking up. A poller is registered as a waiter all the while
+    /// sync took, if that was at most [`POLL_SYNCS_UP_TO`], then sleeps. A woken sleeper
+    /// needs tens of microseconds on a virtual machine before it runs, and a producer pays
+    /// that before each round of sends: against syncs of a quarter of a millisecond, that is
+    /// a good part of each round. A poller is registered as a waiter all the while
     /// ([`wait::poll_registered`]), so a gathering journaler counts it.
     pub(crate) fn wait_durable(
         &self,

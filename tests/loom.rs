@@ -942,6 +942,15 @@ fn wait_protocol_never_loses_a_wakeup() {
     ]);
 }
 
+/// A thread that sets the flag (Release), then announces it with `wake`.
+fn set_flag_then(w: &Arc<Waiting>, wake: fn(WaitWords<'_>, &LoomFutex)) -> thread::JoinHandle<()> {
+    let w = w.clone();
+    thread::spawn(move || {
+        w.flag.store(true, Ordering::Release);
+        wake(w.words(), &w.futex);
+    })
+}
+
 /// A waiter for a sync first polls, registered as a waiter (`wait::poll_registered`, as a
 /// producer waiting for another process's sync under `Wait::Adaptive`), and, its polling
 /// bound passed, sleeps (`wait::block`), while a waker sets the flag and wakes: the waiter
@@ -952,13 +961,9 @@ fn wait_protocol_never_loses_a_wakeup() {
 fn a_poller_that_then_sleeps_never_loses_a_wakeup() {
     builder(4).check(|| {
         let w = Arc::new(Waiting::default());
-        let waker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.flag.store(true, Ordering::Release);
-                wait::wake(w.words(), &w.futex);
-            })
-        };
+        let waker = set_flag_then(&w, |words, futex| {
+            wait::wake(words, futex);
+        });
         // A bound already passed: one look, registered, then the sleep.
         let polled =
             wait::poll_registered(w.words(), 1, Instant::now(), || w.flag.load(Ordering::Acquire).then_some(()));
@@ -1089,13 +1094,7 @@ fn wait_protocol_without_the_sleepers_fence_loses_a_wakeup() {
 fn wake_unconditionally_reaches_a_sleeper() {
     builder(5).check(|| {
         let w = Arc::new(Waiting::default());
-        let closer = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.flag.store(true, Ordering::Release);
-                wait::wake_unconditionally(w.words(), &w.futex);
-            })
-        };
+        let closer = set_flag_then(&w, wait::wake_unconditionally);
         w.sleep_until_flag();
         closer.join().unwrap();
     });

@@ -225,12 +225,19 @@ fn under_always_every_acknowledged_send_survives_kill_9_rounds_and_a_restart() {
     let mut ids = BTreeSet::new();
     let mut consumed = 0usize;
     for round in 0..rounds {
+        // One sleeps while the other syncs, one polls (and may be killed while registered
+        // as a waiter: it leaves its bit behind).
         let mut kids: Vec<(u32, Child)> = (0..2)
             .map(|k| {
                 let stream = round * 2 + k;
+                let wait = if k == 0 { "block" } else { "adaptive" };
                 (
                     stream,
-                    Child::spawn("producer", &q.name, &[("stream", stream.to_string()), ("count", "100000".into())]),
+                    Child::spawn(
+                        "producer",
+                        &q.name,
+                        &[("stream", stream.to_string()), ("count", "100000".into()), ("wait", wait.into())],
+                    ),
                 )
             })
             .collect();

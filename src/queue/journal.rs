@@ -293,23 +293,23 @@ impl Journal {
         deadline: Option<Instant>,
         policy: Wait,
     ) -> Result<()> {
-        let start = Instant::now();
-        // A wait that had to wait: how long the next one polls.
-        let waited = || {
-            // Relaxed: this handle's own estimate.
-            self.last_wait.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            Ok(())
-        };
         let d = &seg.header().durable;
         let target = if self.fsync == Fsync::Never { &d.written } else { &d.durable };
         let sync = self.fsync != Fsync::Never;
-        let mut since = Instant::now();
         // SYNC POINT: Acquire pairs with the journaler's Release raise: what it wrote and
         // synced is done.
         let mut seen = target.load(Ordering::Acquire);
         if seen >= end {
             return Ok(());
         }
+        let start = Instant::now();
+        let mut since = start;
+        // A wait that had to wait: how long the next one polls.
+        let waited = || {
+            // Relaxed: this handle's own estimate.
+            self.last_wait.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            Ok(())
+        };
         loop {
             if seen >= end {
                 return waited();

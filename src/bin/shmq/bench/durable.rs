@@ -112,11 +112,7 @@ pub struct RoleResult {
 
 /// CPU time this process has used (user and system, all threads), in ns.
 fn process_cpu_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `t` is a valid, writable timespec; the clock always exists, and on the
-    // impossible failure `t` stays zero.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    (t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec.max(0) as u64)
+    super::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 fn to_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {

@@ -381,13 +381,19 @@ pub fn check(buf: &[u8], seq: u64, pattern: &[u8]) -> bool {
     buf.len() == pattern.len() && buf[..n] == seq.to_le_bytes()[..n] && buf[n..] == pattern[n..]
 }
 
-/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host. Through libc
-/// (the vDSO), not rustix, whose own lookup of the vDSO crashes under valgrind.
+/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host.
 pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Clock `id` now, in ns (0 for a negative time). Through libc (the vDSO), not rustix,
+/// whose own lookup of the vDSO crashes under valgrind.
+pub fn clock_ns(id: libc::clockid_t) -> u64 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `t` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    // SAFETY: `t` is a valid, writable timespec; the clocks asked for always exist, and on
+    // the impossible failure `t` stays zero.
+    unsafe { libc::clock_gettime(id, &mut t) };
+    u64::try_from(t.tv_sec).map_or(0, |s| s.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64))
 }
 
 /// The payload pattern of messages of `size` bytes.

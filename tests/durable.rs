@@ -549,6 +549,48 @@ fn after_a_restart_the_default_consumer_resumes_after_what_it_released_reading_t
     assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "ids increase across the restart");
 }
 
+/// Under `Interval` a consumer that keeps up reads what is written before it is synced,
+/// and journals ahead of the sync itself. Retention must still keep every segment not
+/// synced yet: the sync to come covers it, and a missing one would fail the log for good
+/// (the queue read-only). The interval here is an hour: only the last close syncs.
+#[test]
+fn under_interval_retention_keeps_what_is_not_synced_yet() {
+    let dir = LogDir::new("retire-unsynced");
+    let opts = Options::new()
+        .capacity(1 << 20)
+        .max_message(16 << 10)
+        .durable(&dir.0)
+        .fsync(Fsync::Interval(Duration::from_secs(3600)));
+    let q = TestQueue::create("durable-retire-unsynced", opts);
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let msg = vec![7u8; 8000];
+    let segment = 64u64 << 20;
+    let mut crossed: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Past the first segment, then on for longer than retention's pause (a second).
+    while crossed.is_none_or(|t| t.elapsed() < Duration::from_millis(2500)) {
+        assert!(Instant::now() < deadline, "the test took too long");
+        let mut last = 0;
+        for _ in 0..60 {
+            last = tx.send_timeout(&msg, common::OP_TIMEOUT).expect("send");
+        }
+        while rx.try_recv().expect("recv").is_some() {}
+        // About to wait: the consumer journals ahead (and runs retention).
+        let _ = rx.recv_timeout(Duration::from_millis(1));
+        if last > segment + (2 << 20) {
+            crossed.get_or_insert_with(Instant::now);
+        }
+    }
+    assert!(dir.0.join("0000000000000000.seg").exists(), "the first segment is kept: it is not synced yet");
+    drop(rx);
+    drop(tx); // the last close syncs
+    let d = Queue::inspect(&q.name).unwrap().durable.expect("durable stats");
+    assert!(!d.failed, "the log did not fail: {d:?}");
+    let mut tx = Producer::open(&q.name).unwrap();
+    tx.send(b"after").expect("the queue is still writable");
+}
+
 /// A `Reader` replays the log from any id while producers go on, and sees what a
 /// consumer already took too.
 #[test]

@@ -439,9 +439,17 @@ fn maybe_retire(seg: &Segment, log: &Log, seg_size: u64) {
         *last = Some(Instant::now());
     }
     let Some(d) = &seg.config().durable else { return };
+    let h = &seg.header().durable;
     // Acquire: pairs with the Release raise; only what is written may go.
-    let written = seg.header().durable.written.load(Ordering::Acquire);
+    let written = h.written.load(Ordering::Acquire);
     let mut keep = readers_floor(seg).min(written);
+    // Nor, where the log is synced, what is not synced yet: a sync still to come covers
+    // those segments (`Log::sync` refuses a missing one, and would turn the queue
+    // read-only). Under `Interval` readers read what is written, ahead of the sync.
+    // Relaxed: fixed at creation. Acquire: pairs with the Release raise after the sync.
+    if h.fsync.load(Ordering::Relaxed) != layout::FSYNC_NEVER {
+        keep = keep.min(h.durable.load(Ordering::Acquire));
+    }
     if let super::Retain::Bytes(n) = d.retain {
         keep = keep.min(written.saturating_sub(n));
     }

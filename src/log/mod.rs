@@ -195,6 +195,19 @@ fn dir_mode(mode: u32) -> u32 {
 }
 
 /// The segment index of a file name `%016x.seg`.
+/// The name of the retired-floor record for `floor`.
+fn retired_name(floor: u64) -> String {
+    format!("RETIRED.{floor:016x}")
+}
+
+fn parse_retired_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("RETIRED.")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
 fn parse_segment_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".seg")?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -384,8 +397,12 @@ struct Scan {
     mark: u64,
     dropped: u64,
     tail_clean: bool,
-    /// Existing segments, ascending.
+    /// Existing segments, ascending, but for those below the retired floor.
     segs: Vec<u64>,
+    /// Segments below the retired floor: made again by a writer that came late (before
+    /// this version checked the floor, or killed between making one and checking again).
+    /// Not part of the log.
+    junk: Vec<u64>,
 }
 
 impl Log {
@@ -466,6 +483,7 @@ impl Log {
         let log = Log::open_locked(fs, dir, LockKind::Exclusive)?;
         log.remove_temporaries()?;
         let scan = log.scan(&mut |_, _| {})?;
+        log.remove_junk(&scan)?;
         if !scan.tail_clean {
             log.cut(&scan)?;
         }
@@ -766,15 +784,47 @@ impl Log {
                 f
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                if !create {
+                if !create || self.is_retired(k)? {
                     return Ok(None);
                 }
-                self.create_segment(k)?
+                let f = self.create_segment(k)?;
+                // Retired while we made it (we were stopped after the check above, and the
+                // stream moved on and was retired past it): the file is junk; a recovery
+                // ignores it, and we write nothing into it.
+                if self.is_retired(k)? {
+                    let _ = self.fs.unlink(&path);
+                    return Ok(None);
+                }
+                f
             }
             Err(e) => return Err(os_err(e, format!("open {}", path.display()))),
         };
         lock(&self.segs).insert(k, f.clone());
         Ok(Some(f))
+    }
+
+    /// Whether segment `k` lies wholly below the retired floor: retention removed it (or
+    /// is about to), so the stream is past it. A writer or a sync that comes to it late
+    /// (stopped between its copy and its write while others journaled, synced and retired
+    /// the range) must not make it again. Unlike "a segment older than the newest on disk
+    /// is missing", this does not depend on the order in which writers make segments.
+    fn is_retired(&self, k: u64) -> Result<bool> {
+        Ok((k + 1).saturating_mul(self.seg_size) <= self.retired_floor()?)
+    }
+
+    /// The retired floor: the highest `RETIRED.<hex>` record in the directory that this
+    /// user owns (0: none). Retention makes one, durably, before it removes segments.
+    pub fn retired_floor(&self) -> Result<u64> {
+        let names = self.fs.list_dir(&self.dir).map_err(|e| os_err(e, format!("list {}", self.dir.display())))?;
+        let euid = rustix::process::geteuid().as_raw();
+        let mut floor = 0;
+        for (name, at) in names.iter().filter_map(|n| parse_retired_name(n).map(|at| (n, at))) {
+            // A record planted by another user (a group-writable directory) is not trusted.
+            if at > floor && self.fs.stat(&self.dir.join(name)).is_ok_and(|m| m.uid == euid) {
+                floor = at;
+            }
+        }
+        Ok(floor)
     }
 
     /// Makes segment `k` complete under a temporary name, then renames it into place.
@@ -832,7 +882,9 @@ impl Log {
 
     /// Writes framed bytes at their stream positions (`bytes[0]` at `pos`), splitting at
     /// segment boundaries and creating missing segments. Writes are idempotent: writing the
-    /// same range twice (from any process) leaves the same bytes.
+    /// same range twice (from any process) leaves the same bytes. Nothing is written into a
+    /// segment that retention removed (see [`is_retired`](Self::is_retired)): such a
+    /// writer is stale, and the range is in the log already.
     pub fn write(&self, pos: u64, bytes: &[u8]) -> Result<()> {
         self.check_failed()?;
         let mut p = pos;
@@ -840,7 +892,11 @@ impl Log {
         while !rest.is_empty() {
             let k = p / self.seg_size;
             let n = (((k + 1) * self.seg_size - p) as usize).min(rest.len());
-            let f = self.segment(k, true)?.expect("created");
+            let Some(f) = self.segment(k, true)? else {
+                p += n as u64;
+                rest = &rest[n..];
+                continue;
+            };
             f.pwrite(self.file_off(p), &rest[..n])
                 .map_err(|e| self.write_err(e, format!("write {}", self.seg_path(k).display())))?;
             p += n as u64;
@@ -860,17 +916,26 @@ impl Log {
         }
         let k0 = from / self.seg_size;
         let k1 = (to - 1) / self.seg_size;
-        let seg = |k: u64| -> Result<Arc<dyn FsFile>> {
-            self.segment(k, false)?.ok_or_else(|| {
-                self.fail(format!("sync: {} is missing (nothing was written there)", self.seg_path(k).display()))
-            })
-        };
+        // A segment retention removed was synced by another process (the queue retires
+        // only what is synced): a sync that went stale over it has nothing to do there.
+        let seg =
+            |k: u64| -> Result<Option<Arc<dyn FsFile>>> {
+                match self.segment(k, false)? {
+                    Some(f) => Ok(Some(f)),
+                    None if self.is_retired(k)? => Ok(None),
+                    None => Err(self
+                        .fail(format!("sync: {} is missing (nothing was written there)", self.seg_path(k).display()))),
+                }
+            };
         for k in k0..k1 {
-            seg(k)?.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k).display())))?;
+            if let Some(f) = seg(k)? {
+                f.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k).display())))?;
+            }
         }
-        let last = seg(k1)?;
-        self.write_mark(k1, &*last, mark)?;
-        last.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k1).display())))?;
+        if let Some(last) = seg(k1)? {
+            self.write_mark(k1, &*last, mark)?;
+            last.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k1).display())))?;
+        }
         Ok(())
     }
 
@@ -919,6 +984,23 @@ impl Log {
     pub fn delete_before(&self, pos: u64) -> Result<u64> {
         let ks = self.list_segments()?;
         let newest = ks.last().copied();
+        // First, durably, the record of what goes: a late writer must not make a removed
+        // segment again, nor a recovery read one that was (see `is_retired`).
+        let floor = ks
+            .iter()
+            .filter(|&&k| (k + 1).saturating_mul(self.seg_size) <= pos && Some(k) != newest)
+            .map(|&k| (k + 1) * self.seg_size)
+            .max();
+        let old = self.retired_floor()?;
+        if let Some(floor) = floor.filter(|&f| f > old) {
+            let p = self.dir.join(retired_name(floor));
+            match self.fs.create(&p, self.mode) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(os_err(e, format!("create {}", p.display()))),
+            }
+            self.fs.fsync_dir(&self.dir).map_err(|e| os_err(e, format!("fsync {}", self.dir.display())))?;
+        }
         let mut removed = false;
         let mut oldest = None;
         for &k in &ks {
@@ -936,7 +1018,22 @@ impl Log {
         if removed {
             self.fs.fsync_dir(&self.dir).map_err(|e| os_err(e, format!("fsync {}", self.dir.display())))?;
         }
+        self.remove_old_retired_records()?;
         Ok(oldest.unwrap_or(0))
+    }
+
+    /// Removes the `RETIRED.<hex>` records below the highest (which alone counts).
+    fn remove_old_retired_records(&self) -> Result<()> {
+        let floor = self.retired_floor()?;
+        let names = self.fs.list_dir(&self.dir).map_err(|e| os_err(e, format!("list {}", self.dir.display())))?;
+        for n in names.iter().filter(|n| parse_retired_name(n).is_some_and(|at| at < floor)) {
+            match self.fs.unlink(&self.dir.join(n)) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(os_err(e, format!("unlink {}", self.dir.join(n).display()))),
+            }
+        }
+        Ok(())
     }
 
     /// Bytes, segment count and oldest position on disk.
@@ -1003,7 +1100,9 @@ impl Log {
     /// Checks the headers, finds the mark, walks the frames to the end and looks at what
     /// lies beyond. Changes nothing.
     fn scan(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Scan> {
-        let segs = self.list_segments()?;
+        let floor = self.retired_floor()?;
+        let (junk, segs): (Vec<u64>, Vec<u64>) =
+            self.list_segments()?.into_iter().partition(|&k| (k + 1).saturating_mul(self.seg_size) <= floor);
         let mut mark = 0;
         for &k in &segs {
             let Some(f) = self.segment(k, false)? else {
@@ -1015,7 +1114,7 @@ impl Log {
             }
         }
         let Some(&first) = segs.first() else {
-            return Ok(Scan { messages: 0, start: 0, end: 0, mark, dropped: 0, tail_clean: true, segs });
+            return Ok(Scan { messages: 0, start: 0, end: 0, mark, dropped: 0, tail_clean: true, segs, junk });
         };
         let start = first * self.seg_size;
         let total = (segs[segs.len() - 1] + 1) * self.seg_size - start;
@@ -1050,7 +1149,7 @@ impl Log {
         let tail_clean = self.tail_is_zero(&segs, end)?;
         let dropped = if tail_clean { 0 } else { self.count_beyond(&segs, end)? };
         progress(total, total);
-        Ok(Scan { messages, start, end, mark, dropped, tail_clean, segs })
+        Ok(Scan { messages, start, end, mark, dropped, tail_clean, segs, junk })
     }
 
     /// Whether every byte of the existing segments from `end` on is zero.
@@ -1095,6 +1194,19 @@ impl Log {
             }
         }
         Ok(count)
+    }
+
+    /// Removes the segments below the retired floor that a late writer made again, synced.
+    fn remove_junk(&self, s: &Scan) -> Result<()> {
+        for &k in &s.junk {
+            lock(&self.segs).remove(&k);
+            let p = self.seg_path(k);
+            self.fs.unlink(&p).map_err(|e| os_err(e, format!("unlink {}", p.display())))?;
+        }
+        if !s.junk.is_empty() {
+            self.fs.fsync_dir(&self.dir).map_err(|e| os_err(e, format!("fsync {}", self.dir.display())))?;
+        }
+        Ok(())
     }
 
     /// Zeroes everything after `s.end` in its segment and removes later segments, synced.

@@ -576,10 +576,19 @@ fn segments_are_born_synced_before_their_rename_and_named_durably_before_use() {
             "Fdatasync(/log/0000000000000001.seg)",
         ]
     );
-    // Retention: unlink, then the directory fsync; the newest segment always stays.
+    // Retention: the record of the retired floor, named durably, then the unlink and the
+    // directory fsync; the newest segment always stays.
     fs.clear_ops();
     assert_eq!(log.delete_before(1024).unwrap(), 1024);
-    assert_eq!(ops_shown(&fs), vec!["Unlink(/log/0000000000000000.seg)", "FsyncDir(/log)"]);
+    assert_eq!(
+        ops_shown(&fs),
+        vec![
+            "Create(/log/RETIRED.0000000000000400)",
+            "FsyncDir(/log)",
+            "Unlink(/log/0000000000000000.seg)",
+            "FsyncDir(/log)"
+        ]
+    );
     assert_eq!(log.delete_before(1 << 20).unwrap(), 1024, "the newest segment stays");
     let (_, rec) = Log::recover(Arc::new(fs.crash(1)), &dir()).unwrap();
     assert_eq!((rec.start, rec.end, rec.synced_through), (1024, s.pos, s.pos));
@@ -738,4 +747,45 @@ fn leftover_temporary_files_are_removed_by_recovery() {
     let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
     assert!(fs.read_file(&tmp).is_none());
     assert_eq!(all_frames(&log, 0, rec.end), msgs);
+}
+
+// ---------------------------------------------------------------------------------------
+// Restarts and stale writers
+
+/// A journaler stopped between its copy and its write while others journal, sync and
+/// retire the range: its late write must not make the retired segment again (a lone,
+/// partial segment below the synced mark would read as damage), and its late sync of that
+/// range has nothing to do.
+#[test]
+fn a_stale_write_or_sync_over_a_retired_segment_changes_nothing() {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+    let mut s = Stream::new(9, 1024);
+    let mut first = None;
+    while s.pos < 3 * 4096 {
+        let (pos, bytes) = s.batch(3, 100);
+        first.get_or_insert((pos, bytes.clone()));
+        log.write(pos, &bytes).unwrap();
+    }
+    log.sync(0, s.pos, 0).unwrap();
+    assert_eq!(log.delete_before(2 * 4096).unwrap(), 2 * 4096);
+    let (pos, bytes) = first.unwrap();
+    log.write(pos, &bytes).unwrap();
+    log.sync(0, s.pos, s.pos).unwrap();
+    assert_eq!(log.stats().unwrap().oldest, Some(2 * 4096), "segment 0 stays gone");
+    drop(log);
+    // A late writer of an earlier version (or one killed between making the segment and
+    // looking at the floor again) left segment 1 made again: header, then nothing.
+    let junk = dir().join("0000000000000001.seg");
+    let hdr = SegmentHeader { version: format::VERSION, identity: ID, seg_size: 4096, wrap: 1024, index: 1, created_ns: 1 };
+    let f = fs.create(&junk, 0o600).unwrap();
+    f.pwrite(0, &hdr.encode()).unwrap();
+    f.fallocate(2 * 4096).unwrap();
+    f.fdatasync().unwrap();
+    fs.fsync_dir(&dir()).unwrap();
+    drop(f);
+    let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+    assert_eq!((rec.start, rec.end, rec.dropped), (2 * 4096, s.pos, 0), "below the retired floor: not the log");
+    assert!(fs.read_file(&junk).is_none(), "recovery removed it");
+    assert_eq!(all_frames(&log, rec.start, rec.end), s.msgs.iter().filter(|m| m.0 >= 2 * 4096).cloned().collect::<Vec<_>>());
 }

@@ -36,6 +36,11 @@ pub const KIND_MESSAGE: u64 = 1;
 pub const KIND_PADDING: u64 = 2;
 /// Skip to the next multiple of `wrap`.
 pub const KIND_PAD_END: u64 = 3;
+/// First bytes after the info word of a gap frame: a padding frame of [`GAP_LEN`] bytes
+/// that says where the stream goes on (see [`encode_gap`]).
+pub const GAP_MAGIC: [u8; 8] = *b"SHMQGAP1";
+/// Bytes of a gap frame.
+pub const GAP_LEN: u64 = 40;
 /// The longest user payload a frame may claim: the queue's largest `max_message` (2^30).
 /// A longer claim is damage, refused before anything that long is read.
 pub const MAX_PAYLOAD: u64 = 1 << 30;
@@ -274,6 +279,30 @@ pub fn encode_pad_end(pos: u64) -> [u8; 8] {
     (pos | KIND_PAD_END).to_le_bytes()
 }
 
+/// The gap frame at `pos`: the stream goes on at `next` (a multiple of the segment size,
+/// past `pos`'s segment). A restored queue starts its stream at the first segment boundary
+/// at or above every id ever handed out; the gap frame at the old end bridges the positions
+/// in between, so that a walk of the log (recovery, `log verify`, a reader) tells that gap
+/// from damage. A padding frame to readers that do not know it:
+///
+/// ```text
+/// 0  w0    u64  pos | 2 (padding)
+/// 8  info  u64  (40 / 8) << 32
+/// 16 magic      "SHMQGAP1"
+/// 24 next  u64
+/// 32 crc   u32  crc32c of bytes 0..32; then u32 reserved = 0
+/// ```
+pub fn encode_gap(pos: u64, next: u64) -> [u8; GAP_LEN as usize] {
+    let mut b = [0u8; GAP_LEN as usize];
+    b[0..8].copy_from_slice(&(pos | KIND_PADDING).to_le_bytes());
+    b[8..16].copy_from_slice(&((GAP_LEN / 8) << 32).to_le_bytes());
+    b[16..24].copy_from_slice(&GAP_MAGIC);
+    b[24..32].copy_from_slice(&next.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
 /// Makes `frame` (a message frame whose info, ts and payload are in place, as copied from
 /// the ring) a frame at `pos`: sets w0 and the crc and clears the reserved word. A buffer
 /// whose info word does not describe a message that fits is left as it is except for w0.
@@ -323,6 +352,12 @@ pub enum Decoded<'a> {
         /// Where the next frame starts.
         next: u64,
     },
+    /// A restart's gap ([`encode_gap`]): the stream goes on at `next`, a segment boundary
+    /// past this frame's segment.
+    Gap {
+        /// Where the next frame starts.
+        next: u64,
+    },
 }
 
 impl Decoded<'_> {
@@ -330,7 +365,7 @@ impl Decoded<'_> {
     pub fn next(&self, pos: u64) -> u64 {
         match *self {
             Decoded::Message { size, .. } | Decoded::Padding { size } => pos + size,
-            Decoded::PadEnd { next } => next,
+            Decoded::PadEnd { next } | Decoded::Gap { next } => next,
         }
     }
 }
@@ -403,6 +438,9 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
         return Err(Invalid::Bad(format!("frame size {size} does not fit before {limit}")));
     }
     if kind == KIND_PADDING {
+        if size == GAP_LEN {
+            return decode_gap(b, pos, wrap, seg_end);
+        }
         return Ok(Decoded::Padding { size });
     }
     if len < LEN_OVERHEAD || len - LEN_OVERHEAD > MAX_PAYLOAD || align8(16 + len) > size {
@@ -427,9 +465,50 @@ pub fn decode(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>
     })
 }
 
+/// A padding frame of [`GAP_LEN`] bytes at `pos`: a gap frame if it carries the magic, or
+/// plain padding (whose bytes after the info word are zero).
+fn decode_gap(b: &[u8], pos: u64, wrap: u64, seg_end: u64) -> Result<Decoded<'_>, Invalid> {
+    if (b.len() as u64) < GAP_LEN {
+        return Err(Invalid::Short(GAP_LEN));
+    }
+    if b[16..24] != GAP_MAGIC {
+        return Ok(Decoded::Padding { size: GAP_LEN });
+    }
+    if crc32c::crc32c(&b[0..32]) != u32_at(b, 32) || u32_at(b, 36) != 0 {
+        return Err(Invalid::Bad(format!("damaged gap frame at {pos}")));
+    }
+    let next = u64_at(b, 24);
+    // Past this frame's segment, to a boundary of the stream's windows: a segment
+    // boundary is one (segments are whole multiples of `wrap`).
+    if next < seg_end || next % wrap != 0 || next >= 1 << 63 {
+        return Err(Invalid::Bad(format!(
+            "gap frame at {pos} goes on at {next}, not past its segment's end {seg_end}"
+        )));
+    }
+    Ok(Decoded::Gap { next })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_frame_says_where_the_stream_goes_on_and_plain_padding_of_its_size_stays_padding() {
+        let g = encode_gap(512, 8192);
+        assert_eq!(decode(&g, 512, 1024, 4096), Ok(Decoded::Gap { next: 8192 }));
+        assert_eq!(Decoded::Gap { next: 8192 }.next(512), 8192);
+        assert_eq!(decode(&g[..39], 512, 1024, 4096), Err(Invalid::Short(GAP_LEN)));
+        // Into its own segment, or off a window's boundary: refused.
+        assert!(matches!(decode(&encode_gap(512, 2048), 512, 1024, 4096), Err(Invalid::Bad(_))));
+        assert!(matches!(decode(&encode_gap(512, 8200), 512, 1024, 4096), Err(Invalid::Bad(_))));
+        // Any flipped bit of the target is caught by the checksum.
+        for bit in 0..64 {
+            let mut d = g;
+            d[24 + bit / 8] ^= 1 << (bit % 8);
+            assert!(matches!(decode(&d, 512, 1024, 4096), Err(Invalid::Bad(_))), "bit {bit}");
+        }
+        assert_eq!(decode(&encode_padding(512, GAP_LEN), 512, 1024, 4096), Ok(Decoded::Padding { size: GAP_LEN }));
+    }
 
     #[test]
     fn a_message_frame_decodes_to_what_was_encoded() {

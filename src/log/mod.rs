@@ -905,6 +905,40 @@ impl Log {
         Ok(())
     }
 
+    /// Bridges a restart's gap: a restored stream starts at `start`, a segment boundary,
+    /// above the recovered end `end` (every id ever handed out lies below `start`). Writes
+    /// at `end` a gap frame that goes on at `start` ([`format::encode_gap`]; first a
+    /// pad-end to the next multiple of `wrap` if the gap frame does not fit before it), and
+    /// syncs it. Without it the positions in between, never written, would read as damage
+    /// to the next recovery (below the synced mark) or as the end of the log. Harmless when
+    /// repeated; a crash before its sync leaves nothing the next recovery does not cut.
+    pub fn bridge(&self, end: u64, start: u64) -> Result<()> {
+        if start <= end {
+            return Ok(());
+        }
+        debug_assert!(start % self.seg_size == 0 && end % 8 == 0);
+        let mut p = end;
+        let mut wrote = Vec::new();
+        let window_end = (p / self.wrap + 1) * self.wrap;
+        if p % self.wrap != 0 && window_end - p < format::GAP_LEN {
+            self.write(p, &format::encode_pad_end(p))?;
+            wrote.push(p / self.seg_size);
+            p = window_end;
+        }
+        if p < start {
+            self.write(p, &format::encode_gap(p, start))?;
+            wrote.push(p / self.seg_size);
+        }
+        wrote.dedup();
+        for k in wrote {
+            let f = self
+                .segment(k, false)?
+                .ok_or_else(|| self.fail(format!("{}: vanished", self.seg_path(k).display())))?;
+            f.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k).display())))?;
+        }
+        Ok(())
+    }
+
     /// Makes `[from, to)` durable: `fdatasync`s each segment overlapping it, the last one
     /// after writing `mark` into its mark slot (if higher than the mark there). `mark` must
     /// be a position already durable before this call (typically the previous sync's `to`).

@@ -752,6 +752,59 @@ fn leftover_temporary_files_are_removed_by_recovery() {
 // ---------------------------------------------------------------------------------------
 // Restarts and stale writers
 
+/// One message frame at `pos` (of 8..40 payload bytes by `i`); returns its end.
+fn put_message(log: &Log, pos: u64, i: u64, msgs: &mut Vec<Msg>) -> u64 {
+    let payload: Vec<u8> = (0..8 * (1 + i % 5)).map(|j| (i * 7 + j) as u8 | 1).collect();
+    let size = message_size(payload.len() as u64);
+    log.write(pos, &encode_message(pos, i, &payload, size)).unwrap();
+    msgs.push((pos, i, payload));
+    pos + size
+}
+
+/// Restarts that each leave the stream at a different distance from the end of its
+/// window (wrap 1024): right at it, closer than a gap frame (a pad-end first), or far; and
+/// half of them with a whole segment skipped (an id ceiling a segment ahead). Each restart
+/// recovers, bridges to the new start and writes on there, with the mark above the gap:
+/// every message stays readable, and each recovery finds the stream's true end.
+#[test]
+fn a_restarts_gap_is_bridged_wherever_the_old_stream_ended() {
+    let fs = FaultFs::new();
+    let (seg, wrap) = (4096u64, 1024u64);
+    let mut log = Log::create(Arc::new(fs.clone()), &dir(), params(seg, wrap)).unwrap();
+    let mut msgs = Vec::new();
+    let (mut from, mut pos) = (0, 0);
+    for (r, room) in [0u64, 8, 32, 40, 48, 512].into_iter().enumerate() {
+        let r = r as u64;
+        // Messages, then padding, to end `room` bytes before a window's end.
+        let stop = (pos / wrap + 1) * wrap - room;
+        let mut i = 0;
+        while stop - pos >= 96 {
+            pos = put_message(&log, pos, 100 * r + i, &mut msgs);
+            i += 1;
+        }
+        if stop > pos {
+            log.write(pos, &encode_padding(pos, stop - pos)).unwrap();
+            pos = stop;
+        }
+        log.sync(from, pos, from).unwrap();
+        drop(log);
+        let (again, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+        assert_eq!((rec.end, rec.dropped), (pos, 0), "restart {r}: the end as written");
+        assert_eq!(all_frames(&again, 0, rec.end), msgs, "restart {r}");
+        let start = (rec.end / seg + 1 + r % 2) * seg;
+        again.bridge(rec.end, start).unwrap();
+        again.bridge(rec.end, start).unwrap(); // repeated: the same bytes
+        from = start;
+        pos = put_message(&again, start, 1000 + r, &mut msgs);
+        again.sync(from, pos, from).unwrap();
+        drop(again);
+        let (again, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+        assert_eq!((rec.end, rec.dropped, rec.tail_clean), (pos, 0, true), "restart {r}: on past the gap");
+        assert_eq!(all_frames(&again, 0, rec.end), msgs, "restart {r}: nothing lost, nothing invented");
+        log = again;
+    }
+}
+
 /// A journaler stopped between its copy and its write while others journal, sync and
 /// retire the range: its late write must not make the retired segment again (a lone,
 /// partial segment below the synced mark would read as damage), and its late sync of that
@@ -777,7 +830,8 @@ fn a_stale_write_or_sync_over_a_retired_segment_changes_nothing() {
     // A late writer of an earlier version (or one killed between making the segment and
     // looking at the floor again) left segment 1 made again: header, then nothing.
     let junk = dir().join("0000000000000001.seg");
-    let hdr = SegmentHeader { version: format::VERSION, identity: ID, seg_size: 4096, wrap: 1024, index: 1, created_ns: 1 };
+    let hdr =
+        SegmentHeader { version: format::VERSION, identity: ID, seg_size: 4096, wrap: 1024, index: 1, created_ns: 1 };
     let f = fs.create(&junk, 0o600).unwrap();
     f.pwrite(0, &hdr.encode()).unwrap();
     f.fallocate(2 * 4096).unwrap();
@@ -787,5 +841,8 @@ fn a_stale_write_or_sync_over_a_retired_segment_changes_nothing() {
     let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
     assert_eq!((rec.start, rec.end, rec.dropped), (2 * 4096, s.pos, 0), "below the retired floor: not the log");
     assert!(fs.read_file(&junk).is_none(), "recovery removed it");
-    assert_eq!(all_frames(&log, rec.start, rec.end), s.msgs.iter().filter(|m| m.0 >= 2 * 4096).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        all_frames(&log, rec.start, rec.end),
+        s.msgs.iter().filter(|m| m.0 >= 2 * 4096).cloned().collect::<Vec<_>>()
+    );
 }

@@ -102,6 +102,7 @@ pub(crate) fn prepare(name: &str, options: &Options, d: &Durability) -> Result<D
     let seg = rec.seg_size;
     let start = rec.end.max(rec.ceiling).div_ceil(seg) * seg;
     log.set_ceiling(start + seg)?;
+    log.bridge(rec.end, start)?;
     config.seg_size = seg;
     config.identity = rec.identity;
     let head = checkpoint::read(&dir).map_or(rec.start, |c| c.default.clamp(rec.start, start));

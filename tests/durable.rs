@@ -620,6 +620,30 @@ fn under_interval_retention_keeps_what_is_not_synced_yet() {
     tx.send(b"after").expect("the queue is still writable");
 }
 
+/// The checkpoint files are written by whichever participant closes; a log directory
+/// whose mode lets its group write (`permissions(0o660)`) must not let a group member plant
+/// links that point that truncating write at another file of the owner's.
+#[test]
+fn checkpoints_are_not_written_through_links_planted_in_the_log_directory() {
+    let dir = LogDir::new("cursor-links");
+    let q = TestQueue::create("durable-cursor-links", options(&dir, Fsync::Always).permissions(0o660));
+    let victim = dir.0.with_extension("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let other = dir.0.with_extension("other");
+    std::fs::write(&other, b"also precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.0.join("CURSORS.0")).unwrap();
+    std::fs::hard_link(&other, dir.0.join("CURSORS.1")).unwrap();
+    let mut p = Child::spawn("producer", &q.name, &[("stream", "7".into()), ("count", "20".into())]);
+    p.expect("ready");
+    p.wait_ok();
+    let mut r = Child::spawn("reader", &q.name, &[("count", "20".into()), ("wait", "block".into())]);
+    r.wait_ok(); // its close writes a checkpoint (or tries to)
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "nothing written through the symbolic link");
+    assert_eq!(std::fs::read(&other).unwrap(), b"also precious", "nothing written through the second name");
+    let _ = std::fs::remove_file(&victim);
+    let _ = std::fs::remove_file(&other);
+}
+
 /// A `Reader` replays the log from any id while producers go on, and sees what a
 /// consumer already took too.
 #[test]

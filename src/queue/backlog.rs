@@ -425,12 +425,26 @@ pub(crate) mod checkpoint {
             return Ok(false);
         }
         let r = (|| {
+            // Not through a symbolic link, and only a file of ours that no other name
+            // shares: a member of the log directory's group (its mode may let one write
+            // there) must not point our truncating write at another file of ours.
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(dir.join(format!("CURSORS.{}", seq % 2)))?;
+            let st = f.metadata()?;
+            {
+                use std::os::unix::fs::MetadataExt;
+                if !st.is_file() || st.uid() != rustix::process::geteuid().as_raw() || st.nlink() != 1 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "checkpoint file is not a regular file of ours with one name",
+                    ));
+                }
+            }
             let b = frame(&encode(&snapshot(seg)), seq);
             f.set_len(0)?;
             f.write_all_at(&b, 0)?;
@@ -443,7 +457,14 @@ pub(crate) mod checkpoint {
     /// The newest intact checkpoint in `dir`, if any.
     pub(crate) fn read(dir: &Path) -> Option<Saved> {
         let read = |k: u32| {
-            let f = std::fs::File::open(dir.join(format!("CURSORS.{k}"))).ok()?;
+            let f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(dir.join(format!("CURSORS.{k}")))
+                    .ok()?
+            };
             let len = f.metadata().ok()?.len();
             if len > MAX_BODY + HEAD as u64 {
                 return None;

@@ -194,12 +194,12 @@ fn dir_mode(mode: u32) -> u32 {
     0o700 | group | if group != 0 { 0o010 } else { 0 }
 }
 
-/// The segment index of a file name `%016x.seg`.
 /// The name of the retired-floor record for `floor`.
 fn retired_name(floor: u64) -> String {
     format!("RETIRED.{floor:016x}")
 }
 
+/// The floor a retired-floor record's name gives.
 fn parse_retired_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix("RETIRED.")?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -208,6 +208,7 @@ fn parse_retired_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// The segment index of a file name `%016x.seg`.
 fn parse_segment_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".seg")?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -429,18 +430,27 @@ impl Log {
             )));
         }
         let shown = dir.display().to_string();
-        fs.mkdir(dir, dir_mode(p.mode)).map_err(|e| os_err(e, format!("log directory {shown}")))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.fsync_dir(parent).map_err(|e| os_err(e, format!("fsync {}", parent.display())))?;
-        }
         let lock_path = dir.join(LOCK_FILE);
-        let lock_file =
-            fs.create(&lock_path, p.mode).map_err(|e| os_err(e, format!("create {}", lock_path.display())))?;
-        // Exclusive while META is not there yet: an attach in between gets Busy.
-        if !lock_file.lock(LockKind::Exclusive).map_err(|e| os_err(e, format!("lock {}", lock_path.display())))? {
-            return Err(Error::Busy(format!("log {shown} is locked by another process")));
-        }
         let meta_path = dir.join(META_FILE);
+        let lock_file = match fs.mkdir(dir, dir_mode(p.mode)) {
+            Ok(()) => {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs.fsync_dir(parent).map_err(|e| os_err(e, format!("fsync {}", parent.display())))?;
+                }
+                let lock_file =
+                    fs.create(&lock_path, p.mode).map_err(|e| os_err(e, format!("create {}", lock_path.display())))?;
+                // Exclusive while META is not there yet: an attach in between gets Busy.
+                if !lock_file
+                    .lock(LockKind::Exclusive)
+                    .map_err(|e| os_err(e, format!("lock {}", lock_path.display())))?
+                {
+                    return Err(Error::Busy(format!("log {shown} is locked by another process")));
+                }
+                lock_file
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Log::adopt_unfinished(&*fs, dir, &p)?,
+            Err(e) => return Err(os_err(e, format!("log directory {shown}"))),
+        };
         let meta_file =
             fs.create(&meta_path, p.mode).map_err(|e| os_err(e, format!("create {}", meta_path.display())))?;
         let meta = Meta {
@@ -461,6 +471,73 @@ impl Log {
         fs.fsync_dir(dir).map_err(|e| Error::Log(format!("fsync {shown}: {e}")))?;
         lock_file.lock(LockKind::Shared).map_err(|e| os_err(e, format!("lock {}", lock_path.display())))?;
         Ok(Log::assemble(fs, dir, meta, lock_file, meta_file))
+    }
+
+    /// Whether `dir` holds a log, finished or damaged: a META with a valid record, or any
+    /// segment. A directory a creator killed part-way left (nothing, LOCK, or a META not
+    /// written yet) holds none: [`Log::create`] takes it over.
+    pub fn holds_log(fs: &dyn Fs, dir: &Path) -> bool {
+        let meta_path = dir.join(META_FILE);
+        if fs.open(&meta_path).is_ok_and(|f| Log::read_meta(&*f, &meta_path).is_ok()) {
+            return true;
+        }
+        match fs.list_dir(dir) {
+            Ok(names) => names.iter().any(|n| parse_segment_name(n).is_some()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => false,
+            // Unreadable: not ours to take over; opening it says why.
+            Err(_) => true,
+        }
+    }
+
+    /// [`Log::create`] in a directory that exists: one a creator killed part-way left (it
+    /// makes the directory, then LOCK, then META, synced last), or an empty one made for the
+    /// log. Taken if it is ours, writable by no one beyond `p.mode`, and holds nothing but
+    /// LOCK and an unfinished META; returns LOCK, held exclusive, with any unfinished META
+    /// removed. A directory holding a log (a valid META, or any segment) is
+    /// [`Error::Exists`]: a creator may have finished meanwhile, so the caller should open
+    /// it instead. [`Error::Busy`] while another process holds LOCK (a creator at work).
+    fn adopt_unfinished(fs: &dyn Fs, dir: &Path, p: &LogParams) -> Result<Arc<dyn FsFile>> {
+        let shown = dir.display().to_string();
+        let st = fs.stat(dir).map_err(|e| os_err(e, format!("log directory {shown}")))?;
+        if !st.is_dir {
+            return Err(Error::InvalidArgument(format!("{shown} is not a directory")));
+        }
+        let euid = rustix::process::geteuid().as_raw();
+        if st.uid != euid {
+            return Err(Error::Permission(format!(
+                "log directory {shown} is owned by uid {}, not by uid {euid}",
+                st.uid
+            )));
+        }
+        if st.mode & 0o022 & !(p.mode & 0o020) != 0 {
+            return Err(Error::Permission(format!("log directory {shown} is writable by others (mode {:o})", st.mode)));
+        }
+        let names = fs.list_dir(dir).map_err(|e| os_err(e, format!("list {shown}")))?;
+        if let Some(other) = names.iter().find(|n| *n != LOCK_FILE && *n != META_FILE) {
+            return Err(Error::Exists(format!("log directory {shown} is not empty (it holds {other})")));
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = match fs.open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                fs.create(&lock_path, p.mode).map_err(|e| os_err(e, format!("create {}", lock_path.display())))?
+            }
+            Err(e) => return Err(os_err(e, format!("open {}", lock_path.display()))),
+        };
+        if !lock_file.lock(LockKind::Exclusive).map_err(|e| os_err(e, format!("lock {}", lock_path.display())))? {
+            return Err(Error::Busy(format!("log {shown} is locked by another process")));
+        }
+        // Alone now: a META is either a finished log's (its creator went on, or finished
+        // after we looked) or one its creator did not finish.
+        let meta_path = dir.join(META_FILE);
+        if let Ok(f) = fs.open(&meta_path) {
+            let finished = Log::read_meta(&*f, &meta_path).is_ok();
+            if finished {
+                return Err(Error::Exists(format!("log directory {shown} holds a log")));
+            }
+            fs.unlink(&meta_path).map_err(|e| os_err(e, format!("unlink {}", meta_path.display())))?;
+        }
+        Ok(lock_file)
     }
 
     /// Opens the log of a live queue: takes the lock shared ([`Error::Busy`] while a

@@ -846,3 +846,70 @@ fn a_stale_write_or_sync_over_a_retired_segment_changes_nothing() {
         s.msgs.iter().filter(|m| m.0 >= 2 * 4096).cloned().collect::<Vec<_>>()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A creator killed part-way
+
+/// What a creator leaves at each step of `Log::create` if it is killed there (a kill
+/// keeps every completed write): the directory, then LOCK, then an empty META, then META
+/// with a torn record. None of these holds a log, and the next create takes the directory
+/// over; a finished log, a directory holding something else, or one whose LOCK a live
+/// creator holds, it does not.
+#[test]
+fn a_directory_a_creator_was_killed_in_is_taken_over_by_the_next_create() {
+    let steps: [&dyn Fn(&FaultFs); 5] = [
+        &|_| {},
+        &|fs| drop(fs.create(&dir().join(LOCK_FILE), 0o600).unwrap()),
+        &|fs| drop(fs.create(&dir().join(META_FILE), 0o600).unwrap()),
+        &|fs| fs.damage(&dir().join(META_FILE), 0, &[0x53; 40]),
+        &|fs| fs.damage(&dir().join(META_FILE), 40, &[0; 600]),
+    ];
+    for n in 0..steps.len() {
+        let fs = FaultFs::new();
+        fs.mkdir(&dir(), 0o700).unwrap();
+        for step in &steps[..=n] {
+            step(&fs);
+        }
+        assert!(!Log::holds_log(&fs, &dir()), "step {n}");
+        let log =
+            Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap_or_else(|e| panic!("step {n}: {e}"));
+        drop(log);
+        assert!(Log::holds_log(&fs, &dir()), "step {n}: a log now");
+        Log::recover(Arc::new(fs.clone()), &dir()).unwrap_or_else(|e| panic!("step {n}: {e}"));
+        let again = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024));
+        assert!(matches!(again, Err(Error::Exists(_))), "step {n}: a finished log is not taken over: {again:?}");
+    }
+    // Another file there: not ours to take.
+    let fs = FaultFs::new();
+    fs.mkdir(&dir(), 0o700).unwrap();
+    drop(fs.create(&dir().join("notes.txt"), 0o600).unwrap());
+    assert!(matches!(Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)), Err(Error::Exists(_))));
+    // A creator at work (alive, LOCK held): Busy, to be retried.
+    let fs = FaultFs::new();
+    fs.mkdir(&dir(), 0o700).unwrap();
+    let lock = fs.create(&dir().join(LOCK_FILE), 0o600).unwrap();
+    assert!(lock.lock(LockKind::Exclusive).unwrap());
+    assert!(matches!(Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)), Err(Error::Busy(_))));
+    drop(lock);
+    Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+}
+
+/// A power cut during `Log::create` (its n-th sync fails, then the machine goes down,
+/// keeping any subset of what was not synced): the next start either finds a log and
+/// recovers it, or takes the directory over; never stuck.
+#[test]
+fn a_power_cut_during_create_never_leaves_a_directory_nobody_can_use() {
+    for seed in 0..400u64 {
+        let fs = FaultFs::new();
+        fs.fail_sync(1 + seed % 4);
+        let made = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024));
+        let crashed = fs.crash(seed);
+        drop(made);
+        let r = if Log::holds_log(&crashed, &dir()) {
+            Log::recover(Arc::new(crashed.clone()), &dir()).map(drop)
+        } else {
+            Log::create(Arc::new(crashed.clone()), &dir(), params(4096, 1024)).map(drop)
+        };
+        r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}

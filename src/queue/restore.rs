@@ -61,7 +61,7 @@ fn new_identity(name: &str) -> [u8; 16] {
 
 /// Whether `dir` holds a log.
 fn has_log(fs: &dyn Fs, dir: &Path) -> bool {
-    fs.stat(&dir.join("META")).is_ok()
+    Log::holds_log(fs, dir)
 }
 
 /// What the creator of a durable queue writes into its segment: a new log's, or the one

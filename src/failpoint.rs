@@ -34,6 +34,8 @@
 //! * `journal-durable-raised`: `durable` raised; under `Always` the journal's cursor not
 //!   raised yet, and nobody woken.
 //! * `ceiling-raising`: about to write a raised id ceiling to the log's meta record.
+//! * `restore-subscriptions`: a restored queue's segment is created (others may open it);
+//!   the checkpoint's subscriptions are not made again yet.
 //! * `spill-rejoin`: a durable queue's consumer read everything in the log and is about to
 //!   rejoin the ring (its cursor detached).
 //! * `spill-rejoining`: it swapped its cursor to plain; the producers' `gate_min` are not

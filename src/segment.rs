@@ -170,6 +170,9 @@ pub(crate) struct DurableInit {
     pub(crate) ceiling: u64,
     /// Where the default consumer resumes (at most `start`; below it, it reads the log).
     pub(crate) head: u64,
+    /// The creator makes the checkpoint's subscriptions again after creating the segment:
+    /// retention waits for it (see [`DurableLine::restoring_until`](layout::DurableLine)).
+    pub(crate) restoring: bool,
 }
 
 /// The options of [`Segment::create`].
@@ -211,6 +214,10 @@ fn init_durable(h: &Header, d: &DurableInit) {
         w.store(d.start, Ordering::Relaxed);
     }
     l.ceiling.store(d.ceiling, Ordering::Relaxed);
+    if d.restoring {
+        let until = now_unix_ns() / 1_000_000_000 + crate::queue::RESTORE_GRACE.as_secs();
+        l.restoring_until.store(u32::try_from(until).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
     h.producer.tail.store(d.start, Ordering::Relaxed);
     // A consumer position below the ring's start reads the log: detached (spilled).
     let head = if d.head < d.start { d.head | layout::CURSOR_DETACHED } else { d.start };

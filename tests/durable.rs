@@ -29,8 +29,35 @@ fn child_role() {
         "flood" => flood(queue),
         "filler" => filler(queue),
         "waiter" => waiter(queue),
+        "restorer" => restorer(queue),
+        "late_sub" => late_sub(queue),
         other => panic!("unknown role {other}"),
     });
+}
+
+/// Restores the queue from the log in `dir` (after a simulated restart), with the options
+/// of [`big_options`].
+fn restorer(queue: &str) {
+    let dir: String = common::arg("dir");
+    Queue::open_or_create(queue, big_options(std::path::Path::new(&dir))).expect("restore");
+    common::say("restored");
+}
+
+/// Sends `msg(9, 0)` under `Always`, creates subscription "late", sends `msg(9, 1)`, says
+/// `sent`, and waits to be killed (so that no handle's close writes a checkpoint).
+fn late_sub(queue: &str) {
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    tx.send(&msg(9, 0)).expect("send");
+    Subscription::create(queue, "late", SubscriptionOptions::new()).expect("create");
+    tx.send(&msg(9, 1)).expect("send");
+    common::say("sent");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// A ring of 1 MiB and messages of up to 16 KiB, under `Never`: a log of several segments
+/// (64 MiB each) in a few seconds.
+fn big_options(dir: &std::path::Path) -> Options {
+    Options::new().mode(Mode::Mpsc).capacity(1 << 20).max_message(16 << 10).durable(dir).fsync(Fsync::Never)
 }
 
 /// Sends `count` messages `[stream u32][seq u32][filler]` with `send` (under `Always`: each
@@ -642,6 +669,77 @@ fn checkpoints_are_not_written_through_links_planted_in_the_log_directory() {
     assert_eq!(std::fs::read(&other).unwrap(), b"also precious", "nothing written through the second name");
     let _ = std::fs::remove_file(&victim);
     let _ = std::fs::remove_file(&other);
+}
+
+/// A restore makes the queue (others may open it at once), then the checkpoint's named
+/// subscriptions again. A producer that opens in between and journals must neither run
+/// retention, which would see only the default consumer's position and remove the segments
+/// a subscription not made yet still needs, nor write a checkpoint, which would leave that
+/// subscription out of it. The restorer is stopped in that window.
+#[test]
+#[cfg(feature = "failpoints")]
+fn retention_waits_for_a_restore_to_make_its_subscriptions_again() {
+    let dir = LogDir::new("restore-window");
+    let q = TestQueue::create("durable-restore-window", big_options(&dir.0));
+    Subscription::create(&q.name, "work", SubscriptionOptions::new()).unwrap();
+    let msg = vec![5u8; 8000];
+    let total = 9_000u32; // 72 MB: past the first 64 MiB segment
+    {
+        let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+        let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+        for seq in 0..total {
+            let mut m = msg.clone();
+            m[..4].copy_from_slice(&seq.to_le_bytes());
+            tx.send_timeout(&m, common::OP_TIMEOUT).unwrap();
+            // The default consumer keeps up (its close checkpoints it at the end); "work"
+            // reads nothing.
+            while rx.try_recv().unwrap().is_some() {}
+        }
+    }
+    assert!(dir.0.join("0000000000000000.seg").exists(), "\"work\" holds the first segment");
+    simulate_restart(&q.name);
+    let mut restorer = Child::spawn_env(
+        "restorer",
+        &q.name,
+        &[("dir", dir.0.display().to_string())],
+        &[("SHMQ_FAILPOINT", "restore-subscriptions".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
+    );
+    restorer.wait_stopped();
+    // In the window: journal and give retention (at most once a second) two chances.
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    for round in 0..3 {
+        let mut m = msg.clone();
+        m[..4].copy_from_slice(&(total + round).to_le_bytes());
+        let id = tx.send_timeout(&m, common::OP_TIMEOUT).unwrap();
+        tx.wait_durable(id, Some(common::OP_TIMEOUT)).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    drop(tx);
+    assert!(dir.0.join("0000000000000000.seg").exists(), "retention waited for the restore");
+    restorer.signal(rustix::process::Signal::CONT);
+    restorer.expect("restored");
+    restorer.wait_ok();
+    let mut member = Consumer::subscribe_with(&q.name, "work", Wait::Block).unwrap();
+    for want in 0..total + 3 {
+        let m = member.recv_timeout(common::OP_TIMEOUT).unwrap_or_else(|e| panic!("message {want}: {e}"));
+        assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), want, "\"work\" gets every message in order");
+    }
+}
+
+/// A subscription whose creation returned is restored after a crash and a restart, with
+/// what was sent to it (durably) since: its creation writes a checkpoint.
+#[test]
+fn a_subscription_created_just_before_a_crash_survives_the_restart() {
+    let dir = LogDir::new("late-sub");
+    let q = TestQueue::create("durable-late-sub", options(&dir, Fsync::Always));
+    let mut p = Child::spawn("late_sub", &q.name, &[]);
+    p.expect("sent");
+    p.kill9();
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, options(&dir, Fsync::Always)).unwrap();
+    let mut member = Consumer::subscribe_with(&q.name, "late", Wait::Block).expect("the subscription was restored");
+    let m = member.recv_timeout(common::OP_TIMEOUT).expect("what was sent after its creation");
+    assert_eq!(check(&m), (9, 1));
 }
 
 /// A `Reader` replays the log from any id while producers go on, and sees what a

@@ -318,7 +318,10 @@ pub struct DurableLine {
     pub base: AtomicU64,
     /// Non-zero once a sync failed: the queue is read-only from then on.
     pub failed: AtomicU32,
-    _pad: AtomicU32,
+    /// A restored queue's creator is still making the checkpoint's subscriptions again,
+    /// until this time at the latest (Unix seconds; 0: no restore in progress): retention
+    /// waits, since a subscription not made yet holds no position.
+    pub restoring_until: AtomicU32,
     /// `fdatasync` calls made on the log (a statistic).
     pub syncs: AtomicU64,
     /// Journal passes that wrote to the log (a statistic).

@@ -403,19 +403,33 @@ fn release_role(seg: &Segment) {
     wake_space(seg);
 }
 
+/// Whether a restore is still making the checkpoint's subscriptions again (for at most
+/// [`RESTORE_GRACE`](super::RESTORE_GRACE)): until it is done they hold no position, so
+/// retention must not run, nor a checkpoint be written (it would leave them out).
+pub(crate) fn restoring(seg: &Segment) -> bool {
+    // Acquire: pairs with the creator's Release store when it is done.
+    let until = seg.header().durable.restoring_until.load(Ordering::Acquire);
+    until != 0 && crate::segment::now_unix_ns() / 1_000_000_000 < u64::from(until)
+}
+
 /// Writes the consumers' positions to the log directory if the last checkpoint of this
 /// process is older than `CHECKPOINT_EVERY` (or `now`). Failures are ignored: a missing
 /// checkpoint only means more redelivery after a restart.
 pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
     use super::backlog::checkpoint;
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    // Per queue (by log directory): one queue's checkpoints must not hold another's back.
+    static LAST: Mutex<Vec<(std::path::PathBuf, Instant)>> = Mutex::new(Vec::new());
     let Some(d) = &seg.config().durable else { return };
+    if restoring(seg) {
+        return;
+    }
     {
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        if !now && last.is_some_and(|t| t.elapsed() < checkpoint::CHECKPOINT_EVERY) {
-            return;
+        match last.iter_mut().find(|(dir, _)| *dir == d.dir) {
+            Some((_, t)) if !now && t.elapsed() < checkpoint::CHECKPOINT_EVERY => return,
+            Some((_, t)) => *t = Instant::now(),
+            None => last.push((d.dir.clone(), Instant::now())),
         }
-        *last = Some(Instant::now());
     }
     // Another process writing one now wrote a snapshot as recent; a handle closing waits
     // for it (briefly) to write its own last word.
@@ -440,6 +454,9 @@ fn maybe_retire(seg: &Segment, log: &Log, seg_size: u64) {
     }
     let Some(d) = &seg.config().durable else { return };
     let h = &seg.header().durable;
+    if restoring(seg) {
+        return;
+    }
     // Acquire: pairs with the Release raise; only what is written may go.
     let written = h.written.load(Ordering::Acquire);
     let mut keep = readers_floor(seg).min(written);

@@ -35,6 +35,11 @@ mod watch;
 
 pub(crate) use consumer::acks;
 
+/// The longest a restored queue's creator is given to make its checkpoint's subscriptions
+/// again before retention goes on without them (a creator killed part-way leaves the
+/// queue's retention paused this long; making them takes milliseconds).
+pub(crate) const RESTORE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub use crate::segment::{Config, DurableConfig, Mode};
 pub use admin::Queue;
 pub use consumer::{Consumer, Message};

@@ -88,7 +88,7 @@ pub(crate) fn prepare(name: &str, options: &Options, d: &Durability) -> Result<D
         let log = Log::create(fs, &dir, params)?;
         log.set_ceiling(config.seg_size)?;
         config.identity = identity;
-        return Ok(DurableInit { config, start: 0, ceiling: log.ceiling(), head: 0 });
+        return Ok(DurableInit { config, start: 0, ceiling: log.ceiling(), head: 0, restoring: false });
     }
     let (log, rec) = Log::recover(fs, &dir)?;
     if rec.wrap != options.capacity {
@@ -105,8 +105,10 @@ pub(crate) fn prepare(name: &str, options: &Options, d: &Durability) -> Result<D
     log.bridge(rec.end, start)?;
     config.seg_size = seg;
     config.identity = rec.identity;
-    let head = checkpoint::read(&dir).map_or(rec.start, |c| c.default.clamp(rec.start, start));
-    Ok(DurableInit { config, start, ceiling: start + seg, head })
+    let saved = checkpoint::read(&dir);
+    let head = saved.as_ref().map_or(rec.start, |c| c.default.clamp(rec.start, start));
+    let restoring = saved.is_some_and(|c| !c.subs.is_empty());
+    Ok(DurableInit { config, start, ceiling: start + seg, head, restoring })
 }
 
 /// [`Queue::create`](super::Queue::create) of a durable queue.
@@ -123,7 +125,13 @@ pub(crate) fn create(name: &str, options: &Options, d: &Durability) -> Result<Co
     let restored = spec.durable.as_ref().is_some_and(|d| d.start > 0);
     let config = Segment::create_spec(name, &spec)?;
     if restored {
-        restore_subscriptions(name, &config)?;
+        crate::failpoint::hit("restore-subscriptions");
+        let r = restore_subscriptions(name, &config);
+        // Done (or given up): retention may go on. Release: pairs with its Acquire load.
+        if let Ok(seg) = Segment::open(name, crate::segment::Access::ReadWrite) {
+            seg.header().durable.restoring_until.store(0, crate::sync::atomic::Ordering::Release);
+        }
+        r?;
     }
     Ok(config)
 }

@@ -379,6 +379,9 @@ impl Subscription {
         crate::failpoint::hit("sub-joining");
         // A member that subscribed meanwhile may have finished the join already.
         let _ = gate::finish_join(&seg, i, joining);
+        // A durable queue's restore makes again the subscriptions of its last checkpoint:
+        // one is written now, so that this one survives a restart from here on.
+        super::journal::maybe_checkpoint(&seg, true);
         Ok(())
     }
 
@@ -402,6 +405,8 @@ impl Subscription {
             return Err(Error::NotFound(format!("subscription {} of queue {}", shown(name), shown(queue))));
         };
         free_entry(&seg, i);
+        // Nor is a removed one made again by a restore.
+        super::journal::maybe_checkpoint(&seg, true);
         Ok(())
     }
 }

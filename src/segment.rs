@@ -1284,9 +1284,11 @@ impl Segment {
                 let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
                 continue;
             }
-            if role == layout::ROLE_PRODUCER && self.unresolved_claim(i) {
-                // A predecessor died holding a claim readers have not passed yet: they need
-                // its record to pass it, so this slot waits until they have.
+            if self.unresolved_claim(i) {
+                // A producer that held this slot died holding a claim readers have not
+                // passed yet: they need its record to pass it (and its lock free, to know it
+                // dead), so this slot serves nobody until they have, whatever the new
+                // participant's role (a member's would clear the record, too).
                 let _ = ofd_setlk(&self.fd, layout::SLOT_LOCK_BASE + i as u64, libc::F_UNLCK as libc::c_short);
                 continue;
             }

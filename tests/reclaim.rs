@@ -74,6 +74,7 @@ fn child_role() {
     common::run_child(|role, queue| match role {
         "dying_producer" => dying_producer(queue),
         "chaos_producer" => chaos_producer(queue),
+        "member" => member(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -507,6 +508,15 @@ fn participant(name: &str, pid: u32) -> Option<shmq::Participant> {
     Queue::inspect(name).expect("inspect").participants.into_iter().find(|p| p.pid == pid)
 }
 
+/// A member of subscription `sub`: says `joined`, then `got STREAM SEQ` for one message.
+fn member(queue: &str) {
+    let sub: String = common::arg("sub");
+    let mut rx = Consumer::subscribe_with(queue, &sub, Wait::Block).expect("subscribe");
+    common::say("joined");
+    let (stream, seq) = recv_tag(&mut rx);
+    common::say(&format!("got {stream} {seq}"));
+}
+
 /// Receives one message (bounded) and returns its tag, checking its bytes.
 fn recv_tag(rx: &mut Consumer) -> (u32, u32) {
     let m = rx.recv_timeout(OP_TIMEOUT).expect("recv");
@@ -613,6 +623,32 @@ fn after_a_reclaim_the_dead_producers_slot_serves_a_new_producer_process() {
     let snap = Queue::inspect(&q.name).unwrap();
     assert_eq!(snap.used_bytes, 0);
     assert_eq!(snap.reclaimed_claims, 1, "the dead producer's claim is counted as reclaimed");
+}
+
+/// Members of subscriptions take participant slots too. One that joined in the slot of a
+/// producer that died holding a reservation cleared the claim record readers need to pass
+/// that reservation (and, holding the slot's lock, made its dead holder look alive): the
+/// consumer and every member stopped there for good. A slot whose dead holder's claim is
+/// unresolved serves no new participant, whatever its role.
+#[test]
+fn a_member_never_takes_the_slot_of_a_dead_producer_whose_claim_readers_have_not_passed() {
+    let q = TestQueue::create("member-dead-claim", Options::new().capacity(CAP).max_message(MAX as u32));
+    shmq::Subscription::create(&q.name, "s", shmq::SubscriptionOptions::new()).unwrap();
+    let args = [("stream", "1".to_string()), ("pre", "0".to_string()), ("action", "hold".to_string())];
+    let mut dead = Child::spawn_env("dying_producer", &q.name, &args, &[]);
+    dead.expect("reserved");
+    let dead_slot = participant(&q.name, dead.pid()).expect("registered").slot;
+    dead.kill9();
+    let mut m = Child::spawn("member", &q.name, &[("sub", "s".into())]);
+    m.expect("joined");
+    let slot = participant(&q.name, m.pid()).expect("registered").slot;
+    assert_ne!(slot, dead_slot, "the member took the dead producer's slot before its claim was passed");
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    tx.send(&body(LIVE, 0, 64)).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    assert_eq!(recv_tag(&mut rx), (LIVE, 0), "the consumer passes the dead claim");
+    assert_eq!(m.expect("got"), format!("{LIVE} 0"), "so does the member");
+    m.wait_ok();
 }
 
 /// Two producers read the same `tail`; the one whose claim was only recorded (its CAS not

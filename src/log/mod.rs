@@ -194,6 +194,10 @@ fn dir_mode(mode: u32) -> u32 {
     0o700 | group | if group != 0 { 0o010 } else { 0 }
 }
 
+/// How many times [`Log::set_ceiling`] writes before it gives up: each failure means another
+/// process wrote the same slot in between, which takes a rare race every time.
+const SET_CEILING_TRIES: u32 = 1000;
+
 /// The name of the retired-floor record for `floor`.
 fn retired_name(floor: u64) -> String {
     format!("RETIRED.{floor:016x}")
@@ -1072,16 +1076,28 @@ impl Log {
         self.check_failed()?;
         let mut meta = lock(&self.meta);
         let path = self.dir.join(META_FILE);
-        // Another process may have raised it: start from what is on disk.
-        let cur = Log::read_meta(&*self.meta_file, &path)?;
-        let seq = cur.seq.max(meta.seq) + 1;
-        let next = Meta { seq, ceiling: c.max(cur.ceiling).max(meta.ceiling), ..*meta };
-        self.meta_file
-            .pwrite(Log::meta_slot_off(seq), &next.encode())
-            .map_err(|e| self.write_err(e, format!("write {}", path.display())))?;
-        self.meta_file.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", path.display())))?;
-        *meta = next;
-        Ok(())
+        // Another process may raise it at the same moment: both read the same record and
+        // write the next one into the same slot, and the write that lands last wins it,
+        // maybe with the lower ceiling. So: write, sync, read back, until the record on
+        // disk (synced by our own `fdatasync`, whoever wrote it) holds `c` or more.
+        for _ in 0..SET_CEILING_TRIES {
+            // Start from what is on disk: another process may have raised it.
+            let cur = Log::read_meta(&*self.meta_file, &path)?;
+            if cur.ceiling < c {
+                let seq = cur.seq.max(meta.seq) + 1;
+                let next = Meta { seq, ceiling: c.max(cur.ceiling).max(meta.ceiling), ..*meta };
+                self.meta_file
+                    .pwrite(Log::meta_slot_off(seq), &next.encode())
+                    .map_err(|e| self.write_err(e, format!("write {}", path.display())))?;
+            }
+            self.meta_file.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", path.display())))?;
+            let now = Log::read_meta(&*self.meta_file, &path)?;
+            if now.ceiling >= c {
+                *meta = now;
+                return Ok(());
+            }
+        }
+        Err(Error::Log(format!("{}: the id ceiling did not hold after {SET_CEILING_TRIES} writes", path.display())))
     }
 
     /// The id ceiling as this process last read or wrote it.

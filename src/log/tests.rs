@@ -913,3 +913,35 @@ fn a_power_cut_during_create_never_leaves_a_directory_nobody_can_use() {
         r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
+
+/// Processes raising the id ceiling at the same moment (here: threads, each with its own
+/// `Log` and file descriptions, on the real file system) read the same META record and write
+/// the next one into the same slot; the last write wins it. Whatever the interleaving, once
+/// `set_ceiling(c)` returns the record on disk holds `c` or more: ids below the ceiling may
+/// be handed out, and a lower one after a crash would hand them out again.
+#[test]
+fn concurrent_ceiling_raises_never_leave_a_lower_ceiling_on_disk() {
+    let t = TempDir::new("ceiling-race");
+    let d = t.0.join("q");
+    drop(Log::create(Arc::new(RealFs), &d, params(4096, 1024)).unwrap());
+    let handles: Vec<_> = (0..4u64)
+        .map(|k| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let log = Log::attach(Arc::new(RealFs), &d, ID).unwrap();
+                for i in 0..60u64 {
+                    let c = 4096 * (1 + 4 * i + k);
+                    log.set_ceiling(c).unwrap();
+                    let path = d.join(META_FILE);
+                    let on_disk = Log::read_meta(&*log.meta_file, &path).unwrap().ceiling;
+                    assert!(on_disk >= c, "thread {k}: set {c}, META holds {on_disk}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (_, rec) = Log::recover(Arc::new(RealFs), &d).unwrap();
+    assert_eq!(rec.ceiling, 4096 * (1 + 4 * 59 + 3), "the highest ceiling any raise returned for");
+}

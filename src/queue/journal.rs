@@ -412,24 +412,33 @@ pub(crate) fn restoring(seg: &Segment) -> bool {
     until != 0 && crate::segment::now_unix_ns() / 1_000_000_000 < u64::from(until)
 }
 
-/// Writes the consumers' positions to the log directory if the last checkpoint of this
-/// process is older than `CHECKPOINT_EVERY` (or `now`). Failures are ignored: a missing
-/// checkpoint only means more redelivery after a restart.
+/// Whether this process last did something for the queue whose log is in `dir` less than
+/// `every` ago (`!now` only); if not, records that it does it now. Per queue: one queue's
+/// pace must not hold another's back.
+fn paced(last: &Mutex<Vec<(std::path::PathBuf, Instant)>>, dir: &std::path::Path, every: Duration, now: bool) -> bool {
+    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+    match last.iter_mut().find(|(d, _)| d == dir) {
+        Some((_, t)) if !now && t.elapsed() < every => true,
+        Some((_, t)) => {
+            *t = Instant::now();
+            false
+        }
+        None => {
+            last.push((dir.to_path_buf(), Instant::now()));
+            false
+        }
+    }
+}
+
+/// Writes the consumers' positions to the log directory if this process's last checkpoint
+/// of the queue is older than `CHECKPOINT_EVERY` (or `now`). Failures are ignored: a
+/// missing checkpoint only means more redelivery after a restart.
 pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
     use super::backlog::checkpoint;
-    // Per queue (by log directory): one queue's checkpoints must not hold another's back.
     static LAST: Mutex<Vec<(std::path::PathBuf, Instant)>> = Mutex::new(Vec::new());
     let Some(d) = &seg.config().durable else { return };
-    if restoring(seg) {
+    if restoring(seg) || paced(&LAST, &d.dir, checkpoint::CHECKPOINT_EVERY, now) {
         return;
-    }
-    {
-        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        match last.iter_mut().find(|(dir, _)| *dir == d.dir) {
-            Some((_, t)) if !now && t.elapsed() < checkpoint::CHECKPOINT_EVERY => return,
-            Some((_, t)) => *t = Instant::now(),
-            None => last.push((d.dir.clone(), Instant::now())),
-        }
     }
     // Another process writing one now wrote a snapshot as recent; a handle closing waits
     // for it (briefly) to write its own last word.
@@ -442,21 +451,14 @@ pub(crate) fn maybe_checkpoint(seg: &Segment, now: bool) {
 }
 
 /// Deletes the log segments every reader has released and `retain` does not keep, at most
-/// once a second per process. Failures are left for the next time.
+/// once a second per process and queue. Failures are left for the next time.
 fn maybe_retire(seg: &Segment, log: &Log, seg_size: u64) {
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    {
-        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        *last = Some(Instant::now());
-    }
+    static LAST: Mutex<Vec<(std::path::PathBuf, Instant)>> = Mutex::new(Vec::new());
     let Some(d) = &seg.config().durable else { return };
-    let h = &seg.header().durable;
-    if restoring(seg) {
+    if restoring(seg) || paced(&LAST, &d.dir, Duration::from_secs(1), false) {
         return;
     }
+    let h = &seg.header().durable;
     // Acquire: pairs with the Release raise; only what is written may go.
     let written = h.written.load(Ordering::Acquire);
     let mut keep = readers_floor(seg).min(written);

@@ -65,6 +65,8 @@ fn a_process_using_every_clock_of_the_library_runs_clean_under_valgrind() {
     let dir = LogDir::new("valgrind");
     let d = TestQueue::create("valgrind-durable", Options::new().capacity(1 << 16).max_message(1024).durable(&dir.0));
     Subscription::create(&d.name, "work", SubscriptionOptions::new().ack(Ack::Explicit)).expect("subscription");
+    // Its dead-letter queue, made with it, goes when the test ends.
+    let _dlq = TestQueue { name: shmq::dlq_name(&d.name, "work") };
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new("valgrind")
         .args(["--error-exitcode=99", "--quiet"])

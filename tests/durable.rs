@@ -742,6 +742,21 @@ fn a_subscription_created_just_before_a_crash_survives_the_restart() {
     assert_eq!(check(&m), (9, 1));
 }
 
+/// The restoring word is shared memory, which anyone may scribble on: a time further
+/// ahead than a restore's grace is not a restore, and must not stop checkpoints (nor
+/// retention) for good.
+#[test]
+fn a_scribbled_restoring_word_does_not_stop_checkpoints() {
+    let dir = LogDir::new("restoring-scribbled");
+    let q = TestQueue::create("durable-restoring-scribbled", options(&dir, Fsync::Always));
+    // `DurableLine::restoring_until` (docs/LAYOUT.md): the end of time, in Unix seconds.
+    q.raw().write_u32(996, u32::MAX);
+    Subscription::create(&q.name, "after", SubscriptionOptions::new()).unwrap();
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, options(&dir, Fsync::Always)).unwrap();
+    Consumer::subscribe_with(&q.name, "after", Wait::Block).expect("its creation was checkpointed");
+}
+
 /// A `Reader` replays the log from any id while producers go on, and sees what a
 /// consumer already took too.
 #[test]

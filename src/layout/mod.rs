@@ -718,6 +718,7 @@ const _: () = {
     assert!(offset_of!(DurableLine, ceiling) == 80);
     assert!(offset_of!(DurableLine, base) == 88);
     assert!(offset_of!(DurableLine, failed) == 96);
+    assert!(offset_of!(DurableLine, restoring_until) == 100);
     assert!(offset_of!(DurableLine, syncs) == 104);
     assert!(offset_of!(DurableLine, writes) == 112);
     assert!(offset_of!(Header, durable_wait) == 1024);

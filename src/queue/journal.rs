@@ -407,9 +407,15 @@ fn release_role(seg: &Segment) {
 /// [`RESTORE_GRACE`](super::RESTORE_GRACE)): until it is done they hold no position, so
 /// retention must not run, nor a checkpoint be written (it would leave them out).
 pub(crate) fn restoring(seg: &Segment) -> bool {
-    // Acquire: pairs with the creator's Release store when it is done.
-    let until = seg.header().durable.restoring_until.load(Ordering::Acquire);
-    until != 0 && crate::segment::now_unix_ns() / 1_000_000_000 < u64::from(until)
+    // Acquire: pairs with the creator's Release store when it is done. Read once.
+    let until = u64::from(seg.header().durable.restoring_until.load(Ordering::Acquire));
+    if until == 0 {
+        return false;
+    }
+    // A creator writes at most now + the grace: a later time was scribbled there, and must
+    // not stop retention and checkpoints for good.
+    let now = crate::segment::now_unix_ns() / 1_000_000_000;
+    now < until && until <= now + super::RESTORE_GRACE.as_secs()
 }
 
 /// Whether this process last did something for the queue whose log is in `dir` less than

@@ -238,7 +238,7 @@ impl Producer {
 
     /// The common case inline: the checks every send makes, then the message appended
     /// where it fits at once; the rest ([`send_slow`](Self::send_slow)) out of line.
-    #[inline]
+    #[inline(always)]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<u64> {
         if self.prefix != 0 {
             return self.send_durable(msg, until, true);

@@ -2135,37 +2135,45 @@ enum AwaitSync {
 ///
 /// # Safety
 /// `data` is NULL or points to `len` readable bytes.
+#[inline(always)]
 unsafe fn send(p: &mut ProducerState, data: *const c_void, len: usize, timeout_ns: i64, sync: AwaitSync) -> Res<u64> {
-    {
-        if p.grant.is_some() {
-            return Err(reservation_outstanding());
-        }
-        if data.is_null() && len > 0 {
-            return Err(invalid(c"invalid argument: NULL data with a non-zero length"));
-        }
-        // Checked before the slice is made: a slice above `isize::MAX` bytes is undefined
-        // behaviour even unread, and `max_message` is at most 1 GiB.
-        let max = p.inner.config().max_message as usize;
-        if len > max {
-            return Err(Error::TooLarge { len, max }.into());
-        }
-        let msg: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: `len` readable bytes at the non-null `data`, by the caller's contract;
-            // `len` is at most `max_message`, far below `isize::MAX`.
-            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
-        };
-        let id = match (timeout(timeout_ns), sync) {
-            (Timeout::Try, AwaitSync::Yes) => p.inner.try_send(msg)?,
-            (Timeout::Forever, AwaitSync::Yes) => p.inner.send(msg)?,
-            (Timeout::For(d), AwaitSync::Yes) => p.inner.send_timeout(msg, d)?,
-            (Timeout::Try, AwaitSync::No) => p.inner.try_send_nowait(msg)?,
-            (Timeout::Forever, AwaitSync::No) => p.inner.send_nowait(msg)?,
-            (Timeout::For(d), AwaitSync::No) => p.inner.send_nowait_timeout(msg, d)?,
-        };
-        Ok(id)
+    if p.grant.is_some() {
+        return Err(reservation_outstanding());
     }
+    if data.is_null() && len > 0 {
+        return Err(invalid(c"invalid argument: NULL data with a non-zero length"));
+    }
+    // A slice above `isize::MAX` bytes is undefined behaviour even unread: refused before
+    // the slice is made. Any other length is checked against `max_message` by the send.
+    if len > isize::MAX as usize {
+        return Err(too_large(p, len));
+    }
+    let msg: &[u8] = if len == 0 {
+        &[]
+    } else {
+        // SAFETY: `len` readable bytes at the non-null `data`, by the caller's contract;
+        // `len` is at most `isize::MAX` (above).
+        unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+    };
+    // The common case first: `shmq_send` waiting as long as it takes.
+    if timeout_ns < 0 && sync == AwaitSync::Yes {
+        return Ok(p.inner.send(msg)?);
+    }
+    let id = match (timeout(timeout_ns), sync) {
+        (Timeout::Try, AwaitSync::Yes) => p.inner.try_send(msg)?,
+        (Timeout::Forever, AwaitSync::Yes) => p.inner.send(msg)?,
+        (Timeout::For(d), AwaitSync::Yes) => p.inner.send_timeout(msg, d)?,
+        (Timeout::Try, AwaitSync::No) => p.inner.try_send_nowait(msg)?,
+        (Timeout::Forever, AwaitSync::No) => p.inner.send_nowait(msg)?,
+        (Timeout::For(d), AwaitSync::No) => p.inner.send_nowait_timeout(msg, d)?,
+    };
+    Ok(id)
+}
+
+/// `SHMQ_ERR_TOO_LARGE` for a message of `len` bytes.
+#[cold]
+fn too_large(p: &ProducerState, len: usize) -> Code {
+    Error::TooLarge { len, max: p.inner.config().max_message as usize }.into()
 }
 
 /// `shmq_send` or `shmq_reserve` while a reservation is outstanding.
@@ -2633,11 +2641,13 @@ takes must be acknowledged by id; receive with shmq_recv_info",
 }
 
 /// The head message, waiting by `timeout_ns`.
+#[inline(always)]
 fn peek(c: &mut ConsumerState, timeout_ns: i64) -> Res<&[u8]> {
     peek_noting(c, timeout_ns, |_| {})
 }
 
 /// [`peek`], showing `note` the Rust error (if any) before it becomes a code.
+#[inline(always)]
 fn peek_noting(c: &mut ConsumerState, timeout_ns: i64, note: impl FnOnce(&Error)) -> Res<&[u8]> {
     let peeked = match timeout(timeout_ns) {
         Timeout::Try => match c.inner.try_peek() {
@@ -2924,6 +2934,7 @@ pub unsafe extern "C" fn shmq_dead_letter_decode(
 }
 
 /// Takes the head message, which the caller has just peeked.
+#[inline(always)]
 fn release(c: &mut ConsumerState) -> Res {
     c.peeked = false;
     if c.inner.advance()? {

@@ -419,6 +419,15 @@ fn examples_build_with_plain_cc_and_run() {
     compile_example("subscriber", &scratch.0);
     run_producer_and_consumer(&producer, &consumer, &[]);
 
+    // The instruction-count workload checks what it received (every byte of every message).
+    let icount = compile_example("icount", &scratch.0);
+    for size in ["0", "8", "65536"] {
+        let out = finish(spawn(&icount, &[size, "2500"], Build::Plain), "icount");
+        check(&out, "icount", &format!("2500 messages of {size} bytes sent and received"));
+    }
+    let bad = finish(spawn(&icount, &["8", "7"], Build::Plain), "icount usage");
+    assert_eq!(bad.status.code(), Some(2));
+
     for wait in ["adaptive", "block"] {
         let out = finish(
             spawn(&pingpong, &["--wait", wait, "--round-trips", "2000", "--warmup", "200"], Build::Plain),

@@ -589,3 +589,149 @@ fn workers_killed_with_sigkill_lose_nothing_and_no_acked_message_is_delivered_ag
         assert!(redelivered > 0, "{kills} busy workers killed and nothing delivered again: does redelivery work?");
     }
 }
+
+/// Restores `d`'s queue as after a host restart: every shared-memory object goes, the log
+/// directories stay.
+fn restart(d: &Durable, subs: &[&str]) {
+    for s in subs {
+        let _ = Queue::remove(&dlq_name(d.name(), s));
+    }
+    Queue::remove(d.name()).expect("remove");
+    let opts = Options::new().capacity(64 << 10).max_message(4096).mode(Mode::Mpsc).durable(&d.dir.0);
+    Queue::open_or_create(d.name(), opts).expect("restore");
+}
+
+/// A member's acks and deliveries after the last send (nothing else writes a checkpoint
+/// then) are saved within a checkpoint interval: killed with kill -9 half a second later,
+/// and the host restarted, its acked messages do not come back, and those it held come
+/// back counted twice.
+#[test]
+fn acks_and_deliveries_after_the_last_send_survive_a_kill_and_a_restart() {
+    let d = Durable::new("acks-late-ckpt", 64 << 10);
+    d.explicit("a", Duration::from_secs(30), 64, 6);
+    send_seqs(d.name(), 0..10, 40);
+    let args = [("sub", "a".into()), ("take", "10".into()), ("ack", "5".into()), ("nack_at", u32::MAX.to_string())];
+    let mut c = Child::spawn("partial", d.name(), &[&args[..], &[("nacks", "0".into())]].concat());
+    c.expect("ready");
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill9();
+    restart(&d, &["a"]);
+    let mut rx = Consumer::subscribe_with(d.name(), "a", Wait::Block).expect("subscribe after the restart");
+    let mut got = Vec::new();
+    loop {
+        let (id, g) = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
+            Err(Error::Timeout) => break,
+            Err(e) => panic!("{e}"),
+        };
+        rx.ack(id).expect("ack");
+        got.push(g);
+    }
+    got.sort();
+    assert_eq!(got, (5..10).map(|s| (s, 2)).collect::<Vec<_>>(), "(seq, delivery count) after the restart");
+}
+
+/// `max_in_flight` holds after a restore too: a member killed holding one message of a
+/// claim of several leaves them all to deliver again, and a new member gets them one at a
+/// time (max_in_flight 1), each after the ack of the one before.
+#[test]
+fn after_a_restore_max_in_flight_still_bounds_what_members_hold() {
+    let d = Durable::new("acks-restore-mif", 64 << 10);
+    d.explicit("a", Duration::from_secs(30), 1, 6);
+    send_seqs(d.name(), 0..8, 40);
+    let args = [("sub", "a".into()), ("take", "1".into()), ("ack", "0".into()), ("nack_at", u32::MAX.to_string())];
+    let mut c = Child::spawn("partial", d.name(), &[&args[..], &[("nacks", "0".into())]].concat());
+    c.expect("ready");
+    c.kill9();
+    // One more message, and the producer's close writes a checkpoint: the dead member's
+    // claim (all it had taken from the queue) is in it, to deliver again.
+    send_seqs(d.name(), 8..9, 40);
+    restart(&d, &["a"]);
+    let mut rx = Consumer::subscribe_with(d.name(), "a", Wait::Block).expect("subscribe after the restart");
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        let id = {
+            let m = rx.recv_timeout(Duration::from_secs(10)).expect("the next message");
+            got.push(seq(&m));
+            m.id()
+        };
+        if let Ok(Some(m)) = rx.try_recv() {
+            panic!(
+                "a second message while one is held (max_in_flight 1): {} (count {}) after {:?}",
+                seq(&m),
+                m.delivery_count(),
+                got
+            );
+        }
+        assert_eq!(rx.in_flight(), 1);
+        rx.ack(id).expect("ack");
+    }
+    got.sort();
+    assert_eq!(got, (0..9).collect::<Vec<_>>());
+}
+
+/// A dead letter's reason is the last one given for that message, or shmq's own: never one
+/// a nack or reject gave an earlier message that used the same in-flight entry, nor one a
+/// member gave too late (its `nack` or `reject` said `AckExpired`, and changed nothing).
+#[test]
+fn a_dead_letter_never_carries_another_messages_reason_or_a_late_one() {
+    let d = Durable::new("acks-reasons", 64 << 10);
+    d.explicit(SUB, Duration::from_millis(150), 1, 2);
+    send_seqs(d.name(), 0..3, 16);
+    let mut a = Consumer::subscribe_with(d.name(), SUB, Wait::Block).expect("subscribe");
+    let mut b = Consumer::subscribe_with(d.name(), SUB, Wait::Block).expect("subscribe");
+    let t = Duration::from_secs(10);
+    // Message 0 is rejected with a reason; its entry is the only one (max_in_flight 1).
+    let id0 = a.recv_timeout(t).expect("message 0").id();
+    a.reject(id0, "m0 is corrupt").expect("reject");
+    // Message 1: held past ack_wait by `a`; `b` gets it again; `a`'s nack and reject come
+    // too late; `b` holds it past ack_wait too (its last delivery).
+    let id1 = a.recv_timeout(t).expect("message 1").id();
+    std::thread::sleep(Duration::from_millis(300));
+    {
+        let m = b.recv_timeout(t).expect("message 1 again");
+        assert_eq!((m.id(), m.delivery_count()), (id1, 2));
+    }
+    assert!(matches!(a.nack(id1, "late nack"), Err(Error::AckExpired(_))));
+    std::thread::sleep(Duration::from_millis(300));
+    // Past its last delivery: the next receive moves it to the dead letters, then gives 2.
+    {
+        let m = a.recv_timeout(t).expect("message 2");
+        assert_eq!(seq(&m), 2);
+    }
+    assert!(matches!(b.reject(id1, "late reject"), Err(Error::AckExpired(_))));
+    let dl = d.dead_letters(SUB);
+    let reasons: Vec<(u64, &str)> = dl.iter().map(|l| (l.id, l.reason.as_str())).collect();
+    assert_eq!(reasons, [(id0, "m0 is corrupt"), (id1, "delivered max_deliveries times without an ack")]);
+}
+
+/// A member of a subscription removed meanwhile gets `Closed`, even with a nacked message
+/// waiting, and never a message of a subscription created after (which may take the same
+/// place in the queue); a refused `create` makes no dead-letter queue.
+#[test]
+fn a_removed_subscriptions_member_takes_nothing_more_and_a_refused_create_makes_nothing() {
+    let d = Durable::new("acks-removed", 64 << 10);
+    d.explicit("a", Duration::from_secs(30), 4, 5);
+    send_seqs(d.name(), 0..1, 16);
+    let mut old = Consumer::subscribe_with(d.name(), "a", Wait::Block).expect("subscribe");
+    let id = old.recv_timeout(Duration::from_secs(10)).expect("message 0").id();
+    old.nack(id, "later").expect("nack");
+    Subscription::remove(d.name(), "a").expect("remove");
+    assert!(matches!(old.recv_timeout(Duration::from_secs(2)), Err(Error::Closed)));
+    d.explicit("b", Duration::from_secs(30), 4, 5);
+    send_seqs(d.name(), 1..2, 16);
+    let mut new = Consumer::subscribe_with(d.name(), "b", Wait::Block).expect("subscribe");
+    let id = new.recv_timeout(Duration::from_secs(10)).expect("message 1").id();
+    new.nack(id, "later").expect("nack");
+    assert!(matches!(old.recv_timeout(Duration::from_secs(1)), Err(Error::Closed)));
+    {
+        let m = new.recv_timeout(Duration::from_secs(10)).expect("message 1 again, to b's member");
+        assert_eq!((seq(&m), m.delivery_count()), (1, 2));
+    }
+    // "c" is auto-ack: asking for it with explicit acks is refused, and leaves nothing.
+    Subscription::create(d.name(), "c", SubscriptionOptions::new()).expect("create");
+    let explicit = SubscriptionOptions::new().ack(Ack::Explicit);
+    assert!(matches!(Subscription::create(d.name(), "c", explicit), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Consumer::open(&dlq_name(d.name(), "c")), Err(Error::NotFound(_))));
+    assert!(!d.dir.0.join("c.dlq").exists(), "a dead-letter log directory was made");
+}

@@ -21,7 +21,9 @@
 //! third reads it, with a negative control (a commit without Release); (3) a member
 //! reserves, fills and commits an entry while another scans it for a free one; (4) a mover
 //! whose entry is doomed (its mover died) races an expirer, and two members retake the
-//! doomed entry. The models are explored exhaustively (no preemption bound: all four take
+//! doomed entry; (5) an owner nacks its entry with a reason while another member expires
+//! and retakes it, with a negative control (a nack that writes its reason before it knows it
+//! still holds the entry). The models are explored exhaustively (no preemption bound: all five take
 //! a few seconds together in `--release`); the controls are bounded at 2 preemptions,
 //! enough to find the violation.
 //!
@@ -490,4 +492,90 @@ fn a_doomed_entry_is_never_expired_and_moved_once() {
         (false, true, Took::Redelivered, Took::Nothing, IF_FREE),
         (false, true, Took::Nothing, Took::Redelivered, IF_FREE),
     ]);
+}
+
+// ---------------------------------------------------------------------------------------
+// (5) A late nack against an expiry
+// ---------------------------------------------------------------------------------------
+
+/// What the retaker of model 5 read as the entry's reason: nothing retaken, no reason, or
+/// the owner's (`N`).
+const NO_RETAKE: u8 = 255;
+
+/// What one execution of [`late_nack`] gave: whether the owner's nack went through, whether
+/// the entry expired, the reason the retaker read ([`NO_RETAKE`], 0 for none, `b'N'`), and
+/// the final state.
+type NackOutcome = (bool, bool, u8, u64);
+
+/// The owner ([`OWNER`], deadline passed) nacks its entry with reason `N` while a second
+/// member expires it at [`NOW`] and retakes it. The honest nack takes the entry out of
+/// expiry's reach first (`begin_hand_back`), then writes the reason, then releases it;
+/// `broken`: it writes the reason first and then releases (what a nack did before). Returns
+/// the outcome and whether the invariant held: exactly one of the nack and the expiry wins,
+/// and a nack that lost changed nothing (the retaker never reads its reason).
+fn late_nack(broken: bool) -> (NackOutcome, bool) {
+    let (e, a) = handed_out(OWNER, &first(OWNER));
+    let owner = {
+        let e = e.clone();
+        thread::spawn(move || {
+            if broken {
+                inflight::set_reason(&e, b"N");
+                return inflight::release(&e, a).is_some();
+            }
+            let Some(h) = inflight::begin_hand_back(&e, a) else { return false };
+            assert_eq!((state(h), slot(h)), (IF_RETAKING, OWNER));
+            inflight::set_reason(&e, b"N");
+            inflight::release(&e, h).expect("nobody changes an entry being handed back but its owner");
+            true
+        })
+    };
+    let expired = inflight::expire(&e, NOW);
+    let read = match inflight::retake(&e, 2) {
+        Some(t) => {
+            let r = inflight::reason(&e).first().copied().unwrap_or(0);
+            inflight::fill(&e, &second(2));
+            let a2 = inflight::commit(&e, t).expect("nobody changes a held entry");
+            assert!(inflight::ack(&e, a2), "not expired (deadline after NOW), not released");
+            r
+        }
+        None => NO_RETAKE,
+    };
+    let nacked = owner.join().unwrap();
+    let held = nacked != expired && (nacked || read != b'N');
+    ((nacked, expired, read, state(word(&e))), held)
+}
+
+/// Model 5, explored exhaustively: a nack that comes after the expiry says so (the caller
+/// gets `AckExpired`) and leaves the entry to whoever took it, reason and all.
+#[test]
+fn a_late_nack_changes_nothing_in_an_entry_another_member_took() {
+    let outcomes: Outcomes<NackOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(None).check(move || {
+        let (outcome, held) = late_nack(false);
+        assert!(held, "a late nack changed the entry, or both won: {outcome:?}");
+        record(outcome);
+    });
+    // (nacked, expired, reason the retaker read, final state)
+    outcomes.assert(&[
+        // The nack won: the retaker looked while it was being handed back, or after.
+        (true, false, NO_RETAKE, IF_RELEASED),
+        (true, false, b'N', IF_FREE),
+        // The expiry won: the nack changed nothing.
+        (false, true, 0, IF_FREE),
+    ]);
+}
+
+/// Negative control for model 5: a nack that writes its reason before it knows it still
+/// holds the entry is caught writing into an entry the expiry released.
+#[test]
+fn a_nack_that_writes_before_it_holds_is_caught() {
+    let violated = Seen::default();
+    let seen = violated.clone();
+    builder(Some(2)).check(move || {
+        if !late_nack(true).1 {
+            seen.set();
+        }
+    });
+    assert!(violated.get(), "the model missed the late nack's reason");
 }

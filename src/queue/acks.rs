@@ -75,6 +75,12 @@ pub(super) struct AckState {
     pub(super) deliveries: u32,
     /// The dead-letter queue's producer (opened at the first dead letter).
     dlq: Option<crate::queue::Producer>,
+    /// Whether entries past the first `max_in_flight` may be in use (a restore puts every
+    /// message to deliver again in the table, however many): fresh messages then wait
+    /// until fewer than `max_in_flight` are held in all. Cleared by a look that finds none.
+    beyond: bool,
+    /// This process's thread writing the checkpoints this member's changes owe.
+    owed: std::sync::Arc<crate::queue::journal::Owed>,
 }
 
 /// The most messages a member remembers holding: one whose entry expired and was reused
@@ -174,6 +180,8 @@ pub(super) fn state_for(seg: &Segment, sub: usize, slot: usize) -> Option<Box<Ac
         buf: Vec::new(),
         deliveries: 1,
         dlq: None,
+        beyond: true,
+        owed: crate::queue::journal::Owed::start(&seg.config().name),
     }))
 }
 
@@ -290,6 +298,24 @@ pub(crate) fn floor(seg: &Segment, sub: usize) -> u64 {
     low
 }
 
+/// How many entries of table `t` members hold (reserved, being filled, handed out, being
+/// handed back or moved), not counting entry `mine` (the caller's reservation); and
+/// whether any entry past the first `max_in_flight` is in use at all.
+fn handed_out(t: &Acks<'_>, mine: Option<usize>, max_in_flight: usize) -> (usize, bool) {
+    let (mut held, mut beyond) = (0, false);
+    for (k, e) in t.entries.iter().enumerate() {
+        let s = inflight::state(inflight::load(e));
+        if s == IF_FREE {
+            continue;
+        }
+        beyond |= k >= max_in_flight;
+        if Some(k) != mine && !matches!(s, IF_RELEASED | IF_DOOMED) {
+            held += 1;
+        }
+    }
+    (held, beyond)
+}
+
 /// What `Subscription::list` reports of a table: (in flight, oldest unacked first
 /// delivery in Unix ns).
 pub(crate) fn in_flight(seg: &Segment, sub: usize) -> (u64, Option<u64>) {
@@ -316,6 +342,12 @@ impl Consumer {
         // `None` until the call first has to wait; then its deadline (`None`: forever).
         let mut waiting: Option<Option<Instant>> = None;
         loop {
+            // A subscription removed since: its table may be another one's already (a new
+            // subscription takes the entry), and nothing in it is this member's to take.
+            if self.member.as_ref().is_some_and(|m| !m.subscribed(&self.h.shared.seg)) {
+                self.acks_unreserve();
+                return Err(Error::Closed);
+            }
             // One coarse clock read per message: the sweep's schedule, the deadline and
             // (with `wall_offset`) the wall-clock stamp. A sweep or an expiry comes at most
             // a tick late for it.
@@ -397,6 +429,13 @@ impl Consumer {
             return true;
         }
         let t = seg.acks(a.sub).expect("a durable queue");
+        if a.beyond {
+            let (held, beyond) = handed_out(&t, None, a.max_in_flight);
+            a.beyond = beyond;
+            if held >= a.max_in_flight {
+                return false;
+            }
+        }
         for n in 0..a.max_in_flight {
             let k = (a.hint + n) % a.max_in_flight;
             if let Some(w) = inflight::reserve(&t.entries[k], a.slot) {
@@ -436,6 +475,9 @@ impl Consumer {
             pid: a.pid,
         };
         inflight::fill(e, &f);
+        // A fresh message has no reason yet: the entry may keep the one a nack or reject
+        // gave the message it held before.
+        inflight::set_reason(e, b"");
         let Some(w) = inflight::filled(e, w) else { return Err(stolen(seg)) };
         crate::failpoint::hit("ack-reserved");
         if let Some(j) = span_of {
@@ -448,6 +490,7 @@ impl Consumer {
         let Some(w) = inflight::commit(e, w) else { return Err(stolen(seg)) };
         a.hold(rec.pos, k, w);
         a.deliveries = 1;
+        a.owed.note();
         Ok(())
     }
 
@@ -518,6 +561,12 @@ impl Consumer {
         if r == a.seen_released {
             return Ok(None);
         }
+        // At most `max_in_flight` handed out together, redeliveries included: after a
+        // restore, every message the members had claimed waits released in the table,
+        // however many that is. Not marked seen while full: the next look tries again.
+        if handed_out(&t, a.reserved.map(|(k, _)| k), a.max_in_flight).0 >= a.max_in_flight {
+            return Ok(None);
+        }
         // Seen before the look: a release meanwhile changes it again. (A look that hands
         // one out forgets it again below: there may be more.)
         a.seen_released = r;
@@ -564,6 +613,7 @@ impl Consumer {
             let w = inflight::commit(e, w).ok_or_else(|| stolen(seg))?;
             a.hold(f.pos, k, w);
             a.deliveries = deliveries;
+            a.owed.note();
             // The next receive looks again, from the next entry on.
             a.seen_released = u64::MAX;
             a.retake_hint = (k + 1) % IN_FLIGHT_ENTRIES;
@@ -618,6 +668,7 @@ impl Consumer {
                 inflight::free(e, w);
                 // Relaxed: a statistic.
                 t.meta.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.acks().owed.note();
                 Ok(())
             }
             Err(err) => {
@@ -667,6 +718,7 @@ impl Consumer {
         }
         // Relaxed: a statistic.
         t.meta.acked.fetch_add(1, Ordering::Relaxed);
+        self.acks().owed.note();
         self.acks_room_made();
         Ok(())
     }
@@ -678,25 +730,29 @@ impl Consumer {
         let seg = &self.h.shared.seg;
         let t = seg.acks(sub).expect("a durable queue");
         let e = &t.entries[k];
+        // The entry is the caller's to write only while it holds it: taken out of expiry's
+        // reach first, so that a nack that comes too late changes nothing.
+        let Some(w) = inflight::begin_hand_back(e, w) else { return Err(Error::AckExpired(id)) };
         inflight::set_reason(e, reason.as_bytes());
         if inflight::release(e, w).is_none() {
-            return Err(Error::AckExpired(id));
+            return Err(stolen(seg));
         }
         // Relaxed: a statistic.
         t.meta.nacked.fetch_add(1, Ordering::Relaxed);
         released(seg, t, sub);
+        self.acks().owed.note();
         Ok(())
     }
 
     /// Rejects message `id`: moved to the dead-letter queue now, with `reason`.
     pub(super) fn acks_reject(&mut self, id: u64, reason: &str) -> Result<()> {
         let (k, w) = self.acks_take_held(id)?;
-        let seg = &self.h.shared.seg;
         let e = &self.ack_table().entries[k];
+        // Moving first: a reject that comes too late changes nothing.
+        let Some(w) = inflight::begin_move(e, w) else { return Err(Error::AckExpired(id)) };
+        // Kept in the entry for a member that finishes the move if this one dies.
         inflight::set_reason(e, reason.as_bytes());
         let f = inflight::fields(e);
-        let Some(w) = inflight::begin_move(e, w) else { return Err(Error::AckExpired(id)) };
-        let _ = seg;
         self.acks_move(k, w, f, reason.to_owned())?;
         self.acks_room_made();
         Ok(())

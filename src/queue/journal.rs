@@ -783,6 +783,64 @@ impl Timer {
     }
 }
 
+/// The checkpoints a queue's members with explicit acks owe in this process: their acks,
+/// nacks, rejects and deliveries change what a restart must know, but nothing else may
+/// write a checkpoint after them (no send, no sync). A thread, started with the first such
+/// member and ending with the last, writes one within [`CHECKPOINT_EVERY`] of a change,
+/// and none while nothing changes.
+///
+/// [`CHECKPOINT_EVERY`]: super::backlog::checkpoint::CHECKPOINT_EVERY
+pub(crate) struct Owed {
+    owed: std::sync::atomic::AtomicBool,
+}
+
+impl Owed {
+    /// The queue's (shared by this process's members of it).
+    pub(crate) fn start(name: &str) -> Arc<Owed> {
+        use super::backlog::checkpoint::{self, CHECKPOINT_EVERY};
+        static OWED: Mutex<Vec<(String, Weak<Owed>)>> = Mutex::new(Vec::new());
+        let mut all = OWED.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(o) = all.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) {
+            return o;
+        }
+        let owed = Arc::new(Owed { owed: std::sync::atomic::AtomicBool::new(false) });
+        let weak = Arc::downgrade(&owed);
+        let queue = name.to_owned();
+        let spawned = std::thread::Builder::new().name(format!("shmq-ckpt-{name}")).spawn(move || {
+            let Ok(seg) = Segment::open(&queue, crate::segment::Access::ReadWrite) else { return };
+            let Some(d) = seg.config().durable.clone() else { return };
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                // The last member's close writes its own checkpoint.
+                let Some(o) = weak.upgrade() else { return };
+                if seg.is_closed() {
+                    return;
+                }
+                // Relaxed: a flag; the checkpoint reads the shared state it describes.
+                if o.owed.swap(false, Ordering::Relaxed) && !restoring(&seg) {
+                    // Another process writing one now wrote one as recent: owed still (ours
+                    // may be newer).
+                    if !matches!(checkpoint::write(&seg, &d.dir, crate::segment::now_unix_ns()), Ok(true)) {
+                        o.owed.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        if spawned.is_ok() {
+            all.push((name.to_owned(), Arc::downgrade(&owed)));
+        }
+        owed
+    }
+
+    /// Something a checkpoint records changed.
+    #[inline]
+    pub(crate) fn note(&self) {
+        // Relaxed: a flag the thread reads within a checkpoint interval.
+        self.owed.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Journal {
     /// [`attach`](Self::attach) without the timer (for the timer itself, and [`Journaler`](super::Journaler)).
     pub(crate) fn attach_untimed(seg: &Segment) -> Result<Option<Journal>> {

@@ -293,14 +293,10 @@ impl Subscription {
             check_ack_options(&options)?;
         }
         let seg = Segment::open(queue, Access::ReadWrite)?;
-        if explicit {
-            if name == Subscription::DEFAULT {
-                return Err(Error::InvalidArgument(
-                    "the default subscription acknowledges by receiving; create a named one for explicit acks".into(),
-                ));
-            }
-            // Its dead-letter queue first: a subscription never exists without it.
-            super::dlq::ensure(seg.config(), name)?;
+        if explicit && name == Subscription::DEFAULT {
+            return Err(Error::InvalidArgument(
+                "the default subscription acknowledges by receiving; create a named one for explicit acks".into(),
+            ));
         }
         let _admin = seg.lock_admin(ADMIN_TIMEOUT)?;
         tidy(&seg);
@@ -335,6 +331,11 @@ impl Subscription {
                 "the default subscription of queue {} was removed; it cannot be made again (create the queue anew)",
                 shown(queue)
             )));
+        }
+        if explicit {
+            // Its dead-letter queue first: a subscription never exists without it. Only
+            // once the subscription is known to be new: a refused `create` makes nothing.
+            super::dlq::ensure(seg.config(), name)?;
         }
         let Some(i) = (1..layout::SUBSCRIPTIONS).find(|&i| {
             // Relaxed: only admin-lock holders change `state`.

@@ -15,6 +15,11 @@
 //!                                              \-(too many deliveries)--> MOVING
 //! ```
 //!
+//! A nack goes `ACQUIRED` → `RETAKING` (its owner's still, out of expiry's reach) → writes
+//! its reason → `RELEASED`; a reject goes `ACQUIRED` → `MOVING` → writes its reason. Either
+//! first proves by its compare-and-swap that the entry is still the caller's, so one that
+//! comes too late writes nothing.
+//!
 //! Only the holder writes an entry's fields, between the compare-and-swap that made it the
 //! holder (Acquire: the previous holder's accesses are done) and the one that hands it on
 //! (Release: the fields are visible to whoever takes it next). Fields are read once and
@@ -193,6 +198,18 @@ pub fn ack(e: &InFlight, w: u64) -> bool {
     state(w) == IF_ACQUIRED && swap(e, w, next(w, 0, IF_FREE))
 }
 
+/// Takes an `ACQUIRED` entry the caller holds (word `w`) out of expiry's reach before it
+/// writes its reason and hands it back (a nack): `RETAKING`, which only the owner's death
+/// takes from it. The new word, or `None` if the entry was released meanwhile (too late:
+/// the caller must then change nothing in it).
+pub fn begin_hand_back(e: &InFlight, w: u64) -> Option<u64> {
+    if state(w) != IF_ACQUIRED {
+        return None;
+    }
+    let to = next(w, slot(w), IF_RETAKING);
+    swap(e, w, to).then_some(to)
+}
+
 /// Releases an `ACQUIRED` or `RETAKING` entry (word `w`: a nack by its owner, or its owner
 /// dead) to be delivered again; a `MOVING` one to `DOOMED` (its mover died). The new word,
 /// or `None` if it changed meanwhile.
@@ -318,6 +335,19 @@ mod tests {
         assert_eq!(state(load(&e)), IF_FREE);
         let r = reserve(&e, 1).expect("free again");
         assert!(free(&e, r));
+    }
+
+    #[test]
+    fn a_hand_back_is_refused_once_the_entry_expired_and_keeps_expiry_away_otherwise() {
+        let e = entry();
+        let a = commit(&e, reserve(&e, 3).unwrap()).unwrap();
+        assert!(expire(&e, u64::MAX));
+        assert!(begin_hand_back(&e, a).is_none(), "expired: too late");
+        let a = commit(&e, retake(&e, 4).unwrap()).unwrap();
+        let h = begin_hand_back(&e, a).expect("still ours");
+        assert_eq!((state(h), slot(h)), (IF_RETAKING, 4));
+        assert!(!expire(&e, u64::MAX), "a hand-back in progress does not expire");
+        assert_eq!(state(release(&e, h).unwrap()), IF_RELEASED);
     }
 
     #[test]

@@ -775,8 +775,8 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * the handle, is delivered again with a higher `delivery_count`.
  *
  * Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
- * `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
- * `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
+ * `SHMQ_ERR_BUSY` if the queue has its most members (63 participant slots over all its
+ * subscriptions, shared with the producers); `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
  * `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO` as for `shmq_consumer_open`.
  *
  * Ownership, threads, processes and blocking: as for `shmq_consumer_open`; free the
@@ -787,7 +787,9 @@ int shmq_consumer_open(const char *name, struct shmq_consumer **out);
  * `queue` and `name` are NULL or NUL-terminated strings; `out` is NULL or valid for a
  * write of a pointer.
  */
-int shmq_consumer_subscribe(const char *queue, const char *name, struct shmq_consumer **out);
+int shmq_consumer_subscribe(const char *queue,
+                            const char *name,
+                            struct shmq_consumer **out);
 
 /**
  * Sets how the producer waits when the queue is full: `SHMQ_WAIT_SPIN`,

@@ -1823,8 +1823,8 @@ pub unsafe extern "C" fn shmq_consumer_open(name: *const c_char, out: *mut *mut 
 /// the handle, is delivered again with a higher `delivery_count`.
 ///
 /// Returns `SHMQ_OK`; `SHMQ_ERR_NOT_FOUND` if there is no such queue or subscription;
-/// `SHMQ_ERR_BUSY` if the queue has its most members (64 over all its subscriptions);
-/// `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
+/// `SHMQ_ERR_BUSY` if the queue has its most members (63 participant slots over all its
+/// subscriptions, shared with the producers); `SHMQ_ERR_INVALID`, `SHMQ_ERR_CORRUPT`, `SHMQ_ERR_INCOMPATIBLE`,
 /// `SHMQ_ERR_PERMISSION`, `SHMQ_ERR_IO` as for `shmq_consumer_open`.
 ///
 /// Ownership, threads, processes and blocking: as for `shmq_consumer_open`; free the

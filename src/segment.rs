@@ -817,10 +817,17 @@ impl Segment {
 
     fn open_unregistered(name: &str, access: Access) -> std::result::Result<Segment, OpenError> {
         let oname = object_name(name);
+        // Anyone may make `/dev/shm/shmq.NAME`: a FIFO, whose read-only open waits for a
+        // writer (forever, in a monitoring tool), or a symbolic link to a file of ours. So
+        // non-blocking (no effect on a shared-memory object) and not through a link (which
+        // glibc's `shm_open` does not follow either; `rustix::shm` passes the flags on to
+        // `open` of `/dev/shm/NAME`); `try_validate` refuses what is not a regular file.
+        let guard = rustix::fs::OFlags::NONBLOCK.bits() | rustix::fs::OFlags::NOFOLLOW.bits();
         let flags = match access {
             Access::ReadOnly => shm::OFlags::RDONLY,
             Access::ReadWrite => shm::OFlags::RDWR,
         };
+        let flags = shm::OFlags::from_bits_retain(flags.bits() | guard);
         let fd = shm::open(&oname, flags, FileMode::empty()).map_err(|e| Error::os(e, "open", name))?;
         let started = Instant::now();
         let mut unlocked_since = None;
@@ -854,6 +861,10 @@ impl Segment {
     fn try_validate(fd: &OwnedFd, name: &str, access: Access) -> Result<Option<Segment>> {
         let corrupt = |what: String| Error::Corrupt(format!("{}: {what}", shown(name)));
         let st = rustix::fs::fstat(fd).map_err(|e| Error::os(e, "stat", name))?;
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(corrupt(format!("not a shared-memory object but a {kind:?}")));
+        }
         check_owner(name, st.st_uid, st.st_gid, st.st_mode, access)?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size < layout::HEADER_SIZE as u64 {

@@ -285,3 +285,52 @@ fn implausible_positions_fail_the_attach_with_corrupt() {
         assert!(s.participants.is_empty(), "{case}: the failed attach gave its slot back");
     }
 }
+
+/// `f` on another thread, which must finish within 5 s (a bug that blocks in the kernel
+/// fails the test rather than hanging it; the blocked thread ends with the process).
+fn within_5s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or_else(|_| panic!("{what} blocked"))
+}
+
+/// Anyone may make `/dev/shm/shmq.NAME`. A FIFO there (whose read-only open would wait for
+/// a writer: `Queue::inspect`, and so `shmq ls`, `stat`, `top` and the exporter, hung on it)
+/// is `Corrupt` at once for every opener; a symbolic link to a file of ours is not
+/// followed, and the file is left as it was.
+#[test]
+fn a_fifo_or_a_symbolic_link_named_like_a_queue_is_refused_at_once_and_never_followed() {
+    let q = TestQueue::name("fifo");
+    let path = std::ffi::CString::new(q.path()).unwrap();
+    // SAFETY: a NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+    let name = q.name.clone();
+    within_5s("opening a FIFO", move || {
+        for (who, r) in [
+            ("Producer::open", Producer::open(&name).map(drop)),
+            ("Consumer::open", Consumer::open(&name).map(drop)),
+            ("Queue::inspect", Queue::inspect(&name).map(drop)),
+        ] {
+            assert!(matches!(r, Err(Error::Corrupt(_))), "{who} of a FIFO gave {r:?}");
+        }
+        assert!(Queue::list().unwrap().contains(&name), "list still shows it");
+    });
+    Queue::remove(&q.name).expect("remove the FIFO");
+    assert!(std::fs::metadata(q.path()).is_err(), "removed");
+
+    let q = TestQueue::name("symlink");
+    let target =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("shmq-link-target-{}", std::process::id()));
+    std::fs::write(&target, vec![7u8; 8192]).unwrap();
+    std::os::unix::fs::symlink(&target, q.path()).unwrap();
+    let name = q.name.clone();
+    within_5s("opening a symbolic link", move || {
+        assert!(Producer::open(&name).is_err() && Consumer::open(&name).is_err() && Queue::inspect(&name).is_err());
+        assert!(Queue::open_or_create(&name, Options::new()).is_err(), "made a queue through the link");
+    });
+    assert_eq!(std::fs::read(&target).unwrap(), vec![7u8; 8192], "the link's target changed");
+    let _ = std::fs::remove_file(q.path());
+    let _ = std::fs::remove_file(&target);
+}

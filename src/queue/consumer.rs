@@ -1007,6 +1007,15 @@ impl Consumer {
     pub fn in_flight(&self) -> usize {
         self.acks_held()
     }
+
+    /// Whether this consumer reads from a durable queue's log files now (it fell more than
+    /// a ring behind, or a member's batch is there) rather than from shared memory. The
+    /// slice a [`peek`](Self::peek) returns then lives in this handle's own buffer, which
+    /// its next call reuses: a binding that keeps the address beyond the borrow (Python's
+    /// `recv_view`) copies the message then.
+    pub fn reads_log(&self) -> bool {
+        self.backlog.is_some()
+    }
 }
 
 /// Where a durable queue's log can be read up to: what the journal wrote, and under

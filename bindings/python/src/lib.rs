@@ -691,12 +691,16 @@ impl Producer {
 /// buffer. It keeps the queue mapped (through an interrupter of the consumer, which holds
 /// the mapping) for as long as any view of it lives, so a stale view never reads unmapped
 /// memory; what it reads after the consumer's next call is whatever producers wrote there.
+/// A message a durable queue's consumer read from the log files is not in the mapping but
+/// in the consumer's buffer, which its next call reuses (and its end frees): such a message
+/// is copied, into `_owned`, which lives as long as this object.
 #[pyclass(module = "shmq", frozen)]
 struct MessageBuffer {
-    /// The payload's first byte, as an address (`len` bytes inside the mapping).
+    /// The payload's first byte, as an address (`len` bytes inside the mapping, or `_owned`).
     addr: usize,
     len: usize,
     _mapping: shmq::Interrupter,
+    _owned: Option<Box<[u8]>>,
 }
 
 #[pymethods]
@@ -706,7 +710,8 @@ impl MessageBuffer {
         let len = isize::try_from(len).map_err(|_| PyBufferError::new_err("message too large"))?;
         // SAFETY: `view` is the buffer struct the interpreter passes to this slot; `addr`
         // points to `len` bytes of the queue's mapping, which `_mapping` keeps alive as long
-        // as this object, whose reference `PyBuffer_FillInfo` stores in `view.obj`.
+        // as this object, or of `_owned`, which this object owns (never changed: `frozen`);
+        // `PyBuffer_FillInfo` stores a reference to this object in `view.obj`.
         // `readonly = 1`: a writable request fails with BufferError.
         let rc = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), addr as *mut c_void, len, 1, flags) };
         if rc == 0 { Ok(()) } else { Err(PyErr::fetch(slf.py())) }
@@ -739,12 +744,18 @@ struct RxState {
 }
 
 impl Drop for RxState {
-    /// A consumer dropped without `close()` (garbage-collected) takes the message of a
-    /// pending `recv_view` too, as `close()` does: it was received. (The memoryview is not
-    /// released here, which needs the GIL; it keeps the mapping alive.)
+    /// A consumer dropped without `close()` (garbage-collected) releases the memoryview of a
+    /// pending `recv_view` (using it then raises `ValueError`, as after `close()`) and takes
+    /// its message: it was received.
     fn drop(&mut self) {
-        if let (Some(rx), Some(_)) = (self.rx.as_mut(), self.view.take()) {
-            let _ = rx.advance();
+        if let Some(mv) = self.view.take() {
+            // The interpreter drops a collected object holding the GIL: attaching is free.
+            Python::attach(|py| {
+                let _ = mv.bind(py).call_method0("release");
+            });
+            if let Some(rx) = self.rx.as_mut() {
+                let _ = rx.advance();
+            }
         }
     }
 }
@@ -922,7 +933,17 @@ impl Consumer {
                     wait_loop(py, deadline, |slice| rx.peek(Some(slice)).map(|m| (m.as_ptr() as usize, m.len())))?
                 }
             };
-            let buf = Bound::new(py, MessageBuffer { addr, len, _mapping: interrupter })?;
+            // A message read from the log lives in the consumer's buffer: copied (see
+            // `MessageBuffer`).
+            let (addr, owned) = if rx.reads_log() {
+                // SAFETY: `addr` and `len` are the slice `peek` just returned, and nothing
+                // has used the consumer since.
+                let b: Box<[u8]> = unsafe { std::slice::from_raw_parts(addr as *const u8, len) }.into();
+                (b.as_ptr() as usize, Some(b))
+            } else {
+                (addr, None)
+            };
+            let buf = Bound::new(py, MessageBuffer { addr, len, _mapping: interrupter, _owned: owned })?;
             let mv = PyMemoryView::from(buf.as_any())?;
             *view = Some(mv.clone().unbind());
             Ok(mv)

@@ -459,8 +459,11 @@ def test_a_member_receives_views_and_a_dropped_consumer_takes_its_viewed_message
         with shmq.Consumer(queue, subscription="views") as again:
             assert again.try_recv() is None
         rx = shmq.Consumer(queue)
-        assert bytes(rx.recv_view(timeout=5)) == b"v1"
+        view = rx.recv_view(timeout=5)
+        assert bytes(view) == b"v1"
         del rx
         gc.collect()
+        with pytest.raises(ValueError):  # released with its consumer, as by close()
+            bytes(view)
         with shmq.Consumer(queue) as rx:
             assert rx.recv(timeout=5) == b"v2"

@@ -201,6 +201,32 @@ def test_a_durable_queue_is_restored_from_its_log_after_its_shared_memory_is_gon
         assert [rx.recv(timeout=WAIT) for _ in range(4)] == [b"after", b"after 2", b"after 3", b"after 4"]
 
 
+def test_a_view_of_a_message_read_from_the_log_outlives_its_consumer(durable):
+    """A consumer more than a ring behind reads the log files: the message is in the
+    consumer's own buffer, not in shared memory, and its next call (or its end) reuses or
+    frees that buffer. A view (and a slice of it, which `close()` does not release) must
+    still read the message: it is copied. (Before, a slice read freed memory: garbage, or a
+    crash at a few MB.)"""
+    import gc
+
+    name, logdir = durable
+    size = 1 << 20
+    shmq.create(name, capacity=1 << 22, max_message=size, durable=logdir)
+    with shmq.Producer(name) as tx:
+        for i in range(8):  # twice the ring: the consumer is detached and reads the log
+            tx.send(bytes([i]) * size, timeout=WAIT)
+    rx = shmq.Consumer(name)
+    views = []
+    for i in range(2):
+        v = rx.recv_view(timeout=WAIT)
+        views.append((i, v[0:size]))  # a slice: a memoryview of its own
+    rx.close()
+    del rx, v
+    gc.collect()
+    for i, s in views:
+        assert len(s) == size and s[0] == i and s[size - 1] == i and bytes(s) == bytes([i]) * size
+
+
 # --- (b) a worker killed holding messages: they are delivered again ---------------------------
 
 WORKER = r"""

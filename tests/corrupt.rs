@@ -261,16 +261,19 @@ fn objects_of_random_bytes_are_corrupt() {
     }
 }
 
-/// Positions are checked when a handle attaches, too.
+/// Positions are checked when a handle attaches, too, and by `Queue::inspect` (so `shmq
+/// stat`, `ls`, `top` and the exporter report the queue as unreadable, not as a full one).
 #[test]
-fn implausible_positions_fail_the_attach_with_corrupt() {
-    let cases: [(&str, Mode, u64, u64, bool); 5] = [
+fn implausible_positions_fail_the_attach_and_the_inspection_with_corrupt() {
+    let cases: [(&str, Mode, u64, u64, bool); 7] = [
         // (case, mode, tail, head, consumer attaches (else producer))
         ("head-unaligned", Mode::Spsc, 800, 803, true),
         ("head-unaligned-mpsc", Mode::Mpsc, 800, 803, true),
         ("tail-unaligned", Mode::Spsc, 805, 800, false),
         ("tail-beyond-capacity", Mode::Spsc, 800 + CAPACITY + 8, 800, false),
         ("head-max", Mode::Spsc, 800, u64::MAX - 7, false),
+        ("tail-max", Mode::Mpsc, u64::MAX, 800, false),
+        ("tail-far", Mode::Mpsc, 1 << 48, 800, false),
     ];
     for (case, mode, tail, head, consumer) in cases {
         let q = TestQueue::create(case, Options::new().mode(mode).capacity(CAPACITY).max_message(1024));
@@ -279,10 +282,12 @@ fn implausible_positions_fail_the_attach_with_corrupt() {
         r.write_u64(OFF_HEAD, head);
         let got = if consumer { Consumer::open(&q.name).map(drop) } else { Producer::open(&q.name).map(drop) };
         assert!(matches!(got, Err(Error::Corrupt(_))), "{case}: {got:?}");
-        // A read-only look still works: the configuration is sound.
-        let s = Queue::inspect(&q.name).unwrap();
-        assert_eq!((s.tail, s.head), (tail, head));
-        assert!(s.participants.is_empty(), "{case}: the failed attach gave its slot back");
+        let seen = Queue::inspect(&q.name);
+        assert!(matches!(&seen, Err(Error::Corrupt(e)) if e.contains("positions")), "{case}: {seen:?}");
+        // The failed attach gave its slot back.
+        r.write_u64(OFF_TAIL, 800);
+        r.write_u64(OFF_HEAD, 800);
+        assert!(Queue::inspect(&q.name).unwrap().participants.is_empty(), "{case}");
     }
 }
 

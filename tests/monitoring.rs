@@ -967,3 +967,52 @@ fn the_grafana_dashboard_queries_parse_and_use_only_exported_metrics() {
     Queue::remove(&q.name).unwrap();
     c.wait_ok();
 }
+
+/// What `shmq stat --json` (another process) says of a queue: (depth in messages, used
+/// bytes, each subscription's (name, lag bytes)).
+fn depth(name: &str) -> (u64, u64, Vec<(String, u64)>) {
+    let v: Value = serde_json::from_str(&shmq_ok(&["stat", name, "--json"])).expect("JSON");
+    let subs = v["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["lag_bytes"].as_u64().unwrap()))
+        .collect();
+    (v["messages"].as_u64().unwrap(), v["used_bytes"].as_u64().unwrap(), subs)
+}
+
+/// Without the default subscription, the depth is what the slowest subscription has not
+/// read (it was the removed default consumer's, standing still: 100 % full for good); a
+/// durable queue's subscription may be far more than a ring behind, and says so.
+#[test]
+fn depth_without_the_default_subscription_and_a_durable_subscriptions_lag_are_what_is_unread() {
+    let q = TestQueue::create("mon-nodefault", Options::new().capacity(1 << 12).max_message(256));
+    Subscription::create(&q.name, "work", SubscriptionOptions::new()).unwrap();
+    Subscription::remove(&q.name, Subscription::DEFAULT).unwrap();
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::subscribe_with(&q.name, "work", Wait::Block).unwrap();
+    for i in 0..1000u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(&*rx.recv_timeout(OP_TIMEOUT).unwrap(), &i.to_le_bytes());
+    }
+    assert_eq!(depth(&q.name), (0, 0, vec![("work".to_owned(), 0)]));
+    for i in 0..10u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let (messages, used, _) = depth(&q.name);
+    assert_eq!((messages, used), (10, 10 * 24), "10 records of 24 bytes (a header of 16) unread");
+    drop((tx, rx));
+
+    let dir = common::LogDir::new("mon-durable-lag");
+    let q = TestQueue::create("mon-durable-lag", Options::new().capacity(1 << 16).max_message(256).durable(&dir.0));
+    Subscription::create(&q.name, "audit", SubscriptionOptions::new()).unwrap();
+    {
+        let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+        for i in 0..20_000u32 {
+            tx.send(&[i as u8; 24]).unwrap();
+        }
+    }
+    let (_, _, subs) = depth(&q.name);
+    let audit = subs.iter().find(|(n, _)| n == "audit").map(|&(_, l)| l).expect("audit listed");
+    assert!(audit >= 20_000 * 40, "audit's lag {audit}: 20,000 records of at least 40 bytes, far more than the ring");
+}

@@ -79,6 +79,7 @@ impl Queue {
     /// ```
     pub fn inspect(name: &str) -> Result<Snapshot> {
         let seg = Segment::open(name, Access::ReadOnly)?;
+        super::stats::check_positions(&seg)?;
         Ok(Snapshot::read(&seg))
     }
 }

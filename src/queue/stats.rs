@@ -192,30 +192,79 @@ impl Snapshot {
                 progress: super::Progress::Unknown,
             });
         }
-        // Relaxed: a snapshot.
-        let tail = h.producer.tail.load(Ordering::Relaxed);
-        let mut head = h.consumer.head.load(Ordering::Relaxed);
-        if seg.config().durable.is_some() {
-            // A durable queue's consumer position carries flags (spilled, pinned).
-            head &= !crate::ring::cursors::FLAGS;
+        let (head, tail) = positions(seg);
+        let subscriptions = super::subscription::infos(seg);
+        let capacity = seg.config().capacity;
+        let (mut used_bytes, mut messages) =
+            (tail.saturating_sub(head).min(capacity), sent.messages.saturating_sub(received.messages));
+        if !subscriptions.iter().any(|s| s.name == super::Subscription::DEFAULT) {
+            // The default subscription was removed: its position and counters stand still.
+            // What the queue holds is what its slowest subscription has not read.
+            (used_bytes, messages) = subscriptions.iter().filter(|s| !s.detached).fold((0, 0), |(u, m), s| {
+                (u.max(s.lag_bytes.min(capacity)), m.max(sent.messages.saturating_sub(s.received.messages)))
+            });
         }
         Snapshot {
             config: seg.config().clone(),
             tail,
             head,
-            used_bytes: tail.saturating_sub(head).min(seg.config().capacity),
-            messages: sent.messages.saturating_sub(received.messages),
+            used_bytes,
+            messages,
             closed: seg.is_closed(),
             sent,
             received,
             // Relaxed: a snapshot.
             reclaimed_claims: h.retired.reclaimed.load(Ordering::Relaxed),
             participants,
-            subscriptions: super::subscription::infos(seg),
+            subscriptions,
             durable: DurableStats::read(seg),
             taken_unix_ns: crate::segment::now_unix_ns(),
         }
     }
+}
+
+/// The consumer's and the producers' positions now (a durable queue's consumer position
+/// without its flags).
+fn positions(seg: &Segment) -> (u64, u64) {
+    let h = seg.header();
+    // Relaxed: a snapshot.
+    let tail = h.producer.tail.load(Ordering::Relaxed);
+    let mut head = h.consumer.head.load(Ordering::Relaxed);
+    if seg.config().durable.is_some() {
+        // A durable queue's consumer position carries flags (spilled, pinned).
+        head &= !crate::ring::cursors::FLAGS;
+    }
+    (head, tail)
+}
+
+/// Checks the ring's positions (shared memory: anything may be there) before a snapshot
+/// reports them: both record-aligned and plausible, the consumer never ahead of the
+/// producers, and (the default consumer of a volatile queue, while its subscription
+/// exists: it holds the producers back) never more than the capacity behind.
+/// Read in the order that makes a live queue pass: the consumer's, the producers', the
+/// consumer's again (both only grow; the producers never get more than the capacity past
+/// the consumer).
+pub(super) fn check_positions(seg: &Segment) -> crate::Result<()> {
+    let h = seg.header();
+    let flags = if seg.config().durable.is_some() { crate::ring::cursors::FLAGS } else { 0 };
+    // Acquire, all three: keeps them in this order.
+    let head0 = h.consumer.head.load(Ordering::Acquire) & !flags;
+    let tail = h.producer.tail.load(Ordering::Acquire);
+    let head1 = h.consumer.head.load(Ordering::Acquire) & !flags;
+    // Relaxed: a hint (removing the default subscription only ever clears it).
+    let gates = flags == 0 && h.subs.active.load(Ordering::Relaxed) & 1 != 0;
+    let ok = crate::ring::plausible(head0)
+        && crate::ring::plausible(tail)
+        && head0 <= tail
+        && (!gates || tail - head1.min(tail) <= seg.config().capacity);
+    if ok {
+        return Ok(());
+    }
+    Err(crate::Error::Corrupt(format!(
+        "{}: ring positions out of bounds (consumer {head0:#x}, producers {tail:#x}, capacity {})",
+        crate::segment::shown(&seg.config().name),
+        seg.config().capacity
+    )))
 }
 
 /// A handle's own counters, mirrored into its slot (its own cache line, so each update is

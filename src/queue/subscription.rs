@@ -623,7 +623,10 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
         for m in &members {
             received.add(m.counters);
         }
-        let lag_bytes = tail.saturating_sub(oldest).min(seg.config().capacity);
+        // A durable queue's subscription may be any distance behind (it reads the log); a
+        // volatile one's is at most the ring.
+        let lag = tail.saturating_sub(oldest);
+        let lag_bytes = if seg.config().durable.is_some() { lag } else { lag.min(seg.config().capacity) };
         let (ack, ..) = ack_options(seg, i);
         let (in_flight, oldest_unacked_unix_ns) = super::acks::in_flight(seg, i);
         let stat = |f: fn(&layout::AckMeta) -> &crate::sync::atomic::AtomicU64| {

@@ -356,22 +356,29 @@ fn after_a_restart_each_subscription_resumes_exactly_with_its_messages_in_flight
         ("c", [(2, 4), (3, 2), (4, 2)].into_iter().chain((5..31).map(|s| (s, 1))).collect()),
     ];
     for (sub, want) in expect {
-        let mut rx = Consumer::subscribe_with(d.name(), sub, Wait::Block).expect("subscribe after the restart");
-        let mut got = Vec::new();
-        loop {
-            let (id, g) = match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
-                Err(Error::Timeout) => break,
-                Err(e) => panic!("{sub}: {e}"),
-            };
-            rx.ack(id).expect("ack");
-            got.push(g);
-        }
-        got.sort();
+        let got = drain_acking(d.name(), sub);
         let mut want = want;
         want.sort();
         assert_eq!(got, want, "subscription {sub} after the restart: (seq, delivery count)");
     }
+}
+
+/// Joins `sub` of `queue` and receives and acks until nothing comes for half a second:
+/// (seq, delivery count) of each message, sorted.
+fn drain_acking(queue: &str, sub: &str) -> Vec<(u32, u32)> {
+    let mut rx = Consumer::subscribe_with(queue, sub, Wait::Block).expect("subscribe after the restart");
+    let mut got = Vec::new();
+    loop {
+        let (id, g) = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
+            Err(Error::Timeout) => break,
+            Err(e) => panic!("{sub}: {e}"),
+        };
+        rx.ack(id).expect("ack");
+        got.push(g);
+    }
+    got.sort();
+    got
 }
 
 fn knob(key: &str, default: u64) -> u64 {
@@ -616,18 +623,7 @@ fn acks_and_deliveries_after_the_last_send_survive_a_kill_and_a_restart() {
     std::thread::sleep(Duration::from_millis(500));
     c.kill9();
     restart(&d, &["a"]);
-    let mut rx = Consumer::subscribe_with(d.name(), "a", Wait::Block).expect("subscribe after the restart");
-    let mut got = Vec::new();
-    loop {
-        let (id, g) = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(m) => (m.id(), (seq(&m), m.delivery_count())),
-            Err(Error::Timeout) => break,
-            Err(e) => panic!("{e}"),
-        };
-        rx.ack(id).expect("ack");
-        got.push(g);
-    }
-    got.sort();
+    let got = drain_acking(d.name(), "a");
     assert_eq!(got, (5..10).map(|s| (s, 2)).collect::<Vec<_>>(), "(seq, delivery count) after the restart");
 }
 

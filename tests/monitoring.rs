@@ -1016,3 +1016,23 @@ fn depth_without_the_default_subscription_and_a_durable_subscriptions_lag_are_wh
     let audit = subs.iter().find(|(n, _)| n == "audit").map(|&(_, l)| l).expect("audit listed");
     assert!(audit >= 20_000 * 40, "audit's lag {audit}: 20,000 records of at least 40 bytes, far more than the ring");
 }
+
+/// A member that leaves normally with the rest of its batch unread (`shmq recv -n 2`, in a
+/// process of its own) is no member any more: the batch waits for the next one, counted in
+/// the lag. It was listed as a dead member with pid 0 and nothing received.
+#[test]
+fn a_member_that_left_is_not_listed_as_a_dead_one() {
+    let q = TestQueue::create("mon-left", Options::new());
+    Subscription::create(&q.name, "sc", SubscriptionOptions::new()).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    for i in 0..5u32 {
+        tx.send(format!("m{i}").as_bytes()).unwrap();
+    }
+    assert_eq!(shmq_ok(&["recv", &q.name, "-s", "sc", "-n", "2"]), "m0\nm1\n");
+    let v: Value = serde_json::from_str(&shmq_ok(&["subs", "ls", &q.name, "--json"])).unwrap();
+    let sc = v["subscriptions"].as_array().unwrap().iter().find(|s| s["name"] == "sc").unwrap().clone();
+    assert_eq!(sc["members"].as_array().unwrap().len(), 0, "{sc}");
+    assert_eq!((sc["received"]["messages"].as_u64(), sc["lag_messages"].as_u64()), (Some(2), Some(3)), "{sc}");
+    // The rest of the batch goes to the next member.
+    assert_eq!(shmq_ok(&["recv", &q.name, "-s", "sc", "-n", "3"]), "m2\nm3\nm4\n");
+}

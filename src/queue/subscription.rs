@@ -615,6 +615,17 @@ pub(super) fn infos(seg: &Segment) -> Vec<SubscriptionInfo> {
                 if let Some((p, _)) = claimed {
                     oldest = oldest.min(p);
                 }
+                // A member that left (its slot given back, or another participant's now)
+                // leaves the rest of its batch for the next member to take over: counted
+                // in the lag above, but no member (nor a dead one).
+                let s = seg.slot(j);
+                // Acquire: pairs with the Release store of `state` at registration; `role`
+                // is ordered after it.
+                if s.state.load(Ordering::Acquire) != layout::SLOT_ACTIVE
+                    || s.role.load(Ordering::Relaxed) != layout::ROLE_MEMBER
+                {
+                    continue;
+                }
                 members.push(member_info(seg, j, claimed));
             }
             received.messages = meta.retired_messages.load(Ordering::Relaxed);

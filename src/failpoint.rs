@@ -49,6 +49,8 @@
 //! * `ack-moved`: the dead letter is sent; the entry is not freed.
 //! * `ack-retaken`: a member took a released (or doomed) in-flight entry to hand its
 //!   message out again or move it (`RETAKING`, `MOVING`); nothing is read from the log yet.
+//! * `ack-handing-back`: a member nacking a message took its entry out of expiry's reach
+//!   (`RETAKING`) and wrote its reason; the entry is not released.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
 //! `kill -STOP` would) instead of dying. Points checked with [`fails`] instead make the

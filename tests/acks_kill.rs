@@ -12,6 +12,9 @@
 //! * handing a nacked message out again: the released entry taken (`RETAKING`), the
 //!   message not read, the entry not committed (`ack-retaken`: it was not handed out
 //!   again, so its count does not rise).
+//! * nacking a message: the entry taken out of expiry's reach (`RETAKING`) and its reason
+//!   written, the entry not released (`ack-handing-back`: the nack did not happen; the
+//!   dead member's message comes back as any dead member's does).
 //!
 //! * claiming a span: a member stopped with its claim recorded while another member takes
 //!   the span and acks it all, then killed (the lost race), before and across a restart.
@@ -213,6 +216,23 @@ fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_m
     assert!(dead_letters(&s).is_empty());
     let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
     assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 1));
+}
+
+/// The member nacks seq 0 and dies between taking the entry back and releasing it: the
+/// survivor finds the dead member's entry and delivers seq 0 again (count 2), everything
+/// else once; the nack never completed, and nothing goes to the dead-letter queue.
+#[test]
+fn a_member_killed_handing_a_nacked_message_back_leaves_it_to_another() {
+    let s = setup("ack-handing-back");
+    let dead = dies_at(&s, "ack-handing-back", 0, u32::MAX, 0);
+    assert_eq!(dead, vec![(0, 1)], "the member got seq 0 and died nacking it");
+    let mut alive = survivor(&s);
+    alive.sort();
+    let want: Vec<(u32, u32)> = std::iter::once((0, 2)).chain((1..N).map(|q| (q, 1))).collect();
+    assert_eq!(alive, want, "the survivor's (seq, delivery count)");
+    assert!(dead_letters(&s).is_empty());
+    let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
+    assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 0));
 }
 
 /// A member that records its claim of the first span and stops (`SIGSTOP`) before its

@@ -734,6 +734,7 @@ impl Consumer {
         // reach first, so that a nack that comes too late changes nothing.
         let Some(w) = inflight::begin_hand_back(e, w) else { return Err(Error::AckExpired(id)) };
         inflight::set_reason(e, reason.as_bytes());
+        crate::failpoint::hit("ack-handing-back");
         if inflight::release(e, w).is_none() {
             return Err(stolen(seg));
         }

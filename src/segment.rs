@@ -1004,6 +1004,10 @@ impl Segment {
             .filter(|n| validate_name(n).is_ok())
             .collect();
         names.sort();
+        // A directory read while others create and remove entries may return one twice
+        // (`shmq top` once showed a queue twice in one refresh while a test made and removed
+        // queues): each name once.
+        names.dedup();
         Ok(names)
     }
 

@@ -785,17 +785,17 @@ fn top_once_json_has_the_documented_shape() {
     }
 }
 
-/// A tmux server of our own (its own socket), killed on drop.
+/// A tmux server of our own (its own socket, one per test), killed on drop.
 struct Tmux(String);
 
 impl Tmux {
-    fn new() -> Option<Tmux> {
+    fn new(test: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             assert!(std::env::var_os("CI").is_none(), "tmux is missing (.ci/run installs it)");
             eprintln!("tmux not installed: top's terminal view not tested here (CI tests it)");
             return None;
         }
-        Some(Tmux(format!("shmq-test-{}", std::process::id())))
+        Some(Tmux(format!("shmq-test-{}-{test}", std::process::id())))
     }
 
     fn run(&self, args: &[&str]) -> String {
@@ -833,7 +833,7 @@ fn in_rate(screen: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn top_runs_in_a_terminal_shows_live_rates_sorts_resizes_and_quits_with_q() {
-    let Some(tmux) = Tmux::new() else { return };
+    let Some(tmux) = Tmux::new("rates") else { return };
     let a = TestQueue::create("top-a", Options::new());
     let b = TestQueue::create("top-b", Options::new());
     let mut traffic =
@@ -870,6 +870,112 @@ fn top_runs_in_a_terminal_shows_live_rates_sorts_resizes_and_quits_with_q() {
     assert!(!screen.contains("[q] quit"), "top's view still on the terminal after it quit:\n{screen}");
     traffic.hang_up();
     traffic.wait_ok();
+}
+
+/// The title of the table `name` on the screen: "a-b of N" when it scrolls, "" when every
+/// row fits.
+fn table_range(screen: &str, name: &str) -> Option<String> {
+    let line = screen.lines().find(|l| l.starts_with(&format!("┌ {name} ")))?;
+    let rest = line.strip_prefix(&format!("┌ {name} "))?;
+    Some(rest.split(" ─").next().unwrap_or("").trim_end_matches('─').trim().to_owned())
+}
+
+/// The first word of each row of the table that starts with `header` (a row marked as
+/// selected counts too).
+fn first_words(screen: &str, header: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for l in screen.lines() {
+        let l = l.trim_start_matches('│');
+        if l.trim_start().starts_with(header) {
+            inside = true;
+        } else if inside {
+            if l.starts_with('└') {
+                break;
+            }
+            let l = l.strip_prefix("> ").unwrap_or(l);
+            rows.extend(l.split_whitespace().next().map(str::to_owned));
+        }
+    }
+    rows
+}
+
+#[test]
+fn top_shows_long_names_whole_or_cut_in_the_middle_and_scrolls_each_table_with_the_keys() {
+    let Some(tmux) = Tmux::new("scroll") else { return };
+    // More queues than fit, with names longer than the QUEUE column's minimum (12) that
+    // differ only at their end, as queues made in series do.
+    let qs: Vec<TestQueue> =
+        (0..30).map(|_| TestQueue::create("top-scroll-a-rather-long-name", Options::new())).collect();
+    let mut names: Vec<String> = qs.iter().map(|q| q.name.clone()).collect();
+    names.sort();
+    let cmd = format!("{BIN} top {} --interval 200ms; sleep 60", names.join(" "));
+    tmux.run(&["new-session", "-d", "-s", "top", "-x", "130", "-y", "30", &cmd]);
+    let screen = until("top shows the first queues, whole names, and that more follow", || {
+        let s = tmux.screen();
+        let range = table_range(&s, "queues")?;
+        (range.starts_with("1-") && range.ends_with(" of 30")).then_some(s)
+    });
+    let shown = first_words(&screen, "QUEUE ");
+    assert!(shown.len() >= 5, "{screen}");
+    assert_eq!(shown[..5], names[..5], "the first rows, with whole names:\n{screen}");
+
+    // End: the last queue is on screen; Home: the first again.
+    tmux.run(&["send-keys", "-t", "top", "End"]);
+    let screen = until("End scrolls the queues to the last one", || {
+        let s = tmux.screen();
+        table_range(&s, "queues")?.ends_with("-30 of 30").then_some(s)
+    });
+    let shown = first_words(&screen, "QUEUE ");
+    assert_eq!(shown.last(), names.last(), "{screen}");
+    assert!(screen.contains(&format!("> {}", names[29])), "the last queue is the selected row:\n{screen}");
+    tmux.run(&["send-keys", "-t", "top", "Home"]);
+    until("Home scrolls back to the first", || {
+        let s = tmux.screen();
+        (table_range(&s, "queues")?.starts_with("1-") && s.contains(&format!("> {}", names[0]))).then_some(())
+    });
+    // Down moves the selection one row; PgDn a page.
+    tmux.run(&["send-keys", "-t", "top", "Down"]);
+    until("Down selects the next queue", || tmux.screen().contains(&format!("> {}", names[1])).then_some(()));
+    tmux.run(&["send-keys", "-t", "top", "PageDown"]);
+    until("PgDn moves a page down", || {
+        let s = tmux.screen();
+        let first: usize = table_range(&s, "queues")?.split('-').next()?.parse().ok()?;
+        (first > 1).then_some(())
+    });
+
+    // Tab: the keys move the subscriptions table (one "default" per queue); the queues'
+    // table stays where it was.
+    let queues_before = table_range(&tmux.screen(), "queues").unwrap();
+    tmux.run(&["send-keys", "-t", "top", "Tab"]);
+    tmux.run(&["send-keys", "-t", "top", "End"]);
+    let screen = until("End scrolls the subscriptions after Tab", || {
+        let s = tmux.screen();
+        table_range(&s, "subscriptions")?.ends_with("-30 of 30").then_some(s)
+    });
+    assert_eq!(table_range(&screen, "queues").unwrap(), queues_before, "{screen}");
+
+    // Narrow: names are cut in the middle, keeping their distinct ends.
+    tmux.run(&["resize-window", "-t", "top", "-x", "70", "-y", "30"]);
+    let screen = until("top redraws 70 columns wide", || {
+        let s = tmux.screen();
+        let widest = s.lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
+        (widest <= 70 && first_words(&s, "QUEUE ").iter().any(|w| w.contains('…'))).then_some(s)
+    });
+    let shown = first_words(&screen, "QUEUE ");
+    for w in &shown {
+        let (head, tail) = w.split_once('…').unwrap_or_else(|| panic!("{w:?} not cut:\n{screen}"));
+        assert!(
+            names.iter().any(|n| n.starts_with(head) && n.ends_with(tail)),
+            "{w:?} is no queue's start and end:\n{screen}"
+        );
+    }
+    let mut distinct = shown.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), shown.len(), "cut names must stay distinct:\n{screen}");
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    until("top quits", || (!tmux.screen().contains("[q] quit")).then_some(()));
 }
 
 #[test]

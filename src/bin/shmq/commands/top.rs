@@ -4,7 +4,9 @@
 //! and the participants that are stuck or dead.
 //!
 //! On a terminal it is a full-screen view (ratatui over crossterm): `q` or Esc quits, `s`
-//! changes the sort column, `r` reverses it, and it follows the terminal's size. When stdout
+//! changes the sort column, `r` reverses it, the arrow keys, PgUp/PgDn and Home/End scroll
+//! the focused table (Tab moves the focus), and it follows the terminal's size. Names too
+//! long for their column are cut in the middle, so that both ends stay visible. When stdout
 //! is not a terminal it prints plain lines every refresh, and `--once` prints one refresh
 //! (rates over `--interval`) and exits; `--json` prints [`TopJson`] documents instead.
 
@@ -17,7 +19,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Cell, Paragraph, Row as TRow, Table};
+use ratatui::widgets::{Block, Cell, Paragraph, Row as TRow, Table, TableState};
 use serde::Serialize;
 use shmq::{Role, Snapshot};
 
@@ -448,11 +450,12 @@ fn tui(s: &mut Sampler, a: &TopArgs, interval: Duration) -> Result<()> {
 
 fn tui_loop(terminal: &mut ratatui::DefaultTerminal, s: &mut Sampler, a: &TopArgs, interval: Duration) -> Result<()> {
     let (mut sort, mut reverse) = (a.sort, a.reverse);
+    let mut view = View::default();
     let mut rows = s.sample();
     let mut next = Instant::now() + interval;
     loop {
         sort_rows(&mut rows, sort, reverse);
-        terminal.draw(|f| draw(f, &rows, s, a, sort, reverse))?;
+        terminal.draw(|f| draw(f, &rows, s, a, sort, reverse, &mut view))?;
         let wait = next.saturating_duration_since(Instant::now());
         if event::poll(wait)? {
             match event::read()? {
@@ -461,7 +464,13 @@ fn tui_loop(terminal: &mut ratatui::DefaultTerminal, s: &mut Sampler, a: &TopArg
                     KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => return Ok(()),
                     KeyCode::Char('s') => sort = sort.next(),
                     KeyCode::Char('r') => reverse = !reverse,
-                    _ => {}
+                    KeyCode::Tab | KeyCode::BackTab => view.subs_focused = !view.subs_focused,
+                    code if view.subs_focused => {
+                        view.subs.key(code, &sub_keys(&rows));
+                    }
+                    code => {
+                        view.queues.key(code, &queue_keys(&rows));
+                    }
                 },
                 // Drawn again at once, at the new size.
                 Event::Resize(..) => {}
@@ -475,22 +484,160 @@ fn tui_loop(terminal: &mut ratatui::DefaultTerminal, s: &mut Sampler, a: &TopArg
     }
 }
 
-fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: SortKey, reverse: bool) {
+/// What the terminal view keeps from one frame to the next: which table has the focus, and
+/// where each is scrolled.
+#[derive(Default)]
+struct View {
+    /// The arrow keys move in the subscriptions table (else in the queues table).
+    subs_focused: bool,
+    queues: Scroll,
+    subs: Scroll,
+}
+
+/// One table's scrolling.
+#[derive(Default)]
+struct Scroll {
+    /// The selected row, by key (the queue's name; queue and subscription), so that it stays
+    /// on the same row when the rows are sorted again or queues come and go. None until a
+    /// key moves it.
+    selected: Option<String>,
+    /// The first row shown.
+    offset: usize,
+    /// Rows shown at the last draw: what PgUp and PgDn move by.
+    page: usize,
+}
+
+impl Scroll {
+    fn index(&self, keys: &[String]) -> Option<usize> {
+        self.selected.as_ref().and_then(|s| keys.iter().position(|k| k == s))
+    }
+
+    /// Moves the selection by a navigation key (the first use selects a row on screen).
+    /// Returns whether `code` was one.
+    fn key(&mut self, code: KeyCode, keys: &[String]) -> bool {
+        let Some(last) = keys.len().checked_sub(1) else { return false };
+        let page = self.page.max(1);
+        let at = self.index(keys);
+        let to = match code {
+            KeyCode::Home | KeyCode::Char('g') => 0,
+            KeyCode::End | KeyCode::Char('G') => last,
+            KeyCode::Down | KeyCode::Char('j') => at.map_or(self.offset, |i| i + 1),
+            KeyCode::Up | KeyCode::Char('k') => at.map_or(self.offset, |i| i.saturating_sub(1)),
+            KeyCode::PageDown => at.unwrap_or(self.offset) + page,
+            KeyCode::PageUp => at.unwrap_or(self.offset).saturating_sub(page),
+            _ => return false,
+        };
+        self.selected = Some(keys[to.min(last)].clone());
+        true
+    }
+
+    /// The table state for a frame of `len` rows of which `visible` fit: the selection
+    /// (if its row still exists) kept on screen, and no empty space below the last row.
+    fn state(&mut self, keys: &[String], visible: usize) -> TableState {
+        let visible = visible.max(1);
+        let selected = self.index(keys);
+        let mut offset = self.offset.min(keys.len().saturating_sub(visible));
+        if let Some(i) = selected {
+            if i < offset {
+                offset = i;
+            } else if i >= offset + visible {
+                offset = i + 1 - visible;
+            }
+        }
+        (self.offset, self.page) = (offset, visible);
+        let mut state = TableState::default().with_selected(selected);
+        *state.offset_mut() = offset;
+        state
+    }
+
+    /// The table's frame: " NAME a-b of N " when not every row fits, else " NAME "; drawn
+    /// bold when the table has the focus.
+    fn block(&self, name: &str, len: usize, focused: bool) -> Block<'static> {
+        let title = if len > self.page {
+            format!(" {name} {}-{} of {len} ", self.offset + 1, (self.offset + self.page).min(len))
+        } else {
+            format!(" {name} ")
+        };
+        let style = if focused { Style::default().add_modifier(Modifier::BOLD) } else { Style::default() };
+        Block::bordered().title(title).border_style(style)
+    }
+}
+
+/// The queues' rows' keys, in the order shown.
+fn queue_keys(rows: &[Row]) -> Vec<String> {
+    rows.iter().map(|r| r.snap.config.name.clone()).collect()
+}
+
+/// The subscriptions' rows' keys, in the order shown.
+fn sub_keys(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .flat_map(|r| r.snap.subscriptions.iter().map(move |s| format!("{}\n{}", r.snap.config.name, s.name)))
+        .collect()
+}
+
+/// `name` in at most `width` columns: cut in the middle with "…" when longer, so that both
+/// its start and its end stay visible (queues made in series often differ only at the end).
+fn fit(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width {
+        return name.to_owned();
+    }
+    let Some(keep) = width.checked_sub(1) else { return String::new() };
+    let (head, tail) = (keep - keep / 2, keep / 2);
+    let mut s: String = name.chars().take(head).collect();
+    s.push('…');
+    s.extend(name.chars().skip(n - tail));
+    s
+}
+
+/// Two name columns sharing `room` columns: each as wide as it needs when both fit; else
+/// the narrower keeps its width if that is at most half, and the other gets the rest.
+fn share(room: usize, a: usize, b: usize) -> (usize, usize) {
+    if a + b <= room {
+        return (a, b);
+    }
+    let half = room / 2;
+    if a <= half {
+        (a, room - a)
+    } else if b <= room - half {
+        (room - b, b)
+    } else {
+        (half, room - half)
+    }
+}
+
+/// Heights of the queues table, the subscriptions table and the problems box in `total`
+/// lines: each as tall as it needs when all fit (the box takes what is left); otherwise the
+/// box gets what it needs up to a fifth (at least 3 lines) and the two tables share the
+/// rest, three to two, neither taller than it needs (nor shorter than one row when there is room).
+fn heights(total: u16, queues: usize, subs: usize, problems: usize) -> [u16; 3] {
+    let need = |rows: usize| u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(3);
+    let (q, s, p) = (need(queues), need(subs), need(problems).saturating_sub(1).max(3));
+    if q.saturating_add(s).saturating_add(p) <= total {
+        return [q, s, total - q - s];
+    }
+    let p = p.min((total / 5).max(3)).min(total);
+    let rest = total - p;
+    // At least one row each (a border, the header, a row) when there is room for it.
+    let q = q.min((rest * 3 / 5).max(rest.saturating_sub(s)).max(rest.min(4)));
+    let s = s.min(rest - q);
+    [q, s, total - q - s]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: SortKey, reverse: bool, view: &mut View) {
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let subs: usize = rows.iter().map(|r| r.snap.subscriptions.len()).sum();
     let problems: Vec<(String, String)> =
         rows.iter().flat_map(|r| problems(&r.snap).into_iter().map(|p| (r.snap.config.name.clone(), p))).collect();
-    // Each table as tall as its rows (when the terminal has room), the last one taking the rest.
-    let [head, queues, subs_area, probs_area] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length((rows.len() as u16).saturating_add(3)),
-        Constraint::Length((subs as u16).saturating_add(3)),
-        Constraint::Min((problems.len() as u16 + s.errors.len() as u16).saturating_add(2).max(3)),
-    ])
-    .areas(f.area());
+    let [head, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(f.area());
+    let [hq, hs, hp] = heights(rest.height, rows.len(), subs, problems.len() + s.errors.len());
+    let [queues, subs_area, probs_area] =
+        Layout::vertical([Constraint::Length(hq), Constraint::Length(hs), Constraint::Length(hp)]).areas(rest);
     f.render_widget(
         Paragraph::new(Line::from(format!(
-            "shmq top  {}  {} queue(s)  refresh {:?}  stuck after {:?}  sort {}{}  [q] quit [s] sort [r] reverse",
+            "shmq top  {}  {} queue(s)  refresh {:?}  stuck after {:?}  sort {}{}  [q] quit [s] sort [r] reverse \
+             [↑↓] scroll [Tab] table",
             clock(),
             rows.len(),
             a.interval,
@@ -500,10 +647,17 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         ))),
         head,
     );
+    // Selected rows are marked with this (2 columns, only while a row is selected).
+    const MARK: &str = "> ";
+    let (qkeys, skeys) = (queue_keys(rows), sub_keys(rows));
+    let mut qstate = view.queues.state(&qkeys, usize::from(queues.height.saturating_sub(3)));
+    let mut sstate = view.subs.state(&skeys, usize::from(subs_area.height.saturating_sub(3)));
+    let mark_width = |st: &TableState| if st.selected().is_some() { MARK.len() as u16 } else { 0 };
     // The columns that fit the terminal's width, dropped least useful first: (header, width,
     // priority; 0 is always kept). LOG and UNSYNCED: a durable queue's log size on disk and
-    // bytes not yet synced ("-" for a volatile queue).
-    const COLUMNS: [(&str, u16, u8); 16] = [
+    // bytes not yet synced ("-" for a volatile queue). QUEUE is as wide as the longest name,
+    // up to two fifths of the width.
+    let mut columns: [(&str, u16, u8); 16] = [
         ("QUEUE", 12, 0),
         ("MODE", 4, 3),
         ("DEPTH", 7, 0),
@@ -521,12 +675,15 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         ("LOG", 9, 2),
         ("UNSYNCED", 9, 2),
     ];
-    let room = queues.width.saturating_sub(2);
-    let mut shown = [false; COLUMNS.len()];
+    let room = queues.width.saturating_sub(2 + mark_width(&qstate));
+    let longest = rows.iter().map(|r| r.snap.config.name.chars().count()).max().unwrap_or(0);
+    columns[0].1 = u16::try_from(longest).unwrap_or(u16::MAX).clamp(12, (room / 5 * 2).max(12));
+    let name_width = usize::from(columns[0].1);
+    let mut shown = [false; 16];
     for prio in 0..=3 {
-        for i in (0..COLUMNS.len()).filter(|&i| COLUMNS[i].2 == prio) {
+        for i in (0..columns.len()).filter(|&i| columns[i].2 == prio) {
             shown[i] = true;
-            let used: u16 = COLUMNS.iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| c.1 + 1).sum();
+            let used: u16 = columns.iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| c.1 + 1).sum();
             if prio > 0 && used > room + 1 {
                 shown[i] = false;
             }
@@ -539,7 +696,7 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
     let pick = |cells: Vec<Cell<'static>>| -> Vec<Cell<'static>> {
         cells.into_iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| c).collect()
     };
-    let header = TRow::new(pick(COLUMNS.iter().map(|c| Cell::from(c.0)).collect())).style(bold);
+    let header = TRow::new(pick(columns.iter().map(|c| Cell::from(c.0)).collect())).style(bold);
     let body = rows.iter().map(|r| {
         let sn = &r.snap;
         let p = monitor::census(sn, Role::Producer);
@@ -549,7 +706,7 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         let show = |v: f64| if known { rate(v) } else { "-".to_owned() };
         let show_b = |v: f64| if known { format_size(v.round() as u64) } else { "-".to_owned() };
         let row = TRow::new(pick(vec![
-            Cell::from(sn.config.name.clone()),
+            Cell::from(fit(&sn.config.name, name_width)),
             Cell::from(sn.config.mode.to_string()),
             Cell::from(sn.messages.to_string()),
             Cell::from(format!("{:.1}%", monitor::percent(sn.used_bytes, sn.config.capacity))),
@@ -568,22 +725,38 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
         ]));
         if c.stuck + c.dead + p.dead > 0 { row.style(Style::default().add_modifier(Modifier::REVERSED)) } else { row }
     });
-    let widths: Vec<Constraint> = COLUMNS
-        .iter()
-        .zip(shown)
-        .filter(|(_, s)| *s)
-        .map(|(c, _)| if c.0 == "QUEUE" { Constraint::Min(c.1) } else { Constraint::Length(c.1) })
-        .collect();
-    f.render_widget(
-        Table::new(body, widths).header(header).block(Block::bordered().title(" queues ")).column_spacing(1),
+    let widths: Vec<Constraint> =
+        columns.iter().zip(shown).filter(|(_, s)| *s).map(|(c, _)| Constraint::Length(c.1)).collect();
+    let block = view.queues.block("queues", rows.len(), !view.subs_focused);
+    f.render_stateful_widget(
+        Table::new(body, widths)
+            .header(header)
+            .block(block)
+            .column_spacing(1)
+            .highlight_symbol(MARK)
+            .row_highlight_style(bold),
         queues,
+        &mut qstate,
     );
+    // LAG, ~MSGS, OUT/s, MEMBERS and STATE, and the spaces between the seven columns.
+    const SUB_FIXED: [u16; 5] = [10, 9, 7, 9, 8];
+    let fixed = SUB_FIXED.iter().sum::<u16>() + 6;
+    let names_room = usize::from(subs_area.width.saturating_sub(2 + mark_width(&sstate) + fixed));
+    let queue_longest = rows
+        .iter()
+        .filter(|r| !r.snap.subscriptions.is_empty())
+        .map(|r| r.snap.config.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let sub_longest =
+        rows.iter().flat_map(|r| r.snap.subscriptions.iter().map(|s| s.name.chars().count())).max().unwrap_or(0);
+    let (qw, sw) = share(names_room, queue_longest.max(5), sub_longest.max(12));
     let sub_rows = rows.iter().flat_map(|r| {
         r.snap.subscriptions.iter().map(move |sub| {
             let m = member_census(sub);
             TRow::new(vec![
-                Cell::from(r.snap.config.name.clone()),
-                Cell::from(sub.name.clone()),
+                Cell::from(fit(&r.snap.config.name, qw)),
+                Cell::from(fit(&sub.name, sw)),
                 Cell::from(format_size(sub.lag_bytes)),
                 Cell::from(sub.lag_messages.to_string()),
                 Cell::from(r.sub_rates.get(&sub.name).map_or("-".to_owned(), |v| rate(*v))),
@@ -592,25 +765,21 @@ fn draw(f: &mut ratatui::Frame, rows: &[Row], s: &Sampler, a: &TopArgs, sort: So
             ])
         })
     });
-    f.render_widget(
-        Table::new(
-            sub_rows,
-            [
-                Constraint::Min(12),
-                Constraint::Min(10),
-                Constraint::Length(10),
-                Constraint::Length(9),
-                Constraint::Length(7),
-                Constraint::Length(9),
-                Constraint::Length(8),
-            ],
-        )
-        .header(
-            TRow::new(["QUEUE", "SUBSCRIPTION", "LAG", "~MSGS", "OUT/s", "MEMBERS", "STATE"].map(Cell::from))
-                .style(bold),
-        )
-        .block(Block::bordered().title(" subscriptions ")),
+    let to_u16 = |w: usize| u16::try_from(w).unwrap_or(u16::MAX);
+    let mut sub_widths = vec![Constraint::Length(to_u16(qw)), Constraint::Length(to_u16(sw))];
+    sub_widths.extend(SUB_FIXED.map(Constraint::Length));
+    let block = view.subs.block("subscriptions", subs, view.subs_focused);
+    f.render_stateful_widget(
+        Table::new(sub_rows, sub_widths)
+            .header(
+                TRow::new(["QUEUE", "SUBSCRIPTION", "LAG", "~MSGS", "OUT/s", "MEMBERS", "STATE"].map(Cell::from))
+                    .style(bold),
+            )
+            .block(block)
+            .highlight_symbol(MARK)
+            .row_highlight_style(bold),
         subs_area,
+        &mut sstate,
     );
     let mut lines: Vec<Line> = problems.iter().map(|(q, p)| Line::from(format!("{q}: {p}"))).collect();
     lines.extend(s.errors.iter().map(|(q, e)| Line::from(format!("{q}: cannot read: {e}"))));

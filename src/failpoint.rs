@@ -53,7 +53,7 @@
 //!   (`RETAKING`) and wrote its reason; the entry is not released.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
-//! `kill -STOP` would) instead of dying. Points checked with [`fails`] instead make the
+//! `kill -STOP` would) instead of dying, once: continued, it runs on past later hits. Points checked with [`fails`] instead make the
 //! operation fail as the OS could (`journal-sync-fails`: the log's `fdatasync` reports EIO).
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
@@ -70,7 +70,8 @@ pub fn hit(point: &str) {
     });
     if let Some((name, skip)) = armed {
         // Relaxed: a counter of this process's own hits.
-        if name == point && HITS.fetch_add(1, Ordering::Relaxed) >= *skip {
+        // At that one hit: a process stopped there and continued runs on past later hits.
+        if name == point && HITS.fetch_add(1, Ordering::Relaxed) == *skip {
             if std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop") {
                 // Aimed at this thread: a stop sent to the process is taken by whichever
                 // thread the kernel picks, and this one runs on (microseconds: past the

@@ -819,6 +819,50 @@ fn reclaim_after_tail_moved_always_finds_the_claim_record() {
     outcomes.assert(&[false, true]);
 }
 
+/// Two producers race for the last room of a 64-byte ring at position 24 (one 40-byte
+/// record fits, ending at the end of the region, and the 24 bytes left at its start are too
+/// few for another); each tries once. The winner keeps its reservation and dies (never commits); the loser, which
+/// may have recorded a claim of the same position before its compare-and-swap failed, gets
+/// `Full` and lives on, waiting for room. A reader stuck at the winner's claim then asks
+/// `reclaim` with only the loser alive: it must pass the claim. A loser that kept its lost
+/// claim recorded would look like a live claimant, and the reader would wait for it while
+/// it waits for room (the two processes waited for each other in `tests/reclaim.rs`).
+#[test]
+fn a_producer_that_finds_no_room_leaves_no_claim_recorded() {
+    let outcomes: Outcomes<usize> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(4).check(move || {
+        let ring = Arc::new(Ring::new(64, 32, 24));
+        let racers: Vec<_> = [1usize, 2]
+            .into_iter()
+            .map(|slot| {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let mut p = ring.mpsc();
+                    match p.try_reserve(&ring.tail, &ring.head, ring.mine(slot), &ring.region, 24) {
+                        Ok(res) => {
+                            assert_eq!(res.pos, 24);
+                            true // and dies holding it
+                        }
+                        Err(RingError::Full) => false,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                })
+            })
+            .collect();
+        let won: Vec<bool> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "exactly one claim fits");
+        let (winner, loser) = if won[0] { (1, 2) } else { (2, 1) };
+        // SYNC POINT (as the queue's consumer): Acquire pairs with the claim's CAS.
+        let tail = ring.tail.load(Ordering::Acquire);
+        assert_eq!(tail, 64);
+        let outcome = reclaim::reclaim(&ring.geo, &ring.region, 24, tail, &ring.claim_list(), |s| s == loser).unwrap();
+        assert_eq!(outcome, Outcome::Reclaimed { end: 64, dead: 1 << winner }, "the live loser holds nothing");
+        record(winner);
+    });
+    outcomes.assert(&[1, 2]);
+}
+
 // ---------------------------------------------------------------------------------------
 // (d) The wait/wake protocol
 // ---------------------------------------------------------------------------------------

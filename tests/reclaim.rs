@@ -117,7 +117,8 @@ fn child_len(stream: u32, seq: u32) -> usize {
 // The child.
 
 /// A producer that sends `pre` messages (saying `sent SEQ` after each returns), then does
-/// `action` on message `pre`, where its failpoint (set by the parent) kills it:
+/// `action` on message `pre`, where its failpoint (set by the parent) kills it (or stops it,
+/// with `SHMQ_FAILPOINT_ACTION=stop`; continued, it finishes the action and exits):
 /// * `hold`: reserves it, writes it, says `reserved`, then waits: `commit` on stdin commits
 ///   it (for the stopped-producer test); the parent may kill it instead;
 /// * `send`: sends it; `send_len`: sends it with length `len`;
@@ -166,6 +167,9 @@ fn dying_producer(queue: &str) {
             tx.send_batch(&msgs).expect("send_batch");
         }
         other => panic!("unknown action {other}"),
+    }
+    if std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop") {
+        return; // it stopped there, and was continued
     }
     panic!("the failpoint {:?} did not fire", std::env::var("SHMQ_FAILPOINT"));
 }
@@ -703,6 +707,71 @@ fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
     }
     assert!(rx.try_recv().unwrap().is_none());
     assert_eq!(Queue::inspect(&q.name).unwrap().used_bytes, 0);
+}
+
+/// A producer that lost the race for a position keeps its claim record until its next
+/// attempt; if that attempt finds the ring full, it waits for room. Here the winner of that
+/// position dies before committing, and the ring fills behind its claim: the consumer must
+/// pass the dead winner, not take the waiting loser for a live claimant, because the loser
+/// waits for room that only the consumer can make. (The chaos test below found this: the
+/// consumer and a live producer waited for each other until their timeouts, about once in
+/// 150 runs on a loaded machine.)
+#[test]
+fn a_dead_winner_is_passed_while_the_producer_that_lost_its_position_waits_for_room() {
+    let q = TestQueue::create("live-loser-dead-winner", Options::new().capacity(CAP).max_message(MAX as u32));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    const LEN: usize = 56; // a 72-byte record
+    tx.send(&body(LIVE, 0, LEN)).unwrap();
+    assert_eq!(recv_tag(&mut rx), (LIVE, 0));
+    let t = Queue::inspect(&q.name).unwrap().tail;
+    let args = |stream: u32| {
+        [
+            ("stream", stream.to_string()),
+            ("pre", "0".to_string()),
+            ("action", "send_len".to_string()),
+            ("len", LEN.to_string()),
+        ]
+    };
+
+    // The loser records its claim of `t` and stops before its compare-and-swap.
+    let stop = [("SHMQ_FAILPOINT", "mpsc-claim-recorded".to_string()), ("SHMQ_FAILPOINT_ACTION", "stop".to_string())];
+    let mut loser = Child::spawn_env("dying_producer", &q.name, &args(1), &stop);
+    loser.wait_stopped();
+    // The winner claims `t` and dies before writing anything.
+    let mut winner =
+        Child::spawn_env("dying_producer", &q.name, &args(2), &[("SHMQ_FAILPOINT", "mpsc-claimed".into())]);
+    assert_eq!(winner.wait_exit().0.signal(), Some(libc::SIGKILL));
+    assert_eq!(Queue::inspect(&q.name).unwrap().tail, t + 72, "the winner died after its claim");
+    // The live producer fills the ring behind the dead claim.
+    let mut sent = 1;
+    loop {
+        match tx.try_send(&body(LIVE, sent, LEN)) {
+            Ok(_) => sent += 1,
+            Err(Error::Full) => break,
+            Err(e) => panic!("fill: {e}"),
+        }
+    }
+    // The loser goes on: its compare-and-swap fails, and its next attempt finds no room.
+    loser.signal(Signal::CONT);
+    let full = |pid: u32| participant(&q.name, pid).is_some_and(|p| p.counters.full_events > 0);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    while !full(loser.pid()) {
+        assert!(Instant::now() < deadline, "the loser never found the ring full");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for seq in 1..sent {
+        // 20 times the bound: a consumer that has not passed the claim by then never will.
+        match rx.recv_timeout(BOUND_P99 * 20) {
+            Ok(m) => assert_eq!(tag(&m), (LIVE, seq)),
+            Err(e) => panic!("live message {seq} behind the dead winner's claim: {e}: the queue is wedged"),
+        }
+    }
+    assert_eq!(recv_tag(&mut rx), (1, 0), "the loser's message, sent once there was room");
+    loser.wait_ok();
+    assert!(rx.try_recv().unwrap().is_none());
+    let snap = Queue::inspect(&q.name).unwrap();
+    assert_eq!((snap.used_bytes, snap.reclaimed_claims), (0, 1));
 }
 
 // ---------------------------------------------------------------------------------------

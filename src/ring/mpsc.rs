@@ -118,6 +118,13 @@ impl Producer {
             let to_end = cap - index as u64;
             let claim = if used > cap { None } else { want(to_end, (cap - used).min(to_end)) };
             let Some(claim) = claim else {
+                // No room. Our record may still hold a claim whose compare-and-swap lost the
+                // race below: should the winner of that position die before committing, a
+                // reader stuck there would see us among the candidates, alive, and wait for
+                // us, while we wait (on `Full`) for room only that reader can make. We hold
+                // nothing: say so before we look for room (the record is written again
+                // before the next compare-and-swap).
+                mine.clear();
                 self.refresh_head(head, t, used, need)?;
                 continue; // re-read tail: it may have moved past our stale copy
             };

@@ -4,8 +4,9 @@
 //! claimant among the producers' claim records ([`Claim`], copied from the participant
 //! slots). A producer records `[pos, end)` *before* its claim's compare-and-swap on `tail`,
 //! so the producer whose claim covers `at` has such a record until it finishes (a producer
-//! that lost the race may have one too, which is why a dead claimant is only acted on when
-//! the evidence is unambiguous):
+//! that lost the race may have one too, until its next attempt records another claim or
+//! finds no room and clears it before it waits; which is why a dead claimant is only acted
+//! on when the evidence is unambiguous):
 //!
 //! * candidates are the records with `pos <= at < end`; if none, or any candidate's process
 //!   is alive (a stopped process is alive), the reader waits;

@@ -140,7 +140,7 @@ pub fn add_queue(e: &mut Exposition, s: &Snapshot) {
     e.add(
         "shmq_queue_closed",
         Gauge,
-        "1 if the queue was removed and is draining.",
+        "1 if the queue was removed between the listing and the look (a removed queue leaves the next listing).",
         &ql,
         f64::from(u8::from(s.closed)),
     );

@@ -149,6 +149,19 @@ pub struct DurableConfig {
 pub const DURABLE_PREFIX: u32 = 16;
 
 impl Config {
+    /// What names the space of this queue's message ids: it stays the same for as long as
+    /// an id names the same message. A durable queue's ids continue across restores from its
+    /// log, so this is its log's identity (32 hex digits), which a restore keeps; a volatile
+    /// queue's ids start over when it is made again, so this is its creation time (decimal
+    /// nanoseconds since the Unix epoch). `(name, id_space, id)` names one message, on this
+    /// host, for good (`shmq-bridge` makes its JetStream message ids of it).
+    pub fn id_space(&self) -> String {
+        match &self.durable {
+            Some(d) => d.identity.iter().map(|b| format!("{b:02x}")).collect(),
+            None => self.created_unix_ns.to_string(),
+        }
+    }
+
     pub(crate) fn geometry(&self) -> Geometry {
         Geometry { capacity: self.capacity, max_message: self.max_message + self.prefix(), salt: self.salt }
     }

@@ -1078,3 +1078,30 @@ fn a_producer_waiting_for_its_sync_is_woken_when_the_holder_gives_the_role_back(
     waiter.hang_up();
     waiter.wait_ok();
 }
+
+/// `Config::id_space` names the space of a queue's ids: a durable queue keeps it across a
+/// restore from its log (its ids go on); a queue made anew under the same name (its ids start
+/// over) gets another.
+#[test]
+fn a_restore_keeps_the_id_space_and_a_queue_made_anew_gets_another() {
+    let dir = LogDir::new("id-space");
+    let q = TestQueue::create("durable-id-space", options(&dir, Fsync::Never));
+    let mut tx = Producer::open(&q.name).unwrap();
+    let before = tx.config().id_space();
+    assert_eq!(before.len(), 32, "a log identity in hex: {before}");
+    let id = tx.send(b"one").unwrap();
+    drop(tx);
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, options(&dir, Fsync::Never)).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    assert_eq!(tx.config().id_space(), before, "a restore keeps the id space");
+    assert!(tx.send(b"two").unwrap() > id, "and the ids go on");
+    drop(tx);
+    // Volatile: the creation time, another for a queue made again.
+    let v = TestQueue::create("volatile-id-space", Options::new());
+    let first = Queue::inspect(&v.name).unwrap().config.id_space();
+    Queue::remove(&v.name).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    Queue::create(&v.name, Options::new()).unwrap();
+    assert_ne!(Queue::inspect(&v.name).unwrap().config.id_space(), first);
+}

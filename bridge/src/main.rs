@@ -108,16 +108,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms, 2s, 5m"))?;
     let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
     };
-    if d.is_zero() {
-        return Err(format!("invalid duration {s:?}: must be more than zero"));
+    // JetStream takes durations as signed nanoseconds; a larger one was sent, refused in a
+    // form the client could not read, and retried forever.
+    const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+    match d {
+        Some(d) if d.is_zero() => Err(format!("invalid duration {s:?}: must be more than zero")),
+        Some(d) if d <= MAX => Ok(d),
+        _ => Err(format!("invalid duration {s:?}: at most 30 days (720h)")),
     }
-    Ok(d)
 }
 
 fn main() -> ExitCode {
@@ -149,10 +153,61 @@ fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/shmq-bridge.{queue}.{direction}.json")));
     let stats = stats::Stats::new(stats_path, &queue, direction);
+    let stop = Stop::on_signals()?;
     let js = rt.block_on(nats::connect(&args))?;
-    if args.from_queue.is_some() {
-        to_nats::run(&rt, &args, js, &stats)
+    let r = if args.from_queue.is_some() {
+        to_nats::run(&rt, &args, js.clone(), &stats, &stop)
     } else {
-        from_nats::run(&rt, &args, js, &stats)
+        from_nats::run(&rt, &args, js.clone(), &stats, &stop)
+    };
+    stats.write(js.is_connected());
+    if r.is_ok() {
+        log::info(format_args!("stopped on a signal: {}", stats.summary()));
+    }
+    r
+}
+
+/// Set by SIGTERM, SIGINT or SIGHUP: the bridge finishes the step it is in (a batch
+/// published and released, or a message sent and acked), or gives it up if it cannot finish
+/// now (JetStream or the queue not answering: what it holds is forwarded by the next
+/// bridge), writes its counters and exits 0. Without this, a signal killed the process
+/// mid-step: nothing lost, but a durable queue's consumer position not written at close
+/// (its restore then delivered everything since the last checkpoint again) and no last
+/// counters.
+#[derive(Clone)]
+pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stop {
+    fn on_signals() -> anyhow::Result<Stop> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal_hook::flag::register(sig, flag.clone())?;
+        }
+        Ok(Stop(flag))
+    }
+
+    /// Whether a stop was asked for.
+    pub fn asked(&self) -> bool {
+        // Relaxed: a flag polled between steps; nothing else is ordered by it.
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_units_and_refuse_zero_and_more_than_30_days() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("720h"), Ok(Duration::from_secs(720 * 3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("721h").is_err());
+        assert!(parse_duration("100000000000h").is_err(), "overflowed, and JetStream refused it forever");
+        assert!(parse_duration("5d").is_err());
     }
 }

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::{self, context::GetStreamErrorKind, stream};
+use async_nats::jetstream::{self, context::CreateStreamErrorKind, context::GetStreamErrorKind, stream};
 
-use crate::{Args, log};
+use crate::{Args, Stop, log};
 
 /// A JetStream context and whether the client is connected now.
+#[derive(Clone)]
 pub struct Js {
     pub ctx: jetstream::Context,
     pub connected: Arc<AtomicBool>,
@@ -83,21 +84,32 @@ pub async fn connect(args: &Args) -> anyhow::Result<Js> {
 }
 
 /// Checks that stream `name` exists and captures `subject`, or creates it (file storage,
-/// `subject` as its subject). Retries while JetStream does not answer.
-pub async fn ensure_stream(js: &Js, args: &Args, subject: &str) -> anyhow::Result<stream::Stream> {
+/// `subject` as its subject). Retries, for as long as it takes, while JetStream does not
+/// answer (a bridge started before its server waits for it); a configuration JetStream
+/// refuses (the subject taken by another stream, say) is an error at once. `None` if a stop
+/// was asked for first.
+pub async fn ensure_stream(js: &Js, args: &Args, subject: &str, stop: &Stop) -> anyhow::Result<Option<stream::Stream>> {
     let name = &args.stream;
+    let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
+        if stop.asked() {
+            return Ok(None);
+        }
         match js.ctx.get_stream(name).await {
-            Ok(mut s) => {
-                let info = s.info().await.context("reading the stream's configuration")?;
-                let subjects = &info.config.subjects;
-                if !subjects.iter().any(|p| subject_matches(p, subject)) {
-                    bail!("stream {name} exists but does not capture subject {subject} (its subjects: {subjects:?})");
+            Ok(mut s) => match s.info().await {
+                Ok(info) => {
+                    let subjects = &info.config.subjects;
+                    if !subjects.iter().any(|p| subject_matches(p, subject)) {
+                        bail!(
+                            "stream {name} exists but does not capture subject {subject} (its subjects: {subjects:?})"
+                        );
+                    }
+                    log::info(format_args!("stream {name} exists and captures {subject} (its subjects: {subjects:?})"));
+                    return Ok(Some(s));
                 }
-                log::info(format_args!("stream {name} exists and captures {subject} (its subjects: {subjects:?})"));
-                return Ok(s);
-            }
+                Err(e) => log::warn(format_args!("reading stream {name}'s configuration: {e}; retrying")),
+            },
             Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
             {
                 let config = stream::Config {
@@ -110,19 +122,25 @@ pub async fn ensure_stream(js: &Js, args: &Args, subject: &str) -> anyhow::Resul
                 match js.ctx.create_stream(config).await {
                     Ok(s) => {
                         log::info(format_args!("created stream {name} (file storage) for subject {subject}"));
-                        return Ok(s);
+                        return Ok(Some(s));
                     }
-                    Err(e) => {
-                        // Another bridge may have created it meanwhile: look again.
-                        log::warn(format_args!("creating stream {name}: {e}"));
-                    }
+                    Err(e) => match e.kind() {
+                        // JetStream answered no: asking again gets the same answer, unless
+                        // another bridge made the stream meanwhile (then: look again).
+                        CreateStreamErrorKind::JetStream(j)
+                            if j.error_code() != jetstream::ErrorCode::STREAM_NAME_EXIST =>
+                        {
+                            bail!("JetStream refused to create stream {name} for subject {subject}: {j}")
+                        }
+                        _ => log::warn(format_args!("creating stream {name}: {e}; looking again")),
+                    },
                 }
             }
             Err(e) => log::warn(format_args!("looking up stream {name}: {e}; retrying")),
         }
         attempt += 1;
-        if attempt > 600 {
-            bail!("JetStream did not answer about stream {name} for 10 minutes");
+        if attempt.is_multiple_of(60) {
+            log::warn(format_args!("still no answer about stream {name} after {:.0?}; waiting", started.elapsed()));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

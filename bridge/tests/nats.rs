@@ -107,11 +107,13 @@ struct Server {
     port: u16,
     dir: PathBuf,
     proc: Proc,
+    /// A configuration file's lines (`max_payload: 4096`), or none.
+    config: Option<String>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut s = Server { port: free_port(), dir: dir.to_owned(), proc: Proc(None) };
+        let mut s = Server { port: free_port(), dir: dir.to_owned(), proc: Proc(None), config: None };
         s.restart();
         s
     }
@@ -122,7 +124,13 @@ impl Server {
 
     fn restart(&mut self) {
         let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(lines) = &self.config {
+            let path = self.dir.join("server.conf");
+            std::fs::write(&path, lines).expect("write the server's configuration");
+            cmd.arg("-c").arg(path);
+        }
+        let child = cmd
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.join("store"))
             .stdin(Stdio::null())
@@ -175,6 +183,31 @@ impl Bridge {
     fn kill9(&mut self) {
         self.proc.kill9();
     }
+
+    /// Sends `sig` (`TERM`, `INT`) and waits for the exit: its status.
+    fn signal_and_wait(&mut self, sig: &str) -> std::process::ExitStatus {
+        let mut child = self.proc.0.take().expect("the bridge runs");
+        let ok = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the bridge") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the bridge did not exit within 30 s of SIG{sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default()
+    }
+}
+
+/// A counter from the bridge's stats file (0 while there is none).
+fn stat(dir: &Path, key: &str) -> u64 {
+    let text = std::fs::read_to_string(dir.join("stats.json")).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v[key].as_u64()).unwrap_or(0)
 }
 
 /// Waits until `cond` holds, failing the test after [`PHASE`].
@@ -460,4 +493,295 @@ fn every_message_from_jetstream_reaches_a_queue_through_server_and_bridge_kills_
     ));
     assert_eq!(tally.unique, n, "messages missing from the queue, the first: {:?}", tally.missing());
     assert_eq!(bridge.starts, 3);
+}
+
+/// Every message of stream `stream_name` (read back by a consumer of the test's own).
+fn read_stream(server: &Server, stream_name: &str, n: u64) -> Tally {
+    runtime().block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect to check");
+        let js = jetstream::new(client);
+        let mut st = js.get_stream(stream_name).await.expect("the bridge created the stream");
+        let stored = st.info().await.expect("stream info").state.messages;
+        let c = st
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer to read the stream back");
+        let mut msgs = c.messages().await.expect("pull");
+        let mut tally = Tally::new(n);
+        let deadline = tokio::time::Instant::now() + PHASE;
+        for _ in 0..stored {
+            let m = tokio::time::timeout_at(deadline, msgs.next())
+                .await
+                .expect("reading the stream back timed out")
+                .expect("the pull ended")
+                .expect("a message");
+            tally.add(&m.payload);
+        }
+        tally
+    })
+}
+
+/// The arguments of a bridge from queue `queue` to `subject` in `stream_name`.
+fn to_nats_args(queue: &str, subject: &str, stream_name: &str, server: &Server, dir: &Path) -> Vec<String> {
+    [
+        "--from-queue",
+        queue,
+        "--to-subject",
+        subject,
+        "--stream",
+        stream_name,
+        "--nats-url",
+        &server.url(),
+        "--timeout",
+        "1s",
+        "--stats-file",
+        &dir.join("stats.json").display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A durable queue restored from its log (the shared-memory object removed, as at a host
+/// restart) keeps its ids, and the bridge its message ids: what the bridge killed before the
+/// restart had published but not released comes again under the same ids, and JetStream
+/// stores each message once. (With the queue's creation time in the message id, a restore
+/// changed every id, and JetStream stored thousands of messages twice.) Then SIGTERM: the
+/// bridge finishes, writes its counters and exits 0.
+#[test]
+fn a_durable_queue_restored_from_its_log_reaches_jetstream_once_and_sigterm_stops_the_bridge_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = messages().min(20_000);
+    let dir = TempDir::new("restore");
+    let mut server = Server::start(&dir.0);
+    let log = dir.0.join("log");
+    let options = Options::new().capacity(256 << 10).max_message(1024).durable(&log).fsync(shmq::Fsync::Never);
+    let q = TestQueue::create("restore", options.clone());
+    let (subject, stream_name) =
+        (format!("shmqtest.{}.restore", std::process::id()), format!("RS{}", std::process::id()));
+    let mut tx = Producer::open(&q.0).expect("open the producer");
+    for seq in 0..n {
+        tx.send(&payload(seq, 16)).expect("send");
+    }
+    drop(tx);
+    let mut bridge = Bridge::start(&dir.0, to_nats_args(&q.0, &subject, &stream_name, &server, &dir.0));
+    wait_for("half the messages forwarded", || stat(&dir.0, "forwarded") >= n / 2);
+    // Killed: no consumer position written at close; the restore starts before what it sent.
+    bridge.kill9();
+    Queue::remove(&q.0).expect("remove the shared-memory object");
+    Queue::open_or_create(&q.0, options).expect("restore the queue from its log");
+    let restored = Queue::inspect(&q.0).expect("inspect").messages;
+    note(format_args!("restored with {restored} messages to go"));
+    bridge.restart();
+    wait_for("the bridge to release every message (an empty queue)", || {
+        Queue::inspect(&q.0).expect("inspect").used_bytes == 0
+    });
+    let tally = read_stream(&server, &stream_name, n);
+    note(format_args!("{n} messages: {} in JetStream, {} duplicates", tally.unique, tally.duplicates));
+    assert_eq!(tally.unique, n, "messages missing from JetStream, the first: {:?}", tally.missing());
+    assert_eq!(tally.duplicates, 0, "duplicates in JetStream after the restore");
+    let status = bridge.signal_and_wait("TERM");
+    assert!(status.success(), "the bridge's exit on SIGTERM: {status:?}; its log:\n{}", bridge.log());
+    assert!(bridge.log().contains("stopped on a signal"), "{}", bridge.log());
+    server.kill9();
+}
+
+/// A message larger than the server's `max_payload` cannot be published: the bridge
+/// publishes the others, says why in its log, keeps its counters file fresh (errors
+/// counted), and publishes the message once the server takes it (restarted with a higher
+/// limit). Before, it said "publishing them again" every second forever and never recovered.
+#[test]
+fn a_message_larger_than_max_payload_waits_with_a_clear_error_and_goes_once_the_limit_is_raised() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("big");
+    let mut server = Server { port: free_port(), dir: dir.0.clone(), proc: Proc(None), config: None };
+    server.config = Some("max_payload: 4096\n".into());
+    server.restart();
+    let q = TestQueue::create("big", Options::new().capacity(256 << 10).max_message(16 << 10));
+    let (subject, stream_name) = (format!("shmqtest.{}.big", std::process::id()), format!("BIG{}", std::process::id()));
+    let mut tx = Producer::open(&q.0).expect("open the producer");
+    for (seq, len) in [(0u64, 16usize), (1, 10_000), (2, 16)] {
+        tx.send(&payload(seq, len)).expect("send");
+    }
+    let mut bridge = Bridge::start(&dir.0, to_nats_args(&q.0, &subject, &stream_name, &server, &dir.0));
+    wait_for("the bridge to say the message is too large", || {
+        bridge.log().contains("larger than the NATS server's max_payload")
+    });
+    let log = bridge.log();
+    assert!(log.contains("message 32 (10000 bytes)") && log.contains("(4096 bytes)"), "{log}");
+    // Its counters file stays fresh while it waits, and counts the failures.
+    wait_for("the failures counted in the counters file", || stat(&dir.0, "errors") >= 1);
+    let updated = stat(&dir.0, "updated_unix_ms");
+    wait_for("a fresher counters file", || stat(&dir.0, "updated_unix_ms") > updated);
+    assert!(Queue::inspect(&q.0).unwrap().used_bytes > 0, "nothing released while one is not stored");
+    // The limit raised (a restart with the default 1 MB): the message goes, and all three are
+    // released.
+    server.kill9();
+    server.config = None;
+    server.restart();
+    wait_for("the bridge to release every message (an empty queue)", || {
+        Queue::inspect(&q.0).expect("inspect").used_bytes == 0
+    });
+    bridge.kill9();
+    let tally = read_stream(&server, &stream_name, 3);
+    assert_eq!((tally.unique, tally.duplicates), (3, 0), "the stream: {:?} missing", tally.missing());
+    server.kill9();
+}
+
+/// JetStream -> shmq: a durable consumer deleted while the bridge runs is made again, and
+/// messages published after that reach the queue (before: "consumer deleted", then "missed
+/// idle heartbeat" every 4 s, forever). The new consumer delivers the stream from its start:
+/// the messages this bridge sent already are acked, not sent twice.
+#[test]
+fn a_deleted_durable_consumer_is_made_again_and_later_messages_arrive_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("rmconsumer");
+    let mut server = Server::start(&dir.0);
+    let q = TestQueue::create("rmconsumer", Options::new().capacity(64 << 10).max_message(1024));
+    let (subject, stream_name) = (format!("shmqtest.{}.rmc", std::process::id()), format!("RMC{}", std::process::id()));
+    let rt = runtime();
+    let js = rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = jetstream::new(client);
+        js.create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+        js
+    });
+    let publish = |range: std::ops::Range<u64>| {
+        rt.block_on(async {
+            for seq in range {
+                js.publish(subject.clone(), payload(seq, 16).into()).await.expect("publish").await.expect("ack");
+            }
+        })
+    };
+    publish(0..10);
+    let mut bridge = Bridge::start(
+        &dir.0,
+        [
+            "--from-subject",
+            &subject,
+            "--to-queue",
+            &q.0,
+            "--stream",
+            &stream_name,
+            "--nats-url",
+            &server.url(),
+            "--timeout",
+            "1s",
+            "--durable",
+            "rmc",
+            "--stats-file",
+            &dir.0.join("stats.json").display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    let mut rx = Consumer::open(&q.0).expect("open the consumer");
+    let mut tally = Tally::new(20);
+    let mut take = |tally: &mut Tally, until: u64| {
+        let deadline = Instant::now() + PHASE;
+        while tally.unique < until {
+            assert!(Instant::now() < deadline, "only {} messages arrived; log:\n{}", tally.unique, bridge.log());
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => tally.add(&m),
+                Err(Error::Timeout) => {}
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+    };
+    take(&mut tally, 10);
+    rt.block_on(async {
+        let st = js.get_stream(&stream_name).await.expect("the stream");
+        st.delete_consumer("rmc").await.expect("delete the durable consumer");
+    });
+    publish(10..20);
+    take(&mut tally, 20);
+    // Anything sent twice would have arrived by now (the new consumer delivers in order).
+    std::thread::sleep(Duration::from_secs(1));
+    while let Ok(Some(m)) = rx.try_recv() {
+        tally.add(&m);
+    }
+    assert_eq!((tally.unique, tally.duplicates), (20, 0), "log:\n{}", bridge.log());
+    assert!(bridge.log().contains("durable consumer rmc is gone"), "{}", bridge.log());
+    bridge.kill9();
+    server.kill9();
+}
+
+/// JetStream -> shmq: a message larger than the queue takes waits (never dropped) with its
+/// counters file kept fresh, and once it is removed from the stream, the bridge acks it and
+/// goes on. (Before, it retried its own copy forever, and the counters file froze.)
+#[test]
+fn a_message_too_large_for_the_queue_is_passed_once_removed_from_the_stream() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("toolarge");
+    let mut server = Server::start(&dir.0);
+    let q = TestQueue::create("toolarge", Options::new().capacity(64 << 10).max_message(1024));
+    let (subject, stream_name) = (format!("shmqtest.{}.tl", std::process::id()), format!("TL{}", std::process::id()));
+    let rt = runtime();
+    let (js, big_seq) = rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = jetstream::new(client);
+        js.create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+        let mut big = 0;
+        for (seq, len) in [(0u64, 16usize), (1, 2000), (2, 16)] {
+            let ack = js.publish(subject.clone(), payload(seq, len).into()).await.expect("publish").await.expect("ack");
+            if len > 16 {
+                big = ack.sequence;
+            }
+        }
+        (js, big)
+    });
+    let mut bridge = Bridge::start(
+        &dir.0,
+        [
+            "--from-subject",
+            &subject,
+            "--to-queue",
+            &q.0,
+            "--stream",
+            &stream_name,
+            "--nats-url",
+            &server.url(),
+            "--timeout",
+            "1s",
+            "--stats-file",
+            &dir.0.join("stats.json").display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    let mut rx = Consumer::open(&q.0).expect("open the consumer");
+    let m = rx.recv_timeout(PHASE).expect("the first message");
+    assert_eq!(seq_of(&m), 0);
+    drop(m);
+    wait_for("the bridge to say the message cannot go", || bridge.log().contains("cannot go to queue"));
+    let updated = stat(&dir.0, "updated_unix_ms");
+    wait_for("a fresher counters file while it waits", || stat(&dir.0, "updated_unix_ms") > updated);
+    wait_for("the failures counted in the counters file", || stat(&dir.0, "errors") >= 1);
+    assert!(matches!(rx.try_recv(), Ok(None)), "nothing passes the message that waits");
+    rt.block_on(async {
+        let st = js.get_stream(&stream_name).await.expect("the stream");
+        st.delete_message(big_seq).await.expect("remove the message from the stream");
+    });
+    let m = rx.recv_timeout(PHASE).expect("the message after the removed one");
+    assert_eq!(seq_of(&m), 2);
+    drop(m);
+    assert!(bridge.log().contains("was removed from the stream"), "{}", bridge.log());
+    let status = bridge.signal_and_wait("INT");
+    assert!(status.success(), "exit on SIGINT: {status:?}");
+    server.kill9();
 }

@@ -13,6 +13,7 @@
 //!   padding is not published.
 //! * `mpsc-batch-committed-one`: the first record of a batch claim is committed, the rest
 //!   not.
+//! * `mpsc-committed`: a single send's record is committed; its claim record is not cleared.
 //! * `sub-creating`: a subscription entry is marked being created (admin lock held).
 //! * `sub-joining`: a new subscription is active with its cursor flagged joining; the
 //!   join is not finished.

@@ -774,6 +774,74 @@ fn a_dead_winner_is_passed_while_the_producer_that_lost_its_position_waits_for_r
     assert_eq!((snap.used_bytes, snap.reclaimed_claims), (0, 1));
 }
 
+/// A producer whose finished claim is still recorded (stopped between its commit and
+/// clearing the record) holds other producers back once they would lap it, when the reader
+/// does not (here it has read everything). If it dies there, nothing wakes a producer that
+/// went to sleep for that room: it must look again by itself (in slices), not sleep for its
+/// whole timeout beside an empty ring. (The chaos test below: the live producer and the
+/// consumer each waited 30 s, the ring empty, about once in 150 runs on a loaded machine.)
+#[test]
+fn a_producer_waiting_behind_a_finished_claim_goes_on_when_its_producer_dies() {
+    let q = TestQueue::create("finished-claim", Options::new().capacity(CAP).max_message(MAX as u32));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    const LEN: usize = 56; // a 72-byte record
+    let args = [
+        ("stream", "1".to_string()),
+        ("pre", "0".to_string()),
+        ("action", "send_len".to_string()),
+        ("len", LEN.to_string()),
+    ];
+    let stop = [("SHMQ_FAILPOINT", "mpsc-committed".to_string()), ("SHMQ_FAILPOINT_ACTION", "stop".to_string())];
+    let child = Child::spawn_env("dying_producer", &q.name, &args, &stop);
+    child.wait_stopped();
+    assert_eq!(recv_tag(&mut rx), (1, 0), "the child's message is committed");
+    // Around the ring, the consumer keeping up, until the child's finished claim is in the way.
+    let mut seq = 0;
+    loop {
+        match tx.try_send(&body(LIVE, seq, LEN)) {
+            Ok(_) => assert_eq!(recv_tag(&mut rx), (LIVE, seq)),
+            Err(Error::Full) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+        seq += 1;
+        assert!(seq < 1000, "never held back by the stopped producer's claim");
+    }
+    // (Nothing to read: at most the padding to the end of the region it published.)
+    assert!(rx.try_recv().unwrap().is_none(), "held back beside an empty ring");
+    // A send that waits (asleep: its full event is counted before it sleeps), then the child
+    // dies where it stopped.
+    let name = q.name.clone();
+    let sender = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = tx.send_timeout(&body(LIVE, seq, LEN), Duration::from_secs(20)).map(|_| ());
+        (r, t.elapsed(), tx)
+    });
+    let me = std::process::id();
+    // The try_send above counted one full event; the waiting send counts the next.
+    let full_events = || {
+        let s = Queue::inspect(&name).unwrap();
+        s.participants
+            .iter()
+            .filter(|p| p.pid == me && p.role == shmq::Role::Producer)
+            .map(|p| p.counters.full_events)
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + OP_TIMEOUT;
+    while full_events() < 2 {
+        assert!(Instant::now() < deadline, "the sender never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.signal(Signal::KILL);
+    let killed = Instant::now();
+    let (r, _, _tx) = sender.join().unwrap();
+    r.expect("the send behind the dead producer's finished claim");
+    let after = killed.elapsed();
+    assert!(after < Duration::from_secs(5), "the send went on {after:?} after the producer died (its timeout: 20 s)");
+    assert_eq!(recv_tag(&mut rx), (LIVE, seq));
+}
+
 // ---------------------------------------------------------------------------------------
 // Several producers at once, dying at random.
 

@@ -14,6 +14,10 @@ use crate::sync::atomic::Ordering;
 use crate::sync::futex::OsFutex;
 use crate::sync::wait::{self, Wait};
 
+/// How often an MPSC producer waiting for room looks again without being woken (see
+/// `reserve_full`): what it may wait at most for another producer's finished claim.
+const CLAIM_RECHECK: Duration = Duration::from_millis(50);
+
 enum ProducerRing {
     Spsc(spsc::Producer),
     Mpsc(mpsc::Producer),
@@ -253,6 +257,7 @@ impl Producer {
                     Ok(res) => {
                         self.h.region.write(res.payload(), msg);
                         let r = p.commit(&self.h.region, res, len).map(|()| res.pos);
+                        crate::failpoint::hit("mpsc-committed");
                         mine.clear();
                         r
                     }
@@ -404,7 +409,23 @@ impl Producer {
             return Err(Error::Full);
         };
         let Some(journal) = self.journal.clone() else {
-            return self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, slot, len));
+            if self.h.shared.seg.config().mode == Mode::Spsc {
+                return self.wait_for_space(deadline, |ring, seg| Self::try_reserve_ring(ring, seg, slot, len));
+            }
+            // MPSC: room may be held by another producer's claim record (when no reader
+            // bounds us further: a record committed, its producer not yet past clearing it),
+            // and a producer that clears its record, or dies, wakes nobody. So in slices: a
+            // producer that slept without them waited for its whole timeout beside an empty
+            // ring (tests/reclaim.rs's chaos test, about once in 150 runs on a loaded
+            // machine, both before and after the loser's claim was cleared).
+            loop {
+                let slice = Instant::now() + CLAIM_RECHECK;
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                match self.wait_for_space(Some(until), |ring, seg| Self::try_reserve_ring(ring, seg, slot, len)) {
+                    Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {}
+                    r => return r,
+                }
+            }
         };
         // A durable queue: room may wait for the journal, whose role's holder may have died
         // or stopped (no wake comes then), so in slices; once a slice has passed without

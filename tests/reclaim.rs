@@ -655,6 +655,31 @@ fn a_member_never_takes_the_slot_of_a_dead_producer_whose_claim_readers_have_not
     m.wait_ok();
 }
 
+/// Payload bytes of the fixed-size messages of the tests below: 72-byte records.
+const LEN: usize = 56;
+
+/// A test queue with its live producer and its consumer (both blocking), one live message
+/// sent and received: the queue and its `tail` now.
+fn started(test: &str) -> (TestQueue, Producer, Consumer, u64) {
+    let q = TestQueue::create(test, Options::new().capacity(CAP).max_message(MAX as u32));
+    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    tx.send(&body(LIVE, 0, LEN)).unwrap();
+    assert_eq!(recv_tag(&mut rx), (LIVE, 0));
+    let t = Queue::inspect(&q.name).unwrap().tail;
+    (q, tx, rx, t)
+}
+
+/// The arguments of a `dying_producer` that sends one [`LEN`]-byte message of `stream`.
+fn send_one(stream: u32) -> [(&'static str, String); 4] {
+    [
+        ("stream", stream.to_string()),
+        ("pre", "0".to_string()),
+        ("action", "send_len".to_string()),
+        ("len", LEN.to_string()),
+    ]
+}
+
 /// Two producers read the same `tail`; the one whose claim was only recorded (its CAS not
 /// made) dies, then the one that won the position dies before committing. With messages of
 /// one fixed size (72-byte records) the dead loser had recorded a batch of three, the dead
@@ -663,13 +688,7 @@ fn a_member_never_takes_the_slot_of_a_dead_producer_whose_claim_readers_have_not
 /// winner's claim, not wait forever for evidence that cannot change.
 #[test]
 fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
-    let q = TestQueue::create("dead-loser-and-winner", Options::new().capacity(CAP).max_message(MAX as u32));
-    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
-    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
-    const LEN: usize = 56; // a 72-byte record
-    tx.send(&body(LIVE, 0, LEN)).unwrap();
-    assert_eq!(recv_tag(&mut rx), (LIVE, 0));
-    let t = Queue::inspect(&q.name).unwrap().tail;
+    let (q, mut tx, mut rx, t) = started("dead-loser-and-winner");
 
     let fp = |point: &str| [("SHMQ_FAILPOINT", point.to_string()), ("SHMQ_FAILPOINT_SKIP", "0".to_string())];
     let loser_args = [
@@ -683,13 +702,7 @@ fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
     assert_eq!(loser.wait_exit().0.signal(), Some(libc::SIGKILL));
     assert_eq!(Queue::inspect(&q.name).unwrap().tail, t, "the loser died before its claim");
 
-    let winner_args = [
-        ("stream", "2".to_string()),
-        ("pre", "0".to_string()),
-        ("action", "send_len".to_string()),
-        ("len", LEN.to_string()),
-    ];
-    let mut winner = Child::spawn_env("dying_producer", &q.name, &winner_args, &fp("mpsc-claimed"));
+    let mut winner = Child::spawn_env("dying_producer", &q.name, &send_one(2), &fp("mpsc-claimed"));
     assert_eq!(winner.wait_exit().0.signal(), Some(libc::SIGKILL));
     assert_eq!(Queue::inspect(&q.name).unwrap().tail, t + 72, "the winner died after its claim");
 
@@ -718,29 +731,15 @@ fn a_dead_winner_is_passed_when_a_dead_loser_recorded_the_same_position() {
 /// 150 runs on a loaded machine.)
 #[test]
 fn a_dead_winner_is_passed_while_the_producer_that_lost_its_position_waits_for_room() {
-    let q = TestQueue::create("live-loser-dead-winner", Options::new().capacity(CAP).max_message(MAX as u32));
-    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
-    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
-    const LEN: usize = 56; // a 72-byte record
-    tx.send(&body(LIVE, 0, LEN)).unwrap();
-    assert_eq!(recv_tag(&mut rx), (LIVE, 0));
-    let t = Queue::inspect(&q.name).unwrap().tail;
-    let args = |stream: u32| {
-        [
-            ("stream", stream.to_string()),
-            ("pre", "0".to_string()),
-            ("action", "send_len".to_string()),
-            ("len", LEN.to_string()),
-        ]
-    };
+    let (q, mut tx, mut rx, t) = started("live-loser-dead-winner");
 
     // The loser records its claim of `t` and stops before its compare-and-swap.
     let stop = [("SHMQ_FAILPOINT", "mpsc-claim-recorded".to_string()), ("SHMQ_FAILPOINT_ACTION", "stop".to_string())];
-    let mut loser = Child::spawn_env("dying_producer", &q.name, &args(1), &stop);
+    let mut loser = Child::spawn_env("dying_producer", &q.name, &send_one(1), &stop);
     loser.wait_stopped();
     // The winner claims `t` and dies before writing anything.
     let mut winner =
-        Child::spawn_env("dying_producer", &q.name, &args(2), &[("SHMQ_FAILPOINT", "mpsc-claimed".into())]);
+        Child::spawn_env("dying_producer", &q.name, &send_one(2), &[("SHMQ_FAILPOINT", "mpsc-claimed".into())]);
     assert_eq!(winner.wait_exit().0.signal(), Some(libc::SIGKILL));
     assert_eq!(Queue::inspect(&q.name).unwrap().tail, t + 72, "the winner died after its claim");
     // The live producer fills the ring behind the dead claim.
@@ -782,22 +781,13 @@ fn a_dead_winner_is_passed_while_the_producer_that_lost_its_position_waits_for_r
 /// consumer each waited 30 s, the ring empty, about once in 150 runs on a loaded machine.)
 #[test]
 fn a_producer_waiting_behind_a_finished_claim_goes_on_when_its_producer_dies() {
-    let q = TestQueue::create("finished-claim", Options::new().capacity(CAP).max_message(MAX as u32));
-    let mut tx = Producer::open_with(&q.name, Wait::Block).unwrap();
-    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
-    const LEN: usize = 56; // a 72-byte record
-    let args = [
-        ("stream", "1".to_string()),
-        ("pre", "0".to_string()),
-        ("action", "send_len".to_string()),
-        ("len", LEN.to_string()),
-    ];
+    let (q, mut tx, mut rx, _) = started("finished-claim");
     let stop = [("SHMQ_FAILPOINT", "mpsc-committed".to_string()), ("SHMQ_FAILPOINT_ACTION", "stop".to_string())];
-    let child = Child::spawn_env("dying_producer", &q.name, &args, &stop);
+    let child = Child::spawn_env("dying_producer", &q.name, &send_one(1), &stop);
     child.wait_stopped();
     assert_eq!(recv_tag(&mut rx), (1, 0), "the child's message is committed");
     // Around the ring, the consumer keeping up, until the child's finished claim is in the way.
-    let mut seq = 0;
+    let mut seq = 1;
     loop {
         match tx.try_send(&body(LIVE, seq, LEN)) {
             Ok(_) => assert_eq!(recv_tag(&mut rx), (LIVE, seq)),

@@ -336,33 +336,7 @@ fn every_message_from_a_queue_reaches_jetstream_once_through_server_and_bridge_k
     bridge.kill9();
 
     // Read the stream back.
-    let rt = runtime();
-    let tally = rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect to check");
-        let js = jetstream::new(client);
-        let mut st = js.get_stream(&stream_name).await.expect("the bridge created the stream");
-        let stored = st.info().await.expect("stream info").state.messages;
-        let c = st
-            .create_consumer(consumer::pull::Config {
-                ack_policy: consumer::AckPolicy::None,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .expect("a consumer to read the stream back");
-        let mut msgs = c.messages().await.expect("pull");
-        let mut tally = Tally::new(n);
-        let deadline = tokio::time::Instant::now() + PHASE;
-        for _ in 0..stored {
-            let m = tokio::time::timeout_at(deadline, msgs.next())
-                .await
-                .expect("reading the stream back timed out")
-                .expect("the pull ended")
-                .expect("a message");
-            tally.add(&m.payload);
-        }
-        tally
-    });
+    let tally = read_stream(&server, &stream_name, n);
     note(format_args!(
         "{n} messages: {} in JetStream, {} duplicates, in {:.1?}; last bridge counters {}",
         tally.unique,
@@ -545,6 +519,71 @@ fn to_nats_args(queue: &str, subject: &str, stream_name: &str, server: &Server, 
     .to_vec()
 }
 
+/// The arguments of a bridge from `subject` in `stream_name` to queue `queue`, then `extra`.
+fn from_nats_args(
+    subject: &str,
+    queue: &str,
+    stream_name: &str,
+    server: &Server,
+    dir: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = [
+        "--from-subject",
+        subject,
+        "--to-queue",
+        queue,
+        "--stream",
+        stream_name,
+        "--nats-url",
+        &server.url(),
+        "--timeout",
+        "1s",
+        "--stats-file",
+        &dir.join("stats.json").display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// A JetStream context on `server` and stream `name` for `subject`, made by the test.
+async fn make_stream(server: &Server, name: &str, subject: &str) -> jetstream::Context {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    js.create_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject.to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("create the stream");
+    js
+}
+
+/// What the tests below start with: the lock that runs them one at a time, a scratch
+/// directory, a server, a queue, and a subject and a stream of their own.
+struct Setup {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    dir: TempDir,
+    server: Server,
+    q: TestQueue,
+    subject: String,
+    stream: String,
+}
+
+fn setup(tag: &str, options: Options) -> Setup {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new(tag);
+    let server = Server::start(&dir.0);
+    let q = TestQueue::create(tag, options);
+    let pid = std::process::id();
+    let subject = format!("shmqtest.{pid}.{tag}");
+    let stream = format!("{}{pid}", tag.to_uppercase());
+    Setup { _serial: serial, dir, server, q, subject, stream }
+}
+
 /// A durable queue restored from its log (the shared-memory object removed, as at a host
 /// restart) keeps its ids, and the bridge its message ids: what the bridge killed before the
 /// restart had published but not released comes again under the same ids, and JetStream
@@ -553,15 +592,12 @@ fn to_nats_args(queue: &str, subject: &str, stream_name: &str, server: &Server, 
 /// bridge finishes, writes its counters and exits 0.
 #[test]
 fn a_durable_queue_restored_from_its_log_reaches_jetstream_once_and_sigterm_stops_the_bridge_cleanly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let n = messages().min(20_000);
-    let dir = TempDir::new("restore");
-    let mut server = Server::start(&dir.0);
-    let log = dir.0.join("log");
-    let options = Options::new().capacity(256 << 10).max_message(1024).durable(&log).fsync(shmq::Fsync::Never);
-    let q = TestQueue::create("restore", options.clone());
-    let (subject, stream_name) =
-        (format!("shmqtest.{}.restore", std::process::id()), format!("RS{}", std::process::id()));
+    let log = std::env::temp_dir().join(format!("shmq-bridge-test-restore-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log);
+    let log = TempDir(log);
+    let options = Options::new().capacity(256 << 10).max_message(1024).durable(&log.0).fsync(shmq::Fsync::Never);
+    let Setup { _serial, dir, mut server, q, subject, stream: stream_name } = setup("restore", options.clone());
     let mut tx = Producer::open(&q.0).expect("open the producer");
     for seq in 0..n {
         tx.send(&payload(seq, 16)).expect("send");
@@ -595,13 +631,11 @@ fn a_durable_queue_restored_from_its_log_reaches_jetstream_once_and_sigterm_stop
 /// limit). Before, it said "publishing them again" every second forever and never recovered.
 #[test]
 fn a_message_larger_than_max_payload_waits_with_a_clear_error_and_goes_once_the_limit_is_raised() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("big");
-    let mut server = Server { port: free_port(), dir: dir.0.clone(), proc: Proc(None), config: None };
+    let Setup { _serial, dir, mut server, q, subject, stream: stream_name } =
+        setup("big", Options::new().capacity(256 << 10).max_message(16 << 10));
+    server.kill9();
     server.config = Some("max_payload: 4096\n".into());
     server.restart();
-    let q = TestQueue::create("big", Options::new().capacity(256 << 10).max_message(16 << 10));
-    let (subject, stream_name) = (format!("shmqtest.{}.big", std::process::id()), format!("BIG{}", std::process::id()));
     let mut tx = Producer::open(&q.0).expect("open the producer");
     for (seq, len) in [(0u64, 16usize), (1, 10_000), (2, 16)] {
         tx.send(&payload(seq, len)).expect("send");
@@ -637,24 +671,10 @@ fn a_message_larger_than_max_payload_waits_with_a_clear_error_and_goes_once_the_
 /// the messages this bridge sent already are acked, not sent twice.
 #[test]
 fn a_deleted_durable_consumer_is_made_again_and_later_messages_arrive_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("rmconsumer");
-    let mut server = Server::start(&dir.0);
-    let q = TestQueue::create("rmconsumer", Options::new().capacity(64 << 10).max_message(1024));
-    let (subject, stream_name) = (format!("shmqtest.{}.rmc", std::process::id()), format!("RMC{}", std::process::id()));
+    let Setup { _serial, dir, mut server, q, subject, stream: stream_name } =
+        setup("rmconsumer", Options::new().capacity(64 << 10).max_message(1024));
     let rt = runtime();
-    let js = rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect");
-        let js = jetstream::new(client);
-        js.create_stream(stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![subject.clone()],
-            ..Default::default()
-        })
-        .await
-        .expect("create the stream");
-        js
-    });
+    let js = rt.block_on(make_stream(&server, &stream_name, &subject));
     let publish = |range: std::ops::Range<u64>| {
         rt.block_on(async {
             for seq in range {
@@ -663,27 +683,8 @@ fn a_deleted_durable_consumer_is_made_again_and_later_messages_arrive_once() {
         })
     };
     publish(0..10);
-    let mut bridge = Bridge::start(
-        &dir.0,
-        [
-            "--from-subject",
-            &subject,
-            "--to-queue",
-            &q.0,
-            "--stream",
-            &stream_name,
-            "--nats-url",
-            &server.url(),
-            "--timeout",
-            "1s",
-            "--durable",
-            "rmc",
-            "--stats-file",
-            &dir.0.join("stats.json").display().to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    );
+    let mut bridge =
+        Bridge::start(&dir.0, from_nats_args(&subject, &q.0, &stream_name, &server, &dir.0, &["--durable", "rmc"]));
     let mut rx = Consumer::open(&q.0).expect("open the consumer");
     let mut tally = Tally::new(20);
     let mut take = |tally: &mut Tally, until: u64| {
@@ -720,22 +721,11 @@ fn a_deleted_durable_consumer_is_made_again_and_later_messages_arrive_once() {
 /// goes on. (Before, it retried its own copy forever, and the counters file froze.)
 #[test]
 fn a_message_too_large_for_the_queue_is_passed_once_removed_from_the_stream() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("toolarge");
-    let mut server = Server::start(&dir.0);
-    let q = TestQueue::create("toolarge", Options::new().capacity(64 << 10).max_message(1024));
-    let (subject, stream_name) = (format!("shmqtest.{}.tl", std::process::id()), format!("TL{}", std::process::id()));
+    let Setup { _serial, dir, mut server, q, subject, stream: stream_name } =
+        setup("toolarge", Options::new().capacity(64 << 10).max_message(1024));
     let rt = runtime();
     let (js, big_seq) = rt.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect");
-        let js = jetstream::new(client);
-        js.create_stream(stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![subject.clone()],
-            ..Default::default()
-        })
-        .await
-        .expect("create the stream");
+        let js = make_stream(&server, &stream_name, &subject).await;
         let mut big = 0;
         for (seq, len) in [(0u64, 16usize), (1, 2000), (2, 16)] {
             let ack = js.publish(subject.clone(), payload(seq, len).into()).await.expect("publish").await.expect("ack");
@@ -745,25 +735,7 @@ fn a_message_too_large_for_the_queue_is_passed_once_removed_from_the_stream() {
         }
         (js, big)
     });
-    let mut bridge = Bridge::start(
-        &dir.0,
-        [
-            "--from-subject",
-            &subject,
-            "--to-queue",
-            &q.0,
-            "--stream",
-            &stream_name,
-            "--nats-url",
-            &server.url(),
-            "--timeout",
-            "1s",
-            "--stats-file",
-            &dir.0.join("stats.json").display().to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    );
+    let mut bridge = Bridge::start(&dir.0, from_nats_args(&subject, &q.0, &stream_name, &server, &dir.0, &[]));
     let mut rx = Consumer::open(&q.0).expect("open the consumer");
     let m = rx.recv_timeout(PHASE).expect("the first message");
     assert_eq!(seq_of(&m), 0);

@@ -54,8 +54,9 @@
 //!   (`RETAKING`) and wrote its reason; the entry is not released.
 //!
 //! With `SHMQ_FAILPOINT_ACTION=stop` the process stops itself (`SIGSTOP`, as a debugger or
-//! `kill -STOP` would) instead of dying, once: continued, it runs on past later hits. Points checked with [`fails`] instead make the
-//! operation fail as the OS could (`journal-sync-fails`: the log's `fdatasync` reports EIO).
+//! `kill -STOP` would) instead of dying, once: continued, it runs on past later hits. Points
+//! checked with [`fails`] instead make the operation fail as the OS could
+//! (`journal-sync-fails`: the log's `fdatasync` reports EIO).
 
 /// Dies here if `SHMQ_FAILPOINT` names `point` (feature `failpoints` only).
 #[cfg(all(feature = "failpoints", not(loom)))]
@@ -70,8 +71,8 @@ pub fn hit(point: &str) {
         Some((name, skip))
     });
     if let Some((name, skip)) = armed {
-        // Relaxed: a counter of this process's own hits.
-        // At that one hit: a process stopped there and continued runs on past later hits.
+        // Relaxed: a counter of this process's own hits. At that one hit only: a process
+        // stopped there and continued runs on past later hits.
         if name == point && HITS.fetch_add(1, Ordering::Relaxed) == *skip {
             if std::env::var("SHMQ_FAILPOINT_ACTION").is_ok_and(|a| a == "stop") {
                 // Aimed at this thread: a stop sent to the process is taken by whichever

@@ -206,16 +206,7 @@ fn a_member_killed_after_sending_a_dead_letter_leaves_a_duplicate_with_the_same_
 /// handed nothing out), and everything else once; nothing goes to the dead-letter queue.
 #[test]
 fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_more() {
-    let s = setup("ack-retaken");
-    let dead = dies_at(&s, "ack-retaken", 0, u32::MAX, 0);
-    assert_eq!(dead, vec![(0, 1)], "the member got seq 0, nacked it, and died taking it back");
-    let mut alive = survivor(&s);
-    alive.sort();
-    let want: Vec<(u32, u32)> = std::iter::once((0, 2)).chain((1..N).map(|q| (q, 1))).collect();
-    assert_eq!(alive, want, "the survivor's (seq, delivery count)");
-    assert!(dead_letters(&s).is_empty());
-    let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
-    assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 1));
+    nack_dies_at("ack-retaken", "the member got seq 0, nacked it, and died taking it back", 1);
 }
 
 /// The member nacks seq 0 and dies between taking the entry back and releasing it: the
@@ -223,16 +214,23 @@ fn a_member_killed_retaking_a_nacked_message_leaves_it_to_another_counted_once_m
 /// else once; the nack never completed, and nothing goes to the dead-letter queue.
 #[test]
 fn a_member_killed_handing_a_nacked_message_back_leaves_it_to_another() {
-    let s = setup("ack-handing-back");
-    let dead = dies_at(&s, "ack-handing-back", 0, u32::MAX, 0);
-    assert_eq!(dead, vec![(0, 1)], "the member got seq 0 and died nacking it");
+    nack_dies_at("ack-handing-back", "the member got seq 0 and died nacking it", 0);
+}
+
+/// A member nacks seq 0 and dies at failpoint `point`: the survivor delivers seq 0 again
+/// (count 2) and everything else once, nothing is dead-lettered, and the subscription counts
+/// `nacked` nacks (1 if the nack was done before the death, 0 if not).
+fn nack_dies_at(point: &str, what: &str, nacked: u64) {
+    let s = setup(point);
+    let dead = dies_at(&s, point, 0, u32::MAX, 0);
+    assert_eq!(dead, vec![(0, 1)], "{what}");
     let mut alive = survivor(&s);
     alive.sort();
     let want: Vec<(u32, u32)> = std::iter::once((0, 2)).chain((1..N).map(|q| (q, 1))).collect();
     assert_eq!(alive, want, "the survivor's (seq, delivery count)");
     assert!(dead_letters(&s).is_empty());
     let info = Subscription::list(&s.q.name).unwrap().into_iter().find(|i| i.name == SUB).unwrap();
-    assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), 0));
+    assert_eq!((info.in_flight, info.acked, info.nacked), (0, u64::from(N), nacked));
 }
 
 /// A member that records its claim of the first span and stops (`SIGSTOP`) before its

@@ -170,10 +170,10 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// Set by SIGTERM, SIGINT or SIGHUP: the bridge finishes the step it is in (a batch
 /// published and released, or a message sent and acked), or gives it up if it cannot finish
 /// now (JetStream or the queue not answering: what it holds is forwarded by the next
-/// bridge), writes its counters and exits 0. Without this, a signal killed the process
-/// mid-step: nothing lost, but a durable queue's consumer position not written at close
-/// (its restore then delivered everything since the last checkpoint again) and no last
-/// counters.
+/// bridge), writes its counters and exits 0; a second signal ends it at once (exit 1).
+/// Without this, a signal killed the process mid-step: nothing lost, but a durable queue's
+/// consumer position not written at close (its restore then delivered everything since the
+/// last checkpoint again) and no last counters.
 #[derive(Clone)]
 pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
@@ -182,6 +182,9 @@ impl Stop {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for sig in [SIGTERM, SIGINT, SIGHUP] {
+            // A second signal ends the process at once (exit 1), should a step not finish:
+            // registered first, it looks at the flag before the first signal's handler sets it.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone())?;
             signal_hook::flag::register(sig, flag.clone())?;
         }
         Ok(Stop(flag))

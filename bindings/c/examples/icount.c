@@ -6,14 +6,16 @@
  *   make -C bindings/c examples
  *   valgrind --tool=callgrind --callgrind-out-file=cg.out \
  *       target/release/c-examples/icount 8 100000
- *   callgrind_annotate --inclusive=yes cg.out | grep -E '=> .*shmq_(send|peek|release) '
+ *   callgrind_annotate --inclusive=yes cg.out | grep -E '=> .*shmq_(send|recv|peek|release) '
  *
  * Divide each function's inclusive count by the message count. One SPSC queue; bursts of
- * 250 messages sent with shmq_send, then drained with shmq_peek + memcpy + shmq_release
- * (what `shmq bench --transport shmq-c` does per message), so every call takes the path it
- * takes in a stream, and callgrind's serialisation of threads does not matter.
+ * 250 messages sent with shmq_send, then drained, so every call takes the path it takes in
+ * a stream, and callgrind's serialisation of threads does not matter. RECEIVE says how:
+ * `recv` (the default) with shmq_recv into a buffer (what `shmq bench --transport shmq-c`
+ * does per message), `peek` with shmq_peek + memcpy + shmq_release (zero-copy, then a
+ * copy: what examples/pingpong.c does).
  *
- * Usage: icount [SIZE [MESSAGES]]   (defaults: 8 bytes, 100000 messages)
+ * Usage: icount [SIZE [MESSAGES [recv|peek]]]   (defaults: 8 bytes, 100000 messages, recv)
  */
 #include <shmq.h>
 
@@ -37,6 +39,17 @@ __attribute__((noinline)) static void send_each(struct shmq_producer *p, const c
     }
 }
 
+__attribute__((noinline)) static size_t recv_copy(struct shmq_consumer *c, int k, char *buf, size_t cap) {
+    size_t total = 0;
+    for (int i = 0; i < k; i++) {
+        size_t len;
+        int rc = shmq_recv(c, buf, cap, &len, -1);
+        if (rc != SHMQ_OK) die("shmq_recv", rc);
+        total += len;
+    }
+    return total;
+}
+
 __attribute__((noinline)) static size_t recv_each(struct shmq_consumer *c, int k, char *buf) {
     size_t total = 0;
     for (int i = 0; i < k; i++) {
@@ -55,8 +68,10 @@ __attribute__((noinline)) static size_t recv_each(struct shmq_consumer *c, int k
 int main(int argc, char **argv) {
     long size = argc > 1 ? strtol(argv[1], NULL, 10) : 8;
     long messages = argc > 2 ? strtol(argv[2], NULL, 10) : 100000;
-    if (size < 0 || size > 65536 || messages <= 0 || messages % BURST != 0) {
-        fprintf(stderr, "usage: icount [SIZE (0-65536) [MESSAGES (a multiple of %d)]]\n", BURST);
+    const char *how = argc > 3 ? argv[3] : "recv";
+    int peek = strcmp(how, "peek") == 0;
+    if (size < 0 || size > 65536 || messages <= 0 || messages % BURST != 0 || (!peek && strcmp(how, "recv") != 0)) {
+        fprintf(stderr, "usage: icount [SIZE (0-65536) [MESSAGES (a multiple of %d) [recv|peek]]]\n", BURST);
         return 2;
     }
     char name[64];
@@ -83,7 +98,7 @@ int main(int argc, char **argv) {
     size_t total = 0;
     for (long r = 0; r < messages / BURST; r++) {
         send_each(p, msg, (size_t)size, BURST);
-        total += recv_each(c, BURST, buf);
+        total += peek ? recv_each(c, BURST, buf) : recv_copy(c, BURST, buf, sizeof buf);
     }
     shmq_producer_close(p);
     shmq_consumer_close(c);
@@ -92,6 +107,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "icount: received %zu bytes, expected %ld\n", total, size * messages);
         return 1;
     }
-    printf("%ld messages of %ld bytes sent and received\n", messages, size);
+    printf("%ld messages of %ld bytes sent and received (%s)\n", messages, size, how);
     return 0;
 }

@@ -421,12 +421,16 @@ fn examples_build_with_plain_cc_and_run() {
 
     // The instruction-count workload checks what it received (every byte of every message).
     let icount = compile_example("icount", &scratch.0);
-    for size in ["0", "8", "65536"] {
-        let out = finish(spawn(&icount, &[size, "2500"], Build::Plain), "icount");
-        check(&out, "icount", &format!("2500 messages of {size} bytes sent and received"));
+    for how in ["recv", "peek"] {
+        for size in ["0", "8", "65536"] {
+            let out = finish(spawn(&icount, &[size, "2500", how], Build::Plain), "icount");
+            check(&out, "icount", &format!("2500 messages of {size} bytes sent and received ({how})"));
+        }
     }
-    let bad = finish(spawn(&icount, &["8", "7"], Build::Plain), "icount usage");
-    assert_eq!(bad.status.code(), Some(2));
+    for args in [&["8", "7"][..], &["8", "2500", "memcpy"]] {
+        let bad = finish(spawn(&icount, args, Build::Plain), "icount usage");
+        assert_eq!(bad.status.code(), Some(2));
+    }
 
     for wait in ["adaptive", "block"] {
         let out = finish(

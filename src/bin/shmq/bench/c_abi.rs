@@ -53,8 +53,7 @@ type ConsumerSetWaitFn = unsafe extern "C" fn(*mut CConsumer, c_int) -> c_int;
 type ProducerCloseFn = unsafe extern "C" fn(*mut CProducer);
 type ConsumerCloseFn = unsafe extern "C" fn(*mut CConsumer);
 type SendFn = unsafe extern "C" fn(*mut CProducer, *const c_void, usize, i64) -> c_int;
-type PeekFn = unsafe extern "C" fn(*mut CConsumer, *mut *const c_void, *mut usize, i64) -> c_int;
-type ReleaseFn = unsafe extern "C" fn(*mut CConsumer) -> c_int;
+type RecvFn = unsafe extern "C" fn(*mut CConsumer, *mut c_void, usize, *mut usize, i64) -> c_int;
 type StrerrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
 
@@ -68,8 +67,7 @@ struct Fns {
     producer_close: ProducerCloseFn,
     consumer_close: ConsumerCloseFn,
     send: SendFn,
-    peek: PeekFn,
-    release: ReleaseFn,
+    recv: RecvFn,
     strerror: StrerrorFn,
     last_error: LastErrorFn,
 }
@@ -177,8 +175,7 @@ fn open(path: &Path) -> Result<CLib> {
         producer_close: func!(c"shmq_producer_close", ProducerCloseFn),
         consumer_close: func!(c"shmq_consumer_close", ConsumerCloseFn),
         send: func!(c"shmq_send", SendFn),
-        peek: func!(c"shmq_peek", PeekFn),
-        release: func!(c"shmq_release", ReleaseFn),
+        recv: func!(c"shmq_recv", RecvFn),
         strerror: func!(c"shmq_strerror", StrerrorFn),
         last_error: func!(c"shmq_last_error", LastErrorFn),
     };
@@ -266,7 +263,7 @@ impl CShmqEnd {
 impl Drop for CShmqEnd {
     fn drop(&mut self) {
         // SAFETY: each is NULL (ignored) or an open handle of this end, closed once here;
-        // no pointer from `shmq_peek` outlives `recv`.
+        // no call is inside either (this end is used by one thread).
         unsafe {
             (self.lib.f.producer_close)(self.tx);
             (self.lib.f.consumer_close)(self.rx);
@@ -285,30 +282,20 @@ impl Endpoint for CShmqEnd {
         Ok(())
     }
 
-    /// What a C consumer does to get a message into its own buffer with one copy:
-    /// `shmq_peek`, copy out, `shmq_release`.
+    /// What a C consumer does to get a message into its own buffer: `shmq_recv`, which
+    /// copies it there and releases it in one call (the twin of the Rust transport's
+    /// `recv` and copy).
     #[inline]
     fn recv(&mut self, out: &mut [u8]) -> Result<()> {
-        let mut data: *const c_void = std::ptr::null();
         let mut len = 0usize;
-        // SAFETY: `rx` is an open consumer handle; `data` and `len` are writable.
-        let rc = unsafe { (self.lib.f.peek)(self.rx, &mut data, &mut len, FOREVER) };
+        // SAFETY: `rx` is an open consumer handle; `out` is `out.len()` writable bytes of
+        // our own; `len` is writable.
+        let rc = unsafe { (self.lib.f.recv)(self.rx, out.as_mut_ptr().cast(), out.len(), &mut len, FOREVER) };
         if rc != SHMQ_OK {
-            return Err(self.lib.error("shmq_peek", rc));
+            return Err(self.lib.error("shmq_recv", rc));
         }
         if len != out.len() {
-            // SAFETY: `rx` is open and has a message peeked.
-            unsafe { (self.lib.f.release)(self.rx) };
             bail!("received {len} bytes, expected {}", out.len());
-        }
-        // SAFETY: `shmq_peek` succeeded: `data` points to `len` readable bytes (in the
-        // queue's ring) until `shmq_release`; `out` is `len` bytes of our own, so the two
-        // do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(data.cast::<u8>(), out.as_mut_ptr(), len) };
-        // SAFETY: `rx` is open and has a message peeked; `data` is not used after this.
-        let rc = unsafe { (self.lib.f.release)(self.rx) };
-        if rc != SHMQ_OK {
-            return Err(self.lib.error("shmq_release", rc));
         }
         Ok(())
     }

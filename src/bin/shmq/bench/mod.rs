@@ -23,8 +23,9 @@
 //! * `shmq` (waits `spin`, `block`, `adaptive`): two SPSC queues, one per direction.
 //!   Latency uses `send` and `recv`; throughput uses `send` and `recv_batch`.
 //! * `shmq-c` (the same waits): the same queues through the C ABI ([`c_abi`]): both
-//!   processes load `libshmq.so` with `dlopen` and call `shmq_send`, and `shmq_peek`, a copy
-//!   and `shmq_release` (for latency and throughput alike: the C ABI has no batch receive).
+//!   processes load `libshmq.so` with `dlopen` and call `shmq_send` and `shmq_recv` (which
+//!   copies the message into the receiver's buffer, as the Rust transport's `recv` and copy
+//!   do), for latency and throughput alike: the C ABI has no batch receive.
 //!   Its p50 and p99 are compared with `shmq`'s of the same wait, within each round.
 //! * `spin-floor`: no queue at all. A shared mapping of the bench's own.
 //!   - Latency: one slot per direction: an 8-byte header (a 32-bit sequence word and an ack
@@ -97,10 +98,11 @@ Transports:
   shmq         two SPSC queues (one per direction), with the waits spin, block, adaptive
   shmq-c       the same queues through the C ABI: both processes load libshmq.so at run time
                (--libshmq PATH; default: libshmq.so next to this executable, built by
-               `cargo build --release -p shmq-c`) and call shmq_send, and shmq_peek + copy +
-               shmq_release, as a C program does. In the default transports only when the
-               library loads (stderr says why not). Ratio lines shmq-c / shmq: p50 (target:
-               at most 10 ns more) and p99 (target: at most 10 % more), per wait
+               `cargo build --release -p shmq-c`) and call shmq_send and shmq_recv (which
+               copies into the receiver's buffer), as a C program does. In the default
+               transports only when the library loads (stderr says why not). Ratio lines
+               shmq-c / shmq: p50 (target: at most 10 ns more) and p99 (target: at most 10 %
+               more), per wait
   spin-floor   no queue: a shared mapping of the bench's own. Ping-pong: one slot per
                direction; the sender copies the message in and stores a sequence word, the
                receiver spins on it and copies the message out. The cache-line ping-pong

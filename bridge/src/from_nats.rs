@@ -33,7 +33,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats, sto
     let queue = args.to_queue.as_deref().expect("clap requires it");
     let subject = args.from_subject.as_deref().expect("clap requires it");
     let Some(mut tx) = open(queue, stop)? else { return Ok(()) };
-    let Some(stream) = rt.block_on(nats::ensure_stream(&js, args, subject, stop))? else { return Ok(()) };
+    let Some(stream) = rt.block_on(nats::ensure_stream(&js, args, subject, stop, stats))? else { return Ok(()) };
     let durable = args.durable.clone().unwrap_or_else(|| default_durable(queue));
     let config = pull::Config {
         durable_name: Some(durable.clone()),

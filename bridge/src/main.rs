@@ -36,8 +36,9 @@ pub struct Args {
     /// Read this shmq queue (as its consumer) and publish each message to --to-subject.
     #[arg(long, requires = "to_subject", value_name = "NAME")]
     pub from_queue: Option<String>,
-    /// The JetStream subject that messages from --from-queue are published to.
-    #[arg(long, requires = "from_queue", value_name = "SUBJ")]
+    /// The JetStream subject that messages from --from-queue are published to (a literal
+    /// subject: no `*` or `>`).
+    #[arg(long, requires = "from_queue", value_name = "SUBJ", value_parser = parse_publish_subject)]
     pub to_subject: Option<String>,
     /// Read this JetStream subject (a durable pull consumer) and send each message to --to-queue.
     #[arg(long, requires = "to_queue", value_name = "SUBJ")]
@@ -124,6 +125,30 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A subject one can publish to: dot-separated tokens, none empty, no wildcard (`*`, `>`)
+/// and no white space. NATS refuses a publish to anything else, so a bridge started with it
+/// would retry every message forever.
+fn parse_publish_subject(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a subject cannot be empty".into());
+    }
+    for token in s.split('.') {
+        if token.is_empty() {
+            return Err(format!("invalid subject {s:?}: an empty token (a leading, trailing or double dot)"));
+        }
+        if token.contains(['*', '>']) {
+            return Err(format!(
+                "invalid subject {s:?}: wildcards (* and >) select subjects to read; messages are published to one \
+                 literal subject"
+            ));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("invalid subject {s:?}: white space or control characters"));
+        }
+    }
+    Ok(s.to_owned())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
@@ -199,8 +224,19 @@ impl Stop {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_publish_subject};
     use std::time::Duration;
+
+    #[test]
+    fn a_publish_subject_is_literal() {
+        for ok in ["orders", "orders.in", "a.b-c_d.E9", "$JS-like.x"] {
+            assert_eq!(parse_publish_subject(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "orders.*", "orders.>", ">", "a*b", "orders.", ".orders", "a..b", "a b", "a\tb"] {
+            assert!(parse_publish_subject(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_publish_subject("orders.*").unwrap_err().contains("wildcards"));
+    }
 
     #[test]
     fn durations_take_units_and_refuse_zero_and_more_than_30_days() {

@@ -1,26 +1,25 @@
 //! Connecting to NATS (credentials, reconnects, logging of connection events) and checking
 //! or creating the stream.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, context::CreateStreamErrorKind, context::GetStreamErrorKind, stream};
 
+use crate::stats::Stats;
 use crate::{Args, Stop, log};
 
-/// A JetStream context and whether the client is connected now.
+/// A JetStream context.
 #[derive(Clone)]
 pub struct Js {
     pub ctx: jetstream::Context,
-    pub connected: Arc<AtomicBool>,
 }
 
 impl Js {
+    /// Whether the client is connected to a server now (the client's own connection state:
+    /// the first connection is made in the background, so "connect" returning says nothing).
     pub fn is_connected(&self) -> bool {
-        // Relaxed: a flag for the stats file only; nothing is ordered by it.
-        self.connected.load(Ordering::Relaxed)
+        self.ctx.client().connection_state() == async_nats::connection::State::Connected
     }
 }
 
@@ -43,8 +42,6 @@ pub async fn connect(args: &Args) -> anyhow::Result<Js> {
     if let Some(ca) = &args.tls_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let connected = Arc::new(AtomicBool::new(false));
-    let flag = connected.clone();
     opts = opts
         .name(format!("shmq-bridge {}", std::process::id()))
         .retry_on_initial_connect()
@@ -53,21 +50,11 @@ pub async fn connect(args: &Args) -> anyhow::Result<Js> {
         .request_timeout(Some(args.timeout))
         // At most 1 s between attempts, so a restarted server is found again quickly.
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
-        .event_callback(move |event| {
-            let flag = flag.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        // Relaxed: see `is_connected`.
-                        flag.store(true, Ordering::Relaxed);
-                        log::info(format_args!("connected to NATS"));
-                    }
-                    async_nats::Event::Disconnected => {
-                        flag.store(false, Ordering::Relaxed);
-                        log::warn(format_args!("disconnected from NATS; reconnecting"));
-                    }
-                    other => log::warn(format_args!("NATS: {other}")),
-                }
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => log::info(format_args!("connected to NATS")),
+                async_nats::Event::Disconnected => log::warn(format_args!("disconnected from NATS; reconnecting")),
+                other => log::warn(format_args!("NATS: {other}")),
             }
         });
     log::info(format_args!("connecting to {}", args.nats_url));
@@ -78,17 +65,23 @@ pub async fn connect(args: &Args) -> anyhow::Result<Js> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad --nats-url {:?}", args.nats_url))?;
     let client = opts.connect(urls).await.context("connecting to NATS")?;
-    connected.store(true, Ordering::Relaxed);
     let ctx = jetstream::ContextBuilder::new().timeout(args.timeout).build(client);
-    Ok(Js { ctx, connected })
+    Ok(Js { ctx })
 }
 
 /// Checks that stream `name` exists and captures `subject`, or creates it (file storage,
 /// `subject` as its subject). Retries, for as long as it takes, while JetStream does not
 /// answer (a bridge started before its server waits for it); a configuration JetStream
 /// refuses (the subject taken by another stream, say) is an error at once. `None` if a stop
-/// was asked for first.
-pub async fn ensure_stream(js: &Js, args: &Args, subject: &str, stop: &Stop) -> anyhow::Result<Option<stream::Stream>> {
+/// was asked for first. Keeps the counters file fresh while it waits (`connected` in it says
+/// whether a server answers).
+pub async fn ensure_stream(
+    js: &Js,
+    args: &Args,
+    subject: &str,
+    stop: &Stop,
+    stats: &Stats,
+) -> anyhow::Result<Option<stream::Stream>> {
     let name = &args.stream;
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
@@ -96,6 +89,7 @@ pub async fn ensure_stream(js: &Js, args: &Args, subject: &str, stop: &Stop) -> 
         if stop.asked() {
             return Ok(None);
         }
+        stats.maybe_write(js.is_connected());
         match js.ctx.get_stream(name).await {
             Ok(mut s) => match s.info().await {
                 Ok(info) => {

@@ -22,10 +22,14 @@
 //! the others, says so (the message's id, its size, the limit) and tries it again every 5
 //! seconds, counting an error each time, until the server takes it (its `max_payload`
 //! raised: the client learns the new limit when it reconnects). Nothing is dropped.
+//!
+//! A stream deleted while the bridge runs is made again, as a bridge starting would make it
+//! (with a warning), and the messages not yet stored are published to it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use shmq::{Consumer, Error};
@@ -37,7 +41,7 @@ use crate::{Args, Stop, log};
 pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats, stop: &Stop) -> anyhow::Result<()> {
     let queue = args.from_queue.as_deref().expect("clap requires it");
     let subject = args.to_subject.as_deref().expect("clap requires it");
-    if rt.block_on(nats::ensure_stream(&js, args, subject, stop))?.is_none() {
+    if rt.block_on(nats::ensure_stream(&js, args, subject, stop, stats))?.is_none() {
         return Ok(()); // stopped
     }
     let Some(mut rx) = open(queue, stop)? else { return Ok(()) };
@@ -75,7 +79,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats, sto
             }
             Err(e) => bail!("receiving from queue {queue}: {e}"),
         }
-        if !rt.block_on(publish_all(&js, subject, &prefix, &batch, stats, stop)) {
+        if !rt.block_on(publish_all(&js, args, subject, &prefix, &batch, stats, stop))? {
             // Stopped before JetStream acked them all: they stay in the queue (held messages
             // of a closed consumer are received again by the next one), and JetStream drops
             // the copies it has already when they come again.
@@ -90,14 +94,26 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &Args, js: Js, stats: &Stats, sto
 
 /// Publishes every message of `batch` and returns `true` once JetStream acknowledged each,
 /// publishing again (under the same `Nats-Msg-Id`) those whose publish failed or whose ack
-/// did not come in time; `false` if a stop was asked for first.
-async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)], stats: &Stats, stop: &Stop) -> bool {
+/// did not come in time; `false` if a stop was asked for first. When no stream captures the
+/// subject any more (the stream was deleted while the bridge ran), makes it again as at
+/// start ([`nats::ensure_stream`], at most every 5 s); an error if that cannot be done (a
+/// stream of that name now captures other subjects): the messages stay in the queue.
+async fn publish_all(
+    js: &Js,
+    args: &Args,
+    subject: &str,
+    prefix: &str,
+    batch: &[(u64, Bytes)],
+    stats: &Stats,
+    stop: &Stop,
+) -> anyhow::Result<bool> {
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut attempt = 0u64;
     let mut too_large_since: Option<Instant> = None;
+    let mut stream_made: Option<Instant> = None;
     loop {
         if attempt > 0 && stop.asked() {
-            return false;
+            return Ok(false);
         }
         attempt += 1;
         let mut acks = Vec::with_capacity(pending.len());
@@ -119,14 +135,16 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
         let mut failed = Vec::new();
         let mut first_error = None;
         let mut too_large = None;
+        let mut no_stream = false;
         for (i, r) in results {
             match r {
                 Ok(ack) if ack.duplicate => Stats::add(&stats.duplicates, 1),
                 Ok(_) => {}
                 Err(e) => {
-                    if too_large.is_none() && is_too_large(&e) {
+                    if too_large.is_none() && is_kind(&e, PublishErrorKind::MaxPayloadExceeded) {
                         too_large = Some(i);
                     }
+                    no_stream |= is_kind(&e, PublishErrorKind::StreamNotFound);
                     failed.push(i);
                     first_error.get_or_insert(e);
                 }
@@ -136,7 +154,7 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
             if attempt > 1 {
                 log::info(format_args!("all {} messages of the batch published after {attempt} attempts", batch.len()));
             }
-            return true;
+            return Ok(true);
         }
         Stats::add(&stats.errors, 1);
         if let Some(i) = too_large {
@@ -158,7 +176,7 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
             pending = failed;
             for _ in 0..50 {
                 if stop.asked() {
-                    return false;
+                    return Ok(false);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 stats.maybe_write(js.is_connected());
@@ -168,6 +186,22 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
         if attempt == 1 {
             // Counted once per message: each is published again until it is acked.
             Stats::add(&stats.redelivered, failed.len() as u64);
+        }
+        if no_stream && stream_made.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            // The server answered that nothing stores this subject: the stream is gone. A
+            // bridge started now would make it; so does this one, and publishes again at once.
+            log::warn(format_args!(
+                "no stream captures subject {subject} any more (stream {} deleted?); making it again as at \
+                 start; {} messages wait in the queue",
+                args.stream,
+                failed.len()
+            ));
+            stream_made = Some(Instant::now());
+            if nats::ensure_stream(js, args, subject, stop, stats).await?.is_none() {
+                return Ok(false);
+            }
+            pending = failed;
+            continue;
         }
         if attempt == 1 || attempt.is_multiple_of(10) {
             let e = first_error.expect("a failure has an error");
@@ -183,10 +217,10 @@ async fn publish_all(js: &Js, subject: &str, prefix: &str, batch: &[(u64, Bytes)
     }
 }
 
-/// Whether a publish failed because the message is larger than the server takes.
-fn is_too_large(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<async_nats::jetstream::context::PublishError>()
-        .is_some_and(|p| p.kind() == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded)
+/// Whether a publish failed for the reason `kind` (`MaxPayloadExceeded`: the message is
+/// larger than the server takes; `StreamNotFound`: no stream captures the subject).
+fn is_kind(e: &anyhow::Error, kind: PublishErrorKind) -> bool {
+    e.downcast_ref::<async_nats::jetstream::context::PublishError>().is_some_and(|p| p.kind() == kind)
 }
 
 /// Opens the queue's consumer, waiting while another process holds it (a bridge still

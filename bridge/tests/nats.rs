@@ -757,3 +757,96 @@ fn a_message_too_large_for_the_queue_is_passed_once_removed_from_the_stream() {
     assert!(status.success(), "exit on SIGINT: {status:?}");
     server.kill9();
 }
+
+/// shmq -> JetStream: the stream deleted while the bridge runs is made again (as a bridge
+/// starting now would make it), and the messages sent after the deletion are stored in it,
+/// each once. Before, every publish failed with "no stream found for given subject" and the
+/// bridge published them again every second, forever.
+#[test]
+fn a_stream_deleted_while_the_bridge_runs_is_made_again_and_later_messages_are_stored_once() {
+    let Setup { _serial, dir, mut server, q, subject, stream: stream_name } =
+        setup("rmstream", Options::new().capacity(64 << 10).max_message(1024));
+    let mut tx = Producer::open(&q.0).expect("open the producer");
+    let send = |tx: &mut Producer, seqs: std::ops::Range<u64>| {
+        for seq in seqs {
+            tx.send(&payload(seq, 16)).expect("send");
+        }
+    };
+    send(&mut tx, 0..10);
+    let mut bridge = Bridge::start(&dir.0, to_nats_args(&q.0, &subject, &stream_name, &server, &dir.0));
+    wait_for("the first 10 forwarded", || stat(&dir.0, "forwarded") >= 10);
+    runtime().block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        jetstream::new(client).delete_stream(&stream_name).await.expect("delete the stream");
+    });
+    send(&mut tx, 10..20);
+    wait_for("the bridge to release every message (an empty queue)", || {
+        Queue::inspect(&q.0).expect("inspect").used_bytes == 0
+    });
+    let tally = read_stream(&server, &stream_name, 20);
+    assert_eq!((tally.unique, tally.duplicates), (10, 0), "the new stream; log:\n{}", bridge.log());
+    assert_eq!(tally.missing(), (0..10).collect::<Vec<_>>(), "the new stream holds the messages 10-19");
+    assert!(bridge.log().contains("no stream captures subject"), "{}", bridge.log());
+    wait_for("20 forwarded in the counters file", || stat(&dir.0, "forwarded") == 20);
+    bridge.kill9();
+    server.kill9();
+}
+
+/// At start: a wildcard `--to-subject` is refused (NATS takes no publish to one: every message
+/// was tried again forever). While no server answers, the counters file is written and kept
+/// fresh, saying `connected: false` (before, there was none until a server answered, and then
+/// it said `true` from the start). A server started later is found: the bridge makes the
+/// stream and forwards. SIGTERM ends it with exit 0.
+#[test]
+fn a_wildcard_subject_is_refused_and_the_counters_file_is_kept_while_no_server_answers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("noserver");
+    let q = TestQueue::create("noserver", Options::new().capacity(64 << 10).max_message(1024));
+    let bin = env!("CARGO_BIN_EXE_shmq-bridge");
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}"); // nobody listens there yet
+    for subject in ["orders.*", "orders.>", "orders..in"] {
+        // Bounded: a bridge that took the subject would wait for a server for good.
+        let out = Command::new("timeout")
+            .args([
+                "30",
+                bin,
+                "--from-queue",
+                &q.0,
+                "--to-subject",
+                subject,
+                "--stream",
+                "NOSERVER",
+                "--nats-url",
+                &url,
+            ])
+            .output()
+            .expect("run shmq-bridge");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--to-subject {subject}: {stderr}");
+        assert!(stderr.contains("invalid subject"), "--to-subject {subject}: {stderr}");
+    }
+    let stats = dir.0.join("stats.json");
+    let args = ["--from-queue", &q.0, "--to-subject", "shmqtest.noserver", "--stream", "NOSERVER", "--nats-url", &url];
+    let mut args: Vec<String> = args.map(str::to_owned).to_vec();
+    args.extend(["--stats-file".to_owned(), stats.display().to_string()]);
+    let mut bridge = Bridge::start(&dir.0, args);
+    wait_for("a counters file", || stats.exists());
+    let updated = stat(&dir.0, "updated_unix_ms");
+    wait_for("a fresher counters file", || stat(&dir.0, "updated_unix_ms") > updated);
+    let connected = || {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        v["connected"].as_bool().expect("a `connected` field")
+    };
+    assert!(!connected(), "connected, with no server");
+    let mut server = Server { port, dir: dir.0.clone(), proc: Proc(None), config: None };
+    server.restart();
+    Producer::open(&q.0).expect("open the producer").send(&payload(0, 16)).expect("send");
+    wait_for("the message forwarded", || stat(&dir.0, "forwarded") == 1);
+    assert!(connected(), "not connected, with a server; log:\n{}", bridge.log());
+    let status = bridge.signal_and_wait("TERM");
+    assert!(status.success(), "exit on SIGTERM: {status:?}; log:\n{}", bridge.log());
+    let tally = read_stream(&server, "NOSERVER", 1);
+    assert_eq!((tally.unique, tally.duplicates), (1, 0));
+    server.kill9();
+}

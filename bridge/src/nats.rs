@@ -9,17 +9,18 @@ use async_nats::jetstream::{self, context::CreateStreamErrorKind, context::GetSt
 use crate::stats::Stats;
 use crate::{Args, Stop, log};
 
-/// A JetStream context.
+/// A JetStream context, and its client.
 #[derive(Clone)]
 pub struct Js {
     pub ctx: jetstream::Context,
+    client: async_nats::Client,
 }
 
 impl Js {
     /// Whether the client is connected to a server now (the client's own connection state:
     /// the first connection is made in the background, so "connect" returning says nothing).
     pub fn is_connected(&self) -> bool {
-        self.ctx.client().connection_state() == async_nats::connection::State::Connected
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 }
 
@@ -65,8 +66,8 @@ pub async fn connect(args: &Args) -> anyhow::Result<Js> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad --nats-url {:?}", args.nats_url))?;
     let client = opts.connect(urls).await.context("connecting to NATS")?;
-    let ctx = jetstream::ContextBuilder::new().timeout(args.timeout).build(client);
-    Ok(Js { ctx })
+    let ctx = jetstream::ContextBuilder::new().timeout(args.timeout).build(client.clone());
+    Ok(Js { ctx, client })
 }
 
 /// Checks that stream `name` exists and captures `subject`, or creates it (file storage,

@@ -73,8 +73,8 @@ const STUCK_CHECK: Duration = Duration::from_millis(50);
 const STUCK_AFTER: Duration = Duration::from_millis(20);
 /// How many times a spinning receive looks at the head in line before its general wait
 /// ([`Consumer::look_or_spin`]): 1-4 µs of `pause` (25 ns each on the 2-vCPU EPYC the
-/// figures come from; longer on most Intel cores), so that an interruption or a removal is
-/// seen at most that much later.
+/// figures come from; longer on most Intel cores), so that an interruption, a removal or a
+/// deadline is seen at most that much later.
 const SPIN_IN_LINE: u32 = 64;
 
 impl std::fmt::Debug for Consumer {
@@ -278,7 +278,15 @@ impl Consumer {
         if self.acks.is_some() {
             return self.acks_recv(until(timeout)).map(|m| m.expect("waiting recv returns a message"));
         }
-        let rec = self.next(until(timeout))?;
+        self.h.shared.seg.check_same_process()?;
+        // As in `recv`: the deadline matters only once the call waits (a message there now,
+        // or within the spin in line, is taken without reading the clock).
+        let nothing = match self.look_or_spin() {
+            Look::Message(rec) => return Ok(Message::from_ring(self, rec)),
+            Look::Nothing => true,
+            Look::Other => false,
+        };
+        let rec = self.next_slow(until(timeout), nothing)?;
         Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
@@ -296,10 +304,10 @@ impl Consumer {
     /// `None`, at most the duration otherwise (`Err(Timeout)`).
     #[inline]
     pub fn peek(&mut self, timeout: Option<Duration>) -> Result<&[u8]> {
-        // The common case first, as in `recv`: no deadline, and a message in the ring now
-        // (or after the short spin in line). A C `shmq_peek` with a negative timeout comes
-        // here on every message.
-        if timeout.is_none() && self.acks.is_none() {
+        // The common case first, as in `recv`: a message in the ring now (or after the short
+        // spin in line), whatever the timeout, which matters only once the call waits. A C
+        // `shmq_peek` or `shmq_recv` that may wait comes here on every message.
+        if self.acks.is_none() {
             self.h.shared.seg.check_same_process()?;
             let nothing = match self.look_or_spin() {
                 Look::Message(rec) => {
@@ -310,7 +318,8 @@ impl Consumer {
                 Look::Nothing => true,
                 Look::Other => false,
             };
-            let rec = self.next_slow(Until::Deadline(None), nothing)?.expect("waiting peek returns a record");
+            let until = timeout.map_or(Until::Deadline(None), until);
+            let rec = self.next_slow(until, nothing)?.expect("waiting peek returns a record");
             return Ok(self.peeked(rec));
         }
         self.peek_general(timeout)
@@ -477,8 +486,8 @@ impl Consumer {
     fn next(&mut self, until: Until) -> Result<Option<consumer::Record>> {
         self.h.shared.seg.check_same_process()?;
         let look = match until {
-            Until::Deadline(None) => self.look_or_spin(),
-            _ => self.ring.look(&self.h.region),
+            Until::Now => self.ring.look(&self.h.region),
+            _ => self.look_or_spin(),
         };
         let nothing = match look {
             Look::Message(rec) => return Ok(Some(rec)),
@@ -488,16 +497,18 @@ impl Consumer {
         self.next_slow(until, nothing)
     }
 
-    /// The head, for a receive that waits without a deadline: if nothing is there and the
-    /// handle waits by spinning ([`Wait::Spin`], or [`Wait::Adaptive`], which spins first),
-    /// looks again up to [`SPIN_IN_LINE`] times before the general wait. A message that
+    /// The head, for a receive that may wait (forever or until a deadline): if nothing is
+    /// there and the handle waits by spinning ([`Wait::Spin`], or [`Wait::Adaptive`], which
+    /// spins first), looks again up to [`SPIN_IN_LINE`] times before the general wait. A message that
     /// comes within that spin (a reply in a request/response exchange, a producer a little
     /// ahead) is taken by the same few instructions as one found at once. The general wait
     /// (`next_slow`), which also watches for interruptions, a closed queue, padding and
     /// dead claimants, took 30-40 ns longer from the stamp's arrival to the return: in
     /// `shmq bench --transport shmq,spin-floor --wait spin --size 64`, one-way p50 116-130
-    /// ns (1.20-1.51 of the floor) without this spin, 81-90 ns (0.95-1.13) with it. Members
-    /// and readers of a log read spans and files, not the bare head: they go straight on.
+    /// ns (1.20-1.51 of the floor) without this spin, 81-90 ns (0.95-1.13) with it. A
+    /// receive with a timeout spins in line too (it did not until December 2026, and so
+    /// took the general wait for every reply). Members and readers of a log read spans and
+    /// files, not the bare head: they go straight on.
     #[inline(always)]
     fn look_or_spin(&self) -> Look {
         let look = self.ring.look(&self.h.region);

@@ -232,18 +232,25 @@ impl Consumer {
     /// queue was removed and everything in it received.
     #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
+        self.recv_until(Until::Deadline(None))
+    }
+
+    /// [`recv`](Self::recv) and [`recv_timeout`](Self::recv_timeout): a receive that waits
+    /// by `until`, which matters only once it waits.
+    #[inline(always)]
+    fn recv_until(&mut self, until: Until) -> Result<Message<'_>> {
         if self.acks.is_some() {
-            return self.acks_recv(Until::Deadline(None)).map(|m| m.expect("waiting recv returns a message"));
+            return self.acks_recv(until).map(|m| m.expect("waiting recv returns a message"));
         }
         self.h.shared.seg.check_same_process()?;
         // The common case first, its record kept in registers: a message is there (now, or
-        // after a short spin in line).
+        // after a short spin in line), taken without reading the clock.
         let nothing = match self.look_or_spin() {
             Look::Message(rec) => return Ok(Message::from_ring(self, rec)),
             Look::Nothing => true,
             Look::Other => false,
         };
-        let rec = self.next_slow(Until::Deadline(None), nothing)?;
+        let rec = self.next_slow(until, nothing)?;
         Ok(Message::new(self, rec.expect("waiting recv returns a record")))
     }
 
@@ -275,19 +282,7 @@ impl Consumer {
 
     /// Receives the next message, waiting at most `timeout`: `Err(Timeout)` when it expires.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
-        if self.acks.is_some() {
-            return self.acks_recv(until(timeout)).map(|m| m.expect("waiting recv returns a message"));
-        }
-        self.h.shared.seg.check_same_process()?;
-        // As in `recv`: the deadline matters only once the call waits (a message there now,
-        // or within the spin in line, is taken without reading the clock).
-        let nothing = match self.look_or_spin() {
-            Look::Message(rec) => return Ok(Message::from_ring(self, rec)),
-            Look::Nothing => true,
-            Look::Other => false,
-        };
-        let rec = self.next_slow(until(timeout), nothing)?;
-        Ok(Message::new(self, rec.expect("waiting recv returns a record")))
+        self.recv_until(until(timeout))
     }
 
     /// The next message without taking it: the same message again on the next call, until
@@ -499,9 +494,9 @@ impl Consumer {
 
     /// The head, for a receive that may wait (forever or until a deadline): if nothing is
     /// there and the handle waits by spinning ([`Wait::Spin`], or [`Wait::Adaptive`], which
-    /// spins first), looks again up to [`SPIN_IN_LINE`] times before the general wait. A message that
-    /// comes within that spin (a reply in a request/response exchange, a producer a little
-    /// ahead) is taken by the same few instructions as one found at once. The general wait
+    /// spins first), looks again up to [`SPIN_IN_LINE`] times before the general wait. A
+    /// message that comes within that spin (a reply in a request/response exchange, a
+    /// producer a little ahead) is taken by the same few instructions as one found at once. The general wait
     /// (`next_slow`), which also watches for interruptions, a closed queue, padding and
     /// dead claimants, took 30-40 ns longer from the stamp's arrival to the return: in
     /// `shmq bench --transport shmq,spin-floor --wait spin --size 64`, one-way p50 116-130

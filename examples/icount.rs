@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Divide each phase's inclusive count by its messages (below). `--mode mpsc`, `--size 8`
-//! and `--send batch` give the other cases.
+//! and `--send batch` give the other cases; `--durable DIR` makes the queue durable
+//! (`Fsync::Never`, its log in a new directory under DIR, removed at the end), so that the
+//! counts include the journal's writes, spread over the messages.
 //!
 //! One thread alternates a burst of `--burst` sends with draining them, so callgrind's
 //! serialization of threads does not matter and every message takes the same paths as in a
@@ -34,7 +36,7 @@
 
 use std::hint::black_box;
 
-use shmq::{Consumer, Mode, Options, Producer, Queue, Wait};
+use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Wait};
 
 struct Args {
     mode: Mode,
@@ -42,10 +44,11 @@ struct Args {
     messages: u64,
     burst: u64,
     batch: bool,
+    durable: Option<std::path::PathBuf>,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { mode: Mode::Spsc, size: 64, messages: 200_000, burst: 250, batch: false };
+    let mut a = Args { mode: Mode::Spsc, size: 64, messages: 200_000, burst: 250, batch: false, durable: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -54,6 +57,7 @@ fn parse() -> Result<Args, String> {
             "--size" => a.size = v.parse().map_err(|e| format!("--size: {e}"))?,
             "--messages" => a.messages = v.parse().map_err(|e| format!("--messages: {e}"))?,
             "--burst" => a.burst = v.parse().map_err(|e| format!("--burst: {e}"))?,
+            "--durable" => a.durable = Some(v.into()),
             "--send" => match v.as_str() {
                 "each" => a.batch = false,
                 "batch" => a.batch = true,
@@ -121,7 +125,12 @@ fn main() {
     };
     let name = format!("icount-{}", std::process::id());
     let _ = Queue::remove(&name);
-    Queue::create(&name, Options::new().mode(a.mode).capacity(1 << 20).max_message(64 << 10)).expect("create");
+    let mut opts = Options::new().mode(a.mode).capacity(1 << 20).max_message(64 << 10);
+    let dir = a.durable.as_ref().map(|d| d.join(&name));
+    if let Some(dir) = &dir {
+        opts = opts.durable(dir).fsync(Fsync::Never);
+    }
+    Queue::create(&name, opts).expect("create");
     let mut tx = Producer::open_with(&name, Wait::Spin).expect("producer");
     let mut rx = Consumer::open_with(&name, Wait::Spin).expect("consumer");
     let msg = vec![7u8; a.size];
@@ -139,5 +148,8 @@ fn main() {
     assert_eq!(bytes, a.messages * a.size as u64);
     drop((tx, rx));
     Queue::remove(&name).expect("remove");
+    if let Some(dir) = &dir {
+        std::fs::remove_dir_all(dir).expect("remove the log");
+    }
     println!("{} {} B messages: {} sent and received", a.mode, a.size, a.messages);
 }

@@ -2,20 +2,22 @@
 //!
 //! ```text
 //! cargo run --release --example pingpong -- [--wait spin|block|adaptive] [--size BYTES]
-//!                                           [--round-trips N] [--warmup N]
+//!                                           [--round-trips N] [--warmup N] [--durable DIR]
 //! ```
 //!
 //! The process creates two queues, re-executes itself as the echo peer (`--role echo`),
 //! pins itself and the peer to different CPUs when there are two or more, and measures
 //! round trips: write a message (sequence number + filler) into `ping`, wait for the peer
 //! to copy it back through `pong`, verify it. One-way latency = round trip / 2, recorded
-//! in an HdrHistogram; percentiles printed at the end. For the comparison with pipes,
+//! in an HdrHistogram; percentiles printed at the end. `--durable DIR` makes both queues
+//! durable (`Fsync::Never`, their logs in new directories under DIR, removed at the end).
+//! For the comparison with pipes,
 //! Unix sockets and the bare shared-memory floors, use `shmq bench` (feature `cli`).
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use shmq::{Consumer, Mode, Options, Producer, Queue, Wait};
+use shmq::{Consumer, Fsync, Mode, Options, Producer, Queue, Wait};
 
 struct Args {
     wait: Wait,
@@ -23,10 +25,12 @@ struct Args {
     round_trips: u64,
     warmup: u64,
     role_echo: Option<String>,
+    durable: Option<std::path::PathBuf>,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { wait: Wait::Spin, size: 64, round_trips: 200_000, warmup: 20_000, role_echo: None };
+    let mut a =
+        Args { wait: Wait::Spin, size: 64, round_trips: 200_000, warmup: 20_000, role_echo: None, durable: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -35,6 +39,7 @@ fn parse() -> Result<Args, String> {
             "--size" => a.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--round-trips" => a.round_trips = value()?.parse().map_err(|e| format!("--round-trips: {e}"))?,
             "--warmup" => a.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--durable" => a.durable = Some(value()?.into()),
             "--role" => {
                 let role = value()?;
                 if role != "echo" {
@@ -44,7 +49,9 @@ fn parse() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: pingpong [--wait spin|block|adaptive] [--size BYTES] [--round-trips N] [--warmup N]".into(),
+                    "usage: pingpong [--wait spin|block|adaptive] [--size BYTES] [--round-trips N] [--warmup N] \
+                     [--durable DIR]"
+                        .into(),
                 );
             }
             f => return Err(format!("unknown argument {f:?}")),
@@ -116,9 +123,14 @@ fn run(args: &Args) -> shmq::Result<()> {
     let prefix = format!("pingpong-{}", std::process::id());
     let (ping, pong) = (format!("{prefix}.ping"), format!("{prefix}.pong"));
     let opts = Options::new().mode(Mode::Spsc).capacity(1 << 20).max_message(args.size.max(64) as u32);
-    Queue::create(&ping, opts.clone())?;
-    let _cleanup = Cleanup(vec![ping.clone(), pong.clone()]);
-    Queue::create(&pong, opts)?;
+    let logs: Vec<_> = args.durable.iter().flat_map(|d| [d.join(&ping), d.join(&pong)]).collect();
+    let _cleanup = Cleanup(vec![ping.clone(), pong.clone()], logs.clone());
+    let durable = |opts: &Options, i: usize| match logs.get(i) {
+        Some(dir) => opts.clone().durable(dir).fsync(Fsync::Never),
+        None => opts.clone(),
+    };
+    Queue::create(&ping, durable(&opts, 0))?;
+    Queue::create(&pong, durable(&opts, 1))?;
     let mut tx = Producer::open_with(&ping, args.wait)?;
     let mut rx = Consumer::open_with(&pong, args.wait)?;
     let wait_name = args.wait.as_str();
@@ -158,7 +170,8 @@ fn run(args: &Args) -> shmq::Result<()> {
     let _ = child.wait();
 
     println!(
-        "shmq ping-pong, {} B, wait {wait_name}, {} round trips in {:.2} s (one-way latency = round trip / 2)",
+        "shmq ping-pong{}, {} B, wait {wait_name}, {} round trips in {:.2} s (one-way latency = round trip / 2)",
+        if args.durable.is_some() { " (durable, Fsync::Never)" } else { "" },
         args.size,
         args.round_trips,
         total.as_secs_f64()
@@ -170,13 +183,16 @@ fn run(args: &Args) -> shmq::Result<()> {
     Ok(())
 }
 
-/// Removes the queues when the run ends, however it ends.
-struct Cleanup(Vec<String>);
+/// Removes the queues (and their logs) when the run ends, however it ends.
+struct Cleanup(Vec<String>, Vec<std::path::PathBuf>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for q in &self.0 {
             let _ = Queue::remove(q);
+        }
+        for dir in &self.1 {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

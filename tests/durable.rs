@@ -841,6 +841,55 @@ fn a_producer_killed_inside_its_claim_does_not_stop_the_journal() {
     assert_eq!(got.len(), 25, "{got:?}");
 }
 
+/// The same dead claim on a `Fsync::Never` queue, read by a consumer that only polls
+/// (`try_recv`), with no producer left to journal: a claim stands at its head with nothing
+/// written there, and its polls alone pass it once its producer is proven dead; they then
+/// read the next producer's messages. (A poll that took "nothing written at the head" for
+/// an empty queue would stand before the claim for ever.)
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_polling_consumer_passes_a_dead_producers_claim() {
+    let dir = LogDir::new("dead-claim-poll");
+    let q = TestQueue::create("durable-dead-claim-poll", options(&dir, Fsync::Never));
+    let mut rx = Consumer::open(&q.name).unwrap();
+    assert!(rx.try_recv().unwrap().is_none());
+    let mut dying = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", "20".into())],
+        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_SKIP", "5".into())],
+    );
+    let _ = dying.wait_exit();
+    assert_eq!(acks(&dying.remaining_lines()).len(), 5);
+    let deadline = Instant::now() + common::OP_TIMEOUT;
+    let mut got = Vec::new();
+    let mut poll = |got: &mut Vec<(u32, u32)>| match rx.try_recv().unwrap() {
+        Some(m) => got.push(check(&m)),
+        None => {
+            assert!(Instant::now() < deadline, "stuck behind the dead claim after {got:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // The dead claim is the last thing in the ring: passed when the consumer stands at the
+    // producers' position.
+    let passed = |name: &str| {
+        let s = Queue::inspect(name).unwrap();
+        s.subscriptions.iter().find(|d| d.name == Subscription::DEFAULT).unwrap().position == s.tail
+    };
+    while got.len() < 5 || !passed(&q.name) {
+        poll(&mut got);
+    }
+    let mut next = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "20".into())]);
+    next.expect("ready");
+    next.wait_ok();
+    while got.len() < 25 {
+        poll(&mut got);
+    }
+    let want: Vec<_> = (0..5).map(|s| (0, s)).chain((0..20).map(|s| (1, s))).collect();
+    assert_eq!(got, want, "everything committed, once, in order");
+    assert!(rx.try_recv().unwrap().is_none());
+}
+
 /// A sync that fails (EIO, injected) makes the queue read-only for good: the sender gets
 /// `Error::Log`, later sends from any process too, and what was synced before stays
 /// readable.

@@ -30,6 +30,7 @@ fn child_role() {
         "member" => member(queue),
         "tracker" => tracker(queue),
         "streamer" => streamer(queue),
+        "poller" => poller(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -91,6 +92,33 @@ fn member(queue: &str) {
     }
     assert!(rx.try_recv().expect("try_recv").is_none(), "nothing past the last message");
     common::say(&format!("done {} {redelivered}", count - from));
+}
+
+/// Receives with `try_recv` only, never waiting in the library: says `empty` once it found
+/// the queue empty, waits for a line from the parent, then polls (sleeping 1 ms between
+/// empty polls) until it has `count` messages in order; says `done N`.
+fn poller(queue: &str) {
+    let count: u32 = common::arg("count");
+    let mut rx = Consumer::open_with(queue, Wait::Spin).expect("open");
+    assert!(rx.try_recv().expect("try_recv").is_none(), "the queue starts empty");
+    common::say("empty");
+    common::hear().expect("the parent's go");
+    let deadline = Instant::now() + common::OP_TIMEOUT;
+    let mut next = 0;
+    while next < count {
+        match rx.try_recv().expect("try_recv") {
+            Some(m) => {
+                assert_eq!(check(&m), next, "messages in order, none missing, none twice");
+                next += 1;
+            }
+            None => {
+                assert!(Instant::now() < deadline, "try_recv found nothing at {next} of {count} messages sent");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    assert!(rx.try_recv().expect("try_recv").is_none(), "nothing past the last message");
+    common::say(&format!("done {count}"));
 }
 
 /// Receives messages for ever, saying `got SEQ` for each before releasing it.
@@ -245,6 +273,35 @@ fn spsc_never_a_producer_sends_ten_rings_to_a_stopped_consumer_which_then_reads_
 #[test]
 fn mpsc_always_a_producer_sends_ten_rings_to_a_stopped_consumer_which_then_reads_them_all_in_order() {
     ten_rings_to_a_stopped_consumer(Mode::Mpsc, Fsync::Always);
+}
+
+/// A consumer that only polls (`try_recv`) and found the queue empty is spilled while it
+/// does not poll, the producer going ten rings past it; its next polls read everything from
+/// the log. Its head in the ring was overwritten meanwhile: a poll that took what is there
+/// now for "nothing sent yet" (without seeing that its cursor was detached) would find the
+/// queue empty for ever.
+#[test]
+fn a_polling_consumer_spilled_between_two_polls_reads_everything_from_the_log() {
+    polling_consumer_spilled(Mode::Spsc);
+    polling_consumer_spilled(Mode::Mpsc);
+}
+
+fn polling_consumer_spilled(mode: Mode) {
+    let dir = LogDir::new(&format!("poller-{mode:?}"));
+    let q = TestQueue::create(&format!("spill-poller-{mode:?}"), options(&dir, mode, Fsync::Never));
+    let count = (10 * CAP / 80) as u32;
+    let mut rx = Child::spawn("poller", &q.name, &[("count", count.to_string())]);
+    rx.expect("empty");
+    send_all(&q.name, 0, count, Fsync::Never);
+    let (detached, spills, position) = default_cursor(&q.name);
+    assert!(detached && spills >= 1, "the idle consumer was spilled: detached {detached}, {spills} times");
+    assert_eq!(position, 0, "it had read nothing");
+    rx.tell("go");
+    assert_eq!(rx.expect("done"), count.to_string());
+    rx.wait_ok();
+    let (detached, _, position) = default_cursor(&q.name);
+    assert!(!detached, "it rejoined the ring once it caught up");
+    assert_eq!(position, Queue::inspect(&q.name).unwrap().tail, "and stands at the end");
 }
 
 /// Producers go on past a stopped consumer only up to `max_log_bytes`: `try_send` gets

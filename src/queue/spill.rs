@@ -33,10 +33,11 @@ use crate::queue::attach::Until;
 use crate::queue::backlog::{Backlog, Step};
 use crate::queue::gate::{FLAGS, wake_space};
 use crate::queue::journal::visible;
-use crate::ring::consumer::{self, Record};
+use crate::ring::consumer::{self, Look, Record};
 use crate::ring::cursors;
 use crate::segment::{Mode, Segment, shown};
 use crate::sync::atomic::Ordering;
+use crate::sync::wait::Wait;
 
 /// Rejoins in a row that find the log grown (each one means more to read there) before
 /// the consumer waits instead: bounds the work a hostile `gate_min` can cause.
@@ -44,6 +45,16 @@ const ROUNDS: usize = 64;
 /// How long a consumer reading the log sleeps at most before it looks again: the journal
 /// writes the log without waking readers, and producers may have stopped publishing.
 const LOG_POLL: Duration = Duration::from_millis(5);
+
+/// What [`Consumer::spill_look`] found at the head.
+enum Spot {
+    /// A message, the cursor pinned.
+    Record(Record),
+    /// Nothing sent there yet.
+    Empty,
+    /// Anything else: the general path decides.
+    General,
+}
 
 /// What one step of reading the log found.
 enum LogStep {
@@ -270,10 +281,88 @@ impl Consumer {
         Ok(None)
     }
 
+    /// The common case of a durable queue's consumer reading in the ring, as
+    /// [`Consumer::look_or_spin`] is a volatile queue's: looks at the head without pinning
+    /// the cursor, and if nothing is there yet and `spin`, looks again up to
+    /// [`SPIN_IN_LINE`](super::SPIN_IN_LINE) times. A look decides nothing by itself: it
+    /// reads the stamp at the head (as [`ready`] does), and only once the cursor is pinned
+    /// is the record read, by a second look. A pin that fails means a producer detached the
+    /// cursor meanwhile: the consumer reads the log from then on (the caller's general path).
+    /// [`Spot::Empty`]: the ring holds nothing at the head (on an MPSC queue, nothing is
+    /// claimed there either), and the cursor was not detached (so the head was not
+    /// overwritten: nothing was sent there yet) and has nothing to hand back; a receive
+    /// that does not wait is done. [`Spot::General`]: anything else (padding, a record
+    /// from the log, a peek that pinned already, a claim at an MPSC head, which may be a
+    /// dead producer's); the caller goes on with the general path.
+    ///
+    /// Before it, every receive went through the general path: pin and peek; when empty,
+    /// unpin, offer to journal, pin, peek and unpin again; then wait, polling through
+    /// [`ready`]. A reply in a request/response exchange came that much later; see
+    /// `pingpong --durable` in the examples. A `try_recv` on an empty queue pinned and
+    /// unpinned the cursor; it now reads a stamp and the cursor word.
+    #[inline]
+    fn spill_look(&mut self, spin: bool) -> Spot {
+        if self.pinned || self.backlog.is_some() {
+            return Spot::General;
+        }
+        let seg = &self.h.shared.seg;
+        // Looks only (the limit goes back to 0 below unless the cursor is pinned): under
+        // `Fsync::Always`, at what is synced now.
+        self.ring.set_limit(visible(seg));
+        let mut look = self.ring.look(&self.h.region);
+        if spin && self.h.wait != Wait::Block {
+            for _ in 0..super::SPIN_IN_LINE {
+                if !matches!(look, Look::Nothing) {
+                    break;
+                }
+                std::hint::spin_loop();
+                self.ring.set_limit(visible(seg));
+                look = self.ring.look(&self.h.region);
+            }
+        }
+        if !matches!(look, Look::Message(_)) {
+            self.ring.set_limit(0);
+            let empty = matches!(look, Look::Nothing)
+                && !self.ring.has_unpublished()
+                // Acquire, after the stamp's Acquire load: a producer detaches the cursor
+                // before it overwrites the head, so a stamp read there from a later lap
+                // comes with the detach seen here.
+                && seg.cursor(0).load(Ordering::Acquire) == self.ring.published()
+                // MPSC: nothing claimed at the head either (a claim there may be a dead
+                // producer's, which the general path passes). Acquire: as every read of
+                // `tail`, though only its value is used.
+                && (seg.config().mode == Mode::Spsc
+                    || seg.header().producer.tail.load(Ordering::Acquire) <= self.ring.head());
+            return if empty { Spot::Empty } else { Spot::General };
+        }
+        // A pin that fails (detached, or a scribble) leaves the limit at 0; `spill_try`
+        // reports a scribble.
+        if !self.pin().unwrap_or(false) {
+            self.ring.set_limit(0);
+            return Spot::General;
+        }
+        // Pinned (the limit is `visible` again): the record cannot change under us now.
+        match self.ring.look(&self.h.region) {
+            Look::Message(rec) => Spot::Record(rec),
+            // Pinned, with nothing readable: the general path goes on from the pin.
+            _ => Spot::General,
+        }
+    }
+
     /// [`Consumer::next_slow`] of a durable queue's consumer.
     #[inline(never)]
     pub(super) fn spill_next(&mut self, mut until: Until) -> Result<Option<Record>> {
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
+        match self.spill_look(!matches!(until, Until::Now)) {
+            Spot::Record(rec) => return Ok(Some(rec)),
+            Spot::Empty if matches!(until, Until::Now) => {
+                if self.h.is_closed() || !super::default_subscribed(&self.h.shared.seg) {
+                    return Err(Error::Closed);
+                }
+                return Ok(None);
+            }
+            Spot::Empty | Spot::General => {}
+        }
         loop {
             if let Some(rec) = self.spill_try()? {
                 return Ok(Some(rec));

@@ -211,15 +211,30 @@ impl Producer {
     }
 
     /// A durable queue's send: the record carries the prefix, and under `Fsync::Always`
-    /// (and `wait`) the call returns once the record is synced.
-    #[cold]
+    /// (and `wait`) the call returns once the record is synced. Out of line, so that a
+    /// volatile queue's send stays as it was; its common case is that send's
+    /// ([`try_append`](Self::try_append)), with the prefix written before the message.
     #[inline(never)]
     fn send_durable(&mut self, msg: &[u8], until: Until, wait: bool) -> Result<u64> {
         // A queue whose log failed is read-only.
         super::journal::check_failed(&self.h.shared.seg)?;
-        let res = self.reserve_until(msg.len(), until)?;
-        self.h.region.write(res.payload() + self.prefix as usize, msg);
-        let id = self.commit_reserved(res, msg.len() as u32)?;
+        let len = self.check_send(msg.len())? + self.prefix;
+        let id = match self.try_append(len, &durable_prefix(), msg) {
+            Ok(id) => {
+                self.h.count(1, msg.len());
+                self.wake_consumer();
+                id
+            }
+            Err(RingError::Full) => {
+                // Padding to the end of the region may have been published on the way:
+                // readers must pass it (and hand the space back) before the record fits.
+                wake_readers(&self.h.shared.seg);
+                let res = self.reserve_full(len, until)?;
+                self.h.region.write(res.payload() + self.prefix as usize, msg);
+                self.commit_reserved(res, msg.len() as u32)?
+            }
+            Err(e) => return Err(corrupt(&self.h.shared.seg, e)),
+        };
         if wait {
             self.after_commit(id, until)?;
         }
@@ -248,30 +263,41 @@ impl Producer {
             return self.send_durable(msg, until, true);
         }
         let len = self.check_send(msg.len())?;
-        let h = self.h.header();
-        let r = match &mut self.ring {
-            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &self.h, &self.h.region, msg),
-            ProducerRing::Mpsc(p) => {
-                let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
-                match p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len) {
-                    Ok(res) => {
-                        self.h.region.write(res.payload(), msg);
-                        let r = p.commit(&self.h.region, res, len).map(|()| res.pos);
-                        crate::failpoint::hit("mpsc-committed");
-                        mine.clear();
-                        r
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match r {
+        match self.try_append(len, &[], msg) {
             Ok(id) => {
                 self.h.count(1, msg.len());
                 self.wake_consumer();
                 Ok(id)
             }
             Err(e) => self.send_slow(msg, until, e),
+        }
+    }
+
+    /// The common case of every send: a record of `len` bytes (`prefix`, then `msg`)
+    /// appended where it fits at once, published; returns its position. An empty `prefix`
+    /// (a volatile queue's), known at compile time, costs nothing. `Full` when it does not
+    /// fit now (padding to the end of the region may have been published on the way).
+    #[inline(always)]
+    fn try_append(&mut self, len: u32, prefix: &[u8], msg: &[u8]) -> std::result::Result<u64, RingError> {
+        let h = self.h.header();
+        match &mut self.ring {
+            ProducerRing::Spsc(p) => {
+                let id = p.push_prefixed(&h.producer.tail, &self.h, &self.h.region, prefix, msg)?;
+                p.publish(&h.producer.tail);
+                Ok(id)
+            }
+            ProducerRing::Mpsc(p) => {
+                let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
+                let res = p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len)?;
+                if !prefix.is_empty() {
+                    self.h.region.write(res.payload(), prefix);
+                }
+                self.h.region.write(res.payload() + prefix.len(), msg);
+                let r = p.commit(&self.h.region, res, len).map(|()| res.pos);
+                crate::failpoint::hit("mpsc-committed");
+                mine.clear();
+                r
+            }
         }
     }
 
@@ -473,10 +499,7 @@ impl Producer {
         let user_len = len;
         let len = len + self.prefix;
         if self.prefix != 0 {
-            // The producer's timestamp, then a word the journal fills in the log.
-            let mut prefix = [0u8; crate::segment::DURABLE_PREFIX as usize];
-            prefix[..8].copy_from_slice(&crate::segment::now_unix_ns().to_le_bytes());
-            region.write(res.payload(), &prefix);
+            region.write(res.payload(), &durable_prefix());
         }
         let r = match &mut self.ring {
             ProducerRing::Spsc(p) => p.commit(region, res, len).map(|()| p.publish(&self.h.header().producer.tail)),
@@ -873,6 +896,15 @@ impl std::fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant").field("len", &self.len).finish()
     }
+}
+
+/// A durable queue's record prefix for a message sent now: the producer's timestamp, then a
+/// word the journal fills in the log.
+#[inline]
+fn durable_prefix() -> [u8; crate::segment::DURABLE_PREFIX as usize] {
+    let mut prefix = [0u8; crate::segment::DURABLE_PREFIX as usize];
+    prefix[..8].copy_from_slice(&crate::segment::now_unix_ns().to_le_bytes());
+    prefix
 }
 
 #[cfg(test)]

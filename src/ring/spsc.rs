@@ -177,15 +177,34 @@ impl Producer {
         region: &R,
         msg: &[u8],
     ) -> Result<u64, RingError> {
-        let len = msg.len() as u32;
-        debug_assert!(len <= self.geo.max_message && msg.len() <= u32::MAX as usize);
+        self.push_prefixed(shared_tail, head, region, &[], msg)
+    }
+
+    /// [`push`](Self::push) of a record whose payload is `prefix` then `msg` (a durable
+    /// queue's record: its prefix, then the message; `prefix.len() + msg.len() <=
+    /// max_message`, checked by the caller). With an empty `prefix`, known at compile time,
+    /// the code is `push`'s own.
+    #[inline(always)]
+    pub fn push_prefixed<G: Gate + ?Sized, R: Region + ?Sized>(
+        &mut self,
+        shared_tail: &AtomicU64,
+        head: &G,
+        region: &R,
+        prefix: &[u8],
+        msg: &[u8],
+    ) -> Result<u64, RingError> {
+        let len = (prefix.len() + msg.len()) as u32;
+        debug_assert!(len <= self.geo.max_message && prefix.len() + msg.len() <= u32::MAX as usize);
         let size = record::size(u64::from(len));
         let index = if self.tail + size <= self.limit {
             self.geo.index(self.tail)
         } else {
             self.reserve_slow(shared_tail, head, region, len)?
         };
-        region.write(index + record::HEADER, msg);
+        if !prefix.is_empty() {
+            region.write(index + record::HEADER, prefix);
+        }
+        region.write(index + record::HEADER + prefix.len(), msg);
         let pos = self.tail;
         self.publish_record(region, index, len, size);
         Ok(pos)

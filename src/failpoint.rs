@@ -13,7 +13,9 @@
 //!   padding is not published.
 //! * `mpsc-batch-committed-one`: the first record of a batch claim is committed, the rest
 //!   not.
-//! * `mpsc-committed`: a single send's record is committed; its claim record is not cleared.
+//! * `mpsc-committed`: a single send's record (on a volatile or a durable queue) is
+//!   committed; its claim record is not cleared. (A send that first waited for room commits
+//!   through the general path, which has no failpoint here.)
 //! * `sub-creating`: a subscription entry is marked being created (admin lock held).
 //! * `sub-joining`: a new subscription is active with its cursor flagged joining; the
 //!   join is not finished.

@@ -279,7 +279,9 @@ fn mpsc_always_a_producer_sends_ten_rings_to_a_stopped_consumer_which_then_reads
 /// does not poll, the producer going ten rings past it; its next polls read everything from
 /// the log. Its head in the ring was overwritten meanwhile: a poll that took what is there
 /// now for "nothing sent yet" (without seeing that its cursor was detached) would find the
-/// queue empty for ever.
+/// queue empty for ever. (On an MPSC queue a poll sees the producers' position past its
+/// head as well, which alone sends it to the general path; the SPSC case is the one that
+/// rests on the cursor.)
 #[test]
 fn a_polling_consumer_spilled_between_two_polls_reads_everything_from_the_log() {
     polling_consumer_spilled(Mode::Spsc);

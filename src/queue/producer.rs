@@ -279,13 +279,10 @@ impl Producer {
     /// fit now (padding to the end of the region may have been published on the way).
     #[inline(always)]
     fn try_append(&mut self, len: u32, prefix: &[u8], msg: &[u8]) -> std::result::Result<u64, RingError> {
+        debug_assert_eq!(len as usize, prefix.len() + msg.len());
         let h = self.h.header();
         match &mut self.ring {
-            ProducerRing::Spsc(p) => {
-                let id = p.push_prefixed(&h.producer.tail, &self.h, &self.h.region, prefix, msg)?;
-                p.publish(&h.producer.tail);
-                Ok(id)
-            }
+            ProducerRing::Spsc(p) => p.try_push(&h.producer.tail, &self.h, &self.h.region, prefix, msg),
             ProducerRing::Mpsc(p) => {
                 let mine = ClaimWords { pos: &self.h.my_slot().claim_pos, end: &self.h.my_slot().claim_end };
                 let res = p.try_reserve(&h.producer.tail, &self.h, mine, &self.h.region, len)?;
@@ -899,7 +896,8 @@ impl std::fmt::Debug for Grant<'_> {
 }
 
 /// A durable queue's record prefix for a message sent now: the producer's timestamp, then a
-/// word the journal fills in the log.
+/// word the journal fills in the log. The time is read when the send starts; a send that
+/// had to wait for room reads it again once it has its reservation (`commit_reserved`).
 #[inline]
 fn durable_prefix() -> [u8; crate::segment::DURABLE_PREFIX as usize] {
     let mut prefix = [0u8; crate::segment::DURABLE_PREFIX as usize];

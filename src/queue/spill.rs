@@ -50,7 +50,7 @@ const LOG_POLL: Duration = Duration::from_millis(5);
 enum Spot {
     /// A message, the cursor pinned.
     Record(Record),
-    /// Nothing sent there yet.
+    /// Nothing readable there yet (nothing sent, or under `Fsync::Always` nothing synced).
     Empty,
     /// Anything else: the general path decides.
     General,
@@ -295,15 +295,14 @@ impl Consumer {
     /// from the log, a peek that pinned already, a claim at an MPSC head, which may be a
     /// dead producer's); the caller goes on with the general path.
     ///
-    /// Before it, every receive went through the general path: pin and peek; when empty,
-    /// unpin, offer to journal, pin, peek and unpin again; then wait, polling through
-    /// [`ready`]. A reply in a request/response exchange came that much later; see
-    /// `pingpong --durable` in the examples. A `try_recv` on an empty queue pinned and
-    /// unpinned the cursor; it now reads a stamp and the cursor word.
+    /// The general path pins and peeks for every receive, and when it finds nothing unpins,
+    /// offers to journal, pins, peeks and unpins again before it waits; this look spares a
+    /// reply in a request/response exchange (`pingpong --durable` in the examples) and an
+    /// empty `try_recv` that work. `Err` only for a cursor word that changed under us.
     #[inline]
-    fn spill_look(&mut self, spin: bool) -> Spot {
+    fn spill_look(&mut self, spin: bool) -> Result<Spot> {
         if self.pinned || self.backlog.is_some() {
-            return Spot::General;
+            return Ok(Spot::General);
         }
         let seg = &self.h.shared.seg;
         // Looks only (the limit goes back to 0 below unless the cursor is pinned): under
@@ -324,36 +323,42 @@ impl Consumer {
             self.ring.set_limit(0);
             let empty = matches!(look, Look::Nothing)
                 && !self.ring.has_unpublished()
-                // Acquire, after the stamp's Acquire load: a producer detaches the cursor
-                // before it overwrites the head, so a stamp read there from a later lap
-                // comes with the detach seen here.
+                // SYNC POINT: Acquire, after the look's Acquire load of the head's word
+                // (a look that stopped at the limit read no word, and needs none: nothing
+                // is readable below it). A producer writes over our head only after its
+                // `cursors::gate` detached this cursor and then ran that function's SeqCst
+                // fence: whatever it wrote there (a later lap's stamp, or payload bytes,
+                // which carry no Release of their own), the fence orders the detach before
+                // it, so a word from a later lap read by the look comes with the detach
+                // read here. `cursors::gate` says that this relies on its fence.
                 && seg.cursor(0).load(Ordering::Acquire) == self.ring.published()
                 // MPSC: nothing claimed at the head either (a claim there may be a dead
                 // producer's, which the general path passes). Acquire: as every read of
                 // `tail`, though only its value is used.
                 && (seg.config().mode == Mode::Spsc
                     || seg.header().producer.tail.load(Ordering::Acquire) <= self.ring.head());
-            return if empty { Spot::Empty } else { Spot::General };
+            return Ok(if empty { Spot::Empty } else { Spot::General });
         }
-        // A pin that fails (detached, or a scribble) leaves the limit at 0; `spill_try`
-        // reports a scribble.
-        if !self.pin().unwrap_or(false) {
+        // A pin that fails leaves the limit at 0: detached (the log from now on), or a
+        // scribbled cursor (reported).
+        let pinned = self.pin();
+        if !matches!(pinned, Ok(true)) {
             self.ring.set_limit(0);
-            return Spot::General;
+            return pinned.map(|_| Spot::General);
         }
         // Pinned (the limit is `visible` again): the record cannot change under us now.
-        match self.ring.look(&self.h.region) {
+        Ok(match self.ring.look(&self.h.region) {
             Look::Message(rec) => Spot::Record(rec),
             // Pinned, with nothing readable: the general path goes on from the pin.
             _ => Spot::General,
-        }
+        })
     }
 
     /// [`Consumer::next_slow`] of a durable queue's consumer.
     #[inline(never)]
     pub(super) fn spill_next(&mut self, mut until: Until) -> Result<Option<Record>> {
         let mpsc = self.h.shared.seg.config().mode == Mode::Mpsc;
-        match self.spill_look(!matches!(until, Until::Now)) {
+        match self.spill_look(!matches!(until, Until::Now))? {
             Spot::Record(rec) => return Ok(Some(rec)),
             Spot::Empty if matches!(until, Until::Now) => {
                 if self.h.is_closed() || !super::default_subscribed(&self.h.shared.seg) {

@@ -399,7 +399,10 @@ pub fn gate<C: Cursors + ?Sized>(
         let keep = if plausible(published) && published <= tail { published } else { 0 };
         gate_min.store(scan.min_pos.max(keep), Ordering::Relaxed);
         // SYNC POINT: pairs with the joiner's fence between its bump of `joins` and its
-        // reads of `gate_min` (the module docs' Dekker pair).
+        // reads of `gate_min` (the module docs' Dekker pair). It also orders any detach
+        // `scan` made before every write the producer then makes into the space it gained:
+        // a durable queue's consumer that reads a later lap's word at its head without a
+        // pin relies on it to see the detach too (`spill_look` in `queue/spill.rs`).
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above; a changed value sends us round again.
         if c.joins().load(Ordering::Relaxed) == joins {

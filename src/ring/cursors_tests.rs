@@ -319,7 +319,7 @@ fn ring_with(n: usize, len: usize) -> (Geometry, HeapRegion) {
     let mut p = spsc::Producer::new(geo, 0, 0).unwrap();
     let (tail, head) = (AtomicU64::new(0), AtomicU64::new(0));
     for i in 0..n {
-        p.try_push(&tail, &head, &*region, &vec![i as u8; len]).unwrap();
+        p.try_push(&tail, &head, &*region, &[], &vec![i as u8; len]).unwrap();
     }
     (geo, region)
 }

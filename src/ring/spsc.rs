@@ -210,16 +210,19 @@ impl Producer {
         Ok(pos)
     }
 
-    /// [`push`](Self::push), then [`publish`](Self::publish): one message. Returns its position.
-    #[inline]
+    /// [`push_prefixed`](Self::push_prefixed), then [`publish`](Self::publish): one message
+    /// (with an empty `prefix`, known at compile time, [`push`](Self::push)'s code). Returns
+    /// its position.
+    #[inline(always)]
     pub fn try_push<G: Gate + ?Sized, R: Region + ?Sized>(
         &mut self,
         shared_tail: &AtomicU64,
         head: &G,
         region: &R,
+        prefix: &[u8],
         msg: &[u8],
     ) -> Result<u64, RingError> {
-        let pos = self.push(shared_tail, head, region, msg)?;
+        let pos = self.push_prefixed(shared_tail, head, region, prefix, msg)?;
         self.publish(shared_tail);
         Ok(pos)
     }

@@ -817,6 +817,20 @@ fn under_interval_the_timer_syncs_what_was_written() {
     assert_eq!(drain(&q.name).len(), 50);
 }
 
+/// Runs a producer of stream 0 that is killed (a failpoint) inside its sixth message's
+/// claim, after its CAS on `tail` and before it writes anything: five messages sent.
+#[cfg(feature = "failpoints")]
+fn die_inside_the_sixth_claim(name: &str) {
+    let mut dying = Child::spawn_env(
+        "producer",
+        name,
+        &[("stream", "0".into()), ("count", "20".into())],
+        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_SKIP", "5".into())],
+    );
+    let _ = dying.wait_exit();
+    assert_eq!(acks(&dying.remaining_lines()).len(), 5);
+}
+
 /// An MPSC producer killed between its claim and its commit, on an `Always` queue nobody
 /// reads: the journal passes the dead claim (as a reader would), so the next producer's
 /// sends still become durable and return.
@@ -825,14 +839,7 @@ fn under_interval_the_timer_syncs_what_was_written() {
 fn a_producer_killed_inside_its_claim_does_not_stop_the_journal() {
     let dir = LogDir::new("dead-claim");
     let q = TestQueue::create("durable-dead-claim", options(&dir, Fsync::Always));
-    let mut dying = Child::spawn_env(
-        "producer",
-        &q.name,
-        &[("stream", "0".into()), ("count", "20".into())],
-        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_SKIP", "5".into())],
-    );
-    let _ = dying.wait_exit();
-    assert_eq!(acks(&dying.remaining_lines()).len(), 5);
+    die_inside_the_sixth_claim(&q.name);
     let mut next = Child::spawn("producer", &q.name, &[("stream", "1".into()), ("count", "20".into())]);
     next.expect("ready");
     next.wait_ok();
@@ -853,14 +860,7 @@ fn a_polling_consumer_passes_a_dead_producers_claim() {
     let q = TestQueue::create("durable-dead-claim-poll", options(&dir, Fsync::Never));
     let mut rx = Consumer::open(&q.name).unwrap();
     assert!(rx.try_recv().unwrap().is_none());
-    let mut dying = Child::spawn_env(
-        "producer",
-        &q.name,
-        &[("stream", "0".into()), ("count", "20".into())],
-        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_SKIP", "5".into())],
-    );
-    let _ = dying.wait_exit();
-    assert_eq!(acks(&dying.remaining_lines()).len(), 5);
+    die_inside_the_sixth_claim(&q.name);
     let deadline = Instant::now() + common::OP_TIMEOUT;
     let mut got = Vec::new();
     let mut poll = |got: &mut Vec<(u32, u32)>| match rx.try_recv().unwrap() {

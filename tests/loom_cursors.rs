@@ -30,7 +30,9 @@
 //! 8675238 (producers finish a joining cursor they find and gate on where it starts; an
 //! SPSC producer publishes its tail before computing its gate); (6) spill: a spilled reader
 //! rejoining at its log position (`rejoin_at`) and pinning its cursor while a producer
-//! writes, with a negative control, and a pin racing a producer's detach. A producer's scan may
+//! writes, with a negative control, and a pin racing a producer's detach; (7) a look at the
+//! head before the pin: a look that reads a later lap's word there also reads the detach,
+//! with a negative control. A producer's scan may
 //! finish a join, so a joiner's own `finish_join` may lose its compare-and-swap: the models
 //! take the start from the cursor, whoever finished the join. The models explore
 //! exhaustively within loom's model (their preemption bounds are past the point where
@@ -1819,4 +1821,89 @@ fn a_pin_and_a_detach_never_both_win() {
         record((pinned.is_ok(), head, word, subs.lapped(0)));
     });
     outcomes.assert(&[(true, 32, 32 | CURSOR_PINNED, 0), (false, 64, 32 | CURSOR_DETACHED, 1)]);
+}
+
+/// What one execution of [`a_look_before_the_pin`] gave: the word the reader's look read at
+/// its head, and the cursor word it read after.
+type LookOutcome = (u64, u64);
+
+/// The word a later lap leaves at the reader's head (a record's stamp, or payload bytes).
+const LATER_LAP: u64 = 0xBEEF;
+
+/// The spilling reader's plain cursor at 32, as in [`a_pin_and_a_detach_never_both_win`],
+/// and the head's word holding its record's stamp (`STAMP32`); the reader looks at that word
+/// without pinning and then reads its cursor (`spill_look` in `src/queue/spill.rs`: a look
+/// that finds nothing is "nothing there yet" only if the cursor still reads plain). A
+/// producer gates for 48 bytes past 64 (the cursor is in its way: it detaches it) and then,
+/// if its head lets it, writes over position 32 with a Relaxed store: a later lap's bytes
+/// carry no Release of their own (payload bytes are plain copies), so only the gate's fence
+/// orders the detach before them. With `broken` the producer writes before it gates (the
+/// order a detach outside `gate` might take). Returns the outcome and whether the property
+/// held: a reader that read the later lap's word also read the detach.
+fn a_look_before_the_pin(broken: bool) -> (LookOutcome, bool) {
+    const STAMP32: u64 = 0x32;
+    let plain = Entry { word: 32, window: NO_LIMIT, members: 0 };
+    let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+    let mut subs = Subs::new(CAP6, 64, 0b01, [plain, unused]);
+    subs.spills[0] = true;
+    subs.log_limit = LOG_LIMIT6;
+    // Relaxed: before the threads start.
+    subs.floor.store(64, Ordering::Relaxed);
+    let subs = Arc::new(subs);
+    let head_word = Arc::new(AtomicU64::new(STAMP32));
+    let producer = {
+        let (subs, head_word) = (subs.clone(), head_word.clone());
+        thread::spawn(move || {
+            if broken {
+                // Relaxed: the later lap's bytes (see above).
+                head_word.store(LATER_LAP, Ordering::Relaxed);
+                let _ = cursors::gate(&*subs, CAP6, ENTRIES, 0, &subs.gate_mins[0], 64, 48);
+                return;
+            }
+            let head = cursors::gate(&*subs, CAP6, ENTRIES, 0, &subs.gate_mins[0], 64, 48).expect("honest words");
+            // Writing [64, 112) overwrites [0, 48): allowed only past the head it was given.
+            if head >= 48 {
+                // Relaxed: the later lap's bytes (see above).
+                head_word.store(LATER_LAP, Ordering::Relaxed);
+            }
+        })
+    };
+    // Acquire, both: as the look's load of the stamp and `spill_look`'s load of the cursor.
+    let seen = head_word.load(Ordering::Acquire);
+    let word = subs.cursors[0].load(Ordering::Acquire);
+    producer.join().unwrap();
+    let held = seen != LATER_LAP || word & CURSOR_DETACHED != 0;
+    ((seen, word), held)
+}
+
+/// A durable queue's consumer may look at its head without pinning its cursor: a look that
+/// read a later lap's word there (the producer detached the cursor, then wrote) always reads
+/// the detach in the cursor after it, so it never takes what it saw for "nothing sent yet"
+/// at a position whose record the producer overwrote. Explored exhaustively (from 2
+/// preemptions on loom finds no further execution).
+#[test]
+fn a_look_that_sees_a_later_lap_also_sees_the_detach() {
+    let outcomes: Outcomes<LookOutcome> = Outcomes::new();
+    let record = outcomes.recorder();
+    builder(4).check(move || {
+        let ((seen, word), held) = a_look_before_the_pin(false);
+        assert!(held, "the look read the later lap ({seen:#x}) but a plain cursor ({word:#x})");
+        record((seen, word));
+    });
+    let d = CURSOR_DETACHED;
+    outcomes.assert(&[(0x32, 32), (0x32, 32 | d), (LATER_LAP, 32 | d)]);
+}
+
+/// Negative control for the model above: a producer that writes over the head before it
+/// detaches the cursor is caught (a look reads the later lap with the cursor still plain).
+#[test]
+fn a_write_before_the_detach_is_caught_by_the_look() {
+    let violated = Seen::default();
+    let seen = violated.clone();
+    builder(2).check(move || {
+        if !a_look_before_the_pin(true).1 {
+            seen.set();
+        }
+    });
+    assert!(violated.get(), "the model missed the write before the detach");
 }

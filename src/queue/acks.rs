@@ -20,7 +20,7 @@
 //! (the kernel frees it only at death: a stopped member keeps its entries until they
 //! expire), or by whichever process takes its slot next (at registration).
 //!
-//! [`Ack::Explicit`]: super::Ack::Explicit
+//! [`Ack::Explicit`]: crate::Ack::Explicit
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

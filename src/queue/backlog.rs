@@ -138,7 +138,7 @@ impl Backlog {
 }
 
 /// The readers' positions a restored queue resumes from, and (explicit acks) what each
-/// subscription had in flight. Written at most every [`CHECKPOINT_EVERY`] by a journaler
+/// subscription had in flight. Written at most every [`CHECKPOINT_EVERY`](checkpoint::CHECKPOINT_EVERY) by a journaler
 /// after a sync, and when a handle closes, by one process at a time (the segment's
 /// checkpoint lock), alternately into `<dir>/CURSORS.0` and `<dir>/CURSORS.1` (each with a
 /// checksum), so a crash while writing one leaves the other. A position saved is one the

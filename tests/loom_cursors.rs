@@ -51,7 +51,7 @@
 
 mod loom_support;
 
-use loom_support::{Outcomes, STD, Seen, builder};
+use loom_support::{Outcomes, STD, builder, violated};
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
@@ -623,15 +623,10 @@ fn a_new_cursor_never_starts_below_a_producers_head() {
 #[test]
 fn a_join_blind_to_the_producers_gate_min_is_caught() {
     for new_entry in [false, true] {
-        let violated = Seen::default();
-        let seen = violated.clone();
-        builder(8).check(move || {
-            let (_, held) = join_against_a_gate(new_entry, Fault::Blind);
-            if !held {
-                seen.set();
-            }
-        });
-        assert!(violated.get(), "the model missed the blind join (new entry: {new_entry})");
+        assert!(
+            violated(8, move || join_against_a_gate(new_entry, Fault::Blind).1),
+            "the model missed the blind join (new entry: {new_entry})"
+        );
     }
 }
 
@@ -641,15 +636,10 @@ fn a_join_blind_to_the_producers_gate_min_is_caught() {
 #[test]
 fn a_producer_deaf_to_the_joiners_bumps_is_caught() {
     for new_entry in [false, true] {
-        let violated = Seen::default();
-        let seen = violated.clone();
-        builder(8).check(move || {
-            let (_, held) = join_against_a_gate(new_entry, Fault::Deaf);
-            if !held {
-                seen.set();
-            }
-        });
-        assert!(violated.get(), "the model missed the deaf producer (new entry: {new_entry})");
+        assert!(
+            violated(8, move || join_against_a_gate(new_entry, Fault::Deaf).1),
+            "the model missed the deaf producer (new entry: {new_entry})"
+        );
     }
 }
 
@@ -1014,15 +1004,10 @@ fn a_dead_members_claim_is_delivered_again_only_if_it_took_the_span() {
 /// member lost the race.
 #[test]
 fn an_adopter_that_trusts_a_moved_cursor_is_caught_delivering_the_winners_span_again() {
-    let caught = Seen::default();
-    let flag = caught.clone();
-    builder(None).check(move || {
-        let (_, ok) = dead_claim(Adopter::CursorMoved);
-        if !ok {
-            flag.set();
-        }
-    });
-    assert!(caught.get(), "no interleaving delivered a span twice: the control no longer tests anything");
+    assert!(
+        violated(None, move || dead_claim(Adopter::CursorMoved).1),
+        "no interleaving delivered a span twice: the control no longer tests anything"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1186,14 +1171,7 @@ fn a_producer_never_takes_a_winning_claim_for_a_lost_one() {
 /// is caught reading overwritten bytes.
 #[test]
 fn a_member_handing_a_span_back_before_reading_it_is_caught() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(2).check(move || {
-        if !release_against_a_gate(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the early release");
+    assert!(violated(2, move || release_against_a_gate(true).1), "the model missed the early release");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1596,17 +1574,22 @@ const NEED6: u64 = 32;
 /// reader's position, so they can lap it by more than a capacity.
 const LOG_LIMIT6: u64 = 128;
 
-/// The words of a durable queue whose default consumer (entry 0, spilling) was detached at
-/// 0: the ring holds [0, 64) (`tail` 64), the journal has logged [0, 32) (the floor 32).
-fn spilled_subs() -> Subs {
-    let spilled = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
+/// The words of a durable queue whose default consumer (entry 0, spilling) has the cursor
+/// word `word`, with the ring [0, 64) full (`tail` 64) and the journal at `floor`.
+fn durable_subs(word: u64, floor: u64) -> Subs {
+    let reader = Entry { word, window: NO_LIMIT, members: 0 };
     let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
-    let mut subs = Subs::new(CAP6, 64, 0b01, [spilled, unused]);
+    let mut subs = Subs::new(CAP6, 64, 0b01, [reader, unused]);
     subs.spills[0] = true;
     subs.log_limit = LOG_LIMIT6;
     // Relaxed: before the threads start.
-    subs.floor.store(32, Ordering::Relaxed);
+    subs.floor.store(floor, Ordering::Relaxed);
     subs
+}
+
+/// The consumer detached at 0, the journal having logged [0, 32) (the floor 32).
+fn spilled_subs() -> Subs {
+    durable_subs(CURSOR_DETACHED, 32)
 }
 
 /// What the producer of [`rejoin_against_a_producer`] did: every head it relied on (its
@@ -1765,14 +1748,12 @@ fn a_spilled_reader_that_rejoins_and_pins_is_never_overwritten() {
 /// cursor still detached, and the reader rejoined at 32).
 #[test]
 fn a_rejoin_that_does_not_confirm_is_caught() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(2).check(move || {
-        if !rejoin_against_a_producer(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the unconfirmed rejoin");
+    assert!(violated(2, move || rejoin_against_a_producer(true).1), "the model missed the unconfirmed rejoin");
+}
+
+/// The consumer's plain cursor at 32, the journal at 64.
+fn plain_at_32() -> Subs {
+    durable_subs(32, 64)
 }
 
 /// What one execution of [`a_pin_and_a_detach_never_both_win`] gave: whether the pin
@@ -1791,14 +1772,7 @@ fn a_pin_and_a_detach_never_both_win() {
     let outcomes: Outcomes<PinOutcome> = Outcomes::new();
     let record = outcomes.recorder();
     builder(4).check(move || {
-        let plain = Entry { word: 32, window: NO_LIMIT, members: 0 };
-        let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
-        let mut subs = Subs::new(CAP6, 64, 0b01, [plain, unused]);
-        subs.spills[0] = true;
-        subs.log_limit = LOG_LIMIT6;
-        // Relaxed: before the threads start.
-        subs.floor.store(64, Ordering::Relaxed);
-        let subs = Arc::new(subs);
+        let subs = Arc::new(plain_at_32());
         let producer = {
             let subs = subs.clone();
             thread::spawn(move || cursors::gate(&*subs, CAP6, ENTRIES, 0, &subs.gate_mins[0], 64, 48))
@@ -1842,14 +1816,7 @@ const LATER_LAP: u64 = 0xBEEF;
 /// held: a reader that read the later lap's word also read the detach.
 fn a_look_before_the_pin(broken: bool) -> (LookOutcome, bool) {
     const STAMP32: u64 = 0x32;
-    let plain = Entry { word: 32, window: NO_LIMIT, members: 0 };
-    let unused = Entry { word: CURSOR_DETACHED, window: NO_LIMIT, members: 0 };
-    let mut subs = Subs::new(CAP6, 64, 0b01, [plain, unused]);
-    subs.spills[0] = true;
-    subs.log_limit = LOG_LIMIT6;
-    // Relaxed: before the threads start.
-    subs.floor.store(64, Ordering::Relaxed);
-    let subs = Arc::new(subs);
+    let subs = Arc::new(plain_at_32());
     let head_word = Arc::new(AtomicU64::new(STAMP32));
     let producer = {
         let (subs, head_word) = (subs.clone(), head_word.clone());
@@ -1898,12 +1865,5 @@ fn a_look_that_sees_a_later_lap_also_sees_the_detach() {
 /// detaches the cursor is caught (a look reads the later lap with the cursor still plain).
 #[test]
 fn a_write_before_the_detach_is_caught_by_the_look() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(2).check(move || {
-        if !a_look_before_the_pin(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the write before the detach");
+    assert!(violated(2, move || a_look_before_the_pin(true).1), "the model missed the write before the detach");
 }

@@ -47,7 +47,7 @@
 
 mod loom_support;
 
-use loom_support::{Outcomes, STD, Seen, builder};
+use loom_support::{Outcomes, STD, builder, violated};
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicUsize as StdAtomicUsize};
@@ -214,14 +214,7 @@ fn an_ack_and_an_expiry_never_both_win() {
 /// before the expiry's swap and stored after it).
 #[test]
 fn an_ack_without_compare_and_swap_is_caught() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(Some(2)).check(move || {
-        if !ack_against_expiry(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the ack that overwrote an expiry");
+    assert!(violated(Some(2), move || ack_against_expiry(true).1), "the model missed the ack that overwrote an expiry");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -313,14 +306,7 @@ fn one_of_two_retakers_gets_a_released_entry_and_readers_see_its_fields() {
 /// winner's `ACQUIRED` is caught reading the first owner's fields.
 #[test]
 fn a_commit_without_release_is_caught() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(Some(2)).check(move || {
-        if !two_retakers_and_a_reader(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the unpublished fields");
+    assert!(violated(Some(2), move || two_retakers_and_a_reader(true).1), "the model missed the unpublished fields");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -570,12 +556,5 @@ fn a_late_nack_changes_nothing_in_an_entry_another_member_took() {
 /// holds the entry is caught writing into an entry the expiry released.
 #[test]
 fn a_nack_that_writes_before_it_holds_is_caught() {
-    let violated = Seen::default();
-    let seen = violated.clone();
-    builder(Some(2)).check(move || {
-        if !late_nack(true).1 {
-            seen.set();
-        }
-    });
-    assert!(violated.get(), "the model missed the late nack's reason");
+    assert!(violated(Some(2), move || late_nack(true).1), "the model missed the late nack's reason");
 }

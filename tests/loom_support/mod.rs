@@ -83,6 +83,22 @@ impl<T: Ord + Debug + Clone> Outcomes<T> {
     }
 }
 
+/// Runs a negative control: explores `holds` (one execution of a deliberately broken
+/// variant, saying whether the invariant held) with the given preemption bound, and returns
+/// whether some execution broke the invariant. The violation is recorded outside loom, not
+/// panicked on, so the exploration runs to the end and the control cannot pass by crashing
+/// for another reason.
+pub fn violated(preemptions: impl Into<Option<usize>>, holds: impl Fn() -> bool + Sync + Send + 'static) -> bool {
+    let seen = Seen::default();
+    let flag = seen.clone();
+    builder(preemptions).check(move || {
+        if !holds() {
+            flag.set();
+        }
+    });
+    seen.get()
+}
+
 /// A flag set from inside a model, read after the exploration (negative controls).
 #[derive(Clone, Default)]
 pub struct Seen(std::sync::Arc<StdAtomicBool>);

@@ -63,8 +63,21 @@ const GATHER_QUIET: Duration = Duration::from_micros(3);
 /// The longest sync a waiter under [`Wait::Adaptive`] polls for rather than sleeps through
 /// ([`Journal::wait_durable`]): beyond it, a wake-up's latency is a small part of the wait.
 const POLL_SYNCS_UP_TO: Duration = Duration::from_millis(1);
-/// The most bytes one pass copies before writing them.
-const MAX_PASS: usize = 4 << 20;
+/// The most bytes one pass copies before writing them, whatever the ring's size (see
+/// [`pass`]: an eighth of the ring below that).
+const MAX_PASS: u64 = 4 << 20;
+
+/// How much of what is committed a call journals when it does not sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Passes {
+    /// Everything (a handle closing, the timer, a member that needs its span in the log).
+    All,
+    /// One pass: room for a producer that found the ring full, or a share of the work for a
+    /// consumer about to wait. The caller goes back to what it was doing, and asks again if
+    /// it still needs to. A sync always journals everything first (it covers what its
+    /// waiters sent).
+    One,
+}
 
 /// A handle's view of its queue's log.
 #[derive(Clone)]
@@ -124,9 +137,20 @@ impl Journal {
     }
 
     /// Makes progress if it is needed and the role is free (or `force`): raises the ceiling
-    /// if producers are near it, journals what is committed, and syncs unless the policy is
-    /// `Never`. Returns whether anything moved. `Err(Log)` once a sync failed.
-    pub(crate) fn progress_with(&self, seg: &Segment, force: bool) -> Result<bool> {
+    /// if producers are near it, journals everything committed, and syncs unless the policy
+    /// is `Never`. Returns whether anything moved. `Err(Log)` once a sync failed.
+    pub(crate) fn catch_up(&self, seg: &Segment, force: bool) -> Result<bool> {
+        self.progress(seg, force, Passes::All)
+    }
+
+    /// [`catch_up`](Self::catch_up), but under `Never` one pass only (at most an eighth of
+    /// the ring): what a producer that found the ring full needs, without holding it (and a
+    /// consumer reading right behind it) for a ring's worth of writes.
+    pub(crate) fn step(&self, seg: &Segment, force: bool) -> Result<bool> {
+        self.progress(seg, force, Passes::One)
+    }
+
+    fn progress(&self, seg: &Segment, force: bool, passes: Passes) -> Result<bool> {
         check_failed(seg)?;
         let h = seg.header();
         let d = &h.durable;
@@ -142,16 +166,19 @@ impl Journal {
         if !locked && !force {
             return Ok(false);
         }
-        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0, passes);
         if locked {
             release_role(seg);
         }
         r
     }
 
-    /// Copies what is committed into the log files, without syncing, if the role is free
-    /// and the journal is behind (a consumer with nothing to read: it takes that work off the
-    /// producers; syncing stays with the policy's owners, so their syncs keep their batches).
+    /// Copies one pass of what is committed into the log files, without syncing, if the
+    /// role is free and the journal is behind (a consumer with nothing to read: it takes
+    /// that work off the producers; syncing stays with the policy's owners, so their syncs
+    /// keep their batches). One pass, not everything: the producers go on committing
+    /// meanwhile, and a consumer chasing them in the log files would leave its place in the
+    /// ring, be passed there, and read the rest back from the files.
     pub(crate) fn write_ahead(&self, seg: &Segment) -> Result<bool> {
         check_failed(seg)?;
         // Under `Always` the producers waiting for their syncs journal: a consumer taking
@@ -169,26 +196,25 @@ impl Journal {
         {
             return Ok(false);
         }
-        let r = self.run(seg, false, true, 0);
+        let r = self.run(seg, false, true, 0, Passes::One);
         release_role(seg);
         r
     }
 
-    /// [`progress_with`](Self::progress_with), not forced.
-    pub(crate) fn progress(&self, seg: &Segment) -> Result<bool> {
-        self.progress_with(seg, false)
-    }
-
     /// One round of journaling by the caller (holding the role if `locked`): the ceiling,
-    /// every committed record, and a sync if `sync`. A holder of the role wakes the producers
+    /// every committed record (without `sync`, one pass only if `passes` says so), and a sync
+    /// if `sync`. A holder of the role wakes the producers
     /// waiting for their sync only when it gives the role back ([`release_role`]): woken
     /// earlier, those that must lead would find it taken and sleep again. `me`: the caller's
     /// waiter bit if it waits for this sync itself (0 otherwise).
-    fn run(&self, seg: &Segment, sync: bool, locked: bool, me: u64) -> Result<bool> {
+    fn run(&self, seg: &Segment, sync: bool, locked: bool, me: u64, passes: Passes) -> Result<bool> {
         let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
         let mut buf = Vec::new();
         while pass(seg, &self.log, &mut buf)? {
             moved = true;
+            if passes == Passes::One && !sync {
+                break;
+            }
         }
         if sync && self.fsync == Fsync::Always {
             moved |= self.gather(seg, &mut buf, me)?;
@@ -265,7 +291,7 @@ impl Journal {
     /// Journals and syncs everything committed now (a handle closing, the timer).
     pub(crate) fn flush(&self, seg: &Segment) -> Result<()> {
         let locked = seg.try_lock_journal();
-        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0);
+        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0, Passes::All);
         if locked {
             release_role(seg);
         }
@@ -319,7 +345,7 @@ impl Journal {
             // Relaxed: this process's own hint.
             let stuck = self.alongside.load(Ordering::Relaxed) == seen;
             if locked || stuck || since.elapsed() >= ALONGSIDE_AFTER {
-                let r = self.run(seg, sync, locked, 1u64 << (slot % 64));
+                let r = self.run(seg, sync, locked, 1u64 << (slot % 64), Passes::All);
                 if locked {
                     release_role(seg);
                 }
@@ -563,9 +589,13 @@ fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
     if tail - start > geo.capacity {
         return Err(corrupt("log position more than a ring behind the producers"));
     }
+    // At most an eighth of the ring a pass: a journaler frees the ring in steps, so a
+    // producer it holds back sends again soon, and a consumer right behind the producers
+    // keeps ahead of what the next sends overwrite.
+    let most = (geo.capacity / 8).min(MAX_PASS) as usize;
     buf.clear();
     let mut pos = start;
-    while pos < tail && buf.len() < MAX_PASS {
+    while pos < tail && buf.len() < most {
         let index = geo.index(pos);
         match read_record(&geo, &region, pos).map_err(|e| corrupt(&format!("{e:?}")))? {
             // Not committed yet; or, if nothing at all moves, perhaps the claim of an MPSC

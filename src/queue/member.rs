@@ -330,7 +330,7 @@ impl Member {
     pub(super) fn read_message(&mut self, seg: &Segment, pos: u64, end: u64, out: &mut Vec<u8>) -> Result<Option<()>> {
         let (log, journal) = self.durable.as_ref().expect("a durable queue's member");
         if super::consumer::log_end(seg) < end {
-            journal.progress_with(seg, true)?;
+            journal.catch_up(seg, true)?;
             if super::consumer::log_end(seg) < end {
                 return Ok(None);
             }
@@ -542,7 +542,7 @@ fn take_over(
         None => intact(seg, pos, end),
         Some((log, journal)) => {
             if super::consumer::log_end(seg) < end {
-                journal.progress_with(seg, true)?;
+                journal.catch_up(seg, true)?;
                 if super::consumer::log_end(seg) < end {
                     return Ok(TakeOver::Later);
                 }

@@ -422,7 +422,7 @@ impl Producer {
         if let Some(j) = &self.journal {
             // Whoever needs progress makes it: the journal may be what holds the ring, or
             // the id ceiling may need raising.
-            if j.progress(&self.h.shared.seg)? {
+            if j.step(&self.h.shared.seg, false)? {
                 if let Ok(r) = Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, slot, len) {
                     return Ok(r);
                 }
@@ -458,7 +458,7 @@ impl Producer {
             let slice = Instant::now() + super::journal::ALONGSIDE_AFTER;
             let until = deadline.map_or(slice, |d| d.min(slice));
             let r = self.wait_for_space(Some(until), |ring, seg| match Self::try_reserve_ring(ring, seg, slot, len) {
-                Err(RingError::Full) => match journal.progress_with(seg, force) {
+                Err(RingError::Full) => match journal.step(seg, force) {
                     Ok(true) => Self::try_reserve_ring(ring, seg, slot, len),
                     Ok(false) => Err(RingError::Full),
                     Err(_) => Err(RingError::Corrupt("the log failed")),
@@ -930,5 +930,38 @@ mod tests {
         assert_eq!(&*rx.try_recv().unwrap().expect("the producer still works"), b"y");
         drop((tx, rx));
         Queue::remove(&name).unwrap();
+    }
+
+    /// A producer that finds the ring full (or a consumer about to wait) journals one pass,
+    /// at most an eighth of the ring, and goes back to what it was doing; a handle closing
+    /// or a member needing its span journals everything.
+    #[test]
+    fn a_step_journals_an_eighth_of_the_ring_and_catching_up_everything() {
+        let name = format!("unit-journal-step-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("shmq-unit-journal-step-{}", std::process::id()));
+        let _ = Queue::remove(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let cap = 64 << 10;
+        let options = Options::new().mode(Mode::Spsc).capacity(cap).max_message(1024).durable(&dir);
+        Queue::create(&name, options).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        // Three quarters of the ring: no send found it full, so nobody journaled yet.
+        for i in 0..48u32 {
+            tx.try_send(&[i as u8; 1000]).unwrap();
+        }
+        let seg = &tx.h.shared.seg;
+        let d = &seg.header().durable;
+        let tail = seg.header().producer.tail.load(Ordering::Relaxed);
+        assert_eq!(d.written.load(Ordering::Relaxed), 0, "nothing journaled before the step");
+        let j = tx.journal.as_ref().expect("a durable queue's producer has a journal");
+        assert!(j.step(seg, false).unwrap(), "the step journals");
+        let step = d.written.load(Ordering::Relaxed);
+        // A pass stops at the first record that reaches an eighth of the ring.
+        assert!(step > 0 && step < cap / 8 + 1100, "one step journaled {step} of {tail} bytes");
+        assert!(j.catch_up(seg, false).unwrap(), "catching up journals the rest");
+        assert_eq!(d.written.load(Ordering::Relaxed), tail, "caught up: everything sent is in the log");
+        drop(tx);
+        Queue::remove(&name).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -383,7 +383,7 @@ impl Consumer {
                 // ring may hold what we wait for.
                 let _ = j.write_ahead(seg);
                 if self.backlog.is_some() {
-                    let _ = j.progress(seg);
+                    let _ = j.step(seg, false);
                 }
             }
             if let Some(rec) = self.spill_try()? {

@@ -79,6 +79,33 @@ enum Passes {
     One,
 }
 
+thread_local! {
+    /// The journal's copy buffer, kept from one call to the next ([`PassBuf`]).
+    static PASS_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The calling thread's copy buffer for the passes of one journal call, given back to the
+/// thread when dropped. A pass copies up to an eighth of the ring (at most [`MAX_PASS`]);
+/// a buffer that size allocated per call is one the allocator maps fresh and unmaps again
+/// (128 KiB and up, glibc's default), so every call paid the kernel a page fault and the
+/// zeroing of each page before copying into it. Kept, it costs its size per thread that
+/// journals.
+struct PassBuf(Vec<u8>);
+
+impl PassBuf {
+    fn take() -> PassBuf {
+        PassBuf(PASS_BUF.try_with(|b| b.take()).unwrap_or_default())
+    }
+}
+
+impl Drop for PassBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        // A thread being torn down has no buffer to keep.
+        let _ = PASS_BUF.try_with(|b| b.replace(buf));
+    }
+}
+
 /// A handle's view of its queue's log.
 #[derive(Clone)]
 pub(crate) struct Journal {
@@ -209,15 +236,16 @@ impl Journal {
     /// waiter bit if it waits for this sync itself (0 otherwise).
     fn run(&self, seg: &Segment, sync: bool, locked: bool, me: u64, passes: Passes) -> Result<bool> {
         let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
-        let mut buf = Vec::new();
-        while pass(seg, &self.log, &mut buf)? {
+        let mut buf = PassBuf::take();
+        let buf = &mut buf.0;
+        while pass(seg, &self.log, buf)? {
             moved = true;
             if passes == Passes::One && !sync {
                 break;
             }
         }
         if sync && self.fsync == Fsync::Always {
-            moved |= self.gather(seg, &mut buf, me)?;
+            moved |= self.gather(seg, buf, me)?;
         }
         if sync {
             let t0 = Instant::now();

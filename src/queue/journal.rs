@@ -63,8 +63,9 @@ const GATHER_QUIET: Duration = Duration::from_micros(3);
 /// The longest sync a waiter under [`Wait::Adaptive`] polls for rather than sleeps through
 /// ([`Journal::wait_durable`]): beyond it, a wake-up's latency is a small part of the wait.
 const POLL_SYNCS_UP_TO: Duration = Duration::from_millis(1);
-/// The most bytes one pass copies before writing them, whatever the ring's size (see
-/// [`pass`]: an eighth of the ring below that).
+/// The most bytes one pass copies before writing them (and the record that reaches it),
+/// whatever the ring's size (see [`pass`]: an eighth of the ring below that when the run
+/// does not sync).
 const MAX_PASS: u64 = 4 << 20;
 
 /// How much of what is committed a call journals when it does not sync.
@@ -85,12 +86,16 @@ thread_local! {
 }
 
 /// The calling thread's copy buffer for the passes of one journal call, given back to the
-/// thread when dropped. A pass copies up to an eighth of the ring (at most [`MAX_PASS`]);
-/// a buffer that size allocated per call is one the allocator maps fresh and unmaps again
-/// (128 KiB and up, glibc's default), so every call paid the kernel a page fault and the
-/// zeroing of each page before copying into it. Kept, it costs its size per thread that
-/// journals.
+/// thread when dropped. A pass copies up to an eighth of the ring or [`MAX_PASS`] (and one
+/// record more); a buffer that size allocated per call is one the allocator maps fresh and
+/// unmaps again (128 KiB and up, glibc's default), so every call paid the kernel a page
+/// fault and the zeroing of each page before copying into it. Kept, it costs its size per
+/// thread that journals; one grown past [`KEEP_AT_MOST`] (by a record of hundreds of
+/// megabytes) is freed instead.
 struct PassBuf(Vec<u8>);
+
+/// The largest pass buffer a thread keeps for its next journal call.
+const KEEP_AT_MOST: usize = 2 * MAX_PASS as usize;
 
 impl PassBuf {
     fn take() -> PassBuf {
@@ -101,6 +106,9 @@ impl PassBuf {
 impl Drop for PassBuf {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.0);
+        if buf.capacity() > KEEP_AT_MOST {
+            return;
+        }
         // A thread being torn down has no buffer to keep.
         let _ = PASS_BUF.try_with(|b| b.replace(buf));
     }
@@ -170,9 +178,12 @@ impl Journal {
         self.progress(seg, force, Passes::All)
     }
 
-    /// [`catch_up`](Self::catch_up), but under `Never` one pass only (at most an eighth of
-    /// the ring): what a producer that found the ring full needs, without holding it (and a
-    /// consumer reading right behind it) for a ring's worth of writes.
+    /// One pass (at most about an eighth of the ring), not synced, except under `Always`,
+    /// where the room it frees is what is synced, so it journals everything and syncs as
+    /// [`catch_up`](Self::catch_up) does: what a producer that found the ring full needs
+    /// (it asks again while it still finds it full), and a consumer reading the log that
+    /// waits for the journal, without holding the ring (and a consumer reading right behind
+    /// the producers) for a ring's worth of writes. Under `Interval` the timer syncs.
     pub(crate) fn step(&self, seg: &Segment, force: bool) -> Result<bool> {
         self.progress(seg, force, Passes::One)
     }
@@ -193,7 +204,12 @@ impl Journal {
         if !locked && !force {
             return Ok(false);
         }
-        let r = self.run(seg, self.fsync != Fsync::Never, locked, 0, passes);
+        // A step syncs only where the room it makes is what is synced.
+        let sync = match passes {
+            Passes::All => self.fsync != Fsync::Never,
+            Passes::One => self.fsync == Fsync::Always,
+        };
+        let r = self.run(seg, sync, locked, 0, passes);
         if locked {
             release_role(seg);
         }
@@ -238,7 +254,10 @@ impl Journal {
         let mut moved = raise_ceiling(seg, &self.log, self.capacity, self.seg_size)?;
         let mut buf = PassBuf::take();
         let buf = &mut buf.0;
-        while pass(seg, &self.log, buf)? {
+        // A run that syncs covers what its waiters sent, in passes as long as they may be;
+        // the others free the ring in steps (see `pass`).
+        let most = if sync { MAX_PASS } else { (self.capacity / 8).min(MAX_PASS) };
+        while pass(seg, &self.log, buf, most)? {
             moved = true;
             if passes == Passes::One && !sync {
                 break;
@@ -310,7 +329,7 @@ impl Journal {
             }
         }
         let mut moved = false;
-        while pass(seg, &self.log, buf)? {
+        while pass(seg, &self.log, buf, MAX_PASS)? {
             moved = true;
         }
         Ok(moved)
@@ -596,9 +615,14 @@ fn raise(word: &AtomicU64, v: u64) -> bool {
     false
 }
 
-/// Copies the committed records at `written` into the log (see the module docs). Returns
-/// whether `written` moved.
-fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
+/// Copies the committed records at `written` into the log (see the module docs), until
+/// `most` bytes are copied (the record that reaches it included: a pass copies at least
+/// one). Returns whether `written` moved.
+///
+/// A run that does not sync passes at most an eighth of the ring at a time: a journaler
+/// frees the ring in steps, so a producer it holds back sends again soon, and a consumer
+/// right behind the producers keeps ahead of what the next sends overwrite.
+fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>, most: u64) -> Result<bool> {
     let h = seg.header();
     let d = &h.durable;
     let geo = seg.config().geometry();
@@ -617,10 +641,7 @@ fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>) -> Result<bool> {
     if tail - start > geo.capacity {
         return Err(corrupt("log position more than a ring behind the producers"));
     }
-    // At most an eighth of the ring a pass: a journaler frees the ring in steps, so a
-    // producer it holds back sends again soon, and a consumer right behind the producers
-    // keeps ahead of what the next sends overwrite.
-    let most = (geo.capacity / 8).min(MAX_PASS) as usize;
+    let most = most as usize;
     buf.clear();
     let mut pos = start;
     while pos < tail && buf.len() < most {

@@ -421,8 +421,11 @@ impl Producer {
         let slot = self.h.slot;
         if let Some(j) = &self.journal {
             // Whoever needs progress makes it: the journal may be what holds the ring, or
-            // the id ceiling may need raising.
-            if j.step(&self.h.shared.seg, false)? {
+            // the id ceiling may need raising. A step at a time (an eighth of the ring), for
+            // as long as steps move and the record does not fit yet: only what the journal
+            // cannot free (a reader that holds the ring, another journaler's role) makes a
+            // `try_send` find the queue full.
+            while j.step(&self.h.shared.seg, false)? {
                 if let Ok(r) = Self::try_reserve_ring(&mut self.ring, &self.h.shared.seg, slot, len) {
                     return Ok(r);
                 }
@@ -961,6 +964,36 @@ mod tests {
         assert!(j.catch_up(seg, false).unwrap(), "catching up journals the rest");
         assert_eq!(d.written.load(Ordering::Relaxed), tail, "caught up: everything sent is in the log");
         drop(tx);
+        Queue::remove(&name).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `Full` from a `try_send` means a reader holds the ring, never that the journal (which
+    /// the producer can move itself) has not taken enough yet: a record larger than a pass
+    /// is journaled room for, a pass at a time.
+    #[test]
+    fn a_try_send_held_back_only_by_the_journal_journals_until_it_fits() {
+        let name = format!("unit-journal-try-send-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("shmq-unit-journal-try-send-{}", std::process::id()));
+        let _ = Queue::remove(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = Options::new().mode(Mode::Spsc).capacity(64 << 10).max_message(30000).durable(&dir);
+        Queue::create(&name, options).unwrap();
+        let mut tx = Producer::open(&name).unwrap();
+        let mut rx = Consumer::open(&name).unwrap();
+        for round in 0..8u8 {
+            for _ in 0..56 {
+                tx.try_send(&[round; 1000]).unwrap();
+            }
+            // The consumer reads everything (it holds nothing back) and, polling, journals
+            // nothing: the ring is held by the journal alone.
+            for _ in 0..56 {
+                assert_eq!(rx.try_recv().unwrap().expect("a message").len(), 1000);
+            }
+            tx.try_send(&[round; 30000]).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(rx.try_recv().unwrap().expect("the large message").len(), 30000);
+        }
+        drop((tx, rx));
         Queue::remove(&name).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -935,19 +935,42 @@ mod tests {
         Queue::remove(&name).unwrap();
     }
 
+    /// A durable 64 KiB SPSC queue (`Fsync::Never`) with its log in a fresh directory; both
+    /// removed when dropped.
+    struct DurableQueue {
+        name: String,
+        dir: std::path::PathBuf,
+    }
+
+    impl DurableQueue {
+        const CAPACITY: u64 = 64 << 10;
+
+        fn create(tag: &str, max_message: u32) -> DurableQueue {
+            let name = format!("unit-{tag}-{}", std::process::id());
+            let dir = std::env::temp_dir().join(format!("shmq-unit-{tag}-{}", std::process::id()));
+            let _ = Queue::remove(&name);
+            let _ = std::fs::remove_dir_all(&dir);
+            let options = Options::new().mode(Mode::Spsc).capacity(Self::CAPACITY).max_message(max_message);
+            Queue::create(&name, options.durable(&dir)).unwrap();
+            DurableQueue { name, dir }
+        }
+    }
+
+    impl Drop for DurableQueue {
+        fn drop(&mut self) {
+            let _ = Queue::remove(&self.name);
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// A producer that finds the ring full (or a consumer about to wait) journals one pass,
     /// at most an eighth of the ring, and goes back to what it was doing; a handle closing
     /// or a member needing its span journals everything.
     #[test]
     fn a_step_journals_an_eighth_of_the_ring_and_catching_up_everything() {
-        let name = format!("unit-journal-step-{}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("shmq-unit-journal-step-{}", std::process::id()));
-        let _ = Queue::remove(&name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let cap = 64 << 10;
-        let options = Options::new().mode(Mode::Spsc).capacity(cap).max_message(1024).durable(&dir);
-        Queue::create(&name, options).unwrap();
-        let mut tx = Producer::open(&name).unwrap();
+        let q = DurableQueue::create("journal-step", 1024);
+        let cap = DurableQueue::CAPACITY;
+        let mut tx = Producer::open(&q.name).unwrap();
         // Three quarters of the ring: no send found it full, so nobody journaled yet.
         for i in 0..48u32 {
             tx.try_send(&[i as u8; 1000]).unwrap();
@@ -963,9 +986,6 @@ mod tests {
         assert!(step > 0 && step < cap / 8 + 1100, "one step journaled {step} of {tail} bytes");
         assert!(j.catch_up(seg, false).unwrap(), "catching up journals the rest");
         assert_eq!(d.written.load(Ordering::Relaxed), tail, "caught up: everything sent is in the log");
-        drop(tx);
-        Queue::remove(&name).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `Full` from a `try_send` means a reader holds the ring, never that the journal (which
@@ -973,14 +993,9 @@ mod tests {
     /// is journaled room for, a pass at a time.
     #[test]
     fn a_try_send_held_back_only_by_the_journal_journals_until_it_fits() {
-        let name = format!("unit-journal-try-send-{}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("shmq-unit-journal-try-send-{}", std::process::id()));
-        let _ = Queue::remove(&name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let options = Options::new().mode(Mode::Spsc).capacity(64 << 10).max_message(30000).durable(&dir);
-        Queue::create(&name, options).unwrap();
-        let mut tx = Producer::open(&name).unwrap();
-        let mut rx = Consumer::open(&name).unwrap();
+        let q = DurableQueue::create("journal-try-send", 30000);
+        let mut tx = Producer::open(&q.name).unwrap();
+        let mut rx = Consumer::open(&q.name).unwrap();
         for round in 0..8u8 {
             for _ in 0..56 {
                 tx.try_send(&[round; 1000]).unwrap();
@@ -994,7 +1009,5 @@ mod tests {
             assert_eq!(rx.try_recv().unwrap().expect("the large message").len(), 30000);
         }
         drop((tx, rx));
-        Queue::remove(&name).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

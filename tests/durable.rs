@@ -31,6 +31,7 @@ fn child_role() {
         "waiter" => waiter(queue),
         "restorer" => restorer(queue),
         "late_sub" => late_sub(queue),
+        "bulk" => bulk(queue),
         other => panic!("unknown role {other}"),
     });
 }
@@ -52,6 +53,24 @@ fn late_sub(queue: &str) {
     tx.send(&msg(9, 1)).expect("send");
     common::say("sent");
     std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Sends `count` messages of [`bulk_msg`], says `sent`, and waits to be killed.
+fn bulk(queue: &str) {
+    let count: u32 = common::arg("count");
+    let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
+    for seq in 0..count {
+        tx.send_timeout(&bulk_msg(seq), common::OP_TIMEOUT).expect("send");
+    }
+    common::say("sent");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// 16 KiB: the sequence number, then its low byte over and over.
+fn bulk_msg(seq: u32) -> Vec<u8> {
+    let mut m = vec![seq as u8; 16 << 10];
+    m[..4].copy_from_slice(&seq.to_le_bytes());
+    m
 }
 
 /// A ring of 1 MiB and messages of up to 16 KiB, under `Never`: a log of several segments
@@ -544,6 +563,47 @@ fn ids_are_never_reused_across_kills_and_restarts_under_never() {
         drop(tx);
         drain(&q.name);
     }
+}
+
+/// A journal whose write passes the middle of a log segment makes the next segment in a
+/// background thread. A producer killed after that, with nothing written into it yet,
+/// leaves an empty segment beyond the end of the log: after a restart the queue keeps
+/// every message, in order, writes on into that segment, and hands out higher ids.
+#[test]
+fn a_producer_killed_after_making_the_next_segment_ahead_leaves_a_log_that_restores() {
+    let dir = LogDir::new("ahead");
+    let q = TestQueue::create("durable-ahead", big_options(&dir.0));
+    // 36 MiB: past the middle of segment 0 (64 MiB), short of segment 1.
+    let count = 36 * 64u32;
+    let mut p = Child::spawn("bulk", &q.name, &[("count", count.to_string())]);
+    p.expect("sent");
+    let seg1 = dir.0.join("0000000000000001.seg");
+    let deadline = Instant::now() + common::OP_TIMEOUT;
+    while !seg1.exists() {
+        assert!(Instant::now() < deadline, "segment 1 was not made ahead");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    p.kill9();
+    let _ = p.wait_exit();
+    // A handle closing journals what the ring still holds (into segment 0).
+    drop(Producer::open(&q.name).unwrap());
+    let before = Queue::inspect(&q.name).unwrap().durable.expect("durable stats");
+    assert!(before.written < 64 << 20, "nothing was written into segment 1: {before:?}");
+    simulate_restart(&q.name);
+    Queue::open_or_create(&q.name, big_options(&dir.0)).unwrap();
+    let mut tx = Producer::open(&q.name).unwrap();
+    let last = tx.send(&bulk_msg(count)).unwrap();
+    assert!(last >= 64 << 20, "the restored stream starts at segment 1: id {last}");
+    drop(tx);
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    let mut prev = None;
+    for seq in 0..=count {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+        assert_eq!(&*m, &bulk_msg(seq)[..], "message {seq}");
+        assert!(prev < Some(m.id()), "ids increase");
+        prev = Some(m.id());
+    }
+    assert_eq!(prev, Some(last));
 }
 
 /// A consumer that received part of the queue, then a restart: it resumes after what it

@@ -96,6 +96,72 @@ fn what_is_written_reads_back_across_segments() {
     assert_eq!(st.bytes, st.segments * (4096 + 4096));
 }
 
+/// A segment made ahead of the writes (`prepare_ahead`'s work) is the one they then use;
+/// made while the writes were still in the segment before, and followed by a power cut, it
+/// is an empty segment beyond the end: a clean tail, which recovery leaves as it is.
+#[test]
+fn a_segment_made_ahead_is_written_into_and_left_empty_is_removed_by_recovery() {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+    let mut s = Stream::new(11, 1024);
+    while s.pos < 2048 {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+    }
+    log.prepare(1).unwrap();
+    let s1 = dir().join("0000000000000001.seg");
+    assert!(fs.read_file(&s1).is_some(), "segment 1 made ahead");
+    log.sync(0, s.pos, 0).unwrap();
+    let before = s.pos;
+    for seed in 0..200 {
+        let (_, rec) = Log::recover(Arc::new(fs.crash(seed)), &dir()).unwrap();
+        assert_eq!((rec.end, rec.synced_through, rec.dropped), (before, 0, 0), "seed {seed}");
+    }
+    let crashed = fs.crash(7);
+    let (_, rec) = Log::recover(Arc::new(crashed.clone()), &dir()).unwrap();
+    assert_eq!((rec.end, rec.dropped, rec.tail_clean), (before, 0, true));
+    assert!(crashed.read_file(&s1).is_some(), "recovery leaves it");
+    // The live log goes on into the segment it made ahead.
+    while s.pos < 4096 + 1024 {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+    }
+    log.sync(0, s.pos, before).unwrap();
+    assert_eq!(all_frames(&log, 0, s.pos), s.msgs);
+    drop(log);
+    let (_, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+    assert_eq!((rec.end, rec.dropped), (s.pos, 0));
+}
+
+/// A write that passes the middle of its segment has the next one made in the background,
+/// before any write reaches it; one that does not pass it (or starts past it) does not.
+#[test]
+fn passing_the_middle_of_a_segment_makes_the_next_one_in_the_background() {
+    let t = TempDir::new("ahead");
+    let d = t.0.join("q");
+    let log = Arc::new(Log::create(Arc::new(RealFs), &d, params(4096, 1024)).unwrap());
+    let seg = |k: u64| d.join(format!("{k:016x}.seg"));
+    let mut s = Stream::new(12, 1024);
+    let mut last = 0;
+    while s.pos < 2048 {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+        log.prepare_ahead(pos, s.pos);
+        last = pos;
+    }
+    assert!(last < 2048, "one write crossed the middle");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seg(1).exists() {
+        assert!(std::time::Instant::now() < deadline, "segment 1 was not made ahead");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Past the middle already, or short of it: nothing is made.
+    log.prepare_ahead(4096 + 2100, 4096 + 2200);
+    log.prepare_ahead(4096, 4096 + 100);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!seg(2).exists(), "no segment 2 without a write passing the middle of segment 1");
+}
+
 // ---------------------------------------------------------------------------------------
 // Power cuts
 

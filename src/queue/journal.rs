@@ -622,7 +622,7 @@ fn raise(word: &AtomicU64, v: u64) -> bool {
 /// A run that does not sync passes at most an eighth of the ring at a time: a journaler
 /// frees the ring in steps, so a producer it holds back sends again soon, and a consumer
 /// right behind the producers keeps ahead of what the next sends overwrite.
-fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>, most: u64) -> Result<bool> {
+fn pass(seg: &Segment, log: &Arc<Log>, buf: &mut Vec<u8>, most: u64) -> Result<bool> {
     let h = seg.header();
     let d = &h.durable;
     let geo = seg.config().geometry();
@@ -686,6 +686,7 @@ fn pass(seg: &Segment, log: &Log, buf: &mut Vec<u8>, most: u64) -> Result<bool> 
     crate::failpoint::hit("journal-copied");
     log.write(start, buf).map_err(|e| fail(seg, e))?;
     crate::failpoint::hit("journal-written");
+    log.prepare_ahead(start, pos);
     // Relaxed: a statistic.
     d.writes.fetch_add(1, Ordering::Relaxed);
     raise(&d.written, pos);

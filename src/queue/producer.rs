@@ -988,6 +988,46 @@ mod tests {
         assert_eq!(d.written.load(Ordering::Relaxed), tail, "caught up: everything sent is in the log");
     }
 
+    /// A consumer that finds nothing to read while the journal role is taken (a producer
+    /// journaling a pass, here this test) keeps offering to write ahead while it waits, and
+    /// journals as soon as the role comes free, before its wait ends.
+    #[test]
+    fn a_waiting_consumer_journals_once_the_role_comes_free() {
+        use crate::segment::{Access, Segment};
+        let q = DurableQueue::create("journal-waiting", 1024);
+        let mut tx = Producer::open(&q.name).unwrap();
+        let mut rx = Consumer::open_with(&q.name, crate::Wait::Spin).unwrap();
+        // Three quarters of the ring: no send found it full, so nobody journaled.
+        for i in 0..48u32 {
+            tx.try_send(&[i as u8; 1000]).unwrap();
+        }
+        let Ok(holder) = Segment::open(&q.name, Access::ReadWrite) else { panic!("open the segment") };
+        assert!(holder.try_lock_journal(), "the role was free");
+        for _ in 0..48 {
+            assert_eq!(rx.try_recv().unwrap().expect("a message").len(), 1000);
+        }
+        let seg = &tx.h.shared.seg;
+        let written = || seg.header().durable.written.load(Ordering::Relaxed);
+        let waiting = std::thread::spawn(move || {
+            let r = rx.recv_timeout(Duration::from_secs(3));
+            (r.map(|m| m.len()), rx)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(written(), 0, "nobody journaled while the role was taken");
+        holder.unlock_journal();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while written() == 0 {
+            assert!(Instant::now() < deadline, "the waiting consumer did not journal");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!waiting.is_finished(), "it journaled while waiting, not after");
+        let (r, rx) = waiting.join().unwrap();
+        assert!(matches!(r, Err(Error::Timeout)), "nothing was sent: {r:?}");
+        let tail = seg.header().producer.tail.load(Ordering::Relaxed);
+        assert!(tail - written() < DurableQueue::CAPACITY / 4, "it journaled pass after pass: {} of {tail}", written());
+        drop((tx, rx));
+    }
+
     /// `Full` from a `try_send` means a reader holds the ring, never that the journal (which
     /// the producer can move itself) has not taken enough yet: a record larger than a pass
     /// is journaled room for, a pass at a time.

@@ -42,6 +42,10 @@ use crate::sync::wait::Wait;
 /// Rejoins in a row that find the log grown (each one means more to read there) before
 /// the consumer waits instead: bounds the work a hostile `gate_min` can cause.
 const ROUNDS: usize = 64;
+/// A consumer waiting for messages offers to write ahead once every this many polls (see
+/// `spill_next`).
+const WRITE_AHEAD_EVERY: u32 = 16;
+
 /// How long a consumer reading the log sleeps at most before it looks again: the journal
 /// writes the log without waking readers, and producers may have stopped publishing.
 const LOG_POLL: Duration = Duration::from_millis(5);
@@ -403,7 +407,24 @@ impl Consumer {
                 (d, s) => d.or(s),
             };
             let (head, prefix) = (self.ring.head(), self.h.shared.seg.config().prefix());
-            let r = self.h.wait_for(until, |seg| ready(seg, head, prefix, log).then_some(Ok(())));
+            let journal = &self.journal;
+            let mut polls = 0u32;
+            let r = self.h.wait_for(until, |seg| {
+                if ready(seg, head, prefix, log) {
+                    return Some(Ok(()));
+                }
+                // Waiting, keep offering to write ahead (every few polls: an offer that
+                // finds the backlog large and the role taken costs a system call): a
+                // producer that found the ring full holds the role for a pass, then sends
+                // again into the room it made, and this consumer, idle meanwhile, can
+                // journal the next pass while it does. Without these offers the two
+                // alternated: the producer journaled nearly every pass itself, and the
+                // queue streamed at the rate of one process doing all the work. A pass
+                // made ends the wait: there may be more to read now.
+                polls = polls.wrapping_add(1);
+                let j = journal.as_ref().filter(|_| polls % WRITE_AHEAD_EVERY == 0)?;
+                matches!(j.write_ahead(seg), Ok(true)).then_some(Ok(()))
+            });
             match r {
                 Ok(()) => {}
                 Err(Error::Timeout) if d.is_none_or(|d| Instant::now() < d) => {}

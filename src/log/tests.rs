@@ -100,7 +100,7 @@ fn what_is_written_reads_back_across_segments() {
 /// made while the writes were still in the segment before, and followed by a power cut, it
 /// is an empty segment beyond the end: a clean tail, which recovery leaves as it is.
 #[test]
-fn a_segment_made_ahead_is_written_into_and_left_empty_is_removed_by_recovery() {
+fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
     let fs = FaultFs::new();
     let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
     let mut s = Stream::new(11, 1024);

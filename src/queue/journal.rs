@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::layout::{self, record};
 use crate::log::Log;
-use crate::ring::{Found, Region, plausible, read_record};
+use crate::ring::{Found, plausible, read_record};
 use crate::segment::Segment;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::futex::{FencedFutex, OsFutex};
@@ -653,8 +653,7 @@ fn pass(seg: &Segment, log: &Arc<Log>, buf: &mut Vec<u8>, most: u64) -> Result<b
             Found::Nothing => break,
             Found::Message { size, .. } => {
                 let at = buf.len();
-                buf.resize(at + size as usize, 0);
-                region.read(index, &mut buf[at..]);
+                region.read_append(index, size as usize, buf);
                 crate::log::format::seal(&mut buf[at..], pos);
                 pos += size;
             }

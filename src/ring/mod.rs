@@ -257,6 +257,23 @@ mod ptr_region {
             PtrRegion { base, len, words: len / 8, headers: (len / 8).saturating_sub(1) }
         }
 
+        /// Appends the `len` bytes of the region at `index` to `dst`, copied once: without
+        /// zero-filling the room first, as `resize` and then [`Region::read`] would (a
+        /// second pass over every byte the journal copies).
+        pub fn read_append(&self, index: usize, len: usize, dst: &mut Vec<u8>) {
+            let p = self.ptr(index, len);
+            dst.reserve(len);
+            let at = dst.len();
+            // SAFETY: `p` is in bounds for `len` bytes (checked above), bytes of a committed
+            // record the caller holds; `reserve` made room for `len` more bytes after `at`,
+            // private memory, which cannot overlap the region. Once copied they are
+            // initialized, so the length may cover them.
+            unsafe {
+                copy(p, dst.as_mut_ptr().add(at), len);
+                dst.set_len(at + len);
+            }
+        }
+
         /// A pointer to `len` bytes at `index`, bounds-checked.
         #[inline]
         pub fn ptr(&self, index: usize, len: usize) -> *mut u8 {

@@ -1609,3 +1609,23 @@ fn mpsc_three_producers_and_a_consumer_deliver_everything() {
         });
     });
 }
+
+/// `read_append` appends exactly the bytes asked for, after what the buffer held, whether or
+/// not the buffer must grow; out of bounds it panics rather than read past the region.
+#[test]
+fn read_append_copies_exactly_the_bytes_asked_for() {
+    let region = HeapRegion::new(64);
+    let bytes: Vec<u8> = (0..64u8).collect();
+    region.write(0, &bytes);
+    let mut buf = vec![0xee; 3];
+    region.read_append(8, 20, &mut buf);
+    assert_eq!(buf[..3], [0xee; 3]);
+    assert_eq!(buf[3..], bytes[8..28]);
+    let mut roomy = Vec::with_capacity(100);
+    region.read_append(60, 4, &mut roomy);
+    region.read_append(0, 0, &mut roomy);
+    assert_eq!(roomy, bytes[60..]);
+    let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| region.read_append(60, 5, &mut roomy)));
+    assert!(past.is_err(), "a read past the region panics");
+    assert_eq!(roomy, bytes[60..], "and appends nothing");
+}

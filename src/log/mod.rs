@@ -156,6 +156,9 @@ pub struct Log {
     meta_file: Arc<dyn FsFile>,
     /// The last META this process read or wrote; the mutex also serializes META writes.
     meta: Mutex<Meta>,
+    /// The highest ceiling this process has seen on disk after its own `fdatasync` of META
+    /// (0: none yet). Written and read under `meta`'s lock.
+    synced_ceiling: AtomicU64,
     /// Open segments by index.
     segs: Mutex<HashMap<u64, Arc<dyn FsFile>>>,
     /// Serializes segment creation (lookups go on meanwhile).
@@ -633,6 +636,7 @@ impl Log {
             lock_file,
             meta_file,
             meta: Mutex::new(meta),
+            synced_ceiling: AtomicU64::new(0),
             segs: Mutex::new(HashMap::new()),
             creating: Mutex::new(()),
             marking: Mutex::new(()),
@@ -959,29 +963,35 @@ impl Log {
     }
 
     /// After a write of `[from, to)`: if it passed the middle of its segment, makes the
-    /// next segment in a background thread, so that the writer that reaches it finds it
-    /// made. Making one syncs twice (the file, then the directory): 0.7-1 ms on the
-    /// development VM, once per segment, that a writer crossing into a missing segment
-    /// spent waiting, and the producers behind it with it.
+    /// next segment, and raises the id ceiling in META to `ceiling`, in a background
+    /// thread, so that the writer that reaches that segment finds it made and the raise
+    /// that the journal asks for next (`ceiling`, its caller's choice) finds it synced.
+    /// Each syncs: a segment twice (the file, then the directory), 0.7-1 ms on the
+    /// development VM, and META once, 0.5-1 ms, once per segment, that a writer spent
+    /// waiting, and the producers behind it with it.
     ///
     /// What the thread does is what that writer would have done, with the same guards
-    /// (see [`segment`](Self::segment)); its errors are left for that writer, which meets
-    /// them itself (a failed sync is sticky whoever sees it). A process that exits or dies
-    /// while the thread works leaves at most a temporary file, which the next recovery
-    /// removes. A segment made but never written (the process stopped short of it) is an
-    /// empty one beyond the end of the log: a recovery finds its bytes zero, a clean tail,
-    /// as after a writer killed just after making one; a restored queue writes on into it
-    /// or passes it with its gap frame, and retention removes it with the segments below.
-    pub fn prepare_ahead(self: &Arc<Self>, from: u64, to: u64) {
+    /// (see [`segment`](Self::segment) and [`set_ceiling`](Self::set_ceiling)); its errors
+    /// are left for that writer, which meets them itself (a failed sync is sticky whoever
+    /// sees it). A higher ceiling only makes a restart skip more ids. A process that exits
+    /// or dies while the thread works leaves at most a temporary file, which the next
+    /// recovery removes. A segment made but never written (the process stopped short of
+    /// it) is an empty one beyond the end of the log: a recovery finds its bytes zero, a
+    /// clean tail, as after a writer killed just after making one; a restored queue writes
+    /// on into it or passes it with its gap frame, and retention removes it with the
+    /// segments below.
+    pub fn prepare_ahead(self: &Arc<Self>, from: u64, to: u64, ceiling: u64) {
         let k = from / self.seg_size;
         let middle = k * self.seg_size + self.seg_size / 2;
-        if from >= middle || to < middle || lock(&self.segs).contains_key(&(k + 1)) {
+        if from >= middle || to < middle {
             return;
         }
         let log = Arc::clone(self);
         // No thread, no harm: the writer makes the segment when it gets there.
         let _ = std::thread::Builder::new().name("shmq-segment".into()).spawn(move || {
-            let _ = log.prepare(k + 1);
+            if log.prepare(k + 1).is_ok() {
+                let _ = log.set_ceiling(ceiling);
+            }
         });
     }
 
@@ -1103,10 +1113,16 @@ impl Log {
     }
 
     /// Raises the id ceiling in META (never lowers it: a lower `c` keeps the current one),
-    /// synced before it returns.
+    /// synced before it returns. Returns at once if this process has already synced META
+    /// with `c` or more in it (a ceiling read without a sync of ours, at attach, say, may be
+    /// a write that a power cut still takes back).
     pub fn set_ceiling(&self, c: u64) -> Result<()> {
         self.check_failed()?;
         let mut meta = lock(&self.meta);
+        // Relaxed: read and written under `meta`'s lock.
+        if self.synced_ceiling.load(Ordering::Relaxed) >= c {
+            return Ok(());
+        }
         let path = self.dir.join(META_FILE);
         // Another process may raise it at the same moment: both read the same record and
         // write the next one into the same slot, and the write that lands last wins it,
@@ -1125,6 +1141,10 @@ impl Log {
             self.meta_file.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", path.display())))?;
             let now = Log::read_meta(&*self.meta_file, &path)?;
             if now.ceiling >= c {
+                // Relaxed: under `meta`'s lock. `c`, not what was read back: a higher
+                // ceiling there may be another process's write, made after our sync and
+                // not synced yet.
+                self.synced_ceiling.store(c, Ordering::Relaxed);
                 *meta = now;
                 return Ok(());
             }

@@ -133,8 +133,9 @@ fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
     assert_eq!((rec.end, rec.dropped), (s.pos, 0));
 }
 
-/// A write that passes the middle of its segment has the next one made in the background,
-/// before any write reaches it; one that does not pass it (or starts past it) does not.
+/// A write that passes the middle of its segment has the next one made, and the ceiling
+/// raised, in the background, before any write reaches that segment; one that does not
+/// pass it (or starts past it) does not.
 #[test]
 fn passing_the_middle_of_a_segment_makes_the_next_one_in_the_background() {
     let t = TempDir::new("ahead");
@@ -146,20 +147,43 @@ fn passing_the_middle_of_a_segment_makes_the_next_one_in_the_background() {
     while s.pos < 2048 {
         let (pos, bytes) = s.batch(1, 200);
         log.write(pos, &bytes).unwrap();
-        log.prepare_ahead(pos, s.pos);
+        log.prepare_ahead(pos, s.pos, 3 * 4096);
         last = pos;
     }
     assert!(last < 2048, "one write crossed the middle");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !seg(1).exists() {
-        assert!(std::time::Instant::now() < deadline, "segment 1 was not made ahead");
+    while !seg(1).exists() || log.ceiling() < 3 * 4096 {
+        assert!(std::time::Instant::now() < deadline, "segment 1 was not made ahead, or the ceiling not raised");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // Past the middle already, or short of it: nothing is made.
-    log.prepare_ahead(4096 + 2100, 4096 + 2200);
-    log.prepare_ahead(4096, 4096 + 100);
+    log.prepare_ahead(4096 + 2100, 4096 + 2200, 4 * 4096);
+    log.prepare_ahead(4096, 4096 + 100, 4 * 4096);
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!seg(2).exists(), "no segment 2 without a write passing the middle of segment 1");
+    assert_eq!(log.ceiling(), 3 * 4096);
+    drop(log);
+    let (_, rec) = Log::recover(Arc::new(RealFs), &d).unwrap();
+    assert_eq!(rec.ceiling, 3 * 4096, "the ceiling raised ahead is on disk");
+}
+
+/// A ceiling this process has synced is not synced again; one only read is.
+#[test]
+fn a_ceiling_already_synced_by_this_process_is_not_synced_again() {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+    log.set_ceiling(8 * 4096).unwrap();
+    fs.clear_ops();
+    log.set_ceiling(8 * 4096).unwrap();
+    log.set_ceiling(4 * 4096).unwrap();
+    assert!(fs.ops().is_empty(), "{:#?}", fs.ops());
+    drop(log);
+    // Attached, the ceiling is only read: the first raise syncs.
+    let log = Log::attach(Arc::new(fs.clone()), &dir(), ID).unwrap();
+    fs.clear_ops();
+    log.set_ceiling(8 * 4096).unwrap();
+    let meta = dir().join(META_FILE);
+    assert!(fs.ops().contains(&Op::Fdatasync(meta)), "{:#?}", fs.ops());
 }
 
 // ---------------------------------------------------------------------------------------

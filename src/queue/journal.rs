@@ -685,7 +685,7 @@ fn pass(seg: &Segment, log: &Arc<Log>, buf: &mut Vec<u8>, most: u64) -> Result<b
     crate::failpoint::hit("journal-copied");
     log.write(start, buf).map_err(|e| fail(seg, e))?;
     crate::failpoint::hit("journal-written");
-    log.prepare_ahead(start, pos);
+    log.prepare_ahead(start, pos, ceiling_for(pos, log.seg_size()));
     // Relaxed: a statistic.
     d.writes.fetch_add(1, Ordering::Relaxed);
     raise(&d.written, pos);
@@ -784,7 +784,7 @@ fn raise_ceiling(seg: &Segment, log: &Log, capacity: u64, seg_size: u64) -> Resu
     if ceiling >= tail.saturating_add(2 * capacity) {
         return Ok(false);
     }
-    let next = (tail / seg_size + 2) * seg_size;
+    let next = ceiling_for(tail, seg_size);
     if !plausible(next) {
         return Err(Error::Corrupt(format!("queue {}: positions exhausted", seg.config().name)));
     }
@@ -794,6 +794,13 @@ fn raise_ceiling(seg: &Segment, log: &Log, capacity: u64, seg_size: u64) -> Resu
         wake_space(seg);
     }
     Ok(true)
+}
+
+/// The ceiling raised for producers at `tail`: the end of the segment after `tail`'s, so
+/// a raise is due once per segment, near its end. The journal's write that passes the
+/// middle of a segment has it made durable ahead ([`Log::prepare_ahead`]).
+fn ceiling_for(tail: u64, seg_size: u64) -> u64 {
+    (tail / seg_size + 2) * seg_size
 }
 
 /// The floor the journal puts under producers: they write nothing at or above the

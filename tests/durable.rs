@@ -881,6 +881,56 @@ fn under_interval_the_timer_syncs_what_was_written() {
     assert_eq!(drain(&q.name).len(), 50);
 }
 
+/// A consumer's timed receive ends at its deadline while a producer stopped inside its
+/// claim (alive: the journal cannot pass it) holds the journal behind a large backlog, on a
+/// ring as large as a log segment (its id ceiling always looks low): the consumer keeps
+/// offering to journal while it waits, and those offers, moving nothing readable, must not
+/// keep the wait going.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_timed_receive_ends_at_its_deadline_while_a_stopped_claim_holds_the_journal() {
+    let dir = LogDir::new("stuck-claim-wait");
+    let cap = 64u64 << 20;
+    let q = TestQueue::create(
+        "durable-stuck-claim-wait",
+        Options::new().mode(Mode::Mpsc).capacity(cap).max_message(64 << 10).durable(&dir.0).fsync(Fsync::Never),
+    );
+    let rx = Consumer::open_with(&q.name, Wait::Adaptive).unwrap();
+    let mut stopped = Child::spawn_env(
+        "producer",
+        &q.name,
+        &[("stream", "0".into()), ("count", "1".into())],
+        &[("SHMQ_FAILPOINT", "mpsc-claimed".into()), ("SHMQ_FAILPOINT_ACTION", "stop".into())],
+    );
+    stopped.wait_stopped();
+    let mut tx = Producer::open(&q.name).unwrap();
+    let m = vec![3u8; 60 << 10];
+    let mut sent = 0u64;
+    while sent < cap / 4 + (1 << 20) {
+        tx.try_send(&m).unwrap();
+        sent += m.len() as u64;
+    }
+    let waiting = std::thread::spawn(move || {
+        let mut rx = rx;
+        let start = Instant::now();
+        let r = rx.recv_timeout(Duration::from_millis(500)).map(|m| m.len());
+        (r, start.elapsed())
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !waiting.is_finished() {
+        if Instant::now() >= deadline {
+            stopped.kill9();
+            panic!("the receive went on past its deadline");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (r, took) = waiting.join().unwrap();
+    assert!(matches!(r, Err(shmq::Error::Timeout)), "nothing is readable behind the claim: {r:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    stopped.kill9();
+    let _ = stopped.wait_exit();
+}
+
 /// Runs a producer of stream 0 that is killed (a failpoint) inside its sixth message's
 /// claim, after its CAS on `tail` and before it writes anything: five messages sent.
 #[cfg(feature = "failpoints")]

@@ -971,24 +971,28 @@ impl Log {
     /// waiting, and the producers behind it with it.
     ///
     /// What the thread does is what that writer would have done, with the same guards
-    /// (see [`segment`](Self::segment) and [`set_ceiling`](Self::set_ceiling)); its errors
-    /// are left for that writer, which meets them itself (a failed sync is sticky whoever
-    /// sees it). A higher ceiling only makes a restart skip more ids. A process that exits
-    /// or dies while the thread works leaves at most a temporary file, which the next
-    /// recovery removes. A segment made but never written (the process stopped short of
-    /// it) is an empty one beyond the end of the log: a recovery finds its bytes zero, a
-    /// clean tail, as after a writer killed just after making one; a restored queue writes
-    /// on into it or passes it with its gap frame, and retention removes it with the
-    /// segments below.
+    /// (see [`segment`](Self::segment) and [`set_ceiling`](Self::set_ceiling)). A full
+    /// disk is left for that writer, which meets it itself; a failed sync (or rename, or
+    /// directory sync) fails the log for good, as it would have for that writer. A higher
+    /// ceiling only makes a restart skip more ids. A process that exits or dies while the
+    /// thread works leaves at most a temporary file, which the next cold recovery removes.
+    /// A segment made but never written (the process stopped short of it) is an empty one
+    /// beyond the end of the log: a recovery finds its bytes zero, a clean tail, as after a
+    /// writer killed just after making one; a restored queue writes on into it if it is
+    /// where the restored stream starts, and otherwise removes it with its gap frame
+    /// ([`bridge`](Self::bridge)).
     pub fn prepare_ahead(self: &Arc<Self>, from: u64, to: u64, ceiling: u64) {
         let k = from / self.seg_size;
         let middle = k * self.seg_size + self.seg_size / 2;
         if from >= middle || to < middle {
             return;
         }
-        let log = Arc::clone(self);
+        // Weak: a queue closed meanwhile must not have its log (and the log's lock, which a
+        // cold recovery of the directory needs exclusive) kept open by this thread.
+        let log = Arc::downgrade(self);
         // No thread, no harm: the writer makes the segment when it gets there.
         let _ = std::thread::Builder::new().name("shmq-segment".into()).spawn(move || {
+            let Some(log) = log.upgrade() else { return };
             if log.prepare(k + 1).is_ok() {
                 let _ = log.set_ceiling(ceiling);
             }
@@ -1033,8 +1037,10 @@ impl Log {
     /// at `end` a gap frame that goes on at `start` ([`format::encode_gap`]; first a
     /// pad-end to the next multiple of `wrap` if the gap frame does not fit before it), and
     /// syncs it. Without it the positions in between, never written, would read as damage
-    /// to the next recovery (below the synced mark) or as the end of the log. Harmless when
-    /// repeated; a crash before its sync leaves nothing the next recovery does not cut.
+    /// to the next recovery (below the synced mark) or as the end of the log. Then removes
+    /// the segments lying wholly inside the gap if their bytes are zero (made ahead, never
+    /// written: see [`prepare_ahead`](Self::prepare_ahead)). Harmless when repeated; a
+    /// crash before its sync leaves nothing the next recovery does not cut.
     pub fn bridge(&self, end: u64, start: u64) -> Result<()> {
         if start <= end {
             return Ok(());
@@ -1053,11 +1059,28 @@ impl Log {
             wrote.push(p / self.seg_size);
         }
         wrote.dedup();
-        for k in wrote {
+        for &k in &wrote {
             let f = self
                 .segment(k, false)?
                 .ok_or_else(|| self.fail(format!("{}: vanished", self.seg_path(k).display())))?;
             f.fdatasync().map_err(|e| self.fail(format!("fdatasync {}: {e}", self.seg_path(k).display())))?;
+        }
+        // Segments inside the gap hold nothing (a recovery found them zero: made ahead of
+        // writes that never came). Left there, retention could remove the segment holding
+        // the gap frame and keep them, and the next recovery would read the first of them
+        // as the log's start: zeros where a frame must be.
+        let mut removed = false;
+        for k in self.list_segments()? {
+            let inside = k > end / self.seg_size && k < start / self.seg_size && !wrote.contains(&k);
+            if inside && self.tail_is_zero(&[k], k * self.seg_size)? {
+                lock(&self.segs).remove(&k);
+                let p = self.seg_path(k);
+                self.fs.unlink(&p).map_err(|e| os_err(e, format!("unlink {}", p.display())))?;
+                removed = true;
+            }
+        }
+        if removed {
+            self.fs.fsync_dir(&self.dir).map_err(|e| self.fail(format!("fsync {}: {e}", self.dir.display())))?;
         }
         Ok(())
     }

@@ -133,6 +133,43 @@ fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
     assert_eq!((rec.end, rec.dropped), (s.pos, 0));
 }
 
+/// A restart whose gap passes over a segment made ahead and never written removes it with
+/// its gap frame: left there, retention could delete the segment holding the gap frame and
+/// keep it, and the next recovery would start at its zeros (damage below the mark).
+#[test]
+fn a_restart_removes_a_segment_made_ahead_inside_its_gap() {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+    let mut s = Stream::new(13, 1024);
+    while s.pos < 2048 {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+    }
+    log.prepare(1).unwrap();
+    log.sync(0, s.pos, 0).unwrap();
+    drop(log);
+    let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+    assert!(rec.tail_clean);
+    log.bridge(rec.end, 2 * 4096).unwrap();
+    let s1 = dir().join("0000000000000001.seg");
+    assert!(fs.read_file(&s1).is_none(), "the empty segment inside the gap is removed");
+    // The restored stream goes on in segment 2, retention removes segment 0 (and with it
+    // the gap frame), and a recovery still finds the log.
+    let old = s.msgs.len();
+    s.pos = 2 * 4096;
+    while s.pos < 2 * 4096 + 1024 {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+    }
+    log.sync(2 * 4096, s.pos, 0).unwrap();
+    log.sync(2 * 4096, s.pos, s.pos).unwrap();
+    assert_eq!(log.delete_before(2 * 4096 + 8).unwrap(), 2 * 4096);
+    drop(log);
+    let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
+    assert_eq!((rec.start, rec.end, rec.dropped), (2 * 4096, s.pos, 0));
+    assert_eq!(all_frames(&log, rec.start, rec.end), s.msgs[old..]);
+}
+
 /// A write that passes the middle of its segment has the next one made, and the ceiling
 /// raised, in the background, before any write reaches that segment; one that does not
 /// pass it (or starts past it) does not.

@@ -774,6 +774,7 @@ fn fail(seg: &Segment, e: Error) -> Error {
 }
 
 /// Raises the id ceiling a log segment ahead when the producers come within two rings of it.
+/// Returns whether it moved.
 fn raise_ceiling(seg: &Segment, log: &Log, capacity: u64, seg_size: u64) -> Result<bool> {
     let h = seg.header();
     let d = &h.durable;
@@ -790,10 +791,13 @@ fn raise_ceiling(seg: &Segment, log: &Log, capacity: u64, seg_size: u64) -> Resu
     }
     crate::failpoint::hit("ceiling-raising");
     log.set_ceiling(next).map_err(|e| fail(seg, e))?;
-    if raise(&d.ceiling, next) {
+    // Whether the ceiling moved: one already there (raised by another process, or a ring
+    // as large as a segment, whose ceiling stays within two rings) is no progress.
+    let raised = raise(&d.ceiling, next);
+    if raised {
         wake_space(seg);
     }
-    Ok(true)
+    Ok(raised)
 }
 
 /// The ceiling raised for producers at `tail`: the end of the segment after `tail`'s, so
@@ -825,7 +829,11 @@ pub(crate) fn shared_log(dir: &std::path::Path, identity: [u8; 16]) -> Result<Ar
     static LOGS: Mutex<Vec<(PathBuf, Weak<Log>)>> = Mutex::new(Vec::new());
     let mut logs = LOGS.lock().unwrap_or_else(|p| p.into_inner());
     logs.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(log) = logs.iter().find(|(p, _)| p == dir).and_then(|(_, w)| w.upgrade()) {
+    // By identity too: a queue made again in a directory emptied meanwhile has a new log,
+    // and the old `Log` (kept alive a moment by a thread of its own) holds the old files.
+    if let Some(log) =
+        logs.iter().filter(|(p, _)| p == dir).filter_map(|(_, w)| w.upgrade()).find(|l| l.identity() == identity)
+    {
         return Ok(log);
     }
     let log = Arc::new(Log::attach(Arc::new(crate::log::fs::RealFs), dir, identity)?);

@@ -420,10 +420,14 @@ impl Consumer {
                 // journal the next pass while it does. Without these offers the two
                 // alternated: the producer journaled nearly every pass itself, and the
                 // queue streamed at the rate of one process doing all the work. A pass
-                // made ends the wait: there may be more to read now.
+                // ends the wait only if there is something to read now: the wait's
+                // deadline is checked only while it goes on, and a journal that reports
+                // progress without reaching anything readable (a stopped producer's claim
+                // holding it) must not keep a timed receive going for ever.
                 polls = polls.wrapping_add(1);
                 let j = journal.as_ref().filter(|_| polls % WRITE_AHEAD_EVERY == 0)?;
-                matches!(j.write_ahead(seg), Ok(true)).then_some(Ok(()))
+                let _ = j.write_ahead(seg);
+                ready(seg, head, prefix, log).then_some(Ok(()))
             });
             match r {
                 Ok(()) => {}

@@ -1069,17 +1069,25 @@ impl Log {
         // writes that never came). Left there, retention could remove the segment holding
         // the gap frame and keep them, and the next recovery would read the first of them
         // as the log's start: zeros where a frame must be.
-        let mut removed = false;
+        let mut empty = Vec::new();
         for k in self.list_segments()? {
             let inside = k > end / self.seg_size && k < start / self.seg_size && !wrote.contains(&k);
             if inside && self.tail_is_zero(&[k], k * self.seg_size)? {
-                lock(&self.segs).remove(&k);
-                let p = self.seg_path(k);
-                self.fs.unlink(&p).map_err(|e| os_err(e, format!("unlink {}", p.display())))?;
-                removed = true;
+                empty.push(k);
             }
         }
-        if removed {
+        self.remove_segments(&empty)
+    }
+
+    /// Unlinks segments `ks` (forgetting their open files), then syncs the directory if
+    /// there were any.
+    fn remove_segments(&self, ks: &[u64]) -> Result<()> {
+        for &k in ks {
+            lock(&self.segs).remove(&k);
+            let p = self.seg_path(k);
+            self.fs.unlink(&p).map_err(|e| os_err(e, format!("unlink {}", p.display())))?;
+        }
+        if !ks.is_empty() {
             self.fs.fsync_dir(&self.dir).map_err(|e| self.fail(format!("fsync {}: {e}", self.dir.display())))?;
         }
         Ok(())
@@ -1414,16 +1422,8 @@ impl Log {
     /// Zeroes everything after `s.end` in its segment and removes later segments, synced.
     fn cut(&self, s: &Scan) -> Result<()> {
         let k = s.end / self.seg_size;
-        let mut removed = false;
-        for &later in s.segs.iter().filter(|&&j| j > k) {
-            lock(&self.segs).remove(&later);
-            let p = self.seg_path(later);
-            self.fs.unlink(&p).map_err(|e| os_err(e, format!("unlink {}", p.display())))?;
-            removed = true;
-        }
-        if removed {
-            self.fs.fsync_dir(&self.dir).map_err(|e| self.fail(format!("fsync {}: {e}", self.dir.display())))?;
-        }
+        let later: Vec<u64> = s.segs.iter().copied().filter(|&j| j > k).collect();
+        self.remove_segments(&later)?;
         if s.segs.contains(&k) {
             let f = self.segment(k, false)?.expect("listed");
             let shown = self.seg_path(k).display().to_string();

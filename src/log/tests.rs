@@ -68,6 +68,14 @@ impl Stream {
     }
 }
 
+/// Writes frames of up to 200 bytes, one at a time, until the stream reaches `end`.
+fn write_until(log: &Log, s: &mut Stream, end: u64) {
+    while s.pos < end {
+        let (pos, bytes) = s.batch(1, 200);
+        log.write(pos, &bytes).unwrap();
+    }
+}
+
 fn all_frames(log: &Log, from: u64, to: u64) -> Vec<Msg> {
     log.frames(from, to).map(|f| f.map(|f| (f.id, f.ts, f.payload))).collect::<Result<Vec<_>>>().unwrap()
 }
@@ -96,19 +104,22 @@ fn what_is_written_reads_back_across_segments() {
     assert_eq!(st.bytes, st.segments * (4096 + 4096));
 }
 
+/// A log (segments of 4096) written into half of segment 0, with segment 1 made ahead.
+fn made_ahead(seed: u64) -> (FaultFs, Log, Stream) {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
+    let mut s = Stream::new(seed, 1024);
+    write_until(&log, &mut s, 2048);
+    log.prepare(1).unwrap();
+    (fs, log, s)
+}
+
 /// A segment made ahead of the writes (`prepare_ahead`'s work) is the one they then use;
 /// made while the writes were still in the segment before, and followed by a power cut, it
 /// is an empty segment beyond the end: a clean tail, which recovery leaves as it is.
 #[test]
 fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
-    let fs = FaultFs::new();
-    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
-    let mut s = Stream::new(11, 1024);
-    while s.pos < 2048 {
-        let (pos, bytes) = s.batch(1, 200);
-        log.write(pos, &bytes).unwrap();
-    }
-    log.prepare(1).unwrap();
+    let (fs, log, mut s) = made_ahead(11);
     let s1 = dir().join("0000000000000001.seg");
     assert!(fs.read_file(&s1).is_some(), "segment 1 made ahead");
     log.sync(0, s.pos, 0).unwrap();
@@ -122,10 +133,7 @@ fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
     assert_eq!((rec.end, rec.dropped, rec.tail_clean), (before, 0, true));
     assert!(crashed.read_file(&s1).is_some(), "recovery leaves it");
     // The live log goes on into the segment it made ahead.
-    while s.pos < 4096 + 1024 {
-        let (pos, bytes) = s.batch(1, 200);
-        log.write(pos, &bytes).unwrap();
-    }
+    write_until(&log, &mut s, 4096 + 1024);
     log.sync(0, s.pos, before).unwrap();
     assert_eq!(all_frames(&log, 0, s.pos), s.msgs);
     drop(log);
@@ -138,14 +146,7 @@ fn a_segment_made_ahead_is_written_into_and_left_empty_is_a_clean_tail() {
 /// keep it, and the next recovery would start at its zeros (damage below the mark).
 #[test]
 fn a_restart_removes_a_segment_made_ahead_inside_its_gap() {
-    let fs = FaultFs::new();
-    let log = Log::create(Arc::new(fs.clone()), &dir(), params(4096, 1024)).unwrap();
-    let mut s = Stream::new(13, 1024);
-    while s.pos < 2048 {
-        let (pos, bytes) = s.batch(1, 200);
-        log.write(pos, &bytes).unwrap();
-    }
-    log.prepare(1).unwrap();
+    let (fs, log, mut s) = made_ahead(13);
     log.sync(0, s.pos, 0).unwrap();
     drop(log);
     let (log, rec) = Log::recover(Arc::new(fs.clone()), &dir()).unwrap();
@@ -157,10 +158,7 @@ fn a_restart_removes_a_segment_made_ahead_inside_its_gap() {
     // the gap frame), and a recovery still finds the log.
     let old = s.msgs.len();
     s.pos = 2 * 4096;
-    while s.pos < 2 * 4096 + 1024 {
-        let (pos, bytes) = s.batch(1, 200);
-        log.write(pos, &bytes).unwrap();
-    }
+    write_until(&log, &mut s, 2 * 4096 + 1024);
     log.sync(2 * 4096, s.pos, 0).unwrap();
     log.sync(2 * 4096, s.pos, s.pos).unwrap();
     assert_eq!(log.delete_before(2 * 4096 + 8).unwrap(), 2 * 4096);

@@ -988,6 +988,53 @@ mod tests {
         assert_eq!(d.written.load(Ordering::Relaxed), tail, "caught up: everything sent is in the log");
     }
 
+    /// A consumer writing ahead journals nothing it has not read (further, the producers
+    /// could overwrite it), takes a second pass while the journal is half a ring behind and
+    /// the records are large, and one pass only for small records.
+    #[test]
+    fn a_consumer_writes_ahead_only_what_it_has_read_and_a_second_pass_of_large_records() {
+        let cap = DurableQueue::CAPACITY;
+        let q = DurableQueue::create("journal-ahead", 1024);
+        let mut tx = Producer::open(&q.name).unwrap();
+        // Ids are positions: the eleventh message's is where a reader of ten stands.
+        let mut ids = Vec::new();
+        for i in 0..10u32 {
+            ids.push(tx.try_send(&[i as u8; 1000]).unwrap());
+        }
+        {
+            let (seg, j) = (&tx.h.shared.seg, tx.journal.as_ref().unwrap());
+            assert!(!j.write_ahead(seg, Some(u64::MAX)).unwrap(), "under a quarter ring: not worth a write");
+        }
+        // Seven eighths of the ring, nobody journaling.
+        for i in 10..56u32 {
+            ids.push(tx.try_send(&[i as u8; 1000]).unwrap());
+        }
+        let (seg, j) = (&tx.h.shared.seg, tx.journal.as_ref().unwrap());
+        let written = || seg.header().durable.written.load(Ordering::Relaxed);
+        let end = seg.header().producer.tail.load(Ordering::Relaxed);
+        assert!(j.write_ahead(seg, Some(ids[10])).unwrap(), "the journal is behind and the role free");
+        assert_eq!(written(), ids[10], "two passes, the second stopped at what the reader has read");
+        let before = written();
+        assert!(j.write_ahead(seg, Some(end)).unwrap());
+        let two = written() - before;
+        // Each pass stops at the record that reaches an eighth of the ring.
+        assert!(two >= cap / 4 && two < cap / 4 + 2 * 1100, "two passes journaled {two} bytes");
+        drop(tx);
+        drop(q);
+
+        let q = DurableQueue::create("journal-ahead-small", 1024);
+        let mut tx = Producer::open(&q.name).unwrap();
+        let mut n = 0u32;
+        while tx.try_send(&[n as u8; 64]).unwrap() < cap / 8 * 7 {
+            n += 1;
+        }
+        let (seg, j) = (&tx.h.shared.seg, tx.journal.as_ref().unwrap());
+        let end = seg.header().producer.tail.load(Ordering::Relaxed);
+        assert!(j.write_ahead(seg, Some(end)).unwrap());
+        let one = seg.header().durable.written.load(Ordering::Relaxed);
+        assert!(one >= cap / 8 && one < cap / 8 + 128, "small records: one pass, {one} bytes");
+    }
+
     /// A consumer that finds nothing to read while the journal role is taken (a producer
     /// journaling a pass, here this test) keeps offering to write ahead while it waits, and
     /// journals as soon as the role comes free, before its wait ends.

@@ -385,7 +385,8 @@ impl Consumer {
                 // About to wait: write what producers sent to the log (if the role is free),
                 // so producers rarely stop to. Reading the log, make the journal move: the
                 // ring may hold what we wait for.
-                let _ = j.write_ahead(seg);
+                let read_to = self.backlog.is_none().then(|| self.ring.head());
+                let _ = j.write_ahead(seg, read_to);
                 if self.backlog.is_some() {
                     let _ = j.step(seg, false);
                 }
@@ -426,7 +427,7 @@ impl Consumer {
                 // holding it) must not keep a timed receive going for ever.
                 polls = polls.wrapping_add(1);
                 let j = journal.as_ref().filter(|_| polls % WRITE_AHEAD_EVERY == 0)?;
-                let _ = j.write_ahead(seg);
+                let _ = j.write_ahead(seg, (!log).then_some(head));
                 ready(seg, head, prefix, log).then_some(Ok(()))
             });
             match r {

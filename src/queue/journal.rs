@@ -79,8 +79,9 @@ const WRITE_AHEAD_PASSES: u32 = 2;
 /// small record costs about as much as journaling it (both are mostly per-record work), so
 /// a consumer kept from reading by a second pass falls behind producers it barely outruns:
 /// with 64-byte messages (96-byte records), it was lapped in the ring, and read the rest of
-/// the stream from the log files, in 1 to 3 runs of 10 (in-stream p50 0.5-4 ms); with
-/// 256-byte messages, a second pass streamed 4-9 % faster and none was lapped.
+/// the stream from the log files, in 4 of 13 runs of `shmq bench --durable --size 64`
+/// (in-stream p50 0.5-3 ms), against 3 of 38 with one pass at a time; with 256-byte
+/// messages, a second pass streamed 6-9 % faster and none of 7 runs was lapped.
 const WRITE_AHEAD_RECORD_BYTES: u64 = 256;
 
 /// How much of what is committed a call journals when it does not sync.

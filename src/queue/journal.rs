@@ -94,11 +94,12 @@ enum Passes {
     /// again if it still needs to. A sync always journals everything first (it covers what
     /// its waiters sent).
     One,
-    /// A consumer about to wait: up to [`WRITE_AHEAD_PASSES`], none past `upto` (the records
-    /// it has read; `u64::MAX` for one reading the log, which the journal cannot overtake).
+    /// A consumer about to wait. Reading the ring (`upto`: its position there, the end of
+    /// what it has read): up to [`WRITE_AHEAD_PASSES`], none past `upto`. Reading the log
+    /// (`None`: it is behind the journal, which cannot overtake it): one pass.
     Ahead {
-        /// Where the passes stop.
-        upto: u64,
+        /// Where the passes stop, if anywhere.
+        upto: Option<u64>,
     },
 }
 
@@ -244,13 +245,17 @@ impl Journal {
     /// and the journal is behind: a consumer with nothing to read takes that work off the
     /// producers (syncing stays with the policy's owners, so their syncs keep their
     /// batches). A pass, and a second one while the journal is what holds the producers
-    /// back (at least half a ring behind them): the room the first made lets them send
+    /// back (at least half a ring behind them) and the records are not small (at least
+    /// [`WRITE_AHEAD_RECORD_BYTES`] on average): the room the first made lets them send
     /// again while the second is written, instead of the journal standing idle until they
     /// have filled it (two passes at a time streamed 6-9 % faster than one, the consumer's
-    /// in-stream latency 8 us longer; see [`WRITE_AHEAD_PASSES`]). Never past
-    /// `read_to`, where the consumer's own reading is (`None`: it reads the log): a pass
-    /// past that would let the producers overwrite what it has not read, and the consumer,
-    /// passed in the ring, would read the rest back from the files.
+    /// in-stream latency 8 us longer; see [`WRITE_AHEAD_PASSES`]). Nothing at or past
+    /// `read_to`, where the consumer's own reading is: a pass past that would let the
+    /// producers overwrite what it has not read, and the consumer, passed in the ring, would
+    /// read the rest back from the files. `None`: it reads the log; one pass, unbounded.
+    ///
+    /// A dead MPSC claimant's record at `read_to` is not passed here (the consumer's own
+    /// stuck-claim check, or a producer that finds the ring full, passes it).
     pub(crate) fn write_ahead(&self, seg: &Segment, read_to: Option<u64>) -> Result<bool> {
         check_failed(seg)?;
         // Under `Always` the producers waiting for their syncs journal: a consumer taking
@@ -264,18 +269,22 @@ impl Journal {
         let tail = h.producer.tail.load(Ordering::Acquire);
         // Only a backlog worth a system call: a consumer keeping up with a producer message
         // by message must not pay a write per message (its latency is the queue's).
-        if tail.saturating_sub(h.durable.written.load(Ordering::Relaxed)) < self.capacity / 4 || !seg.try_lock_journal()
+        let written = h.durable.written.load(Ordering::Relaxed);
+        // Nothing it has read is left to journal: not worth the role's lock either.
+        if tail.saturating_sub(written) < self.capacity / 4
+            || read_to.is_some_and(|r| r <= written)
+            || !seg.try_lock_journal()
         {
             return Ok(false);
         }
-        let r = self.run(seg, false, true, 0, Passes::Ahead { upto: read_to.unwrap_or(u64::MAX) });
+        let r = self.run(seg, false, true, 0, Passes::Ahead { upto: read_to });
         release_role(seg);
         r
     }
 
     /// One round of journaling by the caller (holding the role if `locked`): the ceiling,
-    /// every committed record (without `sync`, one pass only if `passes` says so), and a sync
-    /// if `sync`. A holder of the role wakes the producers
+    /// every committed record (without `sync`, one pass or two, bounded, if `passes` says so),
+    /// and a sync if `sync`. A holder of the role wakes the producers
     /// waiting for their sync only when it gives the role back ([`release_role`]): woken
     /// earlier, those that must lead would find it taken and sleep again. `me`: the caller's
     /// waiter bit if it waits for this sync itself (0 otherwise).
@@ -290,8 +299,8 @@ impl Journal {
             _ if sync => (u64::MAX, u32::MAX),
             Passes::All => (u64::MAX, u32::MAX),
             Passes::One => (u64::MAX, 1),
-            Passes::Ahead { upto } if upto != u64::MAX => (upto, WRITE_AHEAD_PASSES),
-            Passes::Ahead { upto } => (upto, 1),
+            Passes::Ahead { upto: Some(upto) } => (upto, WRITE_AHEAD_PASSES),
+            Passes::Ahead { upto: None } => (u64::MAX, 1),
         };
         let mut done = 0;
         while let Some(m) = pass(seg, &self.log, buf, most, upto)? {
@@ -302,7 +311,7 @@ impl Journal {
             }
             // A consumer writing ahead goes on only while the journal is what holds the
             // producers, and for records large enough that writing them costs it far more
-            // than reading them (see `WRITE_AHEAD_PASSES`).
+            // than reading them (see `WRITE_AHEAD_RECORD_BYTES`).
             let small = m.records != 0 && m.bytes / m.records < WRITE_AHEAD_RECORD_BYTES;
             if matches!(passes, Passes::Ahead { .. }) && (small || !journal_holds_producers(seg, self.capacity)) {
                 break;
@@ -670,8 +679,8 @@ struct Moved {
 
 /// Copies the committed records at `written` into the log (see the module docs), until
 /// `most` bytes are copied (the record that reaches it included: a pass copies at least
-/// one), and none at or past `upto` (a record boundary: a consumer's position). Returns
-/// what it did if `written` moved.
+/// one), and no record that starts at or past `upto` (a consumer's position, a record
+/// boundary, so none crosses it either). Returns what it did if `written` moved.
 ///
 /// A run that does not sync passes at most an eighth of the ring at a time: a journaler
 /// frees the ring in steps, so a producer it holds back sends again soon, and a consumer

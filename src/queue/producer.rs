@@ -1003,7 +1003,8 @@ mod tests {
         }
         {
             let (seg, j) = (&tx.h.shared.seg, tx.journal.as_ref().unwrap());
-            assert!(!j.write_ahead(seg, Some(u64::MAX)).unwrap(), "under a quarter ring: not worth a write");
+            let read = seg.header().producer.tail.load(Ordering::Relaxed);
+            assert!(!j.write_ahead(seg, Some(read)).unwrap(), "under a quarter ring: not worth a write");
         }
         // Seven eighths of the ring, nobody journaling.
         for i in 10..56u32 {
@@ -1019,6 +1020,12 @@ mod tests {
         let two = written() - before;
         // Each pass stops at the record that reaches an eighth of the ring.
         assert!(two >= cap / 4 && two < cap / 4 + 2 * 1100, "two passes journaled {two} bytes");
+        // Still a quarter ring behind, not half after one pass: one pass.
+        let before = written();
+        assert!(end - before >= cap / 4 && end - before < cap / 2 + cap / 8, "{before} of {end} journaled");
+        assert!(j.write_ahead(seg, Some(end)).unwrap());
+        let one = written() - before;
+        assert!(one >= cap / 8 && one < cap / 8 + 1100, "the journal not half a ring behind: one pass, {one} bytes");
         drop(tx);
         drop(q);
 

@@ -249,7 +249,7 @@ impl Journal {
     /// [`WRITE_AHEAD_RECORD_BYTES`] on average): the room the first made lets them send
     /// again while the second is written, instead of the journal standing idle until they
     /// have filled it (two passes at a time streamed 6-9 % faster than one, the consumer's
-    /// in-stream latency 8 us longer; see [`WRITE_AHEAD_PASSES`]). Nothing at or past
+    /// in-stream latency 8-14 us longer; see [`WRITE_AHEAD_PASSES`]). Nothing at or past
     /// `read_to`, where the consumer's own reading is: a pass past that would let the
     /// producers overwrite what it has not read, and the consumer, passed in the ring, would
     /// read the rest back from the files. `None`: it reads the log; one pass, unbounded.

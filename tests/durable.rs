@@ -58,9 +58,15 @@ fn late_sub(queue: &str) {
 /// Sends `count` messages of [`bulk_msg`], says `sent`, and waits to be killed.
 fn bulk(queue: &str) {
     let count: u32 = common::arg("count");
+    // Optionally in bursts of `burst` messages, `pause` ms apart.
+    let burst: u32 = common::arg_or("burst", u32::MAX);
+    let pause = Duration::from_millis(common::arg_or("pause", 0));
     let mut tx = Producer::open_with(queue, Wait::Block).expect("open");
     for seq in 0..count {
         tx.send_timeout(&bulk_msg(seq), common::OP_TIMEOUT).expect("send");
+        if seq % burst == burst - 1 {
+            std::thread::sleep(pause);
+        }
     }
     common::say("sent");
     std::thread::sleep(Duration::from_secs(60));
@@ -604,6 +610,38 @@ fn a_producer_killed_after_making_the_next_segment_ahead_leaves_a_log_that_resto
         prev = Some(m.id());
     }
     assert_eq!(prev, Some(last));
+}
+
+/// A producer process streams ten rings of large records (16 KiB) into a `Never` queue,
+/// in bursts of seven eighths of the ring with pauses between, while this process's
+/// consumer reads them. In each pause the consumer, with nothing to read and the journal
+/// most of a ring behind, writes ahead: two passes at a time, bounded by what it has read
+/// (the producer journals too, when a burst finds the ring full). Every message arrives
+/// once, in order, and the log replayed from the start holds every one of them, in order.
+#[test]
+fn a_consumer_writing_ahead_of_a_producer_process_loses_nothing_in_the_ring_or_the_log() {
+    let dir = LogDir::new("write-ahead");
+    let q = TestQueue::create("durable-write-ahead", big_options(&dir.0));
+    let mut rx = Consumer::open_with(&q.name, Wait::Block).unwrap();
+    // Ten rings of 1 MiB.
+    let count = 10 * 64u32;
+    let mut p =
+        Child::spawn("bulk", &q.name, &[("count", count.to_string()), ("burst", "56".into()), ("pause", "20".into())]);
+    for seq in 0..count {
+        let m = rx.recv_timeout(common::OP_TIMEOUT).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+        assert_eq!(&*m, &bulk_msg(seq)[..], "message {seq}");
+    }
+    p.expect("sent");
+    p.kill9();
+    assert!(rx.try_recv().unwrap().is_none(), "nothing past the last message");
+    drop(rx);
+    // What the ring still holds goes to the log when a handle closes.
+    drop(Producer::open(&q.name).unwrap());
+    let mut log = shmq::Reader::open(&q.name, shmq::From::Start).unwrap();
+    for seq in 0..count {
+        let m = log.recv_timeout(common::OP_TIMEOUT).unwrap_or_else(|e| panic!("log record {seq}: {e}"));
+        assert_eq!(&*m, &bulk_msg(seq)[..], "log record {seq}");
+    }
 }
 
 /// A consumer that received part of the queue, then a restart: it resumes after what it

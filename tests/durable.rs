@@ -1238,51 +1238,6 @@ fn under_always_sleeping_readers_are_woken_by_the_sync_not_by_the_sends() {
     }
 }
 
-/// A default (`Adaptive`) reader of an `Always` queue polls for a sync that comes soon,
-/// rather than sleeping through it. A producer process sends 300 messages with `send`, each
-/// returning once synced, so one sync per message; this process reads them. A reader waits
-/// between two syncs, and polls for twice its last wait when that was at most 1 ms: where
-/// the syncs come within half a millisecond (the median gap between two messages read), it
-/// reads most of them without sleeping (each sleep counts as a wait call). A reader with
-/// `Block` sleeps for nearly every one: the same run's control. On a disk whose syncs take
-/// longer, the reader sleeps by design, and the test says so and checks only the messages.
-#[test]
-fn under_always_an_adaptive_reader_polls_for_syncs_that_come_often() {
-    let n = 300u32;
-    let mut sleeps = Vec::new();
-    for wait in [Wait::Adaptive, Wait::Block] {
-        let dir = LogDir::new(&format!("poll-{wait:?}"));
-        let q = TestQueue::create(&format!("durable-poll-{wait:?}"), options(&dir, Fsync::Always));
-        let mut rx = Consumer::open_with(&q.name, wait).expect("open the consumer");
-        let mut tx = Child::spawn("producer", &q.name, &[("stream", "7".into()), ("count", n.to_string())]);
-        tx.expect("ready");
-        let mut gaps = Vec::new();
-        let mut last = Instant::now();
-        for seq in 0..n {
-            let m = rx.recv_timeout(common::OP_TIMEOUT).expect("recv");
-            assert_eq!(check(&m), (7, seq));
-            if seq > 0 {
-                gaps.push(last.elapsed());
-            }
-            last = Instant::now();
-        }
-        tx.wait_ok();
-        drop(rx);
-        let slept = Queue::inspect(&q.name).expect("inspect").received.wait_calls;
-        gaps.sort();
-        let median = common::percentile(&gaps, 50.0);
-        println!("{wait:?}: {slept} sleeps for {n} messages, one sync each; median gap {median:?}");
-        sleeps.push((slept, median));
-    }
-    let ((polled, gap), (blocked, _)) = (sleeps[0], sleeps[1]);
-    assert!(blocked >= u64::from(n) / 2, "the control slept {blocked} times for {n} syncs: not the test it should be");
-    if gap <= Duration::from_micros(500) {
-        assert!(polled <= u64::from(n) / 4, "an adaptive reader slept {polled} times for {n} syncs {gap:?} apart");
-    } else {
-        println!("syncs {gap:?} apart here: the adaptive reader is meant to sleep; not checked");
-    }
-}
-
 /// A producer waiting for its sync in one process is woken when another process that led
 /// the sync gives the journal role back (the holder's only wake for its waiters). Each of 30
 /// rounds: the waiter, in its own process, waits for the id the next message will have and

@@ -97,9 +97,6 @@ pub(super) struct Handle {
     /// A reader of an `Fsync::Always` queue: what it waits for becomes readable only when
     /// a sync completes, and only wakers that fence fully wake it (see `wait_for`).
     synced_reader: bool,
-    /// A synced reader's estimate: how long its last wait that ended with something to read
-    /// took (zero: none yet); how long its next one polls before it sleeps (see `wait_for`).
-    last_synced_wait: Duration,
     pub(super) local: Local,
     /// `Send` but not `Sync`, and so are the handles made of it: a handle's ring state and
     /// counters are plain fields that one thread at a time may touch (its `&self` methods
@@ -149,19 +146,7 @@ impl Handle {
         let local = Local::default();
         let synced_reader = role == Role::Consumer
             && shared.seg.config().durable.as_ref().is_some_and(|d| d.fsync == super::Fsync::Always);
-        Handle {
-            shared,
-            region,
-            header,
-            slot_ptr,
-            slot,
-            role,
-            wait,
-            synced_reader,
-            last_synced_wait: Duration::ZERO,
-            local,
-            _not_sync: PhantomData,
-        }
+        Handle { shared, region, header, slot_ptr, slot, role, wait, synced_reader, local, _not_sync: PhantomData }
     }
 
     /// The segment's header.
@@ -246,40 +231,19 @@ impl Handle {
             // with a full fence, as every other waker of a reader's line does (acks, the
             // wrap, a close: `gate::wake_readers`, `acks`, unconditional wakes). So it sleeps
             // without the heavy barrier (a `membarrier` that interrupts every CPU running a
-            // registered process). `Adaptive` does not spin: it polls, registered and
-            // yielding the CPU between looks, as a producer waiting for its sync does, for up
-            // to twice its last wait if that was short (`journal::adaptive_sync_poll`), then
-            // sleeps. Polled, the sync's wake costs the journaler no system call, and the
-            // reader no wake-up latency. In slices: a journaler killed between raising
-            // `durable` and its wake leaves readable records and nobody to wake for them
-            // until the next sync.
-            let start = Instant::now();
-            let (policy, poll_for) = match self.wait {
-                Wait::Adaptive => (Wait::Block, super::journal::adaptive_sync_poll(self.last_synced_wait)),
-                other => (other, Duration::ZERO),
-            };
+            // registered process), and `Adaptive` sleeps at once: a sync takes longer than
+            // its spin. In slices: a journaler killed between raising `durable` and its wake
+            // leaves readable records and nobody to wake for them until the next sync.
+            let policy = if self.wait == Wait::Adaptive { Wait::Block } else { self.wait };
             let mut poll = poll;
-            let polled = if poll_for.is_zero() {
-                None
-            } else {
-                let until = start + poll_for;
-                wait::poll_registered(words, me, deadline.map_or(until, |d| d.min(until)), &mut poll)
-            };
-            let r = match polled {
-                Some(r) => Some(r),
-                None => loop {
-                    let slice = Instant::now() + SYNCED_READER_SLICE;
-                    let until = deadline.map_or(slice, |d| d.min(slice));
-                    match wait::wait_for(policy, words, me, &FencedFutex, Some(until), &mut poll, &mut on_sleep) {
-                        None if deadline.is_none_or(|d| Instant::now() < d) => continue,
-                        r => break r,
-                    }
-                },
-            };
-            if matches!(r, Some(Ok(_))) {
-                self.last_synced_wait = start.elapsed();
+            loop {
+                let slice = Instant::now() + SYNCED_READER_SLICE;
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                match wait::wait_for(policy, words, me, &FencedFutex, Some(until), &mut poll, &mut on_sleep) {
+                    None if deadline.is_none_or(|d| Instant::now() < d) => continue,
+                    r => break r,
+                }
             }
-            r
         } else {
             wait::wait_for(self.wait, words, me, &OsFutex, deadline, poll, on_sleep)
         };

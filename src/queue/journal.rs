@@ -500,7 +500,9 @@ impl Journal {
             let poll_for = match policy {
                 Wait::Block => Duration::ZERO,
                 Wait::Spin => ALONGSIDE_AFTER,
-                Wait::Adaptive => adaptive_sync_poll(last),
+                Wait::Adaptive if last.is_zero() => wait::ADAPTIVE_SPIN,
+                Wait::Adaptive if last <= POLL_SYNCS_UP_TO => 2 * last,
+                Wait::Adaptive => Duration::ZERO,
             };
             if !poll_for.is_zero() {
                 let r = wait::poll_registered(words, me, until.min(Instant::now() + poll_for), poll);
@@ -515,22 +517,6 @@ impl Journal {
                 seen = v;
             }
         }
-    }
-}
-
-/// How long a waiter with [`Wait::Adaptive`] polls for a sync before it sleeps, given how
-/// long its last wait for one took (zero: it has not waited yet): twice that if it was at
-/// most [`POLL_SYNCS_UP_TO`], none if it was longer (a wake-up's latency is then a small part
-/// of the wait), [`wait::ADAPTIVE_SPIN`] the first time. Producers waiting for their sync
-/// ([`Journal::wait_durable`]) and readers of an `Fsync::Always` queue (their records come
-/// with a sync) wait so.
-pub(crate) fn adaptive_sync_poll(last: Duration) -> Duration {
-    if last.is_zero() {
-        wait::ADAPTIVE_SPIN
-    } else if last <= POLL_SYNCS_UP_TO {
-        2 * last
-    } else {
-        Duration::ZERO
     }
 }
 
@@ -1060,17 +1046,4 @@ pub(crate) fn visible(seg: &Segment) -> u64 {
     // SYNC POINT: Acquire pairs with the journal's Release raise of `durable` (after the
     // sync); the records below were committed before it copied them.
     d.durable.load(Ordering::Acquire)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_adaptive_waiter_polls_for_twice_a_short_last_wait_and_sleeps_through_long_ones() {
-        assert_eq!(adaptive_sync_poll(Duration::ZERO), wait::ADAPTIVE_SPIN, "no estimate yet");
-        assert_eq!(adaptive_sync_poll(Duration::from_micros(250)), Duration::from_micros(500));
-        assert_eq!(adaptive_sync_poll(POLL_SYNCS_UP_TO), 2 * POLL_SYNCS_UP_TO);
-        assert_eq!(adaptive_sync_poll(POLL_SYNCS_UP_TO + Duration::from_nanos(1)), Duration::ZERO);
-    }
 }

@@ -320,6 +320,12 @@ struct State {
     fail_sync_at: Option<u64>,
     space_left: Option<u64>,
     next_handle: u64,
+    /// A page cache that starts empty ([`FaultFs::cold_page_cache`]): the 4 KiB pages
+    /// (inode, page) that a read or a read-ahead advice brought in. `None`: every
+    /// `pread_cached` finds half of its range cached.
+    cached: Option<std::collections::HashSet<(usize, u64)>>,
+    /// `pread_cached` calls that found less than all of their range cached.
+    cache_misses: u64,
 }
 
 /// An in-memory file system that forgets what was not synced when it "crashes".
@@ -417,6 +423,22 @@ impl FaultFs {
     pub fn fail_sync(&self, n: u64) {
         let mut st = self.lock();
         st.fail_sync_at = Some(st.syncs + n);
+    }
+
+    /// From now on, models a page cache that starts empty: `pread` and `will_need` bring
+    /// pages in, and `pread_cached` returns only what is in ([`cache_misses`](Self::cache_misses)
+    /// counts the calls that found less than they asked for). Writes bring nothing in (as if
+    /// written pages had been evicted).
+    pub fn cold_page_cache(&self) {
+        let mut st = self.lock();
+        st.cached = Some(Default::default());
+        st.cache_misses = 0;
+    }
+
+    /// `pread_cached` calls that found less than all of their range cached since
+    /// [`cold_page_cache`](Self::cold_page_cache).
+    pub fn cache_misses(&self) -> u64 {
+        self.lock().cache_misses
     }
 
     /// Lets files grow by `n` more bytes in total, then fails growth with `ENOSPC`.
@@ -535,6 +557,9 @@ impl FaultFs {
             fail_sync_at: None,
             space_left: None,
             next_handle: st.next_handle,
+            // A crash empties the page cache; the model goes back to its default.
+            cached: None,
+            cache_misses: 0,
         };
         FaultFs { st: Arc::new(Mutex::new(st2)) }
     }
@@ -572,6 +597,14 @@ impl State {
     }
 }
 
+/// The page size of the twin's page cache.
+const PAGE: u64 = 4096;
+
+/// The pages `[off, off + len)` touches.
+fn pages(off: u64, len: u64) -> std::ops::Range<u64> {
+    off / PAGE..(off + len).div_ceil(PAGE)
+}
+
 impl FsFile for FaultFile {
     fn pwrite(&self, off: u64, data: &[u8]) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
@@ -585,20 +618,48 @@ impl FsFile for FaultFile {
         Ok(())
     }
     fn pread(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
         let data = &st.inodes[self.ino].current;
         if off >= data.len() as u64 {
             return Ok(0);
         }
         let n = buf.len().min(data.len() - off as usize);
         buf[..n].copy_from_slice(&data[off as usize..off as usize + n]);
+        let ino = self.ino;
+        if let Some(c) = st.cached.as_mut() {
+            c.extend(pages(off, n as u64).map(|p| (ino, p)));
+        }
         Ok(n)
     }
-    /// As if the first part of every read were cached and the rest not: whoever reads
-    /// through the twin goes both ways at once (see `Log`'s cursor).
+    /// Without [`FaultFs::cold_page_cache`]: as if the first part of every read were cached
+    /// and the rest not, so whoever reads through the twin goes both ways at once (see
+    /// `Log`'s cursor). With it: the pages from `off` on that a read or an advice brought in.
     fn pread_cached(&self, off: u64, buf: &mut [u8]) -> usize {
-        let half = buf.len() / 2;
-        self.pread(off, &mut buf[..half]).unwrap_or(0)
+        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = st.cached.as_ref() else {
+            drop(st);
+            let half = buf.len() / 2;
+            return self.pread(off, &mut buf[..half]).unwrap_or(0);
+        };
+        let data = &st.inodes[self.ino].current;
+        let end = (off + buf.len() as u64).min(data.len() as u64);
+        let mut upto = off;
+        while upto < end && c.contains(&(self.ino, upto / PAGE)) {
+            upto = (upto / PAGE + 1) * PAGE;
+        }
+        let n = (upto.min(end).saturating_sub(off)) as usize;
+        buf[..n].copy_from_slice(&data[off as usize..off as usize + n]);
+        if n < buf.len() {
+            st.cache_misses += 1;
+        }
+        n
+    }
+    fn will_need(&self, off: u64, len: u64) {
+        let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        let ino = self.ino;
+        if let Some(c) = st.cached.as_mut() {
+            c.extend(pages(off, len).map(|p| (ino, p)));
+        }
     }
     fn fdatasync(&self) -> io::Result<()> {
         let mut st = self.st.lock().unwrap_or_else(|p| p.into_inner());

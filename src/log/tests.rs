@@ -104,6 +104,27 @@ fn what_is_written_reads_back_across_segments() {
     assert_eq!(st.bytes, st.segments * (4096 + 4096));
 }
 
+/// A cold scan (what recovery and `shmq log verify` do) keeps the read-ahead advice in
+/// front of it once it has met the disk: of the 1 MiB reads of a 6 MiB segment, only the
+/// first finds the page cache empty. With advice given only at reads that missed, every
+/// third read missed, and the disk idled while the two before it were checked.
+#[test]
+fn a_cold_scan_keeps_its_read_ahead_in_front_of_it() {
+    let fs = FaultFs::new();
+    let log = Log::create(Arc::new(fs.clone()), &dir(), params(8 << 20, 1 << 20)).unwrap();
+    let mut s = Stream::new(3, 1 << 20);
+    while s.pos < 6 << 20 {
+        let (pos, bytes) = s.batch(64, 1000);
+        log.write(pos, &bytes).unwrap();
+    }
+    log.sync(0, s.pos, 0).unwrap();
+    drop(log);
+    fs.cold_page_cache();
+    let (_, rec) = Log::inspect(Arc::new(fs.clone()), &dir()).unwrap();
+    assert_eq!((rec.end, rec.dropped), (s.pos, 0), "the whole stream, read back");
+    assert_eq!(fs.cache_misses(), 1, "reads that found the page cache short of what they asked for");
+}
+
 /// A log (segments of 4096) written into half of segment 0, with segment 1 made ahead.
 fn made_ahead(seed: u64) -> (FaultFs, Log, Stream) {
     let fs = FaultFs::new();

@@ -303,8 +303,8 @@ impl<'a> Cursor<'a> {
         // `POSIX_FADV_SEQUENTIAL`) left the disk idle while the crc32c of each frame was
         // computed: a cold 1 GiB scan took 1.0-1.3 s. Advice only when a chunk missed the
         // cache left it idle again for the chunks the advice had brought in: 1.34-1.57 s
-        // against 0.53-0.73 s for `cat` of the same files. Kept ahead, 0.66-0.74 s against
-        // 0.52-0.55 s (`examples/log_scan.rs`, December 2026). The price: pages read in this
+        // against 0.53-0.73 s for `cat` of the same files. Kept ahead, 0.66-0.85 s against
+        // 0.52-0.56 s (`examples/log_scan.rs`, five runs, December 2026). The price: pages read in this
         // way are cached as small folios, and a later scan of them from the cache takes
         // longer (0.20 s instead of 0.13 s, measured when the advice was first added). A scan
         // that never misses (a log read soon after it was written, by a spilled reader, say)

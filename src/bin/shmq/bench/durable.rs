@@ -8,9 +8,9 @@
 //!   shared by every process of the host) and histograms.
 //! * Every case runs in peers started for it, which exit when it ends. Peers kept from one
 //!   case to the next carried the first case's effects into the second: on the 2-vCPU VM
-//!   of the figures, the disk floor's rate at 64 B was 9-13% lower when its writer and
-//!   reader had, in earlier cases, been a reader that polled (`sched_yield`) through each of
-//!   a thousand syncs, and the same as ever in processes that had not.
+//!   of the figures, the disk floor's rate at 64 B was 11-16% lower when its writer and
+//!   reader had, in the case before, been a reader that polled (`sched_yield`) through each
+//!   of a thousand syncs, and the same as ever in processes that had not.
 //! * Every message carries a tag (producer index and sequence number) and, one message in
 //!   [`SAMPLE`], its send time; the receiver checks the tag order and the payload pattern
 //!   and records `now - send time` (one-way latency under load).
@@ -436,7 +436,6 @@ impl Case {
     pub const ALL: [Case; 6] =
         [Case::FloorNever, Case::FloorAlways, Case::Volatile, Case::Never, Case::AlwaysPipelined, Case::AlwaysBlocking];
 
-    /// The transport's name in the table and the JSON.
     /// Peer processes the case runs in.
     fn processes(self) -> usize {
         match self {
@@ -445,6 +444,7 @@ impl Case {
         }
     }
 
+    /// The transport's name in the table and the JSON.
     pub fn transport(self) -> &'static str {
         match self {
             Case::FloorNever => "disk-floor-never",
